@@ -1,0 +1,140 @@
+"""The MNIST-family LightningDataModule: whole dataset in memory, batched on the device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+from mnistlab.data.files import download, load_split, missing_data_message, missing_resources
+from mnistlab.data.loaders import EvalBatches, TrainChunks
+from mnistlab.data.specs import SPECS, DatasetSpec
+from mnistlab.errors import DataError, MnistlabError
+
+TRAIN_SIZE = 60_000
+
+
+class MNISTDataModule(pl.LightningDataModule):
+    """MNIST or Fashion-MNIST from the original IDX files.
+
+    Pixels are scaled to [0, 1] as in the notebook (optionally standardised). The official
+    10k test set is used as is; validation is ``val_size`` images held out of the 60k
+    training images by a permutation seeded with ``seed``, so the split is the same on
+    every call and every machine.
+
+    Args:
+        root: Folder with the four IDX files, gzipped or raw.
+        dataset: ``"mnist"`` or ``"fashion_mnist"``.
+        download: Fetch missing files from torchvision's mirrors in ``prepare_data``.
+        batch_size: Training batch size (one optimizer step each).
+        eval_batch_size: Batch size of validation, test and predict.
+        val_size: Training images held out for validation; 0 trains on all 60k.
+        seed: Seed of the split and of the per-epoch shuffle.
+        normalize: Standardise with the train mean/std instead of plain [0, 1].
+        steps_per_chunk: Optimizer steps per Lightning step (see ``TrainChunks``).
+        verify: Check the published checksums; off only for hand-made test files.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/mnist",
+        dataset: str = "mnist",
+        download: bool = True,
+        batch_size: int = 32,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        seed: int = 42,
+        normalize: bool = False,
+        steps_per_chunk: int = 50,
+        verify: bool = True,
+    ) -> None:
+        super().__init__()
+        if dataset not in SPECS:
+            raise MnistlabError(f"data.dataset={dataset!r} is unknown; choose one of {sorted(SPECS)}")
+        self.save_hyperparameters(logger=False)
+        self.root = Path(root).expanduser()
+        self.spec: DatasetSpec = SPECS[dataset]
+        self.train_set: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.val_set: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.test_set: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.spec.classes
+
+    @property
+    def has_validation(self) -> bool:
+        return self.hparams.val_size > 0
+
+    def prepare_data(self) -> None:
+        missing = missing_resources(self.root, self.spec)
+        if not missing:
+            return
+        if not self.hparams.download:
+            raise DataError(missing_data_message(self.root, self.spec, missing, "data.download=false"))
+        download(self.root, self.spec)
+
+    def _device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def _to_float(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(self._device()).unsqueeze(1).float().div_(255)  # (N, 1, 28, 28) in [0, 1]
+        if self.hparams.normalize:
+            x = x.sub_(self.spec.mean).div_(self.spec.std)
+        return x
+
+    def split_indices(self, n: int = TRAIN_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train and validation indices into the ``n`` training images; seeded, so idempotent."""
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.seed))
+        return perm[self.hparams.val_size :], perm[: self.hparams.val_size]
+
+    def setup(self, stage: str | None = None) -> None:
+        # Missing files without prepare_data (e.g. evaluate on a fresh machine): same message.
+        if missing := missing_resources(self.root, self.spec):
+            raise DataError(missing_data_message(self.root, self.spec, missing, "files missing"))
+        verify = self.hparams.verify
+        if stage in (None, "fit", "validate") and self.train_set is None:
+            images, labels = load_split(self.root, self.spec, train=True, verify=verify)
+            if len(labels) != TRAIN_SIZE and verify:
+                raise DataError(f"{self.root}: {len(labels)} training images, expected {TRAIN_SIZE}")
+            if not 0 <= self.hparams.val_size < len(labels):
+                raise MnistlabError(f"data.val_size={self.hparams.val_size} must be in 0-{len(labels) - 1}")
+            x, y = self._to_float(images), labels.to(self._device())
+            train_idx, val_idx = (i.to(x.device) for i in self.split_indices(len(labels)))
+            self.train_set = (x[train_idx], y[train_idx])
+            if self.has_validation:
+                self.val_set = (x[val_idx], y[val_idx])
+        if stage in (None, "test", "predict") and self.test_set is None:
+            images, labels = load_split(self.root, self.spec, train=False, verify=verify)
+            self.test_set = (self._to_float(images), labels.to(self._device()))
+
+    def _rank(self) -> tuple[int, int]:
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def train_dataloader(self) -> TrainChunks:
+        rank, world = self._rank()
+        loader = TrainChunks(
+            *self.train_set,
+            batch_size=self.hparams.batch_size,
+            steps_per_chunk=self.hparams.steps_per_chunk,
+            seed=self.hparams.seed,
+            rank=rank,
+            world_size=world,
+        )
+        # Resumed runs continue the shuffle sequence where the checkpoint left it.
+        loader.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
+        return loader
+
+    def val_dataloader(self) -> EvalBatches | list:
+        if self.val_set is None:
+            return []  # no validation loop when val_size=0; never validate on the test set
+        return EvalBatches(*self.val_set, self.hparams.eval_batch_size, *self._rank())
+
+    def test_dataloader(self) -> EvalBatches:
+        return EvalBatches(*self.test_set, self.hparams.eval_batch_size, *self._rank())
+
+    def predict_dataloader(self) -> EvalBatches:
+        return EvalBatches(*self.test_set, self.hparams.eval_batch_size, *self._rank())

@@ -1,0 +1,170 @@
+"""The LightningModule that trains any network of ``mnistlab.models``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from mnistlab.systems.losses import loss_fn
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+NOTEBOOK_ADAM: OptimizerFactory = partial(torch.optim.Adam, lr=1e-3)
+
+
+def describe(factory: Callable | None) -> dict[str, Any] | None:
+    """A plain-value record of a ``functools.partial`` (kept in checkpoints instead of a pickle)."""
+    if factory is None:
+        return None
+    func = factory.func if isinstance(factory, partial) else factory
+    keywords = dict(factory.keywords) if isinstance(factory, partial) else {}
+    return {"target": f"{func.__module__}.{func.__qualname__}", **keywords}
+
+
+def stage_metrics(num_classes: int, confmat: bool) -> nn.ModuleDict:
+    """Accuracy, mean loss and (optionally) the confusion matrix of one stage."""
+    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro"), "loss": MeanMetric()}
+    if confmat:
+        metrics["confmat"] = MulticlassConfusionMatrix(num_classes)
+    return nn.ModuleDict(metrics)
+
+
+class Classifier(pl.LightningModule):
+    """Owns the loss, the metrics, the optimizer and the logging of an image classifier.
+
+    Training uses manual optimization: each Lightning step receives a chunk of batches
+    (see ``mnistlab.data.loaders.TrainChunks``) and takes one optimizer step per batch.
+    ``train/loss_step`` is the mean loss of each chunk; epoch metrics are accumulated on
+    the device and read once per epoch, so the hot loop never waits on the host.
+
+    Args:
+        net: The network; its ``spec`` is saved so a checkpoint can rebuild it.
+        optimizer: Partial optimizer, called with the parameters.
+        scheduler: Optional partial LR scheduler, stepped after every optimizer step.
+        label_smoothing: Cross-entropy label smoothing (softmax head only).
+        class_names: Names for tables and plots; digits by default.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory = NOTEBOOK_ADAM,
+        scheduler: SchedulerFactory | None = None,
+        label_smoothing: float = 0.0,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        # Plain records instead of pickled objects: checkpoints load with weights_only=True.
+        self.hparams["net"] = dict(net.spec)
+        self.hparams["optimizer"] = describe(optimizer)
+        self.hparams["scheduler"] = describe(scheduler)
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.loss = loss_fn(net.head, label_smoothing)
+        num_classes = net.spec["num_classes"]
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.train_metrics = stage_metrics(num_classes, confmat=False)
+        self.val_metrics = stage_metrics(num_classes, confmat=True)
+        self.test_metrics = stage_metrics(num_classes, confmat=True)
+        self.confmats: dict[str, torch.Tensor] = {}  # last computed (C, C) matrix per stage, rows = actual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+
+    def training_step(self, chunk: list[Batch], batch_idx: int) -> None:
+        opt = self.optimizers()
+        scheduler = self.lr_schedulers()
+        losses, preds = [], []
+        for x, y in chunk:
+            logits = self.net(x)  # (B, C)
+            loss = self.loss(logits, y)
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            opt.step()
+            if scheduler is not None:
+                scheduler.step()
+            losses.append(loss.detach())
+            preds.append(logits.detach().argmax(-1))
+        sizes = torch.tensor([len(y) for _, y in chunk], dtype=torch.float32, device=self.device)  # (K,)
+        losses_t = torch.stack(losses)  # (K,)
+        self.train_metrics["loss"].update(losses_t, sizes)
+        self.train_metrics["acc"].update(torch.cat(preds), torch.cat([y for _, y in chunk]))
+        chunk_loss = (losses_t * sizes).sum() / sizes.sum()
+        self.log("train/loss_step", chunk_loss, on_step=True, prog_bar=True, batch_size=int(sizes.numel()))
+        self._log_step()
+
+    def _log_step(self) -> None:
+        # Lightning's x-axis counts Lightning steps (chunks); log optimizer steps instead.
+        self.log("step", float(self.global_step), on_step=not self._in_epoch_end(), on_epoch=self._in_epoch_end())
+
+    def _in_epoch_end(self) -> bool:
+        return self._current_fx_name is not None and self._current_fx_name.endswith("epoch_end")
+
+    def _eval_step(self, metrics: nn.ModuleDict, batch: Batch) -> None:
+        x, y = batch
+        logits = self.net(x)  # (B, C)
+        metrics["loss"].update(self.loss(logits, y), len(y))
+        preds = logits.argmax(-1)
+        metrics["acc"].update(preds, y)
+        metrics["confmat"].update(preds, y)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(self.val_metrics, batch)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(self.test_metrics, batch)
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.net.probabilities(self.net(x))  # (B, C)
+
+    def _log_epoch(self, stage: str, metrics: nn.ModuleDict) -> None:
+        for name, metric in metrics.items():
+            value = metric.compute()  # synchronised across processes by torchmetrics
+            if name == "confmat":
+                self.confmats[stage] = value.cpu()
+            else:
+                self.log(f"{stage}/{name}", value, prog_bar=stage != "train")
+            metric.reset()
+        self._log_step()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train", self.train_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            for metric in self.val_metrics.values():
+                metric.reset()
+            return
+        self._log_epoch("val", self.val_metrics)
+        self._log_confmat_image("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test", self.test_metrics)
+        self._log_confmat_image("test")
+
+    def _log_confmat_image(self, stage: str) -> None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger) and self.trainer.is_global_zero:
+                from mnistlab.viz import confusion_matrix_figure  # matplotlib only when drawing
+
+                fig = confusion_matrix_figure(self.confmats[stage], self.class_names, f"{stage} confusion matrix")
+                logger.experiment.add_figure(f"{stage}/confusion_matrix", fig, self.global_step)

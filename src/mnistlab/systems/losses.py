@@ -1,0 +1,35 @@
+"""Losses for the two heads."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+KERAS_EPSILON = 1e-7
+
+
+def keras_sigmoid_nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Keras' sparse categorical cross-entropy applied to a sigmoid output layer.
+
+    Keras clips the probabilities to [eps, 1-eps], takes their log and feeds that to a
+    softmax cross-entropy, i.e. it renormalises the clipped outputs to sum 1 and takes
+    the NLL of the target class.
+
+    Args:
+        logits: (B, C) pre-sigmoid activations.
+        target: (B,) class indices.
+
+    Returns:
+        The mean loss, a scalar tensor.
+    """
+    p = logits.sigmoid().clamp(KERAS_EPSILON, 1 - KERAS_EPSILON)  # (B, C)
+    return F.cross_entropy(p.log(), target)
+
+
+def loss_fn(head: str, label_smoothing: float = 0.0):
+    """The training loss for ``head``: ``(logits (B, C), target (B,)) -> scalar``."""
+    if head == "sigmoid":
+        if label_smoothing:
+            raise ValueError("label smoothing is only defined for the softmax head")
+        return keras_sigmoid_nll
+    return lambda logits, target: F.cross_entropy(logits, target, label_smoothing=label_smoothing)

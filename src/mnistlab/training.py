@@ -1,0 +1,89 @@
+"""Fit, test and record one run: the plain function behind ``scripts/train.py``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from mnistlab.data import MNISTDataModule
+from mnistlab.io import write_json
+from mnistlab.systems import Classifier
+
+# The metrics every run reports; TensorBoard's HParams tab compares runs on these.
+SUMMARY_METRICS = ("test/acc", "test/loss", "val/acc_best")
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``, with lists and None turned into strings."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "/"))
+        else:
+            flat[name] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return flat
+
+
+def log_hparams(trainer: pl.Trainer, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+    """Writes the HParams-tab record with the run's real final metrics (no ``hp_metric`` placeholder)."""
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    values = {k: v for k, v in metrics.items() if k in SUMMARY_METRICS}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            writer = logger.experiment
+            # The metric values themselves are the scalars already logged under these tags.
+            for k, v in values.items():
+                if k not in ("test/acc", "test/loss"):
+                    writer.add_scalar(k, v, trainer.global_step)
+            for summary in hparams_summary(flatten(hparams), values):
+                writer._get_file_writer().add_summary(summary)
+            writer.flush()
+
+
+def fit_and_test(
+    trainer: pl.Trainer,
+    system: Classifier,
+    datamodule: MNISTDataModule,
+    output_dir: Path,
+    ckpt_path: str | None = None,
+    hparams: dict[str, Any] | None = None,
+) -> dict[str, float]:
+    """Trains, tests on the official test set and writes ``metrics.json`` into ``output_dir``.
+
+    The test uses the best checkpoint by ``val/acc`` when there is validation, and the
+    final weights otherwise (``data.val_size=0``, the notebook's recipe).
+
+    Returns:
+        ``test/acc``, ``test/loss``, ``val/acc_best`` (with validation), ``epochs`` and ``fit_seconds``.
+    """
+    checkpoints = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]
+    if not datamodule.has_validation:
+        for cb in checkpoints:
+            cb.monitor = None  # nothing to monitor; keep the latest weights
+    start = time.perf_counter()
+    trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
+    fit_seconds = time.perf_counter() - start
+    best = next((cb for cb in checkpoints if cb.monitor and cb.best_model_path), None)
+    results = trainer.test(
+        system, datamodule=datamodule, ckpt_path=best.best_model_path if best else None, verbose=False
+    )
+    metrics: dict[str, float] = {
+        "test/acc": float(results[0]["test/acc"]),
+        "test/loss": float(results[0]["test/loss"]),
+        "epochs": int(trainer.current_epoch),
+        "fit_seconds": round(fit_seconds, 2),
+    }
+    if best is not None:
+        metrics["val/acc_best"] = float(best.best_model_score)
+    if trainer.is_global_zero:
+        write_json(output_dir / "metrics.json", metrics)
+        log_hparams(trainer, hparams or {}, metrics)
+        print(f"test/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}  ({output_dir})")
+    return metrics

@@ -1,0 +1,67 @@
+"""Shared fixtures: the real datasets in ../shared/data and tiny IDX files written on the fly."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("MNISTLAB_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encodes a uint8 array as an IDX file."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_set(root: Path, n_train: int = 60, n_test: int = 20, gz: bool = True, seed: int = 0) -> Path:
+    """Writes a tiny MNIST-shaped dataset (random pixels, labels cycling 0-9) into ``root``."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    files = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
+        "train-labels-idx1-ubyte": np.arange(n_train) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
+        "t10k-labels-idx1-ubyte": np.arange(n_test) % 10,
+    }
+    for name, array in files.items():
+        data = idx_bytes(np.asarray(array))
+        if gz:
+            (root / f"{name}.gz").write_bytes(gzip.compress(data))
+        else:
+            (root / name).write_bytes(data)
+    return root
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    return write_idx_set(tmp_path / "tiny")
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    path = DATA_DIR / "mnist"
+    assert (path / "train-images-idx3-ubyte.gz").exists(), f"real MNIST expected in {path} (set MNISTLAB_DATA_DIR)"
+    return path
+
+
+def run_script(
+    script: str, *overrides: str, cwd: Path | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """Runs ``scripts/<script>`` with Hydra overrides, as a user would, and captures its output."""
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *overrides],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

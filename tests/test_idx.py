@@ -1,0 +1,71 @@
+"""IDX parsing and checksum checks on tiny hand-made files."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import idx_bytes, write_idx_set
+
+from mnistlab.data.files import load_split
+from mnistlab.data.idx import md5, parse_idx, read_bytes
+from mnistlab.data.specs import MNIST
+from mnistlab.errors import DataError
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_parses_gzipped_and_raw(tmp_path: Path, gz: bool) -> None:
+    root = write_idx_set(tmp_path, n_train=30, n_test=10, gz=gz)
+    images, labels = load_split(root, MNIST, train=True, verify=False)
+    assert images.shape == (30, 28, 28) and images.dtype.is_floating_point is False
+    assert labels.tolist() == [i % 10 for i in range(30)]
+    raw = np.random.default_rng(0).integers(0, 256, (30, 28, 28)).astype(np.uint8)
+    np.testing.assert_array_equal(images.numpy(), raw)
+
+
+def test_checksum_mismatch_names_file_and_both_sums(tiny_data: Path) -> None:
+    with pytest.raises(DataError) as err:
+        load_split(tiny_data, MNIST, train=False)
+    found = md5(read_bytes(tiny_data / "t10k-images-idx3-ubyte.gz"))
+    message = str(err.value)
+    assert "t10k-images-idx3-ubyte.gz" in message
+    assert MNIST.test_images.md5 in message and found in message
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    data = idx_bytes(np.zeros((5, 28, 28), np.uint8))[:-100]
+    with pytest.raises(DataError, match=r"x\.idx: truncated IDX file \(3836 bytes, header \(5, 28, 28\) needs 3936\)"):
+        parse_idx(data, "x.idx", "images")
+
+
+def test_wrong_magic_number() -> None:
+    with pytest.raises(DataError, match="wrong magic number 0x00000901"):
+        parse_idx(bytes([0, 0, 9, 1, 0, 0, 0, 0]), "y.idx", "labels")
+
+
+def test_unreadable_gzip(tmp_path: Path) -> None:
+    bad = tmp_path / "t.gz"
+    bad.write_bytes(gzip.compress(b"x" * 1000)[:20])
+    with pytest.raises(DataError, match="not a readable gzip file"):
+        read_bytes(bad)
+
+
+def test_label_count_disagrees(tmp_path: Path) -> None:
+    root = write_idx_set(tmp_path, n_train=30)
+    (root / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(29, np.uint8))))
+    with pytest.raises(DataError, match="29 labels but 30 images"):
+        load_split(root, MNIST, train=True, verify=False)
+
+
+def test_real_files_match_published_facts(mnist_dir: Path) -> None:
+    images, labels = load_split(mnist_dir, MNIST, train=True)
+    assert images.shape == (60_000, 28, 28)
+    assert labels.bincount().tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    x = images.float() / 255
+    assert round(x.mean().item(), 4) == 0.1307 and round(x.std().item(), 4) == 0.3081
+    assert labels[2] == 4
+    _, test_labels = load_split(mnist_dir, MNIST, train=False)
+    assert test_labels.bincount().tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert test_labels[998] == 8

@@ -1,0 +1,49 @@
+"""Networks and losses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mnistlab.models import build_model
+from mnistlab.systems.losses import keras_sigmoid_nll
+
+
+@pytest.mark.parametrize(("arch", "params"), [("linear", 7_850), ("hidden", 79_510)])
+def test_shapes_and_parameter_counts(arch: str, params: int) -> None:
+    net = build_model(arch)
+    assert sum(p.numel() for p in net.parameters()) == params
+    assert net(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_keras_init_is_glorot_uniform_with_zero_bias() -> None:
+    torch.manual_seed(0)
+    net = build_model("hidden", init="keras")
+    first = net.layers[1]
+    limit = math.sqrt(6 / (784 + 100))
+    assert first.weight.abs().max() <= limit and first.weight.abs().max() > 0.95 * limit
+    assert torch.count_nonzero(first.bias) == 0
+
+
+def test_sigmoid_loss_matches_hand_computation() -> None:
+    logits = torch.tensor([[2.0, -1.0, 0.5], [-30.0, 0.0, 40.0]])
+    target = torch.tensor([0, 0])
+    # Row 1: sigmoids normalised to sum 1. Row 2: sigmoid(-30) ~ 9e-14 is clipped to 1e-7
+    # and sigmoid(40) rounds to 1.0 in float32, so it is clipped to 1 - 1e-7.
+    s1 = [1 / (1 + math.exp(-v)) for v in (2.0, -1.0, 0.5)]
+    s2 = [1e-7, 0.5, 1 - 1e-7]
+    expected = (-math.log(s1[0] / sum(s1)) - math.log(s2[0] / sum(s2))) / 2
+    assert keras_sigmoid_nll(logits, target).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_sigmoid_probabilities_sum_to_one() -> None:
+    net = build_model("linear", head="sigmoid")
+    probs = net.probabilities(net(torch.rand(4, 1, 28, 28)))
+    torch.testing.assert_close(probs.sum(-1), torch.ones(4))
+
+
+def test_unknown_arch_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"model\.arch='cnn' must be 'linear' or 'hidden'"):
+        build_model("cnn")
