@@ -1,5 +1,9 @@
-"""Train and test one configuration: ``python scripts/train.py model=hidden trainer.accelerator=gpu``."""
+"""Train and test one configuration: ``python scripts/train.py model=hidden trainer.accelerator=gpu``.
 
+``python scripts/train.py resume=RUN_DIR`` continues an interrupted run in its own folder.
+"""
+
+import sys
 from pathlib import Path
 
 import hydra
@@ -8,11 +12,23 @@ from omegaconf import DictConfig, OmegaConf
 from mnistlab.cli import user_errors
 
 
+def resumed_config(run_dir: str) -> DictConfig:
+    """The interrupted run's saved config, set to continue from its last.ckpt in its folder."""
+    from mnistlab.checkpoints import resume_files
+
+    config, last = resume_files(run_dir)
+    cfg = OmegaConf.load(config)
+    cfg.paths.output_dir, cfg.ckpt_path, cfg.resume = str(config.parents[1]), str(last), run_dir
+    return cfg
+
+
 def build_and_run(cfg: DictConfig) -> float:
     import lightning.pytorch as pl
 
     from mnistlab.training import fit_and_test
 
+    if cfg.resume:
+        cfg = resumed_config(cfg.resume)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
     net = hydra.utils.instantiate(cfg.model)
@@ -44,4 +60,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    # A resumed run logs into its own folder; Hydra's record of this call goes beside the original's.
+    for arg in [a for a in sys.argv[1:] if a.startswith("resume=") and a != "resume=null"]:
+        sys.argv += [f"hydra.run.dir={arg.split('=', 1)[1]}", "hydra.output_subdir=.hydra/resume"]
     main()

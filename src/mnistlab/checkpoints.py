@@ -1,14 +1,17 @@
-"""Loading a trained system from a checkpoint alone, without unpickling any code."""
+"""Checkpoint files: written atomically, read without unpickling any code."""
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from mnistlab.errors import MnistlabError
+from mnistlab.io import write_atomic
 from mnistlab.models import MLP
 from mnistlab.systems import Classifier
 
@@ -25,6 +28,39 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise MnistlabError(f"{path}: refused, it is not a plain-tensor checkpoint ({first})") from None
     except (RuntimeError, EOFError, OSError) as e:
         raise MnistlabError(f"{path}: not a readable checkpoint ({e})") from None
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O, made crash-safe and code-free.
+
+    Saving goes through a temp file and a rename, so a process killed at any moment
+    leaves the previous ``last.ckpt`` intact instead of a half-written one. Loading (for
+    ``trainer.fit(ckpt_path=...)``, resume and ``trainer.test(ckpt_path=...)``) uses
+    ``read_checkpoint``, i.e. ``torch.load(weights_only=True)``.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        buffer = io.BytesIO()  # MNIST checkpoints are a few MB: build in memory, then one atomic write
+        torch.save(checkpoint, buffer)
+        write_atomic(Path(path), buffer.getvalue())
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        return read_checkpoint(path)
+
+
+def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
+    """The saved config and ``last.ckpt`` of an interrupted run folder.
+
+    Raises:
+        MnistlabError: When ``run_dir`` is not a run folder or holds no ``last.ckpt`` yet.
+    """
+    run = Path(run_dir).expanduser().resolve()
+    config, last = run / ".hydra" / "config.yaml", run / "checkpoints" / "last.ckpt"
+    if not config.is_file():
+        raise MnistlabError(f"resume={run_dir}: not a run folder (no .hydra/config.yaml)")
+    if not last.is_file():
+        raise MnistlabError(f"resume={run_dir}: nothing to resume, no checkpoints/last.ckpt was saved yet")
+    return config, last
 
 
 def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:

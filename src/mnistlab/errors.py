@@ -7,3 +7,11 @@ class MnistlabError(Exception):
 
 class DataError(MnistlabError):
     """Missing, corrupt or inconsistent dataset files."""
+
+
+class ConfigError(MnistlabError, ValueError):
+    """A setting outside its allowed range, caught before any work starts."""
+
+
+class NonFiniteLossError(MnistlabError):
+    """Training diverged: the loss became NaN or infinite."""

@@ -10,9 +10,11 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from mnistlab.checkpoints import read_checkpoint
 from mnistlab.data import MNISTDataModule
 from mnistlab.io import write_json
 from mnistlab.systems import Classifier
+from mnistlab.validation import check_number
 
 # The metrics every run reports; TensorBoard's HParams tab compares runs on these.
 SUMMARY_METRICS = ("test/acc", "test/loss", "val/acc_best")
@@ -47,6 +49,23 @@ def log_hparams(trainer: pl.Trainer, hparams: dict[str, Any], metrics: dict[str,
             writer.flush()
 
 
+def mark_restart(trainer: pl.Trainer, step: int) -> None:
+    """Tells TensorBoard that the run restarts after optimizer step ``step``.
+
+    A killed run may have logged past its last checkpoint. The resumed run appends to the
+    same folder, and TensorBoard drops every event at a step after ``step`` that came
+    before this marker (``SummaryWriter(purge_step=...)`` writes the same marker, but to
+    every new writer, and Lightning opens a new one for ``trainer.test``), so each step
+    appears once and the curves stay continuous.
+    """
+    from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            marker = Event(step=step + 1, session_log=SessionLog(status=SessionLog.START))
+            logger.experiment._get_file_writer().add_event(marker)
+
+
 def fit_and_test(
     trainer: pl.Trainer,
     system: Classifier,
@@ -63,10 +82,13 @@ def fit_and_test(
     Returns:
         ``test/acc``, ``test/loss``, ``val/acc_best`` (with validation), ``epochs`` and ``fit_seconds``.
     """
+    check_number("trainer.max_epochs", trainer.max_epochs, integer=True, low=1)
     checkpoints = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]
     if not datamodule.has_validation:
         for cb in checkpoints:
             cb.monitor = None  # nothing to monitor; keep the latest weights
+    if ckpt_path is not None and trainer.is_global_zero:
+        mark_restart(trainer, int(read_checkpoint(ckpt_path).get("global_step", 0)))
     start = time.perf_counter()
     trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - start

@@ -11,6 +11,7 @@ from mnistlab.data.files import download, load_split, missing_data_message, miss
 from mnistlab.data.loaders import EvalBatches, TrainChunks
 from mnistlab.data.specs import SPECS, DatasetSpec
 from mnistlab.errors import DataError, MnistlabError
+from mnistlab.validation import check_number
 
 TRAIN_SIZE = 60_000
 
@@ -52,6 +53,11 @@ class MNISTDataModule(pl.LightningDataModule):
         super().__init__()
         if dataset not in SPECS:
             raise MnistlabError(f"data.dataset={dataset!r} is unknown; choose one of {sorted(SPECS)}")
+        # Checked here, before any file is read; the split is re-checked against the real count in setup.
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            check_number(f"data.{key}", value, integer=True, low=1)
+        check_number("data.steps_per_chunk", steps_per_chunk, integer=True, low=1)
+        check_number("data.val_size", val_size, integer=True, low=0, high=TRAIN_SIZE - 1)
         self.save_hyperparameters(logger=False)
         self.root = Path(root).expanduser()
         self.spec: DatasetSpec = SPECS[dataset]

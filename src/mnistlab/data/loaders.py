@@ -25,6 +25,10 @@ class TrainChunks:
     ``world_size``-th index of the permutation, padded so that all ranks take the same
     number of steps (as ``DistributedSampler`` does).
 
+    It is stateful (``state_dict``/``load_state_dict``, which Lightning stores in every
+    checkpoint), so a run resumed from a mid-epoch checkpoint continues with the next
+    unseen chunk of the same permutation instead of restarting the epoch.
+
     Args:
         images: (N, 1, 28, 28) float tensor.
         labels: (N,) int64 tensor on the same device.
@@ -49,6 +53,9 @@ class TrainChunks:
         self.batch_size, self.steps_per_chunk = batch_size, steps_per_chunk
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
+        self._skip = 0  # chunks of ``epoch`` already trained on (set by load_state_dict)
+        self._served = 0  # chunks of the running epoch handed to the training loop
+        self._exhausted = False
 
     @property
     def samples_per_rank(self) -> int:
@@ -62,7 +69,15 @@ class TrainChunks:
         return -(-self.steps_per_epoch // self.steps_per_chunk)
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self._skip = 0  # a resume position belongs to the epoch it was saved in
         self.epoch = epoch
+
+    @property
+    def sampler(self) -> TrainChunks:
+        # Lightning calls ``loader.sampler.set_epoch(epoch)`` at every epoch start; this
+        # keeps the shuffle right when an epoch ends early (``trainer.limit_train_batches``).
+        return self
 
     def epoch_indices(self) -> torch.Tensor:
         """This rank's sample order for the current epoch, (samples_per_rank,) int64."""
@@ -73,14 +88,29 @@ class TrainChunks:
             perm = torch.cat([perm, perm[: padded - len(perm)]])
         return perm[self.rank :: self.world_size].to(self.labels.device)
 
+    def state_dict(self) -> dict[str, int]:
+        """The running epoch and how many of its chunks were handed out.
+
+        Lightning does not pre-fetch from iterables that have a length, so every chunk
+        handed out has been trained on when a checkpoint is taken after a training step.
+        """
+        return {"epoch": self.epoch, "chunks_done": 0 if self._exhausted else self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self._skip = int(state["epoch"]), int(state["chunks_done"])
+
     def __iter__(self) -> Iterator[list[Batch]]:
         order = self.epoch_indices()
         chunk = self.batch_size * self.steps_per_chunk
-        for start in range(0, len(order), chunk):
+        skip, self._skip = self._skip, 0
+        self._served, self._exhausted = skip, False
+        for start in range(skip * chunk, len(order), chunk):
             idx = order[start : start + chunk]
             x, y = self.images[idx], self.labels[idx]  # (C, 1, 28, 28), (C,) with C <= chunk
+            self._served += 1
             yield list(zip(x.split(self.batch_size), y.split(self.batch_size), strict=True))
         self.epoch += 1
+        self._exhausted = True
 
 
 class EvalBatches:

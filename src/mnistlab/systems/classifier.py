@@ -12,7 +12,9 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from mnistlab.errors import NonFiniteLossError
 from mnistlab.systems.losses import loss_fn
+from mnistlab.validation import check_number
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -63,6 +65,10 @@ class Classifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
+        optimizer_record = describe(optimizer) or {}
+        if "lr" in optimizer_record:
+            check_number("optimizer.lr", optimizer_record["lr"], low=0, low_open=True)
+        check_number("system.label_smoothing", label_smoothing, low=0, high=0.999)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         # Plain records instead of pickled objects: checkpoints load with weights_only=True.
         self.hparams["net"] = dict(net.spec)
@@ -106,6 +112,13 @@ class Classifier(pl.LightningModule):
         self.train_metrics["loss"].update(losses_t, sizes)
         self.train_metrics["acc"].update(torch.cat(preds), torch.cat([y for _, y in chunk]))
         chunk_loss = (losses_t * sizes).sum() / sizes.sum()
+        # One host sync per chunk, which the logger below makes anyway: a diverged run stops
+        # within one logging interval instead of training on NaN weights to the end.
+        if not torch.isfinite(chunk_loss):
+            raise NonFiniteLossError(
+                f"train/loss_step is {chunk_loss.item()} at step {self.global_step} (epoch {self.current_epoch}): "
+                "training diverged; lower optimizer.lr or check the data"
+            )
         self.log("train/loss_step", chunk_loss, on_step=True, prog_bar=True, batch_size=int(sizes.numel()))
         self._log_step()
 

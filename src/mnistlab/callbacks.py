@@ -1,0 +1,43 @@
+"""Callbacks that keep a run resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+
+from mnistlab.validation import check_number
+
+
+class PeriodicCheckpoint(pl.Callback):
+    """Overwrites ``dirpath/last.ckpt`` at least every ``every_n_steps`` optimizer steps.
+
+    ``ModelCheckpoint(every_n_train_steps=N)`` only fires when ``global_step`` is a multiple
+    of N, which with chunked manual optimization (``data.steps_per_chunk`` optimizer steps
+    per Lightning step, shorter last chunks) may never happen. This saves at the end of the
+    first chunk that reaches N steps since the previous save. ``ModelCheckpoint`` still saves
+    ``last.ckpt`` at every epoch end; both write atomically (``SafeCheckpointIO``).
+
+    Args:
+        dirpath: Folder of ``last.ckpt``.
+        every_n_steps: Optimizer steps between saves; None saves only at epoch ends.
+    """
+
+    def __init__(self, dirpath: str, every_n_steps: int | None = None) -> None:
+        if every_n_steps is not None:
+            check_number("callbacks.periodic_checkpoint.every_n_steps", every_n_steps, integer=True, low=1)
+        self.path = Path(dirpath) / "last.ckpt"
+        self.every_n_steps = every_n_steps
+        self._saved_at = 0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._saved_at = trainer.global_step  # resumed runs count from their checkpoint
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.every_n_steps is None or trainer.global_step - self._saved_at < self.every_n_steps:
+            return
+        trainer.save_checkpoint(self.path)
+        self._saved_at = trainer.global_step
