@@ -26,9 +26,11 @@ def build_and_run(cfg: DictConfig) -> float:
     import lightning.pytorch as pl
 
     from mnistlab.training import fit_and_test
+    from mnistlab.validation import check_targets
 
     if cfg.resume:
         cfg = resumed_config(cfg.resume)
+    check_targets(OmegaConf.to_container(cfg, resolve=True))  # misspelled keys, before any work
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
     net = hydra.utils.instantiate(cfg.model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise MnistlabError(f"{path}: refused, it is not a plain-tensor checkpoint ({first})") from None
+        # torch names the first object it refused to unpickle, e.g. "GLOBAL posix.system".
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f"it holds a pickled {found.group(1)}" if found else "it holds pickled objects"
+        raise MnistlabError(
+            f"{path}: refused, {what}; mnistlab loads only tensors and plain values (torch.load weights_only=True)"
+        ) from None
     except (RuntimeError, EOFError, OSError) as e:
         raise MnistlabError(f"{path}: not a readable checkpoint ({e})") from None
 

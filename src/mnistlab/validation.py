@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from typing import Any
 
 from mnistlab.errors import ConfigError
@@ -41,3 +43,39 @@ def check_number(
         ok = value <= high
     if not ok:
         raise ConfigError(f"{key}={value!r} is out of range: must be {allowed}")
+
+
+def check_targets(tree: Any, prefix: str = "") -> None:
+    """Raises ``ConfigError`` for a key that the ``_target_`` of its node does not take.
+
+    Walks a plain nested dict/list (a composed config as containers) and checks every node
+    that names a ``_target_`` against that callable's signature, so a misspelled key in a
+    preset or a ``+key=value`` override fails before any work with the key and the
+    accepted names, instead of a ``TypeError`` traceback at build (or, for ``_partial_``
+    optimizers, at fit) time.
+    """
+    if isinstance(tree, list):
+        for i, item in enumerate(tree):
+            check_targets(item, f"{prefix}[{i}]")
+        return
+    if not isinstance(tree, dict):
+        return
+    target = tree.get("_target_")
+    if isinstance(target, str):
+        _check_arguments(prefix, target, tree)
+    for key, value in tree.items():
+        check_targets(value, f"{prefix}.{key}" if prefix else str(key))
+
+
+def _check_arguments(prefix: str, target: str, node: dict[str, Any]) -> None:
+    module, _, name = target.rpartition(".")
+    try:
+        params = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return  # unresolvable or unintrospectable targets are left for instantiation to report
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for key, value in node.items():
+        if not key.startswith("_") and key not in params:
+            allowed = ", ".join(p for p in params if p not in ("self", "params"))
+            raise ConfigError(f"{prefix}.{key}={value!r} is not a setting of {target}; allowed keys: {allowed}")

@@ -104,8 +104,7 @@ class MNISTDataModule(pl.LightningDataModule):
             images, labels = load_split(self.root, self.spec, train=True, verify=verify)
             if len(labels) != TRAIN_SIZE and verify:
                 raise DataError(f"{self.root}: {len(labels)} training images, expected {TRAIN_SIZE}")
-            if not 0 <= self.hparams.val_size < len(labels):
-                raise MnistlabError(f"data.val_size={self.hparams.val_size} must be in 0-{len(labels) - 1}")
+            check_number("data.val_size", self.hparams.val_size, integer=True, low=0, high=len(labels) - 1)
             x, y = self._to_float(images), labels.to(self._device())
             train_idx, val_idx = (i.to(x.device) for i in self.split_indices(len(labels)))
             self.train_set = (x[train_idx], y[train_idx])

@@ -1,0 +1,135 @@
+"""Every row of docs/errors.md: the bad input, run through scripts/train.py, prints the documented line."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, idx_bytes, run_script, write_idx_set
+
+from mnistlab.checkpoints import read_checkpoint
+from mnistlab.errors import MnistlabError
+
+TABLE = ROOT / "docs" / "errors.md"
+QUICK = ("callbacks.progress_bar.refresh_rate=0", "trainer.max_epochs=1", "trainer.limit_train_batches=2")
+
+
+def documented() -> dict[str, tuple[str, int, str]]:
+    """ID -> (overrides, exit code, message) of every row of the table in docs/errors.md."""
+    rows = {}
+    for line in TABLE.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[3].isdigit():
+            overrides = cells[2].split("`")[1] if "`" in cells[2] else ""
+            rows[cells[0]] = (overrides, int(cells[3]), cells[4].strip("`"))
+    return rows
+
+
+def rewrite(root: Path, name: str, data: bytes) -> None:
+    (root / f"{name}.gz").write_bytes(gzip.compress(data))
+
+
+def tiny(root: Path) -> None:
+    write_idx_set(root)
+
+
+def truncated(root: Path) -> None:
+    write_idx_set(root)
+    rewrite(root, "train-images-idx3-ubyte", idx_bytes(np.zeros((60, 28, 28), np.uint8))[:47000])
+
+
+def wrong_magic(root: Path) -> None:
+    write_idx_set(root)
+    rewrite(root, "train-labels-idx1-ubyte", bytes([0, 0, 9, 1]) + (60).to_bytes(4, "big") + bytes(60))
+
+
+def count_mismatch(root: Path) -> None:
+    write_idx_set(root)
+    rewrite(root, "train-labels-idx1-ubyte", idx_bytes(np.arange(59) % 10))
+
+
+def image_size(root: Path) -> None:
+    write_idx_set(root)
+    rewrite(root, "train-images-idx3-ubyte", idx_bytes(np.zeros((60, 20, 20), np.uint8)))
+
+
+def bad_gzip(root: Path) -> None:
+    write_idx_set(root)
+    (root / "train-images-idx3-ubyte.gz").write_bytes(b"this is not gzip data")
+
+
+class Payload:
+    """Unpickling this runs ``os.mkdir(marker)``: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+def evil_checkpoint(root: Path) -> None:
+    root.mkdir(parents=True)
+    torch.save({"state_dict": {}, "global_step": Payload(root / "pwned")}, root / "evil.ckpt")
+
+
+def run_without_checkpoint(root: Path) -> None:
+    (root / ".hydra").mkdir(parents=True)
+    (root / ".hydra" / "config.yaml").write_text("seed: 1\n")
+
+
+TINY = ("data.download=false", "data.verify=false", "data.val_size=10")
+SETUPS: dict[str, tuple[Callable[[Path], None] | None, tuple[str, ...]]] = {
+    "missing-data": (None, ()),
+    "checksum": (tiny, ("data.val_size=10",)),
+    "truncated-idx": (truncated, TINY),
+    "wrong-magic": (wrong_magic, TINY),
+    "count-mismatch": (count_mismatch, TINY),
+    "image-size": (image_size, TINY),
+    "bad-gzip": (bad_gzip, TINY),
+    "nan-loss": (tiny, (*TINY, "data.root={root}")),
+    "pickle-checkpoint": (evil_checkpoint, ()),
+    "resume-no-checkpoint": (run_without_checkpoint, ()),
+}
+
+
+def test_table_has_the_required_rows() -> None:
+    required = {"lr-zero", "batch-size", "val-size", "max-epochs", "misspelled-key", "unknown-model"}
+    required |= {"unknown-optimizer", "truncated-idx", "wrong-magic", "count-mismatch", "image-size", "bad-gzip"}
+    required |= {"nan-loss", "pickle-checkpoint"}
+    assert required <= set(documented())
+
+
+@pytest.mark.parametrize("row", sorted(documented()))
+def test_bad_input(row: str, tmp_path: Path) -> None:
+    overrides, code, message = documented()[row]
+    root = tmp_path / "input"
+    setup, extra = SETUPS.get(row, (None, ()))
+    if setup is not None:
+        setup(root)
+    fill = {"root": str(root), "root_name": root.name}
+    args = [a.format(**fill) for a in (*overrides.split(), *extra)]
+    if not any(a.startswith("resume=") for a in args):
+        args = [f"hydra.run.dir={tmp_path / 'run'}", *QUICK, *args]  # the row's own settings last, so they win
+    result = run_script("train.py", *args)
+    output = result.stdout + result.stderr
+    assert result.returncode == code, output[-3000:]
+    # "…" in the table stands for varying text; "<br>" separates the lines of one message.
+    for line in message.format(**fill).split("<br>"):
+        pattern = ".*?".join(re.escape(part) for part in line.split("…"))
+        assert re.search(pattern, output), f"{line!r} not in:\n{output[-3000:]}"
+    assert "Traceback" not in output
+    assert not (root / "pwned").exists()  # the pickled payload never ran
+
+
+def test_read_checkpoint_refuses_pickled_objects(tmp_path: Path) -> None:
+    evil_checkpoint(tmp_path / "c")
+    with pytest.raises(MnistlabError, match=r"refused, it holds a pickled posix\.mkdir"):
+        read_checkpoint(tmp_path / "c" / "evil.ckpt")
+    assert not (tmp_path / "c" / "pwned").exists()
