@@ -1,0 +1,128 @@
+"""Killed runs resume without lost or repeated work; same seed, same numbers; checkpoints load safely."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from conftest import DATA_DIR, ROOT, run_script, write_idx_set
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mnistlab.data.loaders import TrainChunks
+
+# Linear model, batch 128: 55,000 / 128 -> 430 optimizer steps per epoch, 9 chunks of <= 50.
+STEPS_PER_EPOCH = 430
+QUICK_MNIST = ("model=linear", "data.batch_size=128", "callbacks.progress_bar.refresh_rate=0")
+
+
+def load_all_checkpoints(run_dir: Path) -> list[str]:
+    """Loads every checkpoint of a run with weights_only=True (raises on any pickled object)."""
+    names = []
+    for path in sorted((run_dir / "checkpoints").glob("*.ckpt")):
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        assert ckpt["state_dict"] and ckpt["hyper_parameters"]["net"]
+        names.append(path.name)
+    return names
+
+
+def scalar_steps(run_dir: Path, tag: str) -> list[int]:
+    """The steps of ``tag`` as TensorBoard shows them, read over all event files of the folder."""
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return [event.step for event in accumulator.Scalars(tag)]
+
+
+def test_killed_run_resumes_in_its_folder(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    args = [f"hydra.run.dir={run_dir}", *QUICK_MNIST, "trainer.max_epochs=3"]
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args, "callbacks.periodic_checkpoint.every_n_steps=100"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    stderr = proc.communicate()[1].decode()
+    assert proc.returncode == -signal.SIGKILL, stderr[-3000:]
+    assert not (run_dir / "metrics.json").exists()
+    killed_at = torch.load(last, weights_only=True)  # the mid-epoch checkpoint, complete and safe
+    assert 0 < killed_at["global_step"] < STEPS_PER_EPOCH
+    saved_config = (run_dir / ".hydra" / "config.yaml").read_text()
+
+    result = run_script("train.py", f"resume={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 3
+    assert 0.90 <= metrics["test/acc"] <= 0.94, metrics
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == saved_config
+    assert (run_dir / ".hydra" / "resume" / "overrides.yaml").exists()
+    assert load_all_checkpoints(run_dir) == ["best.ckpt", "last.ckpt"]
+
+    # One TensorBoard run: continuous curves, no step twice, none missing after the restart.
+    steps = scalar_steps(run_dir, "train/loss_step")
+    assert all(a < b for a, b in itertools.pairwise(steps)), steps
+    assert steps[-1] == 3 * STEPS_PER_EPOCH and len(steps) == 3 * 9, steps
+    assert scalar_steps(run_dir, "train/loss") == [STEPS_PER_EPOCH * e for e in (1, 2, 3)]
+    assert scalar_steps(run_dir, "val/acc") == [STEPS_PER_EPOCH * e for e in (1, 2, 3)]
+
+
+def test_same_seed_gives_identical_results(tmp_path: Path) -> None:
+    def train(name: str) -> Path:
+        run_dir = tmp_path / name
+        args = (
+            "model=linear",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=3",
+            "callbacks.progress_bar.refresh_rate=0",
+        )
+        result = run_script("train.py", f"hydra.run.dir={run_dir}", "seed=7", *args)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return run_dir
+
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(train, ["a", "b"])
+    metrics_a, metrics_b = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
+    assert metrics_a["test/acc"] == metrics_b["test/acc"] and metrics_a["test/loss"] == metrics_b["test/loss"]
+    for name in ("best.ckpt", "last.ckpt"):
+        weights_a, weights_b = (torch.load(d / "checkpoints" / name, weights_only=True)["state_dict"] for d in (a, b))
+        assert weights_a.keys() == weights_b.keys()
+        assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
+def test_loader_state_continues_the_same_permutation(tmp_path: Path) -> None:
+    from mnistlab.data import MNISTDataModule
+
+    dm = MNISTDataModule(root=str(write_idx_set(tmp_path)), download=False, verify=False, val_size=0, batch_size=4)
+    dm.setup("fit")
+    x, y = dm.train_set
+
+    def loader() -> TrainChunks:
+        return TrainChunks(x, y, batch_size=4, steps_per_chunk=2, seed=3)
+
+    full = loader()
+    full.set_epoch(1)
+    reference = [torch.cat([b for b, _ in chunk]) for chunk in full]  # 60 samples: 8 chunks
+    interrupted = loader()
+    interrupted.set_epoch(1)
+    it = iter(interrupted)
+    next(it), next(it), next(it)
+    state = interrupted.state_dict()
+    assert state == {"epoch": 1, "chunks_done": 3}
+    resumed = loader()
+    resumed.load_state_dict(state)
+    rest = [torch.cat([b for b, _ in chunk]) for chunk in resumed]
+    assert len(rest) == len(reference) - 3 and all(torch.equal(a, b) for a, b in zip(rest, reference[3:], strict=True))
+    assert resumed.state_dict() == {"epoch": 2, "chunks_done": 0}  # epoch finished
+    moved_on = loader()
+    moved_on.load_state_dict(state)
+    moved_on.set_epoch(2)  # Lightning starts the next epoch: the old position no longer applies
+    assert len(list(moved_on)) == len(reference)
