@@ -9,8 +9,14 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import nn
-from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
 
 from mnistlab.errors import NonFiniteLossError
 from mnistlab.systems.losses import loss_fn
@@ -31,11 +37,20 @@ def describe(factory: Callable | None) -> dict[str, Any] | None:
     return {"target": f"{func.__module__}.{func.__qualname__}", **keywords}
 
 
-def stage_metrics(num_classes: int, confmat: bool) -> nn.ModuleDict:
-    """Accuracy, mean loss and (optionally) the confusion matrix of one stage."""
+def stage_metrics(num_classes: int, confmat: bool, per_class: bool = False) -> nn.ModuleDict:
+    """Accuracy, mean loss and optionally the confusion matrix and per-class precision/recall/F1 of one stage."""
     metrics = {"acc": MulticlassAccuracy(num_classes, average="micro"), "loss": MeanMetric()}
     if confmat:
         metrics["confmat"] = MulticlassConfusionMatrix(num_classes)
+    if per_class:
+        # average=None: one value per class, (C,) each; the three share their stat-score state.
+        metrics["per_class"] = MetricCollection(
+            {
+                "precision": MulticlassPrecision(num_classes, average=None),
+                "recall": MulticlassRecall(num_classes, average=None),
+                "f1": MulticlassF1Score(num_classes, average=None),
+            }
+        )
     return nn.ModuleDict(metrics)
 
 
@@ -81,8 +96,9 @@ class Classifier(pl.LightningModule):
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         self.train_metrics = stage_metrics(num_classes, confmat=False)
         self.val_metrics = stage_metrics(num_classes, confmat=True)
-        self.test_metrics = stage_metrics(num_classes, confmat=True)
+        self.test_metrics = stage_metrics(num_classes, confmat=True, per_class=True)
         self.confmats: dict[str, torch.Tensor] = {}  # last computed (C, C) matrix per stage, rows = actual
+        self.per_class: dict[str, dict[str, torch.Tensor]] = {}  # stage -> precision/recall/f1, (C,) each
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -129,19 +145,22 @@ class Classifier(pl.LightningModule):
     def _in_epoch_end(self) -> bool:
         return self._current_fx_name is not None and self._current_fx_name.endswith("epoch_end")
 
-    def _eval_step(self, metrics: nn.ModuleDict, batch: Batch) -> None:
+    def _eval_step(self, metrics: nn.ModuleDict, batch: Batch) -> torch.Tensor:
         x, y = batch
         logits = self.net(x)  # (B, C)
         metrics["loss"].update(self.loss(logits, y), len(y))
         preds = logits.argmax(-1)
-        metrics["acc"].update(preds, y)
-        metrics["confmat"].update(preds, y)
+        for name in ("acc", "confmat", "per_class"):
+            if name in metrics:
+                metrics[name].update(preds, y)
+        return logits
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(self.val_metrics, batch)
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(self.test_metrics, batch)
+    def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        # The probabilities go to callbacks (mnistlab.evaluation.TestReport collects the worst mistakes).
+        return self.net.probabilities(self._eval_step(self.test_metrics, batch)).detach()  # (B, C)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -152,6 +171,10 @@ class Classifier(pl.LightningModule):
             value = metric.compute()  # synchronised across processes by torchmetrics
             if name == "confmat":
                 self.confmats[stage] = value.cpu()
+            elif name == "per_class":
+                self.per_class[stage] = {k: v.cpu() for k, v in value.items()}
+                for k, v in value.items():
+                    self.log(f"{stage}/{k}_macro", v.mean())  # unweighted mean over classes
             else:
                 self.log(f"{stage}/{name}", value, prog_bar=stage != "train")
             metric.reset()

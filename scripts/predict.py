@@ -1,0 +1,30 @@
+"""Predict digits: ``python scripts/predict.py ckpt_path=outputs/.../last.ckpt index=998`` (or ``image=FILE``)."""
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from mnistlab.cli import user_errors
+
+
+def run(cfg: DictConfig) -> None:
+    from mnistlab.errors import MnistlabError
+    from mnistlab.evaluation.predict import predict, to_json, to_text
+    from mnistlab.evaluation.predictors import load_predictor
+
+    if cfg.format not in ("text", "json"):
+        raise MnistlabError(f"format={cfg.format} must be text or json")
+    predictor = load_predictor(cfg.ckpt_path, cfg.accelerator)
+    index = OmegaConf.to_container(cfg.index) if OmegaConf.is_list(cfg.index) else cfg.index
+    image = None if cfg.image is None else str(cfg.image)
+    predictions = predict(predictor, index, image, OmegaConf.to_container(cfg.data))
+    print(to_json(predictions) if cfg.format == "json" else to_text(predictions, predictor.head))
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        run(cfg)
+
+
+if __name__ == "__main__":
+    main()

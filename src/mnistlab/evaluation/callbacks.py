@@ -1,0 +1,110 @@
+"""Callbacks that turn the test stage into files and pictures, and show the training data once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from mnistlab.evaluation.report import TestResult
+from mnistlab.systems import Classifier
+
+
+def tensorboards(trainer: pl.Trainer) -> list:
+    """The SummaryWriters of the trainer's TensorBoard loggers (rank zero only)."""
+    if not trainer.is_global_zero:
+        return []
+    return [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+
+
+class SampleImages(pl.Callback):
+    """Logs a labelled grid of the first training images once, as ``train/samples``.
+
+    Args:
+        count: Number of images in the grid.
+    """
+
+    def __init__(self, count: int = 48) -> None:
+        self.count = count
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: Classifier) -> None:
+        train_set = getattr(trainer.datamodule, "train_set", None)
+        writers = tensorboards(trainer)
+        if train_set is None or not writers or trainer.global_step > 0:  # once, not again on resume
+            return
+        from mnistlab.viz import image_grid_figure
+
+        images, labels = (t[: self.count] for t in train_set)  # (K, 1, 28, 28), (K,)
+        names = [pl_module.class_names[i] for i in labels.tolist()]
+        for writer in writers:
+            writer.add_figure("train/samples", image_grid_figure(images, names, title="Training samples"), 0)
+
+
+class TestReport(pl.Callback):
+    """Writes the test stage's report into ``output_dir`` and TensorBoard.
+
+    Files: ``confusion_matrix.png`` (counts and row-normalised), ``confusion_matrix.csv``,
+    ``per_class.csv`` (precision, recall, F1, support, macro row) and ``metrics.json``.
+    TensorBoard: both tables as text and a grid of the most confidently misclassified test
+    images. The system's own test metrics are the source, so the numbers equal ``test/acc``.
+
+    Args:
+        output_dir: The run folder; None writes no files (TensorBoard only).
+        num_mistakes: How many misclassified images the grid shows.
+    """
+
+    def __init__(self, output_dir: str | None = None, num_mistakes: int = 32) -> None:
+        self.output_dir = Path(output_dir) if output_dir else None
+        self.num_mistakes = num_mistakes
+        self.result: TestResult | None = None
+        self._mistakes: tuple[torch.Tensor, ...] = ()
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: Classifier) -> None:
+        self._mistakes = ()
+
+    def on_test_batch_end(
+        self, trainer: pl.Trainer, pl_module: Classifier, outputs: Any, batch: Any, batch_idx: int, dataloader_idx=0
+    ) -> None:
+        x, y = batch
+        confidence, pred = outputs.max(-1)  # (B,), (B,)
+        wrong = pred != y
+        # Keep a running top-k of confident mistakes: k rows at most, on the device.
+        found = (confidence[wrong], x[wrong], y[wrong], pred[wrong])
+        if self._mistakes:
+            found = tuple(torch.cat(pair) for pair in zip(self._mistakes, found, strict=True))
+        keep = found[0].topk(min(self.num_mistakes, len(found[0]))).indices
+        self._mistakes = tuple(t[keep] for t in found)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: Classifier) -> None:
+        # Not on_test_epoch_end: callbacks run before the system's, which computes the metrics.
+        metrics = trainer.callback_metrics
+        self.result = TestResult(
+            accuracy=float(metrics["test/acc"]),
+            loss=float(metrics["test/loss"]),
+            confmat=pl_module.confmats["test"],
+            per_class=pl_module.per_class["test"],
+            class_names=list(pl_module.class_names),
+        )
+        if not trainer.is_global_zero:
+            return
+        from mnistlab.viz import confusion_matrix_figure, image_grid_figure
+
+        if self.output_dir is not None:
+            self.result.write(self.output_dir)
+            fig = confusion_matrix_figure(self.result.confmat, self.result.class_names, "Test confusion matrix")
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            fig.savefig(self.output_dir / "confusion_matrix.png", dpi=100)
+        for writer in tensorboards(trainer):
+            writer.add_text("test/report", self.result.markdown(), trainer.global_step)
+            if self._mistakes:
+                confidence, images, labels, preds = (t.cpu() for t in self._mistakes)
+                names = pl_module.class_names
+                titles = [
+                    f"true {names[t]} pred {names[p]}\n{c:.1%}"
+                    for t, p, c in zip(labels.tolist(), preds.tolist(), confidence.tolist(), strict=True)
+                ]
+                fig = image_grid_figure(images, titles, title="Most confident mistakes")
+                writer.add_figure("test/misclassified", fig, trainer.global_step)

@@ -1,0 +1,113 @@
+"""Images from outside MNIST: reading PNG/JPEG/.npy files and MNIST's own preprocessing recipe.
+
+MNIST's digits are white on black, fitted into a 20x20 box keeping their aspect ratio
+(anti-aliased, hence grey edges) and placed in a 28x28 field so that their centre of mass
+sits at its centre. ``mnist_style`` applies the same recipe to any picture of a digit.
+numpy and Pillow do it all; scipy is not needed for one centre of mass and an integer shift.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from mnistlab.errors import MnistlabError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
+SIZE, BOX = 28, 20
+INK = 0.1  # after background removal, pixels above this are ink (for the crop)
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """A PNG, JPEG or ``.npy`` file as a (H, W) float64 grayscale array in [0, 1].
+
+    Transparent pixels count as white paper. ``.npy`` arrays may be (H, W), (1, H, W) or
+    (H, W, 3|4), in [0, 1] or 0-255.
+    """
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise MnistlabError(f"{path}: not a readable .npy array ({e})") from None
+        array = np.squeeze(array)
+        if array.ndim == 3 and array.shape[-1] in (3, 4):
+            array = array[..., :3].mean(-1)
+        if array.ndim != 2 or not np.issubdtype(array.dtype, np.number) or min(array.shape) < 1:
+            raise MnistlabError(f"{path}: a .npy image must be a 2-D numeric array, got shape {array.shape}")
+        array = array.astype(np.float64)
+        return (array / 255 if array.max() > 1 else array).clip(0, 1)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if "A" in image.getbands() or "transparency" in image.info:
+                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+            gray = image.convert("L")
+    except (UnidentifiedImageError, OSError):
+        raise MnistlabError(f"{path}: not an image (expected PNG, JPEG or .npy)") from None
+    return np.asarray(gray, dtype=np.float64) / 255
+
+
+def mnist_style(gray: np.ndarray, name: str = "image") -> np.ndarray:
+    """MNIST's recipe: white ink on black, cropped, fitted into 20x20, centred by mass in 28x28.
+
+    Args:
+        gray: (H, W) grayscale in [0, 1], either polarity.
+        name: What to call the image in errors.
+
+    Returns:
+        (28, 28) float32 in [0, 1], white digit on black.
+    """
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = float(np.median(border))
+    if background > 0.5:  # light paper, dark ink: MNIST is the other way round
+        gray, background = 1 - gray, 1 - background
+    gray = (gray - background).clip(0, None)  # paper -> 0
+    if gray.max() <= INK:
+        raise MnistlabError(f"{name}: no digit found, the image is blank")
+    gray = gray / gray.max()  # the strongest ink -> 1, as in MNIST
+    rows, cols = np.nonzero(gray > INK)
+    crop = gray[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # (h, w) around the ink
+    scale = BOX / max(crop.shape)
+    height, width = (max(1, round(n * scale)) for n in crop.shape)
+    resized = Image.fromarray(crop.astype(np.float32), mode="F").resize((width, height), Image.Resampling.LANCZOS)
+    patch = np.asarray(resized, dtype=np.float64).clip(0, 1)  # (height, width), anti-aliased
+    # Integer shift that puts the centre of mass at pixel (14, 14), where MNIST's test digits have theirs.
+    mass = patch.sum()
+    cy = (patch.sum(1) * np.arange(height)).sum() / mass
+    cx = (patch.sum(0) * np.arange(width)).sum() / mass
+    top = int(np.clip(round(SIZE / 2 - cy), 0, SIZE - height))
+    left = int(np.clip(round(SIZE / 2 - cx), 0, SIZE - width))
+    out = np.zeros((SIZE, SIZE), np.float32)
+    out[top : top + height, left : left + width] = patch
+    return out
+
+
+def image_files(pattern: str) -> list[Path]:
+    """The image files named by a file, a folder (its PNG/JPEG/.npy files) or a glob, sorted."""
+    path = Path(pattern).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise MnistlabError(f"{path}: the folder holds no images (PNG, JPEG or .npy)")
+        return files
+    if any(c in pattern for c in "*?["):
+        anchor = Path(path.anchor or ".")
+        files = sorted(p for p in anchor.glob(str(path.relative_to(anchor))) if p.is_file())
+        if not files:
+            raise MnistlabError(f"image={pattern}: no files match")
+        return files
+    raise MnistlabError(f"image={pattern}: no such file or folder")
+
+
+def render(image: np.ndarray, threshold: float = 0.35) -> str:
+    """A framed Unicode picture of a (28, 28) image, two pixel rows per text line (half blocks)."""
+    on = np.asarray(image) > threshold  # (28, 28) bool
+    blocks = " ▀▄█"
+    lines = ["".join(blocks[int(t) + 2 * int(b)] for t, b in zip(top, bottom, strict=True)) for top, bottom in
+             zip(on[0::2], on[1::2], strict=True)]
+    width = on.shape[1]
+    return "\n".join(["┌" + "─" * width + "┐", *("│" + line + "│" for line in lines), "└" + "─" * width + "┘"])

@@ -1,0 +1,120 @@
+"""Predictions for test-set images or image files: the plain function behind ``scripts/predict.py``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from mnistlab.errors import MnistlabError
+from mnistlab.evaluation.evaluate import saved_datamodule
+from mnistlab.evaluation.images import image_files, mnist_style, read_gray, render
+from mnistlab.evaluation.report import align
+from mnistlab.evaluation.predictors import CheckpointPredictor, OnnxPredictor
+
+
+@dataclass
+class Prediction:
+    """One image's prediction.
+
+    Attributes:
+        source: ``{"index": i, "label": y}`` for a test image, ``{"file": path}`` for a file.
+        image: (28, 28) pixels in [0, 1], what the model saw.
+        probabilities: (C,) probabilities summing to 1.
+        class_names: C names.
+    """
+
+    source: dict[str, Any]
+    image: np.ndarray
+    probabilities: torch.Tensor
+    class_names: list[str]
+
+    @property
+    def prediction(self) -> int:
+        return int(self.probabilities.argmax())
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities.max())
+
+    def record(self) -> dict[str, Any]:
+        """The JSON object of this prediction."""
+        return {
+            "prediction": self.prediction,
+            "class": self.class_names[self.prediction],
+            "confidence": round(self.confidence, 6),
+            "probabilities": [round(float(p), 6) for p in self.probabilities],
+            **self.source,
+        }
+
+    def title(self) -> str:
+        if "file" in self.source:
+            return self.source["file"]
+        return f"test image {self.source['index']} (label {self.class_names[self.source['label']]})"
+
+
+def test_images(
+    data_args: dict[str, Any], indices: list[int], overrides: dict[str, Any] | None = None
+) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """Test-set images in [0, 1], (N, 28, 28), with their index and label."""
+    datamodule = saved_datamodule({**data_args, "normalize": False}, overrides)  # pixels in [0, 1] here
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    images, labels = datamodule.test_set
+    for i in indices:
+        if not 0 <= i < len(labels):
+            raise MnistlabError(f"index={i} is outside the test set (0-{len(labels) - 1})")
+    return images[indices, 0].cpu(), [{"index": i, "label": int(labels[i])} for i in indices]
+
+
+def predict(
+    predictor: CheckpointPredictor | OnnxPredictor,
+    index: int | list[int] | None = None,
+    image: str | None = None,
+    data_overrides: dict[str, Any] | None = None,
+) -> list[Prediction]:
+    """Predicts test images by ``index`` or image files by ``image`` (a file, folder or glob).
+
+    Files are first brought into MNIST's form by ``mnist_style``.
+    """
+    if (index is None) == (image is None):
+        raise MnistlabError("give exactly one of index=N (a test image) or image=FILE|FOLDER|GLOB")
+    if index is not None:
+        indices = [int(i) for i in (index if isinstance(index, (list, tuple)) else [index])]
+        images, sources = test_images(predictor.data_args, indices, data_overrides)
+    else:
+        files = image_files(image)
+        images = torch.from_numpy(np.stack([mnist_style(read_gray(f), str(f)) for f in files]))
+        sources = [{"file": str(f)} for f in files]
+    probabilities = predictor(images.unsqueeze(1).float())  # (N, C)
+    return [
+        Prediction(src, img.numpy(), p, predictor.class_names)
+        for src, img, p in zip(sources, images, probabilities, strict=True)
+    ]
+
+
+def to_json(predictions: list[Prediction]) -> str:
+    return json.dumps([p.record() for p in predictions], indent=2)
+
+
+def to_text(predictions: list[Prediction], head: str = "softmax") -> str:
+    """One image: its picture, the probability of each class and the verdict. Several: a table."""
+    note = "  (sigmoid outputs normalised to sum 1)" if head == "sigmoid" else ""
+    if len(predictions) == 1:
+        p = predictions[0]
+        names = p.class_names
+        width = max(map(len, names))
+        lines = [p.title(), render(p.image), f"probabilities{note}"]
+        for i, (name, prob) in enumerate(zip(names, p.probabilities.tolist(), strict=True)):
+            mark = "  <- prediction" if i == p.prediction else ""
+            lines.append(f"  {name.ljust(width)}  {prob:.4f}  {'█' * round(prob * 20)}{mark}".rstrip())
+        lines.append(f"prediction {names[p.prediction]}  confidence {p.confidence:.2%}")
+        return "\n".join(lines)
+    names = predictions[0].class_names
+    header = ["input", "pred", "conf", *names]
+    rows = [[p.title(), p.class_names[p.prediction], f"{p.confidence:.2%}", *(f"{v:.3f}" for v in p.probabilities)]
+            for p in predictions]
+    return align([header, *rows]) + (f"\n{note.strip()}" if note else "")

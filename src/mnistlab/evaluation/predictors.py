@@ -1,0 +1,125 @@
+"""What predicts: a checkpoint through Lightning's predict loop, or an exported ONNX file.
+
+Both take (N, 1, 28, 28) float images in [0, 1] and return (N, C) probabilities, so the
+caller never needs to know whether the run standardised its inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from mnistlab.checkpoints import load_system
+from mnistlab.data import SPECS
+from mnistlab.errors import MnistlabError
+from mnistlab.models import MLP
+from mnistlab.systems import Classifier
+
+META_KEYS = ("class_names", "head", "datamodule")  # stored as JSON in an ONNX file's metadata, "mnistlab.<key>"
+
+
+def input_stats(data_args: dict[str, Any]) -> tuple[float, float]:
+    """(mean, std) that turn [0, 1] pixels into the network's inputs: (0, 1) unless the run standardised."""
+    if not data_args.get("normalize"):
+        return 0.0, 1.0
+    spec = SPECS[data_args.get("dataset", "mnist")]
+    return spec.mean, spec.std
+
+
+class ProbabilityNet(nn.Module):
+    """(N, 1, 28, 28) pixels in [0, 1] -> (N, C) probabilities: the network as deployed.
+
+    Args:
+        net: The trained network (returns logits).
+        mean: Subtracted from the pixels first (the run's standardisation, 0 if none).
+        std: Then divided by.
+    """
+
+    def __init__(self, net: MLP, mean: float = 0.0, std: float = 1.0) -> None:
+        super().__init__()
+        self.net, self.mean, self.std = net, mean, std
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net.probabilities(self.net((images - self.mean) / self.std))  # (N, C)
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Hides Lightning's start-up notes ("GPU available", tips) that would clutter predictions."""
+    log = logging.getLogger("lightning.pytorch")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+class CheckpointPredictor:
+    """A training checkpoint, run by ``Trainer.predict`` (the system's ``predict_step``)."""
+
+    def __init__(self, path: str | Path, accelerator: str = "auto", batch_size: int = 1000) -> None:
+        self.system: Classifier
+        self.system, self.data_args = load_system(path)
+        self.class_names = list(self.system.class_names)
+        self.head = self.system.net.head
+        self.accelerator, self.batch_size = accelerator, batch_size
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        import lightning.pytorch as pl
+
+        mean, std = input_stats(self.data_args)
+        loader = DataLoader(TensorDataset((images - mean) / std), batch_size=self.batch_size)
+        with quiet_lightning():
+            trainer = pl.Trainer(
+                accelerator=self.accelerator,
+                devices=1,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            )
+            batches = trainer.predict(self.system, dataloaders=loader)
+        return torch.cat(batches).cpu()  # (N, C)
+
+
+class OnnxPredictor:
+    """An ONNX file written by ``mnistlab.evaluation.export``, run by ONNX Runtime on the CPU."""
+
+    def __init__(self, path: str | Path) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MnistlabError('ONNX files need onnxruntime: pip install -e ".[export]"') from None
+        path = Path(path)
+        if not path.is_file():
+            raise MnistlabError(f"model not found: {path}")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own untyped errors for bad files
+            raise MnistlabError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "mnistlab.class_names" not in meta:
+            raise MnistlabError(f"{path}: not an ONNX file written by scripts/export.py (no mnistlab metadata)")
+        self.class_names = json.loads(meta["mnistlab.class_names"])
+        self.head = json.loads(meta["mnistlab.head"])
+        self.data_args = json.loads(meta["mnistlab.datamodule"])
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        (probs,) = self.session.run(None, {"images": images.float().numpy()})
+        return torch.from_numpy(probs)  # (N, C)
+
+
+def load_predictor(path: str | Path, accelerator: str = "auto") -> CheckpointPredictor | OnnxPredictor:
+    """An ``.onnx`` file or a training checkpoint, as a callable from images to probabilities."""
+    if Path(path).suffix.lower() == ".onnx":
+        return OnnxPredictor(path)
+    return CheckpointPredictor(path, accelerator)
