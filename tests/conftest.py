@@ -6,6 +6,7 @@ import gzip
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +66,26 @@ def run_script(
         text=True,
         timeout=timeout,
     )
+
+
+@dataclass
+class TrainedRun:
+    """A finished ``scripts/train.py`` run: its folder and console output."""
+
+    dir: Path
+    stdout: str
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.dir / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def notebook_hidden_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """``experiment=notebook_hidden`` trained once per test session (~20 s), shared by every test that needs a model."""
+    run_dir = tmp_path_factory.mktemp("notebook_hidden") / "run"
+    result = run_script(
+        "train.py", "experiment=notebook_hidden", f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return TrainedRun(run_dir, result.stdout)

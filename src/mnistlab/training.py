@@ -76,6 +76,9 @@ def fit_and_test(
 ) -> dict[str, float]:
     """Trains, tests on the official test set and writes ``metrics.json`` into ``output_dir``.
 
+    ``metrics.json`` extends the one a ``TestReport`` callback wrote during the test with the
+    fit's own numbers.
+
     The test uses the best checkpoint by ``val/acc`` when there is validation, and the
     final weights otherwise (``data.val_size=0``, the notebook's recipe).
 
@@ -97,8 +100,7 @@ def fit_and_test(
         system, datamodule=datamodule, ckpt_path=best.best_model_path if best else None, verbose=False
     )
     metrics: dict[str, float] = {
-        "test/acc": float(results[0]["test/acc"]),
-        "test/loss": float(results[0]["test/loss"]),
+        **{k: float(v) for k, v in results[0].items() if k.startswith("test/")},  # acc, loss, macro P/R/F1
         "epochs": int(trainer.current_epoch),
         "fit_seconds": round(fit_seconds, 2),
     }

@@ -107,7 +107,9 @@ def render(image: np.ndarray, threshold: float = 0.35) -> str:
     """A framed Unicode picture of a (28, 28) image, two pixel rows per text line (half blocks)."""
     on = np.asarray(image) > threshold  # (28, 28) bool
     blocks = " ▀▄█"
-    lines = ["".join(blocks[int(t) + 2 * int(b)] for t, b in zip(top, bottom, strict=True)) for top, bottom in
-             zip(on[0::2], on[1::2], strict=True)]
+    lines = [
+        "".join(blocks[int(t) + 2 * int(b)] for t, b in zip(top, bottom, strict=True))
+        for top, bottom in zip(on[0::2], on[1::2], strict=True)
+    ]
     width = on.shape[1]
     return "\n".join(["┌" + "─" * width + "┐", *("│" + line + "│" for line in lines), "└" + "─" * width + "┘"])

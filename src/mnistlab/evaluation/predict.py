@@ -12,8 +12,8 @@ import torch
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.evaluate import saved_datamodule
 from mnistlab.evaluation.images import image_files, mnist_style, read_gray, render
-from mnistlab.evaluation.report import align
 from mnistlab.evaluation.predictors import CheckpointPredictor, OnnxPredictor
+from mnistlab.evaluation.report import align
 
 
 @dataclass
@@ -45,8 +45,8 @@ class Prediction:
         return {
             "prediction": self.prediction,
             "class": self.class_names[self.prediction],
-            "confidence": round(self.confidence, 6),
-            "probabilities": [round(float(p), 6) for p in self.probabilities],
+            "confidence": self.confidence,
+            "probabilities": [float(p) for p in self.probabilities],
             **self.source,
         }
 
@@ -115,6 +115,8 @@ def to_text(predictions: list[Prediction], head: str = "softmax") -> str:
         return "\n".join(lines)
     names = predictions[0].class_names
     header = ["input", "pred", "conf", *names]
-    rows = [[p.title(), p.class_names[p.prediction], f"{p.confidence:.2%}", *(f"{v:.3f}" for v in p.probabilities)]
-            for p in predictions]
+    rows = [
+        [p.title(), p.class_names[p.prediction], f"{p.confidence:.2%}", *(f"{v:.3f}" for v in p.probabilities)]
+        for p in predictions
+    ]
     return align([header, *rows]) + (f"\n{note.strip()}" if note else "")

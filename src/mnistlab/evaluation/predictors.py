@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -48,19 +49,26 @@ class ProbabilityNet(nn.Module):
         self.net, self.mean, self.std = net, mean, std
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net.probabilities(self.net((images - self.mean) / self.std))  # (N, C)
+        logits = self.net((images - self.mean) / self.std)  # (N, C)
+        if self.net.head == "sigmoid":
+            # sigmoid(z) / sum(sigmoid(z)) written as softmax(-softplus(-z)): the same numbers, but ONNX Runtime's
+            # Sigmoid is accurate to ~1e-7 absolute only, which renormalising small outputs blows up to ~5e-5.
+            return F.softplus(-logits).neg().softmax(-1)
+        return self.net.probabilities(logits)
 
 
 @contextmanager
-def quiet_lightning() -> Iterator[None]:
-    """Hides Lightning's start-up notes ("GPU available", tips) that would clutter predictions."""
-    log = logging.getLogger("lightning.pytorch")
-    level = log.level
-    log.setLevel(logging.WARNING)
+def quiet(*loggers: str) -> Iterator[None]:
+    """Raises the given loggers to WARNING for a while, e.g. to hide Lightning's "GPU available" notes."""
+    logs = [logging.getLogger(name) for name in loggers]
+    levels = [log.level for log in logs]
+    for log in logs:
+        log.setLevel(logging.WARNING)
     try:
         yield
     finally:
-        log.setLevel(level)
+        for log, level in zip(logs, levels, strict=True):
+            log.setLevel(level)
 
 
 class CheckpointPredictor:
@@ -78,7 +86,7 @@ class CheckpointPredictor:
 
         mean, std = input_stats(self.data_args)
         loader = DataLoader(TensorDataset((images - mean) / std), batch_size=self.batch_size)
-        with quiet_lightning():
+        with quiet("lightning.pytorch"):
             trainer = pl.Trainer(
                 accelerator=self.accelerator,
                 devices=1,

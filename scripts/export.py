@@ -1,0 +1,27 @@
+"""Export for deployment: ``python scripts/export.py ckpt_path=outputs/.../last.ckpt format=onnx|torchscript``."""
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from mnistlab.cli import user_errors
+
+
+def run(cfg: DictConfig) -> str:
+    from mnistlab.evaluation.export import CHECK_IMAGES, export
+
+    path, diff = export(
+        cfg.ckpt_path, cfg.paths.output_dir, cfg.format, OmegaConf.to_container(cfg.data), cfg.tolerance
+    )
+    print(f"wrote {path}: (N, 1, 28, 28) pixels in [0, 1] -> (N, 10) probabilities")
+    print(f"checked on {CHECK_IMAGES} test images: max |{cfg.format} - pytorch| = {diff:.1e}")
+    return str(path)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+def main(cfg: DictConfig) -> str:
+    with user_errors():
+        return run(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Export for deployment: ONNX or TorchScript files that map pixels to probabilities, checked at write time."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mnistlab.checkpoints import load_system
+from mnistlab.errors import MnistlabError
+from mnistlab.evaluation.evaluate import saved_datamodule
+from mnistlab.evaluation.predictors import OnnxPredictor, ProbabilityNet, input_stats, quiet
+
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+CHECK_IMAGES = 100
+
+
+def write_onnx(model: ProbabilityNet, path: Path, metadata: dict[str, str]) -> None:
+    """ONNX through ``torch.onnx.export`` (the dynamo exporter) with a dynamic batch dimension."""
+    try:
+        import onnx
+    except ImportError:
+        raise MnistlabError('format=onnx needs onnx, onnxscript and onnxruntime: pip install -e ".[export]"') from None
+    example = torch.rand(2, 1, 28, 28)
+    with quiet("onnxscript", "onnx_ir"), contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress notes
+        program = torch.onnx.export(
+            model,
+            (example,),
+            input_names=["images"],
+            output_names=["probabilities"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            dynamo=True,
+        )
+    proto = program.model_proto
+    onnx.helper.set_model_props(proto, metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(path))
+
+
+def export(
+    ckpt_path: str | Path,
+    output_dir: str | Path,
+    fmt: str = "onnx",
+    data_overrides: dict[str, Any] | None = None,
+    tolerance: float = 1e-5,
+) -> tuple[Path, float]:
+    """Writes ``model.onnx`` or ``model.pt`` into ``output_dir`` and checks it against PyTorch.
+
+    The file maps (N, 1, 28, 28) float pixels in [0, 1] to (N, C) probabilities for any N; the
+    run's input standardisation, if any, is built in. It is checked on the first 100 test images
+    (ONNX Runtime or ``torch.jit.load``) and deleted again if any probability differs by more
+    than ``tolerance``.
+
+    Returns:
+        The file and the largest absolute difference found.
+    """
+    if fmt not in SUFFIXES:
+        raise MnistlabError(f"format={fmt} must be one of {sorted(SUFFIXES)}")
+    system, saved = load_system(ckpt_path)
+    mean, std = input_stats(saved)
+    model = ProbabilityNet(system.net, mean, std).eval()
+    datamodule = saved_datamodule({**saved, "normalize": False}, data_overrides)  # pixels in [0, 1]
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    images = datamodule.test_set[0][:CHECK_IMAGES].cpu()  # (100, 1, 28, 28)
+    path = Path(output_dir) / f"model{SUFFIXES[fmt]}"
+    with torch.no_grad():
+        expected = system.net.probabilities(system((images - mean) / std))  # (100, C), as the checkpoint predicts
+        if fmt == "onnx":
+            meta = {"class_names": system.class_names, "head": system.net.head, "datamodule": saved}
+            write_onnx(model, path, {f"mnistlab.{k}": json.dumps(v) for k, v in meta.items()})
+            actual = OnnxPredictor(path)(images)
+        else:
+            with warnings.catch_warnings():  # TorchScript is deprecated in PyTorch, but still what many servers load
+                warnings.simplefilter("ignore", FutureWarning)
+                traced = torch.jit.trace(model, images[:2])
+                path.parent.mkdir(parents=True, exist_ok=True)
+                traced.save(str(path))
+                actual = torch.jit.load(str(path))(images)
+    diff = float((actual - expected).abs().max())
+    if not diff <= tolerance:
+        path.unlink()
+        raise MnistlabError(f"export check failed: {fmt} output differs from PyTorch by {diff:.2e} > {tolerance:g}")
+    return path, diff

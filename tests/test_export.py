@@ -1,0 +1,51 @@
+"""scripts/export.py: ONNX and TorchScript files that agree with the checkpoint."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from conftest import TrainedRun, run_script
+
+
+def test_onnx_export_predicts_like_the_checkpoint(notebook_hidden_run: TrainedRun, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    result = run_script("export.py", f"ckpt_path={notebook_hidden_run.checkpoint}", f"hydra.run.dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "checked on 100 test images" in result.stdout
+    model = out / "model.onnx"
+    predictions = []
+    for source in (notebook_hidden_run.checkpoint, model):
+        answer = run_script("predict.py", f"ckpt_path={source}", "index=998", "format=json")
+        assert answer.returncode == 0, answer.stderr[-3000:]
+        predictions.append(json.loads(answer.stdout)[0])
+    from_ckpt, from_onnx = predictions
+    assert from_ckpt["prediction"] == from_onnx["prediction"] == 8
+    assert np.allclose(from_ckpt["probabilities"], from_onnx["probabilities"], atol=1e-5)
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    for batch in (1, 7):  # the batch dimension is dynamic
+        (probs,) = session.run(None, {"images": np.random.default_rng(0).random((batch, 1, 28, 28), np.float32)})
+        assert probs.shape == (batch, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_torchscript_export(notebook_hidden_run: TrainedRun, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    result = run_script(
+        "export.py", f"ckpt_path={notebook_hidden_run.checkpoint}", "format=torchscript", f"hydra.run.dir={out}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still loadable
+        model = torch.jit.load(str(out / "model.pt"))
+    probs = model(torch.rand(5, 1, 28, 28))
+    assert probs.shape == (5, 10) and torch.allclose(probs.sum(1), torch.ones(5), atol=1e-5)
+    bad = run_script(
+        "export.py", f"ckpt_path={notebook_hidden_run.checkpoint}", "format=tflite", f"hydra.run.dir={out}"
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
+        "error: format=tflite must be one of ['onnx', 'torchscript']"
+    )

@@ -1,0 +1,99 @@
+"""scripts/predict.py on test images and on files, MNIST-style preprocessing, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TrainedRun, run_script
+from PIL import Image
+
+from mnistlab.data.files import load_split
+from mnistlab.data.specs import MNIST
+from mnistlab.errors import MnistlabError
+from mnistlab.evaluation.images import mnist_style, read_gray
+
+
+@pytest.fixture(scope="module")
+def digit_998(mnist_dir: Path) -> np.ndarray:
+    images, labels = load_split(mnist_dir, MNIST, train=False)
+    assert labels[998] == 8
+    return images[998].numpy()  # (28, 28) uint8, white on black
+
+
+def predict_json(ckpt: Path, *overrides: str) -> list[dict]:
+    result = run_script("predict.py", f"ckpt_path={ckpt}", "format=json", *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+def test_index_998_is_an_eight(notebook_hidden_run: TrainedRun) -> None:
+    result = run_script("predict.py", f"ckpt_path={notebook_hidden_run.checkpoint}", "index=998")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "test image 998 (label 8)"
+    assert lines[1].startswith("┌") and sum("█" in line for line in lines[2:16]) >= 6  # the picture
+    assert lines[-1].startswith("prediction 8  confidence ")
+    assert "(sigmoid outputs normalised to sum 1)" in result.stdout
+    [record] = predict_json(notebook_hidden_run.checkpoint, "index=998")
+    assert (record["index"], record["label"], record["prediction"]) == (998, 8, 8)
+    assert abs(sum(record["probabilities"]) - 1) < 1e-5 and record["confidence"] == max(record["probabilities"])
+
+
+def test_files_in_both_polarities_predict_like_the_index(
+    notebook_hidden_run: TrainedRun, digit_998: np.ndarray, tmp_path: Path
+) -> None:
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    Image.fromarray(digit_998).save(folder / "a_mnist.png")
+    Image.fromarray(255 - digit_998).save(folder / "b_inverted.png")  # dark digit on white paper
+    Image.fromarray(255 - digit_998).convert("RGB").save(folder / "c_inverted.jpg", quality=95)
+    np.save(folder / "d_array.npy", digit_998.astype(np.float32) / 255)
+    [by_index] = predict_json(notebook_hidden_run.checkpoint, "index=998")
+    by_file = predict_json(notebook_hidden_run.checkpoint, f"image={folder}")
+    assert [Path(r["file"]).name for r in by_file] == ["a_mnist.png", "b_inverted.png", "c_inverted.jpg", "d_array.npy"]
+    assert [r["prediction"] for r in by_file] == [by_index["prediction"]] * 4
+    # The preprocessing leaves an MNIST image as it is, so the probabilities agree too.
+    assert np.allclose(by_file[0]["probabilities"], by_index["probabilities"], atol=1e-4)
+    table = run_script("predict.py", f"ckpt_path={notebook_hidden_run.checkpoint}", f"image={folder}/*.png")
+    assert table.returncode == 0, table.stderr[-3000:]
+    rows = table.stdout.splitlines()
+    assert rows[0].split()[:3] == ["input", "pred", "conf"] and len(rows) == 1 + 2 + 1  # header, 2 files, note
+
+
+def test_mnist_style_undoes_scale_shift_and_polarity(digit_998: np.ndarray, tmp_path: Path) -> None:
+    # A photo-like version: 6x larger, off-centre on a big light-grey page, dark grey ink.
+    big = np.kron(digit_998 / 255, np.ones((6, 6)))  # (168, 168)
+    page = np.full((400, 300), 0.9)
+    page[30:198, 100:268] -= 0.7 * big
+    Image.fromarray((page * 255).astype(np.uint8)).save(tmp_path / "page.png")
+    restored = mnist_style(read_gray(tmp_path / "page.png"))
+    original = digit_998 / 255
+    assert restored.shape == (28, 28) and restored.max() == pytest.approx(1, abs=0.01)
+    assert np.corrcoef(restored.ravel(), original.ravel())[0, 1] > 0.95
+    with pytest.raises(MnistlabError, match="blank"):
+        mnist_style(np.ones((50, 40)), "white.png")
+
+
+def one_line_error(*overrides: str) -> str:
+    result = run_script("predict.py", *overrides)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_errors_are_one_line(notebook_hidden_run: TrainedRun, tmp_path: Path) -> None:
+    ckpt = f"ckpt_path={notebook_hidden_run.checkpoint}"
+    assert one_line_error(f"ckpt_path={tmp_path}/missing.ckpt", "index=1") == (
+        f"error: checkpoint not found: {tmp_path}/missing.ckpt"
+    )
+    (tmp_path / "notes.png").write_text("not a picture")
+    assert one_line_error(ckpt, f"image={tmp_path}/notes.png") == (
+        f"error: {tmp_path}/notes.png: not an image (expected PNG, JPEG or .npy)"
+    )
+    (tmp_path / "empty").mkdir()
+    assert one_line_error(ckpt, f"image={tmp_path}/empty") == (
+        f"error: {tmp_path}/empty: the folder holds no images (PNG, JPEG or .npy)"
+    )
+    assert one_line_error(ckpt, "index=10000") == "error: index=10000 is outside the test set (0-9999)"
