@@ -24,6 +24,7 @@ def write_onnx(model: ProbabilityNet, path: Path, metadata: dict[str, str]) -> N
     """ONNX through ``torch.onnx.export`` (the dynamo exporter) with a dynamic batch dimension."""
     try:
         import onnx
+        import onnxscript  # noqa: F401  (torch.onnx.export's dynamo exporter needs it)
     except ImportError:
         raise MnistlabError('format=onnx needs onnx, onnxscript and onnxruntime: pip install -e ".[export]"') from None
     example = torch.rand(2, 1, 28, 28)
