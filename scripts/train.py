@@ -39,6 +39,7 @@ def build_and_run(cfg: DictConfig) -> float:
         _convert_="all",
         net=net,
         optimizer=hydra.utils.instantiate(cfg.optimizer, _convert_="all"),
+        scheduler=hydra.utils.instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None,
         class_names=list(datamodule.classes),
     )
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]

@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
+from mnistlab.data.augment import RandomAffine
 from mnistlab.data.files import download, load_split, missing_data_message, missing_resources
 from mnistlab.data.loaders import EvalBatches, TrainChunks
 from mnistlab.data.specs import SPECS, DatasetSpec
@@ -35,6 +36,8 @@ class MNISTDataModule(pl.LightningDataModule):
         normalize: Standardise with the train mean/std instead of plain [0, 1].
         steps_per_chunk: Optimizer steps per Lightning step (see ``TrainChunks``).
         verify: Check the published checksums; off only for hand-made test files.
+        augment: Random transform of the training images, applied on the device to each
+            chunk of batches; None (the default) trains on the images as they are.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class MNISTDataModule(pl.LightningDataModule):
         normalize: bool = False,
         steps_per_chunk: int = 50,
         verify: bool = True,
+        augment: RandomAffine | None = None,
     ) -> None:
         super().__init__()
         if dataset not in SPECS:
@@ -58,7 +62,10 @@ class MNISTDataModule(pl.LightningDataModule):
             check_number(f"data.{key}", value, integer=True, low=1)
         check_number("data.steps_per_chunk", steps_per_chunk, integer=True, low=1)
         check_number("data.val_size", val_size, integer=True, low=0, high=TRAIN_SIZE - 1)
-        self.save_hyperparameters(logger=False)
+        # Only plain values go into checkpoints (read back with weights_only=True and passed to
+        # this constructor again); evaluation never augments, and the run's config records it.
+        self.save_hyperparameters(ignore=["augment"], logger=False)
+        self.augment = augment
         self.root = Path(root).expanduser()
         self.spec: DatasetSpec = SPECS[dataset]
         self.train_set: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -128,6 +135,7 @@ class MNISTDataModule(pl.LightningDataModule):
             seed=self.hparams.seed,
             rank=rank,
             world_size=world,
+            augment=self.augment,
         )
         # Resumed runs continue the shuffle sequence where the checkpoint left it.
         loader.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)

@@ -6,11 +6,13 @@ Python work per sample and no host-to-device copy per step.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, 1, 28, 28) float, labels (B,) int64
+# (images (N, 1, 28, 28), generator) -> augmented images of the same shape, e.g. ``RandomAffine``.
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 class TrainChunks:
@@ -37,6 +39,8 @@ class TrainChunks:
         seed: Base seed of the per-epoch shuffle.
         rank: This process's rank.
         world_size: Number of processes.
+        augment: Optional random transform of each chunk's images (one call per chunk), drawn
+            from a generator seeded per epoch and chunk, so that a resumed run repeats it.
     """
 
     def __init__(
@@ -48,8 +52,10 @@ class TrainChunks:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        augment: Augment | None = None,
     ) -> None:
         self.images, self.labels = images, labels
+        self.augment = augment
         self.batch_size, self.steps_per_chunk = batch_size, steps_per_chunk
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
@@ -88,6 +94,15 @@ class TrainChunks:
             perm = torch.cat([perm, perm[: padded - len(perm)]])
         return perm[self.rank :: self.world_size].to(self.labels.device)
 
+    def chunk_generator(self, index: int) -> torch.Generator:
+        """The augmentation's random stream for chunk ``index`` of this epoch and rank.
+
+        One seed per chunk, so a run resumed mid-epoch draws the same transforms as an
+        uninterrupted one; offset from the shuffle's seeds.
+        """
+        seed = ((self.seed + self.epoch) * self.world_size + self.rank) * 100_003 + index + 1_000_003
+        return torch.Generator(device=self.images.device).manual_seed(seed)
+
     def state_dict(self) -> dict[str, int]:
         """The running epoch and how many of its chunks were handed out.
 
@@ -107,6 +122,8 @@ class TrainChunks:
         for start in range(skip * chunk, len(order), chunk):
             idx = order[start : start + chunk]
             x, y = self.images[idx], self.labels[idx]  # (C, 1, 28, 28), (C,) with C <= chunk
+            if self.augment is not None:
+                x = self.augment(x, self.chunk_generator(self._served))
             self._served += 1
             yield list(zip(x.split(self.batch_size), y.split(self.batch_size), strict=True))
         self.epoch += 1
