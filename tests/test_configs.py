@@ -31,6 +31,8 @@ def compose_train(overrides: list[str], tmp_path: Path):
 CASES = (
     [f"model={m}" for m in options("model")]
     + [f"optimizer={o}" for o in options("optimizer")]
+    + [f"scheduler={s}" for s in options("scheduler")]
+    + [f"data/augment={a}" for a in options("data/augment")]
     + [f"logger={lg}" for lg in options("logger")]
     + [f"experiment={e}" for e in options("experiment")]
     + [f"data={d}" for d in options("data")]
@@ -45,7 +47,8 @@ def test_group_option_composes_and_instantiates(override: str, tmp_path: Path) -
     datamodule = hydra.utils.instantiate(cfg.data)
     net = hydra.utils.instantiate(cfg.model)
     optimizer = hydra.utils.instantiate(cfg.optimizer, _convert_="all")
-    system = hydra.utils.instantiate(cfg.system, _convert_="all", net=net, optimizer=optimizer)
+    scheduler = hydra.utils.instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None
+    system = hydra.utils.instantiate(cfg.system, _convert_="all", net=net, optimizer=optimizer, scheduler=scheduler)
     assert system.configure_optimizers() is not None
     assert datamodule.hparams.batch_size >= 1
     for c in {**cfg.get("logger", {}), **cfg.get("callbacks", {})}.values():
@@ -60,3 +63,14 @@ def test_notebook_experiments_are_the_notebook_recipe(tmp_path: Path) -> None:
         assert (cfg.model.arch, cfg.model.head, cfg.model.init) == (arch, "sigmoid", "keras")
         assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 1e-3
         assert (cfg.data.batch_size, cfg.data.val_size, cfg.trainer.max_epochs) == (32, 0, 5)
+
+
+def test_best_hidden_keeps_the_notebook_network(tmp_path: Path) -> None:
+    for data in ("mnist", "fashion_mnist"):
+        cfg = compose_train(["experiment=best_hidden", f"data={data}"], tmp_path)
+        assert (cfg.model.arch, cfg.model.hidden_units, cfg.model.head) == ("hidden", 100, "softmax")
+        assert cfg.data.augment._target_ == "mnistlab.data.augment.RandomAffine"
+        assert cfg.data.dataset == data and cfg.data.val_size == 5000
+        assert cfg.scheduler.epochs == cfg.trainer.max_epochs and cfg.scheduler.batch_size == cfg.data.batch_size
+    default = compose_train([], tmp_path)
+    assert "augment" not in default.data and default.get("scheduler") is None  # both off by default

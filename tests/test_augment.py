@@ -1,0 +1,66 @@
+"""On-device batch augmentation: the transform itself and its place in the training loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnistlab.data import MNISTDataModule
+from mnistlab.data.augment import RandomAffine
+
+
+def blob_batch(n: int = 8) -> torch.Tensor:
+    x = torch.zeros(n, 1, 28, 28)
+    x[:, :, 10:18, 12:16] = 1.0  # a centred bar on a black background
+    return x
+
+
+def test_zero_ranges_are_the_identity() -> None:
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(RandomAffine(0.0, 0.0, 0.0)(x), x)
+
+
+def test_each_image_gets_its_own_seeded_transform() -> None:
+    x = blob_batch()
+    augment = RandomAffine(degrees=5.0, translate=0.05, scale=0.05)
+    a = augment(x, torch.Generator().manual_seed(0))
+    b = augment(x, torch.Generator().manual_seed(0))
+    c = augment(x, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+    assert len(torch.unique(a.flatten(1), dim=0)) == len(x)  # not one transform for the batch
+    # Light: the bar moves by at most ~1.4 px, keeps its mass, and the corners stay background.
+    assert (a[:, :, :3, :3] == 0).all() and (a[:, :, -3:, -3:] == 0).all()
+    torch.testing.assert_close(a.sum((1, 2, 3)), x.sum((1, 2, 3)), rtol=0.15, atol=0)
+
+
+def test_a_pure_shift_moves_the_image() -> None:
+    x = blob_batch(1)
+    shifted = RandomAffine(0.0, 0.1, 0.0)
+    theta = shifted.theta(1, x.device)
+    assert theta[0, :, :2].equal(torch.eye(2)) and theta[0, :, 2].abs().max() <= 0.2
+
+
+def test_rejects_bad_ranges() -> None:
+    with pytest.raises(ValueError, match="scale < 1"):
+        RandomAffine(scale=1.5)
+
+
+def test_datamodule_augments_training_chunks_only(tiny_data: Path) -> None:
+    kwargs = dict(root=str(tiny_data), download=False, verify=False, val_size=12, batch_size=8, steps_per_chunk=2)
+    plain = MNISTDataModule(**kwargs)
+    augmented = MNISTDataModule(**kwargs, augment=RandomAffine(degrees=5.0))
+    for dm in (plain, augmented):
+        dm.setup()
+    assert "augment" not in augmented.hparams  # checkpoints keep plain values only
+    x_plain, y_plain = next(iter(plain.train_dataloader()))[0]
+    x_aug, y_aug = next(iter(augmented.train_dataloader()))[0]
+    assert y_plain.equal(y_aug) and not torch.allclose(x_plain, x_aug)  # same samples, new pixels
+    # An epoch replays identically (a resumed run sees the same augmented images).
+    again = augmented.train_dataloader()
+    torch.testing.assert_close(next(iter(again))[0][0], x_aug)
+    assert torch.equal(augmented.val_set[0], plain.val_set[0])
+    assert torch.equal(next(iter(augmented.test_dataloader()))[0], next(iter(plain.test_dataloader()))[0])

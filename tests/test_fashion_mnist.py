@@ -1,0 +1,42 @@
+"""Fashion-MNIST through the same data module: accuracy and clothing names in what a run writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from conftest import run_script
+from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+
+from mnistlab.data import FASHION_MNIST
+from mnistlab.viz import confusion_matrix_figure
+
+
+def test_hidden_network_reaches_87_percent_with_clothing_names(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = run_script(
+        "train.py",
+        "data=fashion_mnist",
+        "model=hidden",
+        "trainer.max_epochs=10",
+        f"hydra.run.dir={run_dir}",
+        "callbacks.progress_bar.refresh_rate=0",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test/acc"] >= 0.87, metrics
+    ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["class_names"] == list(FASHION_MNIST.classes)
+    assert ckpt["datamodule_hyper_parameters"]["dataset"] == "fashion_mnist"
+    (events,) = run_dir.glob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events), size_guidance={IMAGES: 0})
+    accumulator.Reload()
+    assert {"val/confusion_matrix", "test/confusion_matrix"} <= set(accumulator.Tags()["images"])
+
+
+def test_confusion_matrix_axes_carry_the_class_names() -> None:
+    fig = confusion_matrix_figure(torch.eye(10, dtype=torch.long) * 100, FASHION_MNIST.classes)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(FASHION_MNIST.classes)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(FASHION_MNIST.classes)
