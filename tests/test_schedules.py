@@ -48,7 +48,7 @@ def test_train_script_steps_the_scheduler(tmp_path: Path) -> None:
     result = run_script(
         "train.py",
         f"data.root={root}",
-        "+data.verify=false",
+        "data.verify=false",
         "data.val_size=0",  # no monitor: last.ckpt is written after every epoch
         "data.batch_size=8",
         "scheduler=one_cycle",
