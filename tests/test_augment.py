@@ -9,6 +9,7 @@ import torch
 
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.augment import RandomAffine
+from mnistlab.data.loaders import TrainChunks
 
 
 def blob_batch(n: int = 8) -> torch.Tensor:
@@ -64,3 +65,18 @@ def test_datamodule_augments_training_chunks_only(tiny_data: Path) -> None:
     torch.testing.assert_close(next(iter(again))[0][0], x_aug)
     assert torch.equal(augmented.val_set[0], plain.val_set[0])
     assert torch.equal(next(iter(augmented.test_dataloader()))[0], next(iter(plain.test_dataloader()))[0])
+
+
+def test_mid_epoch_resume_repeats_the_augmented_chunks() -> None:
+    images, labels = torch.rand(40, 1, 28, 28), torch.arange(40)
+
+    def make() -> TrainChunks:
+        return TrainChunks(images, labels, batch_size=4, steps_per_chunk=2, seed=3, augment=RandomAffine())
+
+    full = make()
+    full.set_epoch(1)
+    uninterrupted = list(full)[2:]  # epoch 1 from its third chunk on
+    resumed = make()
+    resumed.load_state_dict({"epoch": 1, "chunks_done": 2})
+    for (a, _), (b, _) in zip([c[0] for c in uninterrupted], [c[0] for c in resumed], strict=True):
+        torch.testing.assert_close(a, b)
