@@ -18,9 +18,13 @@ def blob_batch(n: int = 8) -> torch.Tensor:
     return x
 
 
-def test_zero_ranges_are_the_identity() -> None:
+def test_zero_ranges_are_the_identity_and_skipped(tiny_data: Path) -> None:
     x = torch.rand(4, 1, 28, 28)
-    torch.testing.assert_close(RandomAffine(0.0, 0.0, 0.0)(x), x)
+    identity = RandomAffine(0.0, 0.0, 0.0)
+    torch.testing.assert_close(identity(x), x)
+    assert not identity and RandomAffine(degrees=1.0)
+    dm = MNISTDataModule(root=str(tiny_data), download=False, verify=False, val_size=12, augment=identity)
+    assert dm.augment is None
 
 
 def test_each_image_gets_its_own_seeded_transform() -> None:

@@ -70,6 +70,8 @@ def test_best_hidden_keeps_the_notebook_network(tmp_path: Path) -> None:
         cfg = compose_train(["experiment=best_hidden", f"data={data}"], tmp_path)
         assert (cfg.model.arch, cfg.model.hidden_units, cfg.model.head) == ("hidden", 100, "softmax")
         assert cfg.data.augment._target_ == "mnistlab.data.augment.RandomAffine"
+        # Chosen on validation: light augmentation helps MNIST and hurts Fashion-MNIST (identity there).
+        assert bool(hydra.utils.instantiate(cfg.data.augment)) == (data == "mnist")
         assert cfg.data.dataset == data and cfg.data.val_size == 5000
         assert cfg.scheduler.epochs == cfg.trainer.max_epochs and cfg.scheduler.batch_size == cfg.data.batch_size
     default = compose_train([], tmp_path)

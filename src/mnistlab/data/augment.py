@@ -22,6 +22,7 @@ class RandomAffine:
         degrees: Maximum rotation, in degrees, either way.
         translate: Maximum shift along each axis, as a fraction of the image side (0.1 = 2.8 px).
         scale: Maximum relative zoom either way (0.1 draws sizes in [0.9, 1.1]).
+            All three 0 is the identity, which is falsy so that loaders skip it.
     """
 
     def __init__(self, degrees: float = 5.0, translate: float = 0.05, scale: float = 0.05) -> None:
@@ -30,6 +31,10 @@ class RandomAffine:
                 f"augment needs degrees >= 0, translate >= 0 and 0 <= scale < 1, got {degrees}, {translate}, {scale}"
             )
         self.degrees, self.translate, self.scale = degrees, translate, scale
+
+    def __bool__(self) -> bool:
+        """False for the identity (all ranges 0), which callers can skip."""
+        return bool(self.degrees or self.translate or self.scale)
 
     def __repr__(self) -> str:
         return f"RandomAffine(degrees={self.degrees}, translate={self.translate}, scale={self.scale})"

@@ -65,7 +65,7 @@ class MNISTDataModule(pl.LightningDataModule):
         # Only plain values go into checkpoints (read back with weights_only=True and passed to
         # this constructor again); evaluation never augments, and the run's config records it.
         self.save_hyperparameters(ignore=["augment"], logger=False)
-        self.augment = augment
+        self.augment = augment if augment else None  # an identity RandomAffine costs nothing
         self.root = Path(root).expanduser()
         self.spec: DatasetSpec = SPECS[dataset]
         self.train_set: tuple[torch.Tensor, torch.Tensor] | None = None
