@@ -45,7 +45,7 @@ def test_killed_run_resumes_in_its_folder(tmp_path: Path) -> None:
     last = run_dir / "checkpoints" / "last.ckpt"
     args = [f"hydra.run.dir={run_dir}", *QUICK_MNIST, "trainer.max_epochs=3"]
     env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args, "callbacks.periodic_checkpoint.every_n_steps=100"]
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args, "callbacks.last_checkpoint.every_n_steps=100"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -126,3 +126,21 @@ def test_loader_state_continues_the_same_permutation(tmp_path: Path) -> None:
     moved_on.load_state_dict(state)
     moved_on.set_epoch(2)  # Lightning starts the next epoch: the old position no longer applies
     assert len(list(moved_on)) == len(reference)
+
+
+def test_last_checkpoint_is_the_final_epoch_even_when_val_acc_does_not_improve(tmp_path: Path) -> None:
+    # mode=min makes the first epoch "best", so Lightning's own save_last would stop after it.
+    run_dir = tmp_path / "run"
+    result = run_script(
+        "train.py",
+        *QUICK_MNIST,
+        "trainer.max_epochs=3",
+        "+trainer.limit_train_batches=2",
+        "callbacks.model_checkpoint.mode=min",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    best = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, 3 * 100)  # 2 chunks of 50 steps per epoch
+    assert best["global_step"] < last["global_step"]

@@ -10,23 +10,25 @@ import lightning.pytorch as pl
 from mnistlab.validation import check_number
 
 
-class PeriodicCheckpoint(pl.Callback):
-    """Overwrites ``dirpath/last.ckpt`` at least every ``every_n_steps`` optimizer steps.
+class LastCheckpoint(pl.Callback):
+    """Overwrites ``dirpath/last.ckpt`` at every epoch end and every ``every_n_steps`` optimizer steps.
 
-    ``ModelCheckpoint(every_n_train_steps=N)`` only fires when ``global_step`` is a multiple
-    of N, which with chunked manual optimization (``data.steps_per_chunk`` optimizer steps
-    per Lightning step, shorter last chunks) may never happen. This saves at the end of the
-    first chunk that reaches N steps since the previous save. ``ModelCheckpoint`` still saves
-    ``last.ckpt`` at every epoch end; both write atomically (``SafeCheckpointIO``).
+    Not ``ModelCheckpoint(save_last=True)``: since Lightning 2.6 that writes ``last.ckpt``
+    only when a top-k checkpoint is saved too, i.e. when ``val/acc`` improves, so a resume
+    could lose epochs. Nor ``every_n_train_steps=N``: it fires only when ``global_step`` is
+    a multiple of N, which with chunked manual optimization (``data.steps_per_chunk``
+    optimizer steps per Lightning step, shorter last chunks) may never happen; this saves
+    at the end of the first chunk that reaches N steps since the previous save. Writes are
+    atomic (``SafeCheckpointIO``).
 
     Args:
         dirpath: Folder of ``last.ckpt``.
-        every_n_steps: Optimizer steps between saves; None saves only at epoch ends.
+        every_n_steps: Optimizer steps between mid-epoch saves; None saves only at epoch ends.
     """
 
     def __init__(self, dirpath: str, every_n_steps: int | None = None) -> None:
         if every_n_steps is not None:
-            check_number("callbacks.periodic_checkpoint.every_n_steps", every_n_steps, integer=True, low=1)
+            check_number("callbacks.last_checkpoint.every_n_steps", every_n_steps, integer=True, low=1)
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_steps = every_n_steps
         self._saved_at = 0
@@ -39,5 +41,12 @@ class PeriodicCheckpoint(pl.Callback):
     ) -> None:
         if self.every_n_steps is None or trainer.global_step - self._saved_at < self.every_n_steps:
             return
+        self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Runs after validation, so the best-checkpoint state saved with it is current.
+        self._save(trainer)
+
+    def _save(self, trainer: pl.Trainer) -> None:
         trainer.save_checkpoint(self.path)
         self._saved_at = trainer.global_step
