@@ -4,11 +4,15 @@
 """
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.mnistlab_sweeps.ddp import ddp_children_join_this_job
 from mnistlab.cli import user_errors
 
 
@@ -58,7 +62,9 @@ def build_and_run(cfg: DictConfig) -> float:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    with user_errors():
+    # In a sweep a failing job must not exit the process: the sweep records it and goes on.
+    errors = nullcontext() if HydraConfig.get().mode == RunMode.MULTIRUN else user_errors()
+    with errors, ddp_children_join_this_job(__file__):
         return build_and_run(cfg)
 
 

@@ -140,7 +140,15 @@ class Classifier(pl.LightningModule):
 
     def _log_step(self) -> None:
         # Lightning's x-axis counts Lightning steps (chunks); log optimizer steps instead.
-        self.log("step", float(self.global_step), on_step=not self._in_epoch_end(), on_epoch=self._in_epoch_end())
+        epoch_end = self._in_epoch_end()  # the same on every rank: "max" only silences Lightning's DDP warning
+        self.log(
+            "step",
+            float(self.global_step),
+            on_step=not epoch_end,
+            on_epoch=epoch_end,
+            sync_dist=epoch_end,
+            reduce_fx="max",
+        )
 
     def _in_epoch_end(self) -> bool:
         return self._current_fx_name is not None and self._current_fx_name.endswith("epoch_end")
@@ -174,9 +182,12 @@ class Classifier(pl.LightningModule):
             elif name == "per_class":
                 self.per_class[stage] = {k: v.cpu() for k, v in value.items()}
                 for k, v in value.items():
-                    self.log(f"{stage}/{k}_macro", v.mean())  # unweighted mean over classes
+                    # Unweighted mean over classes; equal on every rank (see below).
+                    self.log(f"{stage}/{k}_macro", v.mean(), sync_dist=True, reduce_fx="max")
             else:
-                self.log(f"{stage}/{name}", value, prog_bar=stage != "train")
+                # Already equal on every rank; "max" of equal values keeps them exact and tells
+                # Lightning they are synchronised (no per-epoch sync_dist warning under DDP).
+                self.log(f"{stage}/{name}", value, prog_bar=stage != "train", sync_dist=True, reduce_fx="max")
             metric.reset()
         self._log_step()
 

@@ -1,0 +1,53 @@
+"""Hydra's basic grid sweeper, except that a failed job does not end the sweep.
+
+Hydra's ``BasicSweeper`` re-raises the first failed job after its batch, which skips the
+later batches and ``on_multirun_end`` (so no summary). This one records and goes on; the
+summary callback turns failures into a non-zero exit status.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GridSweeperConf(BasicSweeperConf):
+    _target_: str = "hydra_plugins.mnistlab_sweeps.grid_sweeper.GridSweeper"
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf, provider="mnistlab")
+
+
+class GridSweeper(BasicSweeper):
+    """Every combination of the comma-separated overrides, in batches of ``max_batch_size``."""
+
+    def sweep(self, arguments: list[str]) -> Any:
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        params_conf = self._parse_config()
+        params_conf.extend(arguments)
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        self.overrides = self.split_arguments(parser.parse_overrides(params_conf), self.max_batch_size)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        returns: list[list[JobReturn]] = []
+        initial_job_idx = 0
+        while not self.is_done():
+            batch = self.get_job_batch()
+            self.validate_batch_is_legal(batch)
+            results = list(self.launcher.launch(batch, initial_job_idx=initial_job_idx))
+            for r in results:
+                if r.status != JobStatus.COMPLETED:
+                    log.warning("job %s failed; the sweep goes on", r.hydra_cfg.hydra.job.num)
+            initial_job_idx += len(batch)
+            returns.append(results)
+        return returns

@@ -1,0 +1,166 @@
+"""The table that compares the jobs of a sweep: ``summary.csv`` and ``summary.md`` in the sweep folder.
+
+A job folder is any ``<sweep>/<job>/`` with ``.hydra/overrides.yaml``. Its results come from
+``metrics.json`` (written by ``mnistlab.training.fit_and_test``) and ``job.json`` (status, error
+and wall time, written by the sweep callback when the job ends).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mnistlab.io import write_atomic
+
+JOB_FILE = "job.json"
+GROUP_KEYS = ("test/acc", "test/loss", "val/acc_best")
+STUDY_FILE = "optuna.json"
+COLUMNS = ("job", "overrides", "test/acc", "test/loss", "val/acc_best", "epochs", "seconds", "status", "error")
+
+
+@dataclass
+class JobRecord:
+    """One job of a sweep, as read back from its folder."""
+
+    name: str
+    overrides: list[str]
+    status: str = "ok"
+    error: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float | None = None
+
+    def get(self, key: str) -> float | None:
+        value = self.metrics.get(key)
+        return float(value) if isinstance(value, (int, float)) else None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def read_job(job_dir: Path, exclude_keys: Sequence[str] = ()) -> JobRecord:
+    """Reads one job folder; a job with neither ``job.json`` nor ``metrics.json`` counts as failed."""
+    overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    shown = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in exclude_keys]
+    metrics = _read_json(job_dir / "metrics.json")
+    job = _read_json(job_dir / JOB_FILE)
+    status = job.get("status", "ok" if metrics else "failed")
+    error = job.get("error", "" if metrics else "no metrics.json (the job did not finish)")
+    return JobRecord(job_dir.name, shown, status, error, metrics, job.get("seconds"))
+
+
+def collect_jobs(sweep_dir: Path, exclude_keys: Sequence[str] = ()) -> list[JobRecord]:
+    """All job folders of ``sweep_dir``, best ``test/acc`` first, failed jobs last."""
+    jobs = [read_job(p.parent.parent, exclude_keys) for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
+    return sorted(jobs, key=lambda j: (j.get("test/acc") is None, -(j.get("test/acc") or 0.0), j.name))
+
+
+def _without_seed(job: JobRecord) -> tuple[str, ...]:
+    return tuple(sorted(o for o in job.overrides if o.split("=", 1)[0].lstrip("+~") != "seed"))
+
+
+def seed_groups(jobs: Sequence[JobRecord], keys: Sequence[str] = GROUP_KEYS) -> list:
+    """Mean and sample std of ``keys`` over jobs that differ only in ``seed``.
+
+    Returns:
+        ``[(overrides without seed, n, {key: (mean, std)}), ...]`` for every configuration
+        run with two or more seeds that finished, best mean ``test/acc`` first.
+    """
+    groups: dict[tuple[str, ...], list[JobRecord]] = {}
+    for job in jobs:
+        if job.status == "ok" and any(o.split("=", 1)[0] == "seed" for o in job.overrides):
+            groups.setdefault(_without_seed(job), []).append(job)
+    rows = []
+    for overrides, members in groups.items():
+        if len(members) < 2:
+            continue
+        stats = {}
+        for key in keys:
+            values = [v for m in members if (v := m.get(key)) is not None]
+            if len(values) >= 2:
+                stats[key] = (statistics.fmean(values), statistics.stdev(values))
+        rows.append((list(overrides), len(members), stats))
+    return sorted(rows, key=lambda r: -r[2].get("test/acc", (0.0, 0.0))[0])
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.{digits}f}"
+
+
+def _row(job: JobRecord) -> list[str]:
+    return [
+        job.name,
+        " ".join(job.overrides),
+        _fmt(job.get("test/acc")),
+        _fmt(job.get("test/loss")),
+        _fmt(job.get("val/acc_best")),
+        "" if job.get("epochs") is None else str(int(job.get("epochs"))),
+        _fmt(job.seconds, 1),
+        job.status,
+        job.error,
+    ]
+
+
+def to_csv(jobs: Sequence[JobRecord]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(_row(job) for job in jobs)
+    return out.getvalue()
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|") or " "
+
+
+def to_markdown(jobs: Sequence[JobRecord], study: dict[str, Any] | None = None) -> str:
+    """The summary as Markdown: the jobs (best marked), seed groups and the Optuna study's best trial."""
+    failed = sum(job.status == "failed" for job in jobs)
+    lines = [f"# Sweep summary: {len(jobs)} jobs, {len(jobs) - failed} finished, {failed} failed", ""]
+    lines += ["| best | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
+    best = next((job for job in jobs if job.status == "ok" and job.get("test/acc") is not None), None)
+    for job in jobs:
+        mark = "**best**" if job is best else " "
+        lines.append(f"| {mark} | " + " | ".join(_md_cell(c) for c in _row(job)) + " |")
+    if groups := seed_groups(jobs):
+        lines += ["", "## Mean ± std over seeds", "", "| overrides | seeds | test/acc | test/loss | val/acc_best |"]
+        lines.append("|---|---|---|---|---|")
+        for overrides, n, stats in groups:
+            cells = [f"{s[0]:.4f} ± {s[1]:.4f}" if (s := stats.get(k)) else "" for k in GROUP_KEYS]
+            lines.append(f"| {_md_cell(' '.join(overrides))} | {n} | " + " | ".join(cells) + " |")
+    if study and study.get("best"):
+        best_trial = study["best"]
+        lines += ["", f"## Optuna study `{study['study_name']}`", ""]
+        lines.append(f"Trials: {', '.join(f'{n} {state.lower()}' for state, n in sorted(study['states'].items()))}.")
+        lines.append(f"Best trial {best_trial['number']}: {study['objective']} = {best_trial['value']:.4f} with")
+        lines.append("")
+        lines += [f"- `{k}` = {v}" for k, v in best_trial["params"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(sweep_dir: Path, exclude_keys: Sequence[str] = ()) -> tuple[list[JobRecord], str]:
+    """Writes ``summary.csv`` and ``summary.md`` into ``sweep_dir``.
+
+    Returns:
+        The job records (best first) and the Markdown text.
+    """
+    jobs = collect_jobs(sweep_dir, exclude_keys)
+    study = _read_json(sweep_dir / STUDY_FILE) or None
+    markdown = to_markdown(jobs, study)
+    write_atomic(sweep_dir / "summary.csv", to_csv(jobs).encode())
+    write_atomic(sweep_dir / "summary.md", markdown.encode())
+    return jobs, markdown

@@ -1,0 +1,66 @@
+"""The sweep summary's plain functions, on job folders written by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mnistlab.sweeps import collect_jobs, seed_groups, write_summary
+from mnistlab.sweeps.gpus import claim_slot, release_slots
+
+
+def job(sweep: Path, name: str, overrides: list[str], acc: float | None, status: str | None = None) -> None:
+    folder = sweep / name
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if acc is not None:
+        metrics = {"test/acc": acc, "test/loss": 1 - acc, "val/acc_best": acc, "epochs": 1}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    if status:
+        (folder / "job.json").write_text(json.dumps({"status": status, "error": "boom", "seconds": 1.0}))
+
+
+def test_summary_ranks_marks_groups_and_reports_failures(tmp_path: Path) -> None:
+    job(tmp_path, "0_a", ["model=linear", "seed=1", "data.root=/x"], 0.90)
+    job(tmp_path, "1_b", ["model=linear", "seed=2", "data.root=/x"], 0.80)
+    job(tmp_path, "2_c", ["model=hidden", "seed=1", "data.root=/x"], 0.95)
+    job(tmp_path, "3_d", ["model=hidden", "seed=2", "data.root=/x"], None, status="failed")
+    job(tmp_path, "4_e", ["model=hidden", "seed=3", "data.root=/x"], None)  # died without a word
+    jobs, markdown = write_summary(tmp_path, exclude_keys=["data.root"])
+    assert [j.name for j in jobs] == ["2_c", "0_a", "1_b", "3_d", "4_e"]
+    assert [j.status for j in jobs] == ["ok", "ok", "ok", "failed", "failed"]
+    assert jobs[0].overrides == ["model=hidden", "seed=1"]  # excluded keys are not shown
+    assert "| **best** | 2_c |" in markdown and markdown.count("**best**") == 1
+    assert "2 failed" in markdown.splitlines()[0]
+    groups = seed_groups(jobs)
+    assert len(groups) == 1  # model=hidden has one finished seed only
+    overrides, n, stats = groups[0]
+    assert (overrides, n) == (["model=linear"], 2)
+    assert stats["test/acc"] == pytest.approx((0.85, 0.0707107), abs=1e-6)
+    assert "| model=linear | 2 | 0.8500 ± 0.0707 |" in markdown
+    csv_lines = (tmp_path / "summary.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("job,overrides,test/acc") and len(csv_lines) == 6
+    assert collect_jobs(tmp_path / "nothing") == []
+
+
+def test_gpu_slots_are_exclusive_until_their_process_lets_go(tmp_path: Path) -> None:
+    # flock locks conflict between open files even within one process, as between joblib workers;
+    # emptying the module's record of held slots plays a second and a third worker process.
+    from mnistlab.sweeps import gpus
+
+    assert claim_slot(tmp_path, 2) == 0
+    assert claim_slot(tmp_path, 2) == 0  # a process keeps its slot
+    worker0 = dict(gpus._held)
+    gpus._held.clear()
+    assert claim_slot(tmp_path, 2) == 1
+    worker1 = dict(gpus._held)
+    gpus._held.clear()
+    assert claim_slot(tmp_path, 2) is None  # both GPUs taken
+    gpus._held.update(worker0)
+    release_slots()  # worker 0 ends
+    assert claim_slot(tmp_path, 2) == 0
+    release_slots()
+    gpus._held.update(worker1)
+    release_slots()

@@ -1,0 +1,137 @@
+"""Multirun sweeps on real MNIST: job folders, summary, HParams, failures, launchers, Optuna."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import run_script
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+# One epoch of 2 chunks (100 optimizer steps), then full validation and test: real training, kept short.
+FAST = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "callbacks.progress_bar.refresh_rate=0")
+GRID = ("model=linear,hidden", "optimizer=adam,sgd")
+
+
+def sweep(sweep_dir: Path, *overrides: str):
+    return run_script("train.py", "-m", *overrides, *FAST, f"hydra.sweep.dir={sweep_dir}", cwd=sweep_dir.parent)
+
+
+def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
+    with open(sweep_dir / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def grid_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sweep_dir = tmp_path_factory.mktemp("grid") / "sweep"
+    result = sweep(sweep_dir, *GRID)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "# Sweep summary: 4 jobs, 4 finished, 0 failed" in result.stdout  # printed at the end
+    return sweep_dir
+
+
+def test_grid_sweep_gives_named_job_folders_and_a_ranked_summary(grid_sweep: Path) -> None:
+    jobs = sorted(p.name for p in grid_sweep.iterdir() if p.is_dir())
+    assert jobs == [
+        "0_model=linear,optimizer=adam,trainer.max_epochs=1",
+        "1_model=linear,optimizer=sgd,trainer.max_epochs=1",
+        "2_model=hidden,optimizer=adam,trainer.max_epochs=1",
+        "3_model=hidden,optimizer=sgd,trainer.max_epochs=1",
+    ]
+    metrics = {job: json.loads((grid_sweep / job / "metrics.json").read_text()) for job in jobs}
+    rows = summary_rows(grid_sweep)
+    assert [r["job"] for r in rows] == sorted(jobs, key=lambda j: -metrics[j]["test/acc"])
+    for row in rows:
+        m = metrics[row["job"]]
+        assert (row["status"], row["epochs"]) == ("ok", "1")
+        assert float(row["test/acc"]) == pytest.approx(m["test/acc"], abs=1e-4) and m["test/acc"] > 0.7
+        assert float(row["val/acc_best"]) == pytest.approx(m["val/acc_best"], abs=1e-4)
+        assert row["overrides"].startswith("model=") and float(row["seconds"]) > 0
+    table = (grid_sweep / "summary.md").read_text().splitlines()
+    marked = [line for line in table if line.startswith("| **best** |")]
+    assert len(marked) == 1 and rows[0]["job"] in marked[0]
+
+
+def test_each_job_is_a_tensorboard_run_with_real_hparams_metrics(grid_sweep: Path) -> None:
+    for job_dir in (p for p in grid_sweep.iterdir() if p.is_dir()):
+        metrics = json.loads((job_dir / "metrics.json").read_text())
+        events = EventAccumulator(str(job_dir), size_guidance={"scalars": 0})
+        events.Reload()
+        content = events.PluginTagToContent("hparams")
+        experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+        assert {m.name.tag for m in experiment.metric_infos} == {"test/acc", "test/loss", "val/acc_best"}
+        hparams = {h.name for h in experiment.hparam_infos}
+        assert {"model/arch", "optimizer/_target_", "optimizer/lr"} <= hparams
+        for tag in ("test/acc", "test/loss", "val/acc_best"):
+            assert events.Scalars(tag)[-1].value == pytest.approx(metrics[tag], rel=1e-6)
+
+
+def test_joblib_launcher_gives_the_same_rows(grid_sweep: Path, tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    result = sweep(sweep_dir, *GRID, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    keys = ("job", "overrides", "test/acc", "test/loss", "val/acc_best", "epochs", "status")
+    expected = [[r[k] for k in keys] for r in summary_rows(grid_sweep)]
+    assert [[r[k] for k in keys] for r in summary_rows(sweep_dir)] == expected
+
+
+def test_seeds_of_one_configuration_are_grouped_as_mean_and_std(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    result = sweep(sweep_dir, "model=linear", "seed=1,2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    accs = [float(r["test/acc"]) for r in summary_rows(sweep_dir)]
+    assert len(accs) == 2 and accs[0] != accs[1]  # the seed changes the split, init and shuffle
+    mean, std = sum(accs) / 2, abs(accs[0] - accs[1]) / 2**0.5
+    table = (sweep_dir / "summary.md").read_text()
+    assert "## Mean ± std over seeds" in table
+    assert f"| model=linear trainer.max_epochs=1 | 2 | {mean:.4f} ± {std:.4f} |" in table
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    result = sweep(sweep_dir, "model=linear", "optimizer.lr=-1,0.001")  # job 0 raises, job 1 trains
+    assert result.returncode != 0
+    assert "error: 1 of 2 jobs failed" in result.stderr
+    rows = {r["job"][0]: r for r in summary_rows(sweep_dir)}
+    assert rows["0"]["status"] == "failed" and rows["0"]["error"] == "ValueError: Invalid learning rate: -1"
+    assert rows["1"]["status"] == "ok" and float(rows["1"]["test/acc"]) > 0.7
+    assert (sweep_dir / rows["1"]["job"] / "metrics.json").is_file()
+    assert "Invalid learning rate: -1" in (sweep_dir / rows["0"]["job"] / "train.log").read_text()  # traceback
+
+
+def test_optuna_search_resumes_its_sqlite_study(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "search"
+    for n_trials in (3, 5):
+        result = sweep(
+            sweep_dir, "hparams_search=optuna", f"hydra.sweeper.n_trials={n_trials}", "data.steps_per_chunk=20"
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="mnistlab", storage=f"sqlite:///{sweep_dir}/optuna.db")
+    assert len(study.trials) == 5
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 5
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 5  # the resumed run samples anew
+    assert set(study.best_params) == {
+        "optimizer",
+        "optimizer.lr",
+        "optimizer.weight_decay",
+        "model.hidden_units",
+        "data.batch_size",
+    }
+    rows = summary_rows(sweep_dir)
+    assert len(rows) == 5
+    best_job = next(r for r in rows if r["job"].startswith(f"{study.best_trial.number}_"))
+    assert float(best_job["val/acc_best"]) == pytest.approx(study.best_value, abs=1e-4)
+    table = (sweep_dir / "summary.md").read_text()
+    assert f"Best trial {study.best_trial.number}: val/acc_best = {study.best_value:.4f}" in table
+
+
+def test_the_same_error_in_a_single_run_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = run_script("train.py", "model=linear", "optimizer.lr=-1", *FAST, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "error: Invalid learning rate: -1"
+    assert "Traceback" not in result.stderr
