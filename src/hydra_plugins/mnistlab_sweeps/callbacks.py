@@ -14,6 +14,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from mnistlab.cli import user_error
 from mnistlab.io import write_json
 from mnistlab.sweeps.gpus import claim_slot, visible_gpus
 from mnistlab.sweeps.summary import JOB_FILE, write_summary
@@ -48,9 +49,10 @@ class SweepSummary(Callback):
                 _ = job_return.return_value  # re-raises the job's exception
             except Exception as exc:
                 pruned = type(exc).__name__ == "TrialPruned"
-                lines = str(exc).strip().splitlines()
+                cause = user_error(exc) or exc  # the user's error, not Hydra's instantiation wrapper
+                lines = str(cause).strip().splitlines()
                 record["status"] = "pruned" if pruned else "failed"
-                record["error"] = f"{type(exc).__name__}: {lines[0] if lines else ''}".strip()
+                record["error"] = f"{type(cause).__name__}: {lines[0] if lines else ''}".strip()
                 if not pruned:
                     log.error("job %s failed", config.hydra.job.num, exc_info=exc)
         write_json(Path(config.hydra.runtime.output_dir) / JOB_FILE, record)
