@@ -1,0 +1,166 @@
+"""Seconds per epoch of mnistlab against a hand-written loop, timed in one process on the same data.
+
+``scripts/benchmark.py`` builds mnistlab's trainer exactly as ``scripts/train.py`` does (default
+callbacks and logger) and adds an ``EpochTimer``; this module holds the timer, the plain loop it
+is compared with and the table.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from mnistlab.io import write_json
+
+
+def synchronize(device: torch.device) -> None:
+    """Waits for queued device work, so that wall-clock times cover it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class EpochTimer(pl.Callback):
+    """Records when each training epoch starts and when training ends.
+
+    An epoch's time runs from its start to the next epoch's start, so it includes validation,
+    checkpointing, logging and the progress bar: everything a user waits for.
+    """
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+        self.steps: list[int] = []  # trainer.global_step at each epoch start
+        self.end: float | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        synchronize(pl_module.device)
+        self.starts.append(time.perf_counter())
+        self.steps.append(trainer.global_step)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        synchronize(pl_module.device)
+        self.end = time.perf_counter()
+        self.steps.append(trainer.global_step)
+
+    @property
+    def epoch_seconds(self) -> list[float]:
+        marks = [*self.starts, self.end]
+        return [b - a for a, b in zip(marks, marks[1:], strict=False)]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps of the last epoch."""
+        return self.steps[-1] - self.steps[-2]
+
+
+def plain_loop(
+    net: nn.Module,
+    optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    epochs: int,
+    batch_size: int = 32,
+    steps: int | None = None,
+    seed: int = 0,
+) -> list[float]:
+    """A hand-written training loop over tensors on the device; returns seconds per epoch.
+
+    Each epoch draws a random permutation and takes one optimizer step per slice of
+    ``batch_size`` indices, as people write it when they leave Lightning.
+
+    Args:
+        net: The network, on the same device as ``images``.
+        optimizer: Called with the parameters.
+        loss: ``(logits (B, C), labels (B,)) -> scalar``.
+        images: (N, 1, 28, 28) float.
+        labels: (N,) int64.
+        epochs: Epochs to time.
+        batch_size: Samples per step.
+        steps: Optimizer steps per epoch; all of the data when None.
+        seed: Seed of the permutations.
+    """
+    opt = optimizer(net.parameters())
+    g = torch.Generator().manual_seed(seed)
+    n = len(labels) if steps is None else min(len(labels), steps * batch_size)
+    times = []
+    for _ in range(epochs):
+        synchronize(images.device)
+        start = time.perf_counter()
+        perm = torch.randperm(len(labels), generator=g).to(images.device)
+        for i in range(0, n, batch_size):
+            idx = perm[i : i + batch_size]
+            batch_loss = loss(net(images[idx]), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            opt.step()
+        synchronize(images.device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+@dataclass
+class Timing:
+    """Measured epochs of one pipeline; warm-up epochs are dropped before the median."""
+
+    name: str
+    epoch_seconds: list[float]
+    steps_per_epoch: int
+    warmup: int = 1
+    ratio: float | None = None  # median over the plain loop's median
+    measured: list[float] = field(init=False)
+    median_s: float = field(init=False)
+    steps_per_s: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.measured = self.epoch_seconds[self.warmup :] or self.epoch_seconds
+        self.median_s = statistics.median(self.measured)
+        self.steps_per_s = self.steps_per_epoch / self.median_s
+
+
+def compare(timings: list[Timing]) -> list[Timing]:
+    """Fills in each timing's ratio to the first (the plain loop)."""
+    for t in timings:
+        t.ratio = t.median_s / timings[0].median_s
+    return timings
+
+
+def table(timings: list[Timing]) -> str:
+    """The results as a Markdown table: median s/epoch, steps/s, ratio and every measured epoch."""
+    rows = [
+        "| pipeline | s/epoch (median) | steps/s | vs (a) | measured epochs (s) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for t in timings:
+        epochs = " ".join(f"{s:.2f}" for s in t.measured)
+        rows.append(f"| {t.name} | {t.median_s:.2f} | {t.steps_per_s:.0f} | {t.ratio:.2f}x | {epochs} |")
+    return "\n".join(rows)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures ran on."""
+    info = {
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "lightning": pl.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def write_results(path: Path, timings: list[Timing], device: str, extra: dict[str, Any] | None = None) -> None:
+    """Writes the timings and the machine as JSON."""
+    write_json(
+        Path(path), {"device": device, "machine": machine(), "pipelines": [asdict(t) for t in timings], **(extra or {})}
+    )
