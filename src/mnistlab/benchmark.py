@@ -7,6 +7,7 @@ is compared with and the table.
 
 from __future__ import annotations
 
+import itertools
 import platform
 import statistics
 import time
@@ -28,6 +29,11 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def clocks() -> tuple[float, float]:
+    """Wall-clock and process CPU seconds; CPU time varies less when other jobs share the cores."""
+    return time.perf_counter(), time.process_time()
+
+
 class EpochTimer(pl.Callback):
     """Records when each training epoch starts and when training ends.
 
@@ -36,24 +42,26 @@ class EpochTimer(pl.Callback):
     """
 
     def __init__(self) -> None:
-        self.starts: list[float] = []
+        self.starts: list[tuple[float, float]] = []  # (wall, process CPU) seconds
         self.steps: list[int] = []  # trainer.global_step at each epoch start
-        self.end: float | None = None
+        self.end: tuple[float, float] | None = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         synchronize(pl_module.device)
-        self.starts.append(time.perf_counter())
+        self.starts.append(clocks())
         self.steps.append(trainer.global_step)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         synchronize(pl_module.device)
-        self.end = time.perf_counter()
+        self.end = clocks()
         self.steps.append(trainer.global_step)
 
     @property
-    def epoch_seconds(self) -> list[float]:
+    def times(self) -> tuple[list[float], list[float]]:
+        """Wall-clock and CPU seconds of each epoch."""
         marks = [*self.starts, self.end]
-        return [b - a for a, b in zip(marks, marks[1:], strict=False)]
+        pairs = list(itertools.pairwise(marks))
+        return [b[0] - a[0] for a, b in pairs], [b[1] - a[1] for a, b in pairs]
 
     @property
     def steps_per_epoch(self) -> int:
@@ -71,8 +79,8 @@ def plain_loop(
     batch_size: int = 32,
     steps: int | None = None,
     seed: int = 0,
-) -> list[float]:
-    """A hand-written training loop over tensors on the device; returns seconds per epoch.
+) -> tuple[list[float], list[float]]:
+    """A hand-written training loop over tensors on the device; returns wall and CPU seconds per epoch.
 
     Each epoch draws a random permutation and takes one optimizer step per slice of
     ``batch_size`` indices, as people write it when they leave Lightning.
@@ -91,10 +99,10 @@ def plain_loop(
     opt = optimizer(net.parameters())
     g = torch.Generator().manual_seed(seed)
     n = len(labels) if steps is None else min(len(labels), steps * batch_size)
-    times = []
+    walls, cpus = [], []
     for _ in range(epochs):
         synchronize(images.device)
-        start = time.perf_counter()
+        wall, cpu = clocks()
         perm = torch.randperm(len(labels), generator=g).to(images.device)
         for i in range(0, n, batch_size):
             idx = perm[i : i + batch_size]
@@ -103,8 +111,9 @@ def plain_loop(
             batch_loss.backward()
             opt.step()
         synchronize(images.device)
-        times.append(time.perf_counter() - start)
-    return times
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return walls, cpus
 
 
 @dataclass
@@ -113,16 +122,20 @@ class Timing:
 
     name: str
     epoch_seconds: list[float]
+    epoch_cpu_seconds: list[float]
     steps_per_epoch: int
     warmup: int = 1
     ratio: float | None = None  # median over the plain loop's median
+    cpu_ratio: float | None = None  # the same for CPU time
     measured: list[float] = field(init=False)
     median_s: float = field(init=False)
+    median_cpu_s: float = field(init=False)
     steps_per_s: float = field(init=False)
 
     def __post_init__(self) -> None:
         self.measured = self.epoch_seconds[self.warmup :] or self.epoch_seconds
         self.median_s = statistics.median(self.measured)
+        self.median_cpu_s = statistics.median(self.epoch_cpu_seconds[self.warmup :] or self.epoch_cpu_seconds)
         self.steps_per_s = self.steps_per_epoch / self.median_s
 
 
@@ -130,18 +143,22 @@ def compare(timings: list[Timing]) -> list[Timing]:
     """Fills in each timing's ratio to the first (the plain loop)."""
     for t in timings:
         t.ratio = t.median_s / timings[0].median_s
+        t.cpu_ratio = t.median_cpu_s / timings[0].median_cpu_s
     return timings
 
 
 def table(timings: list[Timing]) -> str:
-    """The results as a Markdown table: median s/epoch, steps/s, ratio and every measured epoch."""
+    """The results as a Markdown table: median s/epoch, steps/s, ratios and every measured epoch."""
     rows = [
-        "| pipeline | s/epoch (median) | steps/s | vs (a) | measured epochs (s) |",
-        "| --- | --- | --- | --- | --- |",
+        "| pipeline | s/epoch (median) | steps/s | vs (a) | measured epochs (s) | CPU s/epoch | CPU vs (a) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for t in timings:
         epochs = " ".join(f"{s:.2f}" for s in t.measured)
-        rows.append(f"| {t.name} | {t.median_s:.2f} | {t.steps_per_s:.0f} | {t.ratio:.2f}x | {epochs} |")
+        rows.append(
+            f"| {t.name} | {t.median_s:.2f} | {t.steps_per_s:.0f} | {t.ratio:.2f}x | {epochs} "
+            f"| {t.median_cpu_s:.2f} | {t.cpu_ratio:.2f}x |"
+        )
     return "\n".join(rows)
 
 

@@ -21,7 +21,7 @@ PER_STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimize
 PRECISION_STEP_METHODS = ("pre_backward", "backward", "post_backward", "optimizer_step")
 
 
-def _plain_precision(plugin: Precision) -> bool:
+def plain_precision(plugin: Precision) -> bool:
     if type(plugin) is MixedPrecision:
         return plugin.scaler is None  # bf16-mixed: autocast only, which wraps the whole training_step
     return not any(is_overridden(m, plugin, Precision) for m in PRECISION_STEP_METHODS)
@@ -29,7 +29,7 @@ def _plain_precision(plugin: Precision) -> bool:
 
 def raw_steps_allowed(trainer: pl.Trainer, module: pl.LightningModule) -> bool:
     """True when bypassing ``manual_backward`` and ``LightningOptimizer.step`` changes no behaviour."""
-    if type(trainer.strategy) is not SingleDeviceStrategy or not _plain_precision(trainer.precision_plugin):
+    if type(trainer.strategy) is not SingleDeviceStrategy or not plain_precision(trainer.precision_plugin):
         return False
     for hook in PER_STEP_HOOKS:
         if is_overridden(hook, module, pl.LightningModule):
