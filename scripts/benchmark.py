@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import hydra
+import torch
 from omegaconf import DictConfig
 from train import build
 
@@ -16,6 +17,8 @@ def run(cfg: DictConfig) -> float:
 
     if cfg.device not in ACCELERATORS:
         raise ValueError(f"device={cfg.device!r} must be one of {sorted(ACCELERATORS)}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     cfg.trainer.max_epochs = cfg.warmup + cfg.epochs
     cfg.trainer.accelerator = ACCELERATORS[cfg.device]
     trainer, system, datamodule = build(cfg)  # exactly what scripts/train.py trains
