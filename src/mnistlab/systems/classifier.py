@@ -20,8 +20,8 @@ from torchmetrics.classification import (
 
 from mnistlab.errors import NonFiniteLossError
 from mnistlab.systems.losses import loss_fn
-from mnistlab.validation import check_number
 from mnistlab.systems.raw_steps import count_optimizer_steps, raw_steps_allowed
+from mnistlab.validation import check_number
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
