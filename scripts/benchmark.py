@@ -22,41 +22,20 @@ def run(cfg: DictConfig) -> float:
     cfg.trainer.max_epochs = cfg.warmup + cfg.epochs
     cfg.trainer.accelerator = ACCELERATORS[cfg.device]
     trainer, system, datamodule = build(cfg)  # exactly what scripts/train.py trains
-    timer = next(cb for cb in trainer.callbacks if isinstance(cb, bm.EpochTimer))
-    trainer.fit(system, datamodule=datamodule)
-    steps = timer.steps_per_epoch
-    mnistlab = bm.Timing("(b) mnistlab, default callbacks + logger", *timer.times, steps, cfg.warmup)
-
-    images, labels = datamodule.train_set  # the same tensors, already on the device
-    recipe = dict(optimizer=hydra.utils.instantiate(cfg.optimizer, _convert_="all"), loss=system.loss)
-    walls, cpus = bm.plain_loop(
-        hydra.utils.instantiate(cfg.model).to(images.device), **recipe, images=images, labels=labels,
-        epochs=cfg.warmup + cfg.epochs, batch_size=cfg.data.batch_size, steps=steps, seed=cfg.seed,
-    )  # fmt: skip
-    timings = [bm.Timing("(a) plain PyTorch loop", walls, cpus, steps, cfg.warmup), mnistlab]
-    if cfg.typical:
-        from mnistlab.typical_lightning import TypicalModule, fit_typical
-
-        timer = bm.EpochTimer()
-        module = TypicalModule(hydra.utils.instantiate(cfg.model), **recipe)
-        train_idx, _ = datamodule.split_indices()
-        accelerator = "gpu" if images.is_cuda else "cpu"
-        fit_typical(module, datamodule.root, train_idx, [timer], cfg.warmup + cfg.epochs, accelerator, steps=steps)
-        timings.append(bm.Timing("(c) typical Lightning pipeline", *timer.times, steps, cfg.warmup))
-    print(bm.table(bm.compare(timings)))
-
+    optimizer = hydra.utils.instantiate(cfg.optimizer, _convert_="all")
+    timings = bm.compare_pipelines(
+        trainer, system, datamodule, lambda: hydra.utils.instantiate(cfg.model), optimizer, cfg.warmup, cfg.typical
+    )
+    print(bm.table(timings))
     extra = {}
     if cfg.startup_runs > 0:
-        from mnistlab.startup import startup_times
+        from mnistlab.startup import describe, startup_times
 
         overrides = [f"paths.data_dir={cfg.paths.data_dir}", f"trainer.accelerator={cfg.trainer.accelerator}"]
-        extra["startup"] = s = startup_times(Path(__file__).with_name("train.py"), cfg.startup_runs, overrides)
-        print(
-            f"start-up: first training step {s['first_step_median_s']:.2f} s, `import lightning` "
-            f"{s['import_lightning_median_s']:.2f} s (medians of {cfg.startup_runs}), ratio {s['ratio']:.2f}x"
-        )
+        extra["startup"] = startup_times(Path(__file__).with_name("train.py"), cfg.startup_runs, overrides)
+        print(describe(extra["startup"]))
     if cfg.json:
-        bm.write_results(Path(cfg.json), timings, str(images.device), extra)
+        bm.write_results(Path(cfg.json), timings, str(datamodule.train_set[0].device), extra)
     return timings[1].ratio
 
 

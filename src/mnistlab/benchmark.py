@@ -147,6 +147,61 @@ def compare(timings: list[Timing]) -> list[Timing]:
     return timings
 
 
+def compare_pipelines(
+    trainer: pl.Trainer,
+    system: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    make_net: Callable[[], nn.Module],
+    optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
+    warmup: int = 1,
+    typical: bool = False,
+) -> list[Timing]:
+    """Times (b) ``trainer.fit``, then (a) the plain loop and optionally (c) on the same data and steps.
+
+    Args:
+        trainer: mnistlab's trainer, with an ``EpochTimer`` among its callbacks; its
+            ``max_epochs`` is the number of epochs of every pipeline.
+        system: The ``Classifier`` to train; (a) and (c) use its loss.
+        datamodule: mnistlab's data module; (a) trains on its device tensors once (b) has set them up.
+        make_net: Builds a fresh network of the same kind for (a) and (c).
+        optimizer: The optimizer factory of (a) and (c).
+        warmup: Epochs left out of the medians.
+        typical: Also time (c), the typical Lightning pipeline.
+
+    Returns:
+        (a), (b) and maybe (c), with their ratios to (a).
+    """
+    timer = next(cb for cb in trainer.callbacks if isinstance(cb, EpochTimer))
+    epochs = trainer.max_epochs
+    trainer.fit(system, datamodule=datamodule)
+    steps = timer.steps_per_epoch  # (a) and (c) take exactly as many optimizer steps per epoch
+    mnistlab = Timing("(b) mnistlab, default callbacks + logger", *timer.times, steps, warmup)
+    images, labels = datamodule.train_set
+    walls, cpus = plain_loop(
+        make_net().to(images.device),
+        optimizer,
+        system.loss,
+        images,
+        labels,
+        epochs,
+        datamodule.hparams.batch_size,
+        steps,
+    )
+    timings = [Timing("(a) plain PyTorch loop", walls, cpus, steps, warmup), mnistlab]
+    if typical:
+        from mnistlab.typical_lightning import TypicalModule, fit_typical
+
+        timer = EpochTimer()
+        train_idx, _ = datamodule.split_indices()
+        accelerator = "gpu" if images.is_cuda else "cpu"
+        module = TypicalModule(make_net(), optimizer, system.loss)
+        fit_typical(
+            module, datamodule.root, train_idx, [timer], epochs, accelerator, datamodule.hparams.batch_size, steps
+        )
+        timings.append(Timing("(c) typical Lightning pipeline", *timer.times, steps, warmup))
+    return compare(timings)
+
+
 def table(timings: list[Timing]) -> str:
     """The results as a Markdown table: median s/epoch, steps/s, ratios and every measured epoch."""
     rows = [

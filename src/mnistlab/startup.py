@@ -75,3 +75,12 @@ def startup_times(train_script: Path, runs: int, overrides: Sequence[str] = ()) 
     }
     result["ratio"] = result["first_step_median_s"] / result["import_lightning_median_s"]
     return result
+
+
+def describe(result: dict[str, list[float] | float]) -> str:
+    """One line for the console."""
+    runs = len(result["first_step_s"])
+    return (
+        f"start-up: first training step {result['first_step_median_s']:.2f} s, `import lightning` "
+        f"{result['import_lightning_median_s']:.2f} s (medians of {runs} runs), ratio {result['ratio']:.2f}x"
+    )
