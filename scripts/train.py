@@ -26,15 +26,10 @@ def resumed_config(run_dir: str) -> DictConfig:
     return cfg
 
 
-def build_and_run(cfg: DictConfig) -> float:
+def build(cfg: DictConfig):
+    """The run's trainer, system and data module, built from the config (shared with scripts/benchmark.py)."""
     import lightning.pytorch as pl
 
-    from mnistlab.training import fit_and_test
-    from mnistlab.validation import check_targets
-
-    if cfg.resume:
-        cfg = resumed_config(cfg.resume)
-    check_targets(OmegaConf.to_container(cfg, resolve=True))  # misspelled keys, before any work
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
     net = hydra.utils.instantiate(cfg.model)
@@ -49,6 +44,17 @@ def build_and_run(cfg: DictConfig) -> float:
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    return trainer, system, datamodule
+
+
+def build_and_run(cfg: DictConfig) -> float:
+    from mnistlab.training import fit_and_test
+    from mnistlab.validation import check_targets
+
+    if cfg.resume:
+        cfg = resumed_config(cfg.resume)
+    check_targets(OmegaConf.to_container(cfg, resolve=True))  # misspelled keys, before any work
+    trainer, system, datamodule = build(cfg)
     metrics = fit_and_test(
         trainer,
         system,

@@ -112,11 +112,11 @@ class MNISTDataModule(pl.LightningDataModule):
             if len(labels) != TRAIN_SIZE and verify:
                 raise DataError(f"{self.root}: {len(labels)} training images, expected {TRAIN_SIZE}")
             check_number("data.val_size", self.hparams.val_size, integer=True, low=0, high=len(labels) - 1)
-            x, y = self._to_float(images), labels.to(self._device())
-            train_idx, val_idx = (i.to(x.device) for i in self.split_indices(len(labels)))
-            self.train_set = (x[train_idx], y[train_idx])
+            train_idx, val_idx = self.split_indices(len(labels))
+            # Split the uint8 images, then convert: a quarter of the memory traffic of splitting floats.
+            self.train_set = (self._to_float(images[train_idx]), labels[train_idx].to(self._device()))
             if self.has_validation:
-                self.val_set = (x[val_idx], y[val_idx])
+                self.val_set = (self._to_float(images[val_idx]), labels[val_idx].to(self._device()))
         if stage in (None, "test", "predict") and self.test_set is None:
             images, labels = load_split(self.root, self.spec, train=False, verify=verify)
             self.test_set = (self._to_float(images), labels.to(self._device()))

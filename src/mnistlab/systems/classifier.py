@@ -20,6 +20,7 @@ from torchmetrics.classification import (
 
 from mnistlab.errors import NonFiniteLossError
 from mnistlab.systems.losses import loss_fn
+from mnistlab.systems.raw_steps import count_optimizer_steps, raw_steps_allowed
 from mnistlab.validation import check_number
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -99,6 +100,7 @@ class Classifier(pl.LightningModule):
         self.test_metrics = stage_metrics(num_classes, confmat=True, per_class=True)
         self.confmats: dict[str, torch.Tensor] = {}  # last computed (C, C) matrix per stage, rows = actual
         self.per_class: dict[str, dict[str, torch.Tensor]] = {}  # stage -> precision/recall/f1, (C,) each
+        self.raw_steps = False  # decided in on_train_start
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -109,20 +111,31 @@ class Classifier(pl.LightningModule):
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
 
+    def on_train_start(self) -> None:
+        self.raw_steps = raw_steps_allowed(self.trainer, self)
+
     def training_step(self, chunk: list[Batch], batch_idx: int) -> None:
         opt = self.optimizers()
         scheduler = self.lr_schedulers()
+        raw_opt = opt.optimizer if self.raw_steps else None
         losses, preds = [], []
         for x, y in chunk:
             logits = self.net(x)  # (B, C)
             loss = self.loss(logits, y)
-            opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            opt.step()
+            if raw_opt is not None:  # same effect as the wrapped calls below, ~60 us cheaper (see raw_steps)
+                raw_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                raw_opt.step()
+            else:
+                opt.zero_grad(set_to_none=True)
+                self.manual_backward(loss)
+                opt.step()
             if scheduler is not None:
                 scheduler.step()
             losses.append(loss.detach())
             preds.append(logits.detach().argmax(-1))
+        if raw_opt is not None:
+            count_optimizer_steps(self.trainer, len(chunk))
         sizes = torch.tensor([len(y) for _, y in chunk], dtype=torch.float32, device=self.device)  # (K,)
         losses_t = torch.stack(losses)  # (K,)
         self.train_metrics["loss"].update(losses_t, sizes)
@@ -211,7 +224,14 @@ class Classifier(pl.LightningModule):
 
         for logger in self.loggers:
             if isinstance(logger, TensorBoardLogger) and self.trainer.is_global_zero:
-                from mnistlab.viz import confusion_matrix_figure  # matplotlib only when drawing
+                title, tag = f"{stage} confusion matrix", f"{stage}/confusion_matrix"
+                if stage == "val":  # every epoch: Pillow draws it in ~5 ms instead of matplotlib's ~170 ms
+                    from mnistlab.confmat_image import confusion_matrix_image
 
-                fig = confusion_matrix_figure(self.confmats[stage], self.class_names, f"{stage} confusion matrix")
-                logger.experiment.add_figure(f"{stage}/confusion_matrix", fig, self.global_step)
+                    image = confusion_matrix_image(self.confmats[stage], self.class_names, title)  # (H, W, 3)
+                    logger.experiment.add_image(tag, image, self.global_step, dataformats="HWC")
+                else:
+                    from mnistlab.viz import confusion_matrix_figure  # matplotlib only when drawing
+
+                    fig = confusion_matrix_figure(self.confmats[stage], self.class_names, title)
+                    logger.experiment.add_figure(tag, fig, self.global_step)
