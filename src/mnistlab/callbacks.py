@@ -48,5 +48,9 @@ class LastCheckpoint(pl.Callback):
         self._save(trainer)
 
     def _save(self, trainer: pl.Trainer) -> None:
+        # Curves logged so far reach the disk before the checkpoint that a resume starts from;
+        # TensorBoard's writer would otherwise hold them in memory for up to two minutes.
+        for logger in trainer.loggers:
+            logger.save()
         trainer.save_checkpoint(self.path)
         self._saved_at = trainer.global_step
