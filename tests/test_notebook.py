@@ -15,6 +15,7 @@ def check_notebook_run(run: TrainedRun, threshold: float) -> None:
     assert metrics["epochs"] == 5 and "val/acc_best" not in metrics  # trained on all 60k, no validation
     assert f"test/acc {metrics['test/acc']:.4f}" in run.stdout.strip().splitlines()[-1]
     assert list(run.dir.glob("events.out.tfevents.*"))
+    assert sorted(p.name for p in (run.dir / "checkpoints").iterdir()) == ["last.ckpt"]  # no val/acc to rank by
     ckpt = torch.load(run.checkpoint, weights_only=True)
     assert ckpt["hyper_parameters"]["net"]["head"] == "sigmoid"
 

@@ -89,7 +89,8 @@ def fit_and_test(
     checkpoints = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]
     if not datamodule.has_validation:
         for cb in checkpoints:
-            cb.monitor = None  # nothing to monitor; keep the latest weights
+            # No val/acc to rank by: no best.ckpt; last.ckpt (LastCheckpoint) holds the final weights.
+            cb.monitor, cb.save_top_k = None, 0
     if ckpt_path is not None and trainer.is_global_zero:
         mark_restart(trainer, int(read_checkpoint(ckpt_path).get("global_step", 0)))
     start = time.perf_counter()
