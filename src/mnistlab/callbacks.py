@@ -52,5 +52,5 @@ class LastCheckpoint(pl.Callback):
         # TensorBoard's writer would otherwise hold them in memory for up to two minutes.
         for logger in trainer.loggers:
             logger.save()
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state: resume needs optimizer and loops
         self._saved_at = trainer.global_step

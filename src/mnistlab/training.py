@@ -94,11 +94,16 @@ def fit_and_test(
     if ckpt_path is not None and trainer.is_global_zero:
         mark_restart(trainer, int(read_checkpoint(ckpt_path).get("global_step", 0)))
     start = time.perf_counter()
-    trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
+    # Loads go through SafeCheckpointIO (weights_only=True) whatever this says; say it anyway.
+    trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - start
     best = next((cb for cb in checkpoints if cb.monitor and cb.best_model_path), None)
     results = trainer.test(
-        system, datamodule=datamodule, ckpt_path=best.best_model_path if best else None, verbose=False
+        system,
+        datamodule=datamodule,
+        ckpt_path=best.best_model_path if best else None,
+        verbose=False,
+        weights_only=True,
     )
     metrics: dict[str, float] = {
         **{k: float(v) for k, v in results[0].items() if k.startswith("test/")},  # acc, loss, macro P/R/F1
