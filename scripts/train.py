@@ -28,8 +28,12 @@ def resumed_config(run_dir: str) -> DictConfig:
 
 def build(cfg: DictConfig):
     """The run's trainer, system and data module, built from the config (shared with scripts/benchmark.py)."""
+    import logging
+
     import lightning.pytorch as pl
 
+    # `lightning` adds its own console handler and also propagates to Hydra's: print each line once.
+    logging.getLogger("lightning").handlers.clear()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
     net = hydra.utils.instantiate(cfg.model)
