@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -79,13 +80,19 @@ class TrainedRun:
     def checkpoint(self) -> Path:
         return self.dir / "checkpoints" / "last.ckpt"
 
+    @property
+    def metrics(self) -> dict:
+        return json.loads((self.dir / "metrics.json").read_text())
+
+
+def train(run_dir: Path, *overrides: str) -> TrainedRun:
+    """Runs ``scripts/train.py`` into ``run_dir`` without a progress bar and checks that it succeeded."""
+    result = run_script("train.py", *overrides, f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return TrainedRun(run_dir, result.stdout)
+
 
 @pytest.fixture(scope="session")
 def notebook_hidden_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     """``experiment=notebook_hidden`` trained once per test session (~20 s), shared by every test that needs a model."""
-    run_dir = tmp_path_factory.mktemp("notebook_hidden") / "run"
-    result = run_script(
-        "train.py", "experiment=notebook_hidden", f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0"
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return TrainedRun(run_dir, result.stdout)
+    return train(tmp_path_factory.mktemp("notebook_hidden") / "run", "experiment=notebook_hidden")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from conftest import run_script
+from conftest import train
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
 from mnistlab.data import FASHION_MNIST
@@ -14,23 +13,13 @@ from mnistlab.viz import confusion_matrix_figure
 
 
 def test_hidden_network_reaches_87_percent_with_clothing_names(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    result = run_script(
-        "train.py",
-        "data=fashion_mnist",
-        "model=hidden",
-        "trainer.max_epochs=10",
-        f"hydra.run.dir={run_dir}",
-        "callbacks.progress_bar.refresh_rate=0",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["test/acc"] >= 0.87, metrics
-    ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    run = train(tmp_path / "run", "data=fashion_mnist", "model=hidden", "trainer.max_epochs=10")
+    assert run.metrics["test/acc"] >= 0.87, run.metrics
+    ckpt = torch.load(run.dir / "checkpoints" / "best.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["class_names"] == list(FASHION_MNIST.classes)
     assert ckpt["datamodule_hyper_parameters"]["dataset"] == "fashion_mnist"
     images: set[str] = set()
-    for events in run_dir.glob("events.out.tfevents.*"):
+    for events in run.dir.glob("events.out.tfevents.*"):
         accumulator = EventAccumulator(str(events), size_guidance={IMAGES: 0})
         accumulator.Reload()
         images |= set(accumulator.Tags()["images"])

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from conftest import TrainedRun, run_script
+from conftest import TrainedRun, train
 
 
 def check_notebook_run(run: TrainedRun, threshold: float) -> None:
-    metrics = json.loads((run.dir / "metrics.json").read_text())
+    metrics = run.metrics
     assert metrics["test/acc"] >= threshold, metrics
     assert metrics["epochs"] == 5 and "val/acc_best" not in metrics  # trained on all 60k, no validation
     assert f"test/acc {metrics['test/acc']:.4f}" in run.stdout.strip().splitlines()[-1]
@@ -21,12 +20,7 @@ def check_notebook_run(run: TrainedRun, threshold: float) -> None:
 
 
 def test_notebook_linear_accuracy(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    result = run_script(
-        "train.py", "experiment=notebook_linear", f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0"
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    check_notebook_run(TrainedRun(run_dir, result.stdout), 0.920)
+    check_notebook_run(train(tmp_path / "run", "experiment=notebook_linear"), 0.920)
 
 
 def test_notebook_hidden_accuracy(notebook_hidden_run: TrainedRun) -> None:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from conftest import DATA_DIR, ROOT, run_script, write_idx_set
+from conftest import DATA_DIR, ROOT, run_script, train, write_idx_set
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnistlab.data.loaders import TrainChunks
@@ -133,17 +133,14 @@ def test_loader_state_continues_the_same_permutation(tmp_path: Path) -> None:
 
 def test_last_checkpoint_is_the_final_epoch_even_when_val_acc_does_not_improve(tmp_path: Path) -> None:
     # mode=min makes the first epoch "best", so Lightning's own save_last would stop after it.
-    run_dir = tmp_path / "run"
-    result = run_script(
-        "train.py",
+    run = train(
+        tmp_path / "run",
         *QUICK_MNIST,
         "trainer.max_epochs=3",
         "+trainer.limit_train_batches=2",
         "callbacks.model_checkpoint.mode=min",
-        f"hydra.run.dir={run_dir}",
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    best = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    last = torch.load(run.dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    best = torch.load(run.dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (2, 3 * 100)  # 2 chunks of 50 steps per epoch
     assert best["global_step"] < last["global_step"]
