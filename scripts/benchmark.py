@@ -5,7 +5,7 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import DictConfig
-from train import build
+from mnistlab.composition import compose
 
 from mnistlab.cli import user_errors
 
@@ -21,7 +21,8 @@ def run(cfg: DictConfig) -> float:
         torch.set_num_threads(cfg.threads)
     cfg.trainer.max_epochs = cfg.warmup + cfg.epochs
     cfg.trainer.accelerator = ACCELERATORS[cfg.device]
-    trainer, system, datamodule = build(cfg)  # exactly what scripts/train.py trains
+    run_ = compose(cfg)  # exactly what scripts/train.py trains
+    trainer, system, datamodule = run_.trainer, run_.system, run_.datamodule
     optimizer = hydra.utils.instantiate(cfg.optimizer, _convert_="all")
     timings = bm.compare_pipelines(
         trainer, system, datamodule, lambda: hydra.utils.instantiate(cfg.model), optimizer, cfg.warmup, cfg.typical

@@ -26,43 +26,17 @@ def resumed_config(run_dir: str) -> DictConfig:
     return cfg
 
 
-def build(cfg: DictConfig):
-    """The run's trainer, system and data module, built from the config (shared with scripts/benchmark.py)."""
-    import logging
-
-    import lightning.pytorch as pl
-
-    # `lightning` adds its own console handler and also propagates to Hydra's: print each line once.
-    logging.getLogger("lightning").handlers.clear()
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    net = hydra.utils.instantiate(cfg.model)
-    system = hydra.utils.instantiate(
-        cfg.system,
-        _convert_="all",
-        net=net,
-        optimizer=hydra.utils.instantiate(cfg.optimizer, _convert_="all"),
-        scheduler=hydra.utils.instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None,
-        class_names=list(datamodule.classes),
-    )
-    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    return trainer, system, datamodule
-
-
 def build_and_run(cfg: DictConfig) -> float:
+    from mnistlab.composition import compose
     from mnistlab.training import fit_and_test
-    from mnistlab.validation import check_targets
 
     if cfg.resume:
         cfg = resumed_config(cfg.resume)
-    check_targets(OmegaConf.to_container(cfg, resolve=True))  # misspelled keys, before any work
-    trainer, system, datamodule = build(cfg)
+    run = compose(cfg)
     metrics = fit_and_test(
-        trainer,
-        system,
-        datamodule,
+        run.trainer,
+        run.system,
+        run.datamodule,
         Path(cfg.paths.output_dir),
         ckpt_path=cfg.ckpt_path,
         hparams=OmegaConf.to_container(cfg, resolve=True),

@@ -69,6 +69,21 @@ def run_script(
     )
 
 
+def compose_train(overrides: list[str], tmp_path: Path, data_dir: Path | None = None):
+    """``conf/train.yaml`` with ``overrides``, outside a Hydra app: paths pinned under ``tmp_path``."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        # ${hydra:...} resolvers need a running app; pin the paths they would give.
+        cfg.paths.output_dir = str(tmp_path / "run")
+        cfg.paths.data_dir = str(data_dir or tmp_path)
+        del cfg["hydra"]
+    return cfg
+
+
 @dataclass
 class TrainedRun:
     """A finished ``scripts/train.py`` run: its folder and console output."""

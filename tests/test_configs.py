@@ -6,26 +6,13 @@ from pathlib import Path
 
 import hydra
 import pytest
-from conftest import ROOT, write_idx_set
-from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
+from conftest import ROOT, compose_train, write_idx_set
 
 CONF = ROOT / "conf"
 
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-
-
-def compose_train(overrides: list[str], tmp_path: Path):
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        # ${hydra:...} resolvers need a running app; pin the paths they would give.
-        cfg.paths.output_dir = str(tmp_path / "run")
-        cfg.paths.data_dir = str(tmp_path)
-        del cfg["hydra"]
-    return cfg
 
 
 CASES = (

@@ -85,7 +85,8 @@ def fit_and_test(
     Returns:
         ``test/acc``, ``test/loss``, ``val/acc_best`` (with validation), ``epochs`` and ``fit_seconds``.
     """
-    check_number("trainer.max_epochs", trainer.max_epochs, integer=True, low=1)
+    if trainer.max_steps == -1:  # max_epochs=-1 with max_steps=N is Lightning's way to train by steps
+        check_number("trainer.max_epochs", trainer.max_epochs, integer=True, low=1)
     checkpoints = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]
     if not datamodule.has_validation:
         for cb in checkpoints:

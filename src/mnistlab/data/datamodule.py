@@ -9,7 +9,7 @@ import torch
 
 from mnistlab.data.augment import RandomAffine
 from mnistlab.data.files import download, load_split, missing_data_message, missing_resources
-from mnistlab.data.loaders import EvalBatches, TrainChunks
+from mnistlab.data.loaders import EvalBatches, TrainBatches
 from mnistlab.data.specs import SPECS, DatasetSpec
 from mnistlab.errors import DataError, MnistlabError
 from mnistlab.validation import check_number
@@ -29,12 +29,11 @@ class MNISTDataModule(pl.LightningDataModule):
         root: Folder with the four IDX files, gzipped or raw.
         dataset: ``"mnist"`` or ``"fashion_mnist"``.
         download: Fetch missing files from torchvision's mirrors in ``prepare_data``.
-        batch_size: Training batch size (one optimizer step each).
+        batch_size: Training batch size (one optimizer step each, without gradient accumulation).
         eval_batch_size: Batch size of validation, test and predict.
         val_size: Training images held out for validation; 0 trains on all 60k.
         seed: Seed of the split and of the per-epoch shuffle.
         normalize: Standardise with the train mean/std instead of plain [0, 1].
-        steps_per_chunk: Optimizer steps per Lightning step (see ``TrainChunks``).
         verify: Check the published checksums; off only for hand-made test files.
         augment: Random transform of the training images, applied on the device to each
             chunk of batches; None (the default) trains on the images as they are.
@@ -50,7 +49,6 @@ class MNISTDataModule(pl.LightningDataModule):
         val_size: int = 5000,
         seed: int = 42,
         normalize: bool = False,
-        steps_per_chunk: int = 50,
         verify: bool = True,
         augment: RandomAffine | None = None,
     ) -> None:
@@ -60,7 +58,6 @@ class MNISTDataModule(pl.LightningDataModule):
         # Checked here, before any file is read; the split is re-checked against the real count in setup.
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             check_number(f"data.{key}", value, integer=True, low=1)
-        check_number("data.steps_per_chunk", steps_per_chunk, integer=True, low=1)
         check_number("data.val_size", val_size, integer=True, low=0, high=TRAIN_SIZE - 1)
         # Only plain values go into checkpoints (read back with weights_only=True and passed to
         # this constructor again); evaluation never augments, and the run's config records it.
@@ -71,6 +68,8 @@ class MNISTDataModule(pl.LightningDataModule):
         self.train_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.val_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.test_set: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Batches per training item; set by ``mnistlab.engine.configure_engine`` for the chunked engine.
+        self.chunk: int | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -126,16 +125,18 @@ class MNISTDataModule(pl.LightningDataModule):
             return 0, 1
         return self.trainer.global_rank, self.trainer.world_size
 
-    def train_dataloader(self) -> TrainChunks:
+    def train_dataloader(self) -> TrainBatches:
         rank, world = self._rank()
-        loader = TrainChunks(
+        loader = TrainBatches(
             *self.train_set,
             batch_size=self.hparams.batch_size,
-            steps_per_chunk=self.hparams.steps_per_chunk,
             seed=self.hparams.seed,
             rank=rank,
             world_size=world,
             augment=self.augment,
+            chunk=self.chunk,
+            # Lightning turns shuffling off for overfit_batches by swapping a DataLoader's sampler; do it here.
+            shuffle=not (self.trainer is not None and self.trainer.overfit_batches > 0),
         )
         # Resumed runs continue the shuffle sequence where the checkpoint left it.
         loader.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)

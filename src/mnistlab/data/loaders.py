@@ -15,32 +15,41 @@ Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, 1, 28, 28) float, labels
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
-class TrainChunks:
-    """Shuffled training batches, grouped into chunks of ``steps_per_chunk`` batches.
+class TrainBatches:
+    """Shuffled training batches, one ``(images, labels)`` pair per optimizer step.
 
-    Each item is a list of up to ``steps_per_chunk`` batches; the system takes one
-    optimizer step per batch. Grouping amortises Lightning's per-step overhead over many
-    optimizer steps, which is what lets a tiny MLP train as fast as a hand-written loop.
+    Its length is the number of batches per epoch, whatever the engine, so Lightning's
+    counts (``limit_train_batches``, ``val_check_interval``, the progress bar's total,
+    ``estimated_stepping_batches``) are in batches.
 
-    The permutation of epoch ``e`` comes from ``seed + e``, so an epoch is the same
-    whether or not the run was resumed. Under DDP each rank takes every
-    ``world_size``-th index of the permutation, padded so that all ranks take the same
-    number of steps (as ``DistributedSampler`` does).
+    With ``chunk`` set (the chunked engine, see ``mnistlab.engine``) each item is instead a
+    list of consecutive batches that ends where the run's global batch count is a multiple
+    of ``chunk`` or where the epoch ends; the system then takes one optimizer step per
+    batch. Chunk ends are the only points where Lightning looks at the loop, so ``chunk``
+    divides every interval the run counts (logging, checkpoints).
 
-    It is stateful (``state_dict``/``load_state_dict``, which Lightning stores in every
-    checkpoint), so a run resumed from a mid-epoch checkpoint continues with the next
-    unseen chunk of the same permutation instead of restarting the epoch.
+    The permutation of epoch ``e`` comes from ``seed + e``, so an epoch is the same whether
+    or not the run was resumed, and the same under either engine. Under DDP each rank takes
+    every ``world_size``-th index of the permutation, padded so that all ranks take the same
+    number of steps (as ``DistributedSampler`` does). ``shuffle=False`` keeps the stored
+    order (``trainer.overfit_batches``).
+
+    It is stateful (``state_dict``/``load_state_dict``, stored by Lightning in every
+    checkpoint), so a run resumed from a mid-epoch checkpoint continues with the next unseen
+    batch of the same permutation.
 
     Args:
         images: (N, 1, 28, 28) float tensor.
         labels: (N,) int64 tensor on the same device.
         batch_size: Samples per optimizer step; the last batch of an epoch may be smaller.
-        steps_per_chunk: Batches per item.
         seed: Base seed of the per-epoch shuffle.
         rank: This process's rank.
         world_size: Number of processes.
-        augment: Optional random transform of each chunk's images (one call per chunk), drawn
-            from a generator seeded per epoch and chunk, so that a resumed run repeats it.
+        augment: Optional random transform of the images of each item (one call per item),
+            drawn from a generator seeded by epoch, rank and first batch, so a resumed run
+            repeats it.
+        chunk: None yields single batches; an int yields lists of batches (see above).
+        shuffle: Reshuffle every epoch (the default) or keep the stored order.
     """
 
     def __init__(
@@ -48,31 +57,29 @@ class TrainChunks:
         images: torch.Tensor,
         labels: torch.Tensor,
         batch_size: int,
-        steps_per_chunk: int = 50,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
         augment: Augment | None = None,
+        chunk: int | None = None,
+        shuffle: bool = True,
     ) -> None:
         self.images, self.labels = images, labels
-        self.augment = augment
-        self.batch_size, self.steps_per_chunk = batch_size, steps_per_chunk
+        self.augment, self.chunk, self.shuffle = augment, chunk, shuffle
+        self.batch_size = batch_size
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
-        self._skip = 0  # chunks of ``epoch`` already trained on (set by load_state_dict)
-        self._served = 0  # chunks of the running epoch handed to the training loop
+        self._skip = 0  # batches of ``epoch`` already trained on (set by load_state_dict)
+        self._served = 0  # batches of the running epoch handed to the training loop
         self._exhausted = False
 
     @property
     def samples_per_rank(self) -> int:
         return -(-len(self.labels) // self.world_size)
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return -(-self.samples_per_rank // self.batch_size)
-
     def __len__(self) -> int:
-        return -(-self.steps_per_epoch // self.steps_per_chunk)
+        """Batches (optimizer steps without accumulation) per epoch on this rank."""
+        return -(-self.samples_per_rank // self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -80,52 +87,67 @@ class TrainChunks:
         self.epoch = epoch
 
     @property
-    def sampler(self) -> TrainChunks:
+    def sampler(self) -> TrainBatches:
         # Lightning calls ``loader.sampler.set_epoch(epoch)`` at every epoch start; this
         # keeps the shuffle right when an epoch ends early (``trainer.limit_train_batches``).
         return self
 
     def epoch_indices(self) -> torch.Tensor:
         """This rank's sample order for the current epoch, (samples_per_rank,) int64."""
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        perm = torch.randperm(len(self.labels), generator=g)
+        if self.shuffle:
+            perm = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            perm = torch.arange(len(self.labels))
         padded = self.samples_per_rank * self.world_size
         if padded > len(perm):
             perm = torch.cat([perm, perm[: padded - len(perm)]])
         return perm[self.rank :: self.world_size].to(self.labels.device)
 
-    def chunk_generator(self, index: int) -> torch.Generator:
-        """The augmentation's random stream for chunk ``index`` of this epoch and rank.
-
-        One seed per chunk, so a run resumed mid-epoch draws the same transforms as an
-        uninterrupted one; offset from the shuffle's seeds.
-        """
-        seed = ((self.seed + self.epoch) * self.world_size + self.rank) * 100_003 + index + 1_000_003
+    def item_generator(self, first_batch: int) -> torch.Generator:
+        """The augmentation's random stream for the item starting at batch ``first_batch`` of this epoch."""
+        seed = ((self.seed + self.epoch) * self.world_size + self.rank) * 100_003 + first_batch + 1_000_003
         return torch.Generator(device=self.images.device).manual_seed(seed)
 
     def state_dict(self) -> dict[str, int]:
-        """The running epoch and how many of its chunks were handed out.
+        """The running epoch and how many of its batches were handed out.
 
-        Lightning does not pre-fetch from iterables that have a length, so every chunk
+        Lightning does not pre-fetch from iterables that have a length, so every batch
         handed out has been trained on when a checkpoint is taken after a training step.
         """
-        return {"epoch": self.epoch, "chunks_done": 0 if self._exhausted else self._served}
+        return {"epoch": self.epoch, "batches_done": 0 if self._exhausted else self._served}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self._skip = int(state["epoch"]), int(state["chunks_done"])
+        self.epoch = int(state["epoch"])
+        # "chunks_done" is what checkpoints before the batch-counted engine stored: 50 batches each.
+        self._skip = int(state["batches_done"]) if "batches_done" in state else 50 * int(state["chunks_done"])
 
-    def __iter__(self) -> Iterator[list[Batch]]:
+    def _ends(self, start: int, steps: int) -> Iterator[int]:
+        """Where the items of an epoch that starts at global batch ``start`` end, as epoch batch indices."""
+        if self.chunk is None:
+            yield from range(1, steps + 1)
+            return
+        first = self.chunk - start % self.chunk  # the first end aligned with the global batch count
+        yield from range(first, steps, self.chunk)
+        yield steps
+
+    def __iter__(self) -> Iterator[Batch | list[Batch]]:
         order = self.epoch_indices()
-        chunk = self.batch_size * self.steps_per_chunk
+        steps = len(self)
         skip, self._skip = self._skip, 0
         self._served, self._exhausted = skip, False
-        for start in range(skip * chunk, len(order), chunk):
-            idx = order[start : start + chunk]
-            x, y = self.images[idx], self.labels[idx]  # (C, 1, 28, 28), (C,) with C <= chunk
+        for end in self._ends(self.epoch * steps, steps):
+            if end <= skip:
+                continue
+            begin = self._served
+            idx = order[begin * self.batch_size : end * self.batch_size]
+            x, y = self.images[idx], self.labels[idx]  # (N, 1, 28, 28), (N,) with N <= chunk * batch_size
             if self.augment is not None:
-                x = self.augment(x, self.chunk_generator(self._served))
-            self._served += 1
-            yield list(zip(x.split(self.batch_size), y.split(self.batch_size), strict=True))
+                x = self.augment(x, self.item_generator(begin))
+            self._served = end
+            if self.chunk is None:
+                yield x, y
+            else:
+                yield list(zip(x.split(self.batch_size), y.split(self.batch_size), strict=True))
         self.epoch += 1
         self._exhausted = True
 

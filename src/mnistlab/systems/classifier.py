@@ -20,7 +20,7 @@ from torchmetrics.classification import (
 
 from mnistlab.errors import NonFiniteLossError
 from mnistlab.systems.losses import loss_fn
-from mnistlab.systems.raw_steps import count_optimizer_steps, raw_steps_allowed
+from mnistlab.systems.chunked import count_batches, count_optimizer_steps, raw_steps_allowed
 from mnistlab.validation import check_number
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -38,9 +38,16 @@ def describe(factory: Callable | None) -> dict[str, Any] | None:
     return {"target": f"{func.__module__}.{func.__qualname__}", **keywords}
 
 
-def stage_metrics(num_classes: int, confmat: bool, per_class: bool = False) -> nn.ModuleDict:
-    """Accuracy, mean loss and optionally the confusion matrix and per-class precision/recall/F1 of one stage."""
-    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro"), "loss": MeanMetric()}
+def stage_metrics(num_classes: int, confmat: bool, per_class: bool = False, checks: bool = True) -> nn.ModuleDict:
+    """Accuracy, mean loss and optionally the confusion matrix and per-class precision/recall/F1 of one stage.
+
+    ``checks=False`` skips torchmetrics' input validation and NaN scan, each a host sync per
+    update: the training stage updates every batch and checks its loss itself.
+    """
+    metrics = {
+        "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=checks),
+        "loss": MeanMetric(nan_strategy="warn" if checks else "disable"),
+    }
     if confmat:
         metrics["confmat"] = MulticlassConfusionMatrix(num_classes)
     if per_class:
@@ -58,15 +65,19 @@ def stage_metrics(num_classes: int, confmat: bool, per_class: bool = False) -> n
 class Classifier(pl.LightningModule):
     """Owns the loss, the metrics, the optimizer and the logging of an image classifier.
 
-    Training uses manual optimization: each Lightning step receives a chunk of batches
-    (see ``mnistlab.data.loaders.TrainChunks``) and takes one optimizer step per batch.
-    ``train/loss_step`` is the mean loss of each chunk; epoch metrics are accumulated on
-    the device and read once per epoch, so the hot loop never waits on the host.
+    Out of the box it is a plain Lightning module: automatic optimization, one ``(images,
+    labels)`` batch per ``training_step``. ``mnistlab.engine.configure_engine`` may switch a
+    run to the chunked engine (manual optimization, a list of batches per step, one
+    optimizer step each) where that is exact. Either way ``train/loss_step`` is the loss of
+    the batch at each logging step, epoch metrics are accumulated on the device and read
+    once per epoch, and the loss is checked for NaN/inf only where Lightning logs it
+    anyway, so the hot loop never waits on the host.
 
     Args:
         net: The network; its ``spec`` is saved so a checkpoint can rebuild it.
         optimizer: Partial optimizer, called with the parameters.
-        scheduler: Optional partial LR scheduler, stepped after every optimizer step.
+        scheduler: Optional partial LR scheduler, called with the optimizer and ``total_steps``
+            (``trainer.estimated_stepping_batches``) and stepped after every optimizer step.
         label_smoothing: Cross-entropy label smoothing (softmax head only).
         class_names: Names for tables and plots; digits by default.
     """
@@ -80,7 +91,6 @@ class Classifier(pl.LightningModule):
         class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
-        self.automatic_optimization = False
         optimizer_record = describe(optimizer) or {}
         if "lr" in optimizer_record:
             check_number("optimizer.lr", optimizer_record["lr"], low=0, low_open=True)
@@ -95,12 +105,12 @@ class Classifier(pl.LightningModule):
         self.loss = loss_fn(net.head, label_smoothing)
         num_classes = net.spec["num_classes"]
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
-        self.train_metrics = stage_metrics(num_classes, confmat=False)
+        self.train_metrics = stage_metrics(num_classes, confmat=False, checks=False)
         self.val_metrics = stage_metrics(num_classes, confmat=True)
         self.test_metrics = stage_metrics(num_classes, confmat=True, per_class=True)
         self.confmats: dict[str, torch.Tensor] = {}  # last computed (C, C) matrix per stage, rows = actual
         self.per_class: dict[str, dict[str, torch.Tensor]] = {}  # stage -> precision/recall/f1, (C,) each
-        self.raw_steps = False  # decided in on_train_start
+        self.raw_steps = False  # chunked engine only; decided in on_train_start
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -109,12 +119,27 @@ class Classifier(pl.LightningModule):
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+        # The optimizer steps this process really takes: epochs or max_steps, world size,
+        # limit_train_batches and accumulation included (batches under either engine).
+        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_train_start(self) -> None:
-        self.raw_steps = raw_steps_allowed(self.trainer, self)
+        self.raw_steps = not self.automatic_optimization and raw_steps_allowed(self.trainer, self)
 
-    def training_step(self, chunk: list[Batch], batch_idx: int) -> None:
+    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> torch.Tensor | None:
+        if isinstance(batch, list):
+            return self._train_chunk(batch)
+        x, y = batch
+        logits = self.net(x)  # (B, C)
+        loss = self.loss(logits, y)
+        self.train_metrics["loss"].update(loss.detach(), len(y))
+        self.train_metrics["acc"].update(logits.detach().argmax(-1), y)
+        self._log_loss_step(loss.detach(), len(y))
+        return loss
+
+    def _train_chunk(self, chunk: list[Batch]) -> None:
+        """The chunked engine's step: one optimizer step per batch of ``chunk`` (manual optimization)."""
         opt = self.optimizers()
         scheduler = self.lr_schedulers()
         raw_opt = opt.optimizer if self.raw_steps else None
@@ -122,7 +147,7 @@ class Classifier(pl.LightningModule):
         for x, y in chunk:
             logits = self.net(x)  # (B, C)
             loss = self.loss(logits, y)
-            if raw_opt is not None:  # same effect as the wrapped calls below, ~60 us cheaper (see raw_steps)
+            if raw_opt is not None:  # same effect as the wrapped calls below, ~60 us cheaper (see chunked)
                 raw_opt.zero_grad(set_to_none=True)
                 loss.backward()
                 raw_opt.step()
@@ -137,34 +162,24 @@ class Classifier(pl.LightningModule):
         if raw_opt is not None:
             count_optimizer_steps(self.trainer, len(chunk))
         sizes = torch.tensor([len(y) for _, y in chunk], dtype=torch.float32, device=self.device)  # (K,)
-        losses_t = torch.stack(losses)  # (K,)
-        self.train_metrics["loss"].update(losses_t, sizes)
+        self.train_metrics["loss"].update(torch.stack(losses), sizes)  # (K,) losses weighted by batch size
         self.train_metrics["acc"].update(torch.cat(preds), torch.cat([y for _, y in chunk]))
-        chunk_loss = (losses_t * sizes).sum() / sizes.sum()
-        # One host sync per chunk, which the logger below makes anyway: a diverged run stops
-        # within one logging interval instead of training on NaN weights to the end.
-        if not torch.isfinite(chunk_loss):
+        count_batches(self.trainer, len(chunk) - 1)
+        self._log_loss_step(losses[-1], len(chunk[-1][1]))
+
+    def _log_loss_step(self, loss: torch.Tensor, batch_size: int) -> None:
+        # Lightning writes on-step values to the loggers only every log_every_n_steps batches and
+        # reads them on the host then; check for divergence there, so no other step waits on the host.
+        if self.trainer._logger_connector.should_update_logs:
+            self._check_finite("train/loss_step", loss)
+        self.log("train/loss_step", loss, prog_bar=True, batch_size=batch_size)
+
+    def _check_finite(self, name: str, value: torch.Tensor) -> None:
+        if not torch.isfinite(value):
             raise NonFiniteLossError(
-                f"train/loss_step is {chunk_loss.item()} at step {self.global_step} (epoch {self.current_epoch}): "
+                f"{name} is {value.item()} at step {self.global_step} (epoch {self.current_epoch}): "
                 "training diverged; lower optimizer.lr or check the data"
             )
-        self.log("train/loss_step", chunk_loss, on_step=True, prog_bar=True, batch_size=int(sizes.numel()))
-        self._log_step()
-
-    def _log_step(self) -> None:
-        # Lightning's x-axis counts Lightning steps (chunks); log optimizer steps instead.
-        epoch_end = self._in_epoch_end()  # the same on every rank: "max" only silences Lightning's DDP warning
-        self.log(
-            "step",
-            float(self.global_step),
-            on_step=not epoch_end,
-            on_epoch=epoch_end,
-            sync_dist=epoch_end,
-            reduce_fx="max",
-        )
-
-    def _in_epoch_end(self) -> bool:
-        return self._current_fx_name is not None and self._current_fx_name.endswith("epoch_end")
 
     def _eval_step(self, metrics: nn.ModuleDict, batch: Batch) -> torch.Tensor:
         x, y = batch
@@ -190,6 +205,8 @@ class Classifier(pl.LightningModule):
     def _log_epoch(self, stage: str, metrics: nn.ModuleDict) -> None:
         for name, metric in metrics.items():
             value = metric.compute()  # synchronised across processes by torchmetrics
+            if stage == "train" and name == "loss":
+                self._check_finite("train/loss", value)
             if name == "confmat":
                 self.confmats[stage] = value.cpu()
             elif name == "per_class":
@@ -202,7 +219,6 @@ class Classifier(pl.LightningModule):
                 # Lightning they are synchronised (no per-epoch sync_dist warning under DDP).
                 self.log(f"{stage}/{name}", value, prog_bar=stage != "train", sync_dist=True, reduce_fx="max")
             metric.reset()
-        self._log_step()
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train", self.train_metrics)

@@ -1,40 +1,22 @@
-"""Learning-rate schedules stepped after every optimizer step, built from the run's sizes.
+"""Learning-rate schedules stepped after every optimizer step, sized from the run itself.
 
-``torch.optim.lr_scheduler.OneCycleLR`` must know the total number of optimizer steps in
-advance, and a config cannot do arithmetic, so these factories take the numbers a config
-has (epochs, batch size, validation size) and derive the step count the way
-``mnistlab.data.loaders.TrainChunks`` does. Use them as ``_partial_: true`` targets: the
-system calls the partial with its optimizer.
+Use them as ``_partial_: true`` targets. ``Classifier.configure_optimizers`` calls the
+partial with the optimizer and ``total_steps``, the optimizer steps this process will
+really take (``trainer.estimated_stepping_batches``: epochs or ``max_steps``, world size,
+``limit_train_batches`` and gradient accumulation included), so a schedule ends exactly at
+its final learning rate however the run is shaped.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
-
-from mnistlab.data.datamodule import TRAIN_SIZE
-
-
-def total_steps(epochs: int, batch_size: int, val_size: int = 0, train_size: int = TRAIN_SIZE) -> int:
-    """Optimizer steps of a single-process run: ``epochs`` x batches of the training split.
-
-    Under DDP each rank takes fewer steps, so a schedule built from this count ends
-    unfinished rather than overrunning.
-    """
-    if epochs < 1 or batch_size < 1 or not 0 <= val_size < train_size:
-        raise ValueError(f"cannot count steps for epochs={epochs}, batch_size={batch_size}, val_size={val_size}")
-    return epochs * math.ceil((train_size - val_size) / batch_size)
 
 
 def one_cycle(
     optimizer: torch.optim.Optimizer,
+    total_steps: int,
     max_lr: float,
-    epochs: int,
-    batch_size: int,
-    val_size: int = 0,
-    train_size: int = TRAIN_SIZE,
     pct_start: float = 0.25,
     div_factor: float = 25.0,
     final_div_factor: float = 1e4,
@@ -43,20 +25,13 @@ def one_cycle(
     return OneCycleLR(
         optimizer,
         max_lr=max_lr,
-        total_steps=total_steps(epochs, batch_size, val_size, train_size),
+        total_steps=total_steps,
         pct_start=pct_start,
         div_factor=div_factor,
         final_div_factor=final_div_factor,
     )
 
 
-def cosine(
-    optimizer: torch.optim.Optimizer,
-    epochs: int,
-    batch_size: int,
-    val_size: int = 0,
-    train_size: int = TRAIN_SIZE,
-    eta_min: float = 0.0,
-) -> CosineAnnealingLR:
+def cosine(optimizer: torch.optim.Optimizer, total_steps: int, eta_min: float = 0.0) -> CosineAnnealingLR:
     """Cosine decay from the optimizer's learning rate to ``eta_min`` over the whole run."""
-    return CosineAnnealingLR(optimizer, T_max=total_steps(epochs, batch_size, val_size, train_size), eta_min=eta_min)
+    return CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=eta_min)

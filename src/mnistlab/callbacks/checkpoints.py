@@ -15,11 +15,9 @@ class LastCheckpoint(pl.Callback):
 
     Not ``ModelCheckpoint(save_last=True)``: since Lightning 2.6 that writes ``last.ckpt``
     only when a top-k checkpoint is saved too, i.e. when ``val/acc`` improves, so a resume
-    could lose epochs. Nor ``every_n_train_steps=N``: it fires only when ``global_step`` is
-    a multiple of N, which with chunked manual optimization (``data.steps_per_chunk``
-    optimizer steps per Lightning step, shorter last chunks) may never happen; this saves
-    at the end of the first chunk that reaches N steps since the previous save. Writes are
-    atomic (``SafeCheckpointIO``).
+    could lose epochs. Mid-epoch saves happen when ``trainer.global_step`` is a multiple of
+    ``every_n_steps``, as ``ModelCheckpoint(every_n_train_steps=...)`` counts (the chunked
+    engine aligns its chunks with it). Writes are atomic (``SafeCheckpointIO``).
 
     Args:
         dirpath: Folder of ``last.ckpt``.
@@ -31,17 +29,14 @@ class LastCheckpoint(pl.Callback):
             check_number("callbacks.last_checkpoint.every_n_steps", every_n_steps, integer=True, low=1)
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_steps = every_n_steps
-        self._saved_at = 0
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._saved_at = trainer.global_step  # resumed runs count from their checkpoint
+        self._saved_at = -1  # global_step of the last save: one file per step, however many hooks see it
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self.every_n_steps is None or trainer.global_step - self._saved_at < self.every_n_steps:
-            return
-        self._save(trainer)
+        step = trainer.global_step
+        if self.every_n_steps is not None and step % self.every_n_steps == 0 and step != self._saved_at:
+            self._save(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Runs after validation, so the best-checkpoint state saved with it is current.

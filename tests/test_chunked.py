@@ -11,7 +11,7 @@ from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from mnistlab.data import MNISTDataModule
 from mnistlab.models import build_model
 from mnistlab.systems import Classifier
-from mnistlab.systems.raw_steps import plain_precision
+from mnistlab.systems.chunked import plain_precision
 
 
 class CountOptimizerSteps(pl.Callback):

@@ -1,0 +1,38 @@
+"""Lightning's TQDM progress bar, counting batches when a Lightning step is a chunk of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+
+class BatchProgressBar(TQDMProgressBar):
+    """``TQDMProgressBar`` whose training count is the batches done, not the Lightning steps.
+
+    Under the per-step engine the two are the same and this bar behaves exactly as
+    Lightning's. Under the chunked engine a step ends several batches later, so the bar
+    reads the batch count from the loop and refreshes whenever the count crosses a
+    multiple of ``refresh_rate`` (the total is already in batches, see ``TrainBatches``).
+    """
+
+    def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False) -> None:
+        super().__init__(refresh_rate=refresh_rate, process_position=process_position, leave=leave)
+        self._shown = 0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self._shown = trainer.fit_loop.epoch_loop.batch_progress.current.processed  # resumed mid-epoch
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        n = trainer.fit_loop.epoch_loop.batch_progress.current.processed  # batches done this epoch
+        bar = self.train_progress_bar
+        if bar is None or not self.is_enabled:
+            return
+        if (n // self.refresh_rate > self._shown // self.refresh_rate or n == bar.total) and not bar.disable:
+            self._shown = bar.n = n
+            bar.refresh()
+            bar.set_postfix(self.get_metrics(trainer, pl_module))

@@ -1,0 +1,60 @@
+"""The composition root: one Hydra config in, the run's Trainer, system and data module out.
+
+Every entry script that trains goes through ``compose``; nothing else in the package reads
+a config.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
+from omegaconf import DictConfig, OmegaConf
+
+from mnistlab.data import MNISTDataModule
+from mnistlab.engine import Engine, configure_engine
+from mnistlab.systems import Classifier
+from mnistlab.validation import check_targets
+
+
+@dataclass
+class Run:
+    """What ``compose`` builds: ready for ``mnistlab.training.fit_and_test``."""
+
+    trainer: pl.Trainer
+    system: Classifier
+    datamodule: MNISTDataModule
+    engine: Engine
+
+
+def compose(cfg: DictConfig) -> Run:
+    """Builds the run described by ``cfg`` (``conf/train.yaml`` and its groups).
+
+    Misspelled keys and bad values are refused here, before any data is read; the engine
+    (``cfg.engine``: auto, chunked or per_step) is decided from the built Trainer.
+    """
+    check_targets(OmegaConf.to_container(cfg, resolve=True))
+    # `lightning` adds its own console handler and also propagates to Hydra's: print each line once.
+    logging.getLogger("lightning").handlers.clear()
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = instantiate(cfg.data)
+    net = instantiate(cfg.model)
+    system = instantiate(
+        cfg.system,
+        _convert_="all",
+        net=net,
+        optimizer=instantiate(cfg.optimizer, _convert_="all"),
+        scheduler=instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None,
+        class_names=list(datamodule.classes),
+    )
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    if cfg.trainer.get("enable_progress_bar", True) is False:
+        # The flag means no bar; Lightning would instead refuse the configured one.
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    engine = configure_engine(trainer, system, datamodule, cfg.get("engine", "auto"))
+    return Run(trainer, system, datamodule, engine)

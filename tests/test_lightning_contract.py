@@ -1,0 +1,230 @@
+"""Lightning's contract on real MNIST: every Trainer flag and callback does what Lightning documents.
+
+Each test runs a short fit through ``mnistlab.composition.compose`` (what ``scripts/train.py``
+builds) and checks the documented effect, in batches, under the engine the run chose.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from conftest import DATA_DIR, compose_train
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mnistlab.composition import Run, compose
+from mnistlab.errors import MnistlabError
+
+pytestmark = pytest.mark.slow
+BATCHES_B32 = math.ceil(55_000 / 32)  # 1,719 batches of the 55k training split at batch 32
+BATCHES_B256 = math.ceil(55_000 / 256)  # 215
+QUIET = ["callbacks.progress_bar.refresh_rate=0", "~callbacks.sample_images", "~callbacks.test_report"]
+
+
+class BatchRecorder(pl.Callback):
+    """A user's callback: records what ``on_train_batch_start``/``_end`` receive."""
+
+    def __init__(self) -> None:
+        self.starts: list[tuple[int, int, tuple[int, ...]]] = []  # (epoch, batch_idx, x.shape)
+        self.ends = 0
+        self.labels: dict[int, list[torch.Tensor]] = {}
+        self.lrs: list[float] = []  # the learning rate each optimizer step uses
+        self.param_deltas: list[float] = []
+        self._before: torch.Tensor | None = None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        x, y = batch  # a pair, as Lightning documents, never a list of batches
+        self.starts.append((trainer.current_epoch, batch_idx, tuple(x.shape)))
+        self.labels.setdefault(trainer.current_epoch, []).append(y.clone())
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+        self._before = torch.cat([p.detach().flatten() for p in pl_module.parameters()])
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.ends += 1
+        after = torch.cat([p.detach().flatten() for p in pl_module.parameters()])
+        self.param_deltas.append(float((after - self._before).norm()))
+
+
+def build(tmp_path: Path, *overrides: str) -> Run:
+    cfg = compose_train([*QUIET, *overrides], tmp_path, DATA_DIR)
+    return compose(cfg)
+
+
+def fit(tmp_path: Path, *overrides: str, callbacks: list[pl.Callback] = ()) -> Run:
+    """Composes and fits; ``callbacks`` are added to the config's as a user's ``+callbacks.x`` would be."""
+    run = build(tmp_path, *overrides)
+    if callbacks:  # a user's callback decides the engine too: rebuild with it in the list
+        run.trainer.callbacks.extend(callbacks)
+        from mnistlab.engine import configure_engine
+
+        run.engine = configure_engine(run.trainer, run.system, run.datamodule, "auto")
+    run.trainer.fit(run.system, datamodule=run.datamodule)
+    return run
+
+
+def scalars(run: Run) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar the TensorBoard logger wrote: tag -> [(step, value)]."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for f in sorted(Path(run.trainer.logger.log_dir).glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(f))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    return out
+
+
+def test_chunked_engine_logs_validates_and_checkpoints_like_the_per_step_loop(tmp_path: Path) -> None:
+    common = (
+        "data.batch_size=256", "trainer.max_epochs=2", "trainer.log_every_n_steps=20", "scheduler=one_cycle",
+        "callbacks.last_checkpoint.every_n_steps=60",
+        "+callbacks.steps._target_=lightning.pytorch.callbacks.ModelCheckpoint", "+callbacks.steps.save_top_k=-1",
+        "+callbacks.steps.every_n_train_steps=100", "+callbacks.steps.filename='s{step}'",
+    )  # fmt: skip
+    chunked = fit(tmp_path / "c", *common, "engine=chunked")
+    per_step = fit(tmp_path / "p", *common, "engine=per_step")
+    assert chunked.engine.chunk == 20 and per_step.engine.chunk is None
+    assert chunked.trainer.global_step == per_step.trainer.global_step == 2 * BATCHES_B256
+    a, b = scalars(chunked), scalars(per_step)
+    assert sorted(a) == sorted(b)
+    for tag in a:
+        assert [s for s, _ in a[tag]] == [s for s, _ in b[tag]], tag  # same x-axis, batch for batch
+        assert [v for _, v in a[tag]] == pytest.approx([v for _, v in b[tag]], rel=1e-4, abs=1e-5), tag
+    assert [s for s, _ in a["train/loss_step"]] == list(range(19, 2 * BATCHES_B256, 20))
+    for p, q in zip(chunked.system.parameters(), per_step.system.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)  # the same optimizer steps on the same batches
+    # The schedule ran its whole length and ended at its final learning rate under both engines.
+    for run in (chunked, per_step):
+        sched = run.trainer.lr_scheduler_configs[0].scheduler
+        assert sched.last_epoch == 2 * BATCHES_B256
+        assert run.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(sched.get_last_lr()[0])
+        assert sched.get_last_lr()[0] < 1e-6
+        assert run.trainer.estimated_stepping_batches == 2 * BATCHES_B256
+    for run in (chunked, per_step):  # step-interval checkpoints at the same multiples of 100
+        files = sorted(p.name for p in (Path(run.trainer.default_root_dir) / "checkpoints").glob("s*.ckpt"))
+        assert files == ["sstep=100.ckpt", "sstep=200.ckpt", "sstep=300.ckpt", "sstep=400.ckpt"]
+
+
+def test_a_user_callback_sees_every_batch_as_a_pair_and_the_progress_bar_counts_batches(tmp_path: Path) -> None:
+    recorder = BatchRecorder()
+    run = fit(tmp_path, "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=1", callbacks=[recorder])
+    assert run.engine.chunk is None and "BatchRecorder" in run.engine.reason
+    assert len(recorder.starts) == recorder.ends == BATCHES_B32 == run.trainer.global_step
+    assert [i for _, i, _ in recorder.starts] == list(range(BATCHES_B32))
+    assert recorder.starts[0][2] == (32, 1, 28, 28)
+    bar = run.trainer.progress_bar_callback
+    assert bar.total_train_batches == BATCHES_B32 and bar.train_progress_bar.n == BATCHES_B32
+
+
+def test_the_default_chunked_run_shows_batches_in_its_progress_bar(tmp_path: Path) -> None:
+    run = fit(tmp_path, "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=1", "data.batch_size=256")
+    assert run.engine.chunk == 50
+    bar = run.trainer.progress_bar_callback
+    assert bar.total_train_batches == BATCHES_B256 and bar.train_progress_bar.n == BATCHES_B256
+
+
+def test_learning_rate_monitor_logs_every_log_every_n_steps_batches(tmp_path: Path) -> None:
+    run = fit(
+        tmp_path, "scheduler=cosine", "trainer.max_epochs=1", "trainer.log_every_n_steps=10", "data.batch_size=256",
+        "+callbacks.lr_monitor._target_=lightning.pytorch.callbacks.LearningRateMonitor",
+        "+callbacks.lr_monitor.logging_interval=step",
+    )  # fmt: skip
+    assert run.engine.chunk is None and "LearningRateMonitor" in run.engine.reason
+    lr = scalars(run)["lr-Adam"]
+    assert [s for s, _ in lr] == list(range(9, BATCHES_B256, 10))
+    values = [v for _, v in lr]
+    assert values == sorted(values, reverse=True) and values[0] > 10 * values[-1]  # the cosine decay, point by point
+
+
+def test_accumulate_grad_batches_takes_half_the_optimizer_steps(tmp_path: Path) -> None:
+    run = fit(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=100", "trainer.accumulate_grad_batches=2")
+    assert run.engine.chunk is None
+    assert run.trainer.global_step == 50
+
+
+def test_limit_train_batches_takes_that_many_steps_and_the_schedule_still_ends(tmp_path: Path) -> None:
+    recorder = BatchRecorder()
+    run = fit(tmp_path, "trainer.max_epochs=2", "trainer.limit_train_batches=100", "scheduler=one_cycle",
+              callbacks=[recorder])  # fmt: skip
+    assert run.trainer.global_step == 200 == len(recorder.lrs)
+    assert run.trainer.lr_scheduler_configs[0].scheduler.total_steps == 200
+    assert max(recorder.lrs) == pytest.approx(1e-3)
+    assert recorder.lrs[-1] == pytest.approx(1e-3 / 25 / 1e4)  # the last step used the schedule's final rate
+
+
+def test_gradient_clip_val_bounds_the_gradient_norm(tmp_path: Path) -> None:
+    # Plain SGD moves the weights by lr * gradient, so the step's size bounds the clipped gradient's norm.
+    opts = ("optimizer=sgd", "optimizer.lr=1.0", "optimizer.momentum=0", "trainer.max_epochs=1",
+            "trainer.limit_train_batches=30")  # fmt: skip
+    clipped, free = BatchRecorder(), BatchRecorder()
+    fit(tmp_path / "clip", *opts, "trainer.gradient_clip_val=0.5", callbacks=[clipped])
+    fit(tmp_path / "free", *opts, callbacks=[free])
+    assert max(clipped.param_deltas) <= 0.5 * (1 + 1e-4)
+    assert max(free.param_deltas) > 0.5  # the bound above is not vacuous
+
+
+def test_val_check_interval_half_validates_twice_an_epoch(tmp_path: Path) -> None:
+    run = fit(tmp_path, "trainer.max_epochs=1", "trainer.val_check_interval=0.5", "data.batch_size=256")
+    steps = [s for s, _ in scalars(run)["val/acc"]]
+    assert len(steps) == 2 and steps[0] < BATCHES_B256 // 2 + 1 < steps[1]
+
+
+def test_overfit_batches_trains_on_the_same_batches_every_epoch(tmp_path: Path) -> None:
+    recorder = BatchRecorder()
+    run = fit(tmp_path, "trainer.max_epochs=3", "trainer.overfit_batches=2", callbacks=[recorder])
+    assert run.trainer.global_step == 6
+    epochs = [torch.cat(recorder.labels[e]) for e in range(3)]
+    assert len(epochs[0]) == 64 and all(torch.equal(epochs[0], e) for e in epochs[1:])
+    _, train_labels = run.datamodule.train_set
+    assert torch.equal(epochs[0], train_labels[:64].cpu())  # the first two batches, unshuffled
+
+
+def test_max_epochs_minus_one_trains_by_steps(tmp_path: Path) -> None:
+    run = fit(tmp_path, "trainer.max_epochs=-1", "trainer.max_steps=70", "scheduler=cosine")
+    assert run.engine.chunk is None and run.trainer.global_step == 70
+    assert run.trainer.lr_scheduler_configs[0].scheduler.last_epoch == 70
+
+
+def test_fast_dev_run_detect_anomaly_and_profiler_take_the_per_step_engine(tmp_path: Path) -> None:
+    run = fit(tmp_path / "dev", "trainer.fast_dev_run=true")
+    assert run.trainer.global_step == 1 and "fast_dev_run" in run.engine.reason
+    run = fit(tmp_path / "prof", "trainer.max_epochs=1", "trainer.limit_train_batches=20", "trainer.profiler=simple",
+              "trainer.detect_anomaly=true")  # fmt: skip
+    assert "trainer.profiler" in run.engine.reason and "trainer.detect_anomaly" in run.engine.reason
+    durations = run.trainer.profiler.recorded_durations
+    assert len(durations["run_training_batch"]) == 20  # one profiled region per batch
+
+
+def test_early_stopping_and_no_progress_bar_keep_the_chunked_engine(tmp_path: Path) -> None:
+    run = fit(
+        tmp_path, "trainer.max_epochs=5", "data.batch_size=256", "trainer.enable_progress_bar=false",
+        "+callbacks.early_stop._target_=lightning.pytorch.callbacks.EarlyStopping",
+        "+callbacks.early_stop.monitor=val/acc", "+callbacks.early_stop.mode=max",
+        "+callbacks.early_stop.min_delta=1.0", "+callbacks.early_stop.patience=1",
+    )  # fmt: skip
+    assert run.engine.chunk == 50 and run.trainer.progress_bar_callback is None
+    assert run.trainer.current_epoch == 2  # no epoch can improve val/acc by 1.0: stop after patience
+
+
+def test_stochastic_weight_averaging_steps_its_schedule_per_epoch(tmp_path: Path) -> None:
+    run = fit(
+        tmp_path, "trainer.max_epochs=3", "trainer.limit_train_batches=40",
+        "+callbacks.swa._target_=lightning.pytorch.callbacks.StochasticWeightAveraging",
+        "+callbacks.swa.swa_lrs=0.01", "+callbacks.swa.swa_epoch_start=1", "+callbacks.swa.annealing_epochs=2",
+    )  # fmt: skip
+    assert run.engine.chunk is None
+    swa = next(cb for cb in run.trainer.callbacks if type(cb).__name__ == "StochasticWeightAveraging")
+    assert run.trainer.lr_scheduler_configs[0].interval == "epoch"
+    # SWALR stepped at most once per epoch (plus its construction): per optimizer step it would be 80.
+    assert swa._swa_scheduler._step_count <= 3 + 1
+    assert swa.n_averaged.item() == 3  # the weights averaged in from swa_epoch_start on
+
+
+def test_forcing_chunks_with_a_setting_they_cannot_honour_is_refused_before_training(tmp_path: Path) -> None:
+    with pytest.raises(MnistlabError, match=r"engine=chunked cannot honour trainer.gradient_clip_val"):
+        build(tmp_path, "engine=chunked", "trainer.gradient_clip_val=0.5")
+    with pytest.raises(MnistlabError, match="engine='turbo' is unknown"):
+        build(tmp_path, "engine=turbo")
