@@ -9,7 +9,7 @@ import torch
 
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.augment import RandomAffine
-from mnistlab.data.loaders import TrainChunks
+from mnistlab.data.loaders import TrainBatches
 
 
 def blob_batch(n: int = 8) -> torch.Tensor:
@@ -55,10 +55,11 @@ def test_rejects_bad_ranges() -> None:
 
 
 def test_datamodule_augments_training_chunks_only(tiny_data: Path) -> None:
-    kwargs = dict(root=str(tiny_data), download=False, verify=False, val_size=12, batch_size=8, steps_per_chunk=2)
+    kwargs = dict(root=str(tiny_data), download=False, verify=False, val_size=12, batch_size=8)
     plain = MNISTDataModule(**kwargs)
     augmented = MNISTDataModule(**kwargs, augment=RandomAffine(degrees=5.0))
     for dm in (plain, augmented):
+        dm.chunk = 2  # the chunked engine
         dm.setup()
     assert "augment" not in augmented.hparams  # checkpoints keep plain values only
     x_plain, y_plain = next(iter(plain.train_dataloader()))[0]
@@ -74,13 +75,13 @@ def test_datamodule_augments_training_chunks_only(tiny_data: Path) -> None:
 def test_mid_epoch_resume_repeats_the_augmented_chunks() -> None:
     images, labels = torch.rand(40, 1, 28, 28), torch.arange(40)
 
-    def make() -> TrainChunks:
-        return TrainChunks(images, labels, batch_size=4, steps_per_chunk=2, seed=3, augment=RandomAffine())
+    def make() -> TrainBatches:
+        return TrainBatches(images, labels, batch_size=4, seed=3, augment=RandomAffine(), chunk=2)
 
     full = make()
     full.set_epoch(1)
     uninterrupted = list(full)[2:]  # epoch 1 from its third chunk on
     resumed = make()
-    resumed.load_state_dict({"epoch": 1, "chunks_done": 2})
+    resumed.load_state_dict({"epoch": 1, "batches_done": 4})
     for (a, _), (b, _) in zip([c[0] for c in uninterrupted], [c[0] for c in resumed], strict=True):
         torch.testing.assert_close(a, b)

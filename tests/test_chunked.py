@@ -26,11 +26,12 @@ class CountOptimizerSteps(pl.Callback):
 
 def fit(data: Path, tmp_path: Path, callbacks: list[pl.Callback], precision: str = "32-true") -> tuple:
     pl.seed_everything(0, verbose=False)
-    dm = MNISTDataModule(str(data), download=False, verify=False, val_size=0, batch_size=4, steps_per_chunk=3)
+    dm = MNISTDataModule(str(data), download=False, verify=False, val_size=0, batch_size=4)
+    dm.chunk = 3  # the chunked engine: 15 batches per epoch in chunks of 3
     system = Classifier(build_model("hidden", hidden_units=8))
+    system.automatic_optimization = False
     trainer = pl.Trainer(
         max_epochs=2,
-        limit_train_batches=2,  # 2 chunks of 3 steps per epoch
         precision=precision,
         callbacks=callbacks,
         logger=False,
@@ -48,17 +49,17 @@ def test_raw_steps_match_lightning_steps(tiny_data: Path, tmp_path: Path) -> Non
     counter = CountOptimizerSteps()
     wrapped, wrapped_trainer = fit(tiny_data, tmp_path / "wrapped", [counter])
     assert raw.raw_steps and not wrapped.raw_steps
-    assert counter.calls == 12  # the callback saw every optimizer step
-    assert raw_trainer.global_step == wrapped_trainer.global_step == 12
+    assert counter.calls == 30  # the callback saw every optimizer step
+    assert raw_trainer.global_step == wrapped_trainer.global_step == 30
     for a, b in zip(raw.state_dict().values(), wrapped.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     ckpt = torch.load(tmp_path / "raw" / "last.ckpt", weights_only=True)
-    assert ckpt["global_step"] == 12  # what a resumed run continues from
+    assert ckpt["global_step"] == 30  # what a resumed run continues from
 
 
 def test_bf16_mixed_takes_raw_steps_under_autocast(tiny_data: Path, tmp_path: Path) -> None:
     system, trainer = fit(tiny_data, tmp_path, [], "bf16-mixed")
-    assert system.raw_steps and trainer.global_step == 12
+    assert system.raw_steps and trainer.global_step == 30
     assert all(torch.isfinite(p).all() for p in system.parameters())
 
 

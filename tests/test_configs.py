@@ -8,6 +8,8 @@ import hydra
 import pytest
 from conftest import ROOT, compose_train, write_idx_set
 
+from mnistlab.composition import compose
+
 CONF = ROOT / "conf"
 
 
@@ -28,20 +30,18 @@ CASES = (
 
 
 @pytest.mark.parametrize("override", CASES)
-def test_group_option_composes_and_instantiates(override: str, tmp_path: Path) -> None:
-    cfg = compose_train([override], tmp_path)
+def test_group_option_composes_and_builds_its_run(override: str, tmp_path: Path) -> None:
+    cfg = compose_train([override, "callbacks.progress_bar.refresh_rate=0", "data.val_size=10"], tmp_path)
     write_idx_set(Path(cfg.data.root))
-    datamodule = hydra.utils.instantiate(cfg.data)
-    net = hydra.utils.instantiate(cfg.model)
-    optimizer = hydra.utils.instantiate(cfg.optimizer, _convert_="all")
-    scheduler = hydra.utils.instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None
-    system = hydra.utils.instantiate(cfg.system, _convert_="all", net=net, optimizer=optimizer, scheduler=scheduler)
-    assert system.configure_optimizers() is not None
-    assert datamodule.hparams.batch_size >= 1
-    for c in {**cfg.get("logger", {}), **cfg.get("callbacks", {})}.values():
-        assert hydra.utils.instantiate(c) is not None
-    trainer_cfg = {k: v for k, v in cfg.trainer.items() if k != "_target_"}
-    assert trainer_cfg["max_epochs"] >= 1
+    cfg.data.verify = False  # hand-made files
+    run = compose(cfg)  # config -> Trainer, system, data module, as scripts/train.py builds them
+    assert run.datamodule.hparams.batch_size >= 1 and run.trainer.max_epochs >= 1
+    if override.startswith("trainer="):
+        strategy = "DDPStrategy" if override == "trainer=ddp" else "SingleDeviceStrategy"
+        assert type(run.trainer.strategy).__name__ == strategy
+    if override.split("=")[0] in ("model", "optimizer", "scheduler"):
+        run.trainer.fit(run.system, datamodule=run.datamodule)  # 60 images: the pieces fit together
+        assert run.trainer.global_step == cfg.trainer.max_epochs * -(-(60 - cfg.data.val_size) // cfg.data.batch_size)
 
 
 def test_notebook_experiments_are_the_notebook_recipe(tmp_path: Path) -> None:
@@ -60,6 +60,6 @@ def test_best_hidden_keeps_the_notebook_network(tmp_path: Path) -> None:
         # Chosen on validation: light augmentation helps MNIST and hurts Fashion-MNIST (identity there).
         assert bool(hydra.utils.instantiate(cfg.data.augment)) == (data == "mnist")
         assert cfg.data.dataset == data and cfg.data.val_size == 5000
-        assert cfg.scheduler.epochs == cfg.trainer.max_epochs and cfg.scheduler.batch_size == cfg.data.batch_size
+        assert cfg.scheduler.max_lr == cfg.optimizer.lr
     default = compose_train([], tmp_path)
     assert "augment" not in default.data and default.get("scheduler") is None  # both off by default

@@ -34,7 +34,8 @@ def test_val_size_zero_trains_on_everything(tiny_data: Path) -> None:
 
 
 def test_loaders_cover_every_sample_once(tiny_data: Path) -> None:
-    dm = make(tiny_data, batch_size=5, steps_per_chunk=3, eval_batch_size=7)
+    dm = make(tiny_data, batch_size=5, eval_batch_size=7)
+    dm.chunk = 3  # the chunked engine
     chunks = list(dm.train_dataloader())
     assert [len(c) for c in chunks] == [3, 3, 3, 1]  # 48 samples: 10 batches of <= 5
     seen = torch.cat([x for chunk in chunks for x, _ in chunk])

@@ -13,7 +13,7 @@ from conftest import run_script
 from mnistlab.checkpoints import load_system
 from mnistlab.data import MNISTDataModule
 
-FAST = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "callbacks.progress_bar.refresh_rate=0")
+FAST = ("trainer.max_epochs=1", "trainer.limit_train_batches=100", "callbacks.progress_bar.refresh_rate=0")
 DDP = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
 
 

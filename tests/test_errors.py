@@ -19,7 +19,7 @@ from mnistlab.checkpoints import read_checkpoint
 from mnistlab.errors import MnistlabError
 
 TABLE = ROOT / "docs" / "errors.md"
-QUICK = ("callbacks.progress_bar.refresh_rate=0", "trainer.max_epochs=1", "trainer.limit_train_batches=2")
+QUICK = ("callbacks.progress_bar.refresh_rate=0", "trainer.max_epochs=1", "trainer.limit_train_batches=100")
 
 
 def documented() -> dict[str, tuple[str, int, str]]:

@@ -16,9 +16,9 @@ import torch
 from conftest import DATA_DIR, ROOT, run_script, train, write_idx_set
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mnistlab.data.loaders import TrainChunks
+from mnistlab.data.loaders import TrainBatches
 
-# Linear model, batch 128: 55,000 / 128 -> 430 optimizer steps per epoch, 9 chunks of <= 50.
+# Linear model, batch 128: 55,000 / 128 -> 430 optimizer steps per epoch.
 STEPS_PER_EPOCH = 430
 QUICK_MNIST = ("model=linear", "data.batch_size=128", "callbacks.progress_bar.refresh_rate=0")
 
@@ -70,12 +70,12 @@ def test_killed_run_resumes_in_its_folder(tmp_path: Path) -> None:
     # One TensorBoard run: continuous curves, no step twice, none missing after the restart.
     steps = scalar_steps(run_dir, "train/loss_step")
     assert all(a < b for a, b in itertools.pairwise(steps)), steps
-    # Lightning logs a chunk's loss after the callbacks' on_train_batch_end, so a kill right
-    # after a mid-epoch checkpoint may lose that one point; every other point is there once.
-    expected = sorted({min(50 * (i + 1), STEPS_PER_EPOCH) + e * STEPS_PER_EPOCH for e in range(3) for i in range(9)})
-    assert set(expected) - set(steps) <= {killed_at["global_step"]} and set(steps) <= set(expected), steps
-    assert scalar_steps(run_dir, "train/loss") == [STEPS_PER_EPOCH * e for e in (1, 2, 3)]
-    assert scalar_steps(run_dir, "val/acc") == [STEPS_PER_EPOCH * e for e in (1, 2, 3)]
+    # Lightning logs batch b (0-based, counted over the run) when (b + 1) % log_every_n_steps == 0, after
+    # the callbacks' on_train_batch_end: a kill right after a mid-epoch checkpoint may lose that one point.
+    expected = list(range(49, 3 * STEPS_PER_EPOCH, 50))
+    assert set(expected) - set(steps) <= {killed_at["global_step"] - 1} and set(steps) <= set(expected), steps
+    assert scalar_steps(run_dir, "train/loss") == [STEPS_PER_EPOCH * e - 1 for e in (1, 2, 3)]
+    assert scalar_steps(run_dir, "val/acc") == [STEPS_PER_EPOCH * e - 1 for e in (1, 2, 3)]
 
 
 def test_same_seed_gives_identical_results(tmp_path: Path) -> None:
@@ -108,23 +108,24 @@ def test_loader_state_continues_the_same_permutation(tmp_path: Path) -> None:
     dm.setup("fit")
     x, y = dm.train_set
 
-    def loader() -> TrainChunks:
-        return TrainChunks(x, y, batch_size=4, steps_per_chunk=2, seed=3)
+    def loader() -> TrainBatches:
+        return TrainBatches(x, y, batch_size=4, seed=3, chunk=2)
 
     full = loader()
     full.set_epoch(1)
-    reference = [torch.cat([b for b, _ in chunk]) for chunk in full]  # 60 samples: 8 chunks
+    # 60 samples, 15 batches; epoch 1 starts at global batch 15, so chunks end at 1, 3, ..., 15: 8 chunks.
+    reference = [torch.cat([b for b, _ in chunk]) for chunk in full]
     interrupted = loader()
     interrupted.set_epoch(1)
     it = iter(interrupted)
     next(it), next(it), next(it)
     state = interrupted.state_dict()
-    assert state == {"epoch": 1, "chunks_done": 3}
+    assert state == {"epoch": 1, "batches_done": 5}
     resumed = loader()
     resumed.load_state_dict(state)
     rest = [torch.cat([b for b, _ in chunk]) for chunk in resumed]
     assert len(rest) == len(reference) - 3 and all(torch.equal(a, b) for a, b in zip(rest, reference[3:], strict=True))
-    assert resumed.state_dict() == {"epoch": 2, "chunks_done": 0}  # epoch finished
+    assert resumed.state_dict() == {"epoch": 2, "batches_done": 0}  # epoch finished
     moved_on = loader()
     moved_on.load_state_dict(state)
     moved_on.set_epoch(2)  # Lightning starts the next epoch: the old position no longer applies
@@ -137,10 +138,10 @@ def test_last_checkpoint_is_the_final_epoch_even_when_val_acc_does_not_improve(t
         tmp_path / "run",
         *QUICK_MNIST,
         "trainer.max_epochs=3",
-        "+trainer.limit_train_batches=2",
+        "trainer.limit_train_batches=100",
         "callbacks.model_checkpoint.mode=min",
     )
     last = torch.load(run.dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     best = torch.load(run.dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
-    assert (last["epoch"], last["global_step"]) == (2, 3 * 100)  # 2 chunks of 50 steps per epoch
+    assert (last["epoch"], last["global_step"]) == (2, 3 * 100)  # 100 batches per epoch
     assert best["global_step"] < last["global_step"]

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 # One epoch of 2 chunks (100 optimizer steps), then full validation and test: real training, kept short.
-FAST = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "callbacks.progress_bar.refresh_rate=0")
+FAST = ("trainer.max_epochs=1", "trainer.limit_train_batches=100", "callbacks.progress_bar.refresh_rate=0")
 GRID = ("model=linear,hidden", "optimizer=adam,sgd")
 
 
@@ -110,7 +110,7 @@ def test_optuna_search_resumes_its_sqlite_study(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "search"
     for n_trials in (3, 5):
         result = sweep(
-            sweep_dir, "hparams_search=optuna", f"hydra.sweeper.n_trials={n_trials}", "data.steps_per_chunk=20"
+            sweep_dir, "hparams_search=optuna", f"hydra.sweeper.n_trials={n_trials}"
         )
         assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(study_name="mnistlab", storage=f"sqlite:///{sweep_dir}/optuna.db")

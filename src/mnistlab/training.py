@@ -50,10 +50,10 @@ def log_hparams(trainer: pl.Trainer, hparams: dict[str, Any], metrics: dict[str,
 
 
 def mark_restart(trainer: pl.Trainer, step: int) -> None:
-    """Tells TensorBoard that the run restarts after optimizer step ``step``.
+    """Tells TensorBoard that the run restarts at batch ``step`` (its checkpoint's ``global_step``).
 
     A killed run may have logged past its last checkpoint. The resumed run appends to the
-    same folder, and TensorBoard drops every event at a step after ``step`` that came
+    same folder, and TensorBoard drops every event at a step from ``step`` on that came
     before this marker (``SummaryWriter(purge_step=...)`` writes the same marker, but to
     every new writer, and Lightning opens a new one for ``trainer.test``), so each step
     appears once and the curves stay continuous.
@@ -62,7 +62,8 @@ def mark_restart(trainer: pl.Trainer, step: int) -> None:
 
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            marker = Event(step=step + 1, session_log=SessionLog(status=SessionLog.START))
+            # Batch b is logged at step b, so what the checkpoint holds was logged below ``step``.
+            marker = Event(step=step, session_log=SessionLog(status=SessionLog.START))
             logger.experiment._get_file_writer().add_event(marker)
 
 
