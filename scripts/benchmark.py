@@ -5,9 +5,9 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import DictConfig
-from mnistlab.composition import compose
 
 from mnistlab.cli import user_errors
+from mnistlab.composition import compose
 
 ACCELERATORS = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}
 

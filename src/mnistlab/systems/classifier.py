@@ -19,8 +19,8 @@ from torchmetrics.classification import (
 )
 
 from mnistlab.errors import NonFiniteLossError
-from mnistlab.systems.losses import loss_fn
 from mnistlab.systems.chunked import count_batches, count_optimizer_steps, raw_steps_allowed
+from mnistlab.systems.losses import loss_fn
 from mnistlab.validation import check_number
 
 Batch = tuple[torch.Tensor, torch.Tensor]
