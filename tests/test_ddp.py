@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
+import torch
 from conftest import run_script
 
 from mnistlab.checkpoints import load_system
@@ -30,7 +31,9 @@ def single_process_test(ckpt: Path, mnist_dir: Path) -> dict[str, float]:
 
 def test_ddp_two_cpu_processes_make_one_run_that_counts_every_sample_once(tmp_path: Path, mnist_dir: Path) -> None:
     run_dir = tmp_path / "run"
-    result = run_script("train.py", *DDP, "model=linear", *FAST, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    # A whole epoch, so that the schedule's length comes from the real per-rank step count.
+    one_epoch = ("trainer.max_epochs=1", "data.batch_size=256", "scheduler=one_cycle", *FAST[2:])
+    result = run_script("train.py", *DDP, "model=linear", *one_epoch, f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout  # really two processes
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no folder per process, no outputs/
@@ -43,6 +46,12 @@ def test_ddp_two_cpu_processes_make_one_run_that_counts_every_sample_once(tmp_pa
     single = single_process_test(run_dir / "checkpoints" / "best.ckpt", mnist_dir)
     assert single["test/acc"] == metrics["test/acc"]
     assert single["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-5)
+    # Each rank took half the 55k split: 27,500 / 256 -> 108 optimizer steps, and the one-cycle
+    # schedule was sized for exactly those, so it ended annealed (not mid-way, as one sized for 215).
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    (sched,) = last["lr_schedulers"]
+    assert last["global_step"] == sched["total_steps"] == sched["last_epoch"] == 108
+    assert sched["_last_lr"][0] < 1e-6
 
 
 def test_ddp_sweep_through_submitit_runs_each_job_in_its_folder(tmp_path: Path) -> None:

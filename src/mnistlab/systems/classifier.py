@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -27,6 +27,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 NOTEBOOK_ADAM: OptimizerFactory = partial(torch.optim.Adam, lr=1e-3)
+PENDING_UPDATES = 50  # per-step batches whose training-metric updates are made in one call
 
 
 def describe(factory: Callable | None) -> dict[str, Any] | None:
@@ -60,6 +61,16 @@ def stage_metrics(num_classes: int, confmat: bool, per_class: bool = False, chec
             }
         )
     return nn.ModuleDict(metrics)
+
+
+def batch_weights(targets: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(K,) float sizes of K batches, made on their device by fills (a host list copied over would sync)."""
+    sizes = [len(y) for y in targets]
+    weights = torch.full((len(sizes),), float(sizes[0]), device=targets[0].device)
+    for i, n in enumerate(sizes):
+        if n != sizes[0]:  # only an epoch's last batch may be smaller
+            weights[i] = n
+    return weights
 
 
 class Classifier(pl.LightningModule):
@@ -111,6 +122,7 @@ class Classifier(pl.LightningModule):
         self.confmats: dict[str, torch.Tensor] = {}  # last computed (C, C) matrix per stage, rows = actual
         self.per_class: dict[str, dict[str, torch.Tensor]] = {}  # stage -> precision/recall/f1, (C,) each
         self.raw_steps = False  # chunked engine only; decided in on_train_start
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # per-step: (loss, preds, labels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -133,10 +145,20 @@ class Classifier(pl.LightningModule):
         x, y = batch
         logits = self.net(x)  # (B, C)
         loss = self.loss(logits, y)
-        self.train_metrics["loss"].update(loss.detach(), len(y))
-        self.train_metrics["acc"].update(logits.detach().argmax(-1), y)
+        # Metric updates cost ~40 us each in torchmetrics' wrappers: batch them (the epoch values are the same).
+        self._pending.append((loss.detach(), logits.detach().argmax(-1), y))
+        if len(self._pending) == PENDING_UPDATES:
+            self._update_train_metrics()
         self._log_loss_step(loss.detach(), len(y))
         return loss
+
+    def _update_train_metrics(self) -> None:
+        if not self._pending:
+            return
+        losses, preds, targets = zip(*self._pending, strict=True)
+        self.train_metrics["loss"].update(torch.stack(losses), batch_weights(targets))  # (K,) weighted by size
+        self.train_metrics["acc"].update(torch.cat(preds), torch.cat(targets))
+        self._pending.clear()
 
     def _train_chunk(self, chunk: list[Batch]) -> None:
         """The chunked engine's step: one optimizer step per batch of ``chunk`` (manual optimization)."""
@@ -161,8 +183,7 @@ class Classifier(pl.LightningModule):
             preds.append(logits.detach().argmax(-1))
         if raw_opt is not None:
             count_optimizer_steps(self.trainer, len(chunk))
-        sizes = torch.tensor([len(y) for _, y in chunk], dtype=torch.float32, device=self.device)  # (K,)
-        self.train_metrics["loss"].update(torch.stack(losses), sizes)  # (K,) losses weighted by batch size
+        self.train_metrics["loss"].update(torch.stack(losses), batch_weights([y for _, y in chunk]))  # (K,)
         self.train_metrics["acc"].update(torch.cat(preds), torch.cat([y for _, y in chunk]))
         count_batches(self.trainer, len(chunk) - 1)
         self._log_loss_step(losses[-1], len(chunk[-1][1]))
@@ -221,6 +242,7 @@ class Classifier(pl.LightningModule):
             metric.reset()
 
     def on_train_epoch_end(self) -> None:
+        self._update_train_metrics()
         self._log_epoch("train", self.train_metrics)
 
     def on_validation_epoch_end(self) -> None:

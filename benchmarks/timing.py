@@ -1,8 +1,8 @@
 """Seconds per epoch of mnistlab against a hand-written loop, timed in one process on the same data.
 
-``scripts/benchmark.py`` builds mnistlab's trainer exactly as ``scripts/train.py`` does (default
-callbacks and logger) and adds an ``EpochTimer``; this module holds the timer, the plain loop it
-is compared with and the table.
+``benchmarks/benchmark.py`` builds mnistlab's runs exactly as ``scripts/train.py`` does (default
+callbacks and logger) and adds an ``EpochTimer`` after the engine is chosen; this module holds the
+timer, the plain loop it is compared with and the table.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from mnistlab.composition import Run
 from mnistlab.io import write_json
 
 
@@ -147,57 +148,53 @@ def compare(timings: list[Timing]) -> list[Timing]:
     return timings
 
 
+def time_fit(name: str, run: Run, warmup: int) -> Timing:
+    """Fits ``run`` with an ``EpochTimer`` added after its engine was chosen (so it times that engine)."""
+    timer = EpochTimer()
+    run.trainer.callbacks.append(timer)
+    run.trainer.fit(run.system, datamodule=run.datamodule)
+    return Timing(f"{name} [{run.engine.name}]", *timer.times, timer.steps_per_epoch, warmup)
+
+
 def compare_pipelines(
-    trainer: pl.Trainer,
-    system: pl.LightningModule,
-    datamodule: pl.LightningDataModule,
+    default: Run,
+    per_step: Run,
     make_net: Callable[[], nn.Module],
     optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
     warmup: int = 1,
     typical: bool = False,
 ) -> list[Timing]:
-    """Times (b) ``trainer.fit``, then (a) the plain loop and optionally (c) on the same data and steps.
+    """Times (b) the default run, (b1) the same run per-step, (a) the plain loop and optionally (c).
 
     Args:
-        trainer: mnistlab's trainer, with an ``EpochTimer`` among its callbacks; its
-            ``max_epochs`` is the number of epochs of every pipeline.
-        system: The ``Classifier`` to train; (a) and (c) use its loss.
-        datamodule: mnistlab's data module; (a) trains on its device tensors once (b) has set them up.
+        default: The run as ``scripts/train.py`` builds it; its ``max_epochs`` is every pipeline's.
+        per_step: The same config with ``engine=per_step``.
         make_net: Builds a fresh network of the same kind for (a) and (c).
         optimizer: The optimizer factory of (a) and (c).
         warmup: Epochs left out of the medians.
         typical: Also time (c), the typical Lightning pipeline.
 
     Returns:
-        (a), (b) and maybe (c), with their ratios to (a).
+        (a), (b), (b1) and maybe (c), with their ratios to (a).
     """
-    timer = next(cb for cb in trainer.callbacks if isinstance(cb, EpochTimer))
-    epochs = trainer.max_epochs
-    trainer.fit(system, datamodule=datamodule)
-    steps = timer.steps_per_epoch  # (a) and (c) take exactly as many optimizer steps per epoch
-    mnistlab = Timing("(b) mnistlab, default callbacks + logger", *timer.times, steps, warmup)
-    images, labels = datamodule.train_set
+    epochs = default.trainer.max_epochs
+    timed = [time_fit("(b) mnistlab, default run", default, warmup)]
+    timed.append(time_fit("(b1) mnistlab, forced per-step", per_step, warmup))
+    steps = timed[0].steps_per_epoch  # every pipeline takes exactly as many optimizer steps per epoch
+    images, labels = default.datamodule.train_set
+    batch_size = default.datamodule.hparams.batch_size
     walls, cpus = plain_loop(
-        make_net().to(images.device),
-        optimizer,
-        system.loss,
-        images,
-        labels,
-        epochs,
-        datamodule.hparams.batch_size,
-        steps,
+        make_net().to(images.device), optimizer, default.system.loss, images, labels, epochs, batch_size, steps
     )
-    timings = [Timing("(a) plain PyTorch loop", walls, cpus, steps, warmup), mnistlab]
+    timings = [Timing("(a) plain PyTorch loop", walls, cpus, steps, warmup), *timed]
     if typical:
-        from mnistlab.typical_lightning import TypicalModule, fit_typical
+        from typical_lightning import TypicalModule, fit_typical
 
         timer = EpochTimer()
-        train_idx, _ = datamodule.split_indices()
+        train_idx, _ = default.datamodule.split_indices()
         accelerator = "gpu" if images.is_cuda else "cpu"
-        module = TypicalModule(make_net(), optimizer, system.loss)
-        fit_typical(
-            module, datamodule.root, train_idx, [timer], epochs, accelerator, datamodule.hparams.batch_size, steps
-        )
+        module = TypicalModule(make_net(), optimizer, default.system.loss)
+        fit_typical(module, default.datamodule.root, train_idx, [timer], epochs, accelerator, batch_size, steps)
         timings.append(Timing("(c) typical Lightning pipeline", *timer.times, steps, warmup))
     return compare(timings)
 
