@@ -228,3 +228,15 @@ def test_forcing_chunks_with_a_setting_they_cannot_honour_is_refused_before_trai
         build(tmp_path, "engine=chunked", "trainer.gradient_clip_val=0.5")
     with pytest.raises(MnistlabError, match="engine='turbo' is unknown"):
         build(tmp_path, "engine=turbo")
+
+
+def test_either_engine_resumes_the_others_checkpoint(tmp_path: Path) -> None:
+    args = ("data.batch_size=256",)
+    for first, then in (("chunked", "per_step"), ("per_step", "chunked")):
+        done = fit(tmp_path / first, *args, "trainer.max_epochs=1", f"engine={first}")
+        last = Path(done.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        resumed = build(tmp_path / f"{first}-{then}", *args, "trainer.max_epochs=2", f"engine={then}")
+        resumed.trainer.fit(resumed.system, datamodule=resumed.datamodule, ckpt_path=str(last))
+        assert resumed.trainer.global_step == 2 * BATCHES_B256, (first, then)
+        steps = [s for s, _ in scalars(resumed)["train/loss_step"]]
+        assert steps == list(range(BATCHES_B256 + 49 - BATCHES_B256 % 50, 2 * BATCHES_B256, 50))  # counted on

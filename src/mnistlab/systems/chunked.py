@@ -71,3 +71,17 @@ def count_batches(trainer: pl.Trainer, extra: int) -> None:
     fetcher.done = done
     loop.batch_progress.increment_by(extra, is_last_batch=done)
     loop._batches_that_stepped += extra  # the logging interval and the x-axis of every logger
+
+
+def align_step_counts(trainer: pl.Trainer) -> None:
+    """Sets both of Lightning's optimizer-step counters to the larger one.
+
+    ``trainer.global_step`` reads the automatic-optimization counter under the per-step engine
+    and the manual one under the chunked engine; a checkpoint written by one engine holds only
+    its own. Aligning them when training starts lets either engine resume the other's checkpoint.
+    """
+    loop = trainer.fit_loop.epoch_loop
+    counters = (loop.automatic_optimization.optim_progress.optimizer.step, loop.manual_optimization.optim_step_progress)
+    steps = max(c.total.completed for c in counters)
+    for c in counters:
+        c.total.ready = c.total.completed = steps

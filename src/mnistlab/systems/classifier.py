@@ -19,7 +19,7 @@ from torchmetrics.classification import (
 )
 
 from mnistlab.errors import NonFiniteLossError
-from mnistlab.systems.chunked import count_batches, count_optimizer_steps, raw_steps_allowed
+from mnistlab.systems.chunked import align_step_counts, count_batches, count_optimizer_steps, raw_steps_allowed
 from mnistlab.systems.losses import loss_fn
 from mnistlab.validation import check_number
 
@@ -137,6 +137,7 @@ class Classifier(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_train_start(self) -> None:
+        align_step_counts(self.trainer)  # a checkpoint of the other engine resumes with its step count
         self.raw_steps = not self.automatic_optimization and raw_steps_allowed(self.trainer, self)
 
     def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> torch.Tensor | None:
