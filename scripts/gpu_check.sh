@@ -89,14 +89,15 @@ EOF
 # The install sets PYTHONPATH for every later step, so it runs in this shell, not a subshell.
 step install "$out/logs/install.log" - install
 cd "$repo" || exit 1
-step "pytest -m gpu" "$out/logs/pytest.log" - \
-  "$python" -m pytest -m gpu tests -p no:cacheprovider -o junit_family=xunit1 --junitxml="$work/junit.xml"
+# Guards against a hang (a stuck NCCL start, say), so that the report is still written within 10 minutes.
+step "pytest -m gpu" "$out/logs/pytest.log" - timeout 330 \
+  "$python" -m pytest -v -m gpu tests -p no:cacheprovider -o junit_family=xunit1 --junitxml="$work/junit.xml"
 for bench in "batch 32" "batch 512:data.batch_size=512" "experiment=notebook_hidden:experiment=notebook_hidden"; do
   label=${bench%%:*}
   file=bench_$(echo "${bench%%:*}" | tr -c 'a-z0-9\n' '_')
   overrides=()
   [ "$bench" = "$label" ] || overrides=("${bench#*:}")
-  step "benchmark: $label" "$out/logs/$file.log" "$work/$file.json" \
+  step "benchmark: $label" "$out/logs/$file.log" "$work/$file.json" timeout 75 \
     "$python" scripts/benchmark.py device=$device "${overrides[@]}" "${few_steps[@]}" json="$work/$file.json" \
     hydra.run.dir="$work/$file" callbacks.progress_bar.refresh_rate=0
 done
