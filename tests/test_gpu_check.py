@@ -1,0 +1,43 @@
+"""scripts/gpu_check.sh --cpu: the GPU check's dry run, every step on the CPU, so that the script cannot rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import DATA_DIR, ROOT
+
+SECTIONS = ("## Device", "## Versions", "## Targets", "## Tests (pytest -m gpu)", "## Benchmark (device=cpu)")
+BENCHMARKS = ("batch 32", "batch 512", "experiment=notebook_hidden")
+
+
+def test_gpu_check_dry_run_writes_the_report(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR), "PYTHON": sys.executable}
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(out), "--cpu"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    markdown = (out / "gpu_report.md").read_text()
+    for section in (*SECTIONS, *(f"### {name}\n" for name in BENCHMARKS)):
+        assert section in markdown, section
+    report = json.loads((out / "gpu_report.json").read_text())
+    assert report["mode"] == "cpu" and report["device"]["type"] == "cpu" and report["rc"] == 0
+    assert report["versions"]["hydra-core"] and report["versions"]["torch"]
+    # Every GPU test was collected and skipped for the one allowed reason.
+    cases = report["tests"]["cases"]
+    assert len(cases) >= 9 and {(c["outcome"], c["message"]) for c in cases} == {("skipped", "no CUDA device")}
+    steps = {s["name"]: s for s in report["steps"]}
+    assert list(steps) == ["install", "pytest -m gpu", *(f"benchmark: {name}" for name in BENCHMARKS)]
+    assert f"{len(cases)} skipped" in steps["pytest -m gpu"]["log"]
+    for name in BENCHMARKS:
+        bench = steps[f"benchmark: {name}"]
+        assert "| (a) plain PyTorch loop |" in bench["table"] and bench["table"] in markdown
+        # A few steps: 2 chunks of 5 optimizer steps per epoch, one warm-up and one measured epoch.
+        assert [p["steps_per_epoch"] for p in bench["results"]["pipelines"]] == [10, 10]
+        assert bench["results"]["device"] == "cpu"
+    assert [t[2] for t in report["targets"]] == [None, None, None]  # GPU targets: not judged on the CPU
