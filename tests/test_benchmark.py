@@ -22,8 +22,10 @@ def test_benchmark_runs_a_few_steps(tmp_path: Path) -> None:
         f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    names = ("(a) plain PyTorch loop", "(b) mnistlab, default run [chunked]", "(b1) mnistlab, forced per-step [per_step]",
-             "(c) typical Lightning pipeline", "start-up: first")  # fmt: skip
+    names = (
+        "(a) plain PyTorch loop", "(b) mnistlab, default run [chunked]",
+        "(b1) mnistlab, forced per-step [per_step]", "(c) typical Lightning pipeline", "start-up: first",
+    )  # fmt: skip
     for name in names:
         assert name in result.stdout
     report = json.loads(out.read_text())
