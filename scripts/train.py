@@ -51,13 +51,22 @@ def build(cfg: DictConfig):
     return trainer, system, datamodule
 
 
+def run_overrides(cfg: DictConfig) -> list[str]:
+    """The run's command-line overrides; a resumed run's are those of its first launch."""
+    if cfg.resume:
+        return list(OmegaConf.load(Path(cfg.paths.output_dir) / ".hydra" / "overrides.yaml"))
+    return list(HydraConfig.get().overrides.task)
+
+
 def build_and_run(cfg: DictConfig) -> float:
+    from mnistlab.hparams import run_hparams
     from mnistlab.training import fit_and_test
     from mnistlab.validation import check_targets
 
     if cfg.resume:
         cfg = resumed_config(cfg.resume)
-    check_targets(OmegaConf.to_container(cfg, resolve=True))  # misspelled keys, before any work
+    config = OmegaConf.to_container(cfg, resolve=True)
+    check_targets(config)  # misspelled keys, before any work
     trainer, system, datamodule = build(cfg)
     metrics = fit_and_test(
         trainer,
@@ -65,7 +74,8 @@ def build_and_run(cfg: DictConfig) -> float:
         datamodule,
         Path(cfg.paths.output_dir),
         ckpt_path=cfg.ckpt_path,
-        hparams=OmegaConf.to_container(cfg, resolve=True),
+        hparams=run_hparams(config, run_overrides(cfg)),
+        config=config,
     )
     return metrics["test/acc"]
 
