@@ -9,7 +9,6 @@ uploads the report files and sets the run's final state when the job ends.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -31,9 +30,18 @@ REPORT_FILES = ("confusion_matrix.png", "confusion_matrix.csv", "per_class.csv",
 CONFIG_FILES = (".hydra/config.yaml", ".hydra/overrides.yaml")
 
 
+def mlflow_installed() -> bool:
+    """Whether the ``[mlflow]`` extra is installed (imports it: every user of this module needs it next)."""
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def require_mlflow() -> None:
     """Raises a one-line ``MnistlabError`` when the ``[mlflow]`` extra is not installed."""
-    if importlib.util.find_spec("mlflow") is None:
+    if not mlflow_installed():
         raise MnistlabError('logger=mlflow needs MLflow, which is not installed: pip install -e ".[mlflow]"')
 
 

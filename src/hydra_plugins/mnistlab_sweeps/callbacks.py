@@ -111,11 +111,13 @@ class MLflowRuns(Callback):
 
     @staticmethod
     def _logger_node(config: DictConfig) -> DictConfig | None:
-        from importlib.util import find_spec
-
         node = OmegaConf.select(config, "logger.mlflow", default=None)
+        if node is None:
+            return None
+        from mnistlab.mlflow_logger import mlflow_installed
+
         # Without the extra the job itself stops with the one-line install hint.
-        return node if node is not None and find_spec("mlflow") is not None else None
+        return node if mlflow_installed() else None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         node = self._logger_node(config)
