@@ -45,6 +45,7 @@ def mlflow_server(database: Path) -> Iterator[Api]:
     port = free_port()
     cmd = [Path(sys.executable).with_name("mlflow"), "server", "--backend-store-uri", f"sqlite:///{database}"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    cmd += ["--artifacts-destination", str(database.parent / "served-artifacts")]
     # No background job runners (they start seven processes); the REST API needs none.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
@@ -57,6 +58,7 @@ def mlflow_server(database: Path) -> Iterator[Api]:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
+    api.base = base  # type: ignore[attr-defined]
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -97,7 +99,8 @@ def test_sweep_is_one_experiment_that_an_mlflow_server_serves(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr[-3000:]
 
     with mlflow_server(tmp_path / "outputs" / "mlflow.db") as api:
-        experiments = [e for e in api("experiments/search", {"max_results": 10})["experiments"] if e["name"] != "Default"]
+        experiments = api("experiments/search", {"max_results": 10})["experiments"]
+        experiments = [e for e in experiments if e["name"] != "Default"]  # MLflow's own, empty
         assert [e["name"] for e in experiments] == [str(tmp_path / "sweep")]
         runs = api("runs/search", {"experiment_ids": [experiments[0]["experiment_id"]]})["runs"]
         assert sorted(r["info"]["status"] for r in runs) == ["FINISHED", "FINISHED"]
@@ -124,6 +127,23 @@ def test_sweep_is_one_experiment_that_an_mlflow_server_serves(tmp_path: Path) ->
                 "config/config.yaml",
                 "config/overrides.yaml",
             }
+
+        # The same logger on the server instead of the file (logger.mlflow.tracking_uri=http://...).
+        from mnistlab.mlflow_logger import MLflowLogger, finish_run
+
+        run_dir = tmp_path / "via_server"
+        run_dir.mkdir()
+        (run_dir / "metrics.json").write_text('{"test/acc": 0.5}')
+        logger = MLflowLogger(tracking_uri=api.base, run_dir=str(run_dir), experiment_name="via_server")
+        logger.log_hyperparams({"optimizer.lr": 0.01})
+        logger.log_metrics({"val/acc": 0.25}, step=7)
+        logger.finalize("success")
+        finish_run(run_dir)
+        run = api("runs/get", run_id=logger.run_id)["run"]
+        assert run["info"]["status"] == "FINISHED"
+        assert run["data"]["params"] == [{"key": "optimizer.lr", "value": "0.01"}]
+        assert [(m["step"], m["value"]) for m in run["data"]["metrics"]] == [(7, 0.25)]
+        assert [f["path"] for f in api("artifacts/list", run_id=logger.run_id)["files"]] == ["metrics.json"]
 
 
 @pytest.mark.slow
