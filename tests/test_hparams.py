@@ -62,7 +62,7 @@ def test_record_names_what_a_run_trains_and_no_paths() -> None:
 
 def test_swept_keys_come_first_and_run_settings_stay_out() -> None:
     overrides = ["optimizer=sgd", "model.hidden_units=32", "data/augment=affine", "trainer.limit_train_batches=2"]
-    overrides += ["logger=mlflow", "callbacks.progress_bar.refresh_rate=0", "paths.data_dir=/data/dir"]
+    overrides += ["logger=csv", "callbacks.progress_bar.refresh_rate=0", "paths.data_dir=/data/dir"]
     record = run_hparams(composed(*overrides), overrides)
     assert list(record)[:3] == ["optimizer", "model.hidden_units", "data.augment"]
     assert record["optimizer"] == "sgd" and record["optimizer.momentum"] == 0.9 and record["model.hidden_units"] == 32
