@@ -53,9 +53,10 @@ def build(cfg: DictConfig):
 
 def run_overrides(cfg: DictConfig) -> list[str]:
     """The run's command-line overrides; a resumed run's are those of its first launch."""
-    if cfg.resume:
-        return list(OmegaConf.load(Path(cfg.paths.output_dir) / ".hydra" / "overrides.yaml"))
-    return list(HydraConfig.get().overrides.task)
+    if not cfg.resume:
+        return list(HydraConfig.get().overrides.task)
+    saved = Path(cfg.paths.output_dir) / ".hydra" / "overrides.yaml"
+    return list(OmegaConf.load(saved)) if saved.exists() else []
 
 
 def build_and_run(cfg: DictConfig) -> float:
