@@ -134,17 +134,18 @@ class MLflowRuns(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._run_file_before = self._run_file_time(config)
 
-    @staticmethod
-    def _run_file_time(config: DictConfig) -> float | None:
+    def _run_file_time(self, config: DictConfig) -> float | None:
+        # A resumed job's command line selects no logger, but its run folder holds the run it continues.
+        if config.get("resume") is None and OmegaConf.select(config, "logger.mlflow", default=None) is None:
+            return None  # not an MLflow job: mnistlab.mlflow_logger (and Lightning) stay unimported here
         from mnistlab.mlflow_logger import RUN_FILE
 
         path = Path(config.hydra.runtime.output_dir) / RUN_FILE
         return path.stat().st_mtime_ns if path.exists() else None
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        node = self._logger_node(config)
-        # A resumed job's command line selects no logger, but its run folder holds the run it continued.
         attached = self._run_file_time(config) not in (None, self._run_file_before)
+        node = self._logger_node(config)
         if node is None and not attached:
             return
         from mnistlab.mlflow_logger import finish_run
