@@ -26,12 +26,22 @@ def resumed_config(run_dir: str) -> DictConfig:
     return cfg
 
 
+def run_overrides(cfg: DictConfig) -> list[str]:
+    """The run's command-line overrides; a resumed run's are those of its first launch."""
+    if not cfg.resume:
+        return list(HydraConfig.get().overrides.task)
+    saved = Path(cfg.paths.output_dir) / ".hydra" / "overrides.yaml"
+    return list(OmegaConf.load(saved)) if saved.exists() else []
+
+
 def build_and_run(cfg: DictConfig) -> float:
     from mnistlab.composition import compose
+    from mnistlab.hparams import run_hparams
     from mnistlab.training import fit_and_test
 
     if cfg.resume:
         cfg = resumed_config(cfg.resume)
+    config = OmegaConf.to_container(cfg, resolve=True)
     run = compose(cfg)
     metrics = fit_and_test(
         run.trainer,
@@ -39,7 +49,8 @@ def build_and_run(cfg: DictConfig) -> float:
         run.datamodule,
         Path(cfg.paths.output_dir),
         ckpt_path=cfg.ckpt_path,
-        hparams=OmegaConf.to_container(cfg, resolve=True),
+        hparams=run_hparams(config, run_overrides(cfg)),
+        config=config,
     )
     return metrics["test/acc"]
 

@@ -72,14 +72,17 @@ def run_script(
 def compose_train(overrides: list[str], tmp_path: Path, data_dir: Path | None = None):
     """``conf/train.yaml`` with ``overrides``, outside a Hydra app: paths pinned under ``tmp_path``."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # what ${hydra:...} reads (logger=mlflow names its run from it)
     with open_dict(cfg):
         # ${hydra:...} resolvers need a running app; pin the paths they would give.
         cfg.paths.output_dir = str(tmp_path / "run")
         cfg.paths.data_dir = str(data_dir or tmp_path)
+        cfg.paths.mlflow_dir = str(tmp_path / "outputs")
         del cfg["hydra"]
     return cfg
 

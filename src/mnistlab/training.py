@@ -20,20 +20,15 @@ from mnistlab.validation import check_number
 SUMMARY_METRICS = ("test/acc", "test/loss", "val/acc_best")
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``, with lists and None turned into strings."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, name + "/"))
-        else:
-            flat[name] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    return flat
+def log_hparams(
+    trainer: pl.Trainer, hparams: dict[str, Any], metrics: dict[str, float], config: dict[str, Any] | None = None
+) -> None:
+    """Writes the HParams-tab record with the run's real final metrics (no ``hp_metric`` placeholder).
 
-
-def log_hparams(trainer: pl.Trainer, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-    """Writes the HParams-tab record with the run's real final metrics (no ``hp_metric`` placeholder)."""
+    ``hparams`` is the short record of ``mnistlab.hparams.run_hparams``; the full composed
+    ``config`` goes into a text entry (``config``) beside it.
+    """
+    import yaml
     from torch.utils.tensorboard.summary import hparams as hparams_summary
 
     values = {k: v for k, v in metrics.items() if k in SUMMARY_METRICS}
@@ -44,8 +39,11 @@ def log_hparams(trainer: pl.Trainer, hparams: dict[str, Any], metrics: dict[str,
             for k, v in values.items():
                 if k not in ("test/acc", "test/loss"):
                     writer.add_scalar(k, v, trainer.global_step)
-            for summary in hparams_summary(flatten(hparams), values):
+            for summary in hparams_summary(hparams, values):
                 writer._get_file_writer().add_summary(summary)
+            if config is not None:  # indented: a Markdown code block in TensorBoard's text tab
+                text = yaml.safe_dump(config, sort_keys=False)
+                writer.add_text("config", "\n".join("    " + line for line in text.splitlines()), trainer.global_step)
             writer.flush()
 
 
@@ -74,6 +72,7 @@ def fit_and_test(
     output_dir: Path,
     ckpt_path: str | None = None,
     hparams: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Trains, tests on the official test set and writes ``metrics.json`` into ``output_dir``.
 
@@ -82,6 +81,10 @@ def fit_and_test(
 
     The test uses the best checkpoint by ``val/acc`` when there is validation, and the
     final weights otherwise (``data.val_size=0``, the notebook's recipe).
+
+    ``hparams`` (the short record of ``mnistlab.hparams.run_hparams``) goes to every logger:
+    TensorBoard's HParams tab gets it at the end with the final metrics, the others (MLflow's
+    params, CSV's ``hparams.yaml``) before the fit. ``config`` is the full composed config.
 
     Returns:
         ``test/acc``, ``test/loss``, ``val/acc_best`` (with validation), ``epochs`` and ``fit_seconds``.
@@ -95,6 +98,9 @@ def fit_and_test(
             cb.monitor, cb.save_top_k = None, 0
     if ckpt_path is not None and trainer.is_global_zero:
         mark_restart(trainer, int(read_checkpoint(ckpt_path).get("global_step", 0)))
+    for logger in trainer.loggers:
+        if hparams and not isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(hparams)
     start = time.perf_counter()
     # Loads go through SafeCheckpointIO (weights_only=True) whatever this says; say it anyway.
     trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -116,6 +122,6 @@ def fit_and_test(
         metrics["val/acc_best"] = float(best.best_model_score)
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", metrics)
-        log_hparams(trainer, hparams or {}, metrics)
+        log_hparams(trainer, hparams or {}, metrics, config)
         print(f"test/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}  ({output_dir})")
     return metrics

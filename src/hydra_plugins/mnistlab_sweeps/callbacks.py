@@ -1,4 +1,4 @@
-"""Hydra callbacks of a sweep: record each job's outcome, write the summary, place jobs on GPUs."""
+"""Hydra callbacks of a sweep: record each job's outcome, write the summary, place jobs on GPUs, close MLflow runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.cli import user_error
 from mnistlab.io import write_json
@@ -94,3 +94,89 @@ class OneGpuPerJob(Callback):
             slot = config.hydra.job.num % len(gpus)
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot]
         log.info("job %s runs on GPU %s", config.hydra.job.num, gpus[slot])
+
+
+class MLflowRuns(Callback):
+    """Opens and closes each job's MLflow run around ``logger=mlflow`` (a no-op without it).
+
+    - Sweep start: creates the database and the sweep's experiment once, so that parallel
+      jobs never race to create them.
+    - Job end (where the job ran): uploads the report files and the config, records the
+      checkpoint path and sets the run ``FINISHED``; a failed job's run becomes ``FAILED``
+      with its error, and a job that failed before its logger existed still gets such a run.
+    """
+
+    def __init__(self) -> None:
+        self._run_file_before: float | None = None
+
+    @staticmethod
+    def _logger_node(config: DictConfig) -> DictConfig | None:
+        node = OmegaConf.select(config, "logger.mlflow", default=None)
+        if node is None:
+            return None
+        from mnistlab.mlflow_logger import mlflow_installed
+
+        # Without the extra the job itself stops with the one-line install hint.
+        return node if mlflow_installed() else None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        node = self._logger_node(config)
+        if node is None:
+            return
+        from hydra.core.hydra_config import HydraConfig
+
+        from mnistlab.mlflow_logger import choose_experiment, prepare_store
+
+        HydraConfig.instance().set_config(config)  # resolves ${hydra:...} in the sweep's own config
+        name = choose_experiment(node.experiment_name, node.preset, node.sweep_dir)
+        prepare_store(node.tracking_uri, name, node.get("artifact_location"))
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._run_file_before = self._run_file_time(config)
+
+    def _run_file_time(self, config: DictConfig) -> float | None:
+        # A resumed job's command line selects no logger, but its run folder holds the run it continues.
+        if config.get("resume") is None and OmegaConf.select(config, "logger.mlflow", default=None) is None:
+            return None  # not an MLflow job: mnistlab.mlflow_logger (and Lightning) stay unimported here
+        from mnistlab.mlflow_logger import RUN_FILE
+
+        path = Path(config.hydra.runtime.output_dir) / RUN_FILE
+        return path.stat().st_mtime_ns if path.exists() else None
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        attached = self._run_file_time(config) not in (None, self._run_file_before)
+        node = self._logger_node(config)
+        if node is None and not attached:
+            return
+        from mnistlab.mlflow_logger import finish_run
+
+        error: BaseException | None = None
+        if job_return.status != JobStatus.COMPLETED:
+            try:
+                _ = job_return.return_value  # re-raises the job's exception
+            except Exception as exc:
+                error = exc
+        run_dir = Path(config.hydra.runtime.output_dir)
+        try:
+            if not attached and error is not None:
+                self._start_failed_run(config, node)
+            if attached or error is not None:
+                finish_run(run_dir, error, pruned=type(error).__name__ == "TrialPruned")
+        except Exception as exc:  # the job's own outcome stays what the sweep reports
+            log.warning("could not record job %s in MLflow: %s", config.hydra.job.num, exc)
+
+    @staticmethod
+    def _start_failed_run(config: DictConfig, node: DictConfig) -> None:
+        """A run for a job that failed before it built its logger, with what its config says."""
+        from hydra.utils import instantiate
+
+        from mnistlab.hparams import run_hparams
+
+        logger = instantiate(node)
+        _ = logger.experiment  # creates the run and its mlflow_run.json
+        try:
+            params = OmegaConf.to_container(config, resolve=True)
+            params.pop("hydra", None)
+            logger.log_hyperparams(run_hparams(params, list(config.hydra.overrides.task)))
+        except Exception as exc:  # a config that cannot even resolve: the error says why
+            log.debug("no params for the failed job: %s", exc)

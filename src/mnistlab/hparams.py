@@ -1,0 +1,140 @@
+"""The run's hyperparameters as a person compares them: a short, flat record for TensorBoard and MLflow."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Scalar = bool | int | float | str
+
+# TensorBoard's HParams table and MLflow's run table stay readable up to about this many columns.
+MAX_HPARAMS = 25
+# Override keys that say where, how fast or how verbosely to run, not what is trained.
+NOT_HPARAMS = (
+    "hydra",
+    "paths",
+    "callbacks",
+    "logger",
+    "resume",
+    "ckpt_path",
+    "hparams_search",
+    "trainer.limit_",
+    "trainer.accelerator",
+    "trainer.num_nodes",
+    "data.root",
+    "data.download",
+    "data.verify",
+)
+# Scheduler arguments that are copies of other settings (they size its step count).
+SCHEDULER_COPIES = frozenset({"epochs", "batch_size", "val_size", "max_lr"})
+# Model arguments that the dataset decides, not the user.
+MODEL_GIVEN = frozenset({"num_classes", "arch"})
+
+
+def run_hparams(config: Mapping[str, Any], overrides: Sequence[str] = ()) -> dict[str, Scalar]:
+    """The run's meaningful hyperparameters, at most ``MAX_HPARAMS``, under their config keys.
+
+    Names are the keys a user types on the command line (``optimizer.lr``), and a config
+    group is named by its choice (``model: hidden``, ``optimizer: adamw``). No ``_target_``,
+    no paths, no callback or logger settings: the full config stays in ``.hydra/``.
+
+    Args:
+        config: The composed config as plain containers (resolved).
+        overrides: The command line's overrides (Hydra's task overrides, e.g.
+            ``["optimizer.lr=0.01", "model=linear"]``); their keys come first, so a sweep's
+            swept keys lead the table.
+
+    Returns:
+        ``{"optimizer.lr": 0.001, "model": "hidden", ...}``: bools, numbers and strings.
+    """
+    record: dict[str, Scalar] = {}
+    for override in overrides:
+        key, value = _override(override)
+        if key and not key.startswith(NOT_HPARAMS):
+            found = _select(config, key)
+            record[key] = _scalar(found if found is not _MISSING else value, key)
+    for key, value in _core(config):
+        record.setdefault(key, value)
+    return dict(list(record.items())[:MAX_HPARAMS])
+
+
+_MISSING = object()
+
+
+def _override(text: str) -> tuple[str, str]:
+    """``"+data/augment@x=affine"`` -> ``("data.augment", "affine")``; deletions (``~key``) -> ``("", "")``."""
+    if text.startswith("~"):
+        return "", ""
+    key, _, value = text.partition("=")
+    return key.lstrip("+").split("@")[0].replace("/", "."), value
+
+
+def _select(config: Mapping[str, Any], key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _name(node: Mapping[str, Any]) -> str:
+    """A config group's short name: ``arch`` or the last part of ``_target_`` (``torch.optim.AdamW`` -> adamw)."""
+    if isinstance(node.get("arch"), str):
+        return node["arch"]
+    return str(node.get("_target_", "?")).rsplit(".", 1)[-1].lower()
+
+
+def _settings(node: Any, skip: frozenset[str] = frozenset()) -> list[tuple[str, Any]]:
+    """A node's own plain settings: no ``_target_``-like keys, sub-nodes or paths."""
+    if not isinstance(node, Mapping):
+        return []
+    return [
+        (k, v)
+        for k, v in node.items()
+        if not k.startswith("_") and k not in skip and not isinstance(v, Mapping) and not _is_path(v)
+    ]
+
+
+def _is_path(value: Any) -> bool:
+    return isinstance(value, str) and ("/" in value or "\\" in value)
+
+
+def _scalar(value: Any, key: str = "") -> Scalar:
+    if isinstance(value, Mapping):
+        if key.endswith("augment"):  # a set of ranges: "degrees=5.0 translate=0.05 scale=0.05"
+            return " ".join(f"{k}={v}" for k, v in _settings(value)) or "none"
+        return _name(value)
+    if value is None:
+        return "none"
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def _core(config: Mapping[str, Any]) -> list[tuple[str, Scalar]]:
+    """Every run's hyperparameters, in the order a reader looks for them; absent keys are skipped."""
+    items: list[tuple[str, Any]] = []
+    groups = (("model", MODEL_GIVEN), ("system", frozenset()), ("optimizer", frozenset()))
+    for group, skip in groups:
+        node = config.get(group)
+        if isinstance(node, Mapping) and "_target_" in node and group != "system":
+            items.append((group, _name(node)))
+        items += [(f"{group}.{k}", v) for k, v in _settings(node, skip)]
+    scheduler = config.get("scheduler")
+    items.append(("scheduler", _name(scheduler) if isinstance(scheduler, Mapping) else "none"))
+    items += [(f"scheduler.{k}", v) for k, v in _settings(scheduler, SCHEDULER_COPIES)]
+    data, trainer = config.get("data") or {}, config.get("trainer") or {}
+    for key, node, name in (
+        ("data.batch_size", data, "batch_size"),
+        ("trainer.max_epochs", trainer, "max_epochs"),
+        ("data.val_size", data, "val_size"),
+        ("data.augment", data, "augment"),
+        ("data.normalize", data, "normalize"),
+        ("trainer.precision", trainer, "precision"),
+        ("trainer.devices", trainer, "devices"),
+        ("trainer.strategy", trainer, "strategy"),
+        ("seed", config, "seed"),
+        ("data.dataset", data, "dataset"),
+    ):
+        if name in node or key == "data.augment":  # no augment node: no augmentation
+            items.append((key, node.get(name)))
+    return [(k, _scalar(v, k)) for k, v in items]

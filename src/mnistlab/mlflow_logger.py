@@ -1,0 +1,254 @@
+"""MLflow beside TensorBoard: Lightning's ``MLFlowLogger`` on one SQLite database, one MLflow run per job.
+
+The only module of mnistlab that imports ``mlflow`` (the ``[mlflow]`` extra), and only inside
+functions, so ``logger=mlflow`` without the extra stops with one line saying what to install.
+Each run folder keeps its MLflow run id in ``mlflow_run.json``: ``resume=RUN_DIR`` continues
+that run, and the sweep's Hydra callback (``hydra_plugins.mnistlab_sweeps.callbacks.MLflowRuns``)
+uploads the report files and sets the run's final state when the job ends.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from mnistlab.errors import MnistlabError
+
+RUN_FILE = "mlflow_run.json"
+# The run folder's report (written by mnistlab.evaluation.TestReport and fit_and_test), uploaded as artifacts.
+REPORT_FILES = ("confusion_matrix.png", "confusion_matrix.csv", "per_class.csv", "metrics.json")
+# The composed config as Hydra saved it; uploaded under config/.
+CONFIG_FILES = (".hydra/config.yaml", ".hydra/overrides.yaml")
+
+
+def mlflow_installed() -> bool:
+    """Whether the ``[mlflow]`` extra is installed (imports it: every user of this module needs it next)."""
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_mlflow() -> None:
+    """Raises a one-line ``MnistlabError`` when the ``[mlflow]`` extra is not installed."""
+    if not mlflow_installed():
+        raise MnistlabError('logger=mlflow needs MLflow, which is not installed: pip install -e ".[mlflow]"')
+
+
+def artifact_root(tracking_uri: str) -> str | None:
+    """``<database folder>/mlartifacts`` for a SQLite store; None lets a tracking server choose."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    database = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
+    return (database.parent / "mlartifacts").as_uri()
+
+
+def choose_experiment(name: str | None, preset: str | None, sweep_dir: str | None) -> str:
+    """``name`` if given, else the ``experiment`` preset, else the sweep's folder as given (one per sweep)."""
+    return name or preset or sweep_dir or "runs"
+
+
+def git_commit(where: Path = Path(__file__).parent) -> str | None:
+    """The commit of the checkout that holds this code, or None outside git."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def with_retry(call: Callable[[], Any], tries: int = 6) -> Any:
+    """Runs ``call``, again after a pause while another process holds the SQLite write lock.
+
+    SQLite waits for a busy writer (MLflow sets a 20 s busy timeout), except when two
+    transactions that both read first want to write: one then fails at once with "database
+    is locked". Its transaction was rolled back, so running it again loses and repeats nothing.
+    """
+    for attempt in range(tries):
+        try:
+            return call()
+        except Exception as exc:
+            if "database is locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.2 * 2**attempt)
+    return None
+
+
+class MLflowLogger(MLFlowLogger):
+    """Lightning's ``MLFlowLogger``, named after the sweep and job, resumable from its run folder.
+
+    Metrics keep Lightning's step, which mnistlab sets to optimizer steps. A resumed run
+    (``resume`` with ``mlflow_run.json`` in ``run_dir``) continues the saved run: points at
+    steps it already holds (logged by the killed process after its last checkpoint) are not
+    logged twice, and params keep their first value (MLflow's params are immutable).
+
+    Args:
+        tracking_uri: ``sqlite:///<path>/mlflow.db`` or a tracking server's ``http(s)://`` address.
+        run_dir: The run folder (holds ``mlflow_run.json``).
+        experiment_name: MLflow experiment; None: ``preset``, else ``sweep_dir`` in a sweep, else ``runs``.
+        preset: The ``experiment`` preset's name, if any.
+        sweep_dir: The sweep's folder (used in a sweep, i.e. when ``job_num`` is set).
+        job_num: The job's number in a ``-m`` sweep; None for a single run.
+        run_name: The run's name (the job's overrides); None or empty: the run folder's name.
+        tags: Extra run tags, e.g. the Hydra overrides (a list is joined with spaces); None values are left out.
+        resume: Continue the run saved in ``run_dir`` instead of starting one.
+        artifact_location: Where a new experiment stores artifacts; None: ``mlartifacts`` beside
+            a SQLite database, the server's choice otherwise.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        run_dir: str,
+        experiment_name: str | None = None,
+        preset: str | None = None,
+        sweep_dir: str | None = None,
+        job_num: int | None = None,
+        run_name: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        resume: str | bool | None = False,
+        artifact_location: str | None = None,
+    ) -> None:
+        require_mlflow()
+        self.run_file = Path(run_dir) / RUN_FILE
+        run_id = None
+        if resume and self.run_file.exists():
+            saved = json.loads(self.run_file.read_text())
+            run_id, tracking_uri = saved["run_id"], saved["tracking_uri"]
+        run_tags = {k: " ".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in (tags or {}).items()}
+        run_tags = {k: v for k, v in run_tags.items() if v not in ("", "None")}
+        run_tags["run_dir"] = str(Path(run_dir).resolve())
+        if job_num is not None:
+            run_tags |= {"sweep.job_num": str(job_num), "sweep.dir": str(Path(sweep_dir or "").resolve())}
+        else:
+            sweep_dir = None
+        if commit := git_commit():
+            run_tags["mlflow.source.git.commit"] = commit
+        super().__init__(
+            experiment_name=choose_experiment(experiment_name, preset, sweep_dir),
+            run_name=run_name or Path(run_dir).name,
+            tracking_uri=tracking_uri,
+            tags=run_tags,
+            artifact_location=artifact_location or artifact_root(tracking_uri),
+            run_id=run_id,
+        )
+        self._resumed = run_id is not None
+        self._attached = False
+        self._logged_up_to: dict[str, int] = {}  # resumed run: last step held per metric
+
+    @property
+    def experiment(self) -> Any:
+        if rank_zero_only.rank != 0:
+            return super().experiment  # Lightning's stand-in: only rank zero talks to MLflow
+        if not self._initialized and self._run_id is None:
+            self._experiment_id = with_retry(
+                lambda: ensure_experiment(self._mlflow_client, self._experiment_name, self._artifact_location)
+            )
+        client = super().experiment
+        if not self._attached:
+            self._attached = True
+            self._attach(client)
+        return client
+
+    def _attach(self, client: Any) -> None:
+        if self._resumed:
+            client.update_run(self._run_id, status="RUNNING")
+            for key in client.get_run(self._run_id).data.metrics:
+                self._logged_up_to[key] = max(m.step for m in client.get_metric_history(self._run_id, key))
+        record = {"run_id": self._run_id, "experiment_id": self._experiment_id, "tracking_uri": self._tracking_uri}
+        self.run_file.parent.mkdir(parents=True, exist_ok=True)
+        self.run_file.write_text(json.dumps(record, indent=2) + "\n")
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any) -> None:
+        params = dict(params)
+        if self._resumed:
+            held = self.experiment.get_run(self.run_id).data.params
+            params = {k: v for k, v in params.items() if k not in held}
+        if params:
+            with_retry(lambda: super(MLflowLogger, self).log_hyperparams(params))
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self._logged_up_to and step is not None:
+            metrics = {k: v for k, v in metrics.items() if step > self._logged_up_to.get(k, -1)}
+        if metrics:
+            with_retry(lambda: super(MLflowLogger, self).log_metrics(metrics, step))
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        # Lightning calls finalize("failed") while it handles the exception that stopped the fit.
+        if status == "failed" and self._initialized and (error := sys.exc_info()[1]) is not None:
+            record_error(self.experiment, self.run_id, error)
+        with_retry(lambda: super(MLflowLogger, self).finalize(status))
+
+
+def ensure_experiment(client: Any, name: str, artifact_location: str | None) -> str:
+    """The id of experiment ``name``, created if missing (by one of several parallel jobs)."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None and found.lifecycle_stage != "deleted":
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException:  # another job created it in between
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def prepare_store(tracking_uri: str, name: str, artifact_location: str | None = None) -> None:
+    """Creates the database (its tables) and the experiment once, before a sweep's parallel jobs start."""
+    from mlflow import MlflowClient
+
+    ensure_experiment(MlflowClient(tracking_uri), name, artifact_location or artifact_root(tracking_uri))
+
+
+def record_error(client: Any, run_id: str, error: BaseException) -> None:
+    """Keeps the error on the run: a one-line ``error`` tag and the traceback as the run's description."""
+    from mnistlab.cli import user_error
+
+    cause = user_error(error) or error  # the user's error, not Hydra's instantiation wrapper around it
+    lines = str(cause).strip().splitlines()
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    with_retry(lambda: client.set_tag(run_id, "error", f"{type(cause).__name__}: {lines[0] if lines else ''}"[:5000]))
+    with_retry(lambda: client.set_tag(run_id, "mlflow.note.content", f"```\n{text[-7000:]}\n```"))
+
+
+def finish_run(run_dir: Path, error: BaseException | None = None, pruned: bool = False) -> None:
+    """Ends the run saved in ``run_dir``: report files and config as artifacts, checkpoint path, final state.
+
+    Checkpoints stay on disk; their path is a tag. A failed job's run ends ``FAILED`` with
+    its error, a pruned Optuna trial's ``KILLED``.
+    """
+    from mlflow import MlflowClient
+
+    saved = json.loads((run_dir / RUN_FILE).read_text())
+    client, run_id = MlflowClient(saved["tracking_uri"]), saved["run_id"]
+    for name in REPORT_FILES:
+        if (run_dir / name).exists():
+            with_retry(lambda name=name: client.log_artifact(run_id, str(run_dir / name)))
+    for name in CONFIG_FILES:
+        if (run_dir / name).exists():
+            with_retry(lambda name=name: client.log_artifact(run_id, str(run_dir / name), "config"))
+    checkpoints = run_dir / "checkpoints"
+    for name in ("best.ckpt", "last.ckpt"):
+        if (checkpoints / name).exists():
+            with_retry(lambda name=name: client.set_tag(run_id, "checkpoint", str((checkpoints / name).resolve())))
+            break
+    if error is not None:
+        record_error(client, run_id, error)
+    status = "FINISHED" if error is None else "KILLED" if pruned else "FAILED"
+    with_retry(lambda: client.set_terminated(run_id, status))

@@ -1,0 +1,225 @@
+"""logger=mlflow: sweeps, parallel jobs, failures and resumed runs in one SQLite store, read by a real MLflow server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import DATA_DIR, ROOT, run_script
+
+pytest.importorskip("mlflow", reason='the [mlflow] extra is not installed (pip install -e ".[mlflow]")')
+
+# 2 chunks of 50 optimizer steps (batch 32) per epoch: val/* at optimizer steps 100, 200, ...
+STEPS_PER_EPOCH = 100
+QUICK = ("logger=mlflow", "trainer.limit_train_batches=2", "callbacks.progress_bar.refresh_rate=0")
+Api = Callable[..., dict]
+
+
+def sweep(tmp_path: Path, name: str, *overrides: str) -> subprocess.CompletedProcess:
+    """A ``-m`` sweep into ``tmp_path/name`` that logs to ``tmp_path/outputs/mlflow.db``."""
+    store = f"paths.mlflow_dir={tmp_path / 'outputs'}"
+    return run_script("train.py", "-m", f"hydra.sweep.dir={tmp_path / name}", store, *QUICK, *overrides)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def mlflow_server(database: Path) -> Iterator[Api]:
+    """A real ``mlflow server`` on 127.0.0.1 against ``database``; yields a REST caller, stops the server."""
+    port = free_port()
+    cmd = [Path(sys.executable).with_name("mlflow"), "server", "--backend-store-uri", f"sqlite:///{database}"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    cmd += ["--artifacts-destination", str(database.parent / "served-artifacts")]
+    # No background job runners (they start seven processes); the REST API needs none.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def api(endpoint: str, body: dict | None = None, **query: str) -> dict:
+        url = f"{base}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    api.base = base  # type: ignore[attr-defined]
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()[-3000:]
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow server did not start in 120 s"
+                time.sleep(0.5)
+        yield api
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and its uvicorn worker
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def local_runs(database: Path) -> list:
+    """(experiment name, run) for every run in the store, read with MLflow's own client."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{database}")
+    return [(e.name, r) for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+
+
+def history(database: Path, run_id: str, key: str) -> list[tuple[int, float]]:
+    from mlflow import MlflowClient
+
+    return [(m.step, m.value) for m in MlflowClient(f"sqlite:///{database}").get_metric_history(run_id, key)]
+
+
+@pytest.mark.slow
+def test_sweep_is_one_experiment_that_an_mlflow_server_serves(tmp_path: Path) -> None:
+    result = sweep(tmp_path, "sweep", "trainer.max_epochs=2", "model.hidden_units=16,32")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    with mlflow_server(tmp_path / "outputs" / "mlflow.db") as api:
+        experiments = api("experiments/search", {"max_results": 10})["experiments"]
+        experiments = [e for e in experiments if e["name"] != "Default"]  # MLflow's own, empty
+        assert [e["name"] for e in experiments] == [str(tmp_path / "sweep")]
+        runs = api("runs/search", {"experiment_ids": [experiments[0]["experiment_id"]]})["runs"]
+        assert sorted(r["info"]["status"] for r in runs) == ["FINISHED", "FINISHED"]
+        for run in runs:
+            run_id, tags = run["info"]["run_id"], {t["key"]: t["value"] for t in run["data"]["tags"]}
+            params = {p["key"]: p["value"] for p in run["data"]["params"]}
+            run_dir = Path(tags["run_dir"])
+            assert run_dir.parent == tmp_path / "sweep"
+            assert params["optimizer.lr"] == "0.001" and len(params) <= 25
+            assert f"model.hidden_units={params['model.hidden_units']}" in run["info"]["run_name"]  # the swept key
+            assert tags["sweep.job_num"] in ("0", "1") and "model.hidden_units=" in tags["hydra.overrides"]
+            assert len(tags["mlflow.source.git.commit"]) == 40
+            assert tags["checkpoint"] == str(run_dir / "checkpoints" / "best.ckpt")
+
+            val_acc = api("metrics/get-history", run_id=run_id, metric_key="val/acc")["metrics"]
+            assert [m["step"] for m in val_acc] == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]  # one per epoch
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            test_acc = api("metrics/get-history", run_id=run_id, metric_key="test/acc")["metrics"]
+            assert [m["value"] for m in test_acc] == [pytest.approx(metrics["test/acc"], abs=1e-7)]
+
+            files = {f["path"] for f in api("artifacts/list", run_id=run_id)["files"]}
+            assert {"confusion_matrix.png", "confusion_matrix.csv", "per_class.csv", "metrics.json"} <= files
+            assert {f["path"] for f in api("artifacts/list", run_id=run_id, path="config")["files"]} == {
+                "config/config.yaml",
+                "config/overrides.yaml",
+            }
+
+        # The same logger on the server instead of the file (logger.mlflow.tracking_uri=http://...).
+        from mnistlab.mlflow_logger import MLflowLogger, finish_run
+
+        run_dir = tmp_path / "via_server"
+        run_dir.mkdir()
+        (run_dir / "metrics.json").write_text('{"test/acc": 0.5}')
+        logger = MLflowLogger(tracking_uri=api.base, run_dir=str(run_dir), experiment_name="via_server")
+        logger.log_hyperparams({"optimizer.lr": 0.01})
+        logger.log_metrics({"val/acc": 0.25}, step=7)
+        logger.finalize("success")
+        finish_run(run_dir)
+        run = api("runs/get", run_id=logger.run_id)["run"]
+        assert run["info"]["status"] == "FINISHED"
+        assert run["data"]["params"] == [{"key": "optimizer.lr", "value": "0.01"}]
+        assert [(m["step"], m["value"]) for m in run["data"]["metrics"]] == [(7, 0.25)]
+        assert [f["path"] for f in api("artifacts/list", run_id=logger.run_id)["files"]] == ["metrics.json"]
+
+
+@pytest.mark.slow
+def test_parallel_jobs_share_the_store_and_failed_jobs_are_recorded(tmp_path: Path) -> None:
+    # Two jobs train at once; of the two others, one stops before it builds its logger
+    # (lr=-1 is refused) and one diverges inside the fit (lr=1e30: NaN loss).
+    overrides = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.max_epochs=1")
+    result = sweep(tmp_path, "parallel", *overrides, "optimizer.lr=0.001,0.002,-1,1e30")
+    assert result.returncode == 1, result.stderr[-3000:]  # the sweep reports its failed jobs
+    assert "database is locked" not in result.stdout + result.stderr
+
+    database = tmp_path / "outputs" / "mlflow.db"
+    runs = {r.data.params["optimizer.lr"]: r for name, r in local_runs(database) if name == str(tmp_path / "parallel")}
+    assert sorted(runs) == ["-1", "0.001", "0.002", "1e+30"]
+    for lr in ("0.001", "0.002"):
+        run = runs[lr]
+        assert run.info.status == "FINISHED"
+        metrics = json.loads((Path(run.data.tags["run_dir"]) / "metrics.json").read_text())
+        # Every point of the run, each once, at its optimizer step.
+        assert [s for s, _ in history(database, run.info.run_id, "train/loss_step")] == [50, 100]
+        for key in ("train/loss", "train/acc", "val/acc", "val/loss", *(k for k in metrics if k.startswith("test/"))):
+            assert [s for s, _ in history(database, run.info.run_id, key)] == [STEPS_PER_EPOCH], key
+        assert history(database, run.info.run_id, "test/acc")[0][1] == pytest.approx(metrics["test/acc"], abs=1e-7)
+    refused, diverged = runs["-1"], runs["1e+30"]
+    assert refused.info.status == diverged.info.status == "FAILED"
+    assert refused.data.tags["error"] == "ConfigError: optimizer.lr=-1 is out of range: must be a number > 0"
+    assert diverged.data.tags["error"].startswith("NonFiniteLossError: train/loss_step is nan")
+    assert "Traceback" in diverged.data.tags["mlflow.note.content"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_the_same_mlflow_run(tmp_path: Path) -> None:
+    run_dir, outputs = tmp_path / "run", tmp_path / "outputs"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    # 4 chunks of 50 steps per epoch, 2 epochs; last.ckpt first at step 100, mid-epoch 1.
+    args = [f"hydra.run.dir={run_dir}", f"paths.mlflow_dir={outputs}", *QUICK, "trainer.limit_train_batches=4"]
+    args += ["trainer.max_epochs=2", "callbacks.last_checkpoint.every_n_steps=100"]
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    stderr = proc.communicate()[1].decode()
+    assert proc.returncode == -signal.SIGKILL, stderr[-3000:]
+    killed_at = torch.load(last, weights_only=True)["global_step"]
+    assert 0 < killed_at < 200
+    [killed] = [run for name, run in local_runs(outputs / "mlflow.db") if name != "Default"]
+    assert killed.info.status == "RUNNING"
+
+    result = run_script("train.py", f"resume={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = [run for name, run in local_runs(outputs / "mlflow.db") if name != "Default"]
+    assert [r.info.run_id for r in runs] == [killed.info.run_id] and runs[0].info.status == "FINISHED"
+    database, run_id = outputs / "mlflow.db", killed.info.run_id
+    for key in ("val/acc", "train/loss"):
+        assert [s for s, _ in history(database, run_id, key)] == [200, 400], key
+    # Each optimizer step once: nothing twice across the restart; at most the killed step's point is lost
+    # (Lightning logs a chunk's loss after the checkpoint callback that the kill interrupted).
+    steps = [s for s, _ in history(database, run_id, "train/loss_step")]
+    assert steps == sorted(set(steps)) and set(range(50, 401, 50)) - set(steps) <= {killed_at}, steps
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert history(database, run_id, "test/acc") == [(400, pytest.approx(metrics["test/acc"], abs=1e-7))]
+
+
+def test_without_the_extra_logger_mlflow_says_what_to_install(tmp_path: Path) -> None:
+    # A Python that cannot import mlflow (a None entry in sys.modules blocks the import).
+    code = (
+        "import sys, runpy; sys.modules['mlflow'] = None; sys.argv = sys.argv[1:];"
+        " runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
+    args = [str(ROOT / "scripts" / "train.py"), "logger=mlflow", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        'error: logger=mlflow needs MLflow, which is not installed: pip install -e ".[mlflow]"'
+    )
