@@ -95,7 +95,7 @@ class DigitAPI(ls.LitAPI):
 
     # decode_request's `request` and encode_response's return stay unannotated: LitServe turns these annotations
     # into the FastAPI route's parameter and response types (none = the raw request, any response).
-    def decode_request(self, request):  # noqa: ANN001, ANN201
+    def decode_request(self, request):
         """A parsed JSON object or form -> ``Decoded``, or ``Refused`` for unusable content."""
         # Runs in the inference worker, once per request of a batch: errors become a value, not an exception,
         # because LitServe fails a whole batch when decode_request raises.
@@ -127,7 +127,7 @@ class DigitAPI(ls.LitAPI):
             for item in items
         ]
 
-    def encode_response(self, output: tuple[Prediction, bool] | Refused):  # noqa: ANN201
+    def encode_response(self, output: tuple[Prediction, bool] | Refused):
         """predict.py's JSON object (plus ``input`` if asked), or a JSON error response."""
         if isinstance(output, Refused):
             return error_response(output.status, output.message)

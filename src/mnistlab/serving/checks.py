@@ -50,8 +50,11 @@ class RequestChecks:
         try:
             content_type = headers.get("content-type", "").split(";")[0].strip().lower()
             if content_type not in CONTENT_TYPES:
-                raise BadRequest(415, f"content type {content_type or '(none)'}: send multipart/form-data "
-                                 "(a file) or application/json ({\"image\": base64})")
+                raise BadRequest(
+                    415,
+                    f"content type {content_type or '(none)'}: send multipart/form-data "
+                    '(a file) or application/json ({"image": base64})',
+                )
             if int(headers.get("content-length") or 0) > self.max_bytes:
                 raise BadRequest(413, f"request body over the {self.max_bytes // 2**20} MB limit")
             more = True

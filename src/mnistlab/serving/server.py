@@ -1,4 +1,4 @@
-"""The LitServer behind ``scripts/serve.py``: ``POST /predict``, ``GET /health``, ``GET /info`` and the page at ``/``."""
+"""The LitServer of ``scripts/serve.py``: ``POST /predict``, ``GET /health``, ``GET /info``, the page at ``/``."""
 
 from __future__ import annotations
 
