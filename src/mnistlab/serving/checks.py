@@ -16,6 +16,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 MAX_BYTES = 5 * 1024 * 1024  # the largest request body accepted (an image, or its base64 in JSON)
+DRAIN_BYTES = 64 * 1024 * 1024  # a refused body up to this size is read to its end before the answer
 CONTENT_TYPES = ("multipart/form-data", "application/json")
 
 Scope = dict[str, Any]
@@ -46,7 +47,7 @@ class RequestChecks:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        body = b""
+        body, more = b"", True
         try:
             content_type = headers.get("content-type", "").split(";")[0].strip().lower()
             if content_type not in CONTENT_TYPES:
@@ -55,9 +56,10 @@ class RequestChecks:
                     f"content type {content_type or '(none)'}: send multipart/form-data "
                     '(a file) or application/json ({"image": base64})',
                 )
-            if int(headers.get("content-length") or 0) > self.max_bytes:
+            if not headers.get("content-length", "0").isdigit():
+                raise BadRequest(400, "bad Content-Length header")
+            if int(headers.get("content-length", "0")) > self.max_bytes:
                 raise BadRequest(413, f"request body over the {self.max_bytes // 2**20} MB limit")
-            more = True
             while more:  # read the body (at most max_bytes + one chunk) to judge it, then replay it below
                 message = await receive()
                 if message["type"] == "http.disconnect":
@@ -70,10 +72,9 @@ class RequestChecks:
                 raise BadRequest(400, "empty request body: send an image")
             await check_body(scope, body, content_type)
         except BadRequest as e:
+            if more:  # a client still sending would see its connection reset instead of this answer
+                await drain(receive, DRAIN_BYTES)
             await error_response(e.status, str(e))(scope, receive, send)
-            return
-        except ValueError:  # a Content-Length that is not a number
-            await error_response(400, "bad Content-Length header")(scope, receive, send)
             return
 
         replayed = False
@@ -86,6 +87,16 @@ class RequestChecks:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+async def drain(receive: Receive, limit: int) -> None:
+    """Reads and drops the rest of a refused request body, up to ``limit`` bytes."""
+    dropped = 0
+    while dropped <= limit:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        dropped += len(message.get("body", b""))
 
 
 class BadRequest(Exception):

@@ -73,6 +73,7 @@ def check_address(host: str, port: int) -> None:
     if not 1024 <= port <= 65535:
         raise MnistlabError(f"port={port} must be from 1024 to 65535")
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
         try:
             probe.bind((host, port))
         except OSError as e:
