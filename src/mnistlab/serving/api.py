@@ -12,6 +12,7 @@ from typing import Any
 import litserve as ls
 import numpy as np
 import torch
+from PIL import Image
 
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.images import mnist_style, read_gray
@@ -71,6 +72,8 @@ def preprocess(data: bytes) -> np.ndarray:
             gray = read_gray(Path(file.name))
         except MnistlabError:
             raise MnistlabError("not an image (expected PNG or JPEG)") from None
+        except Image.DecompressionBombError:  # a small file that unpacks to hundreds of millions of pixels
+            raise MnistlabError("image too large: too many pixels to decode") from None
     return mnist_style(gray, "image")
 
 
