@@ -1,0 +1,30 @@
+"""Serve a model over HTTP: ``python scripts/serve.py ckpt_path=outputs/.../last.ckpt [port=8000]``.
+
+``POST /predict`` takes an image (file upload or base64 JSON) and returns predict.py's JSON object;
+``GET /`` is a page to draw digits on. Needs the serve extra: ``pip install -e ".[serve]"``.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from mnistlab.cli import user_errors
+
+
+def run(cfg: DictConfig) -> None:
+    from mnistlab.errors import MnistlabError
+
+    try:
+        from mnistlab.serving.server import serve
+    except ImportError as e:
+        raise MnistlabError(f'serving needs the serve extra ({e.name} is missing): pip install -e ".[serve]"') from None
+    serve(cfg.ckpt_path, cfg.host, int(cfg.port), cfg.accelerator, cfg.max_batch_size, cfg.batch_timeout, cfg.timeout)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        run(cfg)
+
+
+if __name__ == "__main__":
+    main()

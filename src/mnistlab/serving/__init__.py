@@ -1,0 +1,1 @@
+"""Serving a trained model over HTTP with LitServe: ``POST /predict`` and a draw-a-digit page at ``/``."""

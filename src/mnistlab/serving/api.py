@@ -1,0 +1,141 @@
+"""The LitServe API: request -> predict's MNIST-style preprocessing -> batched predictor -> predict.py's JSON."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import litserve as ls
+import numpy as np
+import torch
+from PIL import Image
+
+from mnistlab.errors import MnistlabError
+from mnistlab.evaluation.images import mnist_style, read_gray
+from mnistlab.evaluation.predict import Prediction
+from mnistlab.evaluation.predictors import load_predictor
+from mnistlab.serving.checks import error_response
+
+
+@dataclass
+class Decoded:
+    """One request's image as the model will see it.
+
+    Attributes:
+        image: (28, 28) float32 in [0, 1], after ``mnist_style``.
+        return_input: Whether the response should carry ``image`` as ``input``.
+    """
+
+    image: np.ndarray
+    return_input: bool
+
+
+@dataclass
+class Refused:
+    """A request whose content is unusable; answered alone, so the rest of its batch still succeeds."""
+
+    status: int
+    message: str
+
+
+def image_bytes(payload: Any) -> tuple[bytes, bool]:
+    """The encoded image and the ``return_input`` flag of a JSON object or a multipart form.
+
+    JSON: ``{"image": "<base64>" or "data:image/png;base64,<base64>", "return_input": false}``.
+    Form: the first file field, plus an optional ``return_input`` field ("1" or "true").
+    """
+    if isinstance(payload, dict):
+        text = payload["image"].split(",", 1)[-1] if payload["image"].startswith("data:") else payload["image"]
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise MnistlabError("the image field is not valid base64") from None
+        return data, bool(payload.get("return_input"))
+    upload = next(value for value in payload.values() if hasattr(value, "read"))  # checks.py made sure of one
+    flag = str(payload.get("return_input", "")).lower() in ("1", "true", "yes")
+    return upload.file.read(), flag
+
+
+def preprocess(data: bytes) -> np.ndarray:
+    """Encoded PNG/JPEG bytes -> (28, 28) float32 in [0, 1], by exactly the functions ``predict.py`` uses."""
+    if not data:
+        raise MnistlabError("the image is empty")
+    # read_gray reads files (it is predict.py's reader), so the bytes take a short trip through one.
+    with tempfile.NamedTemporaryFile(suffix=".img") as file:
+        file.write(data)
+        file.flush()
+        try:
+            gray = read_gray(Path(file.name))
+        except MnistlabError:
+            raise MnistlabError("not an image (expected PNG or JPEG)") from None
+        except Image.DecompressionBombError:  # a small file that unpacks to hundreds of millions of pixels
+            raise MnistlabError("image too large: too many pixels to decode") from None
+    return mnist_style(gray, "image")
+
+
+class DigitAPI(ls.LitAPI):
+    """Serves a checkpoint or an exported ONNX file; concurrent requests are predicted in batches.
+
+    Args:
+        model_path: A ``.ckpt`` training checkpoint or a ``.onnx`` file from ``scripts/export.py``.
+        accelerator: Lightning accelerator for checkpoints (ONNX files run on the CPU).
+        max_batch_size: Most requests predicted together.
+        batch_timeout: Seconds LitServe waits for a batch to fill.
+    """
+
+    def __init__(
+        self, model_path: str, accelerator: str = "auto", max_batch_size: int = 32, batch_timeout: float = 0.01
+    ) -> None:
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+        self.model_path, self.accelerator = str(model_path), accelerator
+
+    def setup(self, device: str) -> None:
+        self.predictor = load_predictor(self.model_path, self.accelerator)
+
+    # decode_request's `request` and encode_response's return stay unannotated: LitServe turns these annotations
+    # into the FastAPI route's parameter and response types (none = the raw request, any response).
+    def decode_request(self, request):
+        """A parsed JSON object or form -> ``Decoded``, or ``Refused`` for unusable content."""
+        # Runs in the inference worker, once per request of a batch: errors become a value, not an exception,
+        # because LitServe fails a whole batch when decode_request raises.
+        try:
+            data, return_input = image_bytes(request)
+            return Decoded(preprocess(data), return_input)
+        except MnistlabError as e:
+            return Refused(400, str(e))
+
+    def batch(self, inputs: list[Decoded | Refused]) -> list[Decoded | Refused]:
+        return inputs
+
+    def predict(self, x: Any) -> Any:
+        if self.max_batch_size == 1:  # LitServe's unbatched loop passes one request, not a list
+            return self.predict_all([x])[0]
+        return self.predict_all(x)
+
+    def predict_all(self, items: list[Decoded | Refused]) -> list[tuple[Prediction, bool] | Refused]:
+        """Predicts the decoded images of a batch in one call; refusals pass through in place."""
+        images = [item.image for item in items if isinstance(item, Decoded)]
+        if not images:
+            return list(items)
+        probabilities = iter(self.predictor(torch.from_numpy(np.stack(images)).unsqueeze(1)))  # (N, C) rows
+        names = self.predictor.class_names
+        return [
+            (Prediction({}, item.image, next(probabilities), names), item.return_input)
+            if isinstance(item, Decoded)
+            else item
+            for item in items
+        ]
+
+    def encode_response(self, output: tuple[Prediction, bool] | Refused):
+        """predict.py's JSON object (plus ``input`` if asked), or a JSON error response."""
+        if isinstance(output, Refused):
+            return error_response(output.status, output.message)
+        prediction, return_input = output
+        record = prediction.record()  # exactly predict.py format=json's object (no source fields here)
+        if return_input:
+            record["input"] = np.round(prediction.image, 4).tolist()  # (28, 28), what the model saw
+        return record

@@ -1,0 +1,114 @@
+"""The LitServer of ``scripts/serve.py``: ``POST /predict``, ``GET /health``, ``GET /info``, the page at ``/``."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+from importlib.resources import files
+from pathlib import Path
+
+import litserve as ls
+from fastapi import Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException  # the base class: FastAPI's and the router's 404/405
+
+from mnistlab.errors import MnistlabError
+from mnistlab.evaluation.predictors import load_predictor
+from mnistlab.serving.api import DigitAPI
+from mnistlab.serving.checks import MAX_BYTES, RequestChecks, error_response
+
+HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # what LitServer.run binds to
+
+
+def page() -> str:
+    """The draw-a-digit page: one HTML file with its script and style inline (package data)."""
+    return files("mnistlab.serving").joinpath("page.html").read_text(encoding="utf-8")
+
+
+def build_server(
+    model_path: str | Path,
+    accelerator: str = "auto",
+    max_batch_size: int = 32,
+    batch_timeout: float = 0.01,
+    timeout: float = 30.0,
+) -> ls.LitServer:
+    """A LitServer for a checkpoint or ONNX file, with the request checks, the page and the model's class names.
+
+    The model is loaded here once, so that a wrong path fails in one line before any worker starts;
+    the inference worker loads its own copy in ``DigitAPI.setup``.
+    """
+    predictor = load_predictor(model_path, accelerator)
+    api = DigitAPI(str(model_path), accelerator, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+    onnx = Path(model_path).suffix.lower() == ".onnx"
+    server = ls.LitServer(
+        api,
+        accelerator="cpu" if onnx else accelerator,  # ONNX Runtime runs on the CPU here
+        devices=1,
+        timeout=timeout,
+        middlewares=[(RequestChecks, {"path": api.api_path, "max_bytes": MAX_BYTES})],
+        model_metadata={"path": str(model_path), "class_names": predictor.class_names, "head": predictor.head},
+    )
+    app = server.app
+    # LitServe answers GET / with "litserve running"; the page takes its place.
+    app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) != "/"]
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page())
+
+    @app.exception_handler(HTTPException)
+    async def one_line_error(request: Request, exc: HTTPException) -> JSONResponse:
+        # FastAPI's {"detail": ...} (404, 405, LitServe's 504...) in this server's one error shape.
+        return error_response(exc.status_code, str(exc.detail))
+
+    return server
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuses, in one line, an address LitServe cannot bind (it would fail later with a traceback)."""
+    if host not in HOSTS:
+        raise MnistlabError(f"host={host} must be one of {', '.join(HOSTS)} (127.0.0.1: this machine only)")
+    if not 1024 <= port <= 65535:
+        raise MnistlabError(f"port={port} must be from 1024 to 65535")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise MnistlabError(f"port {port} is already in use on {host}: choose another with port=N") from None
+            raise
+
+
+def stop_on_sigterm() -> None:
+    """Makes ``kill`` shut the server down like Ctrl+C, so that LitServe stops its worker processes too."""
+    main = os.getpid()
+
+    def stop(signum: int, frame: object) -> None:
+        if os.getpid() != main:  # a forked uvicorn process inherited this handler: end as SIGTERM would
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def serve(
+    model_path: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    accelerator: str = "auto",
+    max_batch_size: int = 32,
+    batch_timeout: float = 0.01,
+    timeout: float = 30.0,
+) -> None:
+    """Serves until Ctrl+C or SIGTERM."""
+    check_address(host, port)
+    stop_on_sigterm()
+    server = build_server(model_path, accelerator, max_batch_size, batch_timeout, timeout)
+    shown = "localhost" if host == "127.0.0.1" else host
+    print(f"serving {model_path} at http://{shown}:{port}/  (POST /predict, GET /health; Ctrl+C stops)", flush=True)
+    server.run(host=host, port=port, generate_client_file=False, log_level="warning")
