@@ -14,6 +14,7 @@ from mnistlab.checkpoints import read_checkpoint
 from mnistlab.data import MNISTDataModule
 from mnistlab.io import write_json
 from mnistlab.systems import Classifier
+from mnistlab.tensorboard import tensorboard_writers
 from mnistlab.validation import check_number
 
 # The metrics every run reports; TensorBoard's HParams tab compares runs on these.
@@ -32,19 +33,17 @@ def log_hparams(
     from torch.utils.tensorboard.summary import hparams as hparams_summary
 
     values = {k: v for k, v in metrics.items() if k in SUMMARY_METRICS}
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            writer = logger.experiment
-            # The metric values themselves are the scalars already logged under these tags.
-            for k, v in values.items():
-                if k not in ("test/acc", "test/loss"):
-                    writer.add_scalar(k, v, trainer.global_step)
-            for summary in hparams_summary(hparams, values):
-                writer._get_file_writer().add_summary(summary)
-            if config is not None:  # indented: a Markdown code block in TensorBoard's text tab
-                text = yaml.safe_dump(config, sort_keys=False)
-                writer.add_text("config", "\n".join("    " + line for line in text.splitlines()), trainer.global_step)
-            writer.flush()
+    for writer in tensorboard_writers(trainer):
+        # The metric values themselves are the scalars already logged under these tags.
+        for k, v in values.items():
+            if k not in ("test/acc", "test/loss"):
+                writer.add_scalar(k, v, trainer.global_step)
+        for summary in hparams_summary(hparams, values):
+            writer._get_file_writer().add_summary(summary)
+        if config is not None:  # indented: a Markdown code block in TensorBoard's text tab
+            text = yaml.safe_dump(config, sort_keys=False)
+            writer.add_text("config", "\n".join("    " + line for line in text.splitlines()), trainer.global_step)
+        writer.flush()
 
 
 def mark_restart(trainer: pl.Trainer, step: int) -> None:
@@ -58,11 +57,10 @@ def mark_restart(trainer: pl.Trainer, step: int) -> None:
     """
     from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            # Batch b is logged at step b, so what the checkpoint holds was logged below ``step``.
-            marker = Event(step=step, session_log=SessionLog(status=SessionLog.START))
-            logger.experiment._get_file_writer().add_event(marker)
+    # Batch b is logged at step b, so what the checkpoint holds was logged below ``step``.
+    marker = Event(step=step, session_log=SessionLog(status=SessionLog.START))
+    for writer in tensorboard_writers(trainer):
+        writer._get_file_writer().add_event(marker)
 
 
 def fit_and_test(

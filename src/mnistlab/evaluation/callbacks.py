@@ -7,17 +7,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 
 from mnistlab.evaluation.report import TestResult
 from mnistlab.systems import Classifier
-
-
-def tensorboards(trainer: pl.Trainer) -> list:
-    """The SummaryWriters of the trainer's TensorBoard loggers (rank zero only)."""
-    if not trainer.is_global_zero:
-        return []
-    return [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+from mnistlab.tensorboard import tensorboard_writers
 
 
 class SampleImages(pl.Callback):
@@ -32,7 +25,7 @@ class SampleImages(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: Classifier) -> None:
         train_set = getattr(trainer.datamodule, "train_set", None)
-        writers = tensorboards(trainer)
+        writers = tensorboard_writers(trainer)
         if train_set is None or not writers or trainer.global_step > 0:  # once, not again on resume
             return
         from mnistlab.viz import image_grid_figure
@@ -97,7 +90,7 @@ class TestReport(pl.Callback):
             fig = confusion_matrix_figure(self.result.confmat, self.result.class_names, "Test confusion matrix")
             self.output_dir.mkdir(parents=True, exist_ok=True)
             fig.savefig(self.output_dir / "confusion_matrix.png", dpi=100)
-        for writer in tensorboards(trainer):
+        for writer in tensorboard_writers(trainer):
             writer.add_text("test/report", self.result.markdown(), trainer.global_step)
             if self._mistakes:
                 confidence, images, labels, preds = (t.cpu() for t in self._mistakes)
