@@ -12,8 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.mnistlab_sweeps.ddp import ddp_children_join_this_job
 from mnistlab.cli import user_errors
+from mnistlab.ddp import ddp_children_join_this_job
 
 
 def resumed_config(run_dir: str) -> DictConfig:
