@@ -16,16 +16,6 @@ from mnistlab.cli import user_errors
 from mnistlab.ddp import ddp_children_join_this_job
 
 
-def resumed_config(run_dir: str) -> DictConfig:
-    """The interrupted run's saved config, set to continue from its last.ckpt in its folder."""
-    from mnistlab.checkpoints import resume_files
-
-    config, last = resume_files(run_dir)
-    cfg = OmegaConf.load(config)
-    cfg.paths.output_dir, cfg.ckpt_path, cfg.resume = str(config.parents[1]), str(last), run_dir
-    return cfg
-
-
 def run_overrides(cfg: DictConfig) -> list[str]:
     """The run's command-line overrides; a resumed run's are those of its first launch."""
     if not cfg.resume:
@@ -37,10 +27,11 @@ def run_overrides(cfg: DictConfig) -> list[str]:
 def build_and_run(cfg: DictConfig) -> float:
     from mnistlab.composition import compose
     from mnistlab.hparams import run_hparams
+    from mnistlab.resume import resumed_config
     from mnistlab.training import fit_and_test
 
     if cfg.resume:
-        cfg = resumed_config(cfg.resume)
+        cfg = resumed_config(cfg.resume, cfg, HydraConfig.get().overrides.task)
     config = OmegaConf.to_container(cfg, resolve=True)
     run = compose(cfg)
     metrics = fit_and_test(

@@ -240,3 +240,32 @@ def test_either_engine_resumes_the_others_checkpoint(tmp_path: Path) -> None:
         assert resumed.trainer.global_step == 2 * BATCHES_B256, (first, then)
         steps = [s for s, _ in scalars(resumed)["train/loss_step"]]
         assert steps == list(range(BATCHES_B256 + 49 - BATCHES_B256 % 50, 2 * BATCHES_B256, 50))  # counted on
+
+
+class Interrupted(Exception):
+    """Stands in for a kill: raised by the training step once the run has passed a mid-epoch checkpoint."""
+
+
+@pytest.mark.parametrize("engine", ["chunked", "per_step"])
+def test_a_mid_epoch_resume_ends_with_exactly_the_uninterrupted_weights(engine: str, tmp_path: Path) -> None:
+    args = ("data.batch_size=256", "trainer.max_epochs=2", "callbacks.last_checkpoint.every_n_steps=100",
+            "scheduler=one_cycle", "data/augment=affine", f"engine={engine}")  # fmt: skip
+    whole = fit(tmp_path / "whole", *args)
+    broken = build(tmp_path / "broken", *args)
+    step = broken.system.training_step
+
+    def training_step(batch: Any, batch_idx: int) -> Any:
+        if broken.trainer.global_step >= 150:  # past the checkpoint at step 100, inside epoch 0
+            raise Interrupted
+        return step(batch, batch_idx)
+
+    broken.system.training_step = training_step
+    with pytest.raises(Interrupted):
+        broken.trainer.fit(broken.system, datamodule=broken.datamodule)
+    last = Path(broken.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 100
+    resumed = build(tmp_path / "resumed", *args)
+    resumed.trainer.fit(resumed.system, datamodule=resumed.datamodule, ckpt_path=str(last))
+    assert resumed.trainer.global_step == whole.trainer.global_step == 2 * BATCHES_B256
+    for a, b in zip(whole.system.state_dict().values(), resumed.system.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # bit for bit: same batches, same augmentation draws, same schedule

@@ -138,6 +138,10 @@ class Classifier(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_train_start(self) -> None:
+        # configure_optimizers reads trainer.estimated_stepping_batches, which makes Lightning build the
+        # training loader before a resumed checkpoint is restored; Lightning then never hands the loader
+        # its saved position. Hand it over now, before the first batch is drawn (a no-op otherwise).
+        self.trainer.fit_loop._load_combined_loader_states()
         align_step_counts(self.trainer)  # a checkpoint of the other engine resumes with its step count
         self.raw_steps = not self.automatic_optimization and raw_steps_allowed(self.trainer, self)
 
