@@ -52,12 +52,16 @@ def build(cfg: DictConfig):
 
 
 def build_and_run(cfg: DictConfig) -> float:
+    from mnistlab.checkpoints import continue_from
     from mnistlab.training import fit_and_test
-    from mnistlab.validation import check_targets
+    from mnistlab.validation import check_devices, check_targets
 
     if cfg.resume:
         cfg = resumed_config(cfg.resume)
+    elif cfg.ckpt_path:  # a file or a run folder; max_epochs counts the checkpoint's epochs too
+        cfg.ckpt_path = str(continue_from(cfg.ckpt_path, cfg.trainer.max_epochs))
     check_targets(OmegaConf.to_container(cfg, resolve=True))  # misspelled keys, before any work
+    check_devices(OmegaConf.to_container(cfg.trainer, resolve=True))
     trainer, system, datamodule = build(cfg)
     metrics = fit_and_test(
         trainer,

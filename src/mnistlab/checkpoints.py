@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,59 @@ def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
     if not last.is_file():
         raise MnistlabError(f"resume={run_dir}: nothing to resume, no checkpoints/last.ckpt was saved yet")
     return config, last
+
+
+def find_checkpoint(path: str | Path, prefer: tuple[str, ...] = ("best.ckpt", "last.ckpt")) -> Path:
+    """The checkpoint file meant by ``ckpt_path``: the file itself, or the preferred checkpoint of a run folder.
+
+    A run folder (or its ``checkpoints/`` folder) stands for its first existing checkpoint in
+    ``prefer``; the choice is printed, so the user knows which one ran.
+
+    Raises:
+        MnistlabError: When the path does not exist, or the folder holds none of ``prefer``.
+    """
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        if not path.is_file():
+            raise MnistlabError(f"checkpoint not found: {path}")
+        return path
+    for name in prefer:
+        for candidate in (path / "checkpoints" / name, path / name):
+            if candidate.is_file():
+                print(f"ckpt_path={path} is a folder: using {candidate}", file=sys.stderr)
+                return candidate
+    raise MnistlabError(f"ckpt_path={path} is a folder without {' or '.join(prefer)} (in it or in checkpoints/)")
+
+
+def finished_epochs(ckpt: dict[str, Any]) -> int:
+    """The number of epochs a checkpoint has completed (its loop state, else its epoch-end ``epoch``)."""
+    try:
+        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
+    except (KeyError, TypeError, ValueError):
+        return int(ckpt.get("epoch", -1)) + 1
+
+
+def check_can_continue(ckpt_path: str | Path, max_epochs: int | None) -> None:
+    """Refuses, before any work, to continue a checkpoint that has already finished ``max_epochs`` epochs.
+
+    ``trainer.max_epochs`` keeps Lightning's meaning, the total number of epochs, also when a run
+    continues from a checkpoint; Lightning itself would fail later with a traceback (or, at equality,
+    train nothing).
+    """
+    if max_epochs is None or max_epochs < 0:
+        return
+    done = finished_epochs(read_checkpoint(ckpt_path))
+    if done >= max_epochs:
+        raise MnistlabError(
+            f"the checkpoint has finished {done} epochs; set trainer.max_epochs above {done} to continue"
+        )
+
+
+def continue_from(ckpt_path: str | Path, max_epochs: int | None) -> Path:
+    """The checkpoint that ``scripts/train.py ckpt_path=...`` continues: a file, or a run folder's last.ckpt."""
+    path = find_checkpoint(ckpt_path, prefer=("last.ckpt",))
+    check_can_continue(path, max_epochs)
+    return path
 
 
 def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
