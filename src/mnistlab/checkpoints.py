@@ -6,6 +6,7 @@ import io
 import pickle
 import re
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,28 @@ from mnistlab.io import write_atomic
 from mnistlab.models import MLP
 from mnistlab.systems import Classifier
 
+# Which model files the scripts take, for messages about the wrong kind of file.
+ACCEPTED = (
+    "train.py, evaluate.py and export.py take a training checkpoint (.ckpt) or a run folder; "
+    "predict.py also takes an ONNX model written by export.py (model.onnx)"
+)
+
+
+def is_torchscript(path: Path) -> bool:
+    """A TorchScript archive (``torch.jit.save``, e.g. ``export.py format=torchscript``), not a checkpoint."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
+
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` with one-line errors for missing or unsafe files."""
+    """``torch.load(weights_only=True)`` with one-line errors for missing, unsafe or wrong files."""
     path = Path(path)
     if not path.is_file():
         raise MnistlabError(f"checkpoint not found: {path}")
+    if is_torchscript(path):
+        raise MnistlabError(f"{path} is a TorchScript model (load it with torch.jit.load); {ACCEPTED}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -32,8 +49,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise MnistlabError(
             f"{path}: refused, {what}; mnistlab loads only tensors and plain values (torch.load weights_only=True)"
         ) from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise MnistlabError(f"{path}: not a readable checkpoint ({e})") from None
+    except Exception as e:  # torch.load fails on foreign files with anything from KeyError to RuntimeError
+        # Only torch's first sentence: the rest may advise weights_only=False, which would run the file's code.
+        reason = re.split(r"(?<=[.!?])\s", str(e).strip(), maxsplit=1)[0] if str(e).strip() else ""
+        if "weights_only" in reason or len(reason) > 120 or not reason or isinstance(e, LookupError):
+            reason = type(e).__name__
+        raise MnistlabError(f"{path}: not a readable checkpoint ({reason}); {ACCEPTED}") from None
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

@@ -9,11 +9,15 @@ else is a bug, in mnistlab or in the user's own code, and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.console import quiet_console
 from mnistlab.errors import MnistlabError
@@ -90,6 +94,38 @@ def discard_run_dir() -> None:
             parent.rmdir()
         except OSError:
             break
+
+
+def checkpoint_run_dir(ckpt_path: str | None) -> Path | None:
+    """The run folder of a checkpoint (``<run>/checkpoints/x.ckpt`` -> ``<run>``), if it exists and is writable."""
+    if not ckpt_path:
+        return None
+    path = Path(ckpt_path).expanduser().absolute()
+    if path.is_file():
+        path = path.parent
+    if path.name == "checkpoints":
+        path = path.parent
+    return path if path.is_dir() and os.access(path, os.W_OK) else None
+
+
+_START = datetime.now()  # one time stamp per process, however often Hydra resolves the run folder
+
+
+def _eval_dir(*, _root_: DictConfig) -> str:
+    """``hydra.run.dir`` of evaluate.py: ``<the checkpoint's run>/eval/<date>_<time>``, else outputs/<date>/<time>."""
+    now = _START
+    node = _root_._get_node("ckpt_path")
+    ckpt = None if node is None or node._is_missing() else node._value()
+    run = checkpoint_run_dir(None if ckpt is None else str(ckpt))
+    if run is None:  # no such checkpoint: the command fails, and its folder is discarded
+        return f"outputs/{now:%Y-%m-%d}/{now:%H-%M-%S}"
+    return str(run / "eval" / f"{now:%Y-%m-%d_%H-%M-%S}")
+
+
+def register_resolvers() -> None:
+    """``${mnistlab.eval_dir:}`` for the configs; call before ``hydra.main`` composes."""
+    if not OmegaConf.has_resolver("mnistlab.eval_dir"):
+        OmegaConf.register_new_resolver("mnistlab.eval_dir", _eval_dir)
 
 
 @contextmanager
