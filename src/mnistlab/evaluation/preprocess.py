@@ -44,9 +44,10 @@ def background(image: np.ndarray, percentile: float) -> np.ndarray:
     block = max(8, min(h, w) // 8)
     rows, cols = max(1, h // block), max(1, w // block)
     ys, xs = np.linspace(0, h, rows + 1).astype(int), np.linspace(0, w, cols + 1).astype(int)  # block edges
-    grid = np.array(
-        [[np.percentile(image[ys[r] : ys[r + 1], xs[c] : xs[c + 1]], percentile) for c in range(cols)] for r in range(rows)]
-    )  # (rows, cols)
+    grid = np.empty((rows, cols))
+    for r in range(rows):
+        for c in range(cols):
+            grid[r, c] = np.percentile(image[ys[r] : ys[r + 1], xs[c] : xs[c + 1]], percentile)
     smooth = Image.fromarray(grid.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR)
     return np.asarray(smooth, dtype=np.float64)
 
