@@ -136,7 +136,9 @@ def ink_image(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
         warning = f"{NO_DIGIT} (ink covers {mask.mean():.0%} of the image: texture or noise)"
     elif share < MIN_MAIN_SHARE:
         warning = f"{NO_DIGIT} (the ink is scattered specks)"
-    clean = ((ink - floor) / max(level - floor, 1e-6)).clip(0, 1) * region  # specks away from the digit: paper
+    if floor > 0 or level < 0.9:  # noise or weak ink: stretch the ink between the noise floor and its level
+        ink = ((ink - floor) / max(level - floor, 1e-6)).clip(0, 1)
+    clean = ink * region  # specks away from the digit are paper; an MNIST image passes unchanged
     return clean, warning
 
 
