@@ -18,7 +18,7 @@ def check_launcher(config: DictConfig) -> None:
     target = str(config.hydra.launcher.get("_target_", ""))
     if target.endswith("SlurmLauncher") and shutil.which("sbatch") is None:
         print(
-            "error: hydra/launcher=submitit_slurm needs SLURM, but there is no `sbatch` on this machine; "
+            "error: hydra/launcher=submitit_slurm needs SLURM, but there is no sbatch command on this machine; "
             "run on a SLURM login node, or use hydra/launcher=submitit_local or joblib here",
             file=sys.stderr,
         )

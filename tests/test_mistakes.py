@@ -1,0 +1,132 @@
+"""A newcomer's mistakes with every script: one line, exit 2, no traceback, no folder left behind.
+
+The table "Other scripts, launchers and Trainer settings" of docs/errors.md is the specification.
+Each row runs in an empty working directory, so any folder a failed command leaves shows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import DATA_DIR, ROOT, write_idx_set
+
+TABLE = ROOT / "docs" / "errors.md"
+TINY = ("data.download=false", "data.verify=false", "data.val_size=10", "callbacks.progress_bar.refresh_rate=0")
+NEEDS_NO_GPU = {"accelerator-gpu", "devices-without-gpu"}
+
+
+def rows() -> dict[str, tuple[str, str, int, str]]:
+    """ID -> (script, overrides, exit code, message) of the six-column table of docs/errors.md."""
+    found = {}
+    for line in TABLE.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[4].isdigit():
+            found[cells[0]] = (cells[2], cells[3].strip("`"), int(cells[4]), cells[5].strip("`"))
+    return found
+
+
+def run(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 1-epoch run on tiny synthetic data, in a run folder of its own."""
+    base = tmp_path_factory.mktemp("tiny_run")
+    data = write_idx_set(base / "tiny")
+    result = run("train.py", f"data.root={data}", *TINY, "trainer.max_epochs=1", f"hydra.run.dir={base}/run", cwd=base)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return base / "run"
+
+
+def run_row(row: str, base: Path, tiny_run: Path) -> tuple[subprocess.CompletedProcess, dict[str, str], Path]:
+    script, overrides, _, _ = rows()[row]
+    root, cwd = base / "input", base / "cwd"
+    root.mkdir()
+    cwd.mkdir()
+    if row == "torchscript-to-predict":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.jit.trace(torch.nn.Linear(784, 10), torch.rand(1, 784)).save(str(root / "model.pt"))
+    fill = {"root": str(root), "run": str(tiny_run)}
+    args = [a.format(**fill) for a in overrides.split()]
+    if row == "finished-checkpoint":  # tiny data: where the checkpoint's run found it
+        args += [f"data.root={tiny_run.parent / 'tiny'}", *TINY]
+    return run(script, *args, cwd=cwd), fill, cwd
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> dict:
+    """Every row at once: each is mostly interpreter and import start-up."""
+    names = sorted(rows())
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        runs = pool.map(lambda r: run_row(r, tmp_path_factory.mktemp(r), tiny_run), names)
+        return dict(zip(names, runs, strict=True))
+
+
+def test_table_has_the_rows_of_the_issue() -> None:
+    required = {"no-ckpt-evaluate", "no-ckpt-predict", "no-ckpt-export", "accelerator-gpu", "slurm-without-slurm"}
+    required |= {"devices-without-gpu", "finished-checkpoint", "torchscript-to-predict"}
+    assert required <= set(rows())
+
+
+@pytest.mark.parametrize("row", sorted(rows()))
+def test_mistake(row: str, results: dict) -> None:
+    if row in NEEDS_NO_GPU and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    if row == "slurm-without-slurm" and shutil.which("sbatch"):
+        pytest.skip("this machine has SLURM")
+    _, _, code, message = rows()[row]
+    result, fill, cwd = results[row]
+    output = result.stdout + result.stderr
+    assert result.returncode == code, output[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    pattern = ".*?".join(re.escape(part) for part in message.format(**fill).split("…"))
+    assert len(errors) == 1 and re.fullmatch(pattern, errors[0]), output[-3000:]
+    assert "Traceback" not in output
+    assert list(cwd.iterdir()) == []  # no outputs/, multirun/ or data/ left behind
+
+
+def test_continuing_counts_the_checkpoints_epochs(tiny_run: Path, tmp_path: Path) -> None:
+    """``ckpt_path=RUN_DIR`` continues its last.ckpt; max_epochs is the total, as in Lightning."""
+    data = tiny_run.parent / "tiny"
+    result = run(
+        "train.py", f"ckpt_path={tiny_run}", "trainer.max_epochs=2", f"data.root={data}", *TINY, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"ckpt_path={tiny_run} is a folder: using {tiny_run}/checkpoints/last.ckpt" in result.stderr
+    [new_run] = (tmp_path / "outputs").glob("*/*")
+    assert (new_run / "metrics.json").is_file() and '"epochs": 2' in (new_run / "metrics.json").read_text()
+
+
+def test_the_console_is_quiet(tiny_run: Path) -> None:
+    """No Lightning tips, no torch deprecation notes, each log line once (here: the tiny run's console)."""
+    log = (tiny_run / "train.log").read_text()
+    assert "GPU available" in log  # Lightning's info lines go to the log ...
+    data = f"data.root={tiny_run.parent / 'tiny'}"
+    result = run("evaluate.py", f"ckpt_path={tiny_run}", data, *TINY[:2], cwd=tiny_run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    for noise in ("💡", "litlogger", "litmodels", "LeafSpec", "Total length of"):
+        assert noise not in output, noise
+    assert output.count("GPU available") == 1  # ... and to the console once
+    assert f"ckpt_path={tiny_run} is a folder: using {tiny_run}/checkpoints/best.ckpt" in result.stderr
+    [report] = (tiny_run / "eval").iterdir()  # evaluate writes into the checkpoint's own run folder
+    assert (report / "metrics.json").is_file() and not (tiny_run / "outputs").exists()
