@@ -51,8 +51,12 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 1-epoch run on tiny synthetic data, in a run folder of its own."""
     base = tmp_path_factory.mktemp("tiny_run")
     data = write_idx_set(base / "tiny")
-    result = run("train.py", f"data.root={data}", *TINY, "trainer.max_epochs=1", f"hydra.run.dir={base}/run", cwd=base)
+    result = run(
+        "train.py", f"data.root={data}", *TINY, "trainer.max_epochs=1", "logger=[tensorboard,csv]",
+        f"hydra.run.dir={base}/run", cwd=base,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    (base / "console.txt").write_text(result.stdout + result.stderr)
     return base / "run"
 
 
@@ -116,16 +120,28 @@ def test_continuing_counts_the_checkpoints_epochs(tiny_run: Path, tmp_path: Path
     assert (new_run / "metrics.json").is_file() and '"epochs": 2' in (new_run / "metrics.json").read_text()
 
 
-def test_the_console_is_quiet(tiny_run: Path) -> None:
-    """No Lightning tips, no torch deprecation notes, each log line once (here: the tiny run's console)."""
+NOISE = ("💡", "litlogger", "litmodels", "LeafSpec", "Total length of", "will be deleted")
+
+
+def test_the_console_is_quiet(tiny_run: Path, tmp_path: Path) -> None:
+    """No Lightning tips, no deprecation notes or warnings about intended settings, each log line once."""
+    trained = (tiny_run.parent / "console.txt").read_text()  # with the CSV logger too
+    no_validation = run(
+        "train.py", f"data.root={tiny_run.parent / 'tiny'}", *TINY, "data.val_size=0", "trainer.max_epochs=1",
+        f"hydra.run.dir={tmp_path}/run", cwd=tmp_path,
+    )  # fmt: skip
+    assert no_validation.returncode == 0, no_validation.stderr[-3000:]
+    for output in (trained, no_validation.stdout + no_validation.stderr):
+        assert not [noise for noise in NOISE if noise in output], output
+        assert output.count("GPU available") == 1
+    assert (tiny_run / "csv" / "metrics.csv").is_file()
     log = (tiny_run / "train.log").read_text()
     assert "GPU available" in log  # Lightning's info lines go to the log ...
     data = f"data.root={tiny_run.parent / 'tiny'}"
     result = run("evaluate.py", f"ckpt_path={tiny_run}", data, *TINY[:2], cwd=tiny_run)
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
-    for noise in ("💡", "litlogger", "litmodels", "LeafSpec", "Total length of"):
-        assert noise not in output, noise
+    assert not [noise for noise in NOISE if noise in output], output
     assert output.count("GPU available") == 1  # ... and to the console once
     assert f"ckpt_path={tiny_run} is a folder: using {tiny_run}/checkpoints/best.ckpt" in result.stderr
     [report] = (tiny_run / "eval").iterdir()  # evaluate writes into the checkpoint's own run folder

@@ -116,7 +116,8 @@ def progress_line(
     """The console's one line for a finished job, e.g. ``job 2 ok: test/acc 0.9494 val/acc_best 0.9418 (59.1 s)``."""
     head = f"job {config.hydra.job.num} {status}"
     if status == "failed":
-        return f"{head}: {error} (traceback in {log_file or output_dir})"
+        where = f"{output_dir.name}/{log_file.name}" if log_file else output_dir.name
+        return f"{head}: {error} (traceback in {where})"
     if status == "pruned":
         return f"{head}: {error} ({seconds} s)"
     metrics = read_metrics(output_dir)
