@@ -146,3 +146,32 @@ def test_the_console_is_quiet(tiny_run: Path, tmp_path: Path) -> None:
     assert f"ckpt_path={tiny_run} is a folder: using {tiny_run}/checkpoints/best.ckpt" in result.stderr
     [report] = (tiny_run / "eval").iterdir()  # evaluate writes into the checkpoint's own run folder
     assert (report / "metrics.json").is_file() and not (tiny_run / "outputs").exists()
+
+
+def test_only_user_errors_lose_their_traceback() -> None:
+    import hydra
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from omegaconf import OmegaConf
+
+    from mnistlab.cli import user_error
+    from mnistlab.errors import ConfigError
+
+    def raised(make) -> BaseException:
+        try:
+            make()
+        except Exception as exc:
+            return exc
+        raise AssertionError("nothing raised")
+
+    def unpack() -> None:  # a user's callback with a bug: x, y = batch on a list of three
+        _images, _labels = [1, 2, 3]
+
+    assert user_error(raised(unpack)) is None  # a bug: its traceback is kept
+    assert user_error(raised(lambda: int("x"))) is None
+    assert user_error(ConfigError("optimizer.lr=0 is out of range")) == "optimizer.lr=0 is out of range"
+    assert user_error(MisconfigurationException("You set a thing twice")) == "You set a thing twice"
+    cfg = OmegaConf.create({"model": {"_target_": "mnistlab.models.MLP", "head": "tanh"}})
+    wrapped = raised(lambda: hydra.utils.instantiate(cfg.model))
+    assert user_error(wrapped) == "model.head='tanh' must be 'softmax' or 'sigmoid'"  # MLP refused the value
+    missing = raised(lambda: OmegaConf.create({"ckpt_path": "???"}).ckpt_path)
+    assert user_error(missing).startswith("ckpt_path is required: add ckpt_path=... to the command")

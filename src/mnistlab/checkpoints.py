@@ -113,9 +113,13 @@ def find_checkpoint(path: str | Path, prefer: tuple[str, ...] = ("best.ckpt", "l
 
 
 def finished_epochs(ckpt: dict[str, Any]) -> int:
-    """The number of epochs a checkpoint has completed (its loop state, else its epoch-end ``epoch``)."""
+    """The number of epochs a checkpoint has trained through (its loop state, else its epoch-end ``epoch``).
+
+    An epoch-end checkpoint is saved while the epoch's training is ``processed`` but before Lightning
+    counts it ``completed``; a mid-epoch one has the running epoch started, not processed.
+    """
     try:
-        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"])
+        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
     except (KeyError, TypeError, ValueError):
         return int(ckpt.get("epoch", -1)) + 1
 
