@@ -175,3 +175,22 @@ def test_only_user_errors_lose_their_traceback() -> None:
     assert user_error(wrapped) == "model.head='tanh' must be 'softmax' or 'sigmoid'"  # MLP refused the value
     missing = raised(lambda: OmegaConf.create({"ckpt_path": "???"}).ckpt_path)
     assert user_error(missing).startswith("ckpt_path is required: add ckpt_path=... to the command")
+
+
+def test_output_folders_of_the_scripts(tmp_path: Path) -> None:
+    """Training in outputs/, benchmarks apart from it, evaluate in the checkpoint's run, export and predict: none."""
+    from hydra import compose, initialize_config_dir
+
+    from mnistlab.cli import checkpoint_run_dir
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        run_dir = {name: compose(name, return_hydra_config=True).hydra.run.dir for name in ("train", "benchmark")}
+        for name in ("export", "predict"):
+            hydra_cfg = compose(name, return_hydra_config=True).hydra
+            assert (hydra_cfg.run.dir, hydra_cfg.output_subdir) == (".", None)
+    assert run_dir["train"].startswith("outputs/") and run_dir["benchmark"].startswith("benchmarks/")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert checkpoint_run_dir(str(run / "checkpoints" / "last.ckpt")) == run == checkpoint_run_dir(str(run))
+    assert checkpoint_run_dir(str(tmp_path / "missing" / "last.ckpt")) is None  # then outputs/, removed on failure
