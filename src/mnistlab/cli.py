@@ -9,6 +9,7 @@ else is a bug, in mnistlab or in the user's own code, and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -87,6 +88,9 @@ def discard_run_dir() -> None:
     if any(p.name not in own for p in run.iterdir()):
         return
     shutil.rmtree(run, ignore_errors=True)
+    if run.parent.name == "eval":  # evaluate.py's <run>/eval/, wherever the checkpoint's run is
+        with contextlib.suppress(OSError):
+            run.parent.rmdir()
     for parent in run.parents:  # e.g. outputs/2026-11-25/ and outputs/, when this run was their only content
         if parent == cwd or cwd not in parent.parents:  # only folders inside the launch directory
             break
