@@ -82,7 +82,9 @@ def run(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float]
 
 def prepare(cwd: Path) -> None:
     """The example run folder, and the image files the Predict section names."""
-    result, _ = run(["scripts/train.py", *QUICK, "trainer.max_epochs=1", f"hydra.run.dir={EXAMPLE_RUN}"], cwd)
+    result, _ = run(
+        [str(ROOT / "scripts" / "train.py"), *QUICK, "trainer.max_epochs=1", f"hydra.run.dir={EXAMPLE_RUN}"], cwd
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     images, _ = load_split(DATA_DIR / "mnist", MNIST, train=False)
     (cwd / "digits").mkdir()
