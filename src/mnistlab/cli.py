@@ -45,9 +45,10 @@ def user_error(exc: BaseException) -> str | None:
     from hydra.errors import InstantiationException
     from omegaconf.errors import MissingMandatoryValue
 
+    # mnistlab's own message first, also when Hydra's instantiation error wraps it.
+    if own := next((e for e in exception_chain(exc) if isinstance(e, MnistlabError)), None):
+        return str(own)
     for seen in exception_chain(exc):
-        if isinstance(seen, MnistlabError):
-            return str(seen)
         if isinstance(seen, MissingMandatoryValue):
             key = seen.full_key or "a setting"
             return f"{key} is required: add {key}=... to the command" + (
