@@ -111,9 +111,7 @@ def test_mistake(row: str, results: dict) -> None:
 def test_continuing_counts_the_checkpoints_epochs(tiny_run: Path, tmp_path: Path) -> None:
     """``ckpt_path=RUN_DIR`` continues its last.ckpt; max_epochs is the total, as in Lightning."""
     data = tiny_run.parent / "tiny"
-    result = run(
-        "train.py", f"ckpt_path={tiny_run}", "trainer.max_epochs=2", f"data.root={data}", *TINY, cwd=tmp_path
-    )
+    result = run("train.py", f"ckpt_path={tiny_run}", "trainer.max_epochs=2", f"data.root={data}", *TINY, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"ckpt_path={tiny_run} is a folder: using {tiny_run}/checkpoints/last.ckpt" in result.stderr
     [new_run] = (tmp_path / "outputs").glob("*/*")
@@ -173,6 +171,12 @@ def test_only_user_errors_lose_their_traceback() -> None:
     cfg = OmegaConf.create({"model": {"_target_": "mnistlab.models.MLP", "head": "tanh"}})
     wrapped = raised(lambda: hydra.utils.instantiate(cfg.model))
     assert user_error(wrapped) == "model.head='tanh' must be 'softmax' or 'sigmoid'"  # MLP refused the value
+    own = raised(
+        lambda: hydra.utils.instantiate(
+            OmegaConf.create({"_target_": "mnistlab.data.MNISTDataModule", "batch_size": 0})
+        )
+    )
+    assert user_error(own) == "data.batch_size=0 is out of range: must be an integer >= 1"  # no "full_key" prefix
     missing = raised(lambda: OmegaConf.create({"ckpt_path": "???"}).ckpt_path)
     assert user_error(missing).startswith("ckpt_path is required: add ckpt_path=... to the command")
 
