@@ -1,18 +1,25 @@
-"""Test a checkpoint and write its report: ``python scripts/evaluate.py ckpt_path=outputs/.../last.ckpt``."""
+"""Test a checkpoint and write its report: ``python scripts/evaluate.py ckpt_path=outputs/.../last.ckpt``.
+
+The report goes into the checkpoint's own run folder, ``<run>/eval/<date>_<time>/``.
+"""
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.cli import user_errors
+from mnistlab.cli import register_resolvers, user_errors
+
+register_resolvers()  # ${mnistlab.eval_dir:} in conf/evaluate.yaml
 
 
 def run(cfg: DictConfig) -> float:
+    from mnistlab.checkpoints import find_checkpoint
     from mnistlab.evaluation.evaluate import evaluate
 
+    ckpt_path = find_checkpoint(cfg.ckpt_path)
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [hydra.utils.instantiate(c) for c in cfg.callbacks.values()]
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    result = evaluate(cfg.ckpt_path, trainer, OmegaConf.to_container(cfg.data, resolve=True))
+    result = evaluate(ckpt_path, trainer, OmegaConf.to_container(cfg.data, resolve=True))
     print(result.text())
     print(f"\nwritten to {cfg.paths.output_dir}")
     return result.accuracy

@@ -1,4 +1,7 @@
-"""Export for deployment: ``python scripts/export.py ckpt_path=outputs/.../last.ckpt format=onnx|torchscript``."""
+"""Export for deployment: ``python scripts/export.py ckpt_path=outputs/.../last.ckpt format=onnx|torchscript``.
+
+Writes ``model.onnx`` (or ``model.pt``) beside the checkpoint, or into ``output_dir=...``.
+"""
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -7,11 +10,12 @@ from mnistlab.cli import user_errors
 
 
 def run(cfg: DictConfig) -> str:
+    from mnistlab.checkpoints import find_checkpoint
     from mnistlab.evaluation.export import CHECK_IMAGES, export
 
-    path, diff = export(
-        cfg.ckpt_path, cfg.paths.output_dir, cfg.format, OmegaConf.to_container(cfg.data), cfg.tolerance
-    )
+    ckpt_path = find_checkpoint(cfg.ckpt_path)
+    output_dir = cfg.output_dir or ckpt_path.parent  # beside the checkpoint by default
+    path, diff = export(ckpt_path, output_dir, cfg.format, OmegaConf.to_container(cfg.data), cfg.tolerance)
     print(f"wrote {path}: (N, 1, 28, 28) pixels in [0, 1] -> (N, 10) probabilities")
     print(f"checked on {CHECK_IMAGES} test images: max |{cfg.format} - pytorch| = {diff:.1e}")
     return str(path)

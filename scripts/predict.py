@@ -7,13 +7,15 @@ from mnistlab.cli import user_errors
 
 
 def run(cfg: DictConfig) -> None:
+    from mnistlab.checkpoints import find_checkpoint
     from mnistlab.errors import MnistlabError
     from mnistlab.evaluation.predict import predict, to_json, to_text
     from mnistlab.evaluation.predictors import load_predictor
 
     if cfg.format not in ("text", "json"):
         raise MnistlabError(f"format={cfg.format} must be text or json")
-    predictor = load_predictor(cfg.ckpt_path, cfg.accelerator)
+    onnx = str(cfg.ckpt_path).lower().endswith(".onnx")
+    predictor = load_predictor(cfg.ckpt_path if onnx else find_checkpoint(cfg.ckpt_path), cfg.accelerator)
     index = OmegaConf.to_container(cfg.index) if OmegaConf.is_list(cfg.index) else cfg.index
     image = None if cfg.image is None else str(cfg.image)
     predictions = predict(predictor, index, image, OmegaConf.to_container(cfg.data))

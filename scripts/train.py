@@ -25,6 +25,7 @@ def run_overrides(cfg: DictConfig) -> list[str]:
 
 
 def build_and_run(cfg: DictConfig) -> float:
+    from mnistlab.checkpoints import continue_from
     from mnistlab.composition import compose
     from mnistlab.hparams import run_hparams
     from mnistlab.resume import resumed_config
@@ -32,6 +33,8 @@ def build_and_run(cfg: DictConfig) -> float:
 
     if cfg.resume:
         cfg = resumed_config(cfg.resume, cfg, HydraConfig.get().overrides.task)
+    elif cfg.ckpt_path:  # a file or a run folder; max_epochs counts the checkpoint's epochs too
+        cfg.ckpt_path = str(continue_from(cfg.ckpt_path, cfg.trainer.max_epochs))
     config = OmegaConf.to_container(cfg, resolve=True)
     run = compose(cfg)
     metrics = fit_and_test(

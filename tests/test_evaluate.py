@@ -78,4 +78,5 @@ def test_evaluate_errors_are_one_line(notebook_hidden_run: TrainedRun, tmp_path:
         f"hydra.run.dir={tmp_path}/b",
     )
     assert moved.returncode == 2 and "Traceback" not in moved.stderr
-    assert f"{tmp_path}/elsewhere" in moved.stderr.strip().splitlines()[-1]
+    assert f"error: mnist data not found in {tmp_path}/elsewhere (data.download=false)" in moved.stderr.splitlines()
+    assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "b").exists()  # nothing created, no run folder

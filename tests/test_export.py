@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -13,11 +14,17 @@ from conftest import TrainedRun, run_script
 
 
 def test_onnx_export_predicts_like_the_checkpoint(notebook_hidden_run: TrainedRun, tmp_path: Path) -> None:
-    out = tmp_path / "export"
-    result = run_script("export.py", f"ckpt_path={notebook_hidden_run.checkpoint}", f"hydra.run.dir={out}")
+    # Beside the checkpoint by default: a copy of it in a folder of its own, given as a run folder.
+    out = tmp_path / "run" / "checkpoints"
+    out.mkdir(parents=True)
+    shutil.copy(notebook_hidden_run.checkpoint, out / "last.ckpt")
+    result = run_script("export.py", f"ckpt_path={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "checked on 100 test images" in result.stdout
     model = out / "model.onnx"
+    assert result.stdout.startswith(f"wrote {model}: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no run folder, no log, nothing else
+    assert sorted(p.name for p in out.iterdir()) == ["last.ckpt", "model.onnx"]
     predictions = []
     for source in (notebook_hidden_run.checkpoint, model):
         answer = run_script("predict.py", f"ckpt_path={source}", "index=998", "format=json")
@@ -35,7 +42,7 @@ def test_onnx_export_predicts_like_the_checkpoint(notebook_hidden_run: TrainedRu
 def test_torchscript_export(notebook_hidden_run: TrainedRun, tmp_path: Path) -> None:
     out = tmp_path / "export"
     result = run_script(
-        "export.py", f"ckpt_path={notebook_hidden_run.checkpoint}", "format=torchscript", f"hydra.run.dir={out}"
+        "export.py", f"ckpt_path={notebook_hidden_run.checkpoint}", "format=torchscript", f"output_dir={out}"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     with warnings.catch_warnings():
@@ -44,7 +51,7 @@ def test_torchscript_export(notebook_hidden_run: TrainedRun, tmp_path: Path) -> 
     probs = model(torch.rand(5, 1, 28, 28))
     assert probs.shape == (5, 10) and torch.allclose(probs.sum(1), torch.ones(5), atol=1e-5)
     bad = run_script(
-        "export.py", f"ckpt_path={notebook_hidden_run.checkpoint}", "format=tflite", f"hydra.run.dir={out}"
+        "export.py", f"ckpt_path={notebook_hidden_run.checkpoint}", "format=tflite", f"output_dir={out}"
     )
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
         "error: format=tflite must be one of ['onnx', 'torchscript']"

@@ -12,8 +12,8 @@ from PIL import Image
 
 from mnistlab.data.files import load_split
 from mnistlab.data.specs import MNIST
-from mnistlab.errors import MnistlabError
-from mnistlab.evaluation.images import mnist_style, read_gray
+from mnistlab.evaluation.images import read_gray
+from mnistlab.evaluation.preprocess import NO_DIGIT, mnist_style
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +69,12 @@ def test_mnist_style_undoes_scale_shift_and_polarity(digit_998: np.ndarray, tmp_
     page = np.full((400, 300), 0.9)
     page[30:198, 100:268] -= 0.7 * big
     Image.fromarray((page * 255).astype(np.uint8)).save(tmp_path / "page.png")
-    restored = mnist_style(read_gray(tmp_path / "page.png"))
+    restored, warning = mnist_style(read_gray(tmp_path / "page.png"))
     original = digit_998 / 255
-    assert restored.shape == (28, 28) and restored.max() == pytest.approx(1, abs=0.01)
+    assert warning is None and restored.shape == (28, 28) and restored.max() == pytest.approx(1, abs=0.01)
     assert np.corrcoef(restored.ravel(), original.ravel())[0, 1] > 0.95
-    with pytest.raises(MnistlabError, match="blank"):
-        mnist_style(np.ones((50, 40)), "white.png")
+    blank, warning = mnist_style(np.ones((50, 40)))
+    assert warning == f"{NO_DIGIT} (the image is blank)" and not blank.any()
 
 
 def one_line_error(*overrides: str) -> str:
@@ -97,3 +97,24 @@ def test_errors_are_one_line(notebook_hidden_run: TrainedRun, tmp_path: Path) ->
         f"error: {tmp_path}/empty: the folder holds no images (PNG, JPEG or .npy)"
     )
     assert one_line_error(ckpt, "index=10000") == "error: index=10000 is outside the test set (0-9999)"
+
+
+def test_a_picture_without_a_digit_is_flagged(notebook_hidden_run: TrainedRun, tmp_path: Path) -> None:
+    Image.fromarray(np.full((60, 50), 230, np.uint8)).save(tmp_path / "blank.png")
+    [record] = predict_json(notebook_hidden_run.checkpoint, f"image={tmp_path}/blank.png")
+    assert record["warning"] == f"{NO_DIGIT} (the image is blank)"
+    text = run_script("predict.py", f"ckpt_path={notebook_hidden_run.checkpoint}", f"image={tmp_path}/blank.png")
+    assert text.returncode == 0 and text.stdout.splitlines()[-1] == (
+        f"warning: {NO_DIGIT} (the image is blank); the prediction is not a reading of a digit"
+    )
+
+
+def test_a_torchscript_model_is_refused_without_unsafe_advice(notebook_hidden_run: TrainedRun, tmp_path: Path) -> None:
+    export = run_script(
+        "export.py", f"ckpt_path={notebook_hidden_run.checkpoint}", "format=torchscript", f"output_dir={tmp_path}"
+    )
+    assert export.returncode == 0, export.stderr[-3000:]
+    message = one_line_error(f"ckpt_path={tmp_path}/model.pt", "index=1")
+    assert message.startswith(f"error: {tmp_path}/model.pt is a TorchScript model (load it with torch.jit.load); ")
+    assert "predict.py also takes an ONNX model written by export.py (model.onnx)" in message
+    assert "weights_only=False" not in message

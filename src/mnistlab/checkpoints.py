@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +18,28 @@ from mnistlab.io import write_atomic
 from mnistlab.models import MLP
 from mnistlab.systems import Classifier
 
+# Which model files the scripts take, for messages about the wrong kind of file.
+ACCEPTED = (
+    "train.py, evaluate.py and export.py take a training checkpoint (.ckpt) or a run folder; "
+    "predict.py also takes an ONNX model written by export.py (model.onnx)"
+)
+
+
+def is_torchscript(path: Path) -> bool:
+    """A TorchScript archive (``torch.jit.save``, e.g. ``export.py format=torchscript``), not a checkpoint."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
+
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` with one-line errors for missing or unsafe files."""
+    """``torch.load(weights_only=True)`` with one-line errors for missing, unsafe or wrong files."""
     path = Path(path)
     if not path.is_file():
         raise MnistlabError(f"checkpoint not found: {path}")
+    if is_torchscript(path):
+        raise MnistlabError(f"{path} is a TorchScript model (load it with torch.jit.load); {ACCEPTED}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -31,8 +49,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise MnistlabError(
             f"{path}: refused, {what}; mnistlab loads only tensors and plain values (torch.load weights_only=True)"
         ) from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise MnistlabError(f"{path}: not a readable checkpoint ({e})") from None
+    except Exception as e:  # torch.load fails on foreign files with anything from KeyError to RuntimeError
+        # Only torch's first sentence: the rest may advise weights_only=False, which would run the file's code.
+        reason = re.split(r"(?<=[.!?])\s", str(e).strip(), maxsplit=1)[0] if str(e).strip() else ""
+        if "weights_only" in reason or len(reason) > 120 or not reason or isinstance(e, LookupError):
+            reason = type(e).__name__
+        raise MnistlabError(f"{path}: not a readable checkpoint ({reason}); {ACCEPTED}") from None
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
@@ -66,6 +88,63 @@ def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
     if not last.is_file():
         raise MnistlabError(f"resume={run_dir}: nothing to resume, no checkpoints/last.ckpt was saved yet")
     return config, last
+
+
+def find_checkpoint(path: str | Path, prefer: tuple[str, ...] = ("best.ckpt", "last.ckpt")) -> Path:
+    """The checkpoint file meant by ``ckpt_path``: the file itself, or the preferred checkpoint of a run folder.
+
+    A run folder (or its ``checkpoints/`` folder) stands for its first existing checkpoint in
+    ``prefer``; the choice is printed, so the user knows which one ran.
+
+    Raises:
+        MnistlabError: When the path does not exist, or the folder holds none of ``prefer``.
+    """
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        if not path.is_file():
+            raise MnistlabError(f"checkpoint not found: {path}")
+        return path
+    for name in prefer:
+        for candidate in (path / "checkpoints" / name, path / name):
+            if candidate.is_file():
+                print(f"ckpt_path={path} is a folder: using {candidate}", file=sys.stderr)
+                return candidate
+    raise MnistlabError(f"ckpt_path={path} is a folder without {' or '.join(prefer)} (in it or in checkpoints/)")
+
+
+def finished_epochs(ckpt: dict[str, Any]) -> int:
+    """The number of epochs a checkpoint has trained through (its loop state, else its epoch-end ``epoch``).
+
+    An epoch-end checkpoint is saved while the epoch's training is ``processed`` but before Lightning
+    counts it ``completed``; a mid-epoch one has the running epoch started, not processed.
+    """
+    try:
+        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return int(ckpt.get("epoch", -1)) + 1
+
+
+def check_can_continue(ckpt_path: str | Path, max_epochs: int | None) -> None:
+    """Refuses, before any work, to continue a checkpoint that has already finished ``max_epochs`` epochs.
+
+    ``trainer.max_epochs`` keeps Lightning's meaning, the total number of epochs, also when a run
+    continues from a checkpoint; Lightning itself would fail later with a traceback (or, at equality,
+    train nothing).
+    """
+    if max_epochs is None or max_epochs < 0:
+        return
+    done = finished_epochs(read_checkpoint(ckpt_path))
+    if done >= max_epochs:
+        raise MnistlabError(
+            f"the checkpoint has finished {done} epochs; set trainer.max_epochs above {done} to continue"
+        )
+
+
+def continue_from(ckpt_path: str | Path, max_epochs: int | None) -> Path:
+    """The checkpoint that ``scripts/train.py ckpt_path=...`` continues: a file, or a run folder's last.ckpt."""
+    path = find_checkpoint(ckpt_path, prefer=("last.ckpt",))
+    check_can_continue(path, max_epochs)
+    return path
 
 
 def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnistlab.data import MNISTDataModule
 from mnistlab.engine import Engine, configure_engine
 from mnistlab.systems import Classifier
-from mnistlab.validation import check_targets
+from mnistlab.validation import check_devices, check_targets
 
 
 @dataclass
@@ -37,6 +37,7 @@ def compose(cfg: DictConfig) -> Run:
     (``cfg.engine``: auto, chunked or per_step) is decided from the built Trainer.
     """
     check_targets(OmegaConf.to_container(cfg, resolve=True))
+    check_devices(OmegaConf.to_container(cfg.trainer, resolve=True))
     # `lightning` adds its own console handler and also propagates to Hydra's: print each line once.
     logging.getLogger("lightning").handlers.clear()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

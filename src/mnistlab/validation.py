@@ -79,3 +79,22 @@ def _check_arguments(prefix: str, target: str, node: dict[str, Any]) -> None:
         if not key.startswith("_") and key not in params:
             allowed = ", ".join(p for p in params if p not in ("self", "params"))
             raise ConfigError(f"{prefix}.{key}={value!r} is not a setting of {target}; allowed keys: {allowed}")
+
+
+def check_devices(trainer: dict[str, Any]) -> None:
+    """Refuses ``trainer.devices>1`` with ``accelerator=auto`` on a machine without a GPU.
+
+    Lightning would quietly run that many CPU processes (``trainer=ddp trainer.devices=4`` meant 4 GPUs);
+    an explicit ``trainer.accelerator=cpu`` still runs them.
+    """
+    devices, accelerator = trainer.get("devices"), trainer.get("accelerator")
+    count = devices if isinstance(devices, int) else len(devices) if isinstance(devices, (list, tuple)) else 1
+    if accelerator != "auto" or count <= 1:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.devices={devices} with trainer.accelerator=auto, but this machine has no GPU: "
+            f"add trainer.accelerator=cpu to run {count} CPU processes, or use trainer.devices=1"
+        )

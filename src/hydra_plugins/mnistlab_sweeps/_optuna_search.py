@@ -21,6 +21,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.mnistlab_sweeps.launchers import check_launcher
 from hydra_plugins.mnistlab_sweeps.optuna_sweeper import OptunaSweeperConf
 from mnistlab.io import write_json
 from mnistlab.sweeps.summary import STUDY_FILE
@@ -60,12 +61,9 @@ class OptunaSearch:
 
     def _outcome(self, ret: JobReturn) -> tuple[optuna.trial.TrialState, float | None]:
         if ret.status != JobStatus.COMPLETED:
-            try:
-                _ = ret.return_value  # re-raises the job's exception
-            except optuna.TrialPruned:
-                return optuna.trial.TrialState.PRUNED, None
-            except Exception:
-                return optuna.trial.TrialState.FAIL, None
+            # The job's exception (``ret.return_value`` would print Hydra's "Error executing job" and raise it).
+            pruned = isinstance(ret._return_value, optuna.TrialPruned)
+            return (optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.FAIL), None
         metrics_file = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "metrics.json"
         value = json.loads(metrics_file.read_text()).get(self.conf.objective) if metrics_file.is_file() else None
         if value is None or not math.isfinite(value):
@@ -76,6 +74,7 @@ class OptunaSearch:
         return optuna.trial.TrialState.COMPLETE, float(value)
 
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
+        check_launcher(self.config)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -107,7 +106,7 @@ class OptunaSearch:
             for trial, ret in zip(trials, results, strict=True):
                 state, value = self._outcome(ret)
                 study.tell(trial, value, state=state if value is None else None)
-                log.info("trial %d: %s %s", trial.number, state.name, "" if value is None else f"{value:.4f}")
+                log.debug("trial %d: %s %s", trial.number, state.name, "" if value is None else f"{value:.4f}")
             returns.extend(results)
         self._write_study(study, sweep_dir)
         return returns

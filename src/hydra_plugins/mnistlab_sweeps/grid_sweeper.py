@@ -5,7 +5,6 @@ later batches and ``on_multirun_end`` (so no summary). This one records and goes
 summary callback turns failures into a non-zero exit status.
 """
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,10 @@ from typing import Any
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
-log = logging.getLogger(__name__)
+from hydra_plugins.mnistlab_sweeps.launchers import check_launcher
 
 
 @dataclass
@@ -32,6 +31,7 @@ class GridSweeper(BasicSweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        check_launcher(self.config)
         params_conf = self._parse_config()
         params_conf.extend(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
@@ -44,10 +44,8 @@ class GridSweeper(BasicSweeper):
         while not self.is_done():
             batch = self.get_job_batch()
             self.validate_batch_is_legal(batch)
+            # A failed job is recorded by the summary callback (its console line, job.json); the sweep goes on.
             results = list(self.launcher.launch(batch, initial_job_idx=initial_job_idx))
-            for r in results:
-                if r.status != JobStatus.COMPLETED:
-                    log.warning("job %s failed; the sweep goes on", r.hydra_cfg.hydra.job.num)
             initial_job_idx += len(batch)
             returns.append(results)
         return returns

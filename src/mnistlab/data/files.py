@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -26,35 +27,120 @@ def missing_resources(root: Path, spec: DatasetSpec) -> list[Resource]:
     return [r for r in spec.resources if find_file(root, r) is None]
 
 
-def missing_data_message(root: Path, spec: DatasetSpec, missing: list[Resource], why: str) -> str:
-    names = ", ".join(r.name + "[.gz]" for r in missing)
-    return (
-        f"{spec.name} data not found in {root} ({why}); expected files: {names}. "
-        f"Point data.root=PATH at a folder holding them, or set MNISTLAB_DATA_DIR to a folder "
-        f"with a {root.name}/ subfolder, or allow the download with data.download=true."
-    )
+# The subfolder of $MNISTLAB_DATA_DIR (or of data/) that holds each dataset, as conf/data/*.yaml set it.
+FOLDERS = {"mnist": "mnist", "fashion_mnist": "fashion-mnist"}
+ENV = "MNISTLAB_DATA_DIR"
+
+
+def root_origin(root: Path, spec: DatasetSpec) -> str:
+    """How ``root`` was chosen: "env" ($MNISTLAB_DATA_DIR/<folder>), "default" (data/<folder>) or "data.root".
+
+    Used to suggest only the remedies that apply.
+    """
+    folder = FOLDERS.get(spec.name, spec.name)
+    resolved = root.expanduser().absolute()
+    if (env := os.environ.get(ENV)) and resolved == (Path(env).expanduser().absolute() / folder):
+        return "env"
+    if not os.environ.get(ENV) and resolved == Path.cwd() / "data" / folder:
+        return "default"
+    return "data.root"
+
+
+def remedy(root: Path, spec: DatasetSpec, download_off: bool) -> str:
+    """What the user can do, for the way ``root`` was chosen only."""
+    folder = FOLDERS.get(spec.name, spec.name)
+    origin = root_origin(root, spec)
+    if origin == "env":
+        where = f"put the files into {root}, or set {ENV} to a folder with a {folder}/ subfolder holding them"
+    elif origin == "default":
+        where = f"put the files into {root}, or set {ENV} to a folder with a {folder}/ subfolder, or data.root=PATH"
+    else:
+        where = "point data.root at a folder holding them"
+    return "  fix: " + where + (", or allow the download with data.download=true" if download_off else "")
+
+
+def missing_data_message(
+    root: Path, spec: DatasetSpec, missing: list[Resource], why: str, searched: list[Path] | None = None
+) -> str:
+    """A few short lines: where it looked, what is missing, why, and only the remedies that apply.
+
+    Args:
+        root: The folder the files should be in.
+        spec: The dataset.
+        missing: Its resources without a file there.
+        why: ``"data.download=false"``, ``"files missing"`` or ``"download failed"``.
+        searched: Other folders looked in first, when the root was chosen among several.
+    """
+    lines = [f"{spec.name} data not found in {root} ({why})"]
+    if searched:
+        lines.append("  also searched: " + ", ".join(str(p) for p in searched if p != root))
+    lines.append("  missing: " + ", ".join(r.name + "[.gz]" for r in missing))
+    lines.append(remedy(root, spec, download_off=why == "data.download=false"))
+    return "\n".join(lines)
+
+
+def candidate_roots(dataset: str, saved_root: str | Path | None) -> list[Path]:
+    """Where a checkpoint's data is looked for, in order, when ``data.root`` is not given.
+
+    ``$MNISTLAB_DATA_DIR/<folder>`` if set, else ``data/<folder>`` in the working directory, and the
+    checkpoint's saved (absolute) root only last: a checkpoint moved to another machine finds the
+    data where that machine keeps it.
+    """
+    folder = FOLDERS.get(dataset, dataset)
+    env = os.environ.get(ENV)
+    roots = [Path(env).expanduser() / folder if env else Path.cwd() / "data" / folder]
+    if saved_root is not None and Path(saved_root).expanduser() not in roots:
+        roots.append(Path(saved_root).expanduser())
+    return roots
+
+
+def _new_folders(root: Path) -> list[Path]:
+    """``root`` and those of its parents that do not exist yet, deepest first."""
+    new = []
+    for folder in (root, *root.parents):
+        if folder.exists():
+            break
+        new.append(folder)
+    return new
 
 
 def download(root: Path, spec: DatasetSpec) -> None:
     """Downloads the missing files of ``spec`` into ``root`` from torchvision's mirrors.
 
+    On failure nothing is left behind: no partial file, and no folder that the download created.
+
     Raises:
-        DataError: When no mirror could deliver a file.
+        DataError: When no mirror could deliver a file (the message holds each mirror's error).
     """
     from torchvision.datasets.utils import download_url  # only needed when downloading
 
     missing = missing_resources(root, spec)
-    root.mkdir(parents=True, exist_ok=True)
+    created = _new_folders(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(
+            missing_data_message(root, spec, missing, f"cannot create the folder to download into: {e.strerror}")
+        ) from None
     for resource in missing:
         errors = []
+        target = root / (resource.name + ".gz")
         for mirror in spec.mirrors:
             try:
-                download_url(mirror + resource.name + ".gz", root, resource.name + ".gz", resource.gz_md5)
+                download_url(mirror + resource.name + ".gz", root, target.name, resource.gz_md5)
                 break
-            except Exception as e:
-                errors.append(f"{mirror}: {e}")
+            except Exception as e:  # urllib, HTTP and checksum errors alike: reported, next mirror
+                errors.append(f"  {mirror}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+                target.unlink(missing_ok=True)
         else:
-            raise DataError(missing_data_message(root, spec, missing, "download failed: " + "; ".join(errors)))
+            for folder in created:  # deepest first; a folder that holds other files stays
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+            message = missing_data_message(root, spec, missing, "download failed")
+            first, rest = message.split("\n", 1)
+            raise DataError("\n".join([first, *errors, rest]))
 
 
 def _load(root: Path, resource: Resource, kind: str, verify: bool) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -9,19 +10,56 @@ import lightning.pytorch as pl
 
 from mnistlab.checkpoints import load_system
 from mnistlab.data import MNISTDataModule
-from mnistlab.errors import MnistlabError
+from mnistlab.data.files import candidate_roots, missing_data_message, missing_resources
+from mnistlab.data.files import download as download_files
+from mnistlab.data.specs import SPECS
+from mnistlab.errors import DataError, MnistlabError
 from mnistlab.evaluation.callbacks import TestReport
 from mnistlab.evaluation.report import TestResult
 
 
+def data_root(saved: dict[str, Any], download: bool) -> Path:
+    """Where a checkpoint's data is read from when ``data.root`` is not given (see ``candidate_roots``).
+
+    The first candidate holding every file wins. With none, the data is downloaded into the first
+    (``$MNISTLAB_DATA_DIR/<folder>`` or ``data/<folder>``), never into the saved absolute path.
+
+    Raises:
+        DataError: No candidate holds the files and the download is off or fails; names every folder searched.
+    """
+    spec = SPECS[saved.get("dataset", "mnist")]
+    roots = candidate_roots(spec.name, saved.get("root"))
+    for root in roots:
+        if not missing_resources(root, spec):
+            if root != roots[0]:
+                print(f"data: not in {roots[0]}; reading the checkpoint's saved folder {root}", file=sys.stderr)
+            return root
+    missing = missing_resources(roots[0], spec)
+    if not download:
+        raise DataError(missing_data_message(roots[0], spec, missing, "data.download=false", roots[1:]))
+    try:
+        download_files(roots[0], spec)
+    except DataError as e:
+        if len(roots) == 1:
+            raise
+        first, rest = str(e).split("\n", 1)
+        raise DataError(f"{first}\n  also searched: {', '.join(map(str, roots[1:]))}\n{rest}") from None
+    return roots[0]
+
+
 def saved_datamodule(saved: dict[str, Any], overrides: dict[str, Any] | None = None) -> MNISTDataModule:
     """The data module a run used, rebuilt from its saved arguments, with ``overrides`` on top.
+
+    The data folder is ``data.root`` when given, else found by ``data_root``: no absolute path saved
+    in the checkpoint decides where a moved checkpoint reads its data.
 
     Args:
         saved: ``MNISTDataModule`` arguments as the checkpoint stored them.
         overrides: Arguments the user set (``data.root=...``); None values mean "as saved".
     """
     args = {**saved, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    if not (overrides or {}).get("root"):
+        args["root"] = str(data_root(args, bool(args.get("download", True))))
     return MNISTDataModule(**args)
 
 

@@ -1,9 +1,6 @@
-"""Images from outside MNIST: reading PNG/JPEG/.npy files and MNIST's own preprocessing recipe.
+"""Images from outside MNIST: reading PNG/JPEG/.npy files, finding them, drawing them in the terminal.
 
-MNIST's digits are white on black, fitted into a 20x20 box keeping their aspect ratio
-(anti-aliased, hence grey edges) and placed in a 28x28 field so that their centre of mass
-sits at its centre. ``mnist_style`` applies the same recipe to any picture of a digit.
-numpy and Pillow do it all; scipy is not needed for one centre of mass and an integer shift.
+MNIST's preprocessing recipe itself is ``mnistlab.evaluation.preprocess.mnist_style``.
 """
 
 from __future__ import annotations
@@ -16,8 +13,6 @@ from PIL import Image, UnidentifiedImageError
 from mnistlab.errors import MnistlabError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
-SIZE, BOX = 28, 20
-INK = 0.1  # after background removal, pixels above this are ink (for the crop)
 
 
 def read_gray(path: Path) -> np.ndarray:
@@ -47,41 +42,6 @@ def read_gray(path: Path) -> np.ndarray:
     except (UnidentifiedImageError, OSError):
         raise MnistlabError(f"{path}: not an image (expected PNG, JPEG or .npy)") from None
     return np.asarray(gray, dtype=np.float64) / 255
-
-
-def mnist_style(gray: np.ndarray, name: str = "image") -> np.ndarray:
-    """MNIST's recipe: white ink on black, cropped, fitted into 20x20, centred by mass in 28x28.
-
-    Args:
-        gray: (H, W) grayscale in [0, 1], either polarity.
-        name: What to call the image in errors.
-
-    Returns:
-        (28, 28) float32 in [0, 1], white digit on black.
-    """
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
-    if background > 0.5:  # light paper, dark ink: MNIST is the other way round
-        gray, background = 1 - gray, 1 - background
-    gray = (gray - background).clip(0, None)  # paper -> 0
-    if gray.max() <= INK:
-        raise MnistlabError(f"{name}: no digit found, the image is blank")
-    gray = gray / gray.max()  # the strongest ink -> 1, as in MNIST
-    rows, cols = np.nonzero(gray > INK)
-    crop = gray[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # (h, w) around the ink
-    scale = BOX / max(crop.shape)
-    height, width = (max(1, round(n * scale)) for n in crop.shape)
-    resized = Image.fromarray(crop.astype(np.float32), mode="F").resize((width, height), Image.Resampling.LANCZOS)
-    patch = np.asarray(resized, dtype=np.float64).clip(0, 1)  # (height, width), anti-aliased
-    # Integer shift that puts the centre of mass at pixel (14, 14), where MNIST's test digits have theirs.
-    mass = patch.sum()
-    cy = (patch.sum(1) * np.arange(height)).sum() / mass
-    cx = (patch.sum(0) * np.arange(width)).sum() / mass
-    top = int(np.clip(round(SIZE / 2 - cy), 0, SIZE - height))
-    left = int(np.clip(round(SIZE / 2 - cx), 0, SIZE - width))
-    out = np.zeros((SIZE, SIZE), np.float32)
-    out[top : top + height, left : left + width] = patch
-    return out
 
 
 def image_files(pattern: str) -> list[Path]:

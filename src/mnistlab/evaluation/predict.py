@@ -11,8 +11,9 @@ import torch
 
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.evaluate import saved_datamodule
-from mnistlab.evaluation.images import image_files, mnist_style, read_gray, render
+from mnistlab.evaluation.images import image_files, read_gray, render
 from mnistlab.evaluation.predictors import CheckpointPredictor, OnnxPredictor
+from mnistlab.evaluation.preprocess import mnist_style
 from mnistlab.evaluation.report import align
 
 
@@ -25,12 +26,14 @@ class Prediction:
         image: (28, 28) pixels in [0, 1], what the model saw.
         probabilities: (C,) probabilities summing to 1.
         class_names: C names.
+        warning: Why the image does not look like a digit (then the prediction is no reading), or None.
     """
 
     source: dict[str, Any]
     image: np.ndarray
     probabilities: torch.Tensor
     class_names: list[str]
+    warning: str | None = None
 
     @property
     def prediction(self) -> int:
@@ -48,6 +51,7 @@ class Prediction:
             "confidence": self.confidence,
             "probabilities": [float(p) for p in self.probabilities],
             **self.source,
+            **({"warning": self.warning} if self.warning else {}),
         }
 
     def title(self) -> str:
@@ -78,21 +82,24 @@ def predict(
 ) -> list[Prediction]:
     """Predicts test images by ``index`` or image files by ``image`` (a file, folder or glob).
 
-    Files are first brought into MNIST's form by ``mnist_style``.
+    Files are first brought into MNIST's form by ``mnist_style``; one without digit-like ink gets a warning.
     """
     if (index is None) == (image is None):
         raise MnistlabError("give exactly one of index=N (a test image) or image=FILE|FOLDER|GLOB")
     if index is not None:
         indices = [int(i) for i in (index if isinstance(index, (list, tuple)) else [index])]
         images, sources = test_images(predictor.data_args, indices, data_overrides)
+        warnings: list[str | None] = [None] * len(indices)
     else:
         files = image_files(image)
-        images = torch.from_numpy(np.stack([mnist_style(read_gray(f), str(f)) for f in files]))
+        styled = [mnist_style(read_gray(f)) for f in files]
+        images = torch.from_numpy(np.stack([img for img, _ in styled]))  # (N, 28, 28)
+        warnings = [warning for _, warning in styled]
         sources = [{"file": str(f)} for f in files]
     probabilities = predictor(images.unsqueeze(1).float())  # (N, C)
     return [
-        Prediction(src, img.numpy(), p, predictor.class_names)
-        for src, img, p in zip(sources, images, probabilities, strict=True)
+        Prediction(src, img.numpy(), p, predictor.class_names, warning)
+        for src, img, p, warning in zip(sources, images, probabilities, warnings, strict=True)
     ]
 
 
@@ -112,6 +119,8 @@ def to_text(predictions: list[Prediction], head: str = "softmax") -> str:
             mark = "  <- prediction" if i == p.prediction else ""
             lines.append(f"  {name.ljust(width)}  {prob:.4f}  {'█' * round(prob * 20)}{mark}".rstrip())
         lines.append(f"prediction {names[p.prediction]}  confidence {p.confidence:.2%}")
+        if p.warning:
+            lines.append(f"warning: {p.warning}; the prediction is not a reading of a digit")
         return "\n".join(lines)
     names = predictions[0].class_names
     header = ["input", "pred", "conf", *names]
@@ -119,4 +128,5 @@ def to_text(predictions: list[Prediction], head: str = "softmax") -> str:
         [p.title(), p.class_names[p.prediction], f"{p.confidence:.2%}", *(f"{v:.3f}" for v in p.probabilities)]
         for p in predictions
     ]
-    return align([header, *rows]) + (f"\n{note.strip()}" if note else "")
+    flagged = [f"warning: {p.title()}: {p.warning}" for p in predictions if p.warning]
+    return "\n".join([align([header, *rows]), *([note.strip()] if note else []), *flagged])

@@ -50,11 +50,24 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+def read_metrics(job_dir: Path) -> dict[str, Any]:
+    """A job's ``metrics.json``, or {} when it has none (yet)."""
+    return _read_json(job_dir / "metrics.json")
+
+
+def ranking_key(jobs: Sequence[JobRecord]) -> str:
+    """What ranks the jobs: the best ``val/acc``, or ``test/acc`` only when no job has validation.
+
+    The test set never chooses between runs while there is a validation set to choose with.
+    """
+    return "val/acc_best" if any(job.get("val/acc_best") is not None for job in jobs) else "test/acc"
+
+
 def read_job(job_dir: Path, exclude_keys: Sequence[str] = ()) -> JobRecord:
     """Reads one job folder; a job with neither ``job.json`` nor ``metrics.json`` counts as failed."""
     overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
     shown = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in exclude_keys]
-    metrics = _read_json(job_dir / "metrics.json")
+    metrics = read_metrics(job_dir)
     job = _read_json(job_dir / JOB_FILE)
     status = job.get("status", "ok" if metrics else "failed")
     error = job.get("error", "" if metrics else "no metrics.json (the job did not finish)")
@@ -62,9 +75,10 @@ def read_job(job_dir: Path, exclude_keys: Sequence[str] = ()) -> JobRecord:
 
 
 def collect_jobs(sweep_dir: Path, exclude_keys: Sequence[str] = ()) -> list[JobRecord]:
-    """All job folders of ``sweep_dir``, best ``test/acc`` first, failed jobs last."""
+    """All job folders of ``sweep_dir``, best first (see ``ranking_key``), failed jobs last."""
     jobs = [read_job(p.parent.parent, exclude_keys) for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
-    return sorted(jobs, key=lambda j: (j.get("test/acc") is None, -(j.get("test/acc") or 0.0), j.name))
+    key = ranking_key(jobs)
+    return sorted(jobs, key=lambda j: (j.get(key) is None, -(j.get(key) or 0.0), j.name))
 
 
 def _without_seed(job: JobRecord) -> tuple[str, ...]:
@@ -76,7 +90,7 @@ def seed_groups(jobs: Sequence[JobRecord], keys: Sequence[str] = GROUP_KEYS) -> 
 
     Returns:
         ``[(overrides without seed, n, {key: (mean, std)}), ...]`` for every configuration
-        run with two or more seeds that finished, best mean ``test/acc`` first.
+        run with two or more seeds that finished, best mean first (see ``ranking_key``).
     """
     groups: dict[tuple[str, ...], list[JobRecord]] = {}
     for job in jobs:
@@ -92,7 +106,8 @@ def seed_groups(jobs: Sequence[JobRecord], keys: Sequence[str] = GROUP_KEYS) -> 
             if len(values) >= 2:
                 stats[key] = (statistics.fmean(values), statistics.stdev(values))
         rows.append((list(overrides), len(members), stats))
-    return sorted(rows, key=lambda r: -r[2].get("test/acc", (0.0, 0.0))[0])
+    key = ranking_key(jobs)
+    return sorted(rows, key=lambda r: -r[2].get(key, (0.0, 0.0))[0])
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -130,9 +145,16 @@ def _md_cell(text: str) -> str:
 def to_markdown(jobs: Sequence[JobRecord], study: dict[str, Any] | None = None) -> str:
     """The summary as Markdown: the jobs (best marked), seed groups and the Optuna study's best trial."""
     failed = sum(job.status == "failed" for job in jobs)
-    lines = [f"# Sweep summary: {len(jobs)} jobs, {len(jobs) - failed} finished, {failed} failed", ""]
+    key = ranking_key(jobs)
+    pruned = sum(job.status == "pruned" for job in jobs)
+    counts = f"{len(jobs) - failed - pruned} finished, " + (f"{pruned} pruned, " if pruned else "") + f"{failed} failed"
+    lines = [f"# Sweep summary: {len(jobs)} jobs, {counts}", ""]
+    if key == "val/acc_best":
+        lines += ["Ranked by the best validation accuracy (val/acc_best); test/acc is only reported.", ""]
+    else:
+        lines += ["Ranked by test/acc: these runs have no validation set (data.val_size=0).", ""]
     lines += ["| best | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
-    best = next((job for job in jobs if job.status == "ok" and job.get("test/acc") is not None), None)
+    best = next((job for job in jobs if job.status == "ok" and job.get(key) is not None), None)
     for job in jobs:
         mark = "**best**" if job is best else " "
         lines.append(f"| {mark} | " + " | ".join(_md_cell(c) for c in _row(job)) + " |")

@@ -1,0 +1,182 @@
+"""Any picture of a digit, a photo included, brought into MNIST's form: ``mnist_style(gray) -> (image, warning)``.
+
+MNIST's digits are white on black, fitted into a 20x20 box keeping their aspect ratio (anti-aliased,
+hence grey edges) and placed in a 28x28 field so that their centre of mass sits at its centre.
+A photo first needs its paper removed: paper colour and lighting vary across the picture, so the
+background is estimated locally (a grey-level morphological opening, which keeps what is wider than
+a third of the picture and drops the thin strokes), divided out (lighting multiplies) and the ink
+separated from the paper by Otsu's threshold. When what remains does not look like a digit (no
+contrast, ink everywhere, scattered specks), the image comes with a warning instead of a guess.
+numpy and Pillow do it all. This is the one implementation: ``scripts/predict.py`` and servers use it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from PIL import Image
+
+SIZE, BOX = 28, 20
+INK = 0.1  # after normalising, pixels above this are ink (for the crop)
+WORK = 256  # long side of the working copy of large photos, in pixels
+MIN_CONTRAST = 0.15  # ink level above the paper's noise, as a fraction of the paper's brightness
+MAX_INK_FRACTION = 0.35  # a digit covers less of the picture than this; texture and noise cover more
+MIN_MAIN_SHARE = 0.6  # share of the ink in the largest few connected parts: a digit's ink hangs together
+NO_DIGIT = "no digit-like ink found"
+
+
+def _filter(image: np.ndarray, size: int, reduce) -> np.ndarray:
+    """Separable min or max filter with a ``size`` x ``size`` window (edges padded by reflection)."""
+    pad = size // 2
+    out = np.pad(image, pad, mode="edge")
+    out = reduce(sliding_window_view(out, size, axis=0), axis=-1)  # (H, W + 2 pad)
+    return reduce(sliding_window_view(out, size, axis=1), axis=-1)  # (H, W)
+
+
+def background(image: np.ndarray, percentile: float) -> np.ndarray:
+    """The local background level: a ``percentile`` per block of about 1/8 of the picture, smoothly interpolated.
+
+    A high percentile on light paper (the ink is darker), a low one on a dark ground: the paper wins in
+    every block that ink does not cover almost completely. Each block sees only its own pixels, so
+    there is no edge effect, and a lighting gradient across the picture is followed block by block.
+    """
+    h, w = image.shape
+    block = max(8, min(h, w) // 8)
+    rows, cols = max(1, h // block), max(1, w // block)
+    ys, xs = np.linspace(0, h, rows + 1).astype(int), np.linspace(0, w, cols + 1).astype(int)  # block edges
+    grid = np.empty((rows, cols))
+    for r in range(rows):
+        for c in range(cols):
+            grid[r, c] = np.percentile(image[ys[r] : ys[r + 1], xs[c] : xs[c + 1]], percentile)
+    smooth = Image.fromarray(grid.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR)
+    return np.asarray(smooth, dtype=np.float64)
+
+
+def otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of ``values`` in [0, 1]: the split that maximises the between-class variance."""
+    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    p = hist.astype(np.float64) / max(1, hist.sum())
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(p)
+    m0 = np.cumsum(p * centres)
+    total = m0[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (total * w0 - m0) ** 2 / (w0 * (1 - w0))
+    between = np.nan_to_num(between)
+    return float(edges[int(np.argmax(between)) + 1])
+
+
+def main_region(mask: np.ndarray, keep: int = 3) -> tuple[np.ndarray, float]:
+    """Where the digit is: the ``keep`` largest 8-connected parts of ``mask``, widened a little.
+
+    Components are found on a copy of at most 64 px (cheap, and it joins strokes broken by noise).
+
+    Returns:
+        (H, W) bool, the region (the parts, grown by 2 px of the copy, to keep anti-aliased edges),
+        and the share of the mask's pixels in those parts.
+    """
+    scale = max(1, int(np.ceil(max(mask.shape) / 64)))
+    h, w = -(-mask.shape[0] // scale) * scale, -(-mask.shape[1] // scale) * scale
+    padded = np.zeros((h, w), bool)
+    padded[: mask.shape[0], : mask.shape[1]] = mask
+    small = padded.reshape(h // scale, scale, w // scale, scale).any(axis=(1, 3))
+    labels = np.where(small, np.arange(1, small.size + 1).reshape(small.shape), 0)
+    while True:  # every pixel takes the largest label around it, until each component has one label
+        grown = np.where(small, _filter(labels, 3, np.max), 0)
+        if np.array_equal(grown, labels):
+            break
+        labels = grown
+    sizes = np.bincount(labels[small], minlength=1)
+    biggest = np.argsort(sizes)[::-1][:keep]
+    biggest = biggest[sizes[biggest] > 0]
+    chosen = np.isin(labels, biggest) & small
+    share = float(sizes[biggest].sum() / max(1, small.sum()))
+    chosen = _filter(chosen.astype(np.uint8), 5, np.max).astype(bool)
+    region = np.kron(chosen, np.ones((scale, scale), bool))[: mask.shape[0], : mask.shape[1]]
+    return region, share
+
+
+def _working_copy(gray: np.ndarray) -> np.ndarray:
+    if max(gray.shape) <= WORK:
+        return gray
+    scale = WORK / max(gray.shape)
+    size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+    return np.asarray(Image.fromarray(gray.astype(np.float32), mode="F").resize(size, Image.Resampling.BOX))
+
+
+def ink_image(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """The ink of a (H, W) grayscale picture in [0, 1], paper removed: (h, w) in [0, 1], strong ink near 1.
+
+    Returns:
+        The ink image (of a working copy at most ``WORK`` pixels long) and a warning when there is
+        no digit-like ink in it.
+    """
+    gray = _working_copy(np.asarray(gray, dtype=np.float64))
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    light_paper = float(np.median(border)) > 0.5
+    if light_paper:  # dark ink on paper: lighting multiplies, so divide the paper out
+        paper = background(gray, 90)  # the paper's local brightness
+        ink = 1 - gray / np.maximum(paper, 1e-3)
+    else:  # light ink on a dark ground (MNIST's own files): subtract the ground
+        ink = gray - background(gray, 10)
+    ink = ink.clip(0, 1)
+    if float(ink.max()) <= INK:
+        return np.zeros_like(ink), f"{NO_DIGIT} (the image is blank)"
+    threshold = otsu(ink)
+    mask = ink > threshold
+    rest = ink[~mask]
+    # The paper's noise floor: median and spread of what is not ink (0 for MNIST's clean black ground).
+    floor = float(np.median(rest) + 3 * np.median(np.abs(rest - np.median(rest)))) if rest.size else 0.0
+    level = float(np.percentile(ink[mask], 90)) if mask.any() else 0.0
+    region, share = main_region(mask)
+    warning = None
+    if level - floor < MIN_CONTRAST:
+        warning = f"{NO_DIGIT} (too little contrast)"
+    elif mask.mean() > MAX_INK_FRACTION:
+        warning = f"{NO_DIGIT} (ink covers {mask.mean():.0%} of the image: texture or noise)"
+    elif share < MIN_MAIN_SHARE:
+        warning = f"{NO_DIGIT} (the ink is scattered specks)"
+    if floor > 0 or level < 0.9:  # noise or weak ink: stretch the ink between the noise floor and its level
+        ink = ((ink - floor) / max(level - floor, 1e-6)).clip(0, 1)
+    clean = ink * region  # specks away from the digit are paper; an MNIST image passes unchanged
+    return clean, warning
+
+
+def fit_and_centre(ink: np.ndarray) -> np.ndarray:
+    """MNIST's crop, fit and centring of an ink image: (28, 28) float32 in [0, 1]."""
+    on = ink > INK
+    if not on.any():
+        return np.zeros((SIZE, SIZE), np.float32)
+    rows, cols = np.nonzero(on)
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # (h, w) around the ink
+    crop = crop / crop.max()  # the strongest ink -> 1, as in MNIST
+    scale = BOX / max(crop.shape)
+    height, width = (max(1, round(n * scale)) for n in crop.shape)
+    resized = Image.fromarray(crop.astype(np.float32), mode="F").resize((width, height), Image.Resampling.LANCZOS)
+    patch = np.asarray(resized, dtype=np.float64).clip(0, 1)  # (height, width), anti-aliased
+    # Integer shift that puts the centre of mass at pixel (14, 14), where MNIST's test digits have theirs.
+    mass = patch.sum()
+    if mass <= 0:
+        return np.zeros((SIZE, SIZE), np.float32)
+    cy = (patch.sum(1) * np.arange(height)).sum() / mass
+    cx = (patch.sum(0) * np.arange(width)).sum() / mass
+    top = int(np.clip(round(SIZE / 2 - cy), 0, SIZE - height))
+    left = int(np.clip(round(SIZE / 2 - cx), 0, SIZE - width))
+    out = np.zeros((SIZE, SIZE), np.float32)
+    out[top : top + height, left : left + width] = patch
+    return out
+
+
+def mnist_style(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """MNIST's recipe for any picture of a digit: white ink on black, cropped, fitted into 20x20, centred in 28x28.
+
+    Args:
+        gray: (H, W) grayscale in [0, 1], either polarity (``images.read_gray`` of a PNG, JPEG or .npy).
+
+    Returns:
+        (28, 28) float32 in [0, 1], a white digit on black (all black when there is no ink), and
+        None or a warning saying why the picture does not look like a digit (then the model's
+        answer for it is no reading of a digit).
+    """
+    ink, warning = ink_image(gray)
+    return fit_and_centre(ink), warning

@@ -1,0 +1,107 @@
+"""Where data is looked for, what a failed lookup says, and that it creates nothing; checkpoints that travel."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, TrainedRun
+
+from mnistlab.data import MNISTDataModule
+from mnistlab.data.files import download
+from mnistlab.data.specs import MNIST
+from mnistlab.errors import DataError
+from mnistlab.evaluation.evaluate import data_root
+
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+NAMES = ", ".join(f"{name}[.gz]" for name in FILES)
+
+
+def missing_message(root: Path) -> str:
+    with pytest.raises(DataError) as err:
+        MNISTDataModule(root=str(root), download=False).prepare_data()
+    return str(err.value)
+
+
+def test_messages_suggest_only_what_applies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MNISTLAB_DATA_DIR", raising=False)
+    explicit = tmp_path / "elsewhere" / "mnist"  # data.root=...: the variable would not change it
+    assert missing_message(explicit).splitlines() == [
+        f"mnist data not found in {explicit} (data.download=false)",
+        f"  missing: {NAMES}",
+        "  fix: point data.root at a folder holding them, or allow the download with data.download=true",
+    ]
+    default = tmp_path / "data" / "mnist"
+    assert missing_message(default).splitlines()[-1] == (
+        f"  fix: put the files into {default}, or set MNISTLAB_DATA_DIR to a folder with a mnist/ subfolder, "
+        "or data.root=PATH, or allow the download with data.download=true"
+    )
+    monkeypatch.setenv("MNISTLAB_DATA_DIR", str(tmp_path / "shared"))
+    from_env = tmp_path / "shared" / "mnist"
+    assert missing_message(from_env).splitlines()[-1] == (
+        f"  fix: put the files into {from_env}, or set MNISTLAB_DATA_DIR to a folder with a mnist/ subfolder "
+        "holding them, or allow the download with data.download=true"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing created by a lookup
+
+
+def test_a_failed_download_says_why_and_leaves_nothing(tmp_path: Path) -> None:
+    unreachable = dataclasses.replace(MNIST, mirrors=("http://127.0.0.1:9/",))  # nothing listens on port 9
+    root = tmp_path / "new" / "deeper" / "mnist"
+    with pytest.raises(DataError) as err:
+        download(root, unreachable)
+    lines = str(err.value).splitlines()
+    assert lines[0] == f"mnist data not found in {root} (download failed)"
+    assert lines[1].startswith("  http://127.0.0.1:9/: ") and "refused" in lines[1].lower()
+    assert "data.download=true" not in str(err.value)  # it was on
+    assert list(tmp_path.iterdir()) == []  # no new/deeper/mnist left behind
+
+
+def test_a_checkpoint_reads_data_where_this_machine_keeps_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saved = {"dataset": "mnist", "root": str(tmp_path / "cluster" / "mnist")}
+    (tmp_path / "here" / "mnist").mkdir(parents=True)
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
+        (tmp_path / "here" / "mnist" / f"{name}.gz").write_bytes(b"")
+    monkeypatch.setenv("MNISTLAB_DATA_DIR", str(tmp_path / "here"))
+    assert data_root(saved, download=False) == tmp_path / "here" / "mnist"
+    monkeypatch.setenv("MNISTLAB_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError) as err:
+        data_root(saved, download=False)
+    assert str(err.value).splitlines()[:2] == [
+        f"mnist data not found in {tmp_path / 'nowhere' / 'mnist'} (data.download=false)",
+        f"  also searched: {tmp_path / 'cluster' / 'mnist'}",  # the checkpoint's saved folder, last
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]
+
+
+def test_a_moved_checkpoint_evaluates_with_moved_data(
+    notebook_hidden_run: TrainedRun, mnist_dir: Path, tmp_path: Path
+) -> None:
+    """The checkpoint trained "on a cluster" (its saved data folder is gone) and the data copied to a new place."""
+    ckpt = torch.load(notebook_hidden_run.checkpoint, weights_only=True)
+    ckpt["datamodule_hyper_parameters"]["root"] = "/cluster/scratch/mnist"
+    run = tmp_path / "laptop" / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save(ckpt, run / "checkpoints" / "last.ckpt")
+    data = tmp_path / "laptop" / "datasets"
+    shutil.copytree(mnist_dir, data / "mnist", ignore=lambda d, names: [n for n in names if not n.endswith(".gz")])
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"}
+    args = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"ckpt_path={run}/checkpoints/last.ckpt"]
+    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [report] = (run / "eval").iterdir()  # into the checkpoint's own run folder
+    assert json.loads((report / "metrics.json").read_text())["test/acc"] == notebook_hidden_run.metrics["test/acc"]
+    assert not Path("/cluster").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["laptop"]

@@ -1,0 +1,200 @@
+"""A newcomer's mistakes with every script: one line, exit 2, no traceback, no folder left behind.
+
+The table "Other scripts, launchers and Trainer settings" of docs/errors.md is the specification.
+Each row runs in an empty working directory, so any folder a failed command leaves shows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import DATA_DIR, ROOT, write_idx_set
+
+TABLE = ROOT / "docs" / "errors.md"
+TINY = ("data.download=false", "data.verify=false", "data.val_size=10", "callbacks.progress_bar.refresh_rate=0")
+NEEDS_NO_GPU = {"accelerator-gpu", "devices-without-gpu"}
+
+
+def rows() -> dict[str, tuple[str, str, int, str]]:
+    """ID -> (script, overrides, exit code, message) of the six-column table of docs/errors.md."""
+    found = {}
+    for line in TABLE.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[4].isdigit():
+            found[cells[0]] = (cells[2], cells[3].strip("`"), int(cells[4]), cells[5].strip("`"))
+    return found
+
+
+def run(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 1-epoch run on tiny synthetic data, in a run folder of its own."""
+    base = tmp_path_factory.mktemp("tiny_run")
+    data = write_idx_set(base / "tiny")
+    result = run(
+        "train.py", f"data.root={data}", *TINY, "trainer.max_epochs=1", "logger=[tensorboard,csv]",
+        f"hydra.run.dir={base}/run", cwd=base,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (base / "console.txt").write_text(result.stdout + result.stderr)
+    return base / "run"
+
+
+def run_row(row: str, base: Path, tiny_run: Path) -> tuple[subprocess.CompletedProcess, dict[str, str], Path]:
+    script, overrides, _, _ = rows()[row]
+    root, cwd = base / "input", base / "cwd"
+    root.mkdir()
+    cwd.mkdir()
+    if row == "torchscript-to-predict":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.jit.trace(torch.nn.Linear(784, 10), torch.rand(1, 784)).save(str(root / "model.pt"))
+    fill = {"root": str(root), "run": str(tiny_run)}
+    args = [a.format(**fill) for a in overrides.split()]
+    if row == "finished-checkpoint":  # tiny data: where the checkpoint's run found it
+        args += [f"data.root={tiny_run.parent / 'tiny'}", *TINY]
+    return run(script, *args, cwd=cwd), fill, cwd
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> dict:
+    """Every row at once: each is mostly interpreter and import start-up."""
+    names = sorted(rows())
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        runs = pool.map(lambda r: run_row(r, tmp_path_factory.mktemp(r), tiny_run), names)
+        return dict(zip(names, runs, strict=True))
+
+
+def test_table_has_the_rows_of_the_issue() -> None:
+    required = {"no-ckpt-evaluate", "no-ckpt-predict", "no-ckpt-export", "accelerator-gpu", "slurm-without-slurm"}
+    required |= {"devices-without-gpu", "finished-checkpoint", "torchscript-to-predict"}
+    assert required <= set(rows())
+
+
+@pytest.mark.parametrize("row", sorted(rows()))
+def test_mistake(row: str, results: dict) -> None:
+    if row in NEEDS_NO_GPU and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    if row == "slurm-without-slurm" and shutil.which("sbatch"):
+        pytest.skip("this machine has SLURM")
+    _, _, code, message = rows()[row]
+    result, fill, cwd = results[row]
+    output = result.stdout + result.stderr
+    assert result.returncode == code, output[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    pattern = ".*?".join(re.escape(part) for part in message.format(**fill).split("…"))
+    assert len(errors) == 1 and re.fullmatch(pattern, errors[0]), output[-3000:]
+    assert "Traceback" not in output
+    assert list(cwd.iterdir()) == []  # no outputs/, multirun/ or data/ left behind
+
+
+def test_continuing_counts_the_checkpoints_epochs(tiny_run: Path, tmp_path: Path) -> None:
+    """``ckpt_path=RUN_DIR`` continues its last.ckpt; max_epochs is the total, as in Lightning."""
+    data = tiny_run.parent / "tiny"
+    result = run("train.py", f"ckpt_path={tiny_run}", "trainer.max_epochs=2", f"data.root={data}", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"ckpt_path={tiny_run} is a folder: using {tiny_run}/checkpoints/last.ckpt" in result.stderr
+    [new_run] = (tmp_path / "outputs").glob("*/*")
+    assert (new_run / "metrics.json").is_file() and '"epochs": 2' in (new_run / "metrics.json").read_text()
+
+
+NOISE = ("💡", "litlogger", "litmodels", "LeafSpec", "Total length of", "will be deleted")
+
+
+def test_the_console_is_quiet(tiny_run: Path, tmp_path: Path) -> None:
+    """No Lightning tips, no deprecation notes or warnings about intended settings, each log line once."""
+    trained = (tiny_run.parent / "console.txt").read_text()  # with the CSV logger too
+    no_validation = run(
+        "train.py", f"data.root={tiny_run.parent / 'tiny'}", *TINY, "data.val_size=0", "trainer.max_epochs=1",
+        f"hydra.run.dir={tmp_path}/run", cwd=tmp_path,
+    )  # fmt: skip
+    assert no_validation.returncode == 0, no_validation.stderr[-3000:]
+    for output in (trained, no_validation.stdout + no_validation.stderr):
+        assert not [noise for noise in NOISE if noise in output], output
+        assert output.count("GPU available") == 1
+    assert (tiny_run / "csv" / "metrics.csv").is_file()
+    log = (tiny_run / "train.log").read_text()
+    assert "GPU available" in log  # Lightning's info lines go to the log ...
+    data = f"data.root={tiny_run.parent / 'tiny'}"
+    result = run("evaluate.py", f"ckpt_path={tiny_run}", data, *TINY[:2], cwd=tiny_run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert not [noise for noise in NOISE if noise in output], output
+    assert output.count("GPU available") == 1  # ... and to the console once
+    assert f"ckpt_path={tiny_run} is a folder: using {tiny_run}/checkpoints/best.ckpt" in result.stderr
+    [report] = (tiny_run / "eval").iterdir()  # evaluate writes into the checkpoint's own run folder
+    assert (report / "metrics.json").is_file() and not (tiny_run / "outputs").exists()
+
+
+def test_only_user_errors_lose_their_traceback() -> None:
+    import hydra
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from omegaconf import OmegaConf
+
+    from mnistlab.cli import user_error
+    from mnistlab.errors import ConfigError
+
+    def raised(make) -> BaseException:
+        try:
+            make()
+        except Exception as exc:
+            return exc
+        raise AssertionError("nothing raised")
+
+    def unpack() -> None:  # a user's callback with a bug: x, y = batch on a list of three
+        _images, _labels = [1, 2, 3]
+
+    assert user_error(raised(unpack)) is None  # a bug: its traceback is kept
+    assert user_error(raised(lambda: int("x"))) is None
+    assert user_error(ConfigError("optimizer.lr=0 is out of range")) == "optimizer.lr=0 is out of range"
+    assert user_error(MisconfigurationException("You set a thing twice")) == "You set a thing twice"
+    cfg = OmegaConf.create({"model": {"_target_": "mnistlab.models.MLP", "head": "tanh"}})
+    wrapped = raised(lambda: hydra.utils.instantiate(cfg.model))
+    assert user_error(wrapped) == "model.head='tanh' must be 'softmax' or 'sigmoid'"  # MLP refused the value
+    own = raised(
+        lambda: hydra.utils.instantiate(
+            OmegaConf.create({"_target_": "mnistlab.data.MNISTDataModule", "batch_size": 0})
+        )
+    )
+    assert user_error(own) == "data.batch_size=0 is out of range: must be an integer >= 1"  # no "full_key" prefix
+    missing = raised(lambda: OmegaConf.create({"ckpt_path": "???"}).ckpt_path)
+    assert user_error(missing).startswith("ckpt_path is required: add ckpt_path=... to the command")
+
+
+def test_output_folders_of_the_scripts(tmp_path: Path) -> None:
+    """Training in outputs/, benchmarks apart from it, evaluate in the checkpoint's run, export and predict: none."""
+    from hydra import compose, initialize_config_dir
+
+    from mnistlab.cli import checkpoint_run_dir
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        run_dir = {name: compose(name, return_hydra_config=True).hydra.run.dir for name in ("train", "benchmark")}
+        for name in ("export", "predict"):
+            hydra_cfg = compose(name, return_hydra_config=True).hydra
+            assert (hydra_cfg.run.dir, hydra_cfg.output_subdir) == (".", None)
+    assert run_dir["train"].startswith("outputs/") and run_dir["benchmark"].startswith("benchmarks/")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert checkpoint_run_dir(str(run / "checkpoints" / "last.ckpt")) == run == checkpoint_run_dir(str(run))
+    assert checkpoint_run_dir(str(tmp_path / "missing" / "last.ckpt")) is None  # then outputs/, removed on failure

@@ -1,0 +1,81 @@
+"""A sweep's console: one line per job and the summary; each job's output in its own log; ranking by validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+from conftest import run_script, write_idx_set
+from hydra.core.utils import JobReturn, JobStatus
+
+from hydra_plugins.mnistlab_sweeps.callbacks import job_outcome
+from mnistlab.sweeps import write_summary
+
+TINY = ("data.download=false", "data.verify=false", "data.val_size=10", "trainer.max_epochs=1")
+
+
+def test_an_8_job_sweep_prints_one_line_per_job(tmp_path: Path) -> None:
+    data = write_idx_set(tmp_path / "tiny")
+    sweep_dir = tmp_path / "sweep"
+    # 8 jobs; the two with lr=1e30 diverge (NonFiniteLossError), the others train.
+    result = run_script(
+        "train.py",
+        "-m",
+        f"data.root={data}",
+        *TINY,
+        "optimizer=sgd",
+        "optimizer.lr=1e30,0.1",
+        "seed=1,2,3,4",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+    )
+    console = (result.stdout + result.stderr).splitlines()
+    print(f"console: {len(console)} lines for 8 jobs")  # 41 when measured
+    assert result.returncode == 1 and len(console) <= 60, "\n".join(console)
+    assert "Traceback" not in result.stdout + result.stderr
+    progress = [line for line in console if line.startswith("job ")]
+    assert len(progress) == 8 and sum(" failed: NonFiniteLossError: " in line for line in progress) == 4
+    assert console[-1] == f"error: 4 of 8 jobs failed (see {sweep_dir / 'summary.md'})"
+    for job in (p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()):
+        log = (job / "train.log").read_text()
+        record = json.loads((job / "job.json").read_text())
+        if "lr=1e+30" in job.name:
+            assert record["status"] == "failed" and "Traceback" in log  # the trace is in the job's log
+            assert record["error"].startswith("NonFiniteLossError: train/loss_step is nan")
+        else:
+            assert record["status"] == "ok" and "`Trainer.fit` stopped" in log  # Lightning's lines: in the log
+    assert "GPU available" not in result.stdout + result.stderr  # ... and not on the console
+
+
+def test_pruned_trials_are_reported_as_pruned(capsys) -> None:
+    ret = JobReturn()
+    ret.status, ret.return_value = JobStatus.FAILED, optuna.TrialPruned("pruned at epoch 1 (val/acc below the median)")
+    assert job_outcome(ret) == ("pruned", "pruned at epoch 1 (val/acc below the median)")
+    assert capsys.readouterr().err == ""  # not Hydra's "Error executing job with overrides"
+
+
+def job(sweep: Path, name: str, val: float | None, test: float, status: str = "ok") -> None:
+    folder = sweep / name
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(f"- seed={name[0]}\n")
+    metrics = {"test/acc": test, "test/loss": 1 - test, "epochs": 1}
+    if val is not None:
+        metrics["val/acc_best"] = val
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "job.json").write_text(json.dumps({"status": status, "error": "", "seconds": 1.0}))
+
+
+def test_the_summary_ranks_by_validation_not_test(tmp_path: Path) -> None:
+    job(tmp_path / "a", "0_x", val=0.95, test=0.90)
+    job(tmp_path / "a", "1_y", val=0.90, test=0.99)  # best on the test set, which must not choose
+    job(tmp_path / "a", "2_z", val=None, test=0.50, status="pruned")
+    jobs, markdown = write_summary(tmp_path / "a")
+    assert [j.name for j in jobs] == ["0_x", "1_y", "2_z"]
+    assert "| **best** | 0_x |" in markdown and "Ranked by the best validation accuracy" in markdown
+    assert markdown.splitlines()[0] == "# Sweep summary: 3 jobs, 2 finished, 1 pruned, 0 failed"
+    job(tmp_path / "b", "0_x", val=None, test=0.90)
+    job(tmp_path / "b", "1_y", val=None, test=0.99)
+    jobs, markdown = write_summary(tmp_path / "b")
+    assert [j.name for j in jobs] == ["1_y", "0_x"]
+    assert "Ranked by test/acc: these runs have no validation set (data.val_size=0)." in markdown
