@@ -36,7 +36,7 @@ PHASES = {"train.py": 0, "export.py": 0, "evaluate.py": 1, "predict.py": 1, "ben
 
 
 def documented_commands() -> list[tuple[str, list[str], int]]:
-    """(where, argv after ``python``, GPUs needed) of every ``python scripts/...`` or ``benchmarks/`` line of a bash block."""
+    """(where, argv after ``python``, GPUs needed) of every ``python scripts|benchmarks/...`` line of a bash block."""
     found = []
     for doc in DOCS:
         for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), re.S):
