@@ -37,10 +37,10 @@ def build(cfg: DictConfig):
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = hydra.utils.instantiate(cfg.data)
     net = hydra.utils.instantiate(cfg.model)
-    system = hydra.utils.instantiate(
-        cfg.system,
-        _convert_="all",
+    # Called as a partial so that Hydra does not instantiate net_config's _target_: the system records it.
+    system = hydra.utils.instantiate(cfg.system, _convert_="all", _partial_=True)(
         net=net,
+        net_config=OmegaConf.to_container(cfg.model, resolve=True),
         optimizer=hydra.utils.instantiate(cfg.optimizer, _convert_="all"),
         scheduler=hydra.utils.instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None,
         class_names=list(datamodule.classes),
