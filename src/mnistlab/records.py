@@ -72,7 +72,7 @@ def resolve(target: Any, where: str) -> Any:
         raise MnistlabError(f"{where}: _target_={target!r} is not a dotted path such as mnistlab.models.CNN")
     module_name, _, name = target.rpartition(".")
     if module_name.split(".")[0] in sys.stdlib_module_names:
-        raise MnistlabError(f"{where}: refused _target_={target}, the standard library holds no network")
+        raise MnistlabError(f"{where}: refused {target}, the standard library holds no network, optimizer or schedule")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
@@ -99,7 +99,7 @@ def network_class(target: Any, where: str) -> type[nn.Module]:
     obj = resolve(target, where)
     if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
         raise MnistlabError(
-            f"{where}: refused _target_={target}, it is {what(obj)}, not a torch.nn.Module subclass "
+            f"{where}: refused {target}, it is {what(obj)}, not a torch.nn.Module subclass "
             "(a network is rebuilt only by calling its class)"
         )
     return obj
@@ -168,7 +168,7 @@ def factory_from_record(record: Mapping[str, Any], base: type, where: str) -> Ca
     trusted = isinstance(obj, type) and issubclass(obj, base)
     trusted |= getattr(obj, "__module__", None) == SCHEDULES and callable(obj)
     if not trusted:
-        raise MnistlabError(f"{where}: refused target={target}, it is {what(obj)}, not a {class_path(base)} subclass")
+        raise MnistlabError(f"{where}: refused {target}, it is {what(obj)}, not a {class_path(base)} subclass")
     return partial(obj, **record)
 
 
