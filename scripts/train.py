@@ -35,6 +35,9 @@ def build(cfg: DictConfig):
     # `lightning` adds its own console handler and also propagates to Hydra's: print each line once.
     logging.getLogger("lightning").handlers.clear()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    from mnistlab.records import network_class
+
+    network_class(cfg.model.get("_target_"), "model")  # an importable nn.Module class, before any work
     datamodule = hydra.utils.instantiate(cfg.data)
     net = hydra.utils.instantiate(cfg.model)
     # Called as a partial so that Hydra does not instantiate net_config's _target_: the system records it.

@@ -124,18 +124,15 @@ def network_record(net: nn.Module, config: Mapping[str, Any] | None = None) -> d
             class alone, i.e. a network rebuilt with its default arguments.
 
     Raises:
-        ConfigError: When ``config`` does not name ``net``'s own class (e.g. a factory function)
+        MnistlabError: When ``config`` does not name ``net``'s own class (e.g. a factory function)
             or holds anything but plain values, so that no checkpoint could rebuild it.
     """
     if config is None:
         return {"_target_": class_path(type(net))}
-    try:
-        cls = network_class(config.get("_target_"), "model")
-        if type(net) is not cls:
-            raise MnistlabError(f"model: _target_={config['_target_']} built a {class_path(type(net))}")
-        return {"_target_": class_path(cls), **network_arguments(config, "model")}
-    except MnistlabError as e:
-        raise ConfigError(f"{e}; checkpoints rebuild a network as _target_(**plain arguments)") from None
+    cls = network_class(config.get("_target_"), "model")
+    if type(net) is not cls:
+        raise MnistlabError(f"model: _target_={config['_target_']} built a {class_path(type(net))}, not itself")
+    return {"_target_": class_path(cls), **network_arguments(config, "model")}
 
 
 def upgrade(record: Mapping[str, Any], where: str) -> tuple[dict[str, Any], str | None]:
