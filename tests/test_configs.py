@@ -47,9 +47,9 @@ def test_group_option_composes_and_builds_its_run(override: str, tmp_path: Path)
 
 
 def test_notebook_experiments_are_the_notebook_recipe(tmp_path: Path) -> None:
-    for name, arch in (("notebook_linear", "linear"), ("notebook_hidden", "hidden")):
+    for name, hidden_units in (("notebook_linear", 0), ("notebook_hidden", 100)):
         cfg = compose_train([f"experiment={name}"], tmp_path)
-        assert (cfg.model.arch, cfg.model.head, cfg.model.init) == (arch, "sigmoid", "keras")
+        assert (cfg.model.hidden_units, cfg.model.init, cfg.system.head) == (hidden_units, "keras", "sigmoid")
         assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 1e-3
         assert (cfg.data.batch_size, cfg.data.val_size, cfg.trainer.max_epochs) == (32, 0, 5)
 
@@ -57,7 +57,7 @@ def test_notebook_experiments_are_the_notebook_recipe(tmp_path: Path) -> None:
 def test_best_hidden_keeps_the_notebook_network(tmp_path: Path) -> None:
     for data in ("mnist", "fashion_mnist"):
         cfg = compose_train(["experiment=best_hidden", f"data={data}"], tmp_path)
-        assert (cfg.model.arch, cfg.model.hidden_units, cfg.model.head) == ("hidden", 100, "softmax")
+        assert (cfg.model.hidden_units, cfg.system.head) == (100, "softmax")
         assert cfg.data.augment._target_ == "mnistlab.data.augment.RandomAffine"
         # Chosen on validation: light augmentation helps MNIST and hurts Fashion-MNIST (identity there).
         assert bool(hydra.utils.instantiate(cfg.data.augment)) == (data == "mnist")

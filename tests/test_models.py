@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from mnistlab.models import build_model
-from mnistlab.systems.losses import keras_sigmoid_nll
+from mnistlab.models import CNN, build_model
+from mnistlab.systems.losses import keras_sigmoid_nll, probabilities
 
 
 @pytest.mark.parametrize(("arch", "params"), [("linear", 7_850), ("hidden", 79_510)])
@@ -38,10 +38,19 @@ def test_sigmoid_loss_matches_hand_computation() -> None:
     assert keras_sigmoid_nll(logits, target).item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_sigmoid_probabilities_sum_to_one() -> None:
-    net = build_model("linear", head="sigmoid")
-    probs = net.probabilities(net(torch.rand(4, 1, 28, 28)))
+def test_sigmoid_probabilities_are_normalised_sigmoids() -> None:
+    net = build_model("linear")
+    logits = net(torch.rand(4, 1, 28, 28))
+    probs = probabilities(logits, "sigmoid")
+    torch.testing.assert_close(probs, logits.sigmoid() / logits.sigmoid().sum(-1, keepdim=True))
     torch.testing.assert_close(probs.sum(-1), torch.ones(4))
+
+
+def test_cnn_shapes_and_parameter_count() -> None:
+    net = CNN()
+    assert sum(p.numel() for p in net.parameters()) == 62_538 <= 120_000
+    assert net(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    assert CNN(channels=[8, 16], num_classes=26)(torch.rand(2, 1, 28, 28)).shape == (2, 26)
 
 
 def test_unknown_arch_is_rejected() -> None:

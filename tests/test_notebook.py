@@ -16,7 +16,7 @@ def check_notebook_run(run: TrainedRun, threshold: float) -> None:
     assert list(run.dir.glob("events.out.tfevents.*"))
     assert sorted(p.name for p in (run.dir / "checkpoints").iterdir()) == ["last.ckpt"]  # no val/acc to rank by
     ckpt = torch.load(run.checkpoint, weights_only=True)
-    assert ckpt["hyper_parameters"]["net"]["head"] == "sigmoid"
+    assert ckpt["hyper_parameters"]["head"] == "sigmoid" and ckpt["hyper_parameters"]["net"]["init"] == "keras"
 
 
 def test_notebook_linear_accuracy(tmp_path: Path) -> None:

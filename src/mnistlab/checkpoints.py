@@ -15,7 +15,6 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from mnistlab.errors import MnistlabError
 from mnistlab.io import write_atomic
-from mnistlab.models import MLP
 from mnistlab.systems import Classifier
 
 # Which model files the scripts take, for messages about the wrong kind of file.
@@ -150,18 +149,29 @@ def continue_from(ckpt_path: str | Path, max_epochs: int | None) -> Path:
 def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
     """Rebuilds the trained system and returns it with the data module's saved settings.
 
+    The network is rebuilt from the checkpoint's record alone, by calling the
+    ``torch.nn.Module`` subclass it names and nothing else (see ``mnistlab.records``).
+
     Returns:
         The system in eval mode on the CPU, and the ``MNISTDataModule`` arguments the run
         used (empty for checkpoints that did not save them).
     """
     ckpt = read_checkpoint(path)
     hparams = ckpt.get("hyper_parameters") or {}
-    if "net" not in hparams:
-        raise MnistlabError(f"{path}: not an mnistlab checkpoint (no network description)")
-    system = Classifier(
-        net=MLP(**hparams["net"]),
-        label_smoothing=hparams.get("label_smoothing", 0.0),
-        class_names=hparams.get("class_names"),
-    )
-    system.load_state_dict(ckpt["state_dict"])
+    if not isinstance(hparams.get("net"), dict):
+        raise MnistlabError(f"{path}: not an mnistlab checkpoint (no network record)")
+    try:
+        system = Classifier(
+            net=hparams["net"],
+            label_smoothing=hparams.get("label_smoothing", 0.0),
+            class_names=hparams.get("class_names"),
+            head=hparams.get("head", "softmax"),
+        )
+    except MnistlabError as e:
+        raise MnistlabError(f"{path}: {e}") from None
+    try:
+        system.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:  # e.g. a record whose arguments do not match the saved weights
+        first = str(e).strip().splitlines()[0]
+        raise MnistlabError(f"{path}: the weights do not fit the network its record builds ({first})") from None
     return system.eval(), dict(ckpt.get("datamodule_hyper_parameters") or {})

@@ -64,16 +64,16 @@ def export(
         raise MnistlabError(f"format={fmt} must be one of {sorted(SUFFIXES)}")
     system, saved = load_system(ckpt_path)
     mean, std = input_stats(saved)
-    model = ProbabilityNet(system.net, mean, std).eval()
+    model = ProbabilityNet(system.net, system.head, mean, std).eval()
     datamodule = saved_datamodule({**saved, "normalize": False}, data_overrides)  # pixels in [0, 1]
     datamodule.prepare_data()
     datamodule.setup("test")
     images = datamodule.test_set[0][:CHECK_IMAGES].cpu()  # (100, 1, 28, 28)
     path = Path(output_dir) / f"model{SUFFIXES[fmt]}"
     with torch.no_grad():
-        expected = system.net.probabilities(system((images - mean) / std))  # (100, C), as the checkpoint predicts
+        expected = system.probabilities(system((images - mean) / std))  # (100, C), as the checkpoint predicts
         if fmt == "onnx":
-            meta = {"class_names": system.class_names, "head": system.net.head, "datamodule": saved}
+            meta = {"class_names": system.class_names, "head": system.head, "datamodule": saved}
             write_onnx(model, path, {f"mnistlab.{k}": json.dumps(v) for k, v in meta.items()})
             actual = OnnxPredictor(path)(images)
         else:

@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from mnistlab.checkpoints import load_system
 from mnistlab.data import SPECS
 from mnistlab.errors import MnistlabError
-from mnistlab.models import MLP
 from mnistlab.systems import Classifier
+from mnistlab.systems.losses import probabilities
 
 META_KEYS = ("class_names", "head", "datamodule")  # stored as JSON in an ONNX file's metadata, "mnistlab.<key>"
 
@@ -39,22 +38,18 @@ class ProbabilityNet(nn.Module):
     """(N, 1, 28, 28) pixels in [0, 1] -> (N, C) probabilities: the network as deployed.
 
     Args:
-        net: The trained network (returns logits).
+        net: The trained network, any module returning (N, C) logits.
+        head: The system's head (``softmax`` or ``sigmoid``), see ``mnistlab.systems.losses.probabilities``.
         mean: Subtracted from the pixels first (the run's standardisation, 0 if none).
         std: Then divided by.
     """
 
-    def __init__(self, net: MLP, mean: float = 0.0, std: float = 1.0) -> None:
+    def __init__(self, net: nn.Module, head: str = "softmax", mean: float = 0.0, std: float = 1.0) -> None:
         super().__init__()
-        self.net, self.mean, self.std = net, mean, std
+        self.net, self.head, self.mean, self.std = net, head, mean, std
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.net((images - self.mean) / self.std)  # (N, C)
-        if self.net.head == "sigmoid":
-            # sigmoid(z) / sum(sigmoid(z)) written as softmax(-softplus(-z)): the same numbers, but ONNX Runtime's
-            # Sigmoid is accurate to ~1e-7 absolute only, which renormalising small outputs blows up to ~5e-5.
-            return F.softplus(-logits).neg().softmax(-1)
-        return self.net.probabilities(logits)
+        return probabilities(self.net((images - self.mean) / self.std), self.head)  # (N, C)
 
 
 @contextmanager
@@ -78,7 +73,7 @@ class CheckpointPredictor:
         self.system: Classifier
         self.system, self.data_args = load_system(path)
         self.class_names = list(self.system.class_names)
-        self.head = self.system.net.head
+        self.head = self.system.head
         self.accelerator, self.batch_size = accelerator, batch_size
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

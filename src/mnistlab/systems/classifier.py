@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -20,8 +20,9 @@ from torchmetrics.classification import (
 
 from mnistlab.data.loaders import Batch
 from mnistlab.errors import NonFiniteLossError
+from mnistlab.records import build_network, factory_from_record, network_record, output_width, upgrade
 from mnistlab.systems.chunked import align_step_counts, count_batches, count_optimizer_steps, raw_steps_allowed
-from mnistlab.systems.losses import loss_fn
+from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
 from mnistlab.tensorboard import tensorboard_writers
 from mnistlab.validation import check_number
 
@@ -75,7 +76,10 @@ def batch_weights(targets: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 class Classifier(pl.LightningModule):
-    """Owns the loss, the metrics, the optimizer and the logging of an image classifier.
+    """Owns the head, the loss, the metrics, the optimizer and the logging of an image classifier.
+
+    The network is any ``nn.Module`` that maps (B, 1, 28, 28) images to (B, C) logits; the
+    system turns them into probabilities (``head``) and takes C and the class names from the data.
 
     Out of the box it is a plain Lightning module: automatic optimization, one ``(images,
     labels)`` batch per ``training_step``. ``mnistlab.engine.configure_engine`` may switch a
@@ -85,37 +89,72 @@ class Classifier(pl.LightningModule):
     once per epoch, and the loss is checked for NaN/inf only where Lightning logs it
     anyway, so the hot loop never waits on the host.
 
+    Checkpoints hold plain values only (they load with ``torch.load(weights_only=True)``):
+    ``hparams["net"]`` is the network's record ``{"_target_": class path, **arguments}``
+    (``mnistlab.records``), and the optimizer and scheduler are ``{"target": ..., **kwargs}``
+    records. ``Classifier.load_from_checkpoint(path)`` passes these records back to
+    ``__init__``, which rebuilds the network by calling its ``torch.nn.Module`` subclass and
+    nothing else; records in the older form (an MLP's ``hidden_units``/``num_classes``/
+    ``head``/``init``) still load, their ``head`` taking the place of the default.
+
     Args:
-        net: The network; its ``spec`` is saved so a checkpoint can rebuild it.
-        optimizer: Partial optimizer, called with the parameters.
-        scheduler: Optional partial LR scheduler, called with the optimizer and ``total_steps``
-            (``trainer.estimated_stepping_batches``) and stepped after every optimizer step.
+        net: The network, or its record (as ``load_from_checkpoint`` passes it).
+        optimizer: Partial optimizer, called with the parameters (or its record).
+        scheduler: Optional partial LR scheduler (or its record), called with the optimizer and
+            ``total_steps`` (``trainer.estimated_stepping_batches``) and stepped after every optimizer step.
         label_smoothing: Cross-entropy label smoothing (softmax head only).
-        class_names: Names for tables and plots; digits by default.
+        class_names: Names for tables and plots, one per logit; digits by default.
+        head: How logits become probabilities: ``softmax`` (trained with cross-entropy) or
+            ``sigmoid`` (the notebook's ``Dense(10, sigmoid)``, trained with Keras' sparse
+            categorical cross-entropy; see ``mnistlab.systems.losses``).
+        net_config: The resolved config ``net`` was built from (``_target_`` naming its class,
+            and plain keyword arguments), recorded so that a checkpoint can rebuild the network.
+            None records the class alone (rebuilt with its default arguments).
     """
 
     def __init__(
         self,
-        net: nn.Module,
-        optimizer: OptimizerFactory = NOTEBOOK_ADAM,
-        scheduler: SchedulerFactory | None = None,
+        net: nn.Module | Mapping[str, Any],
+        optimizer: OptimizerFactory | Mapping[str, Any] = NOTEBOOK_ADAM,
+        scheduler: SchedulerFactory | Mapping[str, Any] | None = None,
         label_smoothing: float = 0.0,
         class_names: list[str] | None = None,
+        head: Head = "softmax",
+        net_config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(net, Mapping):  # a checkpoint's record
+            record, legacy_head = upgrade(net, "checkpoint network")
+            head = legacy_head or head
+            net = build_network(record)
+        else:
+            record = network_record(net, net_config)
+        if isinstance(optimizer, Mapping):
+            optimizer = factory_from_record(optimizer, torch.optim.Optimizer, "checkpoint optimizer")
+        if isinstance(scheduler, Mapping):
+            scheduler = factory_from_record(scheduler, torch.optim.lr_scheduler.LRScheduler, "checkpoint scheduler")
+        if head not in HEADS:
+            raise ValueError(f"system.head={head!r} must be one of {list(HEADS)}")
         optimizer_record = describe(optimizer) or {}
         if "lr" in optimizer_record:
             check_number("optimizer.lr", optimizer_record["lr"], low=0, low_open=True)
         check_number("system.label_smoothing", label_smoothing, low=0, high=0.999)
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        num_classes = output_width(net)
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"the network returns {num_classes} logits but there are {len(class_names)} classes "
+                f"(set model.num_classes={len(class_names)} or the like)"
+            )
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "net_config"], logger=False)
         # Plain records instead of pickled objects: checkpoints load with weights_only=True.
-        self.hparams["net"] = dict(net.spec)
+        self.hparams["net"] = record
+        self.hparams["head"] = head
         self.hparams["optimizer"] = describe(optimizer)
         self.hparams["scheduler"] = describe(scheduler)
         self.net = net
+        self.head = head
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.loss = loss_fn(net.head, label_smoothing)
-        num_classes = net.spec["num_classes"]
+        self.loss = loss_fn(head, label_smoothing)
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         self.train_metrics = stage_metrics(num_classes, confmat=False, checks=False)
         self.val_metrics = stage_metrics(num_classes, confmat=True)
@@ -124,6 +163,10 @@ class Classifier(pl.LightningModule):
         self.per_class: dict[str, dict[str, torch.Tensor]] = {}  # stage -> precision/recall/f1, (C,) each
         self.raw_steps = False  # chunked engine only; decided in on_train_start
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # per-step: (loss, preds, labels)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, C) logits -> (B, C) class probabilities summing to 1, as the head defines them."""
+        return probabilities(logits, self.head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -223,11 +266,11 @@ class Classifier(pl.LightningModule):
 
     def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         # The probabilities go to callbacks (mnistlab.evaluation.TestReport collects the worst mistakes).
-        return self.net.probabilities(self._eval_step(self.test_metrics, batch)).detach()  # (B, C)
+        return self.probabilities(self._eval_step(self.test_metrics, batch)).detach()  # (B, C)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self.net.probabilities(self.net(x))  # (B, C)
+        return self.probabilities(self.net(x))  # (B, C)
 
     def _log_epoch(self, stage: str, metrics: nn.ModuleDict) -> None:
         for name, metric in metrics.items():

@@ -1,0 +1,192 @@
+"""Plain-value records of the objects a checkpoint needs, and the one safe way back to the objects.
+
+A checkpoint is data, not code: it stores how to rebuild its network as a record
+``{"_target_": "package.module.Class", **arguments}`` with plain values only (None, bool,
+int, float, str, and lists/dicts of them), so it loads with ``torch.load(weights_only=True)``.
+Rebuilding resolves ``_target_`` to a class and calls it only if it is a subclass of
+``torch.nn.Module``; anything else (``os.system``, ``builtins.eval``, a function, any other
+class) is refused before it is called, and so are nested ``_target_`` keys and ``${...}``
+interpolations in the arguments. Optimizer and scheduler records (``{"target": ..., **kwargs}``)
+are rebuilt the same way, as ``torch.optim.Optimizer`` / ``LRScheduler`` subclasses or
+mnistlab's own schedule factories.
+
+Importing the module that defines the class is the one thing a record can trigger, the same
+trust Python gives to every module on ``sys.path``; standard-library targets are refused
+without importing anything (it defines no network).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from mnistlab.errors import ConfigError, MnistlabError
+
+PLAIN = (type(None), bool, int, float, str)
+DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+# Hydra keys that only steer instantiation; they do not change the network a config builds.
+HYDRA_KEYS = ("_recursive_", "_convert_")
+# Keys of the networks saved before records had a _target_: MLP(hidden_units, num_classes, head, init).
+LEGACY_MLP_KEYS = {"hidden_units", "num_classes", "head", "init"}
+SCHEDULES = "mnistlab.systems.schedules"
+
+
+def class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def check_plain(value: Any, where: str) -> None:
+    """Refuses anything but plain values: no objects, no nested ``_target_``, no ``${...}`` interpolation."""
+    if isinstance(value, str) and "${" in value:
+        raise MnistlabError(f"{where}={value!r}: refused, interpolations are not allowed (plain values only)")
+    if isinstance(value, PLAIN):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_plain(item, f"{where}[{i}]")
+    elif isinstance(value, Mapping):
+        if "_target_" in value:
+            raise MnistlabError(f"{where}: refused, nested _target_ (a record's arguments are plain values only)")
+        for key, item in value.items():
+            check_plain(key, f"{where} key")
+            check_plain(item, f"{where}.{key}")
+    else:
+        raise MnistlabError(f"{where}: refused, a {type(value).__name__} is not a plain value")
+
+
+def resolve(target: Any, where: str) -> Any:
+    """Imports ``package.module`` of ``package.module.Name`` and returns ``Name`` from it, without calling anything.
+
+    Raises:
+        MnistlabError: For a malformed path, a standard-library target (never a network), a module
+            that cannot be imported (with how to make it importable) or a missing name.
+    """
+    if not isinstance(target, str) or not DOTTED.fullmatch(target):
+        raise MnistlabError(f"{where}: _target_={target!r} is not a dotted path such as mnistlab.models.CNN")
+    module_name, _, name = target.rpartition(".")
+    if module_name.split(".")[0] in sys.stdlib_module_names:
+        raise MnistlabError(f"{where}: refused {target}, the standard library holds no network, optimizer or schedule")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and (module_name + ".").startswith(e.name + "."):  # the target's own module, not a dependency
+            raise MnistlabError(
+                f"{where}: cannot import module {module_name} (of _target_={target}); make it importable: "
+                f"add the folder that holds {e.name.replace('.', '/')}.py or its package to PYTHONPATH, "
+                "e.g. PYTHONPATH=/path/to/folder python scripts/..."
+            ) from None
+        raise MnistlabError(f"{where}: importing {module_name} (of _target_={target}) failed: {e}") from None
+    if not hasattr(module, name):
+        raise MnistlabError(f"{where}: module {module_name} has no {name} (_target_={target})")
+    return getattr(module, name)
+
+
+def what(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f"the class {class_path(obj)}"
+    return f"a {type(obj).__name__}"
+
+
+def network_class(target: Any, where: str) -> type[nn.Module]:
+    """The ``torch.nn.Module`` subclass named by ``target``; anything else is refused before it is called."""
+    obj = resolve(target, where)
+    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+        raise MnistlabError(
+            f"{where}: refused {target}, it is {what(obj)}, not a torch.nn.Module subclass "
+            "(a network is rebuilt only by calling its class)"
+        )
+    return obj
+
+
+def network_arguments(record: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The keyword arguments of a record, checked to be plain values."""
+    args = {k: v for k, v in record.items() if k != "_target_" and k not in HYDRA_KEYS}
+    for key in args:
+        if not isinstance(key, str) or key.startswith("_"):
+            raise MnistlabError(f"{where}: refused key {key!r} (a record holds _target_ and keyword arguments only)")
+    check_plain(args, where)
+    return args
+
+
+def network_record(net: nn.Module, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a checkpoint stores to rebuild ``net``: ``{"_target_": class path, **arguments}``.
+
+    Args:
+        net: The network, built from ``config``.
+        config: Its resolved config (``_target_`` and keyword arguments); None records the
+            class alone, i.e. a network rebuilt with its default arguments.
+
+    Raises:
+        MnistlabError: When ``config`` does not name ``net``'s own class (e.g. a factory function)
+            or holds anything but plain values, so that no checkpoint could rebuild it.
+    """
+    if config is None:
+        return {"_target_": class_path(type(net))}
+    cls = network_class(config.get("_target_"), "model")
+    if type(net) is not cls:
+        raise MnistlabError(f"model: _target_={config['_target_']} built a {class_path(type(net))}, not itself")
+    return {"_target_": class_path(cls), **network_arguments(config, "model")}
+
+
+def upgrade(record: Mapping[str, Any], where: str) -> tuple[dict[str, Any], str | None]:
+    """A network record in today's form, and the head that checkpoints before ``system.head`` kept in it."""
+    record = dict(record)
+    if "_target_" in record:
+        return record, None
+    if record and set(record) <= LEGACY_MLP_KEYS:
+        head = record.pop("head", None)
+        return {"_target_": "mnistlab.models.MLP", **record}, head
+    raise MnistlabError(f"{where}: the network record has no _target_ (keys: {sorted(map(str, record))})")
+
+
+def build_network(record: Mapping[str, Any], where: str = "checkpoint network") -> nn.Module:
+    """Calls the record's class with its arguments, after checking both (see the module docstring)."""
+    args = network_arguments(record, where)
+    cls = network_class(record.get("_target_"), where)
+    try:
+        return cls(**args)
+    except TypeError as e:  # arguments that do not fit the class, e.g. from a renamed parameter
+        raise MnistlabError(f"{where}: {record['_target_']}(**{args}) failed: {e}") from None
+
+
+def factory_from_record(record: Mapping[str, Any], base: type, where: str) -> Callable:
+    """The ``functools.partial`` that ``describe`` recorded, rebuilt only for a ``base`` subclass or a schedule."""
+    record = dict(record)
+    target = record.pop("target", None)
+    check_plain(record, where)
+    obj = resolve(target, where)
+    trusted = isinstance(obj, type) and issubclass(obj, base)
+    trusted |= getattr(obj, "__module__", None) == SCHEDULES and callable(obj)
+    if not trusted:
+        raise MnistlabError(f"{where}: refused {target}, it is {what(obj)}, not a {class_path(base)} subclass")
+    return partial(obj, **record)
+
+
+def output_width(net: nn.Module) -> int:
+    """C of the (1, C) logits that ``net`` returns for one blank (1, 1, 28, 28) image, in eval mode.
+
+    Raises:
+        ConfigError: When the output is not (1, C).
+    """
+    param = next(net.parameters(), None)
+    x = torch.zeros(1, 1, 28, 28, device=param.device if param is not None else None)
+    training = net.training
+    try:
+        with torch.no_grad():
+            out = net.eval()(x)
+    finally:
+        net.train(training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or len(out) != 1:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(
+            f"{class_path(type(net))} returned {shape} for a (1, 1, 28, 28) image; "
+            "a network must return (B, C) logits for (B, 1, 28, 28) images"
+        )
+    return out.shape[1]

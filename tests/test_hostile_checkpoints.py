@@ -1,0 +1,121 @@
+"""A checkpoint is data, not code: records that would call anything but a network class are refused, in one line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning
+import pytest
+import torch
+from conftest import run_script
+
+from mnistlab.errors import MnistlabError
+from mnistlab.models import MLP, build_model
+from mnistlab.systems import Classifier
+
+HOSTILE = """
+from pathlib import Path
+
+
+def make_marker(path):
+    Path(path).touch()
+
+
+class Marker:
+    def __init__(self, path):
+        Path(path).touch()
+"""
+
+
+@pytest.fixture
+def hostile_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``hostile.py`` (a function and a plain class that create a marker file) on PYTHONPATH and sys.path."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "hostile.py").write_text(HOSTILE)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.syspath_prepend(str(code))
+    return code
+
+
+def checkpoint(path: Path, mnist_dir: Path, net: dict | None = None, optimizer: dict | None = None) -> Path:
+    """A real (untrained) linear-model checkpoint, with its network or optimizer record replaced."""
+    system = Classifier(MLP(hidden_units=0), net_config={"_target_": "mnistlab.models.MLP", "hidden_units": 0})
+    hparams = dict(system.hparams)
+    hparams["net"] = net or hparams["net"]
+    hparams["optimizer"] = optimizer or hparams["optimizer"]
+    ckpt = {
+        "pytorch-lightning_version": lightning.__version__,
+        "state_dict": system.state_dict(),
+        "hyper_parameters": hparams,
+        "datamodule_hyper_parameters": {"root": str(mnist_dir)},
+    }
+    torch.save(ckpt, path)
+    return path
+
+
+def net_records(marker: Path) -> dict[str, dict]:
+    return {
+        "os.system": {"_target_": "os.system", "command": f"touch {marker}"},
+        "builtins.eval": {"_target_": "builtins.eval", "source": f"open({str(marker)!r}, 'w')"},
+        "function": {"_target_": "hostile.make_marker", "path": str(marker)},
+        "class": {"_target_": "hostile.Marker", "path": str(marker)},
+        "nested": {"_target_": "mnistlab.models.MLP", "hidden_units": {"_target_": "hostile.make_marker", "path": "x"}},
+        "interpolation": {"_target_": "mnistlab.models.MLP", "hidden_units": 0, "init": "${oc.env:HOME}"},
+    }
+
+
+EXPECTED = {
+    "os.system": "refused os.system, the standard library holds no network",
+    "builtins.eval": "refused builtins.eval, the standard library holds no network",
+    "function": "refused hostile.make_marker, it is a function, not a torch.nn.Module subclass",
+    "class": "refused hostile.Marker, it is the class hostile.Marker, not a torch.nn.Module subclass",
+    "nested": "checkpoint network.hidden_units: refused, nested _target_",
+    "interpolation": "checkpoint network.init='${oc.env:HOME}': refused, interpolations are not allowed",
+}
+
+
+def test_the_untouched_checkpoint_predicts(mnist_dir: Path, tmp_path: Path) -> None:
+    """The baseline of the tests below: only the replaced record makes them fail."""
+    ckpt = checkpoint(tmp_path / "ok.ckpt", mnist_dir)
+    result = run_script("predict.py", f"ckpt_path={ckpt}", "index=998", "format=json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert isinstance(Classifier.load_from_checkpoint(ckpt).net, MLP)
+
+
+@pytest.mark.parametrize("case", list(EXPECTED))
+def test_hostile_network_record_is_refused_before_anything_runs(
+    case: str, hostile_module: Path, mnist_dir: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    ckpt = checkpoint(tmp_path / "hostile.ckpt", mnist_dir, net=net_records(marker)[case])
+    for script, *args in (("evaluate.py",), ("predict.py", "index=998"), ("export.py", "format=onnx")):
+        result = run_script(script, f"ckpt_path={ckpt}", *args, f"hydra.run.dir={tmp_path / 'out'}")
+        assert result.returncode == 2, (script, result.stderr[-3000:])
+        # Lightning's own INFO notes (evaluate.py builds its trainer first) aside, the error is one line.
+        [line] = [line for line in result.stderr.strip().splitlines() if not line.startswith("INFO: ")]
+        assert "Traceback" not in result.stderr
+        assert line.startswith(f"error: {ckpt}: ") and EXPECTED[case] in line, (script, line)
+        assert not marker.exists()
+    with pytest.raises(MnistlabError, match="refused") as refused:
+        Classifier.load_from_checkpoint(ckpt)
+    assert EXPECTED[case] in str(refused.value)
+    assert not marker.exists()
+
+
+def test_hostile_optimizer_record_is_refused(hostile_module: Path, mnist_dir: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    for target in ("hostile.make_marker", "hostile.Marker", "os.system"):
+        ckpt = checkpoint(tmp_path / "hostile.ckpt", mnist_dir, optimizer={"target": target, "path": str(marker)})
+        with pytest.raises(MnistlabError, match=f"checkpoint optimizer: refused {target}, "):
+            Classifier.load_from_checkpoint(ckpt)
+    assert not marker.exists()
+
+
+def test_a_network_config_that_no_checkpoint_could_rebuild_is_refused_at_training() -> None:
+    factory = {"_target_": "mnistlab.models.build_model", "arch": "linear"}
+    with pytest.raises(MnistlabError, match=r"model: refused mnistlab\.models\.build_model, it is a function"):
+        Classifier(build_model("linear"), net_config=factory)
+    with pytest.raises(ValueError, match="the network returns 7 logits but there are 10 classes"):
+        Classifier(MLP(num_classes=7), class_names=[str(i) for i in range(10)])

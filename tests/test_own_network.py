@@ -1,0 +1,191 @@
+"""Bring your own network: a CNN defined outside the package trains, evaluates, predicts, exports and sweeps."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TrainedRun, run_script, train
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mnistlab.checkpoints import load_system
+from mnistlab.data.files import load_split
+from mnistlab.data.specs import MNIST
+from mnistlab.systems import Classifier
+
+MYNETS = '''
+"""A user's networks, outside mnistlab."""
+
+import torch
+from torch import nn
+
+
+class TinyCNN(nn.Module):
+    def __init__(self, width: int = 8, num_classes: int = 10) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, width, 5), nn.ReLU(), nn.MaxPool2d(2),  # (B, w, 12, 12)
+            nn.Conv2d(width, 2 * width, 5), nn.ReLU(), nn.MaxPool2d(2),  # (B, 2w, 4, 4)
+            nn.Flatten(), nn.Linear(2 * width * 16, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+'''
+
+TINY_CNN_YAML = """\
+_target_: mynets.TinyCNN
+width: 8
+num_classes: 10
+"""
+
+
+@pytest.fixture(scope="module")
+def user_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``mynets.py`` in a code folder and ``model/tiny_cnn.yaml`` in a config folder, both outside the repository."""
+    root = tmp_path_factory.mktemp("user")
+    (root / "code").mkdir()
+    (root / "code" / "mynets.py").write_text(MYNETS)
+    (root / "conf" / "model").mkdir(parents=True)
+    (root / "conf" / "model" / "tiny_cnn.yaml").write_text(TINY_CNN_YAML)
+    return root / "code", root / "conf"
+
+
+@pytest.fixture
+def on_pythonpath(user_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's code folder on PYTHONPATH (for the scripts) and on sys.path (for this process)."""
+    code = user_files[0]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.syspath_prepend(str(code))
+    return code
+
+
+@pytest.fixture(scope="module")
+def user_run(user_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """``model=tiny_cnn`` on real MNIST (a short epoch), selected through the user's search path."""
+    code, conf = user_files
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")]))
+        return train(
+            tmp_path_factory.mktemp("tiny_cnn") / "run",
+            f"hydra.searchpath=[file://{conf}]",
+            "model=tiny_cnn",
+            "data.batch_size=128",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=4",  # 4 chunks of 50 batches: 25,600 images, ~95% test accuracy
+        )
+
+
+def test_user_network_trains_and_records_how_to_rebuild_it(user_run: TrainedRun) -> None:
+    assert user_run.metrics["test/acc"] > 0.9 and user_run.metrics["epochs"] == 1
+    ckpt = torch.load(user_run.dir / "checkpoints" / "best.ckpt", weights_only=True)
+    hparams = ckpt["hyper_parameters"]
+    assert hparams["net"] == {"_target_": "mynets.TinyCNN", "width": 8, "num_classes": 10}
+    assert hparams["head"] == "softmax"
+    events = EventAccumulator(str(user_run.dir), size_guidance={"images": 0})
+    events.Reload()
+    assert {"train/samples", "val/confusion_matrix", "test/confusion_matrix"} <= set(events.Tags()["images"])
+
+
+def test_evaluate_predict_and_export_rebuild_the_user_network(
+    user_run: TrainedRun, on_pythonpath: Path, tmp_path: Path
+) -> None:
+    best = user_run.dir / "checkpoints" / "best.ckpt"  # the one the run tested
+    evaluated = run_script("evaluate.py", f"ckpt_path={best}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test/acc"] == user_run.metrics["test/acc"]
+
+    def predict_998(ckpt: Path) -> dict:
+        result = run_script("predict.py", f"ckpt_path={ckpt}", "index=998", "format=json")
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout)[0]
+
+    exported = run_script("export.py", f"ckpt_path={best}", "format=onnx", f"hydra.run.dir={tmp_path / 'export'}")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert "checked on 100 test images" in exported.stdout
+    from_ckpt, from_onnx = predict_998(best), predict_998(tmp_path / "export" / "model.onnx")
+    assert from_ckpt["label"] == 8 and from_ckpt["prediction"] == from_onnx["prediction"]
+    assert np.allclose(from_ckpt["probabilities"], from_onnx["probabilities"], atol=1e-5)
+    scripted = run_script("export.py", f"ckpt_path={best}", "format=torchscript", f"hydra.run.dir={tmp_path / 'ts'}")
+    assert scripted.returncode == 0, scripted.stderr[-3000:]
+
+
+def test_predict_files_with_the_user_network(
+    user_run: TrainedRun, on_pythonpath: Path, mnist_dir: Path, tmp_path: Path
+) -> None:
+    images, labels = load_split(mnist_dir, MNIST, train=False)
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for i in (0, 1):
+        Image.fromarray(255 - images[i].numpy()).save(folder / f"{i}.png")  # dark ink on white paper, like a scan
+    result = run_script("predict.py", f"ckpt_path={user_run.checkpoint}", f"image={folder}", "format=json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = json.loads(result.stdout)
+    assert [Path(r["file"]).name for r in records] == ["0.png", "1.png"]
+    single = run_script("predict.py", f"ckpt_path={user_run.checkpoint}", f"image={folder / '1.png'}")
+    assert single.returncode == 0 and single.stdout.splitlines()[-1].startswith("prediction ")
+    assert [r["prediction"] for r in records] == [int(labels[0]), int(labels[1])]
+
+
+def test_user_network_in_a_sweep(user_files: tuple[Path, Path], on_pythonpath: Path, tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    result = run_script(
+        "train.py", "-m", f"hydra.searchpath=[file://{user_files[1]}]", "model=tiny_cnn,linear",
+        "trainer.max_epochs=1", "trainer.limit_train_batches=1", "callbacks.progress_bar.refresh_rate=0",
+        f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "# Sweep summary: 2 jobs, 2 finished, 0 failed" in result.stdout
+
+
+def test_unimportable_network_module_is_one_line(user_run: TrainedRun, tmp_path: Path) -> None:
+    # No PYTHONPATH: mynets cannot be imported.
+    result = run_script("evaluate.py", f"ckpt_path={user_run.checkpoint}", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.strip().splitlines() if not line.startswith("INFO: ")]
+    assert "cannot import module mynets" in line and "PYTHONPATH" in line
+
+
+@pytest.fixture(scope="module")
+def builtin_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TrainedRun]:
+    """Short real runs of the package's networks (one chunk of 50 batches each)."""
+    root = tmp_path_factory.mktemp("builtin")
+    short = ("trainer.max_epochs=1", "trainer.limit_train_batches=1", "data.val_size=0")
+    return {m: train(root / m, f"model={m}", *short) for m in ("linear", "hidden", "cnn")}
+
+
+@pytest.mark.parametrize("model", ["linear", "hidden", "cnn", "tiny_cnn"])
+def test_load_from_checkpoint(
+    model: str, builtin_runs: dict[str, TrainedRun], user_run: TrainedRun, on_pythonpath: Path
+) -> None:
+    ckpt = (user_run if model == "tiny_cnn" else builtin_runs[model]).checkpoint
+    system = Classifier.load_from_checkpoint(ckpt).eval()
+    expected, _ = load_system(ckpt)
+    saved = torch.load(ckpt, weights_only=True)["hyper_parameters"]
+    assert type(system.net).__name__ == {"linear": "MLP", "hidden": "MLP", "cnn": "CNN", "tiny_cnn": "TinyCNN"}[model]
+    assert system.hparams.net == saved["net"] and system.hparams.optimizer == saved["optimizer"]
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(system(x), expected(x))
+    optimizer = system.configure_optimizers()  # the recorded optimizer, rebuilt
+    assert isinstance(optimizer, torch.optim.Optimizer)
+
+
+def test_checkpoints_of_the_previous_format_still_load(builtin_runs: dict[str, TrainedRun], tmp_path: Path) -> None:
+    """Before records had a _target_, hparams["net"] was the MLP's spec, head included."""
+    ckpt = torch.load(builtin_runs["linear"].checkpoint, weights_only=True)
+    hparams = ckpt["hyper_parameters"]
+    del hparams["head"]
+    hparams["net"] = {"hidden_units": 0, "num_classes": 10, "head": "sigmoid", "init": "keras"}
+    hparams["optimizer"] = {"target": "torch.optim.adam.Adam", "lr": 0.001}
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    for system in (Classifier.load_from_checkpoint(old), load_system(old)[0]):
+        assert system.head == "sigmoid" and system.hparams.net["_target_"] == "mnistlab.models.MLP"
+    result = run_script("predict.py", f"ckpt_path={old}", "index=998")
+    assert result.returncode == 0 and "(sigmoid outputs normalised to sum 1)" in result.stdout
