@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import run_script
+
+pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
 
 
 def test_benchmark_runs_a_few_steps(tmp_path: Path) -> None:

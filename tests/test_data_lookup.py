@@ -20,6 +20,8 @@ from mnistlab.data.specs import MNIST
 from mnistlab.errors import DataError
 from mnistlab.evaluation.evaluate import data_root
 
+pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
+
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 NAMES = ", ".join(f"{name}[.gz]" for name in FILES)
 

@@ -14,6 +14,8 @@ from conftest import run_script
 from mnistlab.checkpoints import load_system
 from mnistlab.data import MNISTDataModule
 
+pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
+
 FAST = ("trainer.max_epochs=1", "trainer.limit_train_batches=100", "callbacks.progress_bar.refresh_rate=0")
 DDP = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
 

@@ -6,8 +6,11 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from conftest import TrainedRun, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
 
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 REPORT_FILES = ("confusion_matrix.png", "confusion_matrix.csv", "per_class.csv", "metrics.json")

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 import torch
 from conftest import TrainedRun, run_script
+
+pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
 
 
 def test_onnx_export_predicts_like_the_checkpoint(notebook_hidden_run: TrainedRun, tmp_path: Path) -> None:
@@ -50,9 +53,7 @@ def test_torchscript_export(notebook_hidden_run: TrainedRun, tmp_path: Path) -> 
         model = torch.jit.load(str(out / "model.pt"))
     probs = model(torch.rand(5, 1, 28, 28))
     assert probs.shape == (5, 10) and torch.allclose(probs.sum(1), torch.ones(5), atol=1e-5)
-    bad = run_script(
-        "export.py", f"ckpt_path={notebook_hidden_run.checkpoint}", "format=tflite", f"output_dir={out}"
-    )
+    bad = run_script("export.py", f"ckpt_path={notebook_hidden_run.checkpoint}", "format=tflite", f"output_dir={out}")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
         "error: format=tflite must be one of ['onnx', 'torchscript']"
     )

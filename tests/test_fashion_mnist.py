@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import train
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
 from mnistlab.data import FASHION_MNIST
 from mnistlab.viz import confusion_matrix_figure
+
+pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
 
 
 def test_hidden_network_reaches_87_percent_with_clothing_names(tmp_path: Path) -> None:

@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import DATA_DIR, ROOT
+
+pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
 
 SECTIONS = ("## Device", "## Versions", "## Targets", "## Tests (pytest -m gpu)", "## Benchmark (device=cpu)")
 BENCHMARKS = ("batch 32", "batch 512", "experiment=notebook_hidden")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import ROOT, TrainedRun
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -9,6 +10,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from mnistlab.hparams import MAX_HPARAMS, run_hparams
+
+pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
 
 # Paths that resolve without a running Hydra app; none of them may reach the record.
 PATHS = ("paths.data_dir=/data/dir", "paths.output_dir=/out/dir", "paths.mlflow_dir=/ml/dir")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import TrainedRun, train
+
+pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
 
 
 def check_notebook_run(run: TrainedRun, threshold: float) -> None:

@@ -24,6 +24,8 @@ MYNETS = '''
 import torch
 from torch import nn
 
+pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
+
 
 class TinyCNN(nn.Module):
     def __init__(self, width: int = 8, num_classes: int = 10) -> None:

@@ -17,6 +17,8 @@ from mnistlab.data.specs import MNIST
 from mnistlab.evaluation.images import read_gray
 from mnistlab.evaluation.preprocess import NO_DIGIT, mnist_style
 
+pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
+
 PAPERS = [(236, 222, 190), (250, 246, 235), (214, 226, 240), (245, 225, 200), (200, 200, 195)]  # warm, white, blue...
 INKS = [(28, 40, 150), (20, 20, 25), (60, 60, 70), (140, 30, 30)]  # blue pen, black, pencil grey, red
 

@@ -15,6 +15,8 @@ from mnistlab.data.specs import MNIST
 from mnistlab.evaluation.images import read_gray
 from mnistlab.evaluation.preprocess import NO_DIGIT, mnist_style
 
+pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
+
 
 @pytest.fixture(scope="module")
 def digit_998(mnist_dir: Path) -> np.ndarray:

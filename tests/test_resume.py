@@ -12,11 +12,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import DATA_DIR, ROOT, run_script, train, write_idx_set
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnistlab.data.loaders import TrainBatches
+
+pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
 
 # Linear model, batch 128: 55,000 / 128 -> 430 optimizer steps per epoch.
 STEPS_PER_EPOCH = 430

@@ -12,6 +12,8 @@ from conftest import run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
+
 # One epoch of 2 chunks (100 optimizer steps), then full validation and test: real training, kept short.
 FAST = ("trainer.max_epochs=1", "trainer.limit_train_batches=100", "callbacks.progress_bar.refresh_rate=0")
 GRID = ("model=linear,hidden", "optimizer=adam,sgd")
@@ -110,9 +112,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None
 def test_optuna_search_resumes_its_sqlite_study(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "search"
     for n_trials in (3, 5):
-        result = sweep(
-            sweep_dir, "hparams_search=optuna", f"hydra.sweeper.n_trials={n_trials}"
-        )
+        result = sweep(sweep_dir, "hparams_search=optuna", f"hydra.sweeper.n_trials={n_trials}")
         assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(study_name="mnistlab", storage=f"sqlite:///{sweep_dir}/optuna.db")
     assert len(study.trials) == 5

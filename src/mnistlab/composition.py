@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.data import MNISTDataModule
 from mnistlab.engine import Engine, configure_engine
+from mnistlab.records import network_class
 from mnistlab.systems import Classifier
 from mnistlab.validation import check_devices, check_targets
 
@@ -40,13 +41,14 @@ def compose(cfg: DictConfig) -> Run:
     check_devices(OmegaConf.to_container(cfg.trainer, resolve=True))
     # `lightning` adds its own console handler and also propagates to Hydra's: print each line once.
     logging.getLogger("lightning").handlers.clear()
+    network_class(cfg.model.get("_target_"), "model")  # an importable nn.Module class, before any work
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     net = instantiate(cfg.model)
-    system = instantiate(
-        cfg.system,
-        _convert_="all",
+    # Called as a partial so that Hydra does not instantiate net_config's _target_: the system records it.
+    system = instantiate(cfg.system, _convert_="all", _partial_=True)(
         net=net,
+        net_config=OmegaConf.to_container(cfg.model, resolve=True),
         optimizer=instantiate(cfg.optimizer, _convert_="all"),
         scheduler=instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None,
         class_names=list(datamodule.classes),
