@@ -21,9 +21,10 @@ from conftest import DATA_DIR, ROOT, run_script
 
 pytest.importorskip("mlflow", reason='the [mlflow] extra is not installed (pip install -e ".[mlflow]")')
 
-# 2 chunks of 50 optimizer steps (batch 32) per epoch: val/* at optimizer steps 100, 200, ...
+# 100 batches (optimizer steps) per epoch. Lightning logs batch b (0-based, counted over the run) at step b:
+# val/* and the epoch's train/loss at each epoch's last batch, 99, 199, ...; train/loss_step at 49, 99, ...
 STEPS_PER_EPOCH = 100
-QUICK = ("logger=mlflow", "trainer.limit_train_batches=2", "callbacks.progress_bar.refresh_rate=0")
+QUICK = ("logger=mlflow", "trainer.limit_train_batches=100", "callbacks.progress_bar.refresh_rate=0")
 Api = Callable[..., dict]
 
 
@@ -116,7 +117,7 @@ def test_sweep_is_one_experiment_that_an_mlflow_server_serves(tmp_path: Path) ->
             assert tags["checkpoint"] == str(run_dir / "checkpoints" / "best.ckpt")
 
             val_acc = api("metrics/get-history", run_id=run_id, metric_key="val/acc")["metrics"]
-            assert [m["step"] for m in val_acc] == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]  # one per epoch
+            assert [m["step"] for m in val_acc] == [STEPS_PER_EPOCH - 1, 2 * STEPS_PER_EPOCH - 1]  # one per epoch
             metrics = json.loads((run_dir / "metrics.json").read_text())
             test_acc = api("metrics/get-history", run_id=run_id, metric_key="test/acc")["metrics"]
             assert [m["value"] for m in test_acc] == [pytest.approx(metrics["test/acc"], abs=1e-7)]
@@ -163,7 +164,7 @@ def test_parallel_jobs_share_the_store_and_failed_jobs_are_recorded(tmp_path: Pa
         assert run.info.status == "FINISHED"
         metrics = json.loads((Path(run.data.tags["run_dir"]) / "metrics.json").read_text())
         # Every point of the run, each once, at its optimizer step.
-        assert [s for s, _ in history(database, run.info.run_id, "train/loss_step")] == [50, 100]
+        assert [s for s, _ in history(database, run.info.run_id, "train/loss_step")] == [49, 99]
         for key in ("train/loss", "train/acc", "val/acc", "val/loss", *(k for k in metrics if k.startswith("test/"))):
             assert [s for s, _ in history(database, run.info.run_id, key)] == [STEPS_PER_EPOCH], key
         assert history(database, run.info.run_id, "test/acc")[0][1] == pytest.approx(metrics["test/acc"], abs=1e-7)
@@ -178,8 +179,8 @@ def test_parallel_jobs_share_the_store_and_failed_jobs_are_recorded(tmp_path: Pa
 def test_killed_run_resumes_the_same_mlflow_run(tmp_path: Path) -> None:
     run_dir, outputs = tmp_path / "run", tmp_path / "outputs"
     last = run_dir / "checkpoints" / "last.ckpt"
-    # 4 chunks of 50 steps per epoch, 2 epochs; last.ckpt first at step 100, mid-epoch 1.
-    args = [f"hydra.run.dir={run_dir}", f"paths.mlflow_dir={outputs}", *QUICK, "trainer.limit_train_batches=4"]
+    # 200 batches per epoch, 2 epochs; last.ckpt first at step 100, mid-epoch 0.
+    args = [f"hydra.run.dir={run_dir}", f"paths.mlflow_dir={outputs}", *QUICK, "trainer.limit_train_batches=200"]
     args += ["trainer.max_epochs=2", "callbacks.last_checkpoint.every_n_steps=100"]
     env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
     cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
@@ -201,11 +202,11 @@ def test_killed_run_resumes_the_same_mlflow_run(tmp_path: Path) -> None:
     assert [r.info.run_id for r in runs] == [killed.info.run_id] and runs[0].info.status == "FINISHED"
     database, run_id = outputs / "mlflow.db", killed.info.run_id
     for key in ("val/acc", "train/loss"):
-        assert [s for s, _ in history(database, run_id, key)] == [200, 400], key
-    # Each optimizer step once: nothing twice across the restart; at most the killed step's point is lost
-    # (Lightning logs a chunk's loss after the checkpoint callback that the kill interrupted).
+        assert [s for s, _ in history(database, run_id, key)] == [199, 399], key
+    # Each logged batch once: nothing twice across the restart; at most the point of the checkpoint's last
+    # batch is lost (Lightning logs it after the checkpoint callback that the kill interrupted).
     steps = [s for s, _ in history(database, run_id, "train/loss_step")]
-    assert steps == sorted(set(steps)) and set(range(50, 401, 50)) - set(steps) <= {killed_at}, steps
+    assert steps == sorted(set(steps)) and set(range(49, 400, 50)) - set(steps) <= {killed_at - 1}, steps
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert history(database, run_id, "test/acc") == [(400, pytest.approx(metrics["test/acc"], abs=1e-7))]
 
