@@ -154,7 +154,7 @@ def test_unimportable_network_module_is_one_line(user_run: TrainedRun, tmp_path:
 
 @pytest.fixture(scope="module")
 def builtin_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, TrainedRun]:
-    """Short real runs of the package's networks (one chunk of 50 batches each)."""
+    """Short real runs of the package's networks (one batch each)."""
     root = tmp_path_factory.mktemp("builtin")
     short = ("trainer.max_epochs=1", "trainer.limit_train_batches=1", "data.val_size=0")
     return {m: train(root / m, f"model={m}", *short) for m in ("linear", "hidden", "cnn")}

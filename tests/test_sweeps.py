@@ -14,7 +14,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
 
-# One epoch of 2 chunks (100 optimizer steps), then full validation and test: real training, kept short.
+# One epoch of 100 batches (optimizer steps), then full validation and test: real training, kept short.
 FAST = ("trainer.max_epochs=1", "trainer.limit_train_batches=100", "callbacks.progress_bar.refresh_rate=0")
 GRID = ("model=linear,hidden", "optimizer=adam,sgd")
 
