@@ -168,9 +168,9 @@ def test_only_user_errors_lose_their_traceback() -> None:
     assert user_error(raised(lambda: int("x"))) is None
     assert user_error(ConfigError("optimizer.lr=0 is out of range")) == "optimizer.lr=0 is out of range"
     assert user_error(MisconfigurationException("You set a thing twice")) == "You set a thing twice"
-    cfg = OmegaConf.create({"model": {"_target_": "mnistlab.models.MLP", "head": "tanh"}})
+    cfg = OmegaConf.create({"model": {"_target_": "mnistlab.models.MLP", "init": "tanh"}})
     wrapped = raised(lambda: hydra.utils.instantiate(cfg.model))
-    assert user_error(wrapped) == "model.head='tanh' must be 'softmax' or 'sigmoid'"  # MLP refused the value
+    assert user_error(wrapped) == "model.init='tanh' must be 'torch' or 'keras'"  # MLP refused the value
     own = raised(
         lambda: hydra.utils.instantiate(
             OmegaConf.create({"_target_": "mnistlab.data.MNISTDataModule", "batch_size": 0})
@@ -192,7 +192,7 @@ def test_output_folders_of_the_scripts(tmp_path: Path) -> None:
         for name in ("export", "predict"):
             hydra_cfg = compose(name, return_hydra_config=True).hydra
             assert (hydra_cfg.run.dir, hydra_cfg.output_subdir) == (".", None)
-    assert run_dir["train"].startswith("outputs/") and run_dir["benchmark"].startswith("benchmarks/")
+    assert run_dir["train"].startswith("outputs/") and run_dir["benchmark"].startswith("benchmark-runs/")
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"")

@@ -19,7 +19,7 @@ from torchmetrics.classification import (
 )
 
 from mnistlab.data.loaders import Batch
-from mnistlab.errors import NonFiniteLossError
+from mnistlab.errors import ConfigError, NonFiniteLossError
 from mnistlab.records import build_network, factory_from_record, network_record, output_width, upgrade
 from mnistlab.systems.chunked import align_step_counts, count_batches, count_optimizer_steps, raw_steps_allowed
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
@@ -134,7 +134,7 @@ class Classifier(pl.LightningModule):
         if isinstance(scheduler, Mapping):
             scheduler = factory_from_record(scheduler, torch.optim.lr_scheduler.LRScheduler, "checkpoint scheduler")
         if head not in HEADS:
-            raise ValueError(f"system.head={head!r} must be one of {list(HEADS)}")
+            raise ConfigError(f"system.head={head!r} must be one of {list(HEADS)}")
         optimizer_record = describe(optimizer) or {}
         if "lr" in optimizer_record:
             check_number("optimizer.lr", optimizer_record["lr"], low=0, low_open=True)
