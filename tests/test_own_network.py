@@ -18,13 +18,13 @@ from mnistlab.data.files import load_split
 from mnistlab.data.specs import MNIST
 from mnistlab.systems import Classifier
 
+pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
+
 MYNETS = '''
 """A user's networks, outside mnistlab."""
 
 import torch
 from torch import nn
-
-pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
 
 
 class TinyCNN(nn.Module):
