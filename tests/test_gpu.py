@@ -152,7 +152,7 @@ def use_checkpoint(run: TrainedRun, accelerator: str, tmp_path: Path) -> None:
 
 def test_gpu_checkpoint_evaluates_predicts_and_exports_on_the_cpu(gpu_run: TrainedRun, tmp_path: Path) -> None:
     use_checkpoint(gpu_run, "cpu", tmp_path / "eval")
-    result = run_script("export.py", f"ckpt_path={gpu_run.checkpoint}", f"hydra.run.dir={tmp_path / 'export'}")
+    result = run_script("export.py", f"ckpt_path={gpu_run.checkpoint}", f"output_dir={tmp_path / 'export'}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "checked on 100 test images" in result.stdout and (tmp_path / "export" / "model.onnx").is_file()
 

@@ -106,13 +106,13 @@ def test_evaluate_predict_and_export_rebuild_the_user_network(
         assert result.returncode == 0, result.stderr[-3000:]
         return json.loads(result.stdout)[0]
 
-    exported = run_script("export.py", f"ckpt_path={best}", "format=onnx", f"hydra.run.dir={tmp_path / 'export'}")
+    exported = run_script("export.py", f"ckpt_path={best}", "format=onnx", f"output_dir={tmp_path / 'export'}")
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert "checked on 100 test images" in exported.stdout
     from_ckpt, from_onnx = predict_998(best), predict_998(tmp_path / "export" / "model.onnx")
     assert from_ckpt["label"] == 8 and from_ckpt["prediction"] == from_onnx["prediction"]
     assert np.allclose(from_ckpt["probabilities"], from_onnx["probabilities"], atol=1e-5)
-    scripted = run_script("export.py", f"ckpt_path={best}", "format=torchscript", f"hydra.run.dir={tmp_path / 'ts'}")
+    scripted = run_script("export.py", f"ckpt_path={best}", "format=torchscript", f"output_dir={tmp_path / 'ts'}")
     assert scripted.returncode == 0, scripted.stderr[-3000:]
 
 

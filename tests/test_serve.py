@@ -232,7 +232,7 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server: str, png_998:
 
 @pytest.mark.slow
 def test_serves_an_exported_onnx_file(one_epoch_run: TrainedRun, png_998: Path, tmp_path: Path) -> None:
-    result = run_script("export.py", f"ckpt_path={one_epoch_run.checkpoint}", f"hydra.run.dir={tmp_path}")
+    result = run_script("export.py", f"ckpt_path={one_epoch_run.checkpoint}", f"output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     by_file = predict_json(one_epoch_run.checkpoint, f"image={png_998}")
     with running_server(tmp_path / "model.onnx", tmp_path / "serve.log") as url:
