@@ -42,7 +42,7 @@ def test_gpu_check_dry_run_writes_the_report(tmp_path: Path) -> None:
         assert "| (a) plain PyTorch loop |" in bench["table"] and bench["table"] in markdown
         # A few steps: batches of 5,500, so 10 optimizer steps per epoch of the 55k split (11 of all 60k for the
         # notebook recipe, which has no validation split), one warm-up and one measured epoch.
-        steps = 11 if name == "experiment=notebook_hidden" else 10
-        assert [p["steps_per_epoch"] for p in bench["results"]["pipelines"]] == [steps] * 3
+        per_epoch = 11 if name == "experiment=notebook_hidden" else 10
+        assert [p["steps_per_epoch"] for p in bench["results"]["pipelines"]] == [per_epoch] * 3
         assert bench["results"]["device"] == "cpu"
     assert [t[2] for t in report["targets"]] == [None, None, None]  # GPU targets: not judged on the CPU
