@@ -66,6 +66,8 @@ def short_run(args: list[str], index: int) -> list[str]:
         return filled
     epochs = 2 if any(a.startswith("ckpt_path=") for a in filled) else 1  # continuing: one epoch more
     extra = [f"trainer.max_epochs={epochs}", *QUICK]
+    if "-m" not in filled:  # two runs started in the same second would share Hydra's default run folder
+        extra.append(f"hydra.run.dir=outputs/docs-{index}")
     if "-m" in filled:
         extra.append(f"hydra.sweep.dir=multirun/docs-{index}")
         if "hparams_search=optuna" in filled:
