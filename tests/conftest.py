@@ -87,6 +87,22 @@ def compose_train(overrides: list[str], tmp_path: Path, data_dir: Path | None = 
     return cfg
 
 
+def kill_at_first_checkpoint(args: list[str], last: Path) -> None:
+    """Starts ``scripts/train.py`` with ``args`` and SIGKILLs it as soon as ``last`` (its last.ckpt) exists."""
+    import signal
+    import time
+
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    stderr = proc.communicate()[1].decode()
+    assert proc.returncode == -signal.SIGKILL, stderr[-3000:]
+
+
 @dataclass
 class TrainedRun:
     """A finished ``scripts/train.py`` run: its folder and console output."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA_DIR, ROOT, run_script
+from conftest import DATA_DIR, ROOT, kill_at_first_checkpoint, run_script
 
 pytest.importorskip("mlflow", reason='the [mlflow] extra is not installed (pip install -e ".[mlflow]")')
 
@@ -182,15 +182,7 @@ def test_killed_run_resumes_the_same_mlflow_run(tmp_path: Path) -> None:
     # 200 batches per epoch, 2 epochs; last.ckpt first at step 100, mid-epoch 0.
     args = [f"hydra.run.dir={run_dir}", f"paths.mlflow_dir={outputs}", *QUICK, "trainer.limit_train_batches=200"]
     args += ["trainer.max_epochs=2", "callbacks.last_checkpoint.every_n_steps=100"]
-    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    stderr = proc.communicate()[1].decode()
-    assert proc.returncode == -signal.SIGKILL, stderr[-3000:]
+    kill_at_first_checkpoint(args, last)
     killed_at = torch.load(last, weights_only=True)["global_step"]
     assert 0 < killed_at < 200
     [killed] = [run for name, run in local_runs(outputs / "mlflow.db") if name != "Default"]

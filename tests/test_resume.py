@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA_DIR, ROOT, run_script, train, write_idx_set
+from conftest import kill_at_first_checkpoint, run_script, train, write_idx_set
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnistlab.data.loaders import TrainBatches
@@ -47,15 +42,7 @@ def test_killed_run_resumes_in_its_folder(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
     args = [f"hydra.run.dir={run_dir}", *QUICK_MNIST, "trainer.max_epochs=3"]
-    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args, "callbacks.last_checkpoint.every_n_steps=100"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    stderr = proc.communicate()[1].decode()
-    assert proc.returncode == -signal.SIGKILL, stderr[-3000:]
+    kill_at_first_checkpoint([*args, "callbacks.last_checkpoint.every_n_steps=100"], last)
     assert not (run_dir / "metrics.json").exists()
     killed_at = torch.load(last, weights_only=True)  # the mid-epoch checkpoint, complete and safe
     assert 0 < killed_at["global_step"] < STEPS_PER_EPOCH
