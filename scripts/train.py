@@ -16,12 +16,13 @@ from mnistlab.cli import user_errors
 from mnistlab.ddp import ddp_children_join_this_job
 
 
-def run_overrides(cfg: DictConfig) -> list[str]:
-    """The run's command-line overrides; a resumed run's are those of its first launch."""
-    if not cfg.resume:
-        return list(HydraConfig.get().overrides.task)
-    saved = Path(cfg.paths.output_dir) / ".hydra" / "overrides.yaml"
-    return list(OmegaConf.load(saved)) if saved.exists() else []
+def launch_record(cfg: DictConfig) -> tuple[list[str], dict]:
+    """The run's command-line overrides and config-group choices; a resumed run's are its first launch's."""
+    hydra_cfg = HydraConfig.get()
+    saved = Path(cfg.paths.output_dir) / ".hydra" / "hydra.yaml"
+    if cfg.resume and saved.exists():
+        hydra_cfg = OmegaConf.load(saved).hydra
+    return list(hydra_cfg.overrides.task), OmegaConf.to_container(hydra_cfg.runtime.choices)
 
 
 def build_and_run(cfg: DictConfig) -> float:
@@ -43,7 +44,7 @@ def build_and_run(cfg: DictConfig) -> float:
         run.datamodule,
         Path(cfg.paths.output_dir),
         ckpt_path=cfg.ckpt_path,
-        hparams=run_hparams(config, run_overrides(cfg)),
+        hparams=run_hparams(config, *launch_record(cfg)),
         config=config,
     )
     return metrics["test/acc"]

@@ -22,27 +22,35 @@ def composed(*overrides: str) -> dict:
         return OmegaConf.to_container(compose("train", overrides=[*overrides, *PATHS]), resolve=True)
 
 
+def choices(*overrides: str) -> dict:
+    """Hydra's config-group choices for ``overrides`` (what a launch finds in ``hydra.runtime.choices``)."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        config = compose("train", overrides=[*overrides, *PATHS], return_hydra_config=True)
+        return OmegaConf.to_container(config.hydra.runtime.choices)
+
+
 def test_tensorboard_hparams_tab_holds_the_short_record(notebook_hidden_run: TrainedRun) -> None:
     events = EventAccumulator(str(notebook_hidden_run.dir), size_guidance={"tensors": 0})
     events.Reload()
     content = events.PluginTagToContent(hparams_metadata.PLUGIN_NAME)[hparams_metadata.SESSION_START_INFO_TAG]
     hparams = hparams_metadata.parse_session_start_info_plugin_data(content).hparams
     assert len(hparams) <= MAX_HPARAMS and hparams["optimizer.lr"].number_value == 1e-3
-    assert hparams["model"].string_value == "hidden" and hparams["model.head"].string_value == "sigmoid"
+    assert hparams["model"].string_value == "hidden" and hparams["system.head"].string_value == "sigmoid"
     assert hparams["data.val_size"].number_value == 0
     assert not [k for k in hparams if "_target_" in k or k.startswith(("callbacks", "paths", "logger"))]
     config = events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
-    assert "_target_: mnistlab.models.build_model" in config  # the full config, as text
+    assert "_target_: mnistlab.models.MLP" in config  # the full config, as text
 
 
 def test_record_names_what_a_run_trains_and_no_paths() -> None:
-    record = run_hparams(composed("experiment=best_hidden"), ["experiment=best_hidden"])
+    overrides = ["experiment=best_hidden"]
+    record = run_hparams(composed(*overrides), overrides, choices(*overrides))
     assert record == {
         "experiment": "best_hidden",
         "model": "hidden",
         "model.hidden_units": 100,
-        "model.head": "softmax",
         "model.init": "torch",
+        "system.head": "softmax",
         "system.label_smoothing": 0.1,
         "optimizer": "adamw",
         "optimizer.lr": 3e-3,
@@ -66,7 +74,7 @@ def test_record_names_what_a_run_trains_and_no_paths() -> None:
 def test_swept_keys_come_first_and_run_settings_stay_out() -> None:
     overrides = ["optimizer=sgd", "model.hidden_units=32", "data/augment=affine", "trainer.limit_train_batches=2"]
     overrides += ["logger=csv", "callbacks.progress_bar.refresh_rate=0", "paths.data_dir=/data/dir"]
-    record = run_hparams(composed(*overrides), overrides)
+    record = run_hparams(composed(*overrides), overrides, choices(*overrides))
     assert list(record)[:3] == ["optimizer", "model.hidden_units", "data.augment"]
     assert record["optimizer"] == "sgd" and record["optimizer.momentum"] == 0.9 and record["model.hidden_units"] == 32
     assert len(record) <= MAX_HPARAMS
@@ -77,6 +85,7 @@ def test_swept_keys_come_first_and_run_settings_stay_out() -> None:
 def test_new_model_settings_are_picked_up_and_the_record_stays_short() -> None:
     config = composed()
     config["model"] |= {f"width_{i}": i for i in range(30)} | {"weights": "/some/file.pt", "_partial_": True}
-    record = run_hparams(config, ["optimizer.lr=0.5"])
+    record = run_hparams(config, ["optimizer.lr=0.5"])  # no choices: groups named by their classes
+    assert record["model"] == "mlp"
     assert len(record) == MAX_HPARAMS and next(iter(record)) == "optimizer.lr"
     assert "model.width_0" in record and "model.weights" not in record and "model._partial_" not in record

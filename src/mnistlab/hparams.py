@@ -28,10 +28,12 @@ NOT_HPARAMS = (
 # Scheduler arguments that are copies of other settings (they size its step count).
 SCHEDULER_COPIES = frozenset({"epochs", "batch_size", "val_size", "max_lr"})
 # Model arguments that the dataset decides, not the user.
-MODEL_GIVEN = frozenset({"num_classes", "arch"})
+MODEL_GIVEN = frozenset({"num_classes"})
 
 
-def run_hparams(config: Mapping[str, Any], overrides: Sequence[str] = ()) -> dict[str, Scalar]:
+def run_hparams(
+    config: Mapping[str, Any], overrides: Sequence[str] = (), choices: Mapping[str, str | None] | None = None
+) -> dict[str, Scalar]:
     """The run's meaningful hyperparameters, at most ``MAX_HPARAMS``, under their config keys.
 
     Names are the keys a user types on the command line (``optimizer.lr``), and a config
@@ -43,6 +45,8 @@ def run_hparams(config: Mapping[str, Any], overrides: Sequence[str] = ()) -> dic
         overrides: The command line's overrides (Hydra's task overrides, e.g.
             ``["optimizer.lr=0.01", "model=linear"]``); their keys come first, so a sweep's
             swept keys lead the table.
+        choices: Hydra's config-group choices (``hydra.runtime.choices``: ``{"model": "hidden"}``),
+            which name the groups; without them a group is named by its ``_target_`` class.
 
     Returns:
         ``{"optimizer.lr": 0.001, "model": "hidden", ...}``: bools, numbers and strings.
@@ -53,7 +57,7 @@ def run_hparams(config: Mapping[str, Any], overrides: Sequence[str] = ()) -> dic
         if key and not key.startswith(NOT_HPARAMS):
             found = _select(config, key)
             record[key] = _scalar(found if found is not _MISSING else value, key)
-    for key, value in _core(config):
+    for key, value in _core(config, choices or {}):
         record.setdefault(key, value)
     return dict(list(record.items())[:MAX_HPARAMS])
 
@@ -78,10 +82,10 @@ def _select(config: Mapping[str, Any], key: str) -> Any:
     return node
 
 
-def _name(node: Mapping[str, Any]) -> str:
-    """A config group's short name: ``arch`` or the last part of ``_target_`` (``torch.optim.AdamW`` -> adamw)."""
-    if isinstance(node.get("arch"), str):
-        return node["arch"]
+def _name(node: Mapping[str, Any], choice: str | None = None) -> str:
+    """A config group's short name: its choice (``hidden``) or the last part of ``_target_`` (``AdamW`` -> adamw)."""
+    if choice:
+        return choice
     return str(node.get("_target_", "?")).rsplit(".", 1)[-1].lower()
 
 
@@ -110,17 +114,18 @@ def _scalar(value: Any, key: str = "") -> Scalar:
     return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
-def _core(config: Mapping[str, Any]) -> list[tuple[str, Scalar]]:
+def _core(config: Mapping[str, Any], choices: Mapping[str, str | None]) -> list[tuple[str, Scalar]]:
     """Every run's hyperparameters, in the order a reader looks for them; absent keys are skipped."""
     items: list[tuple[str, Any]] = []
     groups = (("model", MODEL_GIVEN), ("system", frozenset()), ("optimizer", frozenset()))
     for group, skip in groups:
         node = config.get(group)
         if isinstance(node, Mapping) and "_target_" in node and group != "system":
-            items.append((group, _name(node)))
+            items.append((group, _name(node, choices.get(group))))
         items += [(f"{group}.{k}", v) for k, v in _settings(node, skip)]
     scheduler = config.get("scheduler")
-    items.append(("scheduler", _name(scheduler) if isinstance(scheduler, Mapping) else "none"))
+    named = _name(scheduler, choices.get("scheduler")) if isinstance(scheduler, Mapping) else "none"
+    items.append(("scheduler", named))
     items += [(f"scheduler.{k}", v) for k, v in _settings(scheduler, SCHEDULER_COPIES)]
     data, trainer = config.get("data") or {}, config.get("trainer") or {}
     for key, node, name in (

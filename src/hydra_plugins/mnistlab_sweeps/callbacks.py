@@ -235,6 +235,7 @@ class MLflowRuns(Callback):
         try:
             params = OmegaConf.to_container(config, resolve=True)
             params.pop("hydra", None)
-            logger.log_hyperparams(run_hparams(params, list(config.hydra.overrides.task)))
+            choices = OmegaConf.to_container(config.hydra.runtime.choices)
+            logger.log_hyperparams(run_hparams(params, list(config.hydra.overrides.task), choices))
         except Exception as exc:  # a config that cannot even resolve: the error says why
             log.debug("no params for the failed job: %s", exc)

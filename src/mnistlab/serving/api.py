@@ -75,7 +75,9 @@ def preprocess(data: bytes) -> np.ndarray:
             raise MnistlabError("not an image (expected PNG or JPEG)") from None
         except Image.DecompressionBombError:  # a small file that unpacks to hundreds of millions of pixels
             raise MnistlabError("image too large: too many pixels to decode") from None
-    image, _ = mnist_style(gray)  # predict.py's warning for pictures without a digit is not served yet
+    image, warning = mnist_style(gray)
+    if warning:  # predict.py prints it beside a guess; a service answers 400 rather than a confident-looking guess
+        raise MnistlabError(warning)
     return image
 
 
