@@ -10,7 +10,9 @@ import hydra
 import torch
 from omegaconf import DictConfig, open_dict
 
-from mnistlab.cli import user_errors
+from mnistlab.cli import register_resolvers, user_errors
+
+register_resolvers()  # conf/hydra/train.yaml's ${mnistlab.if_set:...}
 
 ACCELERATORS = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}
 ROOT = Path(__file__).resolve().parents[1]

@@ -50,8 +50,10 @@ def time_first_step(train_script: Path, overrides: Sequence[str] = ()) -> float:
             f"+callbacks.first_step._target_={FirstStepProbe.__module__}.{FirstStepProbe.__name__}",
         ]
         # The probe lives beside this file, outside the package: the child imports it from here.
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent),
-                                                                          os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])),
+        }
         start = time.time()
         done = subprocess.run(args, capture_output=True, text=True, env=env)
     stamps = re.findall(rf"{FIRST_STEP} (\S+)", done.stdout)  # the progress bar shares stdout

@@ -3,7 +3,6 @@
 ``python scripts/train.py resume=RUN_DIR`` continues an interrupted run in its own folder.
 """
 
-import sys
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -12,8 +11,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.cli import user_errors
+from mnistlab.cli import register_resolvers, user_errors
 from mnistlab.ddp import ddp_children_join_this_job
+
+register_resolvers()  # ${mnistlab.if_set:...} in conf/hydra/train.yaml: resume=RUN_DIR runs in RUN_DIR
 
 
 def launch_record(cfg: DictConfig) -> tuple[list[str], dict]:
@@ -59,7 +60,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    # A resumed run logs into its own folder; Hydra's record of this call goes beside the original's.
-    for arg in [a for a in sys.argv[1:] if a.startswith("resume=") and a != "resume=null"]:
-        sys.argv += [f"hydra.run.dir={arg.split('=', 1)[1]}", "hydra.output_subdir=.hydra/resume"]
     main()

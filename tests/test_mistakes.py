@@ -185,8 +185,9 @@ def test_output_folders_of_the_scripts(tmp_path: Path) -> None:
     """Training in outputs/, benchmarks apart from it, evaluate in the checkpoint's run, export and predict: none."""
     from hydra import compose, initialize_config_dir
 
-    from mnistlab.cli import checkpoint_run_dir
+    from mnistlab.cli import checkpoint_run_dir, register_resolvers
 
+    register_resolvers()  # what the scripts do before Hydra composes
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         run_dir = {name: compose(name, return_hydra_config=True).hydra.run.dir for name in ("train", "benchmark")}
         for name in ("export", "predict"):

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -127,10 +128,18 @@ def _eval_dir(*, _root_: DictConfig) -> str:
     return str(run / "eval" / f"{now:%Y-%m-%d_%H-%M-%S}")
 
 
+def _if_set(value: Any, then: Any, otherwise: Any) -> Any:
+    return otherwise if value is None else then
+
+
 def register_resolvers() -> None:
-    """``${mnistlab.eval_dir:}`` for the configs; call before ``hydra.main`` composes."""
-    if not OmegaConf.has_resolver("mnistlab.eval_dir"):
-        OmegaConf.register_new_resolver("mnistlab.eval_dir", _eval_dir)
+    """The configs' ``${mnistlab.eval_dir:}`` and ``${mnistlab.if_set:VALUE,THEN,OTHERWISE}``.
+
+    Call before ``hydra.main`` composes.
+    """
+    for name, resolver in (("mnistlab.eval_dir", _eval_dir), ("mnistlab.if_set", _if_set)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 @contextmanager

@@ -28,3 +28,12 @@ def write_atomic(path: Path, data: bytes) -> None:
 def write_json(path: Path, obj: Any) -> None:
     """Atomically writes ``obj`` as indented JSON."""
     write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_metrics(folder: Path, metrics: dict[str, float]) -> None:
+    """Writes ``folder/metrics.json``, the one record a run's readers use (sweep summary, Optuna, MLflow).
+
+    The only writer of that file: ``training.fit_and_test`` calls it once per run, ``evaluate``
+    once per evaluation.
+    """
+    write_json(folder / "metrics.json", metrics)

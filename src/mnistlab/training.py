@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from mnistlab.checkpoints import read_checkpoint
 from mnistlab.data import MNISTDataModule
-from mnistlab.io import write_json
+from mnistlab.io import write_metrics
 from mnistlab.systems import Classifier
 from mnistlab.tensorboard import tensorboard_writers
 from mnistlab.validation import check_number
@@ -119,7 +119,7 @@ def fit_and_test(
     if best is not None:
         metrics["val/acc_best"] = float(best.best_model_score)
     if trainer.is_global_zero:
-        write_json(output_dir / "metrics.json", metrics)
+        write_metrics(output_dir, metrics)
         log_hparams(trainer, hparams or {}, metrics, config)
         print(f"test/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}  ({output_dir})")
     return metrics

@@ -39,8 +39,9 @@ class SampleImages(pl.Callback):
 class TestReport(pl.Callback):
     """Writes the test stage's report into ``output_dir`` and TensorBoard.
 
-    Files: ``confusion_matrix.png`` (counts and row-normalised), ``confusion_matrix.csv``,
-    ``per_class.csv`` (precision, recall, F1, support, macro row) and ``metrics.json``.
+    Files: ``confusion_matrix.png`` (counts and row-normalised), ``confusion_matrix.csv`` and
+    ``per_class.csv`` (precision, recall, F1, support, macro row); ``metrics.json`` is the caller's
+    (``io.write_metrics``), which knows the fit's numbers too.
     TensorBoard: both tables as text and a grid of the most confidently misclassified test
     images. The system's own test metrics are the source, so the numbers equal ``test/acc``.
 

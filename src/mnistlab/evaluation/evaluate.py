@@ -16,6 +16,7 @@ from mnistlab.data.specs import SPECS
 from mnistlab.errors import DataError, MnistlabError
 from mnistlab.evaluation.callbacks import TestReport
 from mnistlab.evaluation.report import TestResult
+from mnistlab.io import write_metrics
 
 
 def data_root(saved: dict[str, Any], download: bool) -> Path:
@@ -79,4 +80,7 @@ def evaluate(ckpt_path: str | Path, trainer: pl.Trainer, data_overrides: dict[st
         raise MnistlabError("evaluate needs a TestReport callback in the trainer")
     system, saved = load_system(ckpt_path)
     trainer.test(system, datamodule=saved_datamodule(saved, data_overrides), verbose=False)
-    return reports[0].result
+    report = reports[0]
+    if report.output_dir is not None and trainer.is_global_zero:
+        write_metrics(report.output_dir, report.result.summary())
+    return report.result

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from mnistlab.io import write_atomic, write_json
+from mnistlab.io import write_atomic
 
 METRICS = ("precision", "recall", "f1")
 
@@ -82,10 +82,12 @@ class TestResult:
         return markdown(self.per_class_rows()) + "\n\n" + markdown(self.confusion_rows())
 
     def write(self, folder: Path) -> None:
-        """Writes ``confusion_matrix.csv``, ``per_class.csv`` and ``metrics.json`` (the figure is drawn elsewhere)."""
+        """Writes ``confusion_matrix.csv`` and ``per_class.csv`` (the figure is drawn elsewhere).
+
+        ``summary()`` goes into ``metrics.json`` through ``io.write_metrics``, by the caller.
+        """
         write_atomic(folder / "confusion_matrix.csv", to_csv(self.confusion_rows()))
         write_atomic(folder / "per_class.csv", to_csv(self.per_class_rows()))
-        write_json(folder / "metrics.json", self.summary())
 
 
 def align(rows: list[list[str]]) -> str:
