@@ -53,9 +53,11 @@ class HostSyncRecorder(pl.Callback):
 
     ``torch.cuda.set_sync_debug_mode("warn")`` makes each synchronising call (``.item()``,
     ``bool(tensor)``, a blocking copy between host and device...) warn, from the line that made it.
-    The window runs from ``on_train_batch_start`` to ``on_train_batch_end``: the system's
-    ``training_step`` and Lightning's dispatch around it. The first step is left out: it creates
-    cuBLAS handles and the optimizer state, once per run.
+    The window runs from ``on_train_batch_start`` to the callbacks' ``on_train_batch_end``: the
+    system's ``training_step``, backward, optimizer step and Lightning's dispatch around them. It
+    ends before the system's own ``on_train_batch_end``, where every ``log_every_n_steps`` batches
+    the divergence check reads the logged loss, just before Lightning's logger reads it to the host
+    too. The first step is left out: it creates cuBLAS handles and the optimizer state, once per run.
     """
 
     def __init__(self) -> None:

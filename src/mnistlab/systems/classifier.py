@@ -163,6 +163,7 @@ class Classifier(pl.LightningModule):
         self.per_class: dict[str, dict[str, torch.Tensor]] = {}  # stage -> precision/recall/f1, (C,) each
         self.raw_steps = False  # chunked engine only; decided in on_train_start
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # per-step: (loss, preds, labels)
+        self._unchecked_loss: torch.Tensor | None = None  # a logged step's loss, checked at its batch end
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, C) logits -> (B, C) class probabilities summing to 1, as the head defines them."""
@@ -238,11 +239,16 @@ class Classifier(pl.LightningModule):
         self._log_loss_step(losses[-1], len(chunk[-1][1]))
 
     def _log_loss_step(self, loss: torch.Tensor, batch_size: int) -> None:
-        # Lightning writes on-step values to the loggers only every log_every_n_steps batches and
-        # reads them on the host then; check for divergence there, so no other step waits on the host.
+        # Lightning reads on-step values to the host only every log_every_n_steps batches, right after
+        # on_train_batch_end; the divergence check reads that same loss there, so the step never waits.
         if self.trainer._logger_connector.should_update_logs:
-            self._check_finite("train/loss_step", loss)
+            self._unchecked_loss = loss
         self.log("train/loss_step", loss, prog_bar=True, batch_size=batch_size)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._unchecked_loss is not None:
+            loss, self._unchecked_loss = self._unchecked_loss, None
+            self._check_finite("train/loss_step", loss)
 
     def _check_finite(self, name: str, value: torch.Tensor) -> None:
         if not torch.isfinite(value):
