@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import lightning
@@ -90,8 +91,12 @@ def test_hostile_network_record_is_refused_before_anything_runs(
 ) -> None:
     marker = tmp_path / "marker"
     ckpt = checkpoint(tmp_path / "hostile.ckpt", mnist_dir, net=net_records(marker)[case])
-    for script, *args in (("evaluate.py",), ("predict.py", "index=998"), ("export.py", "format=onnx")):
-        result = run_script(script, f"ckpt_path={ckpt}", *args, f"hydra.run.dir={tmp_path / 'out'}")
+    commands = (("evaluate.py",), ("predict.py", "index=998"), ("export.py", "format=onnx"))
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:  # mostly interpreter start-up: run them at once
+        results = pool.map(
+            lambda c: run_script(c[0], f"ckpt_path={ckpt}", *c[1:], f"hydra.run.dir={tmp_path / c[0]}"), commands
+        )
+    for (script, *_), result in zip(commands, results, strict=True):
         assert result.returncode == 2, (script, result.stderr[-3000:])
         # Lightning's own INFO notes (evaluate.py builds its trainer first) aside, the error is one line.
         [line] = [line for line in result.stderr.strip().splitlines() if not line.startswith("INFO: ")]
