@@ -101,7 +101,7 @@ for bench in "batch 32" "batch 512:data.batch_size=512" "experiment=notebook_hid
     "$python" benchmarks/benchmark.py device=$device "${overrides[@]}" "${few_steps[@]}" json="$work/$file.json" \
     hydra.run.dir="$work/$file" callbacks.progress_bar.refresh_rate=0
 done
-"$python" -m mnistlab.gpu_report "$work" "$out" $mode $((SECONDS - start)) || exit 1
+"$python" "$repo/benchmarks/gpu_report.py" "$work" "$out" $mode $((SECONDS - start)) || exit 1
 rc=$(cut -f2 "$work/steps.tsv" | sort -n | tail -n 1)
 echo "wrote $out/gpu_report.md and gpu_report.json in $((SECONDS - start)) s (exit code $rc)"
 exit "$rc"

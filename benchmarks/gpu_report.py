@@ -1,6 +1,6 @@
 """The report of ``scripts/gpu_check.sh``: device, versions, GPU test results and benchmark tables.
 
-``python -m mnistlab.gpu_report WORK_DIR OUT_DIR`` reads what the script's steps left in WORK_DIR
+``python benchmarks/gpu_report.py WORK_DIR OUT_DIR`` reads what the script's steps left in WORK_DIR
 (``steps.tsv``: one ``name, exit code, seconds, log file, benchmark JSON or -`` line per step;
 ``junit.xml`` of ``pytest -m gpu``) and writes ``OUT_DIR/gpu_report.md`` and ``OUT_DIR/gpu_report.json``
 with the same figures, the JSON also holding every step's log.
