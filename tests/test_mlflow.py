@@ -12,6 +12,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -176,6 +177,24 @@ def test_parallel_jobs_share_the_store_and_failed_jobs_are_recorded(tmp_path: Pa
     assert refused.data.tags["error"] == "ConfigError: optimizer.lr=-1 is out of range: must be a number > 0"
     assert diverged.data.tags["error"].startswith("NonFiniteLossError: train/loss_step is nan")
     assert "Traceback" in diverged.data.tags["mlflow.note.content"]
+
+
+@pytest.mark.slow
+def test_runs_started_together_on_a_new_store_both_record(tmp_path: Path) -> None:
+    # A single run and a sweep launched at once on a store that does not exist yet: both create its
+    # tables unless one waits (MLflow's migration then fails one of them; seen in the docs test).
+    outputs = tmp_path / "outputs"
+    common = (f"paths.mlflow_dir={outputs}", *QUICK, "trainer.max_epochs=1")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        single = pool.submit(run_script, "train.py", f"hydra.run.dir={tmp_path / 'single'}", *common)
+        swept = pool.submit(
+            run_script, "train.py", "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}", *common, "model.hidden_units=32,64"
+        )
+        results = [single.result(), swept.result()]
+    for result in results:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    runs = [run for name, run in local_runs(outputs / "mlflow.db") if name != "Default"]
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -134,14 +135,15 @@ class MLflowLogger(MLFlowLogger):
             sweep_dir = None
         if commit := git_commit():
             run_tags["mlflow.source.git.commit"] = commit
-        super().__init__(
-            experiment_name=choose_experiment(experiment_name, preset, sweep_dir),
-            run_name=run_name or Path(run_dir).name,
-            tracking_uri=tracking_uri,
-            tags=run_tags,
-            artifact_location=artifact_location or artifact_root(tracking_uri),
-            run_id=run_id,
-        )
+        with store_lock(tracking_uri):  # its MlflowClient opens the store: the first process creates the tables
+            super().__init__(
+                experiment_name=choose_experiment(experiment_name, preset, sweep_dir),
+                run_name=run_name or Path(run_dir).name,
+                tracking_uri=tracking_uri,
+                tags=run_tags,
+                artifact_location=artifact_location or artifact_root(tracking_uri),
+                run_id=run_id,
+            )
         self._resumed = run_id is not None
         self._attached = False
         self._logged_up_to: dict[str, int] = {}  # resumed run: last step held per metric
@@ -151,9 +153,10 @@ class MLflowLogger(MLFlowLogger):
         if rank_zero_only.rank != 0:
             return super().experiment  # Lightning's stand-in: only rank zero talks to MLflow
         if not self._initialized and self._run_id is None:
-            self._experiment_id = with_retry(
-                lambda: ensure_experiment(self._mlflow_client, self._experiment_name, self._artifact_location)
-            )
+            with store_lock(self._tracking_uri):  # the first process on a new database creates its tables
+                self._experiment_id = with_retry(
+                    lambda: ensure_experiment(self._mlflow_client, self._experiment_name, self._artifact_location)
+                )
         client = super().experiment
         if not self._attached:
             self._attached = True
@@ -209,11 +212,29 @@ def ensure_experiment(client: Any, name: str, artifact_location: str | None) -> 
         return found.experiment_id
 
 
+def store_lock(tracking_uri: str) -> AbstractContextManager[Any]:
+    """An inter-process lock on a SQLite store (``<database>.lock``); no lock for a tracking server.
+
+    MLflow creates a new database's tables by migrating it step by step, and two processes that
+    start on the same new file at once (two runs launched together, a sweep beside a run) make one
+    of them fail ("Online migration expected to match one row"). Whoever holds the lock creates
+    the tables; the others find them made.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return nullcontext()
+    from filelock import FileLock
+
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(f"{database}.lock")
+
+
 def prepare_store(tracking_uri: str, name: str, artifact_location: str | None = None) -> None:
     """Creates the database (its tables) and the experiment once, before a sweep's parallel jobs start."""
     from mlflow import MlflowClient
 
-    ensure_experiment(MlflowClient(tracking_uri), name, artifact_location or artifact_root(tracking_uri))
+    with store_lock(tracking_uri):
+        ensure_experiment(MlflowClient(tracking_uri), name, artifact_location or artifact_root(tracking_uri))
 
 
 def record_error(client: Any, run_id: str, error: BaseException) -> None:
