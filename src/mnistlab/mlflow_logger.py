@@ -153,10 +153,9 @@ class MLflowLogger(MLFlowLogger):
         if rank_zero_only.rank != 0:
             return super().experiment  # Lightning's stand-in: only rank zero talks to MLflow
         if not self._initialized and self._run_id is None:
-            with store_lock(self._tracking_uri):  # the first process on a new database creates its tables
-                self._experiment_id = with_retry(
-                    lambda: ensure_experiment(self._mlflow_client, self._experiment_name, self._artifact_location)
-                )
+            self._experiment_id = with_retry(
+                lambda: ensure_experiment(self._mlflow_client, self._experiment_name, self._artifact_location)
+            )
         client = super().experiment
         if not self._attached:
             self._attached = True
