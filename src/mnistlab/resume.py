@@ -31,6 +31,7 @@ def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> D
     """
     config, last = resume_files(run_dir)
     saved = OmegaConf.load(config)
+    epochs = saved.trainer.max_epochs  # the run's own, before the overrides
     for override in overrides:
         if override.startswith(IGNORED_PREFIXES):
             continue
@@ -41,10 +42,10 @@ def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> D
                 f"only {', '.join(RESUMABLE)} may change (start a new run with ckpt_path=... instead)"
             )
         OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
-    if saved.get("scheduler") and saved.trainer.max_epochs != OmegaConf.load(config).trainer.max_epochs:
+    if saved.get("scheduler") and saved.trainer.max_epochs != epochs:
         raise MnistlabError(
             f"resume={run_dir} cannot change trainer.max_epochs: its scheduler was sized for "
-            f"{OmegaConf.load(config).trainer.max_epochs} epochs; start a new run with ckpt_path=... instead"
+            f"{epochs} epochs; start a new run with ckpt_path=... instead"
         )
     saved.paths.output_dir, saved.ckpt_path, saved.resume = str(config.parents[1]), str(last), run_dir
     return saved
