@@ -40,12 +40,13 @@ MARKS = (
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("MNISTLAB_DATA_DIR", ROOT.parent / "shared" / "data"))
+    """Where ``scripts/train.py`` (run from the repository) reads MNIST: conf/paths/default.yaml's rule."""
+    return Path(os.environ.get("MNISTLAB_DATA_DIR", ROOT / "data"))
 
 
 def timed(command: list[str], cwd: Path) -> tuple[float, list[tuple[float, str]]]:
     """Runs ``command``; returns its seconds from spawn to exit and each output line with its time."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MNISTLAB_DATA_DIR": str(data_dir())}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
     lines = []
     with subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
