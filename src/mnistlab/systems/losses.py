@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 
 Head = Literal["softmax", "sigmoid"]
-HEADS: tuple[str, ...] = ("softmax", "sigmoid")
+HEADS: tuple[str, ...] = get_args(Head)
 KERAS_EPSILON = 1e-7
 
 
