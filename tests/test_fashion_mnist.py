@@ -10,7 +10,6 @@ from conftest import train
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
 
 from mnistlab.data import FASHION_MNIST
-from mnistlab.viz import confusion_matrix_figure
 
 pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
 
@@ -27,10 +26,3 @@ def test_hidden_network_reaches_87_percent_with_clothing_names(tmp_path: Path) -
         accumulator.Reload()
         images |= set(accumulator.Tags()["images"])
     assert {"val/confusion_matrix", "test/confusion_matrix"} <= images
-
-
-def test_confusion_matrix_axes_carry_the_class_names() -> None:
-    fig = confusion_matrix_figure(torch.eye(10, dtype=torch.long) * 100, FASHION_MNIST.classes)
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == list(FASHION_MNIST.classes)
-    assert [t.get_text() for t in ax.get_yticklabels()] == list(FASHION_MNIST.classes)

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab.cuda_check import skip_nvml_probe_without_driver
 from mnistlab.data import MNISTDataModule
 from mnistlab.engine import Engine, configure_engine
 from mnistlab.records import network_class
@@ -41,6 +42,7 @@ def compose(cfg: DictConfig) -> Run:
     check_devices(OmegaConf.to_container(cfg.trainer, resolve=True))
     # `lightning` adds its own console handler and also propagates to Hydra's: print each line once.
     logging.getLogger("lightning").handlers.clear()
+    skip_nvml_probe_without_driver()  # Adam asks torch.cuda.is_available() at every step
     network_class(cfg.model.get("_target_"), "model")  # an importable nn.Module class, before any work
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)

@@ -9,6 +9,8 @@ import lightning.pytorch as pl
 import torch
 
 from mnistlab.evaluation.report import TestResult
+from mnistlab.figures import confusion_matrix_report, image_grid, png
+from mnistlab.io import write_atomic
 from mnistlab.systems import Classifier
 from mnistlab.tensorboard import tensorboard_writers
 
@@ -28,12 +30,11 @@ class SampleImages(pl.Callback):
         writers = tensorboard_writers(trainer)
         if train_set is None or not writers or trainer.global_step > 0:  # once, not again on resume
             return
-        from mnistlab.viz import image_grid_figure
-
         images, labels = (t[: self.count] for t in train_set)  # (K, 1, 28, 28), (K,)
         names = [pl_module.class_names[i] for i in labels.tolist()]
+        grid = image_grid(images, names, title="Training samples")  # (H, W, 3)
         for writer in writers:
-            writer.add_figure("train/samples", image_grid_figure(images, names, title="Training samples"), 0)
+            writer.add_image("train/samples", grid, 0, dataformats="HWC")
 
 
 class TestReport(pl.Callback):
@@ -84,13 +85,10 @@ class TestReport(pl.Callback):
         )
         if not trainer.is_global_zero:
             return
-        from mnistlab.viz import confusion_matrix_figure, image_grid_figure
-
         if self.output_dir is not None:
             self.result.write(self.output_dir)
-            fig = confusion_matrix_figure(self.result.confmat, self.result.class_names, "Test confusion matrix")
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            fig.savefig(self.output_dir / "confusion_matrix.png", dpi=100)
+            fig = confusion_matrix_report(self.result.confmat, self.result.class_names, "Test confusion matrix")
+            write_atomic(self.output_dir / "confusion_matrix.png", png(fig))
         for writer in tensorboard_writers(trainer):
             writer.add_text("test/report", self.result.markdown(), trainer.global_step)
             if self._mistakes:
@@ -100,5 +98,5 @@ class TestReport(pl.Callback):
                     f"true {names[t]} pred {names[p]}\n{c:.1%}"
                     for t, p, c in zip(labels.tolist(), preds.tolist(), confidence.tolist(), strict=True)
                 ]
-                fig = image_grid_figure(images, titles, title="Most confident mistakes")
-                writer.add_figure("test/misclassified", fig, trainer.global_step)
+                grid = image_grid(images, titles, title="Most confident mistakes")  # (H, W, 3)
+                writer.add_image("test/misclassified", grid, trainer.global_step, dataformats="HWC")

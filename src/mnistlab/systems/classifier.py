@@ -20,6 +20,7 @@ from torchmetrics.classification import (
 
 from mnistlab.data.loaders import Batch
 from mnistlab.errors import ConfigError, NonFiniteLossError
+from mnistlab.figures import confusion_matrix_image
 from mnistlab.records import build_network, factory_from_record, network_record, output_width, upgrade
 from mnistlab.systems.chunked import align_step_counts, count_batches, count_optimizer_steps, raw_steps_allowed
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
@@ -317,8 +318,6 @@ class Classifier(pl.LightningModule):
         self._log_confmat_image("test")
 
     def _log_confmat_image(self, stage: str) -> None:
-        from mnistlab.confmat_image import confusion_matrix_image  # Pillow: ~5 ms, against matplotlib's ~170 ms
-
         for writer in tensorboard_writers(self.trainer):
             image = confusion_matrix_image(self.confmats[stage], self.class_names, f"{stage} confusion matrix")
             writer.add_image(f"{stage}/confusion_matrix", image, self.global_step, dataformats="HWC")  # (H, W, 3)

@@ -1,0 +1,66 @@
+"""The pictures a run draws with Pillow: confusion-matrix heatmaps and captioned image grids."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mnistlab.data import FASHION_MNIST
+from mnistlab.figures import CELL, PIXEL_SCALE, blues, confusion_matrix_image, confusion_matrix_report, image_grid, png
+
+DIGITS = [str(i) for i in range(10)]
+DARKEST = (8, 48, 107)  # the end of ColorBrewer's Blues
+
+
+def test_heatmap_cells_follow_the_counts() -> None:
+    counts = torch.zeros(10, 10, dtype=torch.long)
+    counts[3, 3] = 900
+    image = confusion_matrix_image(counts, DIGITS, "val confusion matrix")
+    assert image.dtype.name == "uint8" and image.ndim == 3 and image.shape[2] == 3
+    assert image.shape[0] > 10 * CELL and image.shape[1] > 10 * CELL
+    # One cell in the darkest blue (less its digits), none when the matrix is empty.
+    darkest = (image == DARKEST).all(-1).sum()
+    assert CELL * CELL // 2 < darkest <= CELL * CELL
+    empty = confusion_matrix_image(torch.zeros(10, 10, dtype=torch.long), DIGITS)
+    assert not (empty == DARKEST).all(-1).any()
+
+
+def test_palette_runs_from_near_white_to_dark_blue() -> None:
+    ends = blues(np.array([0.0, 1.0]))
+    assert ends.tolist() == [[247, 251, 255], list(DARKEST)]
+    assert (np.diff(blues(np.linspace(0, 1, 50)).astype(int).sum(-1)) <= 0).all()  # darker as values grow
+
+
+def test_long_class_names_fit() -> None:
+    image = confusion_matrix_image(torch.eye(10, dtype=torch.long) * 100, FASHION_MNIST.classes)
+    digits = confusion_matrix_image(torch.eye(10, dtype=torch.long) * 100, DIGITS)
+    assert image.shape[0] > 10 * CELL + 60  # room below the matrix for the sideways labels
+    assert image.shape[1] > digits.shape[1] + 40  # and left of it for the row labels
+
+
+def test_report_shows_counts_and_row_fractions_side_by_side() -> None:
+    counts = torch.diag(torch.arange(1, 11)) * 10  # class k: 10k samples, all right
+    counts[0, 1] = 990  # class 0: 10 right, 990 wrong, so its diagonal fraction is 0.01
+    figure = confusion_matrix_report(counts, DIGITS, "Test confusion matrix")
+    image = np.asarray(Image.open(io.BytesIO(png(figure))).convert("RGB"))
+    half = image.shape[1] // 2
+    left, right = image[:, :half], image[:, half:]
+    # Counts: the 990 cell is the darkest; fractions: every diagonal cell but row 0 is 1.0, the darkest.
+    assert CELL * CELL // 2 < (left == DARKEST).all(-1).sum() <= CELL * CELL
+    assert 9 * CELL * CELL // 2 < (right == DARKEST).all(-1).sum() <= 10 * CELL * CELL
+
+
+def test_image_grid_places_each_image_and_makes_room_for_captions() -> None:
+    images = torch.zeros(10, 1, 28, 28)
+    images[:, :, 10:18, 10:18] = 1.0  # a white 8x8 square on black in every image
+    grid = image_grid(images, [""] * 10, ncols=4)
+    assert grid.dtype.name == "uint8" and grid.shape[2] == 3
+    tile = 28 * PIXEL_SCALE
+    assert 4 * tile < grid.shape[1] < 5 * tile and 3 * tile < grid.shape[0] < 4 * tile + 80  # 4 columns, 3 rows
+    black = (grid == 0).all(-1).sum()
+    assert black == 10 * (tile * tile - (8 * PIXEL_SCALE) ** 2)  # ten tiles, each with its white square
+    captioned = image_grid(images, [f"true {k}\n99.0%" for k in range(10)], ncols=4, title="Most confident mistakes")
+    assert captioned.shape[0] > grid.shape[0] + 3 * 13 and captioned.shape[1] == grid.shape[1]
