@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.cli import register_resolvers, user_errors
+from mnistlab.cli import register_resolvers, skip_final_collection, user_errors
 from mnistlab.ddp import ddp_children_join_this_job
 
 register_resolvers()  # ${mnistlab.if_set:...} in conf/hydra/train.yaml: resume=RUN_DIR runs in RUN_DIR
@@ -60,4 +60,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    skip_final_collection()
     main()

@@ -9,7 +9,9 @@ else is a bug, in mnistlab or in the user's own code, and keeps its traceback.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import os
 import shutil
 import sys
@@ -140,6 +142,19 @@ def register_resolvers() -> None:
     for name, resolver in (("mnistlab.eval_dir", _eval_dir), ("mnistlab.if_set", _if_set)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
+
+
+def skip_final_collection() -> None:
+    """Spares the interpreter its last garbage collection at exit, some 0.7 s once Lightning is loaded.
+
+    At exit Python clears every module and walks the millions of objects that torch,
+    Lightning, torchmetrics and torchvision leave, looking for reference cycles. ``gc.freeze``,
+    registered here to run after the exit handlers registered later (loggers' last flush,
+    MLflow's), takes those objects out of the collector's sight. The rest of the exit is
+    unchanged: objects are freed as their references go, files are flushed and closed. Only
+    ``__del__`` of objects caught in cycles is skipped, which Python does not promise at exit.
+    """
+    atexit.register(gc.freeze)
 
 
 @contextmanager
