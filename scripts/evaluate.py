@@ -6,7 +6,7 @@ The report goes into the checkpoint's own run folder, ``<run>/eval/<date>_<time>
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.cli import register_resolvers, user_errors
+from mnistlab.cli import register_resolvers, skip_final_collection, user_errors
 
 register_resolvers()  # ${mnistlab.eval_dir:} in conf/evaluate.yaml
 
@@ -32,4 +32,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    skip_final_collection()
     main()

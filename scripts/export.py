@@ -6,7 +6,7 @@ Writes ``model.onnx`` (or ``model.pt``) beside the checkpoint, or into ``output_
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.cli import user_errors
+from mnistlab.cli import skip_final_collection, user_errors
 
 
 def run(cfg: DictConfig) -> str:
@@ -28,4 +28,5 @@ def main(cfg: DictConfig) -> str:
 
 
 if __name__ == "__main__":
+    skip_final_collection()
     main()

@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.cli import user_errors
+from mnistlab.cli import skip_final_collection, user_errors
 
 
 def run(cfg: DictConfig) -> None:
@@ -29,4 +29,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    skip_final_collection()
     main()

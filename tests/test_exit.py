@@ -1,0 +1,31 @@
+"""Exiting without the final garbage collection keeps what exit promises: handlers, buffers, status."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+PROGRAM = """
+import atexit, gc, sys
+from pathlib import Path
+import lightning  # the objects whose final collection is skipped
+from mnistlab.cli import skip_final_collection
+
+skip_final_collection()
+out = Path(sys.argv[1])
+atexit.register(lambda: (out / "handler").write_text(str(gc.isenabled())))  # a logger's last flush, say
+log = open(out / "buffered", "w")  # never closed nor flushed by the program
+log.write("last line\\n")
+print("stdout line", end="")  # no newline: only the exit flushes it
+sys.exit(3)
+"""
+
+
+def test_exit_handlers_buffers_and_status_survive(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", PROGRAM, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout == "stdout line"
+    assert (tmp_path / "handler").read_text() == "True"  # ran before the freeze, collector still on
+    assert (tmp_path / "buffered").read_text() == "last line\n"
+    assert "Exception ignored" not in proc.stderr
