@@ -86,7 +86,8 @@ def run_without_checkpoint(root: Path) -> None:
     (root / ".hydra" / "config.yaml").write_text("seed: 1\n")
 
 
-TINY = ("data.download=false", "data.verify=false", "data.val_size=10")
+TINY_DATA = ("data.download=false", "data.verify=false", "data.val_size=10")
+TINY = TINY_DATA
 SETUPS: dict[str, tuple[Callable[[Path], None] | None, tuple[str, ...]]] = {
     "missing-data": (None, ()),
     "checksum": (tiny, ("data.val_size=10",)),
@@ -149,3 +150,26 @@ def test_read_checkpoint_refuses_pickled_objects(tmp_path: Path) -> None:
     with pytest.raises(MnistlabError, match=r"refused, it holds a pickled posix\.mkdir"):
         read_checkpoint(tmp_path / "c" / "evil.ckpt")
     assert not (tmp_path / "c" / "pwned").exists()
+
+
+@pytest.mark.parametrize("engine", ["chunked", "per_step"])
+def test_divergence_at_a_checkpoint_step_is_not_saved(tmp_path: Path, engine: str) -> None:
+    # 50 training images in batches of 2; the loss is NaN from step 2, first read at logging step 5,
+    # where last.ckpt is due too: the check runs before Lightning's checkpoint callbacks.
+    run = tmp_path / "run"
+    proc = run_script(
+        "train.py",
+        f"hydra.run.dir={run}",
+        f"data.root={write_idx_set(tmp_path / 'tiny')}",
+        *TINY_DATA,
+        f"engine={engine}",
+        "data.batch_size=2",
+        "optimizer=sgd",
+        "optimizer.lr=1e30",
+        "trainer.log_every_n_steps=5",
+        "callbacks.last_checkpoint.every_n_steps=5",
+        "callbacks.progress_bar.refresh_rate=0",
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "error: train/loss_step is nan at step 5 (epoch 0)" in proc.stderr
+    assert not list(run.glob("checkpoints/*.ckpt"))  # no checkpoint of diverged weights to resume from

@@ -40,6 +40,7 @@ CHUNK_SAFE_CALLBACKS: tuple[str, ...] = (
     "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
     "mnistlab.callbacks.progress.BatchProgressBar",
     "mnistlab.callbacks.checkpoints.LastCheckpoint",
+    "mnistlab.systems.divergence.DivergenceCheck",
     "mnistlab.evaluation.callbacks.SampleImages",
     "mnistlab.evaluation.callbacks.TestReport",
 )

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Checkpoint
 
 from mnistlab.validation import check_number
 
 
-class LastCheckpoint(pl.Callback):
+class LastCheckpoint(Checkpoint):
     """Overwrites ``dirpath/last.ckpt`` at every epoch end and every ``every_n_steps`` optimizer steps.
 
     Not ``ModelCheckpoint(save_last=True)``: since Lightning 2.6 that writes ``last.ckpt``
@@ -18,6 +19,10 @@ class LastCheckpoint(pl.Callback):
     could lose epochs. Mid-epoch saves happen when ``trainer.global_step`` is a multiple of
     ``every_n_steps``, as ``ModelCheckpoint(every_n_train_steps=...)`` counts (the chunked
     engine aligns its chunks with it). Writes are atomic (``SafeCheckpointIO``).
+
+    A Lightning ``Checkpoint``, so Lightning runs it after the other callbacks and, at an
+    epoch's end, after the system's own ``on_train_epoch_end``: a step or an epoch whose loss
+    is not finite stops the run before it is saved (``mnistlab.systems.divergence``).
 
     Args:
         dirpath: Folder of ``last.ckpt``.
@@ -39,7 +44,8 @@ class LastCheckpoint(pl.Callback):
             self._save(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Runs after validation, so the best-checkpoint state saved with it is current.
+        # Runs after validation and after ModelCheckpoint (listed before it), so the best-checkpoint
+        # state saved with it is current.
         self._save(trainer)
 
     def _save(self, trainer: pl.Trainer) -> None:

@@ -19,10 +19,11 @@ from torchmetrics.classification import (
 )
 
 from mnistlab.data.loaders import Batch
-from mnistlab.errors import ConfigError, NonFiniteLossError
+from mnistlab.errors import ConfigError
 from mnistlab.figures import confusion_matrix_image
 from mnistlab.records import build_network, factory_from_record, network_record, output_width, upgrade
 from mnistlab.systems.chunked import align_step_counts, count_batches, count_optimizer_steps, raw_steps_allowed
+from mnistlab.systems.divergence import DivergenceCheck, check_finite
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
 from mnistlab.tensorboard import tensorboard_writers
 from mnistlab.validation import check_number
@@ -244,23 +245,19 @@ class Classifier(pl.LightningModule):
     def _log_loss_step(self, loss: torch.Tensor, batch_size: int) -> None:
         # Loggers receive on-step values only every log_every_n_steps batches, so the loss is logged at
         # those steps alone: self.log costs about 0.5 ms, a quarter of a per-step batch on the CPU.
-        # Lightning reads the value to the host right after on_train_batch_end; the divergence check
-        # reads it there too, so the step itself never waits for the device.
+        # Lightning reads the value to the host after the step; the divergence check (DivergenceCheck)
+        # reads it then too, so the step itself never waits for the device.
         if self.trainer._logger_connector.should_update_logs:
             self._unchecked_loss = loss
             self.log("train/loss_step", loss, prog_bar=True, batch_size=batch_size)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self._unchecked_loss is not None:
-            loss, self._unchecked_loss = self._unchecked_loss, None
-            self._check_finite("train/loss_step", loss)
+    def take_logged_loss(self) -> torch.Tensor | None:
+        """The loss logged at this step, once (None at other steps); ``DivergenceCheck`` reads it."""
+        loss, self._unchecked_loss = self._unchecked_loss, None
+        return loss
 
-    def _check_finite(self, name: str, value: torch.Tensor) -> None:
-        if not torch.isfinite(value):
-            raise NonFiniteLossError(
-                f"{name} is {value.item()} at step {self.global_step} (epoch {self.current_epoch}): "
-                "training diverged; lower optimizer.lr or check the data"
-            )
+    def configure_callbacks(self) -> list[pl.Callback]:
+        return [DivergenceCheck()]
 
     def _eval_step(self, metrics: nn.ModuleDict, batch: Batch) -> torch.Tensor:
         x, y = batch
@@ -287,7 +284,7 @@ class Classifier(pl.LightningModule):
         for name, metric in metrics.items():
             value = metric.compute()  # synchronised across processes by torchmetrics
             if stage == "train" and name == "loss":
-                self._check_finite("train/loss", value)
+                check_finite("train/loss", value, self.global_step, self.current_epoch)
             if name == "confmat":
                 self.confmats[stage] = value.cpu()
             elif name == "per_class":
