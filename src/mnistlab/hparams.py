@@ -29,6 +29,8 @@ NOT_HPARAMS = (
 SCHEDULER_COPIES = frozenset({"epochs", "batch_size", "val_size", "max_lr"})
 # Model arguments that the dataset decides, not the user.
 MODEL_GIVEN = frozenset({"num_classes"})
+# Optimizer arguments that pick torch's implementation of the same update, not the update.
+OPTIMIZER_IMPLEMENTATION = frozenset({"fused", "foreach", "capturable"})
 
 
 def run_hparams(
@@ -117,7 +119,7 @@ def _scalar(value: Any, key: str = "") -> Scalar:
 def _core(config: Mapping[str, Any], choices: Mapping[str, str | None]) -> list[tuple[str, Scalar]]:
     """Every run's hyperparameters, in the order a reader looks for them; absent keys are skipped."""
     items: list[tuple[str, Any]] = []
-    groups = (("model", MODEL_GIVEN), ("system", frozenset()), ("optimizer", frozenset()))
+    groups = (("model", MODEL_GIVEN), ("system", frozenset()), ("optimizer", OPTIMIZER_IMPLEMENTATION))
     for group, skip in groups:
         node = config.get(group)
         if isinstance(node, Mapping) and "_target_" in node and group != "system":
