@@ -86,8 +86,7 @@ def run_without_checkpoint(root: Path) -> None:
     (root / ".hydra" / "config.yaml").write_text("seed: 1\n")
 
 
-TINY_DATA = ("data.download=false", "data.verify=false", "data.val_size=10")
-TINY = TINY_DATA
+TINY = ("data.download=false", "data.verify=false", "data.val_size=10")
 SETUPS: dict[str, tuple[Callable[[Path], None] | None, tuple[str, ...]]] = {
     "missing-data": (None, ()),
     "checksum": (tiny, ("data.val_size=10",)),
@@ -161,7 +160,7 @@ def test_divergence_at_a_checkpoint_step_is_not_saved(tmp_path: Path, engine: st
         "train.py",
         f"hydra.run.dir={run}",
         f"data.root={write_idx_set(tmp_path / 'tiny')}",
-        *TINY_DATA,
+        *TINY,
         f"engine={engine}",
         "data.batch_size=2",
         "optimizer=sgd",

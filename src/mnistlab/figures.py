@@ -81,13 +81,16 @@ def heatmap(values: np.ndarray, texts: Sequence[Sequence[str]], class_names: Seq
     return img
 
 
+def _counts_panel(counts: np.ndarray, class_names: Sequence[str], title: str) -> Image.Image:
+    """The heatmap of (C, C) counts, each cell captioned with its count."""
+    return heatmap(counts, [[str(int(v)) for v in row] for row in counts], class_names, title)
+
+
 def confusion_matrix_image(
     confmat: torch.Tensor, class_names: Sequence[str], title: str = "Confusion matrix"
 ) -> np.ndarray:
     """The counts heatmap that TensorBoard shows per stage: (C, C) counts -> (H, W, 3) uint8 RGB."""
-    counts = confmat.detach().cpu().numpy()
-    texts = [[str(int(v)) for v in row] for row in counts]
-    return np.asarray(heatmap(counts, texts, class_names, title))
+    return np.asarray(_counts_panel(confmat.detach().cpu().numpy(), class_names, title))
 
 
 def confusion_matrix_report(
@@ -101,7 +104,7 @@ def confusion_matrix_report(
     counts = confmat.detach().cpu().double().numpy()
     rows = counts / np.maximum(counts.sum(1, keepdims=True), 1)  # (C, C), each row sums to 1
     panels = [
-        heatmap(counts, [[str(int(v)) for v in row] for row in counts], class_names, "Counts"),
+        _counts_panel(counts, class_names, "Counts"),
         heatmap(rows, [[f"{v:.2f}" for v in row] for row in rows], class_names, "Normalised by row (actual class)"),
     ]
     head = 2 * FONT_SIZE + 8
