@@ -19,6 +19,8 @@ from mnistlab.checkpoints import read_checkpoint
 from mnistlab.data import MNISTDataModule
 from mnistlab.models import build_model
 from mnistlab.systems import Classifier
+from mnistlab.systems.graphed import GraphedStep
+from mnistlab.systems.losses import loss_fn
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
 
@@ -41,7 +43,9 @@ def gpu_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
 
 
 def test_headline_command_trains_on_the_gpu(gpu_run: TrainedRun, record_property) -> None:
-    assert "GPU available: True (cuda), used: True" in (gpu_run.dir / "train.log").read_text()
+    log = (gpu_run.dir / "train.log").read_text()
+    assert "GPU available: True (cuda), used: True" in log
+    assert "training step: recorded once as a CUDA graph" in log
     acc = gpu_run.metrics["test/acc"]
     record_property("test_acc", acc)
     record_property("fit_seconds", gpu_run.metrics["fit_seconds"])
@@ -128,6 +132,8 @@ def test_variant_trains_on_the_gpu(overrides: tuple[str, ...], tmp_path: Path, r
     assert "GPU available: True (cuda), used: True" in log
     if "trainer=ddp" in overrides:
         assert "distributed_backend=nccl" in log and "MEMBER: 1/1" in log
+    if "model=cnn" in overrides:  # its dropout draws random numbers: eager steps, said in the log
+        assert "training step: eager, not a CUDA graph:" in log and "draws random numbers" in log
     assert run.metrics["test/acc"] >= 0.90, run.metrics
 
 
@@ -189,3 +195,51 @@ def test_deterministic_runs_are_identical_on_the_gpu(tmp_path: Path) -> None:
     a, b = (train(tmp_path / name, "model=hidden", "trainer.deterministic=true", *GPU_EPOCH) for name in "ab")
     assert results(a) == results(b)
     assert same_weights(a.checkpoint, b.checkpoint)
+
+
+OPTIMIZERS = {
+    "adam-fused": lambda p: torch.optim.Adam(p, lr=1e-3, fused=True),
+    "sgd-momentum": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+}
+
+
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("make_optimizer", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+def test_cuda_graph_steps_equal_eager_steps_bit_for_bit(mnist_dir: Path, make_optimizer, head: str) -> None:
+    """300 replayed steps and a smaller batch in between give the eager steps' weights exactly, with no host sync."""
+    datamodule = MNISTDataModule(root=str(mnist_dir))
+    datamodule.setup("fit")
+    images, labels = (t[: 300 * 32 + 20].cuda() for t in datamodule.train_set)
+    batches = list(zip(images.split(32), labels.split(32), strict=True))  # 300 of 32, then one of 20
+    batches = batches[:150] + batches[-1:] + batches[150:-1]
+    torch.manual_seed(0)
+    graphed_net = build_model("hidden").cuda()
+    eager_net = build_model("hidden").cuda()
+    eager_net.load_state_dict(graphed_net.state_dict())
+    loss = loss_fn(head)
+    graphed = GraphedStep(graphed_net, loss, make_optimizer(graphed_net.parameters()))
+    eager_opt = make_optimizer(eager_net.parameters())
+    for i, (x, y) in enumerate(batches):
+        if graphed.graph is not None and i < 100:
+            torch.cuda.set_sync_debug_mode("error")  # a replay that waited for the host would raise here
+        try:
+            g_loss, g_pred = graphed(x, y)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        eager_opt.zero_grad(set_to_none=True)
+        logits = eager_net(x)
+        e_loss = loss(logits, y)
+        e_loss.backward()
+        eager_opt.step()
+        assert torch.equal(g_loss, e_loss.detach()) and torch.equal(g_pred, logits.argmax(-1)), f"step {i}"
+    assert graphed.replays == len(batches) - 3 - 1  # all but the 3 warm-up steps and the odd batch
+    for (name, a), b in zip(graphed_net.state_dict().items(), eager_net.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert all(g.get("capturable", False) is False for g in graphed.optimizer.param_groups)
+
+
+def test_cuda_graph_run_equals_the_eager_run(gpu_run: TrainedRun, tmp_path: Path) -> None:
+    eager = train(tmp_path / "eager", "model=hidden", "system.cuda_graph=false", *GPU_EPOCH)
+    assert "training step: eager, not a CUDA graph: system.cuda_graph=false" in (eager.dir / "train.log").read_text()
+    assert results(eager) == results(gpu_run)
+    assert same_weights(eager.checkpoint, gpu_run.checkpoint)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.plugins.precision import Precision
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
@@ -24,6 +26,7 @@ from mnistlab.figures import confusion_matrix_image
 from mnistlab.records import build_network, factory_from_record, network_record, output_width, upgrade
 from mnistlab.systems.chunked import align_step_counts, count_batches, count_optimizer_steps, raw_steps_allowed
 from mnistlab.systems.divergence import DivergenceCheck, check_finite
+from mnistlab.systems.graphed import GraphedStep, graph_blockers
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
 from mnistlab.tensorboard import tensorboard_writers
 from mnistlab.validation import check_number
@@ -32,6 +35,8 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 NOTEBOOK_ADAM: OptimizerFactory = partial(torch.optim.Adam, lr=1e-3)
 PENDING_UPDATES = 50  # per-step batches whose training-metric updates are made in one call
+
+log = logging.getLogger(__name__)
 
 
 def describe(factory: Callable | None) -> dict[str, Any] | None:
@@ -114,6 +119,9 @@ class Classifier(pl.LightningModule):
         net_config: The resolved config ``net`` was built from (``_target_`` naming its class,
             and plain keyword arguments), recorded so that a checkpoint can rebuild the network.
             None records the class alone (rebuilt with its default arguments).
+        cuda_graph: Under the chunked engine on a GPU, record the training step once as a CUDA
+            graph and replay it, where that is exact (``mnistlab.systems.graphed``). A switch of
+            how the step runs, not of what it computes, so checkpoints do not record it.
     """
 
     def __init__(
@@ -125,6 +133,7 @@ class Classifier(pl.LightningModule):
         class_names: list[str] | None = None,
         head: Head = "softmax",
         net_config: Mapping[str, Any] | None = None,
+        cuda_graph: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(net, Mapping):  # a checkpoint's record
@@ -149,7 +158,7 @@ class Classifier(pl.LightningModule):
                 f"the network returns {num_classes} logits but there are {len(class_names)} classes "
                 f"(set model.num_classes={len(class_names)} or the like)"
             )
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "net_config"], logger=False)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "net_config", "cuda_graph"], logger=False)
         # Plain records instead of pickled objects: checkpoints load with weights_only=True.
         self.hparams["net"] = record
         self.hparams["head"] = head
@@ -166,6 +175,8 @@ class Classifier(pl.LightningModule):
         self.confmats: dict[str, torch.Tensor] = {}  # last computed (C, C) matrix per stage, rows = actual
         self.per_class: dict[str, dict[str, torch.Tensor]] = {}  # stage -> precision/recall/f1, (C,) each
         self.raw_steps = False  # chunked engine only; decided in on_train_start
+        self.cuda_graph = cuda_graph
+        self._graphed: GraphedStep | None = None  # chunked engine on a GPU; set up in on_train_start
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # per-step: (loss, preds, labels)
         self._unchecked_loss: torch.Tensor | None = None  # a logged step's loss, checked at its batch end
 
@@ -192,6 +203,26 @@ class Classifier(pl.LightningModule):
         self.trainer.fit_loop._load_combined_loader_states()
         align_step_counts(self.trainer)  # a checkpoint of the other engine resumes with its step count
         self.raw_steps = not self.automatic_optimization and raw_steps_allowed(self.trainer, self)
+        self._graphed = None
+        if not self.automatic_optimization:
+            self._set_up_graph()
+
+    def _set_up_graph(self) -> None:
+        optimizer = self.optimizers().optimizer
+        plain = type(self.trainer.precision_plugin) is Precision
+        blockers = graph_blockers(
+            self.device, self.raw_steps, plain, self.net, optimizer, self.lr_schedulers(), self.cuda_graph
+        )
+        if self.device.type != "cuda":
+            return  # nothing to say: graphs are a GPU matter
+        if blockers:
+            log.info("training step: eager, not a CUDA graph: %s", "; ".join(blockers))
+        else:
+            log.info("training step: recorded once as a CUDA graph and replayed per batch (the same kernels: exact)")
+            self._graphed = GraphedStep(self.net, self.loss, optimizer)
+
+    def on_train_end(self) -> None:
+        self._graphed = None  # frees the graph's memory pool
 
     def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> torch.Tensor | None:
         if isinstance(batch, list):
@@ -221,20 +252,24 @@ class Classifier(pl.LightningModule):
         raw_opt = opt.optimizer if self.raw_steps else None
         losses, preds = [], []
         for x, y in chunk:
-            logits = self.net(x)  # (B, C)
-            loss = self.loss(logits, y)
-            if raw_opt is not None:  # same effect as the wrapped calls below, ~60 us cheaper (see chunked)
-                raw_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                raw_opt.step()
+            if self._graphed is not None:  # raw steps on a GPU, no scheduler (see _set_up_graph)
+                loss, pred = self._graphed(x, y)
             else:
-                opt.zero_grad(set_to_none=True)
-                self.manual_backward(loss)
-                opt.step()
-            if scheduler is not None:
-                scheduler.step()
-            losses.append(loss.detach())
-            preds.append(logits.detach().argmax(-1))
+                logits = self.net(x)  # (B, C)
+                loss = self.loss(logits, y)
+                if raw_opt is not None:  # same effect as the wrapped calls below, ~60 us cheaper (see chunked)
+                    raw_opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    raw_opt.step()
+                else:
+                    opt.zero_grad(set_to_none=True)
+                    self.manual_backward(loss)
+                    opt.step()
+                if scheduler is not None:
+                    scheduler.step()
+                loss, pred = loss.detach(), logits.detach().argmax(-1)
+            losses.append(loss)
+            preds.append(pred)
         if raw_opt is not None:
             count_optimizer_steps(self.trainer, len(chunk))
         self.train_metrics["loss"].update(torch.stack(losses), batch_weights([y for _, y in chunk]))  # (K,)
