@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
@@ -11,14 +11,6 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.plugins.precision import Precision
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
 
 from mnistlab.data.loaders import Batch
 from mnistlab.errors import ConfigError
@@ -28,6 +20,7 @@ from mnistlab.systems.chunked import align_step_counts, count_batches, count_opt
 from mnistlab.systems.divergence import DivergenceCheck, check_finite
 from mnistlab.systems.graphed import GraphedStep, graph_blockers
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
+from mnistlab.systems.metrics import batch_weights, stage_metrics
 from mnistlab.tensorboard import tensorboard_writers
 from mnistlab.validation import check_number
 
@@ -46,40 +39,6 @@ def describe(factory: Callable | None) -> dict[str, Any] | None:
     func = factory.func if isinstance(factory, partial) else factory
     keywords = dict(factory.keywords) if isinstance(factory, partial) else {}
     return {"target": f"{func.__module__}.{func.__qualname__}", **keywords}
-
-
-def stage_metrics(num_classes: int, confmat: bool, per_class: bool = False, checks: bool = True) -> nn.ModuleDict:
-    """Accuracy, mean loss and optionally the confusion matrix and per-class precision/recall/F1 of one stage.
-
-    ``checks=False`` skips torchmetrics' input validation and NaN scan, each a host sync per
-    update: the training stage updates every batch and checks its loss itself.
-    """
-    metrics = {
-        "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=checks),
-        "loss": MeanMetric(nan_strategy="warn" if checks else "disable"),
-    }
-    if confmat:
-        metrics["confmat"] = MulticlassConfusionMatrix(num_classes)
-    if per_class:
-        # average=None: one value per class, (C,) each; the three share their stat-score state.
-        metrics["per_class"] = MetricCollection(
-            {
-                "precision": MulticlassPrecision(num_classes, average=None),
-                "recall": MulticlassRecall(num_classes, average=None),
-                "f1": MulticlassF1Score(num_classes, average=None),
-            }
-        )
-    return nn.ModuleDict(metrics)
-
-
-def batch_weights(targets: Sequence[torch.Tensor]) -> torch.Tensor:
-    """(K,) float sizes of K batches, made on their device by fills (a host list copied over would sync)."""
-    sizes = [len(y) for y in targets]
-    weights = torch.full((len(sizes),), float(sizes[0]), device=targets[0].device)
-    for i, n in enumerate(sizes):
-        if n != sizes[0]:  # only an epoch's last batch may be smaller
-            weights[i] = n
-    return weights
 
 
 class Classifier(pl.LightningModule):

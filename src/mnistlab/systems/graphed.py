@@ -17,6 +17,8 @@ step and says why in one log line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -107,7 +109,12 @@ class GraphedStep:
         optimizer: The optimizer of ``net``'s parameters (see ``optimizer_blockers``).
     """
 
-    def __init__(self, net: nn.Module, loss, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        optimizer: torch.optim.Optimizer,
+    ) -> None:
         self.net, self.loss, self.optimizer = net, loss, optimizer
         self.graph: torch.cuda.CUDAGraph | None = None
         self.replays = 0
