@@ -31,6 +31,8 @@ SCHEDULER_COPIES = frozenset({"epochs", "batch_size", "val_size", "max_lr"})
 MODEL_GIVEN = frozenset({"num_classes"})
 # Optimizer arguments that pick torch's implementation of the same update, not the update.
 OPTIMIZER_IMPLEMENTATION = frozenset({"fused", "foreach", "capturable"})
+# System arguments that pick how the same step runs (a CUDA graph or eager), not what it computes.
+SYSTEM_IMPLEMENTATION = frozenset({"cuda_graph"})
 
 
 def run_hparams(
@@ -119,7 +121,7 @@ def _scalar(value: Any, key: str = "") -> Scalar:
 def _core(config: Mapping[str, Any], choices: Mapping[str, str | None]) -> list[tuple[str, Scalar]]:
     """Every run's hyperparameters, in the order a reader looks for them; absent keys are skipped."""
     items: list[tuple[str, Any]] = []
-    groups = (("model", MODEL_GIVEN), ("system", frozenset()), ("optimizer", OPTIMIZER_IMPLEMENTATION))
+    groups = (("model", MODEL_GIVEN), ("system", SYSTEM_IMPLEMENTATION), ("optimizer", OPTIMIZER_IMPLEMENTATION))
     for group, skip in groups:
         node = config.get(group)
         if isinstance(node, Mapping) and "_target_" in node and group != "system":
