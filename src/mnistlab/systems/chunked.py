@@ -17,7 +17,10 @@ its ``GradScaler``, DDP, XLA, a gradient-logging callback) keeps Lightning's wra
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities.model_helpers import is_overridden
@@ -44,6 +47,26 @@ def raw_steps_allowed(trainer: pl.Trainer, module: pl.LightningModule) -> bool:
         if any(is_overridden(hook, cb, pl.Callback) for cb in trainer.callbacks):
             return False
     return True
+
+
+def raw_step(
+    net: torch.nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on ``x`` (B, ...) and ``y`` (B,) without Lightning's wrappers.
+
+    Returns:
+        The loss and the (B,) predictions, both before the step and detached.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    logits = net(x)  # (B, C)
+    loss = loss_fn(logits, y)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), logits.detach().argmax(-1)
 
 
 def count_optimizer_steps(trainer: pl.Trainer, steps: int) -> None:

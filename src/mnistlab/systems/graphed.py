@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from mnistlab.models import CNN, MLP
+from mnistlab.systems.chunked import raw_step
 
 WARMUP_STEPS = 3  # eager steps on a side stream before recording (PyTorch's documented recipe)
 # Layers whose forward and backward are the same kernels every step, with no host work (exact types).
@@ -123,32 +124,30 @@ class GraphedStep:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Trains on ``x`` (B, ...) and ``y`` (B,); returns the loss and the (B,) predictions, before the step."""
-        if self.graph is None and self._eager_steps >= WARMUP_STEPS and x.shape == self._last_shape:
+        if self.graph is None:
+            if self._eager_steps < WARMUP_STEPS or x.shape != self._last_shape:
+                return self._warm_up(x, y)
             self._record(x, y)
-        self._last_shape = x.shape
-        if self.graph is not None and x.shape == self._x.shape:
-            self._x.copy_(x)
-            self._y.copy_(y)
-            self.graph.replay()
-            self.replays += 1
-            return self._loss.clone(), self._preds.clone()  # the next replay overwrites them
-        if self.graph is not None:
+        if x.shape != self._x.shape:  # an epoch's smaller last batch
             return self._eager(x, y)
+        self._x.copy_(x)
+        self._y.copy_(y)
+        self.graph.replay()
+        self.replays += 1
+        return self._loss.clone(), self._preds.clone()  # the next replay overwrites them
+
+    def _eager(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return raw_step(self.net, self.loss, self.optimizer, x, y)
+
+    def _warm_up(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             out = self._eager(x, y)
         torch.cuda.current_stream().wait_stream(side)
         self._eager_steps += 1
+        self._last_shape = x.shape
         return out
-
-    def _eager(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.optimizer.zero_grad(set_to_none=True)
-        logits = self.net(x)  # (B, C)
-        loss = self.loss(logits, y)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach(), logits.detach().argmax(-1)
 
     def _record(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self._x, self._y = torch.empty_like(x), torch.empty_like(y)  # the graph's inputs, (B, ...) and (B,)
