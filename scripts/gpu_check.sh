@@ -54,25 +54,12 @@ step() {
 install() {
   local site=$work/site missing
   export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
-  # Pins of scripts/gpu_wheels.txt that this interpreter lacks or has in another version.
-  missing=$("$python" - "$repo/scripts/gpu_wheels.txt" <<'EOF'
-import importlib.metadata, sys
-for line in open(sys.argv[1]):
-    pin = line.split("#")[0].split()
-    if pin:
-        name, version = pin[0].split("==")
-        try:
-            found = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found = None
-        if found != version:
-            print(pin[0])
-EOF
-  ) || return 1
+  # Packages of scripts/gpu_wheels.txt that this interpreter lacks or has outside pyproject.toml's ranges.
+  missing=$("$python" "$repo/scripts/gpu_wheels.py" missing) || return 1
   if [ -n "$missing" ]; then
     [ -n "$wheels" ] || { echo "error: missing $(echo $missing) and no WHEELS_DIR given (scripts/gpu_wheels.sh)"; return 2; }
     echo "installing from $wheels: $(echo $missing)"
-    # shellcheck disable=SC2086  # one argument per pin
+    # shellcheck disable=SC2086  # one argument per requirement; pip takes the newest wheel in range
     "$python" -m pip install -q --no-index --no-deps --no-compile --find-links "$wheels" --target "$site" $missing \
       || return 1
   fi

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import os
 import subprocess
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DATA_DIR, ROOT
+from packaging.requirements import Requirement
 
 pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
 
@@ -46,3 +49,28 @@ def test_gpu_check_dry_run_writes_the_report(tmp_path: Path) -> None:
         assert [p["steps_per_epoch"] for p in bench["results"]["pipelines"]] == [per_epoch] * 3
         assert bench["results"]["device"] == "cpu"
     assert [t[2] for t in report["targets"]] == [None, None, None]  # GPU targets: not judged on the CPU
+
+
+def _gpu_wheels():
+    spec = importlib.util.spec_from_file_location("gpu_wheels", ROOT / "scripts" / "gpu_wheels.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_wheel_check_reads_the_ranges_not_pins() -> None:
+    """What is installed is judged against pyproject's ranges (or a dependent's metadata), never a hand pin."""
+    from packaging.specifiers import SpecifierSet
+
+    gw = _gpu_wheels()
+    ranges = gw.project_ranges()
+    assert str(ranges["hydra-core"]) == str(SpecifierSet(">=1.3.2,<1.4")) and "optuna" in ranges
+    assert all("==" not in line for line in (ROOT / "scripts" / "gpu_wheels.txt").read_text().splitlines())
+    # This environment holds the README's install, so every listed package is in range: nothing to install.
+    assert gw.missing(gw.listed(), ranges) == []
+    # A range the installed release falls outside of is reported as a requirement pip can install from.
+    assert gw.missing(["optuna"], {"optuna": SpecifierSet(">=999")}) == ["optuna>=999"]
+    assert gw.missing(["no-such-package-here"], {}) == ["no-such-package-here"]
+    # A package pyproject does not name takes its range from what the installed dependents require of it.
+    hydra_needs = next(r for r in importlib.metadata.requires("hydra-core") if r.startswith("omegaconf"))
+    assert str(gw.needed_ranges(["omegaconf"], {})["omegaconf"]) == str(Requirement(hydra_needs).specifier)
