@@ -7,6 +7,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.cli import register_resolvers, skip_final_collection, user_errors
+from mnistlab.command_line import exit_on_mistake
 
 register_resolvers()  # ${mnistlab.eval_dir:} in conf/evaluate.yaml
 
@@ -32,5 +33,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    exit_on_mistake(__file__, "evaluate")  # typos: one line with the fix, before Hydra runs
     skip_final_collection()
     main()

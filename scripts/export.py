@@ -7,6 +7,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.cli import skip_final_collection, user_errors
+from mnistlab.command_line import exit_on_mistake
 
 
 def run(cfg: DictConfig) -> str:
@@ -28,5 +29,6 @@ def main(cfg: DictConfig) -> str:
 
 
 if __name__ == "__main__":
+    exit_on_mistake(__file__, "export")  # typos: one line with the fix, before Hydra runs
     skip_final_collection()
     main()

@@ -4,6 +4,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.cli import skip_final_collection, user_errors
+from mnistlab.command_line import exit_on_mistake
 
 
 def run(cfg: DictConfig) -> None:
@@ -29,5 +30,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_mistake(__file__, "predict")  # typos: one line with the fix, before Hydra runs
     skip_final_collection()
     main()

@@ -8,6 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mnistlab.cli import user_errors
+from mnistlab.command_line import exit_on_mistake
 
 
 def run(cfg: DictConfig) -> None:
@@ -27,4 +28,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_mistake(__file__, "serve")  # typos: one line with the fix, before Hydra runs
     main()

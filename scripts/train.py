@@ -12,6 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.cli import register_resolvers, skip_final_collection, user_errors
+from mnistlab.command_line import exit_on_mistake
 from mnistlab.ddp import ddp_children_join_this_job
 
 register_resolvers()  # ${mnistlab.if_set:...} in conf/hydra/train.yaml: resume=RUN_DIR runs in RUN_DIR
@@ -60,5 +61,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    exit_on_mistake(__file__, "train")  # typos: one line with the fix, before Hydra runs
     skip_final_collection()
     main()

@@ -1,0 +1,318 @@
+"""An entry script's command line checked against its config tree before Hydra runs: one line per mistake.
+
+Hydra answers a misspelled key or option with a block of six to nine lines that ends in its own
+internals and, for a key, advises ``+key=...``, which only leads to a second error. Here every
+override of the command line (each value of a multirun's sweeps too) is checked before the first
+job starts, and the first mistake comes back as one sentence with the fix:
+
+- an unknown key, at any depth: the nearest key within edit distance 2, or the same key under
+  another group (``max_epochs`` -> ``trainer.max_epochs``);
+- an argument of a ``_target_`` that its config does not list yet: ``+key=value`` is the fix;
+- an unknown option of a config group: the nearest option and the list of them;
+- a value of the wrong type for a setting whose type is known (an ``int``, ``float`` or ``bool``
+  in the config or in the annotation of its ``_target_``'s argument).
+
+Only Hydra's public API is used (its override parser, its compose API and its config loader).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+import types
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, OverrideType, ValueType
+from hydra.errors import HydraException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf
+
+MAX_DISTANCE = 2  # the furthest a suggestion may be from what was typed (insertions, deletions, swaps)
+SHOWN_KEYS = 10  # allowed keys listed in a message before "..."
+# Flags after which the command only shows something (help, the config): nothing is run, nothing checked.
+SHOW_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
+FLAGS_WITH_VALUE = {
+    "--config-path": "path", "-cp": "path", "--config-name": "name", "-cn": "name",
+    "--config-dir": "dir", "-cd": "dir", "--package": "package", "-p": "package",
+}  # fmt: skip
+_ABSENT = object()
+
+
+def distance(a: str, b: str) -> int:
+    """Edit distance with adjacent swaps (optimal string alignment), case-insensitive.
+
+    Hand-written (a dozen lines) rather than a new dependency such as rapidfuzz.
+    """
+    a, b = a.lower(), b.lower()
+    rows = [list(range(len(b) + 1))] + [[i] + [0] * len(b) for i in range(1, len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            rows[i][j] = min(rows[i - 1][j] + 1, rows[i][j - 1] + 1, rows[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                rows[i][j] = min(rows[i][j], rows[i - 2][j - 2] + 1)
+    return rows[-1][-1]
+
+
+def nearest(word: str, choices: list[str]) -> str | None:
+    """The choice closest to ``word``: within edit distance 2 (1 for words of up to 4 letters), else the
+    one choice that starts with it (``ckpt`` -> ``ckpt_path``); None if neither."""
+    limit = MAX_DISTANCE if len(word) > 4 else 1
+    scored = sorted((distance(word, c), i, c) for i, c in enumerate(choices))
+    if scored and scored[0][0] <= limit:
+        return scored[0][2]
+    starting = [c for c in choices if len(word) >= 3 and c.lower().startswith(word.lower())]
+    return starting[0] if len(starting) == 1 else None
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(names[:SHOWN_KEYS]) + (", ..." if len(names) > SHOWN_KEYS else "")
+
+
+def _target_parameters(node: DictConfig) -> dict[str, inspect.Parameter] | None:
+    """The arguments of the node's ``_target_`` (None: no target, or one that takes ``**kwargs``)."""
+    target = node.get("_target_") if "_target_" in node else None
+    if not isinstance(target, str):
+        return None
+    module, _, name = target.rpartition(".")
+    try:
+        params = dict(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return {k: p for k, p in params.items() if k not in ("self", "params")}
+
+
+def _primitive_types(annotation: Any) -> set[type] | None:
+    """The command-line types an annotation admits (None: not known, so not checked)."""
+    if annotation in (int, float, bool, str):
+        return {annotation}
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return {type(v) for v in typing.get_args(annotation)}
+    if origin in (typing.Union, types.UnionType):
+        found: set[type] = set()
+        for arg in typing.get_args(annotation):
+            if arg is type(None):
+                continue
+            inner = _primitive_types(arg)
+            if inner is None and typing.get_origin(arg) is None and isinstance(arg, type):
+                continue  # a tensor or another object the command line cannot give
+            if inner is None:
+                return None  # a list, a tuple, ...: not checked
+            found |= inner
+        return found or None
+    return None
+
+
+def _expected_types(parent: DictConfig, key: str) -> set[type] | None:
+    """The types a value of ``parent[key]`` may have, from its ``_target_``'s annotation or its current value."""
+    target = parent.get("_target_") if "_target_" in parent else None
+    if isinstance(target, str):
+        module, _, name = target.rpartition(".")
+        try:
+            hints = typing.get_type_hints(getattr(importlib.import_module(module), name).__init__)
+        except Exception:  # unresolvable annotations: judged by the current value below
+            hints = {}
+        if key in hints:
+            return _primitive_types(hints[key])
+    if OmegaConf.is_interpolation(parent, key) or OmegaConf.is_missing(parent, key):
+        return None
+    value = parent[key]
+    return {type(value)} if type(value) in (int, float, bool) else None
+
+
+def _type_mistake(key: str, value: Any, expected: set[type]) -> str | None:
+    if value is None or type(value) in expected or (type(value) is int and float in expected):
+        return None
+    if isinstance(value, str) and str in expected:
+        return None
+    wanted = "true or false" if expected == {bool} else "an integer" if expected == {int} else "a number"
+    if not expected <= {int, float, bool}:
+        wanted = " or ".join(sorted(t.__name__ for t in expected))
+    return f"{key}={value!r} is not {wanted}"
+
+
+def _child(node: Any, key: str) -> Any:
+    if not isinstance(node, DictConfig) or not (key in node or OmegaConf.is_missing(node, key)):
+        return _ABSENT
+    if OmegaConf.is_missing(node, key) or OmegaConf.is_interpolation(node, key):
+        return None
+    return node[key]
+
+
+def _all_keys(node: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(node, DictConfig):
+        for key in node:
+            if not str(key).startswith("_"):
+                full = f"{prefix}{key}"
+                yield full
+                yield from _all_keys(_child(node, str(key)), f"{full}.")
+
+
+def _unknown_key(cfg: DictConfig, override: Override, parts: list[str], i: int, parent: Any) -> str:
+    """The message for ``parts[i]``, absent under ``parent`` (the node at ``parts[:i]``)."""
+    key, bad, value = ".".join(parts), parts[i], override.input_line.split("=", 1)[-1]
+    owner = ".".join(parts[:i])
+    params = _target_parameters(parent) if isinstance(parent, DictConfig) else None
+    listed = [str(k) for k in parent if not str(k).startswith("_")] if isinstance(parent, DictConfig) else []
+    if params is not None and bad in params and i == len(parts) - 1:
+        return f"{key} is not in the config of {parent._target_}; add it with +{key}={value}"
+    if not isinstance(parent, DictConfig):
+        return f"{owner} is a value, not a group of settings: {key} does not exist"
+    candidates = listed + [p for p in (params or {}) if p not in listed]
+    close = nearest(bad, candidates)
+    suggestion = None
+    if close is not None:
+        plus = "+" if close not in listed else ""
+        suggestion = plus + ".".join([*parts[:i], close, *parts[i + 1 :]])
+    elif i == 0:  # a key given without its group: the same name (or a near one) deeper down
+        leaves = {k: k.rsplit(".", 1)[1] for k in _all_keys(cfg) if "." in k}
+        exact = [k for k, leaf in leaves.items() if leaf == bad]
+        near = nearest(bad, list(leaves.values()))
+        found = exact or [k for k, leaf in leaves.items() if leaf == near]
+        if found:
+            best = min(found, key=lambda k: (k.count("."), len(k)))
+            suggestion = ".".join([best, *parts[1:]])
+    where = "a top-level setting" if i == 0 else f"a setting of {parent.get('_target_', owner) or owner}"
+    message = f"{key} is not {where}"
+    if suggestion is not None:
+        message += f"; did you mean {suggestion}?"
+    if i > 0 or suggestion is None:
+        message += f" (allowed: {_listing(candidates)})"
+    return message
+
+
+def _values(override: Override) -> list[Any]:
+    if override.value_type in (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP, ValueType.RANGE_SWEEP):
+        return list(override.sweep_iterator())
+    if override.is_sweep_override():
+        return []  # an interval or glob: its values are drawn later, only the key is checked
+    return [override.value()]
+
+
+def _group_mistake(override: Override, options: list[str]) -> str | None:
+    group = override.key_or_group
+    for value in _values(override):
+        for option in value if isinstance(value, list) else [value]:
+            if option is None or str(option) in options:
+                continue
+            close = nearest(str(option), options)
+            hint = f"; did you mean {group}={close}?" if close else ""
+            return f"{group}={option}: no such {group}{hint} ({', '.join(options)})"
+    return None
+
+
+def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
+    parts = override.key_or_group.split(".")
+    node: Any = cfg
+    for i, part in enumerate(parts):
+        child = _child(node, part)
+        if child is _ABSENT:
+            if override.type is OverrideType.ADD and i == len(parts) - 1:
+                params = _target_parameters(node) if isinstance(node, DictConfig) else None
+                if params is None or part in params:
+                    return None  # +key=value adds what the config lacks: Hydra's job
+            elif override.type is OverrideType.ADD:
+                return None
+            return _unknown_key(cfg, override, parts, i, node)
+        if i < len(parts) - 1:
+            node = child
+    key = override.key_or_group
+    if override.type is OverrideType.ADD:
+        return f"+{key}: {key} is set already; give it without the +"
+    if override.type is OverrideType.CHANGE:
+        expected = _expected_types(node, parts[-1])
+        for value in _values(override) if expected else []:
+            if mistake := _type_mistake(key, value, expected):
+                return mistake
+    return None
+
+
+def _overrides(args: list[str]) -> tuple[list[str], dict[str, str]] | None:
+    """The overrides and the value flags of ``args``; None when the command only shows something."""
+    overrides, flags, i = [], {}, 0
+    while i < len(args):
+        arg = args[i]
+        name = arg.split("=", 1)[0]
+        if name in SHOW_FLAGS:
+            return None
+        if name in FLAGS_WITH_VALUE:
+            given = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+            flags[FLAGS_WITH_VALUE[name]] = given
+            i += 1 if "=" in arg else 2
+            continue
+        if not arg.startswith("-"):
+            overrides.append(arg)
+        i += 1
+    return overrides, flags
+
+
+def config_mistake(script: Path, config_name: str, args: list[str]) -> str | None:
+    """The first mistake of a script's command line, as one sentence, or None.
+
+    Args:
+        script: The entry script (its ``conf/`` is ``../conf`` from it, as its ``hydra.main`` says).
+        config_name: The script's primary config (``train``, ``evaluate``, ...).
+        args: The command line after the script's name (``sys.argv[1:]``).
+    """
+    parsed = _overrides(args)
+    if parsed is None:
+        return None
+    strings, flags = parsed
+    if "dir" in flags or "package" in flags:
+        return None  # another search path or package: Hydra's own checks apply
+    conf = Path(flags.get("path") or script.parent.parent / "conf")
+    conf = conf if conf.is_absolute() else script.parent / conf
+    parser = OverridesParser.create()
+    for text in strings:
+        try:
+            parser.parse_overrides([text])
+        except OverrideParseException as e:
+            reason = str(e).splitlines()[0]
+            return f"cannot read the override {text!r}: {reason} (key=value, see hydra.cc's override grammar)"
+    overrides = [o for o in parser.parse_overrides(strings) if not o.key_or_group.startswith("hydra")]
+    if not overrides or any(o.package for o in overrides):
+        return None  # nothing to check, or a package override (group@pkg): Hydra's own checks apply
+    with initialize_config_dir(str(conf.resolve()), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        groups, values = [], []
+        for o in overrides:
+            parent, _, leaf = o.key_or_group.rpartition("/")
+            is_group = o.type is not OverrideType.DEL and leaf in loader.list_groups(parent)
+            (groups if is_group else values).append(o)
+        for o in groups:
+            if mistake := _group_mistake(o, loader.get_group_options(o.key_or_group)):
+                return mistake
+        if not values:
+            return None
+        # The tree of the chosen options (a sweep's first); the value overrides are checked against it.
+        choices = [
+            f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
+            for o in groups
+        ]
+        try:
+            cfg = compose(flags.get("name") or config_name, overrides=choices)
+        except HydraException:
+            return None  # the choices themselves clash: Hydra's message says how
+    for o in values:  # a class chosen on the command line decides which arguments its node takes
+        if o.key_or_group.split(".")[-1] == "_target_" and o.type is not OverrideType.DEL and not o.is_sweep_override():
+            OmegaConf.update(cfg, o.key_or_group, o.value(), force_add=True)
+    for o in values:
+        if mistake := _value_mistake(cfg, o):
+            return mistake
+    return None
+
+
+def exit_on_mistake(script: str, config_name: str) -> None:
+    """For an entry script's ``__main__``: prints the command line's first mistake and exits with 2."""
+    if mistake := config_mistake(Path(script).resolve(), config_name, sys.argv[1:]):
+        print(f"error: {mistake}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,90 @@
+"""A newcomer's typos on every entry script: one ``error:`` line with the fix, exit code 2, before any work.
+
+Each row runs the real script in an empty folder: nothing may be printed but the one line, no Hydra
+internals (``HYDRA_FULL_ERROR``, ``full_key``, search paths), and no run folder may be left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import DATA_DIR, ROOT
+
+from mnistlab.command_line import config_mistake, distance, nearest
+
+# (script, arguments, the fix the line must name)
+CASES = [
+    ("train.py", "optimizer.lrr=0.1", "did you mean optimizer.lr?"),
+    ("train.py", "max_epochs=3", "max_epochs is not a top-level setting; did you mean trainer.max_epochs?"),
+    ("train.py", "model=hiden", "did you mean model=hidden? (cnn, hidden, linear)"),
+    ("train.py", "lr=0.01", "did you mean optimizer.lr?"),
+    ("train.py", "trainer.max_epoch=3", "did you mean trainer.max_epochs?"),
+    ("train.py", "model.hidden_unit=50", "not a setting of mnistlab.models.MLP; did you mean model.hidden_units?"),
+    ("train.py", "optimzer.lr=0.1", "did you mean optimizer.lr?"),
+    ("train.py", "data/augment=afine", "did you mean data/augment=affine?"),
+    ("train.py", "optimizer.weight_decy=0.1", "did you mean optimizer.weight_decay?"),
+    ("train.py", "optimizer.amsgrad=true", "add it with +optimizer.amsgrad=true"),
+    ("train.py", "+trainer.max_epochs=3", "give it without the +"),
+    ("train.py", "trainer.max_epochs=abc", "trainer.max_epochs='abc' is not an integer"),
+    ("train.py", "trainer.max_epochs=2.5", "is not an integer"),
+    ("train.py", "optimizer.lr=fast", "optimizer.lr='fast' is not a number"),
+    ("train.py", "trainer.enable_progress_bar=maybe", "is not true or false"),
+    ("train.py", "-m model=linear,hiden", "did you mean model=hidden?"),
+    ("train.py", "-m optimizer=adam,sdg trainer.max_epochs=1", "did you mean optimizer=sgd?"),
+    ("train.py", "-m seed=1,2,x", "seed='x' is not an integer"),
+    ("evaluate.py", "ckpt=run", "did you mean ckpt_path?"),
+    ("evaluate.py", "ckpt_path=run trainer.acelerator=cpu", "did you mean trainer.accelerator?"),
+    ("predict.py", "ckpt_path=run indx=998", "did you mean index?"),
+    ("export.py", "ckpt_path=run formt=onnx", "did you mean format?"),
+    ("export.py", "ckpt_path=run tolerance=abc", "tolerance='abc' is not a number"),
+    ("serve.py", "ckpt_path=run prt=8000", "did you mean port?"),
+    ("serve.py", "ckpt_path=run port=abc", "port='abc' is not an integer"),
+]
+
+
+def run(script: str, args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
+    command = [sys.executable, str(ROOT / "scripts" / script), *args.split()]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[subprocess.CompletedProcess, Path]]:
+    folders = [tmp_path_factory.mktemp("typo") for _ in CASES]
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [(s, a, f) for (s, a, _), f in zip(CASES, folders, strict=True)]
+        done = list(pool.map(lambda job: run(*job), jobs))
+    return list(zip(done, folders, strict=True))
+
+
+@pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{s}:{a}" for s, a, _ in CASES])
+def test_typo_is_one_line_with_the_fix(results: list, i: int) -> None:
+    result, folder = results[i]
+    _, _, fix = CASES[i]
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert fix in lines[0], lines[0]
+    for internal in ("HYDRA_FULL_ERROR", "full_key", "provider=", "Traceback", "object_type"):
+        assert internal not in lines[0]
+    assert list(folder.iterdir()) == [], "a folder was left behind"
+
+
+def test_plus_key_stays_available(tmp_path: Path) -> None:
+    """``+key=value`` for an argument the config lacks passes the check, and Hydra adds it."""
+    assert config_mistake(ROOT / "scripts" / "train.py", "train", ["+optimizer.amsgrad=true"]) is None
+    result = run("train.py", "+optimizer.amsgrad=true --cfg job", tmp_path)
+    assert result.returncode == 0 and "amsgrad: true" in result.stdout, result.stderr
+
+
+def test_suggestions_within_two_edits() -> None:
+    assert distance("hiden", "hidden") == 1 and distance("adma", "adam") == 1 and distance("lrr", "lr") == 1
+    assert nearest("max_epoch", ["max_epochs", "max_steps"]) == "max_epochs"
+    assert nearest("weight_decy", ["lr", "weight_decay"]) == "weight_decay"
+    assert nearest("xyz", ["lr", "seed"]) is None  # nothing near: no guess
+    assert nearest("foo", ["root"]) is None  # short words: one edit at most
