@@ -12,12 +12,11 @@ from mnistlab.command_line import exit_on_mistake
 
 
 def run(cfg: DictConfig) -> None:
-    from mnistlab.errors import MnistlabError
+    from mnistlab.extras import require
 
-    try:
-        from mnistlab.serving.server import serve
-    except ImportError as e:
-        raise MnistlabError(f'serving needs the serve extra ({e.name} is missing): pip install -e ".[serve]"') from None
+    require("serving", "serve", "litserve", "fastapi", "multipart")
+    from mnistlab.serving.server import serve
+
     serve(cfg.ckpt_path, cfg.host, int(cfg.port), cfg.accelerator, cfg.max_batch_size, cfg.batch_timeout, cfg.timeout)
 
 

@@ -33,6 +33,8 @@ from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab.extras import GROUP_EXTRAS, missing_extra
+
 MAX_DISTANCE = 2  # the furthest a suggestion may be from what was typed (insertions, deletions, swaps)
 SHOWN_KEYS = 10  # allowed keys listed in a message before "..."
 # Flags after which the command only shows something (help, the config): nothing is run, nothing checked.
@@ -278,7 +280,14 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         except OverrideParseException as e:
             reason = str(e).splitlines()[0]
             return f"cannot read the override {text!r}: {reason} (key=value, see hydra.cc's override grammar)"
-    overrides = [o for o in parser.parse_overrides(strings) if not o.key_or_group.startswith("hydra")]
+    overrides = parser.parse_overrides(strings)
+    for o in overrides:  # a feature of an optional extra: the install line, before anything else
+        for value in _values(o) if o.key_or_group in {group for group, _ in GROUP_EXTRAS} else []:
+            if (o.key_or_group, value) in GROUP_EXTRAS:
+                modules, extra = GROUP_EXTRAS[o.key_or_group, value]
+                if message := missing_extra(f"{o.key_or_group}={value}", extra, *modules):
+                    return message
+    overrides = [o for o in overrides if not o.key_or_group.startswith("hydra")]
     if not overrides or any(o.package for o in overrides):
         return None  # nothing to check, or a package override (group@pkg): Hydra's own checks apply
     with initialize_config_dir(str(conf.resolve()), version_base="1.3"):

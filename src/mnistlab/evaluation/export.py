@@ -15,6 +15,7 @@ from mnistlab.checkpoints import load_system
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.evaluate import saved_datamodule
 from mnistlab.evaluation.predictors import OnnxPredictor, ProbabilityNet, input_stats, quiet
+from mnistlab.extras import require
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 CHECK_IMAGES = 100
@@ -22,11 +23,8 @@ CHECK_IMAGES = 100
 
 def write_onnx(model: ProbabilityNet, path: Path, metadata: dict[str, str]) -> None:
     """ONNX through ``torch.onnx.export`` (the dynamo exporter) with a dynamic batch dimension."""
-    try:
-        import onnx
-        import onnxscript  # noqa: F401  (torch.onnx.export's dynamo exporter needs it)
-    except ImportError:
-        raise MnistlabError('format=onnx needs onnx, onnxscript and onnxruntime: pip install -e ".[export]"') from None
+    import onnx
+    import onnxscript  # noqa: F401  (torch.onnx.export's dynamo exporter needs it; `export` checked both)
     example = torch.rand(2, 1, 28, 28)
     with quiet("onnxscript", "onnx_ir"), contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress notes
         program = torch.onnx.export(
@@ -62,6 +60,8 @@ def export(
     """
     if fmt not in SUFFIXES:
         raise MnistlabError(f"format={fmt} must be one of {sorted(SUFFIXES)}")
+    if fmt == "onnx":  # before the checkpoint is read: nothing is done that the missing extra would waste
+        require("format=onnx", "export", "onnx", "onnxscript", "onnxruntime")
     system, saved = load_system(ckpt_path)
     mean, std = input_stats(saved)
     model = ProbabilityNet(system.net, system.head, mean, std).eval()

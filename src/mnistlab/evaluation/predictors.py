@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from mnistlab.checkpoints import load_system
 from mnistlab.data import SPECS
 from mnistlab.errors import MnistlabError
+from mnistlab.extras import require
 from mnistlab.systems import Classifier
 from mnistlab.systems.losses import probabilities
 
@@ -98,10 +99,8 @@ class OnnxPredictor:
     """An ONNX file written by ``mnistlab.evaluation.export``, run by ONNX Runtime on the CPU."""
 
     def __init__(self, path: str | Path) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise MnistlabError('ONNX files need onnxruntime: pip install -e ".[export]"') from None
+        require("an ONNX file", "export", "onnxruntime")
+        import onnxruntime as ort
         path = Path(path)
         if not path.is_file():
             raise MnistlabError(f"model not found: {path}")
