@@ -31,13 +31,13 @@ sys.meta_path[:] = [Hide(f) for f in sys.meta_path]
 # (feature, blocked modules, script and arguments, the line)
 CASES = [
     ("optuna", "optuna", "train.py -m hparams_search=optuna",
-     'error: hparams_search=optuna needs optuna, which is not installed: pip install -e ".[sweep]"'),
+     'error: hparams_search=optuna needs Optuna, which is not installed: pip install -e ".[sweep]"'),
     ("joblib", "hydra_plugins.hydra_joblib_launcher", "train.py -m hydra/launcher=joblib seed=1,2",
      'error: hydra/launcher=joblib needs hydra-joblib-launcher, which is not installed: pip install -e ".[sweep]"'),
     ("submitit", "submitit", "train.py -m hydra/launcher=submitit_local seed=1,2",
      'error: hydra/launcher=submitit_local needs submitit, which is not installed: pip install -e ".[sweep]"'),
     ("mlflow", "mlflow", "train.py logger=mlflow",
-     'error: logger=mlflow needs mlflow, which is not installed: pip install -e ".[mlflow]"'),
+     'error: logger=mlflow needs MLflow, which is not installed: pip install -e ".[mlflow]"'),
     ("onnx", "onnx", "export.py ckpt_path={ckpt} format=onnx",
      'error: format=onnx needs onnx, which is not installed: pip install -e ".[export]"'),
     ("onnxruntime", "onnxruntime", "predict.py ckpt_path={onnx} index=0",

@@ -15,6 +15,8 @@ GROUP_EXTRAS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     ("logger", "mlflow"): (("mlflow",), "mlflow"),
     ("logger", "tb_mlflow"): (("mlflow",), "mlflow"),
 }
+# How the messages name a module: the project's own name for it, else its pip name.
+NAMES = {"mlflow": "MLflow", "optuna": "Optuna", "multipart": "python-multipart"}
 
 
 def missing_extra(feature: str, extra: str, *modules: str) -> str | None:
@@ -23,7 +25,7 @@ def missing_extra(feature: str, extra: str, *modules: str) -> str | None:
         try:
             importlib.import_module(module)
         except ImportError:
-            name = module.removeprefix("hydra_plugins.").replace("_", "-")
+            name = NAMES.get(module, module.removeprefix("hydra_plugins.").replace("_", "-"))
             return f'{feature} needs {name}, which is not installed: pip install -e ".[{extra}]"'
     return None
 
