@@ -34,6 +34,7 @@ The network-record errors of own-network.md are compared on checkpoints that ``p
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shlex
@@ -263,6 +264,47 @@ def test_every_error_line_in_the_prose_is_compared() -> None:
                 if not tested_table and quoted != "error: ..." and " ".join(quoted.split()) not in shown:
                     loose.append(f"{doc.name}: {quoted}")
     assert not loose, "show these in a ```console transcript, which is run and compared:\n" + "\n".join(loose)
+
+
+def resolves(dotted: str) -> bool:
+    """Whether ``dotted`` (``mnistlab.x.y``) names an importable module or an attribute of one."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(target, name):
+                return False
+            target = getattr(target, name)
+        return True
+    return False
+
+
+def test_every_module_and_file_the_docs_name_exists() -> None:
+    """``mnistlab.x.y`` names and repository paths in the pages point at code that is there (renames show here).
+
+    ``mynets.py`` is the user's own module of own-network.md, not the repository's.
+    """
+    sources = [
+        str(p.relative_to(ROOT))
+        for d in ("src", "scripts", "tests", "benchmarks", "docs")
+        for p in (ROOT / d).rglob("*.py")
+    ]
+    stale = []
+    for doc in DOCS:
+        text = doc.read_text()
+        for dotted in sorted(set(re.findall(r"\bmnistlab(?:\.[A-Za-z_]\w*)+", text))):
+            if not resolves(dotted):
+                stale.append(f"{doc.name}: {dotted}")
+        for path in sorted(set(re.findall(r"\b(?:src|scripts|tests|conf|benchmarks|docs)/[\w/.-]*\w", text))):
+            if "*" not in path and not (ROOT / path).exists():
+                stale.append(f"{doc.name}: {path}")
+        for path in sorted(set(re.findall(r"[\w/]+\.py\b", text))):  # also short forms: systems/graphed.py
+            if Path(path).name != "mynets.py" and not any(f == path or f.endswith(f"/{path}") for f in sources):
+                stale.append(f"{doc.name}: {path}")
+    assert not stale, "the pages name code that is not there:\n" + "\n".join(stale)
 
 
 def test_table_of_commands_covers_every_script() -> None:
