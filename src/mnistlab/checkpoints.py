@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from mnistlab.atomic_files import write_atomic
 from mnistlab.errors import MnistlabError
-from mnistlab.io import write_atomic
 from mnistlab.systems import Classifier
 
 # Which model files the scripts take, for messages about the wrong kind of file.
@@ -150,7 +150,7 @@ def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
     """Rebuilds the trained system and returns it with the data module's saved settings.
 
     The network is rebuilt from the checkpoint's record alone, by calling the
-    ``torch.nn.Module`` subclass it names and nothing else (see ``mnistlab.records``).
+    ``torch.nn.Module`` subclass it names and nothing else (see ``mnistlab.checkpoint_records``).
 
     Returns:
         The system in eval mode on the CPU, and the ``MNISTDataModule`` arguments the run

@@ -14,12 +14,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab.checkpoint_records import network_class
+from mnistlab.config_checks import check_devices, check_targets
 from mnistlab.cuda_check import skip_nvml_probe_without_driver
 from mnistlab.data import MNISTDataModule
 from mnistlab.engine import Engine, configure_engine
-from mnistlab.records import network_class
 from mnistlab.systems import Classifier
-from mnistlab.validation import check_devices, check_targets
 
 
 @dataclass

@@ -10,12 +10,12 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from mnistlab.atomic_files import write_metrics
 from mnistlab.checkpoints import read_checkpoint
+from mnistlab.config_checks import check_number
 from mnistlab.data import MNISTDataModule
-from mnistlab.io import write_metrics
 from mnistlab.systems import Classifier
-from mnistlab.tensorboard import tensorboard_writers
-from mnistlab.validation import check_number
+from mnistlab.tb_writers import tensorboard_writers
 
 # The metrics every run reports; TensorBoard's HParams tab compares runs on these.
 SUMMARY_METRICS = ("test/acc", "test/loss", "val/acc_best")

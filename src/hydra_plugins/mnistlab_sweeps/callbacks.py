@@ -14,10 +14,10 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab.atomic_files import write_json
 from mnistlab.cli import exception_chain, user_error
 from mnistlab.console import quiet_console
 from mnistlab.errors import MnistlabError
-from mnistlab.io import write_json
 from mnistlab.sweeps.gpus import claim_slot, visible_gpus
 from mnistlab.sweeps.summary import JOB_FILE, read_metrics, write_summary
 
