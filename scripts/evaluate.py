@@ -6,9 +6,7 @@ The report goes into the checkpoint's own run folder, ``<run>/eval/<date>_<time>
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.cli import register_resolvers, skip_final_collection, user_errors
-
-register_resolvers()  # ${mnistlab.eval_dir:} in conf/evaluate.yaml
+from mnistlab import process
 
 
 def run(cfg: DictConfig) -> float:
@@ -27,10 +25,11 @@ def run(cfg: DictConfig) -> float:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
-    with user_errors():
+    process.configure_job()
+    with process.exit_on_user_error():
         return run(cfg)
 
 
 if __name__ == "__main__":
-    skip_final_collection()
+    process.setup()
     main()

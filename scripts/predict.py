@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.cli import skip_final_collection, user_errors
+from mnistlab import process
 
 
 def run(cfg: DictConfig) -> None:
@@ -24,10 +24,11 @@ def run(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    with user_errors():
+    process.configure_job()
+    with process.exit_on_user_error():
         run(cfg)
 
 
 if __name__ == "__main__":
-    skip_final_collection()
+    process.setup()
     main()

@@ -7,7 +7,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from mnistlab.cli import user_errors
+from mnistlab import process
 
 
 def run(cfg: DictConfig) -> None:
@@ -17,14 +17,17 @@ def run(cfg: DictConfig) -> None:
         from mnistlab.serving.server import serve
     except ImportError as e:
         raise MnistlabError(f'serving needs the serve extra ({e.name} is missing): pip install -e ".[serve]"') from None
+    process.stop_on_sigterm()
     serve(cfg.ckpt_path, cfg.host, int(cfg.port), cfg.accelerator, cfg.max_batch_size, cfg.batch_timeout, cfg.timeout)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
 def main(cfg: DictConfig) -> None:
-    with user_errors():
+    process.configure_job()
+    with process.exit_on_user_error():
         run(cfg)
 
 
 if __name__ == "__main__":
+    process.setup()
     main()

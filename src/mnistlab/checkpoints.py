@@ -74,21 +74,6 @@ class SafeCheckpointIO(TorchCheckpointIO):
         return read_checkpoint(path)
 
 
-def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
-    """The saved config and ``last.ckpt`` of an interrupted run folder.
-
-    Raises:
-        MnistlabError: When ``run_dir`` is not a run folder or holds no ``last.ckpt`` yet.
-    """
-    run = Path(run_dir).expanduser().resolve()
-    config, last = run / ".hydra" / "config.yaml", run / "checkpoints" / "last.ckpt"
-    if not config.is_file():
-        raise MnistlabError(f"resume={run_dir}: not a run folder (no .hydra/config.yaml)")
-    if not last.is_file():
-        raise MnistlabError(f"resume={run_dir}: nothing to resume, no checkpoints/last.ckpt was saved yet")
-    return config, last
-
-
 def find_checkpoint(path: str | Path, prefer: tuple[str, ...] = ("best.ckpt", "last.ckpt")) -> Path:
     """The checkpoint file meant by ``ckpt_path``: the file itself, or the preferred checkpoint of a run folder.
 
@@ -109,41 +94,6 @@ def find_checkpoint(path: str | Path, prefer: tuple[str, ...] = ("best.ckpt", "l
                 print(f"ckpt_path={path} is a folder: using {candidate}", file=sys.stderr)
                 return candidate
     raise MnistlabError(f"ckpt_path={path} is a folder without {' or '.join(prefer)} (in it or in checkpoints/)")
-
-
-def finished_epochs(ckpt: dict[str, Any]) -> int:
-    """The number of epochs a checkpoint has trained through (its loop state, else its epoch-end ``epoch``).
-
-    An epoch-end checkpoint is saved while the epoch's training is ``processed`` but before Lightning
-    counts it ``completed``; a mid-epoch one has the running epoch started, not processed.
-    """
-    try:
-        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
-    except (KeyError, TypeError, ValueError):
-        return int(ckpt.get("epoch", -1)) + 1
-
-
-def check_can_continue(ckpt_path: str | Path, max_epochs: int | None) -> None:
-    """Refuses, before any work, to continue a checkpoint that has already finished ``max_epochs`` epochs.
-
-    ``trainer.max_epochs`` keeps Lightning's meaning, the total number of epochs, also when a run
-    continues from a checkpoint; Lightning itself would fail later with a traceback (or, at equality,
-    train nothing).
-    """
-    if max_epochs is None or max_epochs < 0:
-        return
-    done = finished_epochs(read_checkpoint(ckpt_path))
-    if done >= max_epochs:
-        raise MnistlabError(
-            f"the checkpoint has finished {done} epochs; set trainer.max_epochs above {done} to continue"
-        )
-
-
-def continue_from(ckpt_path: str | Path, max_epochs: int | None) -> Path:
-    """The checkpoint that ``scripts/train.py ckpt_path=...`` continues: a file, or a run folder's last.ckpt."""
-    path = find_checkpoint(ckpt_path, prefer=("last.ckpt",))
-    check_can_continue(path, max_epochs)
-    return path
 
 
 def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:

@@ -6,7 +6,6 @@ a config.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
@@ -16,7 +15,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.checkpoint_records import network_class
 from mnistlab.config_checks import check_devices, check_targets
-from mnistlab.cuda_check import skip_nvml_probe_without_driver
 from mnistlab.data import MNISTDataModule
 from mnistlab.engine import Engine, configure_engine
 from mnistlab.systems import Classifier
@@ -40,9 +38,6 @@ def compose(cfg: DictConfig) -> Run:
     """
     check_targets(OmegaConf.to_container(cfg, resolve=True))
     check_devices(OmegaConf.to_container(cfg.trainer, resolve=True))
-    # `lightning` adds its own console handler and also propagates to Hydra's: print each line once.
-    logging.getLogger("lightning").handlers.clear()
-    skip_nvml_probe_without_driver()  # Adam asks torch.cuda.is_available() at every step
     network_class(cfg.model.get("_target_"), "model")  # an importable nn.Module class, before any work
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
