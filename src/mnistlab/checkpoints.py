@@ -97,10 +97,13 @@ def find_checkpoint(path: str | Path, prefer: tuple[str, ...] = ("best.ckpt", "l
 
 
 def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
-    """Rebuilds the trained system and returns it with the data module's saved settings.
+    """``Classifier.load_from_checkpoint`` for the scripts: one-line errors, and the data module's saved settings.
 
-    The network is rebuilt from the checkpoint's record alone, by calling the
-    ``torch.nn.Module`` subclass it names and nothing else (see ``mnistlab.checkpoint_records``).
+    The one way a system is rebuilt from a checkpoint is Lightning's ``Classifier.load_from_checkpoint``
+    (``weights_only=True``), whose records rebuild the network by calling the ``torch.nn.Module``
+    subclass they name and nothing else (see ``mnistlab.checkpoint_records``). This reads the file
+    first with ``read_checkpoint``, so that a missing, unsafe or foreign file, and a record refused on
+    rebuilding, end in one line that names the file.
 
     Returns:
         The system in eval mode on the CPU, and the ``MNISTDataModule`` arguments the run
@@ -111,16 +114,9 @@ def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
     if not isinstance(hparams.get("net"), dict):
         raise MnistlabError(f"{path}: not an mnistlab checkpoint (no network record)")
     try:
-        system = Classifier(
-            net=hparams["net"],
-            label_smoothing=hparams.get("label_smoothing", 0.0),
-            class_names=hparams.get("class_names"),
-            head=hparams.get("head", "softmax"),
-        )
+        system = Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except MnistlabError as e:
         raise MnistlabError(f"{path}: {e}") from None
-    try:
-        system.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:  # e.g. a record whose arguments do not match the saved weights
         first = str(e).strip().splitlines()[0]
         raise MnistlabError(f"{path}: the weights do not fit the network its record builds ({first})") from None

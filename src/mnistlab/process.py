@@ -5,7 +5,8 @@ that train) call these, and the sweep plugin's callbacks, which Hydra runs in th
 use ``JobConsole`` and ``pin_gpu``. What is set, and why:
 
 - ``setup``, first thing, before Hydra composes:
-  - OmegaConf resolvers ``${mnistlab.*}``: the configs' run folders (evaluate's, a resumed run's).
+  - OmegaConf resolvers ``${mnistlab.*}``: the configs' run folders (evaluate's, a resumed run's) and
+    Hydra's exclude keys (``mnistlab.config_keys``), a dataset's folder (``mnistlab.data.specs``).
   - an exit hook, ``gc.freeze``: spares some 0.7 s of the interpreter's last collection.
 - ``configure_job``, as a job starts (after Hydra has set up logging):
   - warnings filters: notices nobody can act on (``IGNORED_WARNINGS``).
@@ -57,23 +58,33 @@ def setup() -> None:
 
 
 def register_resolvers() -> None:
-    """The configs' resolvers: ``${mnistlab.eval_dir:}`` (evaluate.yaml), ``${mnistlab.resume_*:}`` (hydra/train.yaml).
+    """The configs' ``${mnistlab.*}`` resolvers: run folders, Hydra's exclude keys, a dataset's folder.
 
     OmegaConf's resolvers are a registry of the process; the configs cannot compose without them.
     """
     from omegaconf import OmegaConf
 
+    from mnistlab.config_keys import placement_keys
     from mnistlab.resume import resume_record_dir, resume_run_dir
     from mnistlab.run_folders import eval_dir
 
     resolvers = {
         "mnistlab.eval_dir": eval_dir,
+        "mnistlab.placement_keys": placement_keys,
+        "mnistlab.dataset_folder": dataset_folder,
         "mnistlab.resume_run_dir": resume_run_dir,
         "mnistlab.resume_record_dir": resume_record_dir,
     }
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
+
+
+def dataset_folder(dataset: str) -> str:
+    """``mnistlab.data.specs.dataset_folder``, imported only when a config resolves it (it loads Lightning)."""
+    from mnistlab.data.specs import dataset_folder
+
+    return dataset_folder(dataset)
 
 
 def skip_final_collection() -> None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab.config_keys import PRESENTATION
 from mnistlab.errors import MnistlabError
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 # What may change when a run continues: how long it trains and where. Anything else would make the
 # continued run a different experiment in the same folder.
 RESUMABLE = ("trainer.max_epochs", "trainer.accelerator", "trainer.devices")
-# Overrides that say how to run or show it, never what is trained.
-IGNORED_PREFIXES = ("hydra.", "resume=", "callbacks.progress_bar.refresh_rate=", "paths.data_dir=")
 RECORD_DIR, RESUME_RECORD_DIR = ".hydra", ".hydra/resume"
 
 
@@ -82,9 +81,9 @@ def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> D
     saved = OmegaConf.load(config)
     epochs = saved.trainer.max_epochs  # the run's own, before the overrides
     for override in overrides:
-        if override.startswith(IGNORED_PREFIXES):
-            continue
         key = override.split("=", 1)[0].lstrip("+~")
+        if key.startswith("hydra.") or key == "resume" or key in PRESENTATION:  # how to run or show it
+            continue
         if key not in RESUMABLE:
             raise MnistlabError(
                 f"resume={run_dir} continues the run as it was configured and cannot take {key}; "

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.plugins.precision import Precision
 from torch import nn
 
-from mnistlab.checkpoint_records import build_network, factory_from_record, network_record, output_width, upgrade
+from mnistlab.checkpoint_records import build_network, factory_from_record, network_record, output_width
 from mnistlab.config_checks import check_number
 from mnistlab.data.loaders import Batch
 from mnistlab.errors import ConfigError
@@ -68,8 +68,7 @@ class Classifier(pl.LightningModule):
     (``mnistlab.checkpoint_records``), and the optimizer and scheduler are ``{"target": ..., **kwargs}``
     records. ``Classifier.load_from_checkpoint(path)`` passes these records back to
     ``__init__``, which rebuilds the network by calling its ``torch.nn.Module`` subclass and
-    nothing else; records in the older form (an MLP's ``hidden_units``/``num_classes``/
-    ``head``/``init``) still load, their ``head`` taking the place of the default.
+    nothing else.
 
     Args:
         net: The network, or its record (as ``load_from_checkpoint`` passes it).
@@ -102,8 +101,7 @@ class Classifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         if isinstance(net, Mapping):  # a checkpoint's record
-            record, legacy_head = upgrade(net, "checkpoint network")
-            head = legacy_head or head
+            record = dict(net)
             net = build_network(record)
         else:
             record = network_record(net, net_config)
