@@ -11,13 +11,11 @@ from mnistlab import process
 
 def run(cfg: DictConfig) -> float:
     from mnistlab.checkpoints import find_checkpoint
+    from mnistlab.composition import build_trainer
     from mnistlab.evaluation.evaluate import evaluate
 
     ckpt_path = find_checkpoint(cfg.ckpt_path)
-    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    callbacks = [hydra.utils.instantiate(c) for c in cfg.callbacks.values()]
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    result = evaluate(ckpt_path, trainer, OmegaConf.to_container(cfg.data, resolve=True))
+    result = evaluate(ckpt_path, build_trainer(cfg), OmegaConf.to_container(cfg.data, resolve=True))
     print(result.text())
     print(f"\nwritten to {cfg.paths.output_dir}")
     return result.accuracy

@@ -50,11 +50,16 @@ def compose(cfg: DictConfig) -> Run:
         scheduler=instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None,
         class_names=list(datamodule.classes),
     )
+    trainer = build_trainer(cfg)
+    engine = configure_engine(trainer, system, datamodule, cfg.get("engine", "auto"))
+    return Run(trainer, system, datamodule, engine)
+
+
+def build_trainer(cfg: DictConfig) -> pl.Trainer:
+    """The Trainer of ``cfg.trainer`` with the loggers of ``cfg.logger`` and the callbacks of ``cfg.callbacks``."""
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     if cfg.trainer.get("enable_progress_bar", True) is False:
         # The flag means no bar; Lightning would instead refuse the configured one.
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    engine = configure_engine(trainer, system, datamodule, cfg.get("engine", "auto"))
-    return Run(trainer, system, datamodule, engine)
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
