@@ -6,7 +6,8 @@ The steps, in the order a continued run takes them:
    ``resume_run_dir`` / ``resume_record_dir``: ``resume=RUN_DIR`` runs in ``RUN_DIR``, with
    Hydra's record of the resuming launch in ``.hydra/resume`` beside the first's.
 2. Its config (``continued_config``): the saved config of the run, with only ``RESUMABLE``
-   overrides applied, set to continue from ``checkpoints/last.ckpt``; or, for ``ckpt_path=``,
+   overrides applied (``mnistlab.config_keys.PRESENTATION`` passed over, any other refused), set
+   to continue from ``checkpoints/last.ckpt``; or, for ``ckpt_path=``,
    the checkpoint a folder stands for, refused when it has already trained ``trainer.max_epochs``.
 3. Its record (``launch_record``): the hyperparameters a resumed run reports are its first launch's.
 4. TensorBoard (``mark_restart``): steps logged after the checkpoint by the killed process are
