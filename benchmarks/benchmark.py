@@ -10,9 +10,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, open_dict
 
-from mnistlab.cli import register_resolvers, user_errors
-
-register_resolvers()  # conf/hydra/train.yaml's ${mnistlab.if_set:...}
+from mnistlab import process
 
 ACCELERATORS = {"auto": "auto", "cpu": "cpu", "cuda": "gpu"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,9 +52,11 @@ def run(cfg: DictConfig) -> float:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="benchmark")
 def main(cfg: DictConfig) -> float:
-    with user_errors():
+    process.configure_job()  # as scripts/train.py: the same console, warnings and CUDA check
+    with process.exit_on_user_error():
         return run(cfg)
 
 
 if __name__ == "__main__":
+    process.setup()
     main()

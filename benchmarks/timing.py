@@ -20,8 +20,8 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from mnistlab.atomic_files import write_json
 from mnistlab.composition import Run
-from mnistlab.io import write_json
 
 
 def synchronize(device: torch.device) -> None:

@@ -6,21 +6,17 @@ The report goes into the checkpoint's own run folder, ``<run>/eval/<date>_<time>
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.cli import register_resolvers, skip_final_collection, user_errors
+from mnistlab import process
 from mnistlab.command_line import exit_on_mistake
-
-register_resolvers()  # ${mnistlab.eval_dir:} in conf/evaluate.yaml
 
 
 def run(cfg: DictConfig) -> float:
     from mnistlab.checkpoints import find_checkpoint
+    from mnistlab.composition import build_trainer
     from mnistlab.evaluation.evaluate import evaluate
 
     ckpt_path = find_checkpoint(cfg.ckpt_path)
-    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    callbacks = [hydra.utils.instantiate(c) for c in cfg.callbacks.values()]
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    result = evaluate(ckpt_path, trainer, OmegaConf.to_container(cfg.data, resolve=True))
+    result = evaluate(ckpt_path, build_trainer(cfg), OmegaConf.to_container(cfg.data, resolve=True))
     print(result.text())
     print(f"\nwritten to {cfg.paths.output_dir}")
     return result.accuracy
@@ -28,11 +24,12 @@ def run(cfg: DictConfig) -> float:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
-    with user_errors():
+    process.configure_job()
+    with process.exit_on_user_error():
         return run(cfg)
 
 
 if __name__ == "__main__":
+    process.setup()
     exit_on_mistake(__file__, "evaluate")  # typos: one line with the fix, before Hydra runs
-    skip_final_collection()
     main()

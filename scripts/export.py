@@ -6,7 +6,7 @@ Writes ``model.onnx`` (or ``model.pt``) beside the checkpoint, or into ``output_
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.cli import skip_final_collection, user_errors
+from mnistlab import process
 from mnistlab.command_line import exit_on_mistake
 
 
@@ -24,11 +24,12 @@ def run(cfg: DictConfig) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> str:
-    with user_errors():
+    process.configure_job()
+    with process.exit_on_user_error():
         return run(cfg)
 
 
 if __name__ == "__main__":
+    process.setup()
     exit_on_mistake(__file__, "export")  # typos: one line with the fix, before Hydra runs
-    skip_final_collection()
     main()

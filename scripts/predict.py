@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.cli import skip_final_collection, user_errors
+from mnistlab import process
 from mnistlab.command_line import exit_on_mistake
 
 
@@ -25,11 +25,12 @@ def run(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    with user_errors():
+    process.configure_job()
+    with process.exit_on_user_error():
         run(cfg)
 
 
 if __name__ == "__main__":
+    process.setup()
     exit_on_mistake(__file__, "predict")  # typos: one line with the fix, before Hydra runs
-    skip_final_collection()
     main()

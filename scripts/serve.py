@@ -7,7 +7,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from mnistlab.cli import user_errors
+from mnistlab import process
 from mnistlab.command_line import exit_on_mistake
 
 
@@ -17,15 +17,18 @@ def run(cfg: DictConfig) -> None:
     require("serving", "serve", "litserve", "fastapi", "multipart")
     from mnistlab.serving.server import serve
 
+    process.stop_on_sigterm()
     serve(cfg.ckpt_path, cfg.host, int(cfg.port), cfg.accelerator, cfg.max_batch_size, cfg.batch_timeout, cfg.timeout)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
 def main(cfg: DictConfig) -> None:
-    with user_errors():
+    process.configure_job()
+    with process.exit_on_user_error():
         run(cfg)
 
 
 if __name__ == "__main__":
+    process.setup()
     exit_on_mistake(__file__, "serve")  # typos: one line with the fix, before Hydra runs
     main()

@@ -11,35 +11,20 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.cli import register_resolvers, skip_final_collection, user_errors
+from mnistlab import process
 from mnistlab.command_line import exit_on_mistake
-from mnistlab.ddp import ddp_children_join_this_job
-
-register_resolvers()  # ${mnistlab.if_set:...} in conf/hydra/train.yaml: resume=RUN_DIR runs in RUN_DIR
-
-
-def launch_record(cfg: DictConfig) -> tuple[list[str], dict]:
-    """The run's command-line overrides and config-group choices; a resumed run's are its first launch's."""
-    hydra_cfg = HydraConfig.get()
-    saved = Path(cfg.paths.output_dir) / ".hydra" / "hydra.yaml"
-    if cfg.resume and saved.exists():
-        hydra_cfg = OmegaConf.load(saved).hydra
-    return list(hydra_cfg.overrides.task), OmegaConf.to_container(hydra_cfg.runtime.choices)
 
 
 def build_and_run(cfg: DictConfig) -> float:
-    from mnistlab.checkpoints import continue_from
     from mnistlab.composition import compose
     from mnistlab.hparams import run_hparams
-    from mnistlab.resume import resumed_config
+    from mnistlab.resume import continued_config, launch_record, mark_restart
     from mnistlab.training import fit_and_test
 
-    if cfg.resume:
-        cfg = resumed_config(cfg.resume, cfg, HydraConfig.get().overrides.task)
-    elif cfg.ckpt_path:  # a file or a run folder; max_epochs counts the checkpoint's epochs too
-        cfg.ckpt_path = str(continue_from(cfg.ckpt_path, cfg.trainer.max_epochs))
+    cfg = continued_config(cfg, HydraConfig.get().overrides.task)  # resume=RUN_DIR or ckpt_path=...
     config = OmegaConf.to_container(cfg, resolve=True)
     run = compose(cfg)
+    mark_restart(run.trainer, cfg.ckpt_path)
     metrics = fit_and_test(
         run.trainer,
         run.system,
@@ -54,13 +39,14 @@ def build_and_run(cfg: DictConfig) -> float:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    process.configure_job()
     # In a sweep a failing job must not exit the process: the sweep records it and goes on.
-    errors = nullcontext() if HydraConfig.get().mode == RunMode.MULTIRUN else user_errors()
-    with errors, ddp_children_join_this_job(__file__):
+    errors = nullcontext() if HydraConfig.get().mode == RunMode.MULTIRUN else process.exit_on_user_error()
+    with errors, process.ddp_children_join_this_job(__file__):
         return build_and_run(cfg)
 
 
 if __name__ == "__main__":
+    process.setup()
     exit_on_mistake(__file__, "train")  # typos: one line with the fix, before Hydra runs
-    skip_final_collection()
     main()

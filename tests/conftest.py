@@ -13,6 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mnistlab.process import register_resolvers
+
+# The configs' ${mnistlab.*} resolvers, as every entry script registers them (mnistlab.process.setup),
+# for the tests that compose conf/ themselves.
+register_resolvers()
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("MNISTLAB_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 

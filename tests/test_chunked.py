@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from mnistlab.data import MNISTDataModule
-from mnistlab.models import build_model
+from mnistlab.models import MLP
 from mnistlab.systems import Classifier
 from mnistlab.systems.chunked import plain_precision
 
@@ -28,7 +28,7 @@ def fit(data: Path, tmp_path: Path, callbacks: list[pl.Callback], precision: str
     pl.seed_everything(0, verbose=False)
     dm = MNISTDataModule(str(data), download=False, verify=False, val_size=0, batch_size=4)
     dm.chunk = 3  # the chunked engine: 15 batches per epoch in chunks of 3
-    system = Classifier(build_model("hidden", hidden_units=8))
+    system = Classifier(MLP(hidden_units=8))
     system.automatic_optimization = False
     trainer = pl.Trainer(
         max_epochs=2,

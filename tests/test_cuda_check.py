@@ -8,7 +8,7 @@ import lightning  # noqa: F401  (sets PYTORCH_NVML_BASED_CUDA_CHECK=1, as in eve
 import pytest
 import torch
 
-from mnistlab.cuda_check import VARIABLE, skip_nvml_probe_without_driver
+from mnistlab.process import NVML_VARIABLE, skip_nvml_probe_without_driver
 
 
 def nvml_loads() -> bool:
@@ -39,7 +39,7 @@ def adam_library_loads(monkeypatch: pytest.MonkeyPatch, steps: int = 5) -> int:
 
 
 def test_adam_steps_load_no_library_after_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(VARIABLE, "1")  # as `import lightning` leaves it
+    monkeypatch.setenv(NVML_VARIABLE, "1")  # as `import lightning` leaves it
     available = torch.cuda.is_available()
     if nvml_loads():  # a machine with the driver: Lightning's fork-safe check stays as it is
         assert skip_nvml_probe_without_driver() is False
@@ -52,7 +52,7 @@ def test_adam_steps_load_no_library_after_the_check(monkeypatch: pytest.MonkeyPa
 
 
 def test_a_variable_set_otherwise_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(VARIABLE, "0")
+    monkeypatch.setenv(NVML_VARIABLE, "0")
     assert skip_nvml_probe_without_driver() is False
-    monkeypatch.delenv(VARIABLE)
+    monkeypatch.delenv(NVML_VARIABLE)
     assert skip_nvml_probe_without_driver() is False

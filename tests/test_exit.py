@@ -10,7 +10,7 @@ PROGRAM = """
 import atexit, gc, sys
 from pathlib import Path
 import lightning  # the objects whose final collection is skipped
-from mnistlab.cli import skip_final_collection
+from mnistlab.process import skip_final_collection
 
 skip_final_collection()
 out = Path(sys.argv[1])

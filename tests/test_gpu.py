@@ -17,7 +17,7 @@ from conftest import ROOT, TrainedRun, run_script, train
 
 from mnistlab.checkpoints import read_checkpoint
 from mnistlab.data import MNISTDataModule
-from mnistlab.models import build_model
+from mnistlab.models import MLP
 from mnistlab.systems import Classifier
 from mnistlab.systems.graphed import GraphedStep
 from mnistlab.systems.losses import loss_fn
@@ -102,7 +102,7 @@ def test_training_step_runs_on_the_gpu_without_host_sync(mnist_dir: Path, record
     pl.seed_everything(42, verbose=False)
     recorder = HostSyncRecorder()
     datamodule = MNISTDataModule(root=str(mnist_dir))
-    system = Classifier(build_model("hidden"))
+    system = Classifier(MLP())
     trainer = pl.Trainer(
         accelerator="gpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, callbacks=[recorder],
@@ -213,8 +213,8 @@ def test_cuda_graph_steps_equal_eager_steps_bit_for_bit(mnist_dir: Path, make_op
     batches = list(zip(images.split(32), labels.split(32), strict=True))  # 300 of 32, then one of 20
     batches = batches[:150] + batches[-1:] + batches[150:-1]
     torch.manual_seed(0)
-    graphed_net = build_model("hidden").cuda()
-    eager_net = build_model("hidden").cuda()
+    graphed_net = MLP().cuda()
+    eager_net = MLP().cuda()
     eager_net.load_state_dict(graphed_net.state_dict())
     loss = loss_fn(head)
     graphed = GraphedStep(graphed_net, loss, make_optimizer(graphed_net.parameters()))

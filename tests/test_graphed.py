@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from mnistlab.models import CNN, build_model
+from mnistlab.models import CNN, MLP
 from mnistlab.systems.graphed import graph_blockers, network_blockers, optimizer_blockers
 
 CUDA = torch.device("cuda")
 
 
 def blockers(net: nn.Module | None = None, optimizer=None, **kwargs) -> list[str]:
-    net = net or build_model("hidden")
+    net = net or MLP()
     optimizer = optimizer or torch.optim.Adam(net.parameters(), fused=True)
     facts = {"device": CUDA, "raw_steps": True, "plain_precision": True, "scheduler": None} | kwargs
     return graph_blockers(net=net, optimizer=optimizer, **facts)
@@ -25,8 +25,8 @@ def blockers(net: nn.Module | None = None, optimizer=None, **kwargs) -> list[str
 
 def test_the_default_run_on_a_gpu_is_recorded() -> None:
     assert blockers() == []
-    assert blockers(build_model("linear")) == []
-    net = build_model("hidden")
+    assert blockers(MLP(hidden_units=0)) == []
+    net = MLP()
     assert blockers(net, torch.optim.AdamW(net.parameters(), fused=True)) == []
     assert blockers(net, torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)) == []
     assert blockers(CNN(dropout=0.0)) == []
@@ -66,7 +66,7 @@ def test_randomness_or_unknown_layers_keep_the_eager_step() -> None:
 
 
 def test_optimizers_whose_recorded_step_could_differ_keep_the_eager_step() -> None:
-    params = list(build_model("hidden").parameters())
+    params = list(MLP().parameters())
     assert optimizer_blockers(torch.optim.Adam(params)) == ["Adam without fused=True"]
     assert optimizer_blockers(torch.optim.RMSprop(params)) == ["optimizer RMSprop is not one known to record exactly"]
     assert optimizer_blockers(torch.optim.Adam(params, lr=torch.tensor(1e-3), fused=True)) == ["a tensor learning rate"]

@@ -12,7 +12,7 @@ import torch
 from conftest import run_script
 
 from mnistlab.errors import MnistlabError
-from mnistlab.models import MLP, build_model
+from mnistlab.models import MLP
 from mnistlab.systems import Classifier
 
 HOSTILE = """
@@ -119,8 +119,8 @@ def test_hostile_optimizer_record_is_refused(hostile_module: Path, mnist_dir: Pa
 
 
 def test_a_network_config_that_no_checkpoint_could_rebuild_is_refused_at_training() -> None:
-    factory = {"_target_": "mnistlab.models.build_model", "arch": "linear"}
-    with pytest.raises(MnistlabError, match=r"model: refused mnistlab\.models\.build_model, it is a function"):
-        Classifier(build_model("linear"), net_config=factory)
+    factory = {"_target_": "torchvision.models.resnet18", "num_classes": 10}  # a factory function, not a class
+    with pytest.raises(MnistlabError, match=r"model: refused torchvision\.models\.resnet18, it is a function"):
+        Classifier(MLP(hidden_units=0), net_config=factory)
     with pytest.raises(ValueError, match="the network returns 7 logits but there are 10 classes"):
         Classifier(MLP(num_classes=7), class_names=[str(i) for i in range(10)])

@@ -151,8 +151,8 @@ def test_only_user_errors_lose_their_traceback() -> None:
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from omegaconf import OmegaConf
 
-    from mnistlab.cli import user_error
     from mnistlab.errors import ConfigError
+    from mnistlab.user_errors import user_error
 
     def raised(make) -> BaseException:
         try:
@@ -185,7 +185,8 @@ def test_output_folders_of_the_scripts(tmp_path: Path) -> None:
     """Training in outputs/, benchmarks apart from it, evaluate in the checkpoint's run, export and predict: none."""
     from hydra import compose, initialize_config_dir
 
-    from mnistlab.cli import checkpoint_run_dir, register_resolvers
+    from mnistlab.process import register_resolvers
+    from mnistlab.run_folders import checkpoint_run_dir
 
     register_resolvers()  # what the scripts do before Hydra composes
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):

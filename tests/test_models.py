@@ -7,20 +7,20 @@ import math
 import pytest
 import torch
 
-from mnistlab.models import CNN, build_model
+from mnistlab.models import CNN, MLP
 from mnistlab.systems.losses import keras_sigmoid_nll, probabilities
 
 
-@pytest.mark.parametrize(("arch", "params"), [("linear", 7_850), ("hidden", 79_510)])
-def test_shapes_and_parameter_counts(arch: str, params: int) -> None:
-    net = build_model(arch)
+@pytest.mark.parametrize(("hidden_units", "params"), [(0, 7_850), (100, 79_510)])
+def test_shapes_and_parameter_counts(hidden_units: int, params: int) -> None:
+    net = MLP(hidden_units)
     assert sum(p.numel() for p in net.parameters()) == params
     assert net(torch.rand(3, 1, 28, 28)).shape == (3, 10)
 
 
 def test_keras_init_is_glorot_uniform_with_zero_bias() -> None:
     torch.manual_seed(0)
-    net = build_model("hidden", init="keras")
+    net = MLP(init="keras")
     first = net.layers[1]
     limit = math.sqrt(6 / (784 + 100))
     assert first.weight.abs().max() <= limit and first.weight.abs().max() > 0.95 * limit
@@ -39,7 +39,7 @@ def test_sigmoid_loss_matches_hand_computation() -> None:
 
 
 def test_sigmoid_probabilities_are_normalised_sigmoids() -> None:
-    net = build_model("linear")
+    net = MLP(hidden_units=0)
     logits = net(torch.rand(4, 1, 28, 28))
     probs = probabilities(logits, "sigmoid")
     torch.testing.assert_close(probs, logits.sigmoid() / logits.sigmoid().sum(-1, keepdim=True))
@@ -53,6 +53,8 @@ def test_cnn_shapes_and_parameter_count() -> None:
     assert CNN(channels=[8, 16], num_classes=26)(torch.rand(2, 1, 28, 28)).shape == (2, 26)
 
 
-def test_unknown_arch_is_rejected() -> None:
-    with pytest.raises(ValueError, match=r"model\.arch='cnn' must be 'linear' or 'hidden'"):
-        build_model("cnn")
+def test_bad_mlp_arguments_are_rejected() -> None:
+    with pytest.raises(ValueError, match=r"model\.init='tanh' must be 'torch' or 'keras'"):
+        MLP(init="tanh")
+    with pytest.raises(ValueError, match=r"model\.hidden_units=-1 must be >= 0 \(0: no hidden layer\)"):
+        MLP(hidden_units=-1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mnistlab.checkpoints import load_system
 from mnistlab.data.files import load_split
 from mnistlab.data.specs import MNIST
+from mnistlab.errors import MnistlabError
 from mnistlab.systems import Classifier
 
 pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
@@ -177,16 +179,17 @@ def test_load_from_checkpoint(
     assert isinstance(optimizer, torch.optim.Optimizer)
 
 
-def test_checkpoints_of_the_previous_format_still_load(builtin_runs: dict[str, TrainedRun], tmp_path: Path) -> None:
-    """Before records had a _target_, hparams["net"] was the MLP's spec, head included."""
+def test_a_network_record_without_target_is_refused_in_one_line(
+    builtin_runs: dict[str, TrainedRun], tmp_path: Path
+) -> None:
+    """A record without _target_ (the early MLP form, which no shipped checkpoint has) is refused, never guessed."""
     ckpt = torch.load(builtin_runs["linear"].checkpoint, weights_only=True)
-    hparams = ckpt["hyper_parameters"]
-    del hparams["head"]
-    hparams["net"] = {"hidden_units": 0, "num_classes": 10, "head": "sigmoid", "init": "keras"}
-    hparams["optimizer"] = {"target": "torch.optim.adam.Adam", "lr": 0.001}
+    ckpt["hyper_parameters"]["net"] = {"hidden_units": 0, "num_classes": 10, "head": "sigmoid", "init": "keras"}
     old = tmp_path / "old.ckpt"
     torch.save(ckpt, old)
-    for system in (Classifier.load_from_checkpoint(old), load_system(old)[0]):
-        assert system.head == "sigmoid" and system.hparams.net["_target_"] == "mnistlab.models.MLP"
+    expected = "checkpoint network: the network record has no _target_ (keys: ['head', 'hidden_units', 'init', "
+    with pytest.raises(MnistlabError, match=re.escape(expected)):
+        Classifier.load_from_checkpoint(old)
     result = run_script("predict.py", f"ckpt_path={old}", "index=998")
-    assert result.returncode == 0 and "(sigmoid outputs normalised to sum 1)" in result.stdout
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {old}: {expected}"), result.stderr[-2000:]

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from mnistlab.data import MNISTDataModule
-from mnistlab.models import build_model
+from mnistlab.models import MLP
 from mnistlab.sweeps.pruning import OptunaPruning
 from mnistlab.systems import Classifier
 
@@ -24,7 +24,7 @@ def test_trial_below_the_median_is_pruned_after_reporting_its_epoch(tiny_data: P
         study.tell(done, 1.0)
     trial = study.ask()
     datamodule = MNISTDataModule(root=str(tiny_data), verify=False, val_size=20, batch_size=10, download=False)
-    system = Classifier(build_model(arch="linear"))
+    system = Classifier(MLP(hidden_units=0))
     callback = OptunaPruning(storage, "s", trial=trial.number, n_startup_trials=2)
     trainer = pl.Trainer(
         max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from mnistlab.atomic_files import write_atomic
 from mnistlab.errors import MnistlabError
-from mnistlab.io import write_atomic
 from mnistlab.systems import Classifier
 
 # Which model files the scripts take, for messages about the wrong kind of file.
@@ -74,21 +74,6 @@ class SafeCheckpointIO(TorchCheckpointIO):
         return read_checkpoint(path)
 
 
-def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
-    """The saved config and ``last.ckpt`` of an interrupted run folder.
-
-    Raises:
-        MnistlabError: When ``run_dir`` is not a run folder or holds no ``last.ckpt`` yet.
-    """
-    run = Path(run_dir).expanduser().resolve()
-    config, last = run / ".hydra" / "config.yaml", run / "checkpoints" / "last.ckpt"
-    if not config.is_file():
-        raise MnistlabError(f"resume={run_dir}: not a run folder (no .hydra/config.yaml)")
-    if not last.is_file():
-        raise MnistlabError(f"resume={run_dir}: nothing to resume, no checkpoints/last.ckpt was saved yet")
-    return config, last
-
-
 def find_checkpoint(path: str | Path, prefer: tuple[str, ...] = ("best.ckpt", "last.ckpt")) -> Path:
     """The checkpoint file meant by ``ckpt_path``: the file itself, or the preferred checkpoint of a run folder.
 
@@ -111,46 +96,14 @@ def find_checkpoint(path: str | Path, prefer: tuple[str, ...] = ("best.ckpt", "l
     raise MnistlabError(f"ckpt_path={path} is a folder without {' or '.join(prefer)} (in it or in checkpoints/)")
 
 
-def finished_epochs(ckpt: dict[str, Any]) -> int:
-    """The number of epochs a checkpoint has trained through (its loop state, else its epoch-end ``epoch``).
-
-    An epoch-end checkpoint is saved while the epoch's training is ``processed`` but before Lightning
-    counts it ``completed``; a mid-epoch one has the running epoch started, not processed.
-    """
-    try:
-        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
-    except (KeyError, TypeError, ValueError):
-        return int(ckpt.get("epoch", -1)) + 1
-
-
-def check_can_continue(ckpt_path: str | Path, max_epochs: int | None) -> None:
-    """Refuses, before any work, to continue a checkpoint that has already finished ``max_epochs`` epochs.
-
-    ``trainer.max_epochs`` keeps Lightning's meaning, the total number of epochs, also when a run
-    continues from a checkpoint; Lightning itself would fail later with a traceback (or, at equality,
-    train nothing).
-    """
-    if max_epochs is None or max_epochs < 0:
-        return
-    done = finished_epochs(read_checkpoint(ckpt_path))
-    if done >= max_epochs:
-        raise MnistlabError(
-            f"the checkpoint has finished {done} epochs; set trainer.max_epochs above {done} to continue"
-        )
-
-
-def continue_from(ckpt_path: str | Path, max_epochs: int | None) -> Path:
-    """The checkpoint that ``scripts/train.py ckpt_path=...`` continues: a file, or a run folder's last.ckpt."""
-    path = find_checkpoint(ckpt_path, prefer=("last.ckpt",))
-    check_can_continue(path, max_epochs)
-    return path
-
-
 def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
-    """Rebuilds the trained system and returns it with the data module's saved settings.
+    """``Classifier.load_from_checkpoint`` for the scripts: one-line errors, and the data module's saved settings.
 
-    The network is rebuilt from the checkpoint's record alone, by calling the
-    ``torch.nn.Module`` subclass it names and nothing else (see ``mnistlab.records``).
+    The one way a system is rebuilt from a checkpoint is Lightning's ``Classifier.load_from_checkpoint``
+    (``weights_only=True``), whose records rebuild the network by calling the ``torch.nn.Module``
+    subclass they name and nothing else (see ``mnistlab.checkpoint_records``). This reads the file
+    first with ``read_checkpoint``, so that a missing, unsafe or foreign file, and a record refused on
+    rebuilding, end in one line that names the file.
 
     Returns:
         The system in eval mode on the CPU, and the ``MNISTDataModule`` arguments the run
@@ -161,16 +114,9 @@ def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
     if not isinstance(hparams.get("net"), dict):
         raise MnistlabError(f"{path}: not an mnistlab checkpoint (no network record)")
     try:
-        system = Classifier(
-            net=hparams["net"],
-            label_smoothing=hparams.get("label_smoothing", 0.0),
-            class_names=hparams.get("class_names"),
-            head=hparams.get("head", "softmax"),
-        )
+        system = Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except MnistlabError as e:
         raise MnistlabError(f"{path}: {e}") from None
-    try:
-        system.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:  # e.g. a record whose arguments do not match the saved weights
         first = str(e).strip().splitlines()[0]
         raise MnistlabError(f"{path}: the weights do not fit the network its record builds ({first})") from None

@@ -6,7 +6,6 @@ a config.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
@@ -14,12 +13,11 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.cuda_check import skip_nvml_probe_without_driver
+from mnistlab.checkpoint_records import network_class
+from mnistlab.config_checks import check_devices, check_targets
 from mnistlab.data import MNISTDataModule
 from mnistlab.engine import Engine, configure_engine
-from mnistlab.records import network_class
 from mnistlab.systems import Classifier
-from mnistlab.validation import check_devices, check_targets
 
 
 @dataclass
@@ -40,9 +38,6 @@ def compose(cfg: DictConfig) -> Run:
     """
     check_targets(OmegaConf.to_container(cfg, resolve=True))
     check_devices(OmegaConf.to_container(cfg.trainer, resolve=True))
-    # `lightning` adds its own console handler and also propagates to Hydra's: print each line once.
-    logging.getLogger("lightning").handlers.clear()
-    skip_nvml_probe_without_driver()  # Adam asks torch.cuda.is_available() at every step
     network_class(cfg.model.get("_target_"), "model")  # an importable nn.Module class, before any work
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
@@ -55,11 +50,16 @@ def compose(cfg: DictConfig) -> Run:
         scheduler=instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None,
         class_names=list(datamodule.classes),
     )
+    trainer = build_trainer(cfg)
+    engine = configure_engine(trainer, system, datamodule, cfg.get("engine", "auto"))
+    return Run(trainer, system, datamodule, engine)
+
+
+def build_trainer(cfg: DictConfig) -> pl.Trainer:
+    """The Trainer of ``cfg.trainer`` with the loggers of ``cfg.logger`` and the callbacks of ``cfg.callbacks``."""
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     if cfg.trainer.get("enable_progress_bar", True) is False:
         # The flag means no bar; Lightning would instead refuse the configured one.
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    engine = configure_engine(trainer, system, datamodule, cfg.get("engine", "auto"))
-    return Run(trainer, system, datamodule, engine)
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
@@ -133,10 +132,6 @@ def configure_engine(
     """Chooses the engine, sets the system and the data module up for it and says which, in one log line."""
     choice = choose_engine(trainer, engine)
     system.automatic_optimization = choice.chunk is None
-    if choice.chunk is not None:
-        # Lightning 2.6 warns that a step-interval checkpoint of a manually optimized module holds the
-        # weights after the step: so does the per-step engine's, which this engine reproduces.
-        warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     datamodule.chunk = choice.chunk
     label = "per-step" if choice.chunk is None else f"chunked ({choice.chunk} batches per Lightning step)"
     log.info("engine: %s: %s", label, choice.reason)

@@ -5,28 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mnistlab.config_keys import PLACEMENT
+
 Scalar = bool | int | float | str
 
 # TensorBoard's HParams table and MLflow's run table stay readable up to about this many columns.
 MAX_HPARAMS = 25
-# Override keys that say where, how fast or how verbosely to run, not what is trained.
-NOT_HPARAMS = (
-    "hydra",
-    "paths",
-    "callbacks",
-    "logger",
-    "resume",
-    "ckpt_path",
-    "hparams_search",
-    "trainer.limit_",
-    "trainer.accelerator",
-    "trainer.num_nodes",
-    "data.root",
-    "data.download",
-    "data.verify",
-)
-# Scheduler arguments that are copies of other settings (they size its step count).
-SCHEDULER_COPIES = frozenset({"epochs", "batch_size", "val_size", "max_lr"})
+# Override keys (prefixes) that say where, how fast or how verbosely to run, not what is trained: the
+# placement settings (mnistlab.config_keys), and groups and switches that never hold a hyperparameter.
+NOT_HPARAMS = ("hydra", "paths", "callbacks", "resume", "data.verify", *PLACEMENT)
+# Scheduler arguments that are copies of other settings: one_cycle's max_lr is ${optimizer.lr}.
+SCHEDULER_COPIES = frozenset({"max_lr"})
 # Model arguments that the dataset decides, not the user.
 MODEL_GIVEN = frozenset({"num_classes"})
 # Optimizer arguments that pick torch's implementation of the same update, not the update.

@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from mnistlab.errors import MnistlabError
+from mnistlab.user_errors import one_line
 
 RUN_FILE = "mlflow_run.json"
 # The run folder's report (written by mnistlab.evaluation.TestReport and fit_and_test), uploaded as artifacts.
@@ -238,13 +239,9 @@ def prepare_store(tracking_uri: str, name: str, artifact_location: str | None = 
 
 def record_error(client: Any, run_id: str, error: BaseException) -> None:
     """Keeps the error on the run: a one-line ``error`` tag and the traceback as the run's description."""
-    from mnistlab.cli import exception_chain, user_error
-
     # The user's error, not Hydra's instantiation wrapper around it: its class and one-line message.
-    own = next((e for e in exception_chain(error) if isinstance(e, MnistlabError)), error)
-    lines = (user_error(error) or str(error)).strip().splitlines()
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    with_retry(lambda: client.set_tag(run_id, "error", f"{type(own).__name__}: {lines[0] if lines else ''}"[:5000]))
+    with_retry(lambda: client.set_tag(run_id, "error", one_line(error)[:5000]))
     with_retry(lambda: client.set_tag(run_id, "mlflow.note.content", f"```\n{text[-7000:]}\n```"))
 
 

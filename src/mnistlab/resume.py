@@ -1,19 +1,68 @@
-"""``resume=RUN_DIR``: the interrupted run's own config, plus the few overrides a continued run can take."""
+"""Continuing a run, start to end: ``resume=RUN_DIR`` (the same run, in its folder) and ``ckpt_path=...`` (a new run).
+
+The steps, in the order a continued run takes them:
+
+1. Its folder: ``conf/hydra/train.yaml`` sets ``hydra.run.dir`` and ``hydra.output_subdir`` with
+   ``resume_run_dir`` / ``resume_record_dir``: ``resume=RUN_DIR`` runs in ``RUN_DIR``, with
+   Hydra's record of the resuming launch in ``.hydra/resume`` beside the first's.
+2. Its config (``continued_config``): the saved config of the run, with only ``RESUMABLE``
+   overrides applied (``mnistlab.config_keys.PRESENTATION`` passed over, any other refused), set
+   to continue from ``checkpoints/last.ckpt``; or, for ``ckpt_path=``,
+   the checkpoint a folder stands for, refused when it has already trained ``trainer.max_epochs``.
+3. Its record (``launch_record``): the hyperparameters a resumed run reports are its first launch's.
+4. TensorBoard (``mark_restart``): steps logged after the checkpoint by the killed process are
+   dropped, so every step appears once.
+5. The state: ``trainer.fit(ckpt_path=...)`` restores weights, optimizer, loops and the training
+   loader's position (read through ``mnistlab.checkpoints.SafeCheckpointIO``, ``weights_only=True``).
+   The engine's own part lives with the engine: ``Classifier.on_train_start`` hands the loader its
+   saved position, ``mnistlab.data.loaders.TrainBatches.state_dict`` is that position.
+6. MLflow: ``conf/logger/mlflow.yaml`` passes ``resume`` to ``mnistlab.mlflow_logger.MLflowLogger``,
+   which continues the run saved in the folder's ``mlflow_run.json``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.checkpoints import resume_files
+from mnistlab.config_keys import PRESENTATION
 from mnistlab.errors import MnistlabError
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 # What may change when a run continues: how long it trains and where. Anything else would make the
 # continued run a different experiment in the same folder.
 RESUMABLE = ("trainer.max_epochs", "trainer.accelerator", "trainer.devices")
-# Overrides that say how to run or show it, never what is trained.
-IGNORED_PREFIXES = ("hydra.", "resume=", "callbacks.progress_bar.refresh_rate=", "paths.data_dir=")
+RECORD_DIR, RESUME_RECORD_DIR = ".hydra", ".hydra/resume"
+
+
+def resume_run_dir(resume: str | None, fresh: str) -> str:
+    """Resolver ``${mnistlab.resume_run_dir:${resume},FRESH}``: the resumed run's own folder, else ``FRESH``."""
+    return fresh if resume is None else str(resume)
+
+
+def resume_record_dir(resume: str | None) -> str:
+    """Resolver ``${mnistlab.resume_record_dir:${resume}}``: where Hydra records this launch."""
+    return RECORD_DIR if resume is None else RESUME_RECORD_DIR
+
+
+def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
+    """The saved config and ``last.ckpt`` of an interrupted run folder.
+
+    Raises:
+        MnistlabError: When ``run_dir`` is not a run folder or holds no ``last.ckpt`` yet.
+    """
+    run = Path(run_dir).expanduser().resolve()
+    config, last = run / RECORD_DIR / "config.yaml", run / "checkpoints" / "last.ckpt"
+    if not config.is_file():
+        raise MnistlabError(f"resume={run_dir}: not a run folder (no .hydra/config.yaml)")
+    if not last.is_file():
+        raise MnistlabError(f"resume={run_dir}: nothing to resume, no checkpoints/last.ckpt was saved yet")
+    return config, last
 
 
 def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
@@ -33,9 +82,9 @@ def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> D
     saved = OmegaConf.load(config)
     epochs = saved.trainer.max_epochs  # the run's own, before the overrides
     for override in overrides:
-        if override.startswith(IGNORED_PREFIXES):
-            continue
         key = override.split("=", 1)[0].lstrip("+~")
+        if key.startswith("hydra.") or key == "resume" or key in PRESENTATION:  # how to run or show it
+            continue
         if key not in RESUMABLE:
             raise MnistlabError(
                 f"resume={run_dir} continues the run as it was configured and cannot take {key}; "
@@ -49,3 +98,90 @@ def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> D
         )
     saved.paths.output_dir, saved.ckpt_path, saved.resume = str(config.parents[1]), str(last), run_dir
     return saved
+
+
+def finished_epochs(ckpt: dict[str, Any]) -> int:
+    """The number of epochs a checkpoint has trained through (its loop state, else its epoch-end ``epoch``).
+
+    An epoch-end checkpoint is saved while the epoch's training is ``processed`` but before Lightning
+    counts it ``completed``; a mid-epoch one has the running epoch started, not processed.
+    """
+    try:
+        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return int(ckpt.get("epoch", -1)) + 1
+
+
+def check_can_continue(ckpt_path: str | Path, max_epochs: int | None) -> None:
+    """Refuses, before any work, to continue a checkpoint that has already finished ``max_epochs`` epochs.
+
+    ``trainer.max_epochs`` keeps Lightning's meaning, the total number of epochs, also when a run
+    continues from a checkpoint; Lightning itself would fail later with a traceback (or, at equality,
+    train nothing).
+    """
+    from mnistlab.checkpoints import read_checkpoint
+
+    if max_epochs is None or max_epochs < 0:
+        return
+    done = finished_epochs(read_checkpoint(ckpt_path))
+    if done >= max_epochs:
+        raise MnistlabError(
+            f"the checkpoint has finished {done} epochs; set trainer.max_epochs above {done} to continue"
+        )
+
+
+def continue_from(ckpt_path: str | Path, max_epochs: int | None) -> Path:
+    """The checkpoint that ``scripts/train.py ckpt_path=...`` continues: a file, or a run folder's last.ckpt."""
+    from mnistlab.checkpoints import find_checkpoint
+
+    path = find_checkpoint(ckpt_path, prefer=("last.ckpt",))
+    check_can_continue(path, max_epochs)
+    return path
+
+
+def continued_config(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """``cfg`` as the run takes it: a resumed run's saved config, or ``ckpt_path`` made a checkpoint file.
+
+    Args:
+        cfg: This launch's composed config (``conf/train.yaml``).
+        overrides: This launch's command-line overrides (``HydraConfig.get().overrides.task``).
+    """
+    if cfg.resume:
+        return resumed_config(cfg.resume, cfg, overrides)
+    if cfg.ckpt_path:  # a file or a run folder; max_epochs counts the checkpoint's epochs too
+        cfg.ckpt_path = str(continue_from(cfg.ckpt_path, cfg.trainer.max_epochs))
+    return cfg
+
+
+def launch_record(cfg: DictConfig) -> tuple[list[str], dict]:
+    """The run's command-line overrides and config-group choices; a resumed run's are its first launch's."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()
+    saved = Path(cfg.paths.output_dir) / RECORD_DIR / "hydra.yaml"
+    if cfg.resume and saved.exists():
+        hydra_cfg = OmegaConf.load(saved).hydra
+    return list(hydra_cfg.overrides.task), OmegaConf.to_container(hydra_cfg.runtime.choices)
+
+
+def mark_restart(trainer: pl.Trainer, ckpt_path: str | None) -> None:
+    """Tells TensorBoard that a continued run restarts at its checkpoint's ``global_step``.
+
+    A killed run may have logged past its last checkpoint. The resumed run appends to the
+    same folder, and TensorBoard drops every event at a step from ``step`` on that came
+    before this marker (``SummaryWriter(purge_step=...)`` writes the same marker, but to
+    every new writer, and Lightning opens a new one for ``trainer.test``), so each step
+    appears once and the curves stay continuous. A no-op for a new run and off rank zero.
+    """
+    if ckpt_path is None or not trainer.is_global_zero:
+        return
+    from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+    from mnistlab.checkpoints import read_checkpoint
+    from mnistlab.tb_writers import tensorboard_writers
+
+    # Batch b is logged at step b, so what the checkpoint holds was logged below ``step``.
+    step = int(read_checkpoint(ckpt_path).get("global_step", 0))
+    marker = Event(step=step, session_log=SessionLog(status=SessionLog.START))
+    for writer in tensorboard_writers(trainer):
+        writer._get_file_writer().add_event(marker)  # torch's SummaryWriter has no public way to add an event

@@ -10,12 +10,11 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from mnistlab.checkpoints import read_checkpoint
+from mnistlab.atomic_files import write_metrics
+from mnistlab.config_checks import check_number
 from mnistlab.data import MNISTDataModule
-from mnistlab.io import write_metrics
 from mnistlab.systems import Classifier
-from mnistlab.tensorboard import tensorboard_writers
-from mnistlab.validation import check_number
+from mnistlab.tb_writers import tensorboard_writers
 
 # The metrics every run reports; TensorBoard's HParams tab compares runs on these.
 SUMMARY_METRICS = ("test/acc", "test/loss", "val/acc_best")
@@ -44,23 +43,6 @@ def log_hparams(
             text = yaml.safe_dump(config, sort_keys=False)
             writer.add_text("config", "\n".join("    " + line for line in text.splitlines()), trainer.global_step)
         writer.flush()
-
-
-def mark_restart(trainer: pl.Trainer, step: int) -> None:
-    """Tells TensorBoard that the run restarts at batch ``step`` (its checkpoint's ``global_step``).
-
-    A killed run may have logged past its last checkpoint. The resumed run appends to the
-    same folder, and TensorBoard drops every event at a step from ``step`` on that came
-    before this marker (``SummaryWriter(purge_step=...)`` writes the same marker, but to
-    every new writer, and Lightning opens a new one for ``trainer.test``), so each step
-    appears once and the curves stay continuous.
-    """
-    from tensorboard.compat.proto.event_pb2 import Event, SessionLog
-
-    # Batch b is logged at step b, so what the checkpoint holds was logged below ``step``.
-    marker = Event(step=step, session_log=SessionLog(status=SessionLog.START))
-    for writer in tensorboard_writers(trainer):
-        writer._get_file_writer().add_event(marker)
 
 
 def fit_and_test(
@@ -94,8 +76,6 @@ def fit_and_test(
         for cb in checkpoints:
             # No val/acc to rank by: no best.ckpt; last.ckpt (LastCheckpoint) holds the final weights.
             cb.monitor, cb.save_top_k = None, 0
-    if ckpt_path is not None and trainer.is_global_zero:
-        mark_restart(trainer, int(read_checkpoint(ckpt_path).get("global_step", 0)))
     for logger in trainer.loggers:
         if hparams and not isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(hparams)

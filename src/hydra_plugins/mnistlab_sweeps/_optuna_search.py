@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.launchers import check_launcher
 from hydra_plugins.mnistlab_sweeps.optuna_sweeper import OptunaSweeperConf
-from mnistlab.io import write_json
+from mnistlab.atomic_files import write_json
 from mnistlab.sweeps.summary import STUDY_FILE
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,42 +13,17 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.cli import exception_chain, user_error
-from mnistlab.console import quiet_console
-from mnistlab.errors import MnistlabError
-from mnistlab.io import write_json
+from mnistlab.atomic_files import write_json
+from mnistlab.process import JobConsole, pin_gpu
 from mnistlab.sweeps.gpus import claim_slot, visible_gpus
 from mnistlab.sweeps.summary import JOB_FILE, read_metrics, write_summary
+from mnistlab.user_errors import one_line
 
 log = logging.getLogger(__name__)
 
 
 def _multirun(config: DictConfig) -> bool:
     return config.hydra.mode == RunMode.MULTIRUN
-
-
-class JobConsole:
-    """Sends a job's console output (log lines, prints, warnings, progress bars) into its log file only.
-
-    A sweep's console then holds one line per job; ``restore`` brings the console back.
-    """
-
-    def __init__(self, output_dir: Path, fallback_name: str) -> None:
-        root = logging.getLogger()
-        files = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
-        self.path = Path(files[0].baseFilename) if files else output_dir / f"{fallback_name}.log"
-        self.removed = [h for h in root.handlers if type(h) is logging.StreamHandler]  # the console handlers
-        for handler in self.removed:
-            root.removeHandler(handler)
-        self.streams = sys.stdout, sys.stderr
-        self.file = open(self.path, "a", buffering=1)  # noqa: SIM115 - closed in restore()
-        sys.stdout = sys.stderr = self.file
-
-    def restore(self) -> None:
-        sys.stdout, sys.stderr = self.streams
-        self.file.close()
-        for handler in self.removed:
-            logging.getLogger().addHandler(handler)
 
 
 def job_outcome(job_return: JobReturn) -> tuple[str, str]:
@@ -59,10 +33,7 @@ def job_outcome(job_return: JobReturn) -> tuple[str, str]:
     exc = job_return._return_value  # the job's exception (the return_value property prints a notice and raises)
     if type(exc).__name__ == "TrialPruned":
         return "pruned", str(exc).strip()
-    message = user_error(exc)  # the user's error, not Hydra's instantiation wrapper
-    cause = next((e for e in exception_chain(exc) if isinstance(e, MnistlabError)), exc)
-    lines = (message or str(exc)).strip().splitlines()
-    return "failed", f"{type(cause).__name__}: {lines[0] if lines else ''}".strip()
+    return "failed", one_line(exc).strip()  # the user's error, not Hydra's instantiation wrapper
 
 
 class SweepSummary(Callback):
@@ -81,7 +52,6 @@ class SweepSummary(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._start = time.perf_counter()
         if _multirun(config):
-            quiet_console()
             self._console = JobConsole(Path(config.hydra.runtime.output_dir), config.hydra.job.name)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
@@ -150,7 +120,7 @@ class OneGpuPerJob(Callback):
         slot = claim_slot(Path(config.hydra.sweep.dir) / ".gpu_slots", len(gpus))
         if slot is None:  # more workers than GPUs: share them round-robin
             slot = config.hydra.job.num % len(gpus)
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot]
+        pin_gpu(gpus[slot])
         log.info("job %s runs on GPU %s", config.hydra.job.num, gpus[slot])
 
 

@@ -7,7 +7,7 @@ import sys
 
 from omegaconf import DictConfig
 
-from mnistlab.cli import EXIT_USER_ERROR
+from mnistlab.user_errors import EXIT_USER_ERROR
 
 
 def check_launcher(config: DictConfig) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Checkpoint
 
-from mnistlab.validation import check_number
+from mnistlab.config_checks import check_number
 
 
 class LastCheckpoint(Checkpoint):

@@ -7,12 +7,12 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
+from mnistlab.config_checks import check_number
 from mnistlab.data.augment import RandomAffine
 from mnistlab.data.files import download, load_split, missing_data_message, missing_resources
 from mnistlab.data.loaders import EvalBatches, TrainBatches
 from mnistlab.data.specs import SPECS, DatasetSpec
 from mnistlab.errors import DataError, MnistlabError
-from mnistlab.validation import check_number
 
 TRAIN_SIZE = 60_000
 

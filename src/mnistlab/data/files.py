@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from mnistlab.data.idx import md5, parse_idx, read_bytes
-from mnistlab.data.specs import DatasetSpec, Resource
+from mnistlab.data.specs import SPECS, DatasetSpec, Resource
 from mnistlab.errors import DataError
 
 IMAGE_SIZE = (28, 28)
@@ -27,8 +27,6 @@ def missing_resources(root: Path, spec: DatasetSpec) -> list[Resource]:
     return [r for r in spec.resources if find_file(root, r) is None]
 
 
-# The subfolder of $MNISTLAB_DATA_DIR (or of data/) that holds each dataset, as conf/data/*.yaml set it.
-FOLDERS = {"mnist": "mnist", "fashion_mnist": "fashion-mnist"}
 ENV = "MNISTLAB_DATA_DIR"
 
 
@@ -37,7 +35,7 @@ def root_origin(root: Path, spec: DatasetSpec) -> str:
 
     Used to suggest only the remedies that apply.
     """
-    folder = FOLDERS.get(spec.name, spec.name)
+    folder = spec.folder
     resolved = root.expanduser().absolute()
     if (env := os.environ.get(ENV)) and resolved == (Path(env).expanduser().absolute() / folder):
         return "env"
@@ -48,7 +46,7 @@ def root_origin(root: Path, spec: DatasetSpec) -> str:
 
 def remedy(root: Path, spec: DatasetSpec, download_off: bool) -> str:
     """What the user can do, for the way ``root`` was chosen only."""
-    folder = FOLDERS.get(spec.name, spec.name)
+    folder = spec.folder
     origin = root_origin(root, spec)
     if origin == "env":
         where = f"put the files into {root}, or set {ENV} to a folder with a {folder}/ subfolder holding them"
@@ -86,7 +84,7 @@ def candidate_roots(dataset: str, saved_root: str | Path | None) -> list[Path]:
     checkpoint's saved (absolute) root only last: a checkpoint moved to another machine finds the
     data where that machine keeps it.
     """
-    folder = FOLDERS.get(dataset, dataset)
+    folder = SPECS[dataset].folder if dataset in SPECS else dataset
     env = os.environ.get(ENV)
     roots = [Path(env).expanduser() / folder if env else Path.cwd() / "data" / folder]
     if saved_root is not None and Path(saved_root).expanduser() not in roots:

@@ -25,6 +25,7 @@ class DatasetSpec:
     """A dataset in MNIST's format: 60k train, 10k test, 28x28 uint8 images, 10 classes."""
 
     name: str
+    folder: str  # its subfolder of $MNISTLAB_DATA_DIR (or data/); conf/data/*.yaml take it from here
     mirrors: tuple[str, ...]
     train_images: Resource
     train_labels: Resource
@@ -41,6 +42,7 @@ class DatasetSpec:
 
 MNIST = DatasetSpec(
     name="mnist",
+    folder="mnist",
     # torchvision's MNIST mirrors, in its order of preference.
     mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
     train_images=Resource(
@@ -62,6 +64,7 @@ MNIST = DatasetSpec(
 
 FASHION_MNIST = DatasetSpec(
     name="fashion_mnist",
+    folder="fashion-mnist",
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
     train_images=Resource(
         "train-images-idx3-ubyte", "f4a8712d7a061bf5bd6d2ca38dc4d50a", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"
@@ -81,3 +84,8 @@ FASHION_MNIST = DatasetSpec(
 )
 
 SPECS: dict[str, DatasetSpec] = {s.name: s for s in (MNIST, FASHION_MNIST)}
+
+
+def dataset_folder(dataset: str) -> str:
+    """Resolver ``${mnistlab.dataset_folder:NAME}``: the data folder of ``conf/data/NAME.yaml`` (``fashion-mnist``)."""
+    return SPECS[dataset].folder if dataset in SPECS else dataset

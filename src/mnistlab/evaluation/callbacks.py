@@ -8,11 +8,11 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from mnistlab.atomic_files import write_atomic
 from mnistlab.evaluation.report import TestResult
 from mnistlab.figures import confusion_matrix_report, image_grid, png
-from mnistlab.io import write_atomic
 from mnistlab.systems import Classifier
-from mnistlab.tensorboard import tensorboard_writers
+from mnistlab.tb_writers import tensorboard_writers
 
 
 class SampleImages(pl.Callback):

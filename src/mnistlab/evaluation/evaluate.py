@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from mnistlab.atomic_files import write_metrics
 from mnistlab.checkpoints import load_system
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.files import candidate_roots, missing_data_message, missing_resources
@@ -16,7 +17,6 @@ from mnistlab.data.specs import SPECS
 from mnistlab.errors import DataError, MnistlabError
 from mnistlab.evaluation.callbacks import TestReport
 from mnistlab.evaluation.report import TestResult
-from mnistlab.io import write_metrics
 
 
 def data_root(saved: dict[str, Any], download: bool) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from mnistlab.io import write_atomic
+from mnistlab.atomic_files import write_atomic
 
 METRICS = ("precision", "recall", "f1")
 

@@ -1,6 +1,6 @@
 """Networks: plain ``nn.Module``s mapping (B, 1, 28, 28) images to (B, C) logits, with no training logic."""
 
 from mnistlab.models.cnn import CNN
-from mnistlab.models.mlp import MLP, build_model
+from mnistlab.models.mlp import MLP
 
-__all__ = ["CNN", "MLP", "build_model"]
+__all__ = ["CNN", "MLP"]

@@ -1,4 +1,4 @@
-"""The notebook's networks as plain ``nn.Module``s, and the factory that names them."""
+"""The notebook's networks as plain ``nn.Module``s: linear (``hidden_units=0``) and one hidden layer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 Init = Literal["torch", "keras"]
-Arch = Literal["linear", "hidden"]
 
 IMAGE_PIXELS = 28 * 28
 
@@ -47,18 +46,3 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)  # (B, num_classes) logits
-
-
-def build_model(arch: Arch = "hidden", hidden_units: int = 100, num_classes: int = 10, init: Init = "torch") -> MLP:
-    """Builds a named network: ``linear`` (784->10) or ``hidden`` (784->hidden_units->10).
-
-    Raises:
-        ValueError: For an unknown ``arch`` or a width below 1.
-    """
-    if arch == "linear":
-        return MLP(0, num_classes, init)
-    if arch != "hidden":
-        raise ValueError(f"model.arch={arch!r} must be 'linear' or 'hidden'")
-    if hidden_units < 1:
-        raise ValueError(f"model.hidden_units={hidden_units} must be >= 1")
-    return MLP(hidden_units, num_classes, init)

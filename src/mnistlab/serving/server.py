@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import errno
-import os
-import signal
 import socket
 from importlib.resources import files
 from pathlib import Path
@@ -82,20 +80,6 @@ def check_address(host: str, port: int) -> None:
             raise
 
 
-def stop_on_sigterm() -> None:
-    """Makes ``kill`` shut the server down like Ctrl+C, so that LitServe stops its worker processes too."""
-    main = os.getpid()
-
-    def stop(signum: int, frame: object) -> None:
-        if os.getpid() != main:  # a forked uvicorn process inherited this handler: end as SIGTERM would
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-
-
 def serve(
     model_path: str | Path,
     host: str = "127.0.0.1",
@@ -105,9 +89,8 @@ def serve(
     batch_timeout: float = 0.01,
     timeout: float = 30.0,
 ) -> None:
-    """Serves until Ctrl+C or SIGTERM."""
+    """Serves until Ctrl+C (scripts/serve.py makes SIGTERM one: ``mnistlab.process.stop_on_sigterm``)."""
     check_address(host, port)
-    stop_on_sigterm()
     server = build_server(model_path, accelerator, max_batch_size, batch_timeout, timeout)
     shown = "localhost" if host == "127.0.0.1" else host
     print(f"serving {model_path} at http://{shown}:{port}/  (POST /predict, GET /health; Ctrl+C stops)", flush=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from mnistlab.io import write_atomic
+from mnistlab.atomic_files import write_atomic
 
 JOB_FILE = "job.json"
 GROUP_KEYS = ("test/acc", "test/loss", "val/acc_best")

@@ -12,10 +12,11 @@ import torch
 from lightning.pytorch.plugins.precision import Precision
 from torch import nn
 
+from mnistlab.checkpoint_records import build_network, factory_from_record, network_record, output_width
+from mnistlab.config_checks import check_number
 from mnistlab.data.loaders import Batch
 from mnistlab.errors import ConfigError
 from mnistlab.figures import confusion_matrix_image
-from mnistlab.records import build_network, factory_from_record, network_record, output_width, upgrade
 from mnistlab.systems.chunked import (
     align_step_counts,
     count_batches,
@@ -27,8 +28,7 @@ from mnistlab.systems.divergence import DivergenceCheck, check_finite
 from mnistlab.systems.graphed import GraphedStep, graph_blockers
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
 from mnistlab.systems.metrics import batch_weights, stage_metrics
-from mnistlab.tensorboard import tensorboard_writers
-from mnistlab.validation import check_number
+from mnistlab.tb_writers import tensorboard_writers
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
@@ -65,11 +65,10 @@ class Classifier(pl.LightningModule):
 
     Checkpoints hold plain values only (they load with ``torch.load(weights_only=True)``):
     ``hparams["net"]`` is the network's record ``{"_target_": class path, **arguments}``
-    (``mnistlab.records``), and the optimizer and scheduler are ``{"target": ..., **kwargs}``
+    (``mnistlab.checkpoint_records``), and the optimizer and scheduler are ``{"target": ..., **kwargs}``
     records. ``Classifier.load_from_checkpoint(path)`` passes these records back to
     ``__init__``, which rebuilds the network by calling its ``torch.nn.Module`` subclass and
-    nothing else; records in the older form (an MLP's ``hidden_units``/``num_classes``/
-    ``head``/``init``) still load, their ``head`` taking the place of the default.
+    nothing else.
 
     Args:
         net: The network, or its record (as ``load_from_checkpoint`` passes it).
@@ -102,8 +101,7 @@ class Classifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         if isinstance(net, Mapping):  # a checkpoint's record
-            record, legacy_head = upgrade(net, "checkpoint network")
-            head = legacy_head or head
+            record = dict(net)
             net = build_network(record)
         else:
             record = network_record(net, net_config)

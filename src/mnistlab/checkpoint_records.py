@@ -33,8 +33,6 @@ PLAIN = (type(None), bool, int, float, str)
 DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 # Hydra keys that only steer instantiation; they do not change the network a config builds.
 HYDRA_KEYS = ("_recursive_", "_convert_")
-# Keys of the networks saved before records had a _target_: MLP(hidden_units, num_classes, head, init).
-LEGACY_MLP_KEYS = {"hidden_units", "num_classes", "head", "init"}
 SCHEDULES = "mnistlab.systems.schedules"
 
 
@@ -135,19 +133,10 @@ def network_record(net: nn.Module, config: Mapping[str, Any] | None = None) -> d
     return {"_target_": class_path(cls), **network_arguments(config, "model")}
 
 
-def upgrade(record: Mapping[str, Any], where: str) -> tuple[dict[str, Any], str | None]:
-    """A network record in today's form, and the head that checkpoints before ``system.head`` kept in it."""
-    record = dict(record)
-    if "_target_" in record:
-        return record, None
-    if record and set(record) <= LEGACY_MLP_KEYS:
-        head = record.pop("head", None)
-        return {"_target_": "mnistlab.models.MLP", **record}, head
-    raise MnistlabError(f"{where}: the network record has no _target_ (keys: {sorted(map(str, record))})")
-
-
 def build_network(record: Mapping[str, Any], where: str = "checkpoint network") -> nn.Module:
     """Calls the record's class with its arguments, after checking both (see the module docstring)."""
+    if "_target_" not in record:
+        raise MnistlabError(f"{where}: the network record has no _target_ (keys: {sorted(map(str, record))})")
     args = network_arguments(record, where)
     cls = network_class(record.get("_target_"), where)
     try:

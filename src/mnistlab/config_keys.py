@@ -1,0 +1,38 @@
+"""The one list of settings that say how or where a run goes, not what it trains; the other lists derive from it.
+
+- Hydra leaves ``PLACEMENT`` out of a sweep job's folder name and the summary's overrides column
+  (``exclude_keys: ${mnistlab.placement_keys:}`` in ``conf/hydra/default.yaml``).
+- The hyperparameter record (``mnistlab.hparams.NOT_HPARAMS``) skips ``PLACEMENT`` and the groups that
+  never hold a hyperparameter.
+- ``resume=RUN_DIR`` (``mnistlab.resume``) passes over ``PRESENTATION``: they change nothing a
+  continued run computes.
+"""
+
+from __future__ import annotations
+
+# How a run shows its progress and where it finds its data.
+PRESENTATION = ("callbacks.progress_bar.refresh_rate", "paths.data_dir")
+# Where a run reads and writes, on which hardware, and how short a check run is: jobs of a sweep that
+# differ only in these are the same experiment.
+PLACEMENT = (
+    *PRESENTATION,
+    "callbacks.optuna_pruning.trial",
+    "paths.mlflow_dir",
+    "logger",
+    "logger.mlflow.tracking_uri",
+    "data.root",
+    "data.download",
+    "ckpt_path",
+    "hparams_search",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.limit_train_batches",
+    "trainer.limit_val_batches",
+    "trainer.limit_test_batches",
+)
+
+
+def placement_keys() -> list[str]:
+    """Resolver ``${mnistlab.placement_keys:}``: ``PLACEMENT`` for Hydra's ``override_dirname.exclude_keys``."""
+    return list(PLACEMENT)

@@ -1,0 +1,77 @@
+"""Error translation: which exceptions are the user's to fix, and their one-line message.
+
+A user error is something the user can fix from the command line: mnistlab's own ``MnistlabError``
+(bad values, data files, checkpoints), a mandatory setting left out (``ckpt_path=???``), Lightning's
+``MisconfigurationException`` (a Trainer setting this machine or run cannot honour), and a bad
+value refused by the constructor of an object the config builds (Hydra wraps those). Anything
+else is a bug, in mnistlab or in the user's own code, and keeps its traceback.
+
+The one place that reads exceptions this way: the entry scripts (``mnistlab.process``), the MLflow
+logger and the sweep callbacks all ask ``user_error``. It imports nothing of mnistlab but its errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from mnistlab.errors import MnistlabError
+
+EXIT_USER_ERROR = 2
+# Lightning's wording for "accelerator=gpu on a machine without one", and what mnistlab says instead.
+NO_GPU = "No supported gpu backend found!"
+# Hydra 1.3's InstantiationException has no attribute for the failing node's key; its message ends with it.
+FULL_KEY = "full_key: "
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what caused it (``raise ... from``), and so on."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def own_error(exc: BaseException) -> BaseException:
+    """mnistlab's own error behind ``exc`` (Hydra wraps them), else ``exc`` itself."""
+    return next((e for e in exception_chain(exc) if isinstance(e, MnistlabError)), exc)
+
+
+def _is_misconfiguration(exc: BaseException) -> bool:
+    return any(cls.__name__ == "MisconfigurationException" for cls in type(exc).__mro__)
+
+
+def _instantiation_key(exc: BaseException) -> str:
+    text = str(exc)
+    return text.rsplit(FULL_KEY, 1)[1].strip() if FULL_KEY in text else ""
+
+
+def user_error(exc: BaseException) -> str | None:
+    """The one-line message of a user error behind ``exc`` (configs wrap them), else None (a bug)."""
+    from hydra.errors import InstantiationException
+    from omegaconf.errors import MissingMandatoryValue
+
+    # mnistlab's own message first, also when Hydra's instantiation error wraps it.
+    if isinstance(own := own_error(exc), MnistlabError):
+        return str(own)
+    for seen in exception_chain(exc):
+        if isinstance(seen, MissingMandatoryValue):
+            key = seen.full_key or "a setting"
+            return f"{key} is required: add {key}=... to the command" + (
+                " (a .ckpt file or a run folder)" if key == "ckpt_path" else ""
+            )
+        if _is_misconfiguration(seen):
+            text = str(seen).strip()
+            if text == NO_GPU:
+                return "trainer.accelerator=gpu, but this machine has no usable GPU; use trainer.accelerator=cpu"
+            return text
+        if isinstance(seen, InstantiationException) and isinstance(seen.__cause__, (ValueError, TypeError)):
+            # A constructor refused a value of the config (Trainer(precision='foo'), MLP(head='x')): the user's.
+            key, cause = _instantiation_key(seen), str(seen.__cause__).strip()
+            return f"{key}: {cause}" if key and not cause.startswith(key) else cause
+    return None
+
+
+def one_line(exc: BaseException) -> str:
+    """``ErrorType: first line`` of the user's error behind ``exc``, for records (MLflow tags, sweep summaries)."""
+    lines = (user_error(exc) or str(exc)).strip().splitlines()
+    return f"{type(own_error(exc)).__name__}: {lines[0] if lines else ''}"
