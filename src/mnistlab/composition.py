@@ -6,7 +6,7 @@ a config.
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
@@ -14,9 +14,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.cuda_check import skip_nvml_probe_without_driver
 from mnistlab.data import MNISTDataModule
-from mnistlab.engine import Engine, configure_engine
+from mnistlab.engine import Engine, choose_engine
 from mnistlab.records import network_class
 from mnistlab.systems import Classifier
 from mnistlab.validation import check_devices, check_targets
@@ -32,21 +31,31 @@ class Run:
     engine: Engine
 
 
-def compose(cfg: DictConfig) -> Run:
+def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     """Builds the run described by ``cfg`` (``conf/train.yaml`` and its groups).
 
-    Misspelled keys and bad values are refused here, before any data is read; the engine
-    (``cfg.engine``: auto, chunked or per_step) is decided from the built Trainer.
+    Misspelled keys and bad values are refused here, before any data is read. The engine
+    (``cfg.engine``: auto, chunked or per_step) is decided from the built Trainer, and the
+    data module and the system are built with it.
+
+    Args:
+        cfg: The composed config.
+        callbacks: Callback objects to add to the config's (a notebook's own); the engine's
+            choice takes them into account like any other.
     """
     check_targets(OmegaConf.to_container(cfg, resolve=True))
     check_devices(OmegaConf.to_container(cfg.trainer, resolve=True))
-    # `lightning` adds its own console handler and also propagates to Hydra's: print each line once.
-    logging.getLogger("lightning").handlers.clear()
-    skip_nvml_probe_without_driver()  # Adam asks torch.cuda.is_available() at every step
     network_class(cfg.model.get("_target_"), "model")  # an importable nn.Module class, before any work
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.data)
     net = instantiate(cfg.model)
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    every_callback = [*(instantiate(c) for c in (cfg.get("callbacks") or {}).values()), *callbacks]
+    if cfg.trainer.get("enable_progress_bar", True) is False:
+        # The flag means no bar; Lightning would instead refuse the configured one.
+        every_callback = [cb for cb in every_callback if not isinstance(cb, ProgressBar)]
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=every_callback)
+    engine = choose_engine(trainer, cfg.get("engine", "auto"))
+    datamodule = instantiate(cfg.data, engine=engine)
     # Called as a partial so that Hydra does not instantiate net_config's _target_: the system records it.
     system = instantiate(cfg.system, _convert_="all", _partial_=True)(
         net=net,
@@ -54,12 +63,6 @@ def compose(cfg: DictConfig) -> Run:
         optimizer=instantiate(cfg.optimizer, _convert_="all"),
         scheduler=instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None,
         class_names=list(datamodule.classes),
+        engine=engine,
     )
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    if cfg.trainer.get("enable_progress_bar", True) is False:
-        # The flag means no bar; Lightning would instead refuse the configured one.
-        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    engine = configure_engine(trainer, system, datamodule, cfg.get("engine", "auto"))
     return Run(trainer, system, datamodule, engine)

@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from mnistlab.checkpoints import read_checkpoint
 from mnistlab.data import MNISTDataModule
 from mnistlab.io import write_metrics
+from mnistlab.lightning_private import file_writer
 from mnistlab.systems import Classifier
 from mnistlab.tensorboard import tensorboard_writers
 from mnistlab.validation import check_number
@@ -39,7 +40,7 @@ def log_hparams(
             if k not in ("test/acc", "test/loss"):
                 writer.add_scalar(k, v, trainer.global_step)
         for summary in hparams_summary(hparams, values):
-            writer._get_file_writer().add_summary(summary)
+            file_writer(writer).add_summary(summary)
         if config is not None:  # indented: a Markdown code block in TensorBoard's text tab
             text = yaml.safe_dump(config, sort_keys=False)
             writer.add_text("config", "\n".join("    " + line for line in text.splitlines()), trainer.global_step)
@@ -60,7 +61,7 @@ def mark_restart(trainer: pl.Trainer, step: int) -> None:
     # Batch b is logged at step b, so what the checkpoint holds was logged below ``step``.
     marker = Event(step=step, session_log=SessionLog(status=SessionLog.START))
     for writer in tensorboard_writers(trainer):
-        writer._get_file_writer().add_event(marker)
+        file_writer(writer).add_event(marker)
 
 
 def fit_and_test(
