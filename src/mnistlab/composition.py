@@ -35,7 +35,7 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     """Builds the run described by ``cfg`` (``conf/train.yaml`` and its groups).
 
     Misspelled keys and bad values are refused here, before any data is read. The engine
-    (``cfg.engine``: auto, chunked or per_step) is decided from the built Trainer, and the
+    (``cfg.engine``, ``mnistlab.engine``) is decided from the built Trainer, and the
     data module and the system are built with it.
 
     Args:
@@ -55,8 +55,8 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
         every_callback = [cb for cb in every_callback if not isinstance(cb, ProgressBar)]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=every_callback)
     engine = choose_engine(trainer, cfg.get("engine", "auto"))
-    datamodule = instantiate(cfg.data, engine=engine)
-    # Called as a partial so that Hydra does not instantiate net_config's _target_: the system records it.
+    # Called as partials: Hydra would turn the engine into a config, and instantiate net_config's _target_.
+    datamodule = instantiate(cfg.data, _partial_=True)(engine=engine)
     system = instantiate(cfg.system, _convert_="all", _partial_=True)(
         net=net,
         net_config=OmegaConf.to_container(cfg.model, resolve=True),

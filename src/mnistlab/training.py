@@ -10,7 +10,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from mnistlab.checkpoints import read_checkpoint
+from mnistlab.callbacks import LastCheckpoint
+from mnistlab.checkpoints import finished_epochs, read_checkpoint
 from mnistlab.data import MNISTDataModule
 from mnistlab.io import write_metrics
 from mnistlab.lightning_private import file_writer
@@ -64,6 +65,26 @@ def mark_restart(trainer: pl.Trainer, step: int) -> None:
         file_writer(writer).add_event(marker)
 
 
+def best_score(callback: ModelCheckpoint) -> float:
+    """The monitored value of ``callback``'s best checkpoint.
+
+    Under ``ddp_spawn`` the fit runs in child processes, and Lightning hands the main process the best
+    checkpoint's path but not its score: it is read from the checkpoint then.
+    """
+    if callback.best_model_score is None:
+        state = read_checkpoint(callback.best_model_path)["callbacks"][callback.state_key]
+        return float(state["best_model_score"])
+    return float(callback.best_model_score)
+
+
+def epochs_done(trainer: pl.Trainer) -> int:
+    """``trainer.current_epoch`` after a fit; ``last.ckpt``'s under ``ddp_spawn``, whose main process counts nothing."""
+    last = next((cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)), None)
+    if trainer.current_epoch == 0 and last is not None and last.path.is_file():
+        return finished_epochs(read_checkpoint(last.path))
+    return int(trainer.current_epoch)
+
+
 def fit_and_test(
     trainer: pl.Trainer,
     system: Classifier,
@@ -114,11 +135,11 @@ def fit_and_test(
     )
     metrics: dict[str, float] = {
         **{k: float(v) for k, v in results[0].items() if k.startswith("test/")},  # acc, loss, macro P/R/F1
-        "epochs": int(trainer.current_epoch),
+        "epochs": epochs_done(trainer),
         "fit_seconds": round(fit_seconds, 2),
     }
     if best is not None:
-        metrics["val/acc_best"] = float(best.best_model_score)
+        metrics["val/acc_best"] = best_score(best)
     if trainer.is_global_zero:
         write_metrics(output_dir, metrics)
         log_hparams(trainer, hparams or {}, metrics, config)
