@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 import torch
@@ -26,21 +26,12 @@ from mnistlab.engine.graph import GraphedStep, graph_blockers
 from mnistlab.engine.step import optimizer_step, raw_steps_allowed
 from mnistlab.lightning_private import count_batches, count_optimizer_steps
 
+if TYPE_CHECKING:
+    from mnistlab.data.loaders import TrainBatches
+
 log = logging.getLogger(__package__)  # mnistlab.engine
 Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, ...), labels (B,)
 StepOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # loss (), predictions (B,), labels (B,)
-
-
-class TrainLoader(Protocol):
-    """What ``ChunkedBatches`` needs of a training loader (``mnistlab.data.loaders.TrainBatches``)."""
-
-    epoch: int
-    served: int  # batches of the running epoch handed out so far
-
-    def __len__(self) -> int: ...
-    def __iter__(self) -> Iterator[Batch]: ...
-    def state_dict(self) -> dict[str, Any]: ...
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class ChunkedBatches:
@@ -51,7 +42,7 @@ class ChunkedBatches:
     shuffling are those of the per-step run; only the grouping differs.
     """
 
-    def __init__(self, loader: TrainLoader, size: int) -> None:
+    def __init__(self, loader: TrainBatches, size: int) -> None:
         self.loader, self.size = loader, size
 
     def __len__(self) -> int:
@@ -140,7 +131,3 @@ class ChunkedSteps:
             count_optimizer_steps(module.trainer, len(chunk))
         count_batches(module.trainer, len(chunk) - 1)
         return outputs
-
-    def __getstate__(self) -> dict[str, Any]:
-        # A recorded graph and the bound step belong to one process's training; a spawned one sets up its own.
-        return {**self.__dict__, "graphed": None, "_step": None}

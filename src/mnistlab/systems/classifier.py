@@ -139,7 +139,6 @@ class Classifier(pl.LightningModule):
         self.test_metrics = stage_metrics(num_classes, confmat=True, per_class=True)
         self.confmats: dict[str, torch.Tensor] = {}  # last computed (C, C) matrix per stage, rows = actual
         self.per_class: dict[str, dict[str, torch.Tensor]] = {}  # stage -> precision/recall/f1, (C,) each
-        self.cuda_graph = cuda_graph
         self.fast_path = engine.fast_path(cuda_graph) if engine is not None else None
         self.automatic_optimization = self.fast_path is None
         self._pending: list[StepOutput] = []  # batches whose training-metric updates are still to be made
