@@ -1,7 +1,8 @@
 """Time mnistlab against a plain PyTorch loop in one process: ``python benchmarks/benchmark.py [device=cuda]``.
 
 Prints one table: (a) the plain loop, (b) the default run (the engine ``scripts/train.py``
-picks), (b1) the same run forced per-step, each with its ratio to (a).
+picks), (b1) the same run forced per-step, (f) Lightning's floor (a bare LightningModule on the
+same tensors, automatic optimization, no logging or callbacks), each with its ratio to (a).
 """
 
 from pathlib import Path

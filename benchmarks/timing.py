@@ -22,6 +22,7 @@ from torch import nn
 
 from mnistlab.atomic_files import write_json
 from mnistlab.composition import Run
+from mnistlab.data.loaders import TrainBatches
 
 
 def synchronize(device: torch.device) -> None:
@@ -117,6 +118,52 @@ def plain_loop(
     return walls, cpus
 
 
+class BareModule(pl.LightningModule):
+    """Lightning's floor: a network, its loss and optimizer, automatic optimization, nothing else."""
+
+    def __init__(self, net: nn.Module, optimizer: Callable, loss: Callable) -> None:
+        super().__init__()
+        self.net, self.optimizer_factory, self.loss = net, optimizer, loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return self.loss(self.net(x), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.parameters())
+
+
+def lightning_floor(
+    net: nn.Module,
+    optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    batches: Iterable,
+    epochs: int,
+    steps: int,
+    accelerator: str,
+) -> EpochTimer:
+    """Fits a ``BareModule`` on ``batches`` (mnistlab's loader over the same on-device tensors).
+
+    No logger, no callback but the timer, no progress bar, checkpoint or validation: what is left
+    is Lightning's own loop, automatic optimization and the step itself.
+    """
+    timer = EpochTimer()
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        callbacks=[timer],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_train_batches=steps,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(BareModule(net, optimizer, loss), train_dataloaders=batches)
+    return timer
+
+
 @dataclass
 class Timing:
     """Measured epochs of one pipeline; warm-up epochs are dropped before the median."""
@@ -164,7 +211,7 @@ def compare_pipelines(
     warmup: int = 1,
     typical: bool = False,
 ) -> list[Timing]:
-    """Times (b) the default run, (b1) the same run per-step, (a) the plain loop and optionally (c).
+    """Times (b) the default run, (b1) the same run per-step, (a) the plain loop, (f) Lightning's floor, maybe (c).
 
     Args:
         default: The run as ``scripts/train.py`` builds it; its ``max_epochs`` is every pipeline's.
@@ -175,7 +222,7 @@ def compare_pipelines(
         typical: Also time (c), the typical Lightning pipeline.
 
     Returns:
-        (a), (b), (b1) and maybe (c), with their ratios to (a).
+        (a), (b), (b1), (f) and maybe (c), with their ratios to (a).
     """
     epochs = default.trainer.max_epochs
     timed = [time_fit("(b) mnistlab, default run", default, warmup)]
@@ -187,12 +234,16 @@ def compare_pipelines(
         make_net().to(images.device), optimizer, default.system.loss, images, labels, epochs, batch_size, steps
     )
     timings = [Timing("(a) plain PyTorch loop", walls, cpus, steps, warmup), *timed]
+    accelerator = "gpu" if images.is_cuda else "cpu"
+    batches = TrainBatches(images, labels, batch_size, seed=default.datamodule.hparams.seed)
+    floor = lightning_floor(make_net().to(images.device), optimizer, default.system.loss, batches, epochs, steps,
+                            accelerator)  # fmt: skip
+    timings.append(Timing("(f) Lightning's floor: bare LightningModule", *floor.times, steps, warmup))
     if typical:
         from typical_lightning import TypicalModule, fit_typical
 
         timer = EpochTimer()
         train_idx, _ = default.datamodule.split_indices()
-        accelerator = "gpu" if images.is_cuda else "cpu"
         module = TypicalModule(make_net(), optimizer, default.system.loss)
         fit_typical(module, default.datamodule.root, train_idx, [timer], epochs, accelerator, batch_size, steps)
         timings.append(Timing("(c) typical Lightning pipeline", *timer.times, steps, warmup))

@@ -10,6 +10,8 @@ import torch
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.augment import RandomAffine
 from mnistlab.data.loaders import TrainBatches
+from mnistlab.engine import Engine
+from mnistlab.engine.chunks import ChunkedBatches
 
 
 def blob_batch(n: int = 8) -> torch.Tensor:
@@ -56,10 +58,10 @@ def test_rejects_bad_ranges() -> None:
 
 def test_datamodule_augments_training_chunks_only(tiny_data: Path) -> None:
     kwargs = dict(root=str(tiny_data), download=False, verify=False, val_size=12, batch_size=8)
-    plain = MNISTDataModule(**kwargs)
-    augmented = MNISTDataModule(**kwargs, augment=RandomAffine(degrees=5.0))
+    engine = Engine(2, "chunked")  # the chunked engine
+    plain = MNISTDataModule(**kwargs, engine=engine)
+    augmented = MNISTDataModule(**kwargs, augment=RandomAffine(degrees=5.0), engine=engine)
     for dm in (plain, augmented):
-        dm.chunk = 2  # the chunked engine
         dm.setup()
     assert "augment" not in augmented.hparams  # checkpoints keep plain values only
     x_plain, y_plain = next(iter(plain.train_dataloader()))[0]
@@ -75,11 +77,11 @@ def test_datamodule_augments_training_chunks_only(tiny_data: Path) -> None:
 def test_mid_epoch_resume_repeats_the_augmented_chunks() -> None:
     images, labels = torch.rand(40, 1, 28, 28), torch.arange(40)
 
-    def make() -> TrainBatches:
-        return TrainBatches(images, labels, batch_size=4, seed=3, augment=RandomAffine(), chunk=2)
+    def make() -> ChunkedBatches:
+        return ChunkedBatches(TrainBatches(images, labels, batch_size=4, seed=3, augment=RandomAffine()), 2)
 
     full = make()
-    full.set_epoch(1)
+    full.sampler.set_epoch(1)
     uninterrupted = list(full)[2:]  # epoch 1 from its third chunk on
     resumed = make()
     resumed.load_state_dict({"epoch": 1, "batches_done": 4})

@@ -27,13 +27,14 @@ def test_benchmark_runs_a_few_steps(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     names = (
         "(a) plain PyTorch loop", "(b) mnistlab, default run [chunked]",
-        "(b1) mnistlab, forced per-step [per_step]", "(c) typical Lightning pipeline", "start-up: first",
+        "(b1) mnistlab, forced per-step [per_step]", "(f) Lightning's floor: bare LightningModule",
+        "(c) typical Lightning pipeline", "start-up: first",
     )  # fmt: skip
     for name in names:
         assert name in result.stdout
     report = json.loads(out.read_text())
     pipelines = report["pipelines"]
-    assert [p["steps_per_epoch"] for p in pipelines] == [10, 10, 10, 10]
+    assert [p["steps_per_epoch"] for p in pipelines] == [10, 10, 10, 10, 10]
     assert all(len(p["epoch_seconds"]) == 2 and len(p["measured"]) == 1 for p in pipelines)
     for p in pipelines[1:]:
         assert p["ratio"] == p["median_s"] / pipelines[0]["median_s"]

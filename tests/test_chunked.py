@@ -9,9 +9,10 @@ import torch
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from mnistlab.data import MNISTDataModule
+from mnistlab.engine import Engine
+from mnistlab.engine.step import plain_precision
 from mnistlab.models import MLP
 from mnistlab.systems import Classifier
-from mnistlab.systems.chunked import plain_precision
 
 
 class CountOptimizerSteps(pl.Callback):
@@ -26,10 +27,9 @@ class CountOptimizerSteps(pl.Callback):
 
 def fit(data: Path, tmp_path: Path, callbacks: list[pl.Callback], precision: str = "32-true") -> tuple:
     pl.seed_everything(0, verbose=False)
-    dm = MNISTDataModule(str(data), download=False, verify=False, val_size=0, batch_size=4)
-    dm.chunk = 3  # the chunked engine: 15 batches per epoch in chunks of 3
-    system = Classifier(MLP(hidden_units=8))
-    system.automatic_optimization = False
+    engine = Engine(3, "chunked")  # the chunked engine: 15 batches per epoch in chunks of 3
+    dm = MNISTDataModule(str(data), download=False, verify=False, val_size=0, batch_size=4, engine=engine)
+    system = Classifier(MLP(hidden_units=8), engine=engine)
     trainer = pl.Trainer(
         max_epochs=2,
         precision=precision,
@@ -48,7 +48,7 @@ def test_raw_steps_match_lightning_steps(tiny_data: Path, tmp_path: Path) -> Non
     raw, raw_trainer = fit(tiny_data, tmp_path / "raw", [])
     counter = CountOptimizerSteps()
     wrapped, wrapped_trainer = fit(tiny_data, tmp_path / "wrapped", [counter])
-    assert raw.raw_steps and not wrapped.raw_steps
+    assert raw.fast_path.raw_steps and not wrapped.fast_path.raw_steps
     assert counter.calls == 30  # the callback saw every optimizer step
     assert raw_trainer.global_step == wrapped_trainer.global_step == 30
     for a, b in zip(raw.state_dict().values(), wrapped.state_dict().values(), strict=True):
@@ -59,7 +59,7 @@ def test_raw_steps_match_lightning_steps(tiny_data: Path, tmp_path: Path) -> Non
 
 def test_bf16_mixed_takes_raw_steps_under_autocast(tiny_data: Path, tmp_path: Path) -> None:
     system, trainer = fit(tiny_data, tmp_path, [], "bf16-mixed")
-    assert system.raw_steps and trainer.global_step == 30
+    assert system.fast_path.raw_steps and trainer.global_step == 30
     assert all(torch.isfinite(p).all() for p in system.parameters())
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mnistlab.data import MNISTDataModule
+from mnistlab.engine import Engine
 from mnistlab.errors import DataError
 
 
@@ -34,8 +35,7 @@ def test_val_size_zero_trains_on_everything(tiny_data: Path) -> None:
 
 
 def test_loaders_cover_every_sample_once(tiny_data: Path) -> None:
-    dm = make(tiny_data, batch_size=5, eval_batch_size=7)
-    dm.chunk = 3  # the chunked engine
+    dm = make(tiny_data, batch_size=5, eval_batch_size=7, engine=Engine(3, "chunked"))  # the chunked engine
     chunks = list(dm.train_dataloader())
     assert [len(c) for c in chunks] == [3, 3, 3, 1]  # 48 samples: 10 batches of <= 5
     seen = torch.cat([x for chunk in chunks for x, _ in chunk])

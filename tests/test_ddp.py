@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import pickle
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import run_script
+from conftest import DATA_DIR, compose_train, run_script
 
 from mnistlab.checkpoints import load_system
+from mnistlab.composition import compose
 from mnistlab.data import MNISTDataModule
 
 pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
@@ -84,3 +86,29 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "bf16" in result.stdout + result.stderr  # Lightning announces the precision plugin
     assert json.loads((run_dir / "metrics.json").read_text())["test/acc"] > 0.7
+
+
+@pytest.mark.parametrize("overrides", [["engine=chunked"], ["engine=per_step", "system.head=sigmoid"]])
+def test_the_system_and_the_data_module_pickle(tmp_path: Path, overrides: list[str]) -> None:
+    run = compose(compose_train(["data/augment=affine", *overrides], tmp_path, DATA_DIR))
+    system, datamodule = pickle.loads(pickle.dumps((run.system, run.datamodule)))  # what ddp_spawn sends
+    assert type(system.fast_path) is type(run.system.fast_path)
+    assert system.automatic_optimization == run.system.automatic_optimization
+    for a, b in zip(system.state_dict().values(), run.system.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    logits, labels = torch.randn(4, 10), torch.tensor([0, 1, 2, 3])
+    assert torch.equal(system.loss(logits, labels), run.system.loss(logits, labels))
+    assert datamodule.hparams == run.datamodule.hparams and datamodule.engine == run.engine
+    assert datamodule.augment is not None
+
+
+def test_ddp_spawn_two_cpu_processes_train_and_test(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    spawn = ("trainer.strategy=ddp_spawn", "trainer.max_epochs=1", "trainer.limit_train_batches=20")
+    result = run_script("train.py", *DDP, *spawn, "model=linear", *FAST[2:], f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout  # really two processes
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["test/acc"] > 0.5 and metrics["val/acc_best"] > 0.5
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 20  # 20 batches on each rank

@@ -17,9 +17,9 @@ from conftest import ROOT, TrainedRun, run_script, train
 
 from mnistlab.checkpoints import read_checkpoint
 from mnistlab.data import MNISTDataModule
+from mnistlab.engine.graph import GraphedStep
 from mnistlab.models import MLP
 from mnistlab.systems import Classifier
-from mnistlab.systems.graphed import GraphedStep
 from mnistlab.systems.losses import loss_fn
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]

@@ -1,4 +1,4 @@
-"""Which runs record their training step as a CUDA graph (``mnistlab.systems.graphed``).
+"""Which runs record their training step as a CUDA graph (``mnistlab.engine.graph``).
 
 The decision is made from plain facts, so it is tested here on any machine; the recording
 and its bit-for-bit equality with eager steps are tested on a GPU (tests/test_gpu.py).
@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from mnistlab.engine.graph import graph_blockers, network_blockers, optimizer_blockers
 from mnistlab.models import CNN, MLP
-from mnistlab.systems.graphed import graph_blockers, network_blockers, optimizer_blockers
 
 CUDA = torch.device("cuda")
 
@@ -49,18 +49,48 @@ def test_run_settings_that_keep_the_eager_step(change: dict, reason: str) -> Non
     assert any(reason in b for b in blockers(**change)), blockers(**change)
 
 
+class UsersNet(nn.Module):
+    """A user's own network class of standard layers (no dropout): no class name of mnistlab's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(8 * 13 * 13, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))  # (B, 10)
+
+
+def test_a_users_network_of_standard_layers_is_recorded() -> None:
+    assert blockers(UsersNet()) == []
+    assert network_blockers(UsersNet()) == []
+    flat = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 13 * 13, 10))
+    assert blockers(flat) == []
+
+
 def test_randomness_or_unknown_layers_keep_the_eager_step() -> None:
     assert network_blockers(CNN()) == ["classifier.1 (Dropout) draws random numbers"]
 
-    class Mine(nn.Module):  # its forward could do anything: host reads, Python branches on values
+    class Scale(nn.Module):  # a leaf of the user's own: its forward could do anything on the host
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+    net = nn.Sequential(nn.Flatten(), Scale(), nn.Linear(784, 10))
+    assert network_blockers(net) == ["1 (Scale) is not a layer known to be graph-safe"]
+    assert network_blockers(nn.Sequential(nn.Flatten(), nn.RNN(784, 10))) == [
+        "1 (RNN) is not a layer known to be graph-safe"
+    ]
+
+    class OwnWeight(nn.Module):  # a container with a parameter of its own, used in a forward we cannot see
         def __init__(self) -> None:
             super().__init__()
             self.fc = nn.Linear(784, 10)
+            self.temperature = nn.Parameter(torch.ones(()))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.fc(x.flatten(1))
+            return self.fc(x.flatten(1)) / self.temperature
 
-    assert network_blockers(Mine()) == ["the network (Mine) is not a layer known to be graph-safe"]
+    assert network_blockers(OwnWeight()) == ["the network (OwnWeight) holds tensors of its own beside its layers"]
     bn = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(784, momentum=None), nn.Linear(784, 10))
     assert network_blockers(bn) == ["1 (BatchNorm1d) with momentum=None reads its batch count on the host"]
 

@@ -49,19 +49,14 @@ class BatchRecorder(pl.Callback):
         self.param_deltas.append(float((after - self._before).norm()))
 
 
-def build(tmp_path: Path, *overrides: str) -> Run:
+def build(tmp_path: Path, *overrides: str, callbacks: list[pl.Callback] = ()) -> Run:
     cfg = compose_train([*QUIET, *overrides], tmp_path, DATA_DIR)
-    return compose(cfg)
+    return compose(cfg, callbacks)
 
 
 def fit(tmp_path: Path, *overrides: str, callbacks: list[pl.Callback] = ()) -> Run:
     """Composes and fits; ``callbacks`` are added to the config's as a user's ``+callbacks.x`` would be."""
-    run = build(tmp_path, *overrides)
-    if callbacks:  # a user's callback decides the engine too: rebuild with it in the list
-        run.trainer.callbacks.extend(callbacks)
-        from mnistlab.engine import configure_engine
-
-        run.engine = configure_engine(run.trainer, run.system, run.datamodule, "auto")
+    run = build(tmp_path, *overrides, callbacks=callbacks)  # a user's callback decides the engine too
     run.trainer.fit(run.system, datamodule=run.datamodule)
     return run
 

@@ -13,6 +13,7 @@ from conftest import kill_at_first_checkpoint, run_script, train, write_idx_set
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnistlab.data.loaders import TrainBatches
+from mnistlab.engine.chunks import ChunkedBatches
 
 pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
 
@@ -98,15 +99,15 @@ def test_loader_state_continues_the_same_permutation(tmp_path: Path) -> None:
     dm.setup("fit")
     x, y = dm.train_set
 
-    def loader() -> TrainBatches:
-        return TrainBatches(x, y, batch_size=4, seed=3, chunk=2)
+    def loader() -> ChunkedBatches:
+        return ChunkedBatches(TrainBatches(x, y, batch_size=4, seed=3), 2)
 
     full = loader()
-    full.set_epoch(1)
+    full.sampler.set_epoch(1)
     # 60 samples, 15 batches; epoch 1 starts at global batch 15, so chunks end at 1, 3, ..., 15: 8 chunks.
     reference = [torch.cat([b for b, _ in chunk]) for chunk in full]
     interrupted = loader()
-    interrupted.set_epoch(1)
+    interrupted.sampler.set_epoch(1)
     it = iter(interrupted)
     next(it), next(it), next(it)
     state = interrupted.state_dict()
@@ -118,7 +119,7 @@ def test_loader_state_continues_the_same_permutation(tmp_path: Path) -> None:
     assert resumed.state_dict() == {"epoch": 2, "batches_done": 0}  # epoch finished
     moved_on = loader()
     moved_on.load_state_dict(state)
-    moved_on.set_epoch(2)  # Lightning starts the next epoch: the old position no longer applies
+    moved_on.sampler.set_epoch(2)  # Lightning starts the next epoch: the old position no longer applies
     assert len(list(moved_on)) == len(reference)
 
 

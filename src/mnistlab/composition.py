@@ -6,6 +6,7 @@ a config.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
@@ -16,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnistlab.checkpoint_records import network_class
 from mnistlab.config_checks import check_devices, check_targets
 from mnistlab.data import MNISTDataModule
-from mnistlab.engine import Engine, configure_engine
+from mnistlab.engine import Engine, choose_engine
 from mnistlab.systems import Classifier
 
 
@@ -30,36 +31,44 @@ class Run:
     engine: Engine
 
 
-def compose(cfg: DictConfig) -> Run:
+def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     """Builds the run described by ``cfg`` (``conf/train.yaml`` and its groups).
 
-    Misspelled keys and bad values are refused here, before any data is read; the engine
-    (``cfg.engine``: auto, chunked or per_step) is decided from the built Trainer.
+    Misspelled keys and bad values are refused here, before any data is read. The engine
+    (``cfg.engine``, ``mnistlab.engine``) is decided from the built Trainer, and the
+    data module and the system are built with it.
+
+    Args:
+        cfg: The composed config.
+        callbacks: Callback objects to add to the config's (a notebook's own); the engine's
+            choice takes them into account like any other.
     """
     check_targets(OmegaConf.to_container(cfg, resolve=True))
     check_devices(OmegaConf.to_container(cfg.trainer, resolve=True))
     network_class(cfg.model.get("_target_"), "model")  # an importable nn.Module class, before any work
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.data)
     net = instantiate(cfg.model)
-    # Called as a partial so that Hydra does not instantiate net_config's _target_: the system records it.
+    trainer = build_trainer(cfg, callbacks)
+    engine = choose_engine(trainer, cfg.get("engine", "auto"))
+    # Called as partials: Hydra would turn the engine into a config, and instantiate net_config's _target_.
+    datamodule = instantiate(cfg.data, _partial_=True)(engine=engine)
     system = instantiate(cfg.system, _convert_="all", _partial_=True)(
         net=net,
         net_config=OmegaConf.to_container(cfg.model, resolve=True),
         optimizer=instantiate(cfg.optimizer, _convert_="all"),
         scheduler=instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None,
         class_names=list(datamodule.classes),
+        engine=engine,
     )
-    trainer = build_trainer(cfg)
-    engine = configure_engine(trainer, system, datamodule, cfg.get("engine", "auto"))
     return Run(trainer, system, datamodule, engine)
 
 
-def build_trainer(cfg: DictConfig) -> pl.Trainer:
-    """The Trainer of ``cfg.trainer`` with the loggers of ``cfg.logger`` and the callbacks of ``cfg.callbacks``."""
+def build_trainer(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
+    """The Trainer of ``cfg.trainer`` with the loggers of ``cfg.logger``, the callbacks of ``cfg.callbacks``
+    and ``callbacks``."""
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    every_callback = [*(instantiate(c) for c in (cfg.get("callbacks") or {}).values()), *callbacks]
     if cfg.trainer.get("enable_progress_bar", True) is False:
         # The flag means no bar; Lightning would instead refuse the configured one.
-        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+        every_callback = [cb for cb in every_callback if not isinstance(cb, ProgressBar)]
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=every_callback)

@@ -178,10 +178,11 @@ def mark_restart(trainer: pl.Trainer, ckpt_path: str | None) -> None:
     from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
     from mnistlab.checkpoints import read_checkpoint
+    from mnistlab.lightning_private import file_writer
     from mnistlab.tb_writers import tensorboard_writers
 
     # Batch b is logged at step b, so what the checkpoint holds was logged below ``step``.
     step = int(read_checkpoint(ckpt_path).get("global_step", 0))
     marker = Event(step=step, session_log=SessionLog(status=SessionLog.START))
     for writer in tensorboard_writers(trainer):
-        writer._get_file_writer().add_event(marker)  # torch's SummaryWriter has no public way to add an event
+        file_writer(writer).add_event(marker)  # torch's SummaryWriter has no public way to add an event

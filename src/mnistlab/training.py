@@ -11,8 +11,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from mnistlab.atomic_files import write_metrics
+from mnistlab.callbacks import LastCheckpoint
+from mnistlab.checkpoints import read_checkpoint
 from mnistlab.config_checks import check_number
 from mnistlab.data import MNISTDataModule
+from mnistlab.lightning_private import file_writer
+from mnistlab.resume import finished_epochs
 from mnistlab.systems import Classifier
 from mnistlab.tb_writers import tensorboard_writers
 
@@ -38,11 +42,31 @@ def log_hparams(
             if k not in ("test/acc", "test/loss"):
                 writer.add_scalar(k, v, trainer.global_step)
         for summary in hparams_summary(hparams, values):
-            writer._get_file_writer().add_summary(summary)
+            file_writer(writer).add_summary(summary)
         if config is not None:  # indented: a Markdown code block in TensorBoard's text tab
             text = yaml.safe_dump(config, sort_keys=False)
             writer.add_text("config", "\n".join("    " + line for line in text.splitlines()), trainer.global_step)
         writer.flush()
+
+
+def best_score(callback: ModelCheckpoint) -> float:
+    """The monitored value of ``callback``'s best checkpoint.
+
+    Under ``ddp_spawn`` the fit runs in child processes, and Lightning hands the main process the best
+    checkpoint's path but not its score: it is read from the checkpoint then.
+    """
+    if callback.best_model_score is None:
+        state = read_checkpoint(callback.best_model_path)["callbacks"][callback.state_key]
+        return float(state["best_model_score"])
+    return float(callback.best_model_score)
+
+
+def epochs_done(trainer: pl.Trainer) -> int:
+    """``trainer.current_epoch`` after a fit; ``last.ckpt``'s under ``ddp_spawn``, whose main process counts nothing."""
+    last = next((cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)), None)
+    if trainer.current_epoch == 0 and last is not None and last.path.is_file():
+        return finished_epochs(read_checkpoint(last.path))
+    return int(trainer.current_epoch)
 
 
 def fit_and_test(
@@ -93,11 +117,11 @@ def fit_and_test(
     )
     metrics: dict[str, float] = {
         **{k: float(v) for k, v in results[0].items() if k.startswith("test/")},  # acc, loss, macro P/R/F1
-        "epochs": int(trainer.current_epoch),
+        "epochs": epochs_done(trainer),
         "fit_seconds": round(fit_seconds, 2),
     }
     if best is not None:
-        metrics["val/acc_best"] = float(best.best_model_score)
+        metrics["val/acc_best"] = best_score(best)
     if trainer.is_global_zero:
         write_metrics(output_dir, metrics)
         log_hparams(trainer, hparams or {}, metrics, config)

@@ -1,6 +1,5 @@
-"""Training callbacks: resumable checkpoints and a progress bar that counts batches under either engine."""
+"""Training callbacks: resumable checkpoints."""
 
 from mnistlab.callbacks.checkpoints import LastCheckpoint
-from mnistlab.callbacks.progress import BatchProgressBar
 
-__all__ = ["BatchProgressBar", "LastCheckpoint"]
+__all__ = ["LastCheckpoint"]

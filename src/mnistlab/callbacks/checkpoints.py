@@ -17,8 +17,8 @@ class LastCheckpoint(Checkpoint):
     Not ``ModelCheckpoint(save_last=True)``: since Lightning 2.6 that writes ``last.ckpt``
     only when a top-k checkpoint is saved too, i.e. when ``val/acc`` improves, so a resume
     could lose epochs. Mid-epoch saves happen when ``trainer.global_step`` is a multiple of
-    ``every_n_steps``, as ``ModelCheckpoint(every_n_train_steps=...)`` counts (the chunked
-    engine aligns its chunks with it). Writes are atomic (``SafeCheckpointIO``).
+    ``every_n_steps``, as ``ModelCheckpoint(every_n_train_steps=...)`` counts (``mnistlab.engine``
+    keeps its steps in step with it). Writes are atomic (``SafeCheckpointIO``).
 
     A Lightning ``Checkpoint``, so Lightning runs it after the other callbacks and, at an
     epoch's end, after the system's own ``on_train_epoch_end``: a step or an epoch whose loss

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning.pytorch as pl
 import torch
@@ -13,6 +15,9 @@ from mnistlab.data.files import download, load_split, missing_data_message, miss
 from mnistlab.data.loaders import EvalBatches, TrainBatches
 from mnistlab.data.specs import SPECS, DatasetSpec
 from mnistlab.errors import DataError, MnistlabError
+
+if TYPE_CHECKING:
+    from mnistlab.engine import Engine
 
 TRAIN_SIZE = 60_000
 
@@ -36,7 +41,9 @@ class MNISTDataModule(pl.LightningDataModule):
         normalize: Standardise with the train mean/std instead of plain [0, 1].
         verify: Check the published checksums; off only for hand-made test files.
         augment: Random transform of the training images, applied on the device to each
-            chunk of batches; None (the default) trains on the images as they are.
+            batch; None (the default) trains on the images as they are.
+        engine: The run's engine (``mnistlab.engine.choose_engine``), which may hand the training
+            batches to the system in groups; None: one batch per ``training_step``, as Lightning's loop.
     """
 
     def __init__(
@@ -51,6 +58,7 @@ class MNISTDataModule(pl.LightningDataModule):
         normalize: bool = False,
         verify: bool = True,
         augment: RandomAffine | None = None,
+        engine: Engine | None = None,
     ) -> None:
         super().__init__()
         if dataset not in SPECS:
@@ -61,15 +69,14 @@ class MNISTDataModule(pl.LightningDataModule):
         check_number("data.val_size", val_size, integer=True, low=0, high=TRAIN_SIZE - 1)
         # Only plain values go into checkpoints (read back with weights_only=True and passed to
         # this constructor again); evaluation never augments, and the run's config records it.
-        self.save_hyperparameters(ignore=["augment"], logger=False)
+        self.save_hyperparameters(ignore=["augment", "engine"], logger=False)
         self.augment = augment if augment else None  # an identity RandomAffine costs nothing
         self.root = Path(root).expanduser()
         self.spec: DatasetSpec = SPECS[dataset]
         self.train_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.val_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.test_set: tuple[torch.Tensor, torch.Tensor] | None = None
-        # Batches per training item; set by ``mnistlab.engine.configure_engine`` for the chunked engine.
-        self.chunk: int | None = None
+        self.engine = engine
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -125,7 +132,7 @@ class MNISTDataModule(pl.LightningDataModule):
             return 0, 1
         return self.trainer.global_rank, self.trainer.world_size
 
-    def train_dataloader(self) -> TrainBatches:
+    def train_dataloader(self) -> Iterable:
         rank, world = self._rank()
         loader = TrainBatches(
             *self.train_set,
@@ -134,13 +141,12 @@ class MNISTDataModule(pl.LightningDataModule):
             rank=rank,
             world_size=world,
             augment=self.augment,
-            chunk=self.chunk,
             # Lightning turns shuffling off for overfit_batches by swapping a DataLoader's sampler; do it here.
             shuffle=not (self.trainer is not None and self.trainer.overfit_batches > 0),
         )
         # Resumed runs continue the shuffle sequence where the checkpoint left it.
         loader.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
-        return loader
+        return loader if self.engine is None else self.engine.batches(loader)
 
     def val_dataloader(self) -> EvalBatches | list:
         if self.val_set is None:

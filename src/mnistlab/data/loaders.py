@@ -18,15 +18,9 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 class TrainBatches:
     """Shuffled training batches, one ``(images, labels)`` pair per optimizer step.
 
-    Its length is the number of batches per epoch, whatever the engine, so Lightning's
-    counts (``limit_train_batches``, ``val_check_interval``, the progress bar's total,
-    ``estimated_stepping_batches``) are in batches.
-
-    With ``chunk`` set (the chunked engine, see ``mnistlab.engine``) each item is instead a
-    list of consecutive batches that ends where the run's global batch count is a multiple
-    of ``chunk`` or where the epoch ends; the system then takes one optimizer step per
-    batch. Chunk ends are the only points where Lightning looks at the loop, so ``chunk``
-    divides every interval the run counts (logging, checkpoints).
+    Its length is the number of batches per epoch, so Lightning's counts
+    (``limit_train_batches``, ``val_check_interval``, the progress bar's total,
+    ``estimated_stepping_batches``) are in batches, whatever ``mnistlab.engine`` makes of them.
 
     The permutation of epoch ``e`` comes from ``seed + e``, so an epoch is the same whether
     or not the run was resumed, and the same under either engine. Under DDP each rank takes
@@ -45,10 +39,8 @@ class TrainBatches:
         seed: Base seed of the per-epoch shuffle.
         rank: This process's rank.
         world_size: Number of processes.
-        augment: Optional random transform of the images of each item (one call per item),
-            drawn from a generator seeded by epoch, rank and first batch, so a resumed run
-            repeats it.
-        chunk: None yields single batches; an int yields lists of batches (see above).
+        augment: Optional random transform of the images of each batch, drawn from a
+            generator seeded by epoch, rank and batch, so a resumed run repeats it.
         shuffle: Reshuffle every epoch (the default) or keep the stored order.
     """
 
@@ -61,16 +53,15 @@ class TrainBatches:
         rank: int = 0,
         world_size: int = 1,
         augment: Augment | None = None,
-        chunk: int | None = None,
         shuffle: bool = True,
     ) -> None:
         self.images, self.labels = images, labels
-        self.augment, self.chunk, self.shuffle = augment, chunk, shuffle
+        self.augment, self.shuffle = augment, shuffle
         self.batch_size = batch_size
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
         self._skip = 0  # batches of ``epoch`` already trained on (set by load_state_dict)
-        self._served = 0  # batches of the running epoch handed to the training loop
+        self.served = 0  # batches of the running epoch handed to the training loop
         self._exhausted = False
 
     @property
@@ -103,9 +94,9 @@ class TrainBatches:
             perm = torch.cat([perm, perm[: padded - len(perm)]])
         return perm[self.rank :: self.world_size].to(self.labels.device)
 
-    def item_generator(self, first_batch: int) -> torch.Generator:
-        """The augmentation's random stream for the item starting at batch ``first_batch`` of this epoch."""
-        seed = ((self.seed + self.epoch) * self.world_size + self.rank) * 100_003 + first_batch + 1_000_003
+    def batch_generator(self, batch: int) -> torch.Generator:
+        """The augmentation's random stream for batch ``batch`` of this epoch."""
+        seed = ((self.seed + self.epoch) * self.world_size + self.rank) * 100_003 + batch + 1_000_003
         return torch.Generator(device=self.images.device).manual_seed(seed)
 
     def state_dict(self) -> dict[str, int]:
@@ -114,40 +105,23 @@ class TrainBatches:
         Lightning does not pre-fetch from iterables that have a length, so every batch
         handed out has been trained on when a checkpoint is taken after a training step.
         """
-        return {"epoch": self.epoch, "batches_done": 0 if self._exhausted else self._served}
+        return {"epoch": self.epoch, "batches_done": 0 if self._exhausted else self.served}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch = int(state["epoch"])
-        # "chunks_done" is what checkpoints before the batch-counted engine stored: 50 batches each.
-        self._skip = int(state["batches_done"]) if "batches_done" in state else 50 * int(state["chunks_done"])
+        self._skip = int(state["batches_done"])
 
-    def _ends(self, start: int, steps: int) -> Iterator[int]:
-        """Where the items of an epoch that starts at global batch ``start`` end, as epoch batch indices."""
-        if self.chunk is None:
-            yield from range(1, steps + 1)
-            return
-        first = self.chunk - start % self.chunk  # the first end aligned with the global batch count
-        yield from range(first, steps, self.chunk)
-        yield steps
-
-    def __iter__(self) -> Iterator[Batch | list[Batch]]:
+    def __iter__(self) -> Iterator[Batch]:
         order = self.epoch_indices()
-        steps = len(self)
         skip, self._skip = self._skip, 0
-        self._served, self._exhausted = skip, False
-        for end in self._ends(self.epoch * steps, steps):
-            if end <= skip:
-                continue
-            begin = self._served
-            idx = order[begin * self.batch_size : end * self.batch_size]
-            x, y = self.images[idx], self.labels[idx]  # (N, 1, 28, 28), (N,) with N <= chunk * batch_size
+        self.served, self._exhausted = skip, False
+        for i in range(skip, len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            x, y = self.images[idx], self.labels[idx]  # (B, 1, 28, 28), (B,)
             if self.augment is not None:
-                x = self.augment(x, self.item_generator(begin))
-            self._served = end
-            if self.chunk is None:
-                yield x, y
-            else:
-                yield list(zip(x.split(self.batch_size), y.split(self.batch_size), strict=True))
+                x = self.augment(x, self.batch_generator(i))
+            self.served = i + 1
+            yield x, y
         self.epoch += 1
         self._exhausted = True
 

@@ -25,6 +25,7 @@ def write_onnx(model: ProbabilityNet, path: Path, metadata: dict[str, str]) -> N
     """ONNX through ``torch.onnx.export`` (the dynamo exporter) with a dynamic batch dimension."""
     import onnx
     import onnxscript  # noqa: F401  (torch.onnx.export's dynamo exporter needs it; `export` checked both)
+
     example = torch.rand(2, 1, 28, 28)
     with quiet("onnxscript", "onnx_ir"), contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress notes
         program = torch.onnx.export(

@@ -101,6 +101,7 @@ class OnnxPredictor:
     def __init__(self, path: str | Path) -> None:
         require("an ONNX file", "export", "onnxruntime")
         import onnxruntime as ort
+
         path = Path(path)
         if not path.is_file():
             raise MnistlabError(f"model not found: {path}")

@@ -60,7 +60,7 @@ class RequestChecks:
                 raise BadRequest(400, "bad Content-Length header")
             if int(headers.get("content-length", "0")) > self.max_bytes:
                 raise BadRequest(413, f"request body over the {self.max_bytes // 2**20} MB limit")
-            while more:  # read the body (at most max_bytes + one chunk) to judge it, then replay it below
+            while more:  # read the body (at most max_bytes + one ASGI message) to judge it, then replay it below
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     return

@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.plugins.precision import Precision
 from torch import nn
 
 from mnistlab.checkpoint_records import build_network, factory_from_record, network_record, output_width
@@ -17,23 +16,19 @@ from mnistlab.config_checks import check_number
 from mnistlab.data.loaders import Batch
 from mnistlab.errors import ConfigError
 from mnistlab.figures import confusion_matrix_image
-from mnistlab.systems.chunked import (
-    align_step_counts,
-    count_batches,
-    count_optimizer_steps,
-    raw_step,
-    raw_steps_allowed,
-)
+from mnistlab.lightning_private import align_optimizer_step_counts, restore_loader_position, should_update_logs
 from mnistlab.systems.divergence import DivergenceCheck, check_finite
-from mnistlab.systems.graphed import GraphedStep, graph_blockers
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
 from mnistlab.systems.metrics import batch_weights, stage_metrics
 from mnistlab.tb_writers import tensorboard_writers
 
+if TYPE_CHECKING:
+    from mnistlab.engine import Engine
+
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 NOTEBOOK_ADAM: OptimizerFactory = partial(torch.optim.Adam, lr=1e-3)
-PENDING_UPDATES = 50  # per-step batches whose training-metric updates are made in one call
+StepOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # one batch's loss (), predictions (B,), labels (B,)
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +49,9 @@ class Classifier(pl.LightningModule):
     system turns them into probabilities (``head``) and takes C and the class names from the data.
 
     Out of the box it is a plain Lightning module: automatic optimization, one ``(images,
-    labels)`` batch per ``training_step``. ``mnistlab.engine.configure_engine`` may switch a
-    run to the chunked engine (manual optimization, a list of batches per step, one
-    optimizer step each) where that is exact. Either way ``train/loss_step`` is logged at
+    labels)`` batch per ``training_step``. Built with an ``engine`` whose ``fast_path`` is set
+    (``mnistlab.engine``), its ``training_step`` delegates to that path instead, which takes
+    several batches per step (manual optimization). Either way ``train/loss_step`` is logged at
     Lightning's logging steps only (every ``log_every_n_steps`` batches, the steps a logger
     writes), so between them ``trainer.callback_metrics`` and the progress bar hold the last
     logged loss; epoch metrics are accumulated on the device and read once per epoch, and the
@@ -83,9 +78,11 @@ class Classifier(pl.LightningModule):
         net_config: The resolved config ``net`` was built from (``_target_`` naming its class,
             and plain keyword arguments), recorded so that a checkpoint can rebuild the network.
             None records the class alone (rebuilt with its default arguments).
-        cuda_graph: Under the chunked engine on a GPU, record the training step once as a CUDA
-            graph and replay it, where that is exact (``mnistlab.systems.graphed``). A switch of
+        cuda_graph: Under the engine's fast path on a GPU, record the optimizer step once as a
+            CUDA graph and replay it, where that is exact (``mnistlab.engine.graph``). A switch of
             how the step runs, not of what it computes, so checkpoints do not record it.
+        engine: The run's engine (``mnistlab.engine.choose_engine``); None is Lightning's
+            automatic optimization, as is an engine without a fast path.
     """
 
     def __init__(
@@ -98,6 +95,7 @@ class Classifier(pl.LightningModule):
         head: Head = "softmax",
         net_config: Mapping[str, Any] | None = None,
         cuda_graph: bool = True,
+        engine: Engine | None = None,
     ) -> None:
         super().__init__()
         if isinstance(net, Mapping):  # a checkpoint's record
@@ -121,7 +119,9 @@ class Classifier(pl.LightningModule):
                 f"the network returns {num_classes} logits but there are {len(class_names)} classes "
                 f"(set model.num_classes={len(class_names)} or the like)"
             )
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "net_config", "cuda_graph"], logger=False)
+        # How the step runs (cuda_graph, engine) is no hyperparameter: checkpoints do not record it.
+        ignore = ["net", "optimizer", "scheduler", "net_config", "cuda_graph", "engine"]
+        self.save_hyperparameters(ignore=ignore, logger=False)
         # Plain records instead of pickled objects: checkpoints load with weights_only=True.
         self.hparams["net"] = record
         self.hparams["head"] = head
@@ -137,10 +137,9 @@ class Classifier(pl.LightningModule):
         self.test_metrics = stage_metrics(num_classes, confmat=True, per_class=True)
         self.confmats: dict[str, torch.Tensor] = {}  # last computed (C, C) matrix per stage, rows = actual
         self.per_class: dict[str, dict[str, torch.Tensor]] = {}  # stage -> precision/recall/f1, (C,) each
-        self.raw_steps = False  # chunked engine only; decided in on_train_start
-        self.cuda_graph = cuda_graph
-        self._graphed: GraphedStep | None = None  # chunked engine on a GPU; set up in on_train_start
-        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # per-step: (loss, preds, labels)
+        self.fast_path = engine.fast_path(cuda_graph) if engine is not None else None
+        self.automatic_optimization = self.fast_path is None
+        self._pending: list[StepOutput] = []  # batches whose training-metric updates are still to be made
         self._unchecked_loss: torch.Tensor | None = None  # a logged step's loss, checked at its batch end
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
@@ -163,42 +162,41 @@ class Classifier(pl.LightningModule):
         # configure_optimizers reads trainer.estimated_stepping_batches, which makes Lightning build the
         # training loader before a resumed checkpoint is restored; Lightning then never hands the loader
         # its saved position. Hand it over now, before the first batch is drawn (a no-op otherwise).
-        self.trainer.fit_loop._load_combined_loader_states()
-        align_step_counts(self.trainer)  # a checkpoint of the other engine resumes with its step count
-        self.raw_steps = not self.automatic_optimization and raw_steps_allowed(self.trainer, self)
-        self._graphed = None
-        if not self.automatic_optimization:
-            self._set_up_graph()
-
-    def _set_up_graph(self) -> None:
-        optimizer = self.optimizers().optimizer
-        plain = type(self.trainer.precision_plugin) is Precision
-        blockers = graph_blockers(
-            self.device, self.raw_steps, plain, self.net, optimizer, self.lr_schedulers(), self.cuda_graph
-        )
-        if self.device.type != "cuda":
-            return  # nothing to say: graphs are a GPU matter
-        if blockers:
-            log.info("training step: eager, not a CUDA graph: %s", "; ".join(blockers))
-        else:
-            log.info("training step: recorded once as a CUDA graph and replayed per batch (the same kernels: exact)")
-            self._graphed = GraphedStep(self.net, self.loss, optimizer)
+        restore_loader_position(self.trainer)
+        align_optimizer_step_counts(self.trainer)  # resumes a checkpoint of either optimization mode
+        if self.fast_path is not None:
+            self.fast_path.on_train_start(self)
 
     def on_train_end(self) -> None:
-        self._graphed = None  # frees the graph's memory pool
+        if self.fast_path is not None:
+            self.fast_path.on_train_end()
 
-    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> torch.Tensor | None:
-        if isinstance(batch, list):
-            return self._train_chunk(batch)
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+        if self.fast_path is not None:  # several batches per step, one optimizer step each (mnistlab.engine)
+            self._record_training(self.fast_path.training_step(self, batch))
+            return None
         x, y = batch
         logits = self.net(x)  # (B, C)
         loss = self.loss(logits, y)
-        # Metric updates cost ~40 us each in torchmetrics' wrappers: batch them (the epoch values are the same).
-        self._pending.append((loss.detach(), logits.detach().argmax(-1), y))
-        if len(self._pending) == PENDING_UPDATES:
-            self._update_train_metrics()
-        self._log_loss_step(loss.detach(), len(y))
+        self._record_training([(loss.detach(), logits.detach().argmax(-1), y)])
         return loss
+
+    def _record_training(self, outputs: list[StepOutput]) -> None:
+        """Keeps the batches' results for the epoch metrics; at Lightning's logging steps, logs the last loss.
+
+        Metric updates cost ~40 us each in torchmetrics' wrappers, so they are made for all kept
+        batches at once, at the logging steps and the epoch's end (the epoch values are the same).
+        ``self.log`` costs about 0.5 ms, a quarter of a per-step batch on the CPU, and loggers
+        receive on-step values only every ``log_every_n_steps`` batches, so the loss is logged at
+        those steps alone. Lightning reads it to the host after the step; the divergence check
+        (``DivergenceCheck``) reads it then too, so the step itself never waits for the device.
+        """
+        self._pending.extend(outputs)
+        if should_update_logs(self.trainer):
+            loss, _, y = outputs[-1]
+            self._unchecked_loss = loss
+            self.log("train/loss_step", loss, prog_bar=True, batch_size=len(y))
+            self._update_train_metrics()
 
     def _update_train_metrics(self) -> None:
         if not self._pending:
@@ -207,44 +205,6 @@ class Classifier(pl.LightningModule):
         self.train_metrics["loss"].update(torch.stack(losses), batch_weights(targets))  # (K,) weighted by size
         self.train_metrics["acc"].update(torch.cat(preds), torch.cat(targets))
         self._pending.clear()
-
-    def _train_chunk(self, chunk: list[Batch]) -> None:
-        """The chunked engine's step: one optimizer step per batch of ``chunk`` (manual optimization)."""
-        opt = self.optimizers()
-        scheduler = self.lr_schedulers()
-        raw_opt = opt.optimizer if self.raw_steps else None
-        losses, preds = [], []
-        for x, y in chunk:
-            if self._graphed is not None:  # raw steps on a GPU (see _set_up_graph)
-                loss, pred = self._graphed(x, y)
-            elif raw_opt is not None:  # same effect as the wrapped calls below, ~60 us cheaper (see chunked)
-                loss, pred = raw_step(self.net, self.loss, raw_opt, x, y)
-            else:
-                logits = self.net(x)  # (B, C)
-                loss = self.loss(logits, y)
-                opt.zero_grad(set_to_none=True)
-                self.manual_backward(loss)
-                opt.step()
-                loss, pred = loss.detach(), logits.detach().argmax(-1)
-            if scheduler is not None:  # never with a graph, which keeps the rate it recorded
-                scheduler.step()
-            losses.append(loss)
-            preds.append(pred)
-        if raw_opt is not None:
-            count_optimizer_steps(self.trainer, len(chunk))
-        self.train_metrics["loss"].update(torch.stack(losses), batch_weights([y for _, y in chunk]))  # (K,)
-        self.train_metrics["acc"].update(torch.cat(preds), torch.cat([y for _, y in chunk]))
-        count_batches(self.trainer, len(chunk) - 1)
-        self._log_loss_step(losses[-1], len(chunk[-1][1]))
-
-    def _log_loss_step(self, loss: torch.Tensor, batch_size: int) -> None:
-        # Loggers receive on-step values only every log_every_n_steps batches, so the loss is logged at
-        # those steps alone: self.log costs about 0.5 ms, a quarter of a per-step batch on the CPU.
-        # Lightning reads the value to the host after the step; the divergence check (DivergenceCheck)
-        # reads it then too, so the step itself never waits for the device.
-        if self.trainer._logger_connector.should_update_logs:
-            self._unchecked_loss = loss
-            self.log("train/loss_step", loss, prog_bar=True, batch_size=batch_size)
 
     def take_logged_loss(self) -> torch.Tensor | None:
         """The loss logged at this step, once (None at other steps); ``DivergenceCheck`` reads it."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Literal, get_args
 
 import torch
@@ -43,10 +45,10 @@ def keras_sigmoid_nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return F.cross_entropy(p.log(), target)
 
 
-def loss_fn(head: str, label_smoothing: float = 0.0):
-    """The training loss for ``head``: ``(logits (B, C), target (B,)) -> scalar``."""
+def loss_fn(head: str, label_smoothing: float = 0.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss for ``head``: ``(logits (B, C), target (B,)) -> scalar``; picklable (``ddp_spawn``)."""
     if head == "sigmoid":
         if label_smoothing:
             raise ValueError("label smoothing is only defined for the softmax head")
         return keras_sigmoid_nll
-    return lambda logits, target: F.cross_entropy(logits, target, label_smoothing=label_smoothing)
+    return partial(F.cross_entropy, label_smoothing=label_smoothing)

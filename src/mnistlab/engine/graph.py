@@ -1,9 +1,10 @@
-"""The chunked engine's training step recorded once as a CUDA graph and replayed, where that is exact.
+"""The chunked engine's optimizer step recorded once as a CUDA graph and replayed, where that is exact.
 
 On a GPU, a 784-100-10 step at batch 32 is some 30 kernels of a few microseconds each, and
 launching them one by one from Python takes far longer than running them: the GPU mostly
-waits. ``GraphedStep`` records the whole step (forward, loss, backward, optimizer step) as one
-CUDA graph and replays it for every batch of the recorded shape: one launch instead of ~30.
+waits. ``GraphedStep`` records the whole of ``mnistlab.engine.step.optimizer_step`` (forward,
+loss, backward, optimizer step) as one CUDA graph and replays it for every batch of the
+recorded shape: one launch instead of ~30.
 
 A replay runs the recorded kernels with the recorded arguments on the same memory, so the
 weights follow the eager step's arithmetic exactly (``tests/test_gpu.py`` compares them bit
@@ -13,23 +14,27 @@ numbers), layers not known to be free of host work, a learning rate that changes
 steps (a graph keeps the rate it recorded), an optimizer whose graph-safe mode computes
 differently, and anything Lightning must wrap around each step. The run then keeps the eager
 step and says why in one log line.
+
+Whether a network can be recorded is decided by what it is made of, not by its class: every
+leaf module must be one of the standard ``torch.nn`` layers of ``GRAPH_SAFE_LAYERS``, and every
+other module (``nn.Sequential``, a user's own network class) may only hold those, with no
+parameters or buffers of its own. A container's ``forward`` is taken to route tensors between
+its children, as a network's ``forward`` does; one that draws random numbers or reads values
+on the host itself (``F.dropout``, ``.item()``) must be run with ``system.cuda_graph=false``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
-from mnistlab.models import CNN, MLP
-from mnistlab.systems.chunked import raw_step
+from mnistlab.engine.step import Loss, optimizer_step
 
 WARMUP_STEPS = 3  # eager steps on a side stream before recording (PyTorch's documented recipe)
-# Layers whose forward and backward are the same kernels every step, with no host work (exact types).
+# Leaf layers whose forward and backward are the same kernels every step, with no host work (exact types).
 GRAPH_SAFE_LAYERS: tuple[type[nn.Module], ...] = (
-    MLP, CNN, nn.Sequential, nn.Flatten, nn.Identity, nn.Linear, nn.Conv2d, nn.ReLU, nn.MaxPool2d,
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout,
+    nn.Flatten, nn.Unflatten, nn.Identity, nn.Linear, nn.Conv1d, nn.Conv2d, nn.ReLU, nn.LeakyReLU, nn.Tanh,
+    nn.Sigmoid, nn.GELU, nn.MaxPool2d, nn.AvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.Dropout,
 )  # fmt: skip
 # Optimizers whose recorded step is the eager one: fused Adam/AdamW ignore ``capturable``, SGD has none.
 GRAPH_SAFE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
@@ -40,7 +45,11 @@ def network_blockers(net: nn.Module) -> list[str]:
     blockers = []
     for name, m in net.named_modules():
         where = f"{name or 'the network'} ({type(m).__name__})"
-        if type(m) not in GRAPH_SAFE_LAYERS:
+        own_state = [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]
+        if next(m.children(), None) is not None:  # a container: its children are checked in turn
+            if own_state:
+                blockers.append(f"{where} holds tensors of its own beside its layers")
+        elif type(m) not in GRAPH_SAFE_LAYERS:
             blockers.append(f"{where} is not a layer known to be graph-safe")
         elif isinstance(m, nn.Dropout) and m.p > 0:
             blockers.append(f"{where} draws random numbers")
@@ -74,7 +83,7 @@ def graph_blockers(
 
     Args:
         device: The training device.
-        raw_steps: The chunked engine calls ``backward`` and ``step`` itself (``raw_steps_allowed``).
+        raw_steps: The engine calls ``backward`` and ``step`` itself (``mnistlab.engine.step.raw_steps_allowed``).
         plain_precision: 32-bit training, with no autocast or loss scaling.
         net: The network.
         optimizer: The (unwrapped) optimizer.
@@ -113,7 +122,7 @@ class GraphedStep:
     def __init__(
         self,
         net: nn.Module,
-        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        loss: Loss,
         optimizer: torch.optim.Optimizer,
     ) -> None:
         self.net, self.loss, self.optimizer = net, loss, optimizer
@@ -137,7 +146,7 @@ class GraphedStep:
         return self._loss.clone(), self._preds.clone()  # the next replay overwrites them
 
     def _eager(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return raw_step(self.net, self.loss, self.optimizer, x, y)
+        return optimizer_step(self.net, self.loss, self.optimizer, x, y)
 
     def _warm_up(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         side = torch.cuda.Stream()

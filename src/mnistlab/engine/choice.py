@@ -1,12 +1,4 @@
-"""Which training engine a run takes, decided from its Trainer before any work.
-
-- **per_step**: Lightning's own loop, one Lightning step and one optimizer step per batch,
-  automatic optimization. Every Trainer flag and callback means what Lightning documents.
-- **chunked**: one Lightning step runs a chunk of consecutive batches (manual optimization,
-  one optimizer step each), which makes a small network train about as fast as a
-  hand-written loop. Chunk ends are aligned with every interval the run counts, and
-  ``mnistlab.systems.chunked.count_batches`` keeps Lightning's counters in batches, so the
-  run logs, validates, checkpoints and reports progress at the same batches as per-step.
+"""The engine's choice: per-step or chunked, decided from the run's Trainer before any work.
 
 ``engine=auto`` takes the chunked engine only when every setting and callback of the run is
 on a whitelist of those known to be exact under it; anything else, a user's callback
@@ -18,15 +10,22 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.profilers import PassThroughProfiler
 
+from mnistlab.engine.chunks import ChunkedBatches, ChunkedSteps
 from mnistlab.errors import MnistlabError
+from mnistlab.lightning_private import (
+    checkpoint_every_n_train_steps,
+    checkpoint_train_time_interval,
+    detect_anomaly,
+)
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # mnistlab.engine
 
 ENGINES = ("auto", "chunked", "per_step")
 MAX_CHUNK = 50  # longer chunks gain nothing measurable and cost memory for the gathered images
@@ -37,7 +36,7 @@ CHUNK_SAFE_CALLBACKS: tuple[str, ...] = (
     "lightning.pytorch.callbacks.model_summary.ModelSummary",
     "lightning.pytorch.callbacks.rich_model_summary.RichModelSummary",
     "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
-    "mnistlab.callbacks.progress.BatchProgressBar",
+    "mnistlab.engine.progress.BatchProgressBar",
     "mnistlab.callbacks.checkpoints.LastCheckpoint",
     "mnistlab.systems.divergence.DivergenceCheck",
     "mnistlab.evaluation.callbacks.SampleImages",
@@ -47,7 +46,11 @@ CHUNK_SAFE_CALLBACKS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Engine:
-    """The decision: ``chunk`` batches per Lightning step (None: per-step) and why."""
+    """The decision: ``chunk`` batches per Lightning step (None: per-step) and why.
+
+    The data module and the system are built with it: ``batches`` groups the training
+    loader's batches into chunks, ``fast_path`` is the system's training step for them.
+    """
 
     chunk: int | None
     reason: str
@@ -55,6 +58,14 @@ class Engine:
     @property
     def name(self) -> str:
         return "per_step" if self.chunk is None else "chunked"
+
+    def batches(self, loader: Iterable) -> Iterable:
+        """What the training loop iterates: ``loader`` itself per-step, else its batches in chunks."""
+        return loader if self.chunk is None else ChunkedBatches(loader, self.chunk)
+
+    def fast_path(self, cuda_graph: bool = True) -> ChunkedSteps | None:
+        """The system's training step for chunks (None per-step: Lightning's automatic optimization)."""
+        return None if self.chunk is None else ChunkedSteps(cuda_graph)
 
 
 def _qualname(obj: object) -> str:
@@ -73,7 +84,7 @@ def per_step_needs(trainer: pl.Trainer) -> list[str]:
             ("trainer.limit_train_batches", trainer.limit_train_batches != 1.0),
             ("trainer.val_check_interval", trainer.val_check_interval != 1.0),
             ("trainer.max_steps", trainer.max_steps != -1),
-            ("trainer.detect_anomaly", trainer._detect_anomaly),
+            ("trainer.detect_anomaly", detect_anomaly(trainer)),
             ("trainer.profiler", not isinstance(trainer.profiler, PassThroughProfiler)),
         )
         if changed
@@ -81,7 +92,7 @@ def per_step_needs(trainer: pl.Trainer) -> list[str]:
     for cb in trainer.callbacks:
         if _qualname(cb) not in CHUNK_SAFE_CALLBACKS:
             needs.append(f"callback {type(cb).__name__}")
-        elif isinstance(cb, ModelCheckpoint) and cb._train_time_interval is not None:
+        elif isinstance(cb, ModelCheckpoint) and checkpoint_train_time_interval(cb) is not None:
             needs.append("ModelCheckpoint(train_time_interval=...)")
     return needs
 
@@ -90,8 +101,8 @@ def step_intervals(trainer: pl.Trainer) -> list[int]:
     """Every batch interval at which the run acts (logging, step-based checkpoints)."""
     intervals = [trainer.log_every_n_steps] if trainer.loggers and trainer.log_every_n_steps > 0 else []
     for cb in trainer.callbacks:
-        if isinstance(cb, ModelCheckpoint) and cb._every_n_train_steps:
-            intervals.append(cb._every_n_train_steps)
+        if isinstance(cb, ModelCheckpoint) and checkpoint_every_n_train_steps(cb):
+            intervals.append(checkpoint_every_n_train_steps(cb))
         every = getattr(cb, "every_n_steps", None)  # LastCheckpoint
         if isinstance(every, int) and every > 0:
             intervals.append(every)
@@ -105,11 +116,22 @@ def chunk_size(intervals: list[int], limit: int = MAX_CHUNK) -> int:
 
 
 def choose_engine(trainer: pl.Trainer, engine: str = "auto") -> Engine:
-    """Decides the engine for ``trainer``; ``engine`` is ``auto``, ``chunked`` or ``per_step``.
+    """Decides the engine for ``trainer`` and says which, in one log line.
+
+    Args:
+        trainer: The run's Trainer, with its callbacks.
+        engine: ``auto``, ``chunked`` or ``per_step``.
 
     Raises:
         MnistlabError: For an unknown ``engine``, or ``chunked`` with a setting it cannot honour.
     """
+    choice = _decide(trainer, engine)
+    label = "per-step" if choice.chunk is None else f"chunked ({choice.chunk} batches per Lightning step)"
+    log.info("engine: %s: %s", label, choice.reason)
+    return choice
+
+
+def _decide(trainer: pl.Trainer, engine: str) -> Engine:
     if engine not in ENGINES:
         raise MnistlabError(f"engine={engine!r} is unknown; choose one of {', '.join(ENGINES)}")
     if engine == "per_step":
@@ -124,15 +146,3 @@ def choose_engine(trainer: pl.Trainer, engine: str = "auto") -> Engine:
         return Engine(None, f"{', '.join(needs)} need{'s' if len(needs) == 1 else ''} Lightning's loop at every batch")
     chunk = chunk_size(step_intervals(trainer))
     return Engine(chunk, f"every setting and callback of this run is exact with chunks of {chunk} batches")
-
-
-def configure_engine(
-    trainer: pl.Trainer, system: pl.LightningModule, datamodule: pl.LightningDataModule, engine: str = "auto"
-) -> Engine:
-    """Chooses the engine, sets the system and the data module up for it and says which, in one log line."""
-    choice = choose_engine(trainer, engine)
-    system.automatic_optimization = choice.chunk is None
-    datamodule.chunk = choice.chunk
-    label = "per-step" if choice.chunk is None else f"chunked ({choice.chunk} batches per Lightning step)"
-    log.info("engine: %s: %s", label, choice.reason)
-    return choice

@@ -1,4 +1,4 @@
-"""Lightning's TQDM progress bar, counting batches when a Lightning step is a chunk of them."""
+"""Lightning's TQDM progress bar, counting batches when a Lightning step is a chunk of them (``engine.chunks``)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import TQDMProgressBar
+
+from mnistlab.lightning_private import batches_done
 
 
 class BatchProgressBar(TQDMProgressBar):
@@ -23,12 +25,12 @@ class BatchProgressBar(TQDMProgressBar):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         super().on_train_epoch_start(trainer, *args)
-        self._shown = trainer.fit_loop.epoch_loop.batch_progress.current.processed  # resumed mid-epoch
+        self._shown = batches_done(trainer)  # resumed mid-epoch
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        n = trainer.fit_loop.epoch_loop.batch_progress.current.processed  # batches done this epoch
+        n = batches_done(trainer)  # batches done this epoch
         bar = self.train_progress_bar
         if bar is None or not self.is_enabled:
             return

@@ -1,0 +1,128 @@
+"""Every use of Lightning's private state in mnistlab, in one module.
+
+Lightning offers no public way to do what these functions do. Each reads or writes state
+that a Lightning release may rename without notice, so nothing else in mnistlab touches it,
+and ``tests/test_lightning_private.py`` checks every attribute below on a real Trainer and
+fails with the attribute's name when a release renames it.
+
+Attributes touched (``PRIVATE_ATTRIBUTES`` lists them for the test):
+
+- ``Trainer._detect_anomaly``: read; ``Trainer(detect_anomaly=...)`` has no public getter.
+- ``Trainer._logger_connector.should_update_logs``: read; whether Lightning writes this step's logs.
+- ``Trainer.fit_loop._load_combined_loader_states``: called; hands a restored loader its saved position.
+- ``Trainer.fit_loop._data_fetcher`` (``fetched``, ``length``, ``done``): advanced by a step of several batches.
+- ``Trainer.fit_loop.epoch_loop._batches_that_stepped``: advanced likewise (the logging interval, the loggers' x-axis).
+- ``Trainer.fit_loop.epoch_loop.batch_progress``: its progress tracker, read and advanced likewise.
+- ``Trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress`` and
+  ``Trainer.fit_loop.epoch_loop.automatic_optimization.optim_progress.optimizer.step``: the optimizer-step
+  trackers behind ``trainer.global_step``.
+- ``ModelCheckpoint._every_n_train_steps`` and ``ModelCheckpoint._train_time_interval``: read.
+- ``SummaryWriter._get_file_writer``: torch's TensorBoard writer behind Lightning's ``TensorBoardLogger``;
+  called to add raw summaries and events.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+# (owner, dotted attribute path) of each private attribute used below; the test resolves each one.
+PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
+    ("Trainer", "_detect_anomaly"),
+    ("Trainer", "_logger_connector.should_update_logs"),
+    ("Trainer", "fit_loop._load_combined_loader_states"),
+    ("Trainer", "fit_loop._data_fetcher.fetched"),
+    ("Trainer", "fit_loop._data_fetcher.length"),
+    ("Trainer", "fit_loop._data_fetcher.done"),
+    ("Trainer", "fit_loop.epoch_loop._batches_that_stepped"),
+    ("Trainer", "fit_loop.epoch_loop.batch_progress.current.processed"),
+    ("Trainer", "fit_loop.epoch_loop.batch_progress.increment_by"),
+    ("Trainer", "fit_loop.epoch_loop.manual_optimization.optim_step_progress.total.completed"),
+    ("Trainer", "fit_loop.epoch_loop.automatic_optimization.optim_progress.optimizer.step.total.completed"),
+    ("ModelCheckpoint", "_every_n_train_steps"),
+    ("ModelCheckpoint", "_train_time_interval"),
+    ("SummaryWriter", "_get_file_writer"),
+)
+
+
+def detect_anomaly(trainer: pl.Trainer) -> bool:
+    return trainer._detect_anomaly
+
+
+def should_update_logs(trainer: pl.Trainer) -> bool:
+    """True at the steps whose logged values Lightning hands to the loggers (every ``log_every_n_steps``)."""
+    return trainer._logger_connector.should_update_logs
+
+
+def restore_loader_position(trainer: pl.Trainer) -> None:
+    """Hands the training loader the position a resumed checkpoint saved (a no-op otherwise).
+
+    Lightning restores it only when the loader is built after the checkpoint is loaded; reading
+    ``trainer.estimated_stepping_batches`` in ``configure_optimizers`` builds it before.
+    """
+    trainer.fit_loop._load_combined_loader_states()
+
+
+def batches_done(trainer: pl.Trainer) -> int:
+    """Training batches processed in the running epoch, as Lightning's loop counts them."""
+    return trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+
+def count_batches(trainer: pl.Trainer, extra: int) -> None:
+    """Counts ``extra`` more batches for the Lightning step running now.
+
+    Called from ``training_step``, before Lightning logs the step, checks validation and runs
+    ``on_train_batch_end``; Lightning counts the step's own batch itself afterwards. Afterwards
+    ``batch_idx``, ``global_step`` of the loggers, the logging interval, ``val_check_interval``
+    and the progress bar see the same numbers as after the same batch of a one-batch-per-step run.
+    """
+    loop = trainer.fit_loop.epoch_loop
+    fetcher = trainer.fit_loop._data_fetcher
+    fetcher.fetched += extra
+    done = fetcher.length is not None and fetcher.fetched >= fetcher.length
+    fetcher.done = done
+    loop.batch_progress.increment_by(extra, is_last_batch=done)
+    loop._batches_that_stepped += extra
+
+
+def count_optimizer_steps(trainer: pl.Trainer, steps: int) -> None:
+    """Advances ``trainer.global_step`` of a manually optimized module by ``steps``.
+
+    ``LightningOptimizer.step`` does this once per call; a step taken on the raw optimizer is counted here.
+    """
+    progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+    for _ in range(steps):
+        progress.increment_ready()
+        progress.increment_completed()
+
+
+def align_optimizer_step_counts(trainer: pl.Trainer) -> None:
+    """Sets the automatic- and manual-optimization step counters both to the larger one.
+
+    ``trainer.global_step`` reads one or the other depending on ``automatic_optimization``, and a
+    checkpoint holds only the one its run advanced: aligning them when training starts lets a run
+    resume a checkpoint written under the other mode with its step count.
+    """
+    loop = trainer.fit_loop.epoch_loop
+    counters = (loop.automatic_optimization.optim_progress.optimizer.step, loop.manual_optimization.optim_step_progress)
+    steps = max(c.total.completed for c in counters)
+    for c in counters:
+        c.total.ready = c.total.completed = steps
+
+
+def checkpoint_every_n_train_steps(callback: ModelCheckpoint) -> int:
+    """``ModelCheckpoint(every_n_train_steps=...)``; 0 when unset."""
+    return callback._every_n_train_steps or 0
+
+
+def checkpoint_train_time_interval(callback: ModelCheckpoint) -> timedelta | None:
+    """``ModelCheckpoint(train_time_interval=...)``."""
+    return callback._train_time_interval
+
+
+def file_writer(writer: Any) -> Any:
+    """The event-file writer of a ``torch.utils.tensorboard.SummaryWriter`` (``add_summary``, ``add_event``)."""
+    return writer._get_file_writer()

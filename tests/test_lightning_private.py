@@ -1,0 +1,85 @@
+"""Every private attribute of Lightning that mnistlab touches exists on this Lightning release.
+
+``mnistlab.lightning_private`` is the one module that touches them; when a release renames one,
+these tests fail with its name instead of a run failing somewhere in the middle of training.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.tensorboard import SummaryWriter
+
+import mnistlab
+from mnistlab import lightning_private
+from mnistlab.data import MNISTDataModule
+from mnistlab.lightning_private import PRIVATE_ATTRIBUTES
+from mnistlab.models import MLP
+from mnistlab.systems import Classifier
+
+SRC = Path(mnistlab.__file__).parent
+
+
+def resolve(obj: Any, path: str) -> None:
+    for name in path.split("."):
+        obj = getattr(obj, name)
+
+
+class ResolveMidTraining(pl.Callback):
+    """Resolves every Trainer attribute where mnistlab uses it: inside a training step's hooks."""
+
+    def __init__(self) -> None:
+        self.missing: list[str] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == 1:
+            for owner, path in PRIVATE_ATTRIBUTES:
+                if owner == "Trainer":
+                    try:
+                        resolve(trainer, path)
+                    except AttributeError:
+                        self.missing.append(f"Trainer.{path}")
+
+
+def test_every_listed_attribute_exists_on_this_lightning(tiny_data: Path, tmp_path: Path) -> None:
+    probe = ResolveMidTraining()
+    trainer = pl.Trainer(
+        max_epochs=1, logger=False, callbacks=[probe], enable_progress_bar=False, default_root_dir=tmp_path
+    )
+    dm = MNISTDataModule(str(tiny_data), download=False, verify=False, val_size=0, batch_size=20)
+    trainer.fit(Classifier(MLP(8)), datamodule=dm)
+    assert trainer.global_step == 3
+    owners = {"ModelCheckpoint": ModelCheckpoint(), "SummaryWriter": SummaryWriter(str(tmp_path / "tb"))}
+    missing = list(probe.missing)
+    for owner, path in PRIVATE_ATTRIBUTES:
+        if owner != "Trainer":
+            try:
+                resolve(owners[owner], path)
+            except AttributeError:
+                missing.append(f"{owner}.{path}")
+    assert not missing, f"lightning {pl.__version__} renamed {', '.join(missing)}: update mnistlab/lightning_private.py"
+
+
+@pytest.mark.parametrize(("owner", "path"), PRIVATE_ATTRIBUTES)
+def test_the_docstring_lists_each_attribute(owner: str, path: str) -> None:
+    for name in path.split("."):
+        if name.startswith("_") or name.endswith("progress"):
+            assert name in lightning_private.__doc__, f"{owner}.{path}: {name} is not in the docstring"
+
+
+def test_no_other_module_touches_lightnings_private_state() -> None:
+    names = {seg for _, path in PRIVATE_ATTRIBUTES for seg in path.split(".") if seg.startswith("_")}
+    names |= {"batch_progress", "optim_step_progress", "optim_progress"}  # Lightning's loop trackers
+    pattern = re.compile(r"\.(" + "|".join(sorted(names)) + r")\b")
+    users = {
+        f"{path.relative_to(SRC)}: {m.group(1)}"
+        for path in SRC.rglob("*.py")
+        if path.name != "lightning_private.py"
+        for m in pattern.finditer(path.read_text())
+    }
+    assert not users, users
