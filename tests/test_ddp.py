@@ -104,11 +104,18 @@ def test_the_system_and_the_data_module_pickle(tmp_path: Path, overrides: list[s
 
 def test_ddp_spawn_two_cpu_processes_train_and_test(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    spawn = ("trainer.strategy=ddp_spawn", "trainer.max_epochs=1", "trainer.limit_train_batches=20")
-    result = run_script("train.py", *DDP, *spawn, "model=linear", *FAST[2:], f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    # The command of the issue: the default trainer group, Lightning's strategy name.
+    spawn = ("trainer.strategy=ddp_spawn", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1")
+    args = (*spawn, "trainer.limit_train_batches=20", "model=linear", *FAST[2:], f"hydra.run.dir={run_dir}")
+    result = run_script("train.py", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout  # really two processes
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and metrics["test/acc"] > 0.5 and metrics["val/acc_best"] > 0.5
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 20  # 20 batches on each rank
+    # Spawned processes receive the pickled module's tensors in shared memory: each test image is still
+    # counted once (the metric states were shared and counted twice before the system made its own).
+    confmat = confusion_matrix(run_dir)
+    assert sum(map(sum, confmat)) == 10_000
+    assert sum(confmat[i][i] for i in range(10)) / 10_000 == pytest.approx(metrics["test/acc"], abs=1e-6)

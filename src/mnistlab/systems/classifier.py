@@ -158,6 +158,16 @@ class Classifier(pl.LightningModule):
         scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def setup(self, stage: str) -> None:
+        # ddp_spawn on the CPU hands every process the same shared memory for each tensor of the pickled
+        # module: weights and metric states would be stepped and counted once per process. Own copies here.
+        for tensor in [*self.parameters(), *self.buffers()]:
+            if tensor.is_shared():
+                tensor.data = tensor.data.clone()
+        for metrics in (self.train_metrics, self.val_metrics, self.test_metrics):
+            for metric in metrics.values():
+                metric.reset()  # fresh state tensors, never shared
+
     def on_train_start(self) -> None:
         # configure_optimizers reads trainer.estimated_stepping_batches, which makes Lightning build the
         # training loader before a resumed checkpoint is restored; Lightning then never hands the loader
@@ -212,6 +222,9 @@ class Classifier(pl.LightningModule):
         return loss
 
     def configure_callbacks(self) -> list[pl.Callback]:
+        # Once per Trainer: returned again for trainer.test, Lightning would announce it replaces itself.
+        if any(isinstance(cb, DivergenceCheck) for cb in self.trainer.callbacks):
+            return []
         return [DivergenceCheck()]
 
     def _eval_step(self, metrics: nn.ModuleDict, batch: Batch) -> torch.Tensor:
