@@ -133,6 +133,8 @@ def _core(config: Mapping[str, Any], choices: Mapping[str, str | None]) -> list[
         ("seed", config, "seed"),
         ("data.dataset", data, "dataset"),
     ):
+        if key == "trainer.strategy" and node.get(name) == "auto":
+            continue  # Lightning's default, in every trainer config: recorded only when a run chose one
         if name in node or key == "data.augment":  # no augment node: no augmentation
             items.append((key, node.get(name)))
     return [(k, _scalar(v, k)) for k, v in items]

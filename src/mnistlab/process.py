@@ -48,6 +48,8 @@ IGNORED_WARNINGS = (
 )
 # Advertisements Lightning logs at INFO ("💡 Tip: ... try installing litlogger / litmodels").
 TIP_PREFIX = "💡 Tip:"
+# Lightning's device lines about accelerators this project never uses (the GPU line stays: it says what ran).
+DROPPED_PREFIXES = (TIP_PREFIX, "TPU available:", "HPU available:")
 NVML_VARIABLE = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
@@ -102,7 +104,7 @@ def skip_final_collection() -> None:
 
 class _NoTips(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(TIP_PREFIX)
+        return not str(record.msg).startswith(DROPPED_PREFIXES)
 
 
 def configure_job() -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
 
 from mnistlab.atomic_files import write_metrics
 from mnistlab.callbacks import LastCheckpoint
@@ -101,7 +100,9 @@ def fit_and_test(
             # No val/acc to rank by: no best.ckpt; last.ckpt (LastCheckpoint) holds the final weights.
             cb.monitor, cb.save_top_k = None, 0
     for logger in trainer.loggers:
-        if hparams and not isinstance(logger, TensorBoardLogger):
+        # TensorBoard (default_hp_metric=false) only keeps them for its hparams.yaml here; its HParams tab
+        # gets them with the final metrics from log_hparams. The others record them now.
+        if hparams:
             logger.log_hyperparams(hparams)
     start = time.perf_counter()
     # Loads go through SafeCheckpointIO (weights_only=True) whatever this says; say it anyway.

@@ -132,6 +132,8 @@ class Classifier(pl.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.loss = loss_fn(head, label_smoothing)
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        # One image, (1, 1, 28, 28): the model summary then shows real FLOPs and shapes instead of a column of 0.
+        self.example_input_array = torch.zeros(1, 1, 28, 28)
         self.train_metrics = stage_metrics(num_classes, confmat=False, checks=False)
         self.val_metrics = stage_metrics(num_classes, confmat=True)
         self.test_metrics = stage_metrics(num_classes, confmat=True, per_class=True)
