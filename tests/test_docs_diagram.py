@@ -40,7 +40,7 @@ def test_every_subpackage_and_module_is_a_part_with_its_imports() -> None:
     assert {"entry scripts"} <= set(parts) and parts["entry scripts"].imports  # the scripts import the package
     rows = diagram.rows_of(parts)
     assert sorted(n for row in rows for n in row) == sorted(parts)  # each part drawn once
-    assert rows[0] == ["entry scripts"]  # nothing imports the scripts
+    assert "entry scripts" in rows[0]  # nothing imports the scripts (nor the Hydra plugins, which Hydra finds)
     flow = dict(diagram.data_flow(parts))
     assert "?" not in " ".join(flow.values()), flow  # every step of a run was found in the tree
 
