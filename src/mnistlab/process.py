@@ -42,8 +42,8 @@ IGNORED_WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     # A run without validation (data.val_size=0) returns no validation batches on purpose.
     r"Total length of `list` across ranks is zero",
-    # Lightning 2.6 warns that a step-interval checkpoint of a manually optimized module (the chunked
-    # engine) holds the weights after the step: so does the per-step engine's, which that engine reproduces.
+    # Lightning 2.6 warns that a step-interval checkpoint of a manually optimized module (mnistlab.engine's
+    # fast path) holds the weights after the step: so does the per-step engine's, which that path reproduces.
     r"Using ModelCheckpoint with manual optimization",
 )
 # Advertisements Lightning logs at INFO ("💡 Tip: ... try installing litlogger / litmodels").
