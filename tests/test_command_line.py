@@ -77,7 +77,16 @@ def test_typo_is_one_line_with_the_fix(results: list, i: int) -> None:
 
 def test_plus_key_stays_available(tmp_path: Path) -> None:
     """``+key=value`` for an argument the config lacks passes the check, and Hydra adds it."""
-    assert config_mistake(ROOT / "scripts" / "train.py", "train", ["+optimizer.amsgrad=true"]) is None
+    train = ROOT / "scripts" / "train.py"
+    assert config_mistake(train, "train", ["max_epochs=3"])  # the check runs in this process (tree composed)
+    assert config_mistake(train, "train", ["+optimizer.amsgrad=true"]) is None
+    # A node added with its class: its arguments are checked against that class.
+    early = "+callbacks.early._target_=lightning.pytorch.callbacks.EarlyStopping"
+    assert config_mistake(train, "train", [early, "+callbacks.early.monitor=val/acc"]) is None
+    typo = config_mistake(train, "train", [early, "+callbacks.early.monitr=x"])
+    assert "did you mean +callbacks.early.monitor?" in typo
+    for valid in (["logger=[tensorboard,csv]"], ["-m", "logger=mlflow,[tensorboard,csv]"], ["scheduler=null"]):
+        assert config_mistake(train, "train", valid) is None, valid
     result = run("train.py", "+optimizer.amsgrad=true --cfg job", tmp_path)
     assert result.returncode == 0 and "amsgrad: true" in result.stdout, result.stderr
 

@@ -282,14 +282,17 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
             return f"cannot read the override {text!r}: {reason} (key=value, see hydra.cc's override grammar)"
     overrides = parser.parse_overrides(strings)
     for o in overrides:  # a feature of an optional extra: the install line, before anything else
-        for value in _values(o) if o.key_or_group in {group for group, _ in GROUP_EXTRAS} else []:
-            if (o.key_or_group, value) in GROUP_EXTRAS:
-                modules, extra = GROUP_EXTRAS[o.key_or_group, value]
+        values = _values(o) if o.key_or_group in {group for group, _ in GROUP_EXTRAS} else []
+        for value in [v for choice in values for v in (choice if isinstance(choice, list) else [choice])]:
+            if (o.key_or_group, str(value)) in GROUP_EXTRAS:
+                modules, extra = GROUP_EXTRAS[o.key_or_group, str(value)]
                 if message := missing_extra(f"{o.key_or_group}={value}", extra, *modules):
                     return message
+    if any(o.key_or_group == "hydra.searchpath" or o.package for o in overrides):
+        return None  # configs of the user's own folder, or a package override (group@pkg): Hydra's checks apply
     overrides = [o for o in overrides if not o.key_or_group.startswith("hydra")]
-    if not overrides or any(o.package for o in overrides):
-        return None  # nothing to check, or a package override (group@pkg): Hydra's own checks apply
+    if not overrides:
+        return None
     with initialize_config_dir(str(conf.resolve()), version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         groups, values = [], []
@@ -311,12 +314,17 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
             cfg = compose(flags.get("name") or config_name, overrides=choices)
         except HydraException:
             return None  # the choices themselves clash: Hydra's message says how
-    for o in values:  # a class chosen on the command line decides which arguments its node takes
-        if o.key_or_group.split(".")[-1] == "_target_" and o.type is not OverrideType.DEL and not o.is_sweep_override():
+    # A class chosen on the command line decides which arguments its node takes: changed ones first, added
+    # ones (+node._target_=...) once their own check has passed.
+    targets = [o for o in values if o.key_or_group.endswith("_target_") and not o.is_sweep_override()]
+    for o in targets:
+        if o.type is OverrideType.CHANGE:
             OmegaConf.update(cfg, o.key_or_group, o.value(), force_add=True)
     for o in values:
         if mistake := _value_mistake(cfg, o):
             return mistake
+        if o in targets and o.type is not OverrideType.CHANGE and o.type is not OverrideType.DEL:
+            OmegaConf.update(cfg, o.key_or_group, o.value(), force_add=True)
     return None
 
 
