@@ -46,7 +46,7 @@ def test_gpu_check_dry_run_writes_the_report(tmp_path: Path) -> None:
         # A few steps: batches of 5,500, so 10 optimizer steps per epoch of the 55k split (11 of all 60k for the
         # notebook recipe, which has no validation split), one warm-up and one measured epoch.
         per_epoch = 11 if name == "experiment=notebook_hidden" else 10
-        assert [p["steps_per_epoch"] for p in bench["results"]["pipelines"]] == [per_epoch] * 3
+        assert [p["steps_per_epoch"] for p in bench["results"]["pipelines"]] == [per_epoch] * 4  # (a), (b), (b1), (f)
         assert bench["results"]["device"] == "cpu"
     assert [t[2] for t in report["targets"]] == [None, None, None]  # GPU targets: not judged on the CPU
 
