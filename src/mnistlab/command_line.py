@@ -33,6 +33,7 @@ from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab.config_checks import target_arguments
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
 
 MAX_DISTANCE = 2  # the furthest a suggestion may be from what was typed (insertions, deletions, swaps)
@@ -80,16 +81,8 @@ def _listing(names: list[str]) -> str:
 def _target_parameters(node: DictConfig) -> dict[str, inspect.Parameter] | None:
     """The arguments of the node's ``_target_`` (None: no target, or one that takes ``**kwargs``)."""
     target = node.get("_target_") if "_target_" in node else None
-    if not isinstance(target, str):
-        return None
-    module, _, name = target.rpartition(".")
-    try:
-        params = dict(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
-    except (ImportError, AttributeError, ValueError, TypeError):
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return None
-    return {k: p for k, p in params.items() if k not in ("self", "params")}
+    params = target_arguments(target) if isinstance(target, str) else None
+    return None if params is None else {k: p for k, p in params.items() if k not in ("self", "params")}
 
 
 def _primitive_types(annotation: Any) -> set[type] | None:
@@ -273,14 +266,13 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         return None  # another search path or package: Hydra's own checks apply
     conf = Path(flags.get("path") or script.parent.parent / "conf")
     conf = conf if conf.is_absolute() else script.parent / conf
-    parser = OverridesParser.create()
-    for text in strings:
+    parser, overrides = OverridesParser.create(), []
+    for text in strings:  # one at a time, so that a parse error names its override
         try:
-            parser.parse_overrides([text])
+            overrides += parser.parse_overrides([text])
         except OverrideParseException as e:
             reason = str(e).splitlines()[0]
             return f"cannot read the override {text!r}: {reason} (key=value, see hydra.cc's override grammar)"
-    overrides = parser.parse_overrides(strings)
     for o in overrides:  # a feature of an optional extra: the install line, before anything else
         values = _values(o) if o.key_or_group in {group for group, _ in GROUP_EXTRAS} else []
         for value in [v for choice in values for v in (choice if isinstance(choice, list) else [choice])]:

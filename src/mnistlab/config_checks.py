@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from mnistlab.errors import ConfigError
@@ -67,13 +68,22 @@ def check_targets(tree: Any, prefix: str = "") -> None:
         check_targets(value, f"{prefix}.{key}" if prefix else str(key))
 
 
-def _check_arguments(prefix: str, target: str, node: dict[str, Any]) -> None:
+def target_arguments(target: str) -> Mapping[str, inspect.Parameter] | None:
+    """The parameters of the callable a ``_target_`` names; None when it cannot be resolved or
+    introspected (left for instantiation to report) or when it takes ``**kwargs`` (any key goes)."""
     module, _, name = target.rpartition(".")
     try:
         params = inspect.signature(getattr(importlib.import_module(module), name)).parameters
     except (ImportError, AttributeError, ValueError, TypeError):
-        return  # unresolvable or unintrospectable targets are left for instantiation to report
+        return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return params
+
+
+def _check_arguments(prefix: str, target: str, node: dict[str, Any]) -> None:
+    params = target_arguments(target)
+    if params is None:
         return
     for key, value in node.items():
         if not key.startswith("_") and key not in params:
