@@ -165,7 +165,7 @@ def load_split(root: Path, spec: DatasetSpec, train: bool, verify: bool = True) 
     Returns:
         Images, uint8 of shape (N, 28, 28), and labels, int64 of shape (N,).
     """
-    image_res, label_res = (spec.train_images, spec.train_labels) if train else (spec.test_images, spec.test_labels)
+    image_res, label_res = spec.split_files(train)
     images = _load(root, image_res, "images", verify)
     labels = _load(root, label_res, "labels", verify)
     if tuple(images.shape[1:]) != IMAGE_SIZE:
