@@ -14,8 +14,10 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from mnistlab.atomic_files import write_atomic
+from mnistlab.data.specs import SPECS
 from mnistlab.errors import MnistlabError
 from mnistlab.systems import Classifier
+from mnistlab.systems.distillation import Teacher
 
 # Which model files the scripts take, for messages about the wrong kind of file.
 ACCEPTED = (
@@ -74,7 +76,9 @@ class SafeCheckpointIO(TorchCheckpointIO):
         return read_checkpoint(path)
 
 
-def find_checkpoint(path: str | Path, prefer: tuple[str, ...] = ("best.ckpt", "last.ckpt")) -> Path:
+def find_checkpoint(
+    path: str | Path, prefer: tuple[str, ...] = ("best.ckpt", "last.ckpt"), setting: str = "ckpt_path"
+) -> Path:
     """The checkpoint file meant by ``ckpt_path``: the file itself, or the preferred checkpoint of a run folder.
 
     A run folder (or its ``checkpoints/`` folder) stands for its first existing checkpoint in
@@ -91,9 +95,9 @@ def find_checkpoint(path: str | Path, prefer: tuple[str, ...] = ("best.ckpt", "l
     for name in prefer:
         for candidate in (path / "checkpoints" / name, path / name):
             if candidate.is_file():
-                print(f"ckpt_path={path} is a folder: using {candidate}", file=sys.stderr)
+                print(f"{setting}={path} is a folder: using {candidate}", file=sys.stderr)
                 return candidate
-    raise MnistlabError(f"ckpt_path={path} is a folder without {' or '.join(prefer)} (in it or in checkpoints/)")
+    raise MnistlabError(f"{setting}={path} is a folder without {' or '.join(prefer)} (in it or in checkpoints/)")
 
 
 def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
@@ -121,3 +125,54 @@ def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
         first = str(e).strip().splitlines()[0]
         raise MnistlabError(f"{path}: the weights do not fit the network its record builds ({first})") from None
     return system.eval(), dict(ckpt.get("datamodule_hyper_parameters") or {})
+
+
+def member_checkpoints(source: str | Path, setting: str = "ckpt_path") -> list[Path]:
+    """The checkpoints a model source stands for: a checkpoint file, a run folder's best (or last) one,
+    or one per job of a sweep folder (its run folders that hold a checkpoint), in folder order."""
+    path = Path(source).expanduser()
+    if path.is_dir() and not (path / "checkpoints").is_dir() and not any(path.glob("*.ckpt")):
+        runs = sorted({p.parent.parent for p in path.glob("*/checkpoints/*.ckpt")})
+        if runs:
+            return [find_checkpoint(run, setting=setting) for run in runs]
+    return [find_checkpoint(path, setting=setting)]
+
+
+def data_input(data_args: dict[str, Any]) -> tuple[float, float]:
+    """(mean, std) that a run's data module standardised [0, 1] pixels with: (0, 1) unless ``normalize``."""
+    if not data_args.get("normalize"):
+        return 0.0, 1.0
+    spec = SPECS[data_args.get("dataset", "mnist")]
+    return spec.mean, spec.std
+
+
+def input_affine(student: tuple[float, float], member: tuple[float, float]) -> tuple[float, float]:
+    """(scale, shift) taking inputs standardised by ``student``'s (mean, std) to ``member``'s."""
+    (s_mean, s_std), (m_mean, m_std) = student, member
+    return s_std / m_std, (s_mean - m_mean) / m_std
+
+
+def load_teacher(source: str | Path | list[str], student_input: tuple[float, float] = (0.0, 1.0)) -> Teacher:
+    """A frozen distillation teacher from a run folder, a checkpoint, a sweep folder or a list of them.
+
+    Every member is read by ``load_system`` (``weights_only=True``); several members are one
+    ensemble, the mean of their probabilities. Members must agree on their classes. Each member
+    gets the student's batches in its own input scale (``student_input``: the student's (mean, std)
+    standardisation, (0, 1) for plain [0, 1] pixels).
+
+    Raises:
+        MnistlabError: A missing, unsafe or foreign file, or members whose classes differ.
+    """
+    sources = [source] if isinstance(source, (str, Path)) else list(source)
+    try:
+        files = [f for s in sources for f in member_checkpoints(s, "system.teacher")]
+        loaded = [load_system(f) for f in files]
+    except MnistlabError as e:
+        raise MnistlabError(f"system.teacher: {e}" if not str(e).startswith("system.teacher") else str(e)) from None
+    systems = [system for system, _ in loaded]
+    names = systems[0].class_names
+    for f, system in zip(files, systems, strict=True):
+        if system.class_names != names:
+            raise MnistlabError(f"system.teacher: {f} has classes {system.class_names}, {files[0]} has {names}")
+    inputs = [input_affine(student_input, data_input(data)) for _, data in loaded]
+    return Teacher([s.net for s in systems], [s.head for s in systems], files, names, inputs)

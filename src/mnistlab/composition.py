@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.checkpoint_records import network_class
+from mnistlab.checkpoints import data_input, load_teacher
 from mnistlab.config_checks import check_devices, check_targets
 from mnistlab.data import MNISTDataModule
 from mnistlab.engine import Engine, choose_engine
@@ -46,6 +47,14 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     check_targets(OmegaConf.to_container(cfg, resolve=True))
     check_devices(OmegaConf.to_container(cfg.trainer, resolve=True))
     network_class(cfg.model.get("_target_"), "model")  # an importable nn.Module class, before any work
+    # Read before seeding: building the teacher's networks must not move the random stream of the student's.
+    source = cfg.system.get("teacher")  # a path, or a list of them (an ensemble)
+    if source:
+        source = OmegaConf.to_object(source) if OmegaConf.is_config(source) else source
+        student_input = data_input({"normalize": cfg.data.get("normalize"), "dataset": cfg.data.get("dataset")})
+        teacher = load_teacher(source, student_input)
+    else:
+        teacher = None
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     net = instantiate(cfg.model)
     trainer = build_trainer(cfg, callbacks)
@@ -59,6 +68,7 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
         scheduler=instantiate(cfg.scheduler, _convert_="all") if cfg.get("scheduler") else None,
         class_names=list(datamodule.classes),
         engine=engine,
+        teacher=teacher,
     )
     return Run(trainer, system, datamodule, engine)
 

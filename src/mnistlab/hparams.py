@@ -22,6 +22,8 @@ MODEL_GIVEN = frozenset({"num_classes"})
 OPTIMIZER_IMPLEMENTATION = frozenset({"fused", "foreach", "capturable"})
 # System arguments that pick how the same step runs (a CUDA graph or eager), not what it computes.
 SYSTEM_IMPLEMENTATION = frozenset({"cuda_graph"})
+# System arguments of distillation, recorded only for a run that has a teacher.
+DISTILLATION = frozenset({"teacher", "temperature", "alpha"})
 
 
 def run_hparams(
@@ -115,6 +117,10 @@ def _core(config: Mapping[str, Any], choices: Mapping[str, str | None]) -> list[
         node = config.get(group)
         if isinstance(node, Mapping) and "_target_" in node and group != "system":
             items.append((group, _name(node, choices.get(group))))
+        if group == "system" and isinstance(node, Mapping):
+            # The teacher is a path, which records leave out elsewhere; without one, T and alpha mean nothing.
+            skip = skip | (DISTILLATION if not node.get("teacher") else frozenset())
+            items += [("system.teacher", node["teacher"])] if node.get("teacher") else []
         items += [(f"{group}.{k}", v) for k, v in _settings(node, skip)]
     scheduler = config.get("scheduler")
     named = _name(scheduler, choices.get("scheduler")) if isinstance(scheduler, Mapping) else "none"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.plugins.precision import Precision
+from torch import nn
 
 from mnistlab.engine.graph import GraphedStep, graph_blockers
 from mnistlab.engine.step import optimizer_step, raw_steps_allowed
@@ -80,7 +81,7 @@ class ChunkedSteps:
     loop and returns each batch's loss, predictions and labels; the system logs and updates
     its metrics from them as it does for a per-step batch.
 
-    The module is the system: it provides ``net``, ``loss``, ``trainer``, ``device``,
+    The module is the system: it provides ``net``, ``training_loss``, ``trainer``, ``device``,
     ``optimizers()``, ``lr_schedulers()`` and ``manual_backward``.
 
     Args:
@@ -99,21 +100,24 @@ class ChunkedSteps:
         wrapped = module.optimizers()
         optimizer = wrapped.optimizer
         self.graphed = None
+        net, loss = module.net, module.training_loss
         if self.raw_steps:
-            self._step = partial(optimizer_step, module.net, module.loss, optimizer)
+            self._step = partial(optimizer_step, net, loss, optimizer)
         else:
-            self._step = partial(optimizer_step, module.net, module.loss, wrapped, backward=module.manual_backward)
+            self._step = partial(optimizer_step, net, loss, wrapped, backward=module.manual_backward)
         if module.device.type != "cuda":
             return  # nothing to say: graphs are a GPU matter
         plain = type(trainer.precision_plugin) is Precision
+        teacher = module.training_loss.teacher  # its forward is part of the recorded step
+        networks = module.net if teacher is None else nn.ModuleList([module.net, teacher])
         blockers = graph_blockers(
-            module.device, self.raw_steps, plain, module.net, optimizer, module.lr_schedulers(), self.cuda_graph
+            module.device, self.raw_steps, plain, networks, optimizer, module.lr_schedulers(), self.cuda_graph
         )
         if blockers:
             log.info("training step: eager, not a CUDA graph: %s", "; ".join(blockers))
         else:
             log.info("training step: recorded once as a CUDA graph and replayed per batch (the same kernels: exact)")
-            self.graphed = self._step = GraphedStep(module.net, module.loss, optimizer)
+            self.graphed = self._step = GraphedStep(module.net, module.training_loss, optimizer)
 
     def on_train_end(self) -> None:
         self.graphed = self._step = None  # frees the graph's memory pool

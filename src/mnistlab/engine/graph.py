@@ -85,7 +85,7 @@ def graph_blockers(
         device: The training device.
         raw_steps: The engine calls ``backward`` and ``step`` itself (``mnistlab.engine.step.raw_steps_allowed``).
         plain_precision: 32-bit training, with no autocast or loss scaling.
-        net: The network.
+        net: The network (with the distillation teacher, if any).
         optimizer: The (unwrapped) optimizer.
         scheduler: The learning-rate scheduler, if any.
         enabled: ``system.cuda_graph``.
@@ -115,7 +115,7 @@ class GraphedStep:
 
     Args:
         net: The network, on the GPU.
-        loss: ``(logits (B, C), labels (B,)) -> scalar``.
+        loss: ``(logits (B, C), labels (B,), images) -> scalar`` (``mnistlab.engine.step.Loss``).
         optimizer: The optimizer of ``net``'s parameters (see ``optimizer_blockers``).
     """
 

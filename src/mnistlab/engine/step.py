@@ -22,7 +22,8 @@ from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits (B, C), labels (B,)) -> scalar
+# (logits (B, C), labels (B,), images (B, ...)) -> scalar: the images for a distillation teacher.
+Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # Hooks that Lightning's wrappers call around every optimizer step.
 PER_STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
 # Precision methods that would be skipped by calling backward/step directly.
@@ -41,7 +42,7 @@ def optimizer_step(
 
     Args:
         net: The network.
-        loss_fn: The training loss.
+        loss_fn: The training loss (``Classifier.training_loss``).
         optimizer: The raw optimizer, or Lightning's wrapper of it (``LightningModule.optimizers()``).
         x: Images.
         y: Labels.
@@ -52,7 +53,7 @@ def optimizer_step(
     """
     optimizer.zero_grad(set_to_none=True)
     logits = net(x)  # (B, C)
-    loss = loss_fn(logits, y)
+    loss = loss_fn(logits, y, x)
     backward(loss)
     optimizer.step()
     return loss.detach(), logits.detach().argmax(-1)

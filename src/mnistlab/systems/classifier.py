@@ -17,6 +17,7 @@ from mnistlab.data.loaders import Batch
 from mnistlab.errors import ConfigError
 from mnistlab.figures import confusion_matrix_image
 from mnistlab.lightning_private import align_optimizer_step_counts, restore_loader_position, should_update_logs
+from mnistlab.systems.distillation import Teacher, TrainingLoss, check_teacher
 from mnistlab.systems.divergence import DivergenceCheck, check_finite
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
 from mnistlab.systems.metrics import batch_weights, stage_metrics
@@ -83,6 +84,10 @@ class Classifier(pl.LightningModule):
             how the step runs, not of what it computes, so checkpoints do not record it.
         engine: The run's engine (``mnistlab.engine.choose_engine``); None is Lightning's
             automatic optimization, as is an engine without a fast path.
+        teacher: A frozen trained model to distil from (``mnistlab.checkpoints.load_teacher``);
+            checkpoints record where it came from, never its weights (``mnistlab.systems.distillation``).
+        temperature: T of the teacher's soft targets.
+        alpha: The weight of the teacher's term in the training loss (0: the labels alone).
     """
 
     def __init__(
@@ -96,6 +101,9 @@ class Classifier(pl.LightningModule):
         net_config: Mapping[str, Any] | None = None,
         cuda_graph: bool = True,
         engine: Engine | None = None,
+        teacher: Teacher | None = None,
+        temperature: float = 4.0,
+        alpha: float = 0.5,
     ) -> None:
         super().__init__()
         if isinstance(net, Mapping):  # a checkpoint's record
@@ -120,7 +128,9 @@ class Classifier(pl.LightningModule):
                 f"(set model.num_classes={len(class_names)} or the like)"
             )
         # How the step runs (cuda_graph, engine) is no hyperparameter: checkpoints do not record it.
-        ignore = ["net", "optimizer", "scheduler", "net_config", "cuda_graph", "engine"]
+        if teacher is not None:
+            check_teacher(teacher, num_classes, class_names, head)
+        ignore = ["net", "optimizer", "scheduler", "net_config", "cuda_graph", "engine", "teacher"]
         self.save_hyperparameters(ignore=ignore, logger=False)
         # Plain records instead of pickled objects: checkpoints load with weights_only=True.
         self.hparams["net"] = record
@@ -130,7 +140,8 @@ class Classifier(pl.LightningModule):
         self.net = net
         self.head = head
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.loss = loss_fn(head, label_smoothing)
+        self.loss = loss_fn(head, label_smoothing)  # on the labels: validation and test
+        self.training_loss = TrainingLoss(self.loss, teacher, temperature, alpha)
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         # One image, (1, 1, 28, 28): the model summary then shows real FLOPs and shapes instead of a column of 0.
         self.example_input_array = torch.zeros(1, 1, 28, 28)
@@ -170,6 +181,15 @@ class Classifier(pl.LightningModule):
             for metric in metrics.values():
                 metric.reset()  # fresh state tensors, never shared
 
+    def on_fit_start(self) -> None:
+        self.training_loss.to(self.device)  # the teacher, which is no submodule, to the training device
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        teacher = self.training_loss.teacher
+        if teacher is not None:  # provenance only: evaluating the student never reads it
+            checkpoint["teacher"] = {**teacher.provenance(), "temperature": self.hparams.temperature,
+                                     "alpha": self.hparams.alpha}  # fmt: skip
+
     def on_train_start(self) -> None:
         # configure_optimizers reads trainer.estimated_stepping_batches, which makes Lightning build the
         # training loader before a resumed checkpoint is restored; Lightning then never hands the loader
@@ -189,7 +209,7 @@ class Classifier(pl.LightningModule):
             return None
         x, y = batch
         logits = self.net(x)  # (B, C)
-        loss = self.loss(logits, y)
+        loss = self.training_loss(logits, y, x)
         self._record_training([(loss.detach(), logits.detach().argmax(-1), y)])
         return loss
 

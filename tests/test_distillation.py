@@ -1,0 +1,137 @@
+"""Distillation: the loss by hand, a frozen teacher under both engines, provenance, and every refused teacher."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import shutil
+from pathlib import Path
+
+import lightning
+import pytest
+import torch
+from conftest import DATA_DIR, compose_train, run_script, train
+
+from mnistlab.checkpoints import load_teacher, read_checkpoint
+from mnistlab.composition import compose
+from mnistlab.data.specs import MNIST
+from mnistlab.errors import MnistlabError
+from mnistlab.models import MLP
+from mnistlab.systems import Classifier
+from mnistlab.systems.distillation import TrainingLoss, distillation_loss, sha256
+from mnistlab.systems.losses import loss_fn
+
+
+def test_loss_matches_a_hand_computation() -> None:
+    student = [[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]]
+    teacher = [[3.0, 1.0, 0.0], [-1.0, 0.5, 2.0]]
+    labels, t, alpha = [0, 2], 2.0, 0.3
+
+    def softmax(z: list[float]) -> list[float]:
+        e = [math.exp(v) for v in z]
+        return [v / sum(e) for v in e]
+
+    ce = sum(-math.log(softmax(s)[y]) for s, y in zip(student, labels, strict=True)) / 2
+    kl = 0.0
+    for s, z in zip(student, teacher, strict=True):
+        p, q = softmax([v / t for v in z]), softmax([v / t for v in s])
+        kl += sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
+    expected = (1 - alpha) * ce + alpha * t**2 * kl / 2
+
+    teacher_p = torch.tensor(teacher).div(t).softmax(-1)
+    args = (torch.tensor(student), torch.tensor(labels), teacher_p, loss_fn("softmax"), t)
+    assert distillation_loss(*args, alpha).item() == pytest.approx(expected, rel=1e-5)
+    # alpha=0 is the labels' loss alone, alpha=1 the teacher's alone.
+    assert distillation_loss(*args, 0.0).item() == pytest.approx(ce, rel=1e-5)
+    assert distillation_loss(*args, 1.0).item() == pytest.approx(t**2 * kl / 2, rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A briefly trained 784-100-10 run folder (on [0, 1] pixels), which a test may delete."""
+    run_dir = tmp_path_factory.mktemp("teacher") / "run"
+    return train(run_dir, "model=hidden", "trainer.max_epochs=1", "trainer.limit_train_batches=100").dir
+
+
+@pytest.mark.parametrize("engine", ["per_step", "chunked"])
+def test_a_frozen_teacher_trains_the_student_under_both_engines(engine: str, teacher_dir: Path, tmp_path: Path) -> None:
+    overrides = [
+        "model=linear", f"system.teacher={teacher_dir}", "system.alpha=0.7", "system.temperature=3.0",
+        f"engine={engine}", "trainer.max_epochs=1", "trainer.limit_train_batches=30", "+trainer.limit_val_batches=2",
+        "logger=csv",
+    ]  # fmt: skip
+    run = compose(compose_train(overrides, tmp_path, DATA_DIR / "mnist"))
+    teacher = run.system.training_loss.teacher
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student_before = [p.detach().clone() for p in run.system.net.parameters()]
+    run.trainer.fit(run.system, datamodule=run.datamodule)
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # frozen
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    assert not all(map(torch.equal, student_before, run.system.net.parameters()))  # while the student learned
+    assert not any(k.startswith("teacher") or ".teacher" in k for k in run.system.state_dict())
+    ckpt = read_checkpoint(next((tmp_path / "run" / "checkpoints").glob("last.ckpt")))
+    member = ckpt["teacher"]["members"][0]
+    assert member["sha256"] == sha256(Path(member["path"])) and ckpt["teacher"]["alpha"] == 0.7
+    assert not any("teacher" in k for k in ckpt["state_dict"])
+
+
+def test_the_soft_term_moves_the_step(teacher_dir: Path) -> None:
+    """The teacher's term really enters the loss the step minimises (alpha=0 would ignore the teacher)."""
+    teacher = load_teacher(teacher_dir)
+    x, y, logits = torch.rand(8, 1, 28, 28), torch.arange(8) % 10, torch.randn(8, 10)
+    hard = loss_fn("softmax")
+    assert TrainingLoss(hard, teacher, 4.0, 0.0)(logits, y, x).item() == pytest.approx(hard(logits, y).item())
+    assert TrainingLoss(hard, teacher, 4.0, 0.5)(logits, y, x).item() != pytest.approx(hard(logits, y).item())
+    # A student that standardises its inputs: the teacher (trained on [0, 1] pixels) still sees pixels.
+    standardised = load_teacher(teacher_dir, (MNIST.mean, MNIST.std))
+    assert torch.allclose(standardised((x - MNIST.mean) / MNIST.std, 2.0), teacher(x, 2.0), atol=1e-6)
+    assert not torch.allclose(teacher((x - MNIST.mean) / MNIST.std, 2.0), teacher(x, 2.0), atol=1e-3)
+
+
+def test_a_student_evaluates_after_its_teacher_is_deleted(teacher_dir: Path, tmp_path: Path) -> None:
+    student = tmp_path / "student"
+    result = run_script(
+        "train.py", "model=linear", f"system.teacher={teacher_dir}", "trainer.max_epochs=1",
+        "trainer.limit_train_batches=20", f"hydra.run.dir={student}", "callbacks.progress_bar.refresh_rate=0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    hparams = (student / "hparams.yaml").read_text()
+    assert "system.teacher" in hparams and "system.alpha" in hparams  # the HParams record names the teacher
+    shutil.rmtree(teacher_dir)
+    result = run_script("evaluate.py", f"ckpt_path={student}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "accuracy" in result.stdout
+
+
+def _checkpoint(path: Path, net: torch.nn.Module, record: dict) -> Path:
+    """A checkpoint of ``net`` as mnistlab writes one (built by hand: no system takes a network of another input)."""
+    hparams = dict(Classifier(MLP(hidden_units=0)).hparams)
+    hparams["net"] = record
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    ckpt = {"pytorch-lightning_version": lightning.__version__, "state_dict": state, "hyper_parameters": hparams}
+    torch.save(ckpt, path)
+    return path
+
+
+def _refusal(tmp_path: Path, teacher: str) -> str:
+    cfg = compose_train(["model=linear", f"system.teacher={teacher}"], tmp_path, DATA_DIR / "mnist")
+    with pytest.raises(MnistlabError) as e:
+        compose(cfg)
+    message = str(e.value)
+    assert "\n" not in message
+    return message
+
+
+def test_refused_teachers(tmp_path: Path) -> None:
+    nowhere = tmp_path / "nowhere"
+    assert _refusal(tmp_path, str(nowhere)) == f"system.teacher: checkpoint not found: {nowhere}"
+    five = _checkpoint(tmp_path / "five.ckpt", MLP(hidden_units=0, num_classes=5),
+                       {"_target_": "mnistlab.models.MLP", "hidden_units": 0, "num_classes": 5})  # fmt: skip
+    assert "5 classes, the student 10" in _refusal(tmp_path, str(five))
+    wide = torch.nn.Linear(100, 10)
+    other_input = _checkpoint(tmp_path / "input.ckpt", wide,
+                              {"_target_": "torch.nn.Linear", "in_features": 100, "out_features": 10})  # fmt: skip
+    assert "(28x28 and 100x10)" in _refusal(tmp_path, str(other_input))  # the network's own words, one line
+    hostile = tmp_path / "hostile.ckpt"
+    torch.save({"hyper_parameters": {"net": {}}, "where": pathlib.PurePosixPath("/etc")}, hostile)
+    assert "refused" in _refusal(tmp_path, str(hostile))
