@@ -85,5 +85,6 @@ def train_record(train: Split, seed: int, steps: int | None = None, batch_size: 
 def accuracy(net: nn.Module, test: Split, batch_size: int = 1000) -> float:
     """Top-1 accuracy of ``net`` on ``test``."""
     images, labels = test
-    correct = sum(int((net(x).argmax(-1) == y).sum()) for x, y in zip(images.split(batch_size), labels.split(batch_size)))
+    batches = zip(images.split(batch_size), labels.split(batch_size), strict=True)
+    correct = sum(int((net(x).argmax(-1) == y).sum()) for x, y in batches)
     return correct / len(labels)

@@ -28,7 +28,8 @@ def run(cfg: DictConfig) -> float:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     cfg.trainer.accelerator = ACCELERATORS[cfg.device]
-    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if cuda else "cpu")
     configs = {"(m)": cfg}
     if cfg.record:  # the same entry config and overrides, with the record's preset
         overrides = [*HydraConfig.get().overrides.task, "experiment=speedrun_record"]

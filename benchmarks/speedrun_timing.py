@@ -81,11 +81,14 @@ class Results:
             lines.append(f"| {label} | {cells} |")
         lines.append("")
         for n in self.mnistlab:
-            lines.append(f"{n} / (r): {self.ratio(n):.2f}x of the median time ({self.paired_ratio(n):.2f}x seed by seed)")
+            ratios = f"{self.ratio(n):.2f}x of the median time ({self.paired_ratio(n):.2f}x seed by seed)"
+            lines.append(f"{n} / (r): {ratios}")
         return "\n".join(lines)
 
     def write(self, path: Path, device: str) -> None:
         """The results and the machine as JSON."""
-        seeds = {str(s): {n: {"seconds": v[0], "test_acc": v[1]} for n, v in row.items()} for s, row in self.rows.items()}
+        seeds = {
+            str(s): {n: {"seconds": v[0], "test_acc": v[1]} for n, v in row.items()} for s, row in self.rows.items()
+        }
         ratios = {n: {"median": self.ratio(n), "seed_by_seed": self.paired_ratio(n)} for n in self.mnistlab}
         write_json(path, {"device": device, "machine": machine(), "seeds": seeds, "ratios": ratios})

@@ -78,5 +78,10 @@ class TimeToTarget(pl.Callback):
         """``time_to_target/target``, and ``/step`` and ``/seconds`` when it was reached; {} when off."""
         if self.target is None:
             return {}
-        reached = {} if self.step is None else {"time_to_target/step": self.step, "time_to_target/seconds": self.seconds}
-        return {"time_to_target/target": self.target, **reached}
+        if self.step is None:
+            return {"time_to_target/target": self.target}
+        return {
+            "time_to_target/target": self.target,
+            "time_to_target/step": self.step,
+            "time_to_target/seconds": self.seconds,
+        }
