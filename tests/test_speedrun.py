@@ -42,6 +42,18 @@ def test_one_cycle_without_momentum_cycling_keeps_the_betas() -> None:
         assert opt.param_groups[0]["betas"] == (0.7, 0.9)
 
 
+def test_speedrun_record_is_the_record_recipe(tmp_path: Path) -> None:
+    cfg = compose_train(["experiment=speedrun_record"], tmp_path)
+    assert (list(cfg.model.channels), cfg.model.hidden_units, cfg.model.channels_last) == ([24, 32], 256, False)
+    assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 0.01
+    assert list(cfg.optimizer.betas) == [0.7, 0.9]
+    assert (cfg.scheduler.max_lr, cfg.scheduler.pct_start, cfg.scheduler.cycle_momentum) == (0.01, 0.3, False)
+    assert (cfg.data.batch_size, cfg.data.val_size, cfg.data.normalize, cfg.trainer.max_epochs) == (256, 0, True, 1)
+    assert cfg.trainer.precision == "32-true" and cfg.system.label_smoothing == 0.0
+    speedrun = compose_train(["experiment=speedrun"], tmp_path)
+    assert speedrun.data.val_size == 0 and speedrun.trainer.max_epochs == 1  # all 60k images, one epoch
+
+
 def _fit_tiny(tmp_path: Path, *overrides: str) -> tuple[dict[str, float], str]:
     """Two epochs of 5 steps on tiny random images (50 train, 10 val); returns the metrics and the engine."""
     root = write_idx_set(tmp_path / "tiny")
