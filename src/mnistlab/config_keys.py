@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
-# How a run shows and measures its progress, and where it finds its data.
-PRESENTATION = ("callbacks.progress_bar.refresh_rate", "callbacks.time_to_target.target", "paths.data_dir")
+# How a run shows its progress and where it finds its data.
+PRESENTATION = ("callbacks.progress_bar.refresh_rate", "paths.data_dir")
 # Where a run reads and writes, on which hardware, and how short a check run is: jobs of a sweep that
 # differ only in these are the same experiment.
 PLACEMENT = (

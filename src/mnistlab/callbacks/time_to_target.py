@@ -24,6 +24,9 @@ class TimeToTarget(pl.Callback):
     the loggers, and keeps them for ``metrics.json`` (``summary``). A run that never gets
     there says so in one line at its end and writes no step.
 
+    The clock starts when this process starts training: a run continued with ``resume=RUN_DIR``
+    (which may set a new ``target``) counts its seconds from the restart, its steps from the start.
+
     The resolution is the validation interval: once per epoch by default. Lightning's
     ``trainer.val_check_interval=N`` validates every N batches and so catches the target
     within an epoch (such a run takes the per-step engine, see ``mnistlab.engine``).
