@@ -21,7 +21,7 @@ from mnistlab.command_line import config_mistake, distance, nearest
 CASES = [
     ("train.py", "optimizer.lrr=0.1", "did you mean optimizer.lr?"),
     ("train.py", "max_epochs=3", "max_epochs is not a top-level setting; did you mean trainer.max_epochs?"),
-    ("train.py", "model=hiden", "did you mean model=hidden? (cnn, hidden, linear)"),
+    ("train.py", "model=hiden", "did you mean model=hidden? (cnn, hidden, linear, record_cnn)"),
     ("train.py", "lr=0.01", "did you mean optimizer.lr?"),
     ("train.py", "trainer.max_epoch=3", "did you mean trainer.max_epochs?"),
     ("train.py", "model.hidden_unit=50", "not a setting of mnistlab.models.MLP; did you mean model.hidden_units?"),

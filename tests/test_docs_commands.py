@@ -18,6 +18,7 @@ Short runs: a ``train.py`` command gets ``trainer.max_epochs=1`` (2 when it cont
 progress bar and a run or sweep folder of its own. Bash lines also get ``trainer.limit_train_batches=2``
 (Optuna: 2 trials); transcripts do not, because that setting changes the engine the log line names, so
 the training a transcript shows is a small run (a tiny setting is written into its command).
+``benchmarks/speedrun.py`` runs one seed of 3 optimizer steps per pipeline.
 A line whose comment says ``on a GPU`` or ``N GPUs`` runs only where there are that many GPUs.
 Each distinct command runs once, whichever pages show it. The example run folder
 ``outputs/2026-11-25/12-12-40`` is made first (1 epoch of ``experiment=notebook_hidden``, whose sigmoid head
@@ -58,7 +59,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXAMPLE_RUN = "outputs/2026-11-25/12-12-40"
 NO_BAR = "callbacks.progress_bar.refresh_rate=0"
 # The order commands run in: a model exists before it is exported, exported before it is predicted with.
-PHASES = {"train.py": 0, "export.py": 0, "evaluate.py": 1, "predict.py": 1, "benchmark.py": 1}
+PHASES = {"train.py": 0, "export.py": 0, "evaluate.py": 1, "predict.py": 1, "benchmark.py": 1, "speedrun.py": 1}
 TAGS = {"bash", "sh", "console", "text", "python", "yaml"}
 FENCE = re.compile(r"^([ \t]*)```([^`\n]*)\n(.*?)^\1```[ \t]*$", re.S | re.M)  # also indented, in a list
 NUMBER = r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
@@ -155,6 +156,8 @@ def short_run(args: list[str], index: int, transcript: bool) -> list[str]:
     if script == "benchmark.py":
         extra = ["epochs=1", "warmup=0", "data.batch_size=5500"]  # 10 optimizer steps per epoch
         return filled + extra + (["startup_runs=1"] if any(a.startswith("startup_runs=") for a in filled) else [])
+    if script == "speedrun.py":  # one seed of 3 optimizer steps per pipeline
+        return [*(a for a in filled if not a.startswith("seeds=")), "seeds=1", "steps=3", "warmup_steps=1", NO_BAR]
     if script != "train.py":
         return filled
     epochs = 2 if any(a.startswith("ckpt_path=") for a in filled) else 1  # continuing: one epoch more

@@ -150,6 +150,14 @@ def test_limit_train_batches_takes_that_many_steps_and_the_schedule_still_ends(t
     assert recorder.lrs[-1] == pytest.approx(1e-3 / 25 / 1e4)  # the last step used the schedule's final rate
 
 
+def test_the_int_one_means_one_batch(tmp_path: Path) -> None:
+    """``limit_train_batches=1`` and ``val_check_interval=1`` are one batch (Lightning), not the float 1.0 (all)."""
+    run = fit(tmp_path, "trainer.max_epochs=2", "trainer.limit_train_batches=1", "trainer.val_check_interval=1",
+              "scheduler=one_cycle")  # fmt: skip
+    assert run.engine.name == "per_step" and run.trainer.global_step == 2
+    assert len(scalars(run)["val/acc"]) == 2  # after the one batch of each epoch
+
+
 def test_gradient_clip_val_bounds_the_gradient_norm(tmp_path: Path) -> None:
     # Plain SGD moves the weights by lr * gradient, so the step's size bounds the clipped gradient's norm.
     opts = ("optimizer=sgd", "optimizer.lr=1.0", "optimizer.momentum=0", "trainer.max_epochs=1",

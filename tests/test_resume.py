@@ -140,9 +140,12 @@ def test_last_checkpoint_is_the_final_epoch_even_when_val_acc_does_not_improve(t
 
 def test_resume_extends_a_finished_run_and_refuses_other_overrides(tmp_path: Path) -> None:
     run = train(tmp_path / "run", "model=linear", "data.batch_size=512", "trainer.max_epochs=1")
-    extended = run_script("train.py", f"resume={run.dir}", "trainer.max_epochs=2")
+    extended = run_script(
+        "train.py", f"resume={run.dir}", "trainer.max_epochs=2", "callbacks.time_to_target.target=0.5"
+    )
     assert extended.returncode == 0, extended.stderr[-3000:]
     assert run.metrics["epochs"] == 2  # the same folder, now two epochs
+    assert run.metrics["time_to_target/step"] == 2 * 108  # a measurement may be asked for when continuing
     assert torch.load(run.checkpoint, weights_only=True)["global_step"] == 2 * 108  # 55,000 / 512 -> 108 a epoch
     refused = run_script("train.py", f"resume={run.dir}", "optimizer.lr=0.5")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 # What may change when a run continues: how long it trains and where. Anything else would make the
 # continued run a different experiment in the same folder.
-RESUMABLE = ("trainer.max_epochs", "trainer.accelerator", "trainer.devices")
+RESUMABLE = ("trainer.max_epochs", "trainer.accelerator", "trainer.devices", "callbacks.time_to_target.target")
 RECORD_DIR, RESUME_RECORD_DIR = ".hydra", ".hydra/resume"
 
 

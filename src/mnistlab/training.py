@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mnistlab.atomic_files import write_metrics
-from mnistlab.callbacks import LastCheckpoint
+from mnistlab.callbacks import LastCheckpoint, TimeToTarget
 from mnistlab.checkpoints import read_checkpoint
 from mnistlab.config_checks import check_number
 from mnistlab.data import MNISTDataModule
@@ -90,7 +90,8 @@ def fit_and_test(
     params, CSV's ``hparams.yaml``) before the fit. ``config`` is the full composed config.
 
     Returns:
-        ``test/acc``, ``test/loss``, ``val/acc_best`` (with validation), ``epochs`` and ``fit_seconds``.
+        ``test/acc``, ``test/loss``, ``val/acc_best`` (with validation), ``epochs``, ``fit_seconds``
+        and, with a ``TimeToTarget`` callback on, ``time_to_target/target``, ``/step`` and ``/seconds``.
     """
     if trainer.max_steps == -1:  # max_epochs=-1 with max_steps=N is Lightning's way to train by steps
         check_number("trainer.max_epochs", trainer.max_epochs, integer=True, low=1)
@@ -123,6 +124,9 @@ def fit_and_test(
     }
     if best is not None:
         metrics["val/acc_best"] = best_score(best)
+    for cb in trainer.callbacks:
+        if isinstance(cb, TimeToTarget):
+            metrics.update(cb.summary())
     if trainer.is_global_zero:
         write_metrics(output_dir, metrics)
         log_hparams(trainer, hparams or {}, metrics, config)

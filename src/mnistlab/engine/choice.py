@@ -38,6 +38,7 @@ CHUNK_SAFE_CALLBACKS: tuple[str, ...] = (
     "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
     "mnistlab.engine.progress.BatchProgressBar",
     "mnistlab.callbacks.checkpoints.LastCheckpoint",
+    "mnistlab.callbacks.time_to_target.TimeToTarget",
     "mnistlab.systems.divergence.DivergenceCheck",
     "mnistlab.evaluation.callbacks.SampleImages",
     "mnistlab.evaluation.callbacks.TestReport",
@@ -72,6 +73,11 @@ def _qualname(obj: object) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
+def whole_epoch(value: int | float) -> bool:
+    """True for Lightning's float 1.0 (the whole epoch); the int 1 means one batch, though ``1 == 1.0``."""
+    return isinstance(value, float) and value == 1.0
+
+
 def per_step_needs(trainer: pl.Trainer) -> list[str]:
     """The settings and callbacks of ``trainer`` that the chunked engine cannot honour."""
     needs = [
@@ -81,8 +87,8 @@ def per_step_needs(trainer: pl.Trainer) -> list[str]:
             ("trainer.accumulate_grad_batches", trainer.accumulate_grad_batches != 1),
             ("trainer.fast_dev_run", bool(trainer.fast_dev_run)),
             ("trainer.overfit_batches", trainer.overfit_batches > 0),
-            ("trainer.limit_train_batches", trainer.limit_train_batches != 1.0),
-            ("trainer.val_check_interval", trainer.val_check_interval != 1.0),
+            ("trainer.limit_train_batches", not whole_epoch(trainer.limit_train_batches)),
+            ("trainer.val_check_interval", not whole_epoch(trainer.val_check_interval)),
             ("trainer.max_steps", trainer.max_steps != -1),
             ("trainer.detect_anomaly", detect_anomaly(trainer)),
             ("trainer.profiler", not isinstance(trainer.profiler, PassThroughProfiler)),

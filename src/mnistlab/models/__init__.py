@@ -2,5 +2,6 @@
 
 from mnistlab.models.cnn import CNN
 from mnistlab.models.mlp import MLP
+from mnistlab.models.record_cnn import RecordCNN
 
-__all__ = ["CNN", "MLP"]
+__all__ = ["CNN", "MLP", "RecordCNN"]
