@@ -17,7 +17,7 @@ class TimeToTarget(pl.Callback):
 
     After every validation (``on_validation_end``, sanity checks excluded) it reads ``monitor``
     from ``trainer.callback_metrics``, which the system has already logged: no extra forward
-    pass and no per-batch hook, so it costs nothing measurable and the run keeps the chunked
+    pass and no per-batch hook, so it costs nothing measurable and keeps the run on the fast
     engine. The first time the value is ``>= target`` it logs one line, sends
     ``time_to_target/step`` (optimizer steps, ``trainer.global_step``) and
     ``time_to_target/seconds`` (wall time since training started, validation included) to
