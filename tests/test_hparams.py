@@ -59,6 +59,7 @@ def test_record_names_what_a_run_trains_and_no_paths() -> None:
         "scheduler.pct_start": 0.25,
         "scheduler.div_factor": 25.0,
         "scheduler.final_div_factor": 1e4,
+        "scheduler.cycle_momentum": True,
         "data.batch_size": 128,
         "trainer.max_epochs": 20,
         "data.val_size": 5000,
