@@ -68,10 +68,11 @@ def register_resolvers() -> None:
 
     from mnistlab.config_keys import placement_keys
     from mnistlab.resume import resume_record_dir, resume_run_dir
-    from mnistlab.run_folders import eval_dir
+    from mnistlab.run_folders import eval_dir, new_folder
 
     resolvers = {
         "mnistlab.eval_dir": eval_dir,
+        "mnistlab.new_folder": new_folder,
         "mnistlab.placement_keys": placement_keys,
         "mnistlab.dataset_folder": dataset_folder,
         "mnistlab.resume_run_dir": resume_run_dir,

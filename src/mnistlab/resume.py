@@ -40,9 +40,11 @@ RESUMABLE = ("trainer.max_epochs", "trainer.accelerator", "trainer.devices")
 RECORD_DIR, RESUME_RECORD_DIR = ".hydra", ".hydra/resume"
 
 
-def resume_run_dir(resume: str | None, fresh: str) -> str:
-    """Resolver ``${mnistlab.resume_run_dir:${resume},FRESH}``: the resumed run's own folder, else ``FRESH``."""
-    return fresh if resume is None else str(resume)
+def resume_run_dir(resume: str | None, root: str) -> str:
+    """Resolver ``${mnistlab.resume_run_dir:${resume},ROOT}``: the resumed run's folder, else a new one in ``ROOT``."""
+    from mnistlab.run_folders import new_folder
+
+    return new_folder(root) if resume is None else str(resume)
 
 
 def resume_record_dir(resume: str | None) -> str:
