@@ -28,7 +28,6 @@ pytestmark = pytest.mark.slow  # a dozen sweep launches, about a minute and a ha
 CHAOS = Path(__file__).parent / "chaos"
 # 300 images: 60 for validation, 240 in 8 batches of 32 a epoch; last.ckpt every 3 steps and at epoch ends.
 STEPS_PER_EPOCH = 8
-JOBS = ("seed=1,2,3,4",)
 # (CHAOS_KILL, jobs finished when it strikes, the job it strikes and the step of that job's last.ckpt then).
 # Each launch after the first continues the one before; a sixth launch then completes the sweep.
 KILLS = (
@@ -42,23 +41,32 @@ FINAL = ("test/acc", "test/loss", "val/acc_best", "epochs")
 
 
 def settings(data: Path) -> list[str]:
+    """Every job's settings but its model and batches (an Optuna search tunes those)."""
     return [
         f"data.root={data}",
         "data.download=false",
         "data.verify=false",
         "data.val_size=60",
-        "data.batch_size=32",
-        "model=linear",
         "trainer.max_epochs=2",
         "trainer.deterministic=true",
         "trainer.accelerator=cpu",
-        "trainer.log_every_n_steps=2",
-        "callbacks.last_checkpoint.every_n_steps=3",
         "callbacks.progress_bar.refresh_rate=0",
     ]
 
 
-def sweep(sweep_dir: Path, data: Path, *extra: str, kill: str | None = None) -> subprocess.CompletedProcess:
+# The grid's settings: a linear model, 8 batches an epoch, last.ckpt every 3 steps, a loss point every 2.
+GRID = (
+    "model=linear",
+    "data.batch_size=32",
+    "trainer.log_every_n_steps=2",
+    "callbacks.last_checkpoint.every_n_steps=3",
+    "seed=1,2,3,4",
+)
+
+
+def sweep(
+    sweep_dir: Path, data: Path, *extra: str, kill: str | None = None, jobs: tuple[str, ...] = GRID
+) -> subprocess.CompletedProcess:
     """The sweep's command, in a process group of its own (what ``CHAOS_KILL`` ends); the same every time."""
     env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1"}
     # One thread everywhere: joblib gives each of its 2 workers cpu_count / 2 threads, and a float sum
@@ -68,7 +76,7 @@ def sweep(sweep_dir: Path, data: Path, *extra: str, kill: str | None = None) -> 
     if kill is not None:
         env["CHAOS_KILL"] = kill
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(CHAOS), env.get("PYTHONPATH"))))
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *settings(data), *JOBS, *extra]
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *settings(data), *jobs, *extra]
     command.append(f"hydra.sweep.dir={sweep_dir}")
     return subprocess.run(
         command, cwd=sweep_dir.parent, env=env, capture_output=True, text=True, timeout=300, start_new_session=True
@@ -177,3 +185,23 @@ def test_a_joblib_sweep_killed_mid_epoch_ends_as_if_never_killed(data: Path, ref
     launch(sweep_dir, data, *joblib, kill="step:1:4")  # both workers go, with job 0 wherever it was
     launch(sweep_dir, data, *joblib)
     assert_equal_to(reference, sweep_dir)
+
+
+def test_an_optuna_trial_killed_mid_run_is_marked_failed_and_retried(data: Path) -> None:
+    import optuna
+
+    sweep_dir = data.parent / "chaos_optuna"
+    search = ["hparams_search=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.heartbeat_interval=1"]
+    search += ["hydra.sweeper.grace_period=2"]
+    killed = sweep(sweep_dir, data, *search, kill="step:1:2", jobs=())
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-3000:]
+    db = f"sqlite:///{sweep_dir}/optuna.db"
+    states = [t.state.name for t in optuna.load_study(study_name="mnistlab", storage=db).trials]
+    assert states == ["COMPLETE", "RUNNING"], states  # nobody will finish trial 1
+    continued = sweep(sweep_dir, data, *search, jobs=())
+    assert continued.returncode == 0, continued.stdout[-2000:] + continued.stderr[-3000:]
+    trials = optuna.load_study(study_name="mnistlab", storage=db).trials
+    print("optuna trials after the kill and the continued sweep:", [(t.number, t.state.name) for t in trials])
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[2].params == trials[1].params and trials[2].system_attrs["failed_trial"] == 1  # the retry
+    assert "# Sweep summary: 4 jobs, 3 finished, 1 retried, 0 failed" in continued.stdout
