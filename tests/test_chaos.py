@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,8 +110,9 @@ def assert_equal_to(reference: Path, sweep_dir: Path) -> None:
             assert a["global_step"] == b["global_step"] == 2 * STEPS_PER_EPOCH or ckpt == "best.ckpt"
             assert a["state_dict"].keys() == b["state_dict"].keys()
             assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"]), (name, ckpt)
+        seed = re.search(r"seed=\d+", name).group()
         print(
-            f"  {name.split('_')[0]} ({name.split(',')[-2]}): test/acc {ours['test/acc']:.4f}, "
+            f"  job {name.split('_')[0]} ({seed}): test/acc {ours['test/acc']:.4f}, "
             f"test/loss {ours['test/loss']:.6f}, val/acc_best {ours['val/acc_best']:.4f}, "
             "last.ckpt and best.ckpt weights: equal"
         )

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import compose_train, write_idx_set
+from conftest import DATA_DIR, ROOT, compose_train, run_script, write_idx_set
 from omegaconf import OmegaConf
 
 from mnistlab.checkpoints import read_checkpoint
@@ -135,3 +137,37 @@ def test_a_summary_that_cannot_be_written_ends_the_sweep_in_one_line(
     assert stopped.value.code == 2 and "\n" not in line
     assert line.startswith(f"error: cannot write {tmp_path / 'sweep' / 'summary.csv'}: {os.strerror(code)}")
     assert not (tmp_path / "sweep" / "summary.csv").exists() and not list((tmp_path / "sweep").glob(".*.tmp"))
+
+
+def test_train_py_on_a_full_disk_prints_one_line_and_resume_finishes_the_run(tmp_path: Path) -> None:
+    """``scripts/train.py`` with TensorBoard's disk full after the first checkpoint: one line, exit 2, no traceback."""
+    # A Python whose TensorBoard event-file appends fail from the fourth on (the first checkpoint's flush is third).
+    code = (
+        "import errno, os, runpy, sys;"
+        "from tensorboard.compat.tensorflow_stub.io.gfile import LocalFileSystem as fs;"
+        "append, calls = fs.append, [];"
+        "full = lambda *a: calls.append(1) or (len(calls) > 3 and fs.fail()) or append(*a);"
+        "fs.fail = lambda: (_ for _ in ()).throw(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)));"
+        "fs.append = full; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    data, run_dir = write_idx_set(tmp_path / "tiny", n_train=100), tmp_path / "run"
+    args = [f"data.root={data}", "data.download=false", "data.verify=false", *SETTINGS, f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
+    full = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "scripts" / "train.py"), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert full.returncode == 2 and "Traceback" not in full.stdout + full.stderr, full.stderr[-3000:]
+    errors = [line for line in (full.stdout + full.stderr).splitlines() if line.startswith("error: ")]
+    print(errors[0])
+    assert errors == [full.stderr.strip().splitlines()[-1]]
+    assert errors[0].startswith(f"error: cannot write the TensorBoard events in {run_dir}")
+    assert "No space left on device" in errors[0]
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] in (2, 4, 6)
+    resumed = run_script("train.py", f"resume={run_dir}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 8

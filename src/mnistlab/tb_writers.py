@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -33,4 +34,4 @@ def tensorboard_write_errors(trainer: pl.Trainer) -> Iterator[None]:
         folders = [lg.log_dir for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if e.filename or not is_write_error(e) or not folders:
             raise
-        raise WriteError(f"the TensorBoard events in {folders[0]}", e) from e
+        raise WriteError(f"the TensorBoard events in {Path(folders[0])}", e) from e
