@@ -38,6 +38,24 @@ def claim_folder(base: str | Path) -> str:
     return _CLAIMED[key]
 
 
+def release_claimed_folders() -> None:
+    """Removes the folders this process claimed and left empty, and the parents that they alone filled.
+
+    For a command that stops on a user error before it writes anything (e.g. a refused launcher):
+    like ``discard_run_dir``, no unlabelled ``multirun/<date>/<time>/`` stays behind.
+    """
+    cwd = Path.cwd().resolve()
+    for claimed in _CLAIMED.values():
+        path = Path(claimed).resolve()
+        for folder in (path, *path.parents):
+            if folder == cwd or cwd not in folder.parents:  # only folders inside the launch directory
+                break
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                break
+
+
 def new_folder(root: str) -> str:
     """Resolver ``${mnistlab.new_folder:ROOT}``: ``ROOT/<date>/<time>`` (``<time>_2`` when taken), made by this process.
 

@@ -13,6 +13,7 @@ from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig
 
 from mnistlab.resume import jobs_to_launch
+from mnistlab.run_folders import release_claimed_folders
 from mnistlab.user_errors import EXIT_USER_ERROR
 
 
@@ -23,6 +24,7 @@ def check_launcher(config: DictConfig) -> None:
     """
     target = str(config.hydra.launcher.get("_target_", ""))
     if target.endswith("SlurmLauncher") and shutil.which("sbatch") is None:
+        release_claimed_folders()  # the sweep folder, made when Hydra read its name
         print(
             "error: hydra/launcher=submitit_slurm needs SLURM, but there is no sbatch command on this machine; "
             "run on a SLURM login node, or use hydra/launcher=submitit_local or joblib here",
