@@ -183,10 +183,22 @@ def test_a_sweep_killed_at_five_moments_ends_as_if_never_killed(data: Path, refe
 
 
 def test_a_joblib_sweep_killed_mid_epoch_ends_as_if_never_killed(data: Path, reference: Path) -> None:
-    sweep_dir, joblib = data.parent / "chaos_joblib", ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-    launch(sweep_dir, data, *joblib, kill="step:1:4")  # both workers go, with job 0 wherever it was
-    launch(sweep_dir, data, *joblib)
+    """2 workers, killed together with job 1 mid-epoch; the continued jobs' MLflow runs go on too."""
+    pytest.importorskip("mlflow", reason='the [mlflow] extra is not installed (pip install -e ".[mlflow]")')
+    from mlflow import MlflowClient
+
+    sweep_dir, outputs = data.parent / "chaos_joblib", data.parent / "mlflow"
+    extra = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "logger=tb_mlflow", f"paths.mlflow_dir={outputs}")
+    launch(sweep_dir, data, *extra, kill="step:1:4")  # both workers go, with job 0 wherever it was
+    launch(sweep_dir, data, *extra)
     assert_equal_to(reference, sweep_dir)
+    client = MlflowClient(f"sqlite:///{outputs / 'mlflow.db'}")
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4  # one run per job: the killed ones continued
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss_step")]
+        assert steps == sorted(set(steps)) and set(steps) <= set(range(1, 2 * STEPS_PER_EPOCH, 2)), steps
+    print(f"  MLflow: {len(runs)} runs, all FINISHED, each logged step once")
 
 
 def test_an_optuna_trial_killed_mid_run_is_marked_failed_and_retried(data: Path) -> None:

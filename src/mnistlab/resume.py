@@ -77,6 +77,12 @@ def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
     return config, last
 
 
+def _as_written(cfg: DictConfig, key: str) -> Any:
+    """The value of ``key`` with its interpolations as written (a logger's ``${resume}`` differs once resolved)."""
+    node = OmegaConf.select(cfg, key)
+    return OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node
+
+
 def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     """The saved config of ``run_dir``, set to continue from its ``last.ckpt``, with ``RESUMABLE`` overrides applied.
 
@@ -97,7 +103,7 @@ def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> D
         key = override.split("=", 1)[0].lstrip("+~")
         if key.startswith("hydra.") or key == "resume" or key in PRESENTATION:  # how to run or show it
             continue
-        if OmegaConf.select(cfg, key) == OmegaConf.select(saved, key):  # as the run was: e.g. a sweep job's own
+        if _as_written(cfg, key) == _as_written(saved, key):  # as the run was: e.g. a sweep job's own
             continue
         if key not in RESUMABLE:
             raise MnistlabError(
