@@ -188,8 +188,21 @@ class MLflowLogger(MLFlowLogger):
             client.update_run(self._run_id, status="RUNNING")
             for key in client.get_run(self._run_id).data.metrics:
                 self._logged_up_to[key] = max(m.step for m in client.get_metric_history(self._run_id, key))
+        else:
+            self._end_replaced_runs(client)
         record = {"run_id": self._run_id, "experiment_id": self._experiment_id, "tracking_uri": self._tracking_uri}
         write_json(self.run_file, record)
+
+    def _end_replaced_runs(self, client: Any) -> None:
+        """Ends as ``KILLED`` the runs of this folder left ``RUNNING``: a continued sweep starts again the jobs
+        that were killed before their first checkpoint (``mnistlab.resume.jobs_to_launch``), in a new run."""
+        run_dir = self.tags["run_dir"] if self.tags else None
+        stale = client.search_runs([self._experiment_id], filter_string="attributes.status = 'RUNNING'")
+        note = f"killed before its first checkpoint; the job started again as run {self._run_id}"
+        for run in stale:
+            if run.info.run_id != self._run_id and run_dir and run.data.tags.get("run_dir") == run_dir:
+                with_retry(lambda run=run: client.set_tag(run.info.run_id, "error", note))
+                with_retry(lambda run=run: client.set_terminated(run.info.run_id, "KILLED"))
 
     @rank_zero_only
     def log_hyperparams(self, params: Any) -> None:
