@@ -1,10 +1,15 @@
-"""The README's list of a first run's folder is what the run writes, file for file, with no empty file."""
+"""Run folders: the README's list of a first run's folder is what the run writes; runs never share one."""
 
 from __future__ import annotations
 
 import fnmatch
+import multiprocessing
+import multiprocessing.synchronize
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from conftest import ROOT, TrainedRun
+import yaml
+from conftest import ROOT, TrainedRun, run_script, write_idx_set
 
 HEADER = "```text unchecked: a folder listing"
 
@@ -31,3 +36,39 @@ def test_first_run_folder_is_the_readme_list(notebook_hidden_run: TrainedRun) ->
     empty = [f for f in found if (notebook_hidden_run.dir / f).stat().st_size == 0]
     assert not empty, f"empty files: {empty}"
     assert (notebook_hidden_run.dir / "hparams.yaml").read_text().strip() not in ("", "{}")
+
+
+def _claim(base: str, start: multiprocessing.synchronize.Barrier, found: multiprocessing.Queue) -> None:
+    from mnistlab.run_folders import claim_folder
+
+    start.wait()  # every process asks for the same name at the same moment
+    found.put(claim_folder(base))
+
+
+def test_processes_asking_for_one_folder_at_once_each_get_their_own(tmp_path: Path) -> None:
+    base = str(tmp_path / "outputs" / "2026-12-03" / "12-00-00")
+    context = multiprocessing.get_context("spawn")
+    start, found = context.Barrier(4), context.Queue()
+    processes = [context.Process(target=_claim, args=(base, start, found)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    folders = sorted(found.get(timeout=60) for _ in processes)
+    for process in processes:
+        process.join()
+    assert folders == [base, f"{base}_2", f"{base}_3", f"{base}_4"]
+
+
+def test_runs_started_together_never_share_a_folder(tmp_path: Path) -> None:
+    """Three ``scripts/train.py`` launched at once (a shell loop with ``&``): three folders, each a whole run."""
+    data = write_idx_set(tmp_path / "tiny")
+    args = [f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10"]
+    args += ["model=linear", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0"]
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda seed: run_script("train.py", *args, f"seed={seed}", cwd=tmp_path), (1, 2, 3)))
+    for result in results:
+        assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(p.parent for p in (tmp_path / "outputs").glob("*/*/metrics.json"))
+    assert len(runs) == 3, runs
+    seeds = sorted(yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())[-1] for run in runs)
+    assert seeds == ["seed=1", "seed=2", "seed=3"]
+    print("run folders:", [str(run.relative_to(tmp_path)) for run in runs])

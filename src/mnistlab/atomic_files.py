@@ -8,11 +8,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mnistlab.errors import WriteError, is_write_error
+
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Writes ``data`` to a temp file beside ``path``, then renames it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Writes ``data`` to a temp file beside ``path``, then renames it over ``path``.
+
+    Raises:
+        WriteError: The disk is full, or the folder is not writable: one line naming ``path``;
+            ``path`` itself is left as it was.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise (WriteError(path, e) if is_write_error(e) else e) from e
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -20,8 +30,10 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if is_write_error(e):
+            raise WriteError(path, e) from e
         raise
 
 

@@ -23,6 +23,7 @@ PLACEMENT = (
     "data.root",
     "data.download",
     "ckpt_path",
+    "resume",
     "hparams_search",
     "trainer.accelerator",
     "trainer.devices",

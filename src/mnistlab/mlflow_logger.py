@@ -9,7 +9,9 @@ uploads the report files and sets the run's final state when the job ends.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import subprocess
 import sys
 import time
@@ -22,14 +24,17 @@ from typing import Any
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from mnistlab.errors import MnistlabError
-from mnistlab.user_errors import one_line
+from mnistlab.atomic_files import write_json
+from mnistlab.errors import MnistlabError, WriteError, is_write_error
+from mnistlab.user_errors import exception_chain, one_line
 
 RUN_FILE = "mlflow_run.json"
 # The run folder's report (written by mnistlab.evaluation.TestReport and fit_and_test), uploaded as artifacts.
 REPORT_FILES = ("confusion_matrix.png", "confusion_matrix.csv", "per_class.csv", "metrics.json")
 # The composed config as Hydra saved it; uploaded under config/.
 CONFIG_FILES = (".hydra/config.yaml", ".hydra/overrides.yaml")
+# What SQLite says where the system would say ENOSPC or EACCES.
+SQLITE_WRITE_ERRORS = {"database or disk is full": errno.ENOSPC, "attempt to write a readonly database": errno.EACCES}
 
 
 def mlflow_installed() -> bool:
@@ -69,17 +74,32 @@ def git_commit(where: Path = Path(__file__).parent) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def with_retry(call: Callable[[], Any], tries: int = 6) -> Any:
+def store_write_error(exc: BaseException, tracking_uri: str) -> WriteError | None:
+    """A ``WriteError`` naming the store, when ``exc`` says that the store cannot be written (full, read-only)."""
+    store = f"the MLflow store {tracking_uri.removeprefix('sqlite:///')}"
+    for seen in exception_chain(exc):
+        if is_write_error(seen):
+            return WriteError(store, seen)  # type: ignore[arg-type]
+        for text, code in SQLITE_WRITE_ERRORS.items():
+            if text in str(seen):
+                return WriteError(store, OSError(code, os.strerror(code)))
+    return None
+
+
+def with_retry(call: Callable[[], Any], tries: int = 6, tracking_uri: str | None = None) -> Any:
     """Runs ``call``, again after a pause while another process holds the SQLite write lock.
 
     SQLite waits for a busy writer (MLflow sets a 20 s busy timeout), except when two
     transactions that both read first want to write: one then fails at once with "database
     is locked". Its transaction was rolled back, so running it again loses and repeats nothing.
+    A store that cannot be written (``tracking_uri`` given) raises a ``WriteError`` naming it.
     """
     for attempt in range(tries):
         try:
             return call()
         except Exception as exc:
+            if tracking_uri and (failure := store_write_error(exc, tracking_uri)):
+                raise failure from exc
             if "database is locked" not in str(exc) or attempt == tries - 1:
                 raise
             time.sleep(0.2 * 2**attempt)
@@ -168,9 +188,21 @@ class MLflowLogger(MLFlowLogger):
             client.update_run(self._run_id, status="RUNNING")
             for key in client.get_run(self._run_id).data.metrics:
                 self._logged_up_to[key] = max(m.step for m in client.get_metric_history(self._run_id, key))
+        else:
+            self._end_replaced_runs(client)
         record = {"run_id": self._run_id, "experiment_id": self._experiment_id, "tracking_uri": self._tracking_uri}
-        self.run_file.parent.mkdir(parents=True, exist_ok=True)
-        self.run_file.write_text(json.dumps(record, indent=2) + "\n")
+        write_json(self.run_file, record)
+
+    def _end_replaced_runs(self, client: Any) -> None:
+        """Ends as ``KILLED`` the runs of this folder left ``RUNNING``: a continued sweep starts again the jobs
+        that were killed before their first checkpoint (``mnistlab.resume.jobs_to_launch``), in a new run."""
+        run_dir = self.tags["run_dir"] if self.tags else None
+        stale = client.search_runs([self._experiment_id], filter_string="attributes.status = 'RUNNING'")
+        note = f"killed before its first checkpoint; the job started again as run {self._run_id}"
+        for run in stale:
+            if run.info.run_id != self._run_id and run_dir and run.data.tags.get("run_dir") == run_dir:
+                with_retry(lambda run=run: client.set_tag(run.info.run_id, "error", note))
+                with_retry(lambda run=run: client.set_terminated(run.info.run_id, "KILLED"))
 
     @rank_zero_only
     def log_hyperparams(self, params: Any) -> None:
@@ -179,21 +211,21 @@ class MLflowLogger(MLFlowLogger):
             held = self.experiment.get_run(self.run_id).data.params
             params = {k: v for k, v in params.items() if k not in held}
         if params:
-            with_retry(lambda: super(MLflowLogger, self).log_hyperparams(params))
+            with_retry(lambda: super(MLflowLogger, self).log_hyperparams(params), tracking_uri=self._tracking_uri)
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if self._logged_up_to and step is not None:
             metrics = {k: v for k, v in metrics.items() if step > self._logged_up_to.get(k, -1)}
         if metrics:
-            with_retry(lambda: super(MLflowLogger, self).log_metrics(metrics, step))
+            with_retry(lambda: super(MLflowLogger, self).log_metrics(metrics, step), tracking_uri=self._tracking_uri)
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
         # Lightning calls finalize("failed") while it handles the exception that stopped the fit.
         if status == "failed" and self._initialized and (error := sys.exc_info()[1]) is not None:
             record_error(self.experiment, self.run_id, error)
-        with_retry(lambda: super(MLflowLogger, self).finalize(status))
+        with_retry(lambda: super(MLflowLogger, self).finalize(status), tracking_uri=self._tracking_uri)
 
 
 def ensure_experiment(client: Any, name: str, artifact_location: str | None) -> str:

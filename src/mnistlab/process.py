@@ -12,6 +12,8 @@ use ``JobConsole`` and ``pin_gpu``. What is set, and why:
   - warnings filters: notices nobody can act on (``IGNORED_WARNINGS``).
   - the ``lightning`` loggers' handlers and a tips filter: each log line once, no advertisements.
   - ``PYTORCH_NVML_BASED_CUDA_CHECK=0`` where NVML cannot load: Adam asks CUDA at every step.
+  - ``threading.excepthook``: a TensorBoard writer thread's failed write (a full disk) prints no
+    traceback of its own; the run reports it in one line.
 - ``exit_on_user_error``: a user error ends the process with one line and exit status 2.
 - ``ddp_children_join_this_job``: ``sys.argv``, ``__main__.__spec__`` and the environment for
   Lightning's DDP re-launch, restored after the job.
@@ -29,6 +31,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,10 +71,11 @@ def register_resolvers() -> None:
 
     from mnistlab.config_keys import placement_keys
     from mnistlab.resume import resume_record_dir, resume_run_dir
-    from mnistlab.run_folders import eval_dir
+    from mnistlab.run_folders import eval_dir, new_folder
 
     resolvers = {
         "mnistlab.eval_dir": eval_dir,
+        "mnistlab.new_folder": new_folder,
         "mnistlab.placement_keys": placement_keys,
         "mnistlab.dataset_folder": dataset_folder,
         "mnistlab.resume_run_dir": resume_run_dir,
@@ -130,6 +134,28 @@ def configure_job() -> None:
         if not any(isinstance(f, _NoTips) for f in logger.filters):
             logger.addFilter(_NoTips())
     skip_nvml_probe_without_driver()
+    quiet_event_writer_threads()
+
+
+def quiet_event_writer_threads() -> None:
+    """Keeps the traceback of a TensorBoard writer thread's failed write (a full disk) off the console.
+
+    TensorBoard writes event files in a thread of its own, which ends on a failed write; Python
+    prints that thread's traceback, and the writer hands the same error to the run at its next
+    write, where it becomes the run's one-line error (``mnistlab.tb_writers.tensorboard_write_errors``).
+    """
+    from mnistlab.errors import is_write_error
+
+    default = threading.excepthook
+    if getattr(default, "mnistlab", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not (type(args.thread).__name__ == "_AsyncWriterThread" and is_write_error(args.exc_value)):
+            default(args)
+
+    hook.mnistlab = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def skip_nvml_probe_without_driver() -> bool:

@@ -18,10 +18,16 @@ The steps, in the order a continued run takes them:
    saved position, ``mnistlab.data.loaders.TrainBatches.state_dict`` is that position.
 6. MLflow: ``conf/logger/mlflow.yaml`` passes ``resume`` to ``mnistlab.mlflow_logger.MLflowLogger``,
    which continues the run saved in the folder's ``mlflow_run.json``.
+
+A sweep continues the same way, job by job (``jobs_to_launch``): the same ``-m`` command with the same
+``hydra.sweep.dir`` keeps the finished jobs, launches each interrupted job with ``resume=<its folder>``
+(steps 1 to 6, in its own folder) and runs the jobs that never started.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,15 +40,21 @@ from mnistlab.errors import MnistlabError
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
+log = logging.getLogger(__name__)
+
 # What may change when a run continues: how long it trains and where. Anything else would make the
 # continued run a different experiment in the same folder.
 RESUMABLE = ("trainer.max_epochs", "trainer.accelerator", "trainer.devices", "callbacks.time_to_target.target")
 RECORD_DIR, RESUME_RECORD_DIR = ".hydra", ".hydra/resume"
+# A sweep job's outcome in its job.json (mnistlab.sweeps.summary.JOB_FILE) that a continued sweep keeps.
+FINISHED = ("ok", "pruned")
 
 
-def resume_run_dir(resume: str | None, fresh: str) -> str:
-    """Resolver ``${mnistlab.resume_run_dir:${resume},FRESH}``: the resumed run's own folder, else ``FRESH``."""
-    return fresh if resume is None else str(resume)
+def resume_run_dir(resume: str | None, root: str) -> str:
+    """Resolver ``${mnistlab.resume_run_dir:${resume},ROOT}``: the resumed run's folder, else a new one in ``ROOT``."""
+    from mnistlab.run_folders import new_folder
+
+    return new_folder(root) if resume is None else str(resume)
 
 
 def resume_record_dir(resume: str | None) -> str:
@@ -65,6 +77,12 @@ def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
     return config, last
 
 
+def _as_written(cfg: DictConfig, key: str) -> Any:
+    """The value of ``key`` with its interpolations as written (a logger's ``${resume}`` differs once resolved)."""
+    node = OmegaConf.select(cfg, key)
+    return OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node
+
+
 def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     """The saved config of ``run_dir``, set to continue from its ``last.ckpt``, with ``RESUMABLE`` overrides applied.
 
@@ -84,6 +102,8 @@ def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> D
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key.startswith("hydra.") or key == "resume" or key in PRESENTATION:  # how to run or show it
+            continue
+        if _as_written(cfg, key) == _as_written(saved, key):  # as the run was: e.g. a sweep job's own
             continue
         if key not in RESUMABLE:
             raise MnistlabError(
@@ -186,3 +206,73 @@ def mark_restart(trainer: pl.Trainer, ckpt_path: str | None) -> None:
     marker = Event(step=step, session_log=SessionLog(status=SessionLog.START))
     for writer in tensorboard_writers(trainer):
         file_writer(writer).add_event(marker)  # torch's SummaryWriter has no public way to add an event
+
+
+def job_folders(sweep_dir: Path) -> dict[int, Path]:
+    """The job folders of a sweep by job number, as each folder's first launch recorded it (``.hydra/hydra.yaml``)."""
+    import yaml
+
+    folders = {}
+    for record in Path(sweep_dir).glob(f"*/{RECORD_DIR}/hydra.yaml"):
+        try:
+            num = yaml.safe_load(record.read_text())["hydra"]["job"]["num"]
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+            continue  # a job killed while Hydra wrote its record: it starts again
+        folders[int(num)] = record.parents[1]
+    return folders
+
+
+def _same_job(folder: Path, overrides: Sequence[str], exclude_keys: Sequence[str]) -> bool:
+    """Whether ``folder`` was launched with ``overrides``, apart from ``exclude_keys`` (Hydra's folder naming)."""
+    import yaml
+
+    def shown(items: Sequence[str]) -> list[str]:
+        return sorted(o for o in items if o.split("=", 1)[0].lstrip("+~") not in (*exclude_keys, "resume"))
+
+    try:
+        saved = yaml.safe_load((folder / RECORD_DIR / "overrides.yaml").read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return False
+    return shown(saved) == shown(overrides)
+
+
+def job_status(folder: Path) -> str | None:
+    """The status a sweep job's ``job.json`` records (ok, pruned, failed), or None before its end."""
+    import json
+
+    from mnistlab.sweeps.summary import JOB_FILE
+
+    try:
+        return json.loads((folder / JOB_FILE).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def jobs_to_launch(
+    sweep_dir: Path, jobs: Sequence[tuple[int, Sequence[str]]], exclude_keys: Sequence[str] = ()
+) -> list[tuple[int, list[str]]]:
+    """What a sweep still has to run of ``jobs`` (job number, overrides), when its folder holds an earlier launch.
+
+    - A job whose ``job.json`` says ``ok`` or ``pruned`` is finished: it is kept as it is, not launched.
+    - A job with a ``checkpoints/last.ckpt`` (killed, or failed, e.g. on a full disk) continues in its
+      folder: ``resume=<folder>`` is added to its overrides (``resume`` is a placement key, so the
+      folder's name stays), and the job resumes like ``scripts/train.py resume=<folder>``.
+    - A job folder without one trained nothing that can be kept (it stopped in its start-up or first
+      epoch): it is emptied, and the job runs from the start, as does a job without a folder.
+    """
+    folders = job_folders(sweep_dir)
+    todo = []
+    for num, overrides in jobs:
+        folder = folders.get(num)
+        if folder is None or not _same_job(folder, overrides, exclude_keys):
+            todo.append((num, list(overrides)))
+        elif job_status(folder) in FINISHED:
+            print(f"job {num} kept: it finished in an earlier launch ({folder.name})", flush=True)
+        elif (folder / "checkpoints" / "last.ckpt").is_file():
+            log.info("job %d continues from %s", num, folder / "checkpoints" / "last.ckpt")
+            quote = "'" if "'" not in str(folder) else '"'  # a job folder's name holds = and , (its overrides)
+            todo.append((num, [*overrides, f"resume={quote}{folder.resolve()}{quote}"]))
+        else:
+            shutil.rmtree(folder)  # logs of a start that saved nothing; the job's new start writes its own
+            todo.append((num, list(overrides)))
+    return todo

@@ -1,8 +1,9 @@
-"""Where a command's Hydra run folder goes, and removing it when the command failed on a user error."""
+"""Where a command's Hydra run folder goes (a new one per process), and removing it after a user error."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 from datetime import datetime
@@ -11,6 +12,56 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 _START = datetime.now()  # one time stamp per process, however often Hydra resolves the run folder
+_CLAIMED: dict[str, str] = {}  # base path -> the folder this process made for it
+
+
+def claim_folder(base: str | Path) -> str:
+    """``base``, or ``base_2``, ``base_3``, ...: the first that this process creates itself.
+
+    Runs started in the same second (a shell loop with ``&``, a scheduler's array) would share a
+    folder named to the second. ``mkdir`` without ``exist_ok`` succeeds for one process only, on
+    any local or network file system, so each run gets a folder of its own. Hydra resolves a run
+    folder more than once: the process keeps the folder it claimed for ``base``.
+    """
+    key = str(base)
+    if key not in _CLAIMED:
+        path = Path(base)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for n in itertools.count(1):
+            candidate = path if n == 1 else path.with_name(f"{path.name}_{n}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            _CLAIMED[key] = str(candidate)
+            break
+    return _CLAIMED[key]
+
+
+def release_claimed_folders() -> None:
+    """Removes the folders this process claimed and left empty, and the parents that they alone filled.
+
+    For a command that stops on a user error before it writes anything (e.g. a refused launcher):
+    like ``discard_run_dir``, no unlabelled ``multirun/<date>/<time>/`` stays behind.
+    """
+    cwd = Path.cwd().resolve()
+    for claimed in _CLAIMED.values():
+        path = Path(claimed).resolve()
+        for folder in (path, *path.parents):
+            if folder == cwd or cwd not in folder.parents:  # only folders inside the launch directory
+                break
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                break
+
+
+def new_folder(root: str) -> str:
+    """Resolver ``${mnistlab.new_folder:ROOT}``: ``ROOT/<date>/<time>`` (``<time>_2`` when taken), made by this process.
+
+    The default ``hydra.run.dir`` (``outputs``) and ``hydra.sweep.dir`` (``multirun``); see ``claim_folder``.
+    """
+    return claim_folder(Path(root) / f"{_START:%Y-%m-%d}" / f"{_START:%H-%M-%S}")
 
 
 def checkpoint_run_dir(ckpt_path: str | None) -> Path | None:
@@ -28,13 +79,14 @@ def checkpoint_run_dir(ckpt_path: str | None) -> Path | None:
 def eval_dir(*, _root_: DictConfig) -> str:
     """Resolver ``${mnistlab.eval_dir:}``, evaluate.py's ``hydra.run.dir``.
 
-    ``<the checkpoint's run>/eval/<date>_<time>``, else ``outputs/<date>/<time>``.
+    ``<the checkpoint's run>/eval/<date>_<time>``, else ``outputs/<date>/<time>``; either made by
+    this process alone (``claim_folder``).
     """
     ckpt = OmegaConf.select(_root_, "ckpt_path", default=None, throw_on_missing=False)
     run = checkpoint_run_dir(None if ckpt is None else str(ckpt))
     if run is None:  # no such checkpoint: the command fails, and its folder is discarded
-        return f"outputs/{_START:%Y-%m-%d}/{_START:%H-%M-%S}"
-    return str(run / "eval" / f"{_START:%Y-%m-%d_%H-%M-%S}")
+        return new_folder("outputs")
+    return claim_folder(run / "eval" / f"{_START:%Y-%m-%d_%H-%M-%S}")
 
 
 def discard_run_dir() -> None:

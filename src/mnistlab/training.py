@@ -17,7 +17,7 @@ from mnistlab.data import MNISTDataModule
 from mnistlab.lightning_private import file_writer
 from mnistlab.resume import finished_epochs
 from mnistlab.systems import Classifier
-from mnistlab.tb_writers import tensorboard_writers
+from mnistlab.tb_writers import tensorboard_write_errors, tensorboard_writers
 
 # The metrics every run reports; TensorBoard's HParams tab compares runs on these.
 SUMMARY_METRICS = ("test/acc", "test/loss", "val/acc_best")
@@ -100,35 +100,36 @@ def fit_and_test(
         for cb in checkpoints:
             # No val/acc to rank by: no best.ckpt; last.ckpt (LastCheckpoint) holds the final weights.
             cb.monitor, cb.save_top_k = None, 0
-    for logger in trainer.loggers:
-        # TensorBoard (default_hp_metric=false) only keeps them for its hparams.yaml here; its HParams tab
-        # gets them with the final metrics from log_hparams. The others record them now.
-        if hparams:
-            logger.log_hyperparams(hparams)
-    start = time.perf_counter()
-    # Loads go through SafeCheckpointIO (weights_only=True) whatever this says; say it anyway.
-    trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    fit_seconds = time.perf_counter() - start
-    best = next((cb for cb in checkpoints if cb.monitor and cb.best_model_path), None)
-    results = trainer.test(
-        system,
-        datamodule=datamodule,
-        ckpt_path=best.best_model_path if best else None,
-        verbose=False,
-        weights_only=True,
-    )
-    metrics: dict[str, float] = {
-        **{k: float(v) for k, v in results[0].items() if k.startswith("test/")},  # acc, loss, macro P/R/F1
-        "epochs": epochs_done(trainer),
-        "fit_seconds": round(fit_seconds, 2),
-    }
-    if best is not None:
-        metrics["val/acc_best"] = best_score(best)
-    for cb in trainer.callbacks:
-        if isinstance(cb, TimeToTarget):
-            metrics.update(cb.summary())
-    if trainer.is_global_zero:
-        write_metrics(output_dir, metrics)
-        log_hparams(trainer, hparams or {}, metrics, config)
-        print(f"test/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}  ({output_dir})")
-    return metrics
+    with tensorboard_write_errors(trainer):  # TensorBoard's writer thread names no file: named here
+        for logger in trainer.loggers:
+            # TensorBoard (default_hp_metric=false) only keeps them for its hparams.yaml here; its HParams tab
+            # gets them with the final metrics from log_hparams. The others record them now.
+            if hparams:
+                logger.log_hyperparams(hparams)
+        start = time.perf_counter()
+        # Loads go through SafeCheckpointIO (weights_only=True) whatever this says; say it anyway.
+        trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        fit_seconds = time.perf_counter() - start
+        best = next((cb for cb in checkpoints if cb.monitor and cb.best_model_path), None)
+        results = trainer.test(
+            system,
+            datamodule=datamodule,
+            ckpt_path=best.best_model_path if best else None,
+            verbose=False,
+            weights_only=True,
+        )
+        metrics: dict[str, float] = {
+            **{k: float(v) for k, v in results[0].items() if k.startswith("test/")},  # acc, loss, macro P/R/F1
+            "epochs": epochs_done(trainer),
+            "fit_seconds": round(fit_seconds, 2),
+        }
+        if best is not None:
+            metrics["val/acc_best"] = best_score(best)
+        for cb in trainer.callbacks:
+            if isinstance(cb, TimeToTarget):
+                metrics.update(cb.summary())
+        if trainer.is_global_zero:
+            write_metrics(output_dir, metrics)
+            log_hparams(trainer, hparams or {}, metrics, config)
+            print(f"test/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}  ({output_dir})")
+        return metrics

@@ -5,13 +5,26 @@ reads each job's objective from its ``metrics.json`` and tells the study. Failed
 non-finite objectives are told ``FAIL``, pruned jobs ``PRUNED``; the study goes on. The study
 lives in ``storage`` (SQLite in the sweep folder by default), so the same command with the same
 ``hydra.sweep.dir`` resumes it until it holds ``n_trials`` trials.
+
+A killed sweep leaves its trials RUNNING. While the sweep runs, a thread records each running
+trial's heartbeat in the storage (Optuna's heartbeat, every ``heartbeat_interval`` seconds); the
+continued sweep first takes in the trials whose job had finished (``job.json``), then waits for the
+others' heartbeats to go stale (``grace_period``) and lets ``optuna.storages.fail_stale_trials`` mark
+them ``FAIL``, upon which Optuna's ``RetryFailedTrialCallback`` asks for their parameters again as
+new trials. Trials of another sweep that still beats are left alone.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +37,8 @@ from omegaconf import DictConfig, OmegaConf
 from hydra_plugins.mnistlab_sweeps.launchers import check_launcher
 from hydra_plugins.mnistlab_sweeps.optuna_sweeper import OptunaSweeperConf
 from mnistlab.atomic_files import write_json
-from mnistlab.sweeps.summary import STUDY_FILE
+from mnistlab.resume import job_folders, job_status
+from mnistlab.sweeps.summary import JOB_FILE, STUDY_FILE, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +53,60 @@ def distribution(name: str, spec: dict[str, Any]) -> optuna.distributions.BaseDi
     if kind == "categorical":
         return optuna.distributions.CategoricalDistribution(list(spec["choices"]))
     raise ValueError(f"hydra.sweeper.params.{name}: type must be float, int or categorical, not {kind!r}")
+
+
+def retry_callback() -> type:
+    """Optuna's callback that asks a stale trial's parameters again (renamed in Optuna 4.9, the old name deprecated)."""
+    from optuna import storages
+
+    return getattr(storages, "RetryHeartbeatStaleTrialCallback", None) or storages.RetryFailedTrialCallback
+
+
+def storage(conf: OptunaSweeperConf) -> optuna.storages.RDBStorage:
+    """The study's database, with heartbeats and Optuna's retry of trials whose heartbeat went stale."""
+    from optuna.storages import RDBStorage
+
+    parameters = inspect.signature(RDBStorage).parameters
+    name = "heartbeat_stale_trial_callback"  # Optuna >= 4.9; 4.0 to 4.8 call it failed_trial_callback
+    name = name if name in parameters else "failed_trial_callback"
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9: not the user's concern
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = retry_callback()(max_retry=conf.max_retry)
+        return RDBStorage(
+            conf.storage, heartbeat_interval=conf.heartbeat_interval, grace_period=conf.grace_period, **{name: retry}
+        )
+
+
+@contextmanager
+def heartbeats(
+    db: optuna.storages.RDBStorage, study: optuna.Study, trials: Sequence[optuna.Trial], interval: int
+) -> Iterator[None]:
+    """Records the trials' heartbeats every ``interval`` seconds while their jobs run (``Study.optimize`` would)."""
+    stop = threading.Event()
+    study_id = db.get_study_id_from_name(study.study_name)
+    ids = [db.get_trial_id_from_study_id_trial_number(study_id, trial.number) for trial in trials]
+
+    def beat() -> None:
+        while True:
+            for trial_id in ids:
+                db.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def counted(study: optuna.Study) -> int:
+    """The study's trials, less the failed ones that a retry replaced."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {retry_callback().retried_trial_number(t) for t in trials} - {None}
+    return len(trials) - len(retried)
 
 
 def override_value(value: Any) -> str:
@@ -79,30 +147,32 @@ class OptunaSearch:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         c = self.conf
+        db = storage(c)
         study = optuna.create_study(
             study_name=c.study_name,
-            storage=c.storage,
+            storage=db,
             direction=c.direction,
             load_if_exists=True,
         )
         # A resumed study must not replay the random start-up trials of the first run.
         seed = None if c.seed is None else c.seed + len(study.trials)
         study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=c.n_startup_trials)
-        # Trials still RUNNING belong to an interrupted earlier run: nobody will finish them.
-        for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
+        self._settle_interrupted(study, sweep_dir)
         returns: list[JobReturn] = []
-        if len(study.trials) >= c.n_trials:
-            log.info("study %s already has %d trials (n_trials=%d)", c.study_name, len(study.trials), c.n_trials)
-        while (done := len(study.trials)) < c.n_trials:
-            trials = [study.ask(self.distributions) for _ in range(min(c.n_jobs, c.n_trials - done))]
+        if counted(study) >= c.n_trials:
+            log.info("study %s already has %d trials (n_trials=%d)", c.study_name, counted(study), c.n_trials)
+        while (done := counted(study)) < c.n_trials:
+            with warnings.catch_warnings():  # "Heartbeat ... supposed to be used with Study.optimize": done here
+                warnings.simplefilter("ignore", UserWarning)
+                trials = [study.ask(self.distributions) for _ in range(min(c.n_jobs, c.n_trials - done))]
             batch = []
             for trial in trials:
                 overrides = list(arguments) + [f"{k}={override_value(v)}" for k, v in trial.params.items()]
                 if c.trial_override:
                     overrides.append(f"{c.trial_override}={trial.number}")
                 batch.append(overrides)
-            results = list(self.launcher.launch(batch, initial_job_idx=trials[0].number))
+            with heartbeats(db, study, trials, c.heartbeat_interval):
+                results = list(self.launcher.launch(batch, initial_job_idx=trials[0].number))
             for trial, ret in zip(trials, results, strict=True):
                 state, value = self._outcome(ret)
                 study.tell(trial, value, state=state if value is None else None)
@@ -110,6 +180,38 @@ class OptunaSearch:
             returns.extend(results)
         self._write_study(study, sweep_dir)
         return returns
+
+    def _settle_interrupted(self, study: optuna.Study, sweep_dir: Path) -> None:
+        """The RUNNING trials of a killed sweep: told their job's outcome when it ended, else failed and retried."""
+        running = (optuna.trial.TrialState.RUNNING,)
+        folders = job_folders(sweep_dir)
+        for trial in study.get_trials(deepcopy=False, states=running):
+            folder = folders.get(trial.number)
+            status = job_status(folder) if folder else None
+            value = read_metrics(folder).get(self.conf.objective) if folder else None
+            try:
+                if status == "ok" and value is not None and math.isfinite(value):
+                    study.tell(trial.number, float(value))  # it finished; the sweep was killed before telling
+                elif status in ("pruned", "failed"):
+                    state = optuna.trial.TrialState.PRUNED if status == "pruned" else optuna.trial.TrialState.FAIL
+                    study.tell(trial.number, state=state)
+            except (ValueError, RuntimeError) as e:  # another sweep told it meanwhile
+                log.debug("trial %d: %s", trial.number, e)
+        # Trials of a killed sweep stop beating; another live sweep's keep beating and are left alone.
+        deadline = time.monotonic() + self.conf.grace_period + self.conf.heartbeat_interval
+        while True:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                before = {t.number for t in study.get_trials(deepcopy=False, states=running)}
+                optuna.storages.fail_stale_trials(study)  # FAIL, then RetryFailedTrialCallback asks again
+            left = {t.number for t in study.get_trials(deepcopy=False, states=running)}
+            for number in sorted(before - left):
+                if (folder := folders.get(number)) is not None and job_status(folder) is None:
+                    write_json(folder / JOB_FILE, {"status": "retried", "error": "killed; Optuna runs it again"})
+                log.info("trial %d was killed: marked failed, its parameters are tried again", number)
+            if not left or time.monotonic() > deadline:
+                return
+            time.sleep(self.conf.heartbeat_interval)
 
     def _write_study(self, study: optuna.Study, sweep_dir: Path) -> None:
         states: dict[str, int] = {}

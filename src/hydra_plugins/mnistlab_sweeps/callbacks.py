@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
@@ -14,10 +14,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.atomic_files import write_json
+from mnistlab.errors import WriteError
 from mnistlab.process import JobConsole, pin_gpu
 from mnistlab.sweeps.gpus import claim_slot, visible_gpus
 from mnistlab.sweeps.summary import JOB_FILE, read_metrics, write_summary
-from mnistlab.user_errors import one_line
+from mnistlab.user_errors import EXIT_USER_ERROR, one_line
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +63,37 @@ class SweepSummary(Callback):
         if status == "failed":
             log.error("job %s failed", config.hydra.job.num, exc_info=job_return._return_value)  # into its log
         output_dir = Path(config.hydra.runtime.output_dir)
-        write_json(output_dir / JOB_FILE, {"status": status, "error": error, "seconds": seconds})
         log_file = None
         if self._console is not None:
             log_file = self._console.path
             self._console.restore()
             self._console = None
+        try:
+            write_json(output_dir / JOB_FILE, {"status": status, "error": error, "seconds": seconds})
+        except WriteError as e:
+            stop_sweep(e)
         print(progress_line(config, status, error, seconds, output_dir, log_file), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         exclude = list(config.hydra.job.config.override_dirname.exclude_keys)
-        jobs, markdown = write_summary(sweep_dir, exclude)
+        try:
+            jobs, markdown = write_summary(sweep_dir, exclude)
+        except WriteError as e:
+            stop_sweep(e)
         print(f"\n{markdown}\n(summary.md and summary.csv in {sweep_dir})", flush=True)
         if failed := sum(job.status == "failed" for job in jobs):
             print(f"error: {failed} of {len(jobs)} jobs failed (see {sweep_dir / 'summary.md'})", file=sys.stderr)
             sys.exit(1)
+
+
+def stop_sweep(error: WriteError) -> NoReturn:
+    """Ends the sweep with one line when its folder cannot be written: what the job left stays as it was.
+
+    The same command continues it once there is room (``mnistlab.resume.jobs_to_launch``).
+    """
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_USER_ERROR)
 
 
 def progress_line(

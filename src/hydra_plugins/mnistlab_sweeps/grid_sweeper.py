@@ -1,8 +1,9 @@
-"""Hydra's basic grid sweeper, except that a failed job does not end the sweep.
+"""Hydra's basic grid sweeper, except that a failed job does not end the sweep, and a killed sweep continues.
 
 Hydra's ``BasicSweeper`` re-raises the first failed job after its batch, which skips the
 later batches and ``on_multirun_end`` (so no summary). This one records and goes on; the
-summary callback turns failures into a non-zero exit status.
+summary callback turns failures into a non-zero exit status. Run again with the same
+``hydra.sweep.dir``, it launches only what that folder does not hold finished (``launch_missing``).
 """
 
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
-from hydra_plugins.mnistlab_sweeps.launchers import check_launcher
+from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, launch_missing
 
 
 @dataclass
@@ -45,7 +46,7 @@ class GridSweeper(BasicSweeper):
             batch = self.get_job_batch()
             self.validate_batch_is_legal(batch)
             # A failed job is recorded by the summary callback (its console line, job.json); the sweep goes on.
-            results = list(self.launcher.launch(batch, initial_job_idx=initial_job_idx))
+            results = launch_missing(self.launcher, self.config, batch, initial_job_idx)
             initial_job_idx += len(batch)
             returns.append(results)
         return returns

@@ -1,12 +1,19 @@
-"""Launchers that cannot run on this machine are refused in one line, before the sweep folder is made."""
+"""Launching a sweep's jobs: only those its folder does not hold finished; launchers that cannot run here refused."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig
 
+from mnistlab.resume import jobs_to_launch
+from mnistlab.run_folders import release_claimed_folders
 from mnistlab.user_errors import EXIT_USER_ERROR
 
 
@@ -17,9 +24,29 @@ def check_launcher(config: DictConfig) -> None:
     """
     target = str(config.hydra.launcher.get("_target_", ""))
     if target.endswith("SlurmLauncher") and shutil.which("sbatch") is None:
+        release_claimed_folders()  # the sweep folder, made when Hydra read its name
         print(
             "error: hydra/launcher=submitit_slurm needs SLURM, but there is no sbatch command on this machine; "
             "run on a SLURM login node, or use hydra/launcher=submitit_local or joblib here",
             file=sys.stderr,
         )
         sys.exit(EXIT_USER_ERROR)
+
+
+def launch_missing(
+    launcher: Launcher, config: DictConfig, batch: Sequence[Sequence[str]], initial_job_idx: int
+) -> list[JobReturn]:
+    """Launches the jobs of ``batch`` (numbered from ``initial_job_idx``) that the sweep folder does not hold finished.
+
+    A continued sweep (the same command and ``hydra.sweep.dir``) keeps its finished jobs and continues
+    the interrupted ones (``mnistlab.resume.jobs_to_launch``). A launcher numbers its jobs from
+    ``initial_job_idx`` on, so each run of consecutive job numbers is one launch: every job keeps its
+    number, hence its folder.
+    """
+    exclude = list(config.hydra.job.config.override_dirname.exclude_keys)
+    todo = jobs_to_launch(Path(config.hydra.sweep.dir), list(enumerate(batch, initial_job_idx)), exclude)
+    returns: list[JobReturn] = []
+    for _, run in itertools.groupby(enumerate(todo), key=lambda item: item[1][0] - item[0]):
+        jobs = [job for _, job in run]
+        returns += launcher.launch([overrides for _, overrides in jobs], initial_job_idx=jobs[0][0])
+    return returns

@@ -27,6 +27,11 @@ class OptunaSweeperConf:
     n_startup_trials: int = 5  # random trials before TPE (and, via the job callback, before median pruning)
     n_warmup_steps: int = 0  # epochs before a trial can be pruned (read by the job's pruning callback)
     trial_override: str | None = "callbacks.optuna_pruning.trial"
+    # A killed sweep's trials: their heartbeat goes stale after grace_period s; the continued sweep then
+    # marks them failed and tries their parameters again, up to max_retry times (null: no limit).
+    heartbeat_interval: int = 10
+    grace_period: int = 30
+    max_retry: int | None = 2
     params: dict[str, Any] = field(default_factory=dict)
 
 

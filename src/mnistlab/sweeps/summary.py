@@ -147,7 +147,9 @@ def to_markdown(jobs: Sequence[JobRecord], study: dict[str, Any] | None = None) 
     failed = sum(job.status == "failed" for job in jobs)
     key = ranking_key(jobs)
     pruned = sum(job.status == "pruned" for job in jobs)
-    counts = f"{len(jobs) - failed - pruned} finished, " + (f"{pruned} pruned, " if pruned else "") + f"{failed} failed"
+    retried = sum(job.status == "retried" for job in jobs)  # an Optuna trial killed, whose parameters ran again
+    counts = f"{len(jobs) - failed - pruned - retried} finished, " + (f"{pruned} pruned, " if pruned else "")
+    counts += (f"{retried} retried, " if retried else "") + f"{failed} failed"
     lines = [f"# Sweep summary: {len(jobs)} jobs, {counts}", ""]
     if key == "val/acc_best":
         lines += ["Ranked by the best validation accuracy (val/acc_best); test/acc is only reported.", ""]
