@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import re
 import sys
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +76,13 @@ class SafeCheckpointIO(TorchCheckpointIO):
         return read_checkpoint(path)
 
 
-def find_checkpoint(path: str | Path, prefer: tuple[str, ...] = ("best.ckpt", "last.ckpt")) -> Path:
+def find_checkpoint(
+    path: str | Path, prefer: tuple[str, ...] = ("best.ckpt", "last.ckpt"), announce: bool = True
+) -> Path:
     """The checkpoint file meant by ``ckpt_path``: the file itself, or the preferred checkpoint of a run folder.
 
     A run folder (or its ``checkpoints/`` folder) stands for its first existing checkpoint in
-    ``prefer``; the choice is printed, so the user knows which one ran.
+    ``prefer``; the choice is printed (unless ``announce`` is off), so the user knows which one ran.
 
     Raises:
         MnistlabError: When the path does not exist, or the folder holds none of ``prefer``.
@@ -91,9 +95,58 @@ def find_checkpoint(path: str | Path, prefer: tuple[str, ...] = ("best.ckpt", "l
     for name in prefer:
         for candidate in (path / "checkpoints" / name, path / name):
             if candidate.is_file():
-                print(f"ckpt_path={path} is a folder: using {candidate}", file=sys.stderr)
+                if announce:
+                    print(f"ckpt_path={path} is a folder: using {candidate}", file=sys.stderr)
                 return candidate
     raise MnistlabError(f"ckpt_path={path} is a folder without {' or '.join(prefer)} (in it or in checkpoints/)")
+
+
+def _is_run_folder(path: Path) -> bool:
+    return (path / "checkpoints").is_dir() or any(path.glob("*.ckpt"))
+
+
+def _job_number(folder: Path) -> tuple[int, str]:
+    head = folder.name.split("_", 1)[0]  # Hydra's <job number>_<overrides>
+    return (int(head) if head.isdigit() else -1, folder.name)
+
+
+def sweep_members(sweep_dir: Path) -> list[Path]:
+    """The run folders of a sweep's finished jobs (``-m``), in job order; a failed or pruned job is left out."""
+    members = []
+    for job in sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=_job_number):
+        try:
+            status = json.loads((job / "job.json").read_text()).get("status", "ok")
+        except (OSError, ValueError):
+            status = "ok"  # a sweep from before job.json: its checkpoints decide
+        if status == "ok" and _is_run_folder(job):
+            members.append(job)
+    return members
+
+
+def find_checkpoints(path: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The checkpoint files ``ckpt_path`` means: one for a file or a run folder, several for an ensemble.
+
+    An ensemble is a sweep folder (every finished job's checkpoint, e.g. the K folds of ``cv=K``) or a
+    list of checkpoint files and run folders (``ckpt_path=[a,b,c]``).
+
+    Raises:
+        MnistlabError: When a path does not exist, or a folder holds no checkpoint and no finished job.
+    """
+    if not isinstance(path, (str, Path)):
+        found = [f for item in path for f in find_checkpoints(item)]
+        if not found:
+            raise MnistlabError("ckpt_path=[] names no checkpoint")
+        return found
+    folder = Path(path).expanduser()
+    if not folder.is_dir() or _is_run_folder(folder):
+        return [find_checkpoint(folder)]
+    members = sweep_members(folder)
+    if not members:
+        raise MnistlabError(f"ckpt_path={folder} is a folder without checkpoints and without finished sweep jobs")
+    found = [find_checkpoint(job, announce=False) for job in members]
+    names = ", ".join(sorted({f.name for f in found}))
+    print(f"ckpt_path={folder} is a sweep: an ensemble of its {len(found)} finished jobs ({names})", file=sys.stderr)
+    return found
 
 
 def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
