@@ -1,15 +1,22 @@
-"""``cv=K`` in a sweep: every configuration the sweeper makes runs once per fold (``data.fold=0..K-1``)."""
+"""``cv=K`` in a sweep: every configuration the sweeper makes runs once per fold (``data.fold=0..K-1``), and
+the folds' ensemble is tested when the sweep ends."""
 
 from __future__ import annotations
 
+import logging
 import sys
+from pathlib import Path
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.user_errors import EXIT_USER_ERROR
 
 FOLD_KEYS = ("data.fold", "data.folds")
+
+log = logging.getLogger(__name__)
 
 
 def _key(argument: str) -> str:
@@ -40,3 +47,29 @@ def fold_overrides(config: DictConfig, arguments: list[str]) -> list[str]:
         print(f"error: {mistake}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     return [] if cv is None else [f"data.fold={i}" for i in range(cv)]
+
+
+class FoldEnsembles(Callback):
+    """After a ``cv=K`` sweep, tests each configuration's ensemble of its fold models (before the summary reads it).
+
+    Its reports go into ``<sweep>/ensembles/<n>/`` (``mnistlab.sweeps.folds``); a failure to build one is a
+    warning, never the sweep's failure.
+    """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("cv") is None:
+            return
+        from mnistlab.sweeps.folds import evaluate_ensembles
+        from mnistlab.sweeps.summary import collect_jobs
+        from mnistlab.user_errors import one_line
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = collect_jobs(sweep_dir, list(config.hydra.job.config.override_dirname.exclude_keys))
+        try:
+            for folder, accuracy in evaluate_ensembles(
+                sweep_dir, jobs, OmegaConf.select(config, "trainer.accelerator")
+            ):
+                print(f"ensemble of the folds: test/acc {accuracy:.4f} (report in {folder})", flush=True)
+        except Exception as exc:  # the folds' own results stand; the summary shows no ensemble column then
+            log.warning("the fold ensemble could not be tested: %s", one_line(exc), exc_info=exc)
+            print(f"warning: the fold ensemble could not be tested: {one_line(exc)}", file=sys.stderr)
