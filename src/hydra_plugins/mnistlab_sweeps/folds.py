@@ -65,11 +65,24 @@ class FoldEnsembles(Callback):
 
         sweep_dir = Path(config.hydra.sweep.dir)
         jobs = collect_jobs(sweep_dir, list(config.hydra.job.config.override_dirname.exclude_keys))
+        accelerator = OmegaConf.select(config, "trainer.accelerator")
         try:
-            for folder, accuracy in evaluate_ensembles(
-                sweep_dir, jobs, OmegaConf.select(config, "trainer.accelerator")
-            ):
-                print(f"ensemble of the folds: test/acc {accuracy:.4f} (report in {folder})", flush=True)
+            for group, folder in evaluate_ensembles(sweep_dir, jobs, accelerator):
+                print(f"ensemble of the folds: test/acc {group.ensemble['test/acc']:.4f} (report in {folder})")
+                if OmegaConf.select(config, "logger.mlflow") is not None:
+                    self._mlflow_parent(sweep_dir, group, folder)
         except Exception as exc:  # the folds' own results stand; the summary shows no ensemble column then
             log.warning("the fold ensemble could not be tested: %s", one_line(exc), exc_info=exc)
             print(f"warning: the fold ensemble could not be tested: {one_line(exc)}", file=sys.stderr)
+        sys.stdout.flush()
+
+    @staticmethod
+    def _mlflow_parent(sweep_dir: Path, group: Any, report_dir: Path) -> None:
+        """One MLflow parent run over the folds' runs, with the ensemble's metrics and report."""
+        from mnistlab.mlflow_logger import nest_runs
+        from mnistlab.sweeps.folds import parent_metrics
+
+        runs = [sweep_dir / job.name for job in group.jobs]
+        name = "cv " + " ".join(group.overrides)
+        if parent := nest_runs(runs, name, parent_metrics(group), report_dir):
+            log.info("MLflow: parent run %s over %d fold runs", parent, len(runs))

@@ -132,11 +132,11 @@ def to_csv(groups: Sequence[FoldGroup]) -> str:
 
 def evaluate_ensembles(
     sweep_dir: Path, jobs: Sequence[JobRecord], accelerator: str | None = "auto"
-) -> list[tuple[Path, float]]:
+) -> list[tuple[FoldGroup, Path]]:
     """Tests each configuration's ensemble of its finished folds (two or more) into ``<sweep>/ensembles/<n>/``.
 
     Returns:
-        Each report folder written, with the ensemble's test accuracy.
+        Each configuration with two or more finished folds, its ensemble's metrics read in, and its report folder.
     """
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -173,5 +173,15 @@ def evaluate_ensembles(
                 "members_test/acc": [acc for _, acc in evaluation.members],
             },
         )
-        written.append((out, evaluation.result.accuracy))
+        group.ensemble = evaluation.result.summary()
+        written.append((group, out))
     return written
+
+
+def parent_metrics(group: FoldGroup) -> dict[str, float]:
+    """What a cross-validation's parent run records: the ensemble's test metrics and the folds' mean and std."""
+    metrics = {f"ensemble/{k}": v for k, v in group.ensemble.items()}
+    for key in STATS:
+        if stat := group.stat(key):
+            metrics |= {f"folds/{key}_mean": stat[0], f"folds/{key}_std": stat[1]}
+    return metrics
