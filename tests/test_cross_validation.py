@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 import yaml
 from conftest import run_script, write_idx_set
 
+from hydra_plugins.mnistlab_sweeps.folds import cv_mistake
 from mnistlab.checkpoints import find_checkpoints
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.ensemble import load_ensemble
@@ -147,22 +147,32 @@ def test_members_that_disagree_are_refused_in_one_line(cv_sweep: tuple[Path, str
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("cv", "arguments", "message"),
     [
-        (("cv=3",), "error: cv=3 runs one job per fold: add -m"),
-        (("-m", "cv=1"), "error: cv=1 is out of range: must be an integer >= 2 (the number of folds)"),
-        (("-m", "cv=2,3"), "error: cv takes one number of folds per sweep (e.g. cv=5), not a list"),
-        (("-m", "cv=3", "data.fold=1"), "error: cv=3 runs every fold itself: drop data.fold=1"),
-        (("data.folds=3",), "error: data.folds=3 with data.val_size=5000: under cross-validation the fold is"),
-        (("data.folds=3", "data.val_size=0", "data.fold=3"), "error: data.fold=3 is out of range: must be an integer"),
+        (1, [], "cv=1 is out of range: must be an integer >= 2 (the number of folds)"),
+        ("5", [], "cv='5' is out of range: must be an integer >= 2 (the number of folds)"),
+        (None, ["cv=2,3"], "cv takes one number of folds per sweep (e.g. cv=5), not a list; run one sweep per K"),
+        (3, ["data.fold=1"], "cv=3 runs every fold itself: drop data.fold=1"),
+        (3, ["data.folds=4"], "cv=3 runs every fold itself: drop data.folds=4"),
+        (3, ["model=linear,hidden"], None),
     ],
 )
-def test_refused_settings_are_one_line(args: tuple[str, ...], message: str, tiny_root: Path, tmp_path: Path) -> None:
+def test_the_sweepers_check_cv_before_any_job(cv: object, arguments: list[str], message: str | None) -> None:
+    assert cv_mistake(cv, arguments) == message
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("cv=3",), "error: cv=3 runs one job per fold: add -m (python scripts/train.py -m ... cv=3)"),
+        (("-m", "cv=1"), "error: cv=1 is out of range: must be an integer >= 2 (the number of folds)"),
+    ],
+)
+def test_refused_commands_are_one_line(args: tuple[str, ...], message: str, tiny_root: Path, tmp_path: Path) -> None:
     where = ("hydra.sweep.dir" if "-m" in args else "hydra.run.dir") + f"={tmp_path / 'out'}"
     result = run_script("train.py", *args, f"data.root={tiny_root}", *TINY, where)
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr[-2000:]
-    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*/checkpoints"))
-    shutil.rmtree(tmp_path / "out", ignore_errors=True)
+    assert not (tmp_path / "out").exists()  # refused before any work: no run or sweep folder
 
 
 @pytest.mark.slow
@@ -185,3 +195,26 @@ def test_joblib_folds_with_mlflow_nest_under_one_parent_run(tiny_root: Path, tmp
     assert parent.data.metrics["ensemble/test/acc"] == pytest.approx(ensemble["test/acc"])
     assert {"folds/val/acc_best_mean", "folds/test/acc_std"} <= set(parent.data.metrics)
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"members.csv", "confusion_matrix.png"}
+
+
+@pytest.mark.slow
+def test_optuna_trial_is_the_mean_over_its_folds_and_is_pruned_between_folds(tiny_root: Path, tmp_path: Path) -> None:
+    import optuna
+
+    sweep = tmp_path / "search"
+    search = ("hparams_search=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_startup_trials=1")
+    result = run_script(
+        "train.py", "-m", "cv=2", *search, "hydra.sweeper.n_warmup_steps=0", f"data.root={tiny_root}", *TINY,
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="mnistlab", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    jobs = {int(j.name.split("_")[0]): json.loads((j / "metrics.json").read_text()) for j in _jobs(sweep)}
+    assert len(study.trials) == 4 and study.trials[0].state == optuna.trial.TrialState.COMPLETE
+    for trial in study.trials:  # one trial per round: trial t is jobs 2t (fold 0) and 2t+1 (fold 1)
+        folds = [jobs[j]["val/acc_best"] for j in (2 * trial.number, 2 * trial.number + 1) if j in jobs]
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert len(folds) == 2 and trial.value == pytest.approx(sum(folds) / 2)
+        else:  # pruned on its running mean after the first fold: the second never ran
+            assert trial.state == optuna.trial.TrialState.PRUNED and len(folds) == 1
+            assert trial.intermediate_values == {0: pytest.approx(folds[0])}
