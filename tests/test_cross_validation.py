@@ -109,19 +109,21 @@ def test_ensemble_exports_as_one_onnx_graph(cv_sweep: tuple[Path, str], tiny_roo
 
 
 @pytest.mark.slow
-def test_serves_an_ensemble(cv_sweep: tuple[Path, str], tmp_path: Path) -> None:
+def test_serves_an_ensemble(cv_sweep: tuple[Path, str], mnist_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image
     from test_serve import multipart, request, running_server
 
-    sweep, _ = cv_sweep
-    digit = (torch.rand(28, 28) * 255).to(torch.uint8).numpy()
-    from PIL import Image
+    from mnistlab.data.files import load_split
+    from mnistlab.data.specs import MNIST
 
-    Image.fromarray(digit).save(tmp_path / "digit.png")
+    sweep, _ = cv_sweep
+    images, _ = load_split(mnist_dir, MNIST, train=False)
+    Image.fromarray(images[998].numpy()).save(tmp_path / "digit.png")
     by_predict = run_script("predict.py", f"ckpt_path={sweep}", f"image={tmp_path / 'digit.png'}", "format=json")
     assert by_predict.returncode == 0, by_predict.stderr[-3000:]
     with running_server(sweep, tmp_path / "serve.log") as url:
         status, body = request(f"{url}/predict", *multipart((tmp_path / "digit.png").read_bytes()))
-    assert status == 200
+    assert status == 200, body
     expected = json.loads(by_predict.stdout)[0]["probabilities"]
     assert np.allclose(json.loads(body)["probabilities"], expected, rtol=0, atol=1e-5)
 
