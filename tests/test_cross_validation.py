@@ -156,6 +156,8 @@ def test_members_that_disagree_are_refused_in_one_line(cv_sweep: tuple[Path, str
         (None, ["cv=2,3"], "cv takes one number of folds per sweep (e.g. cv=5), not a list; run one sweep per K"),
         (3, ["data.fold=1"], "cv=3 runs every fold itself: drop data.fold=1"),
         (3, ["data.folds=4"], "cv=3 runs every fold itself: drop data.folds=4"),
+        (3, ["data.val_size=5000"], "cv=3 validates each job on its fold: drop data.val_size=5000"),
+        (3, ["data.val_size=0"], None),
         (3, ["model=linear,hidden"], None),
     ],
 )

@@ -34,6 +34,8 @@ def cv_mistake(cv: object, arguments: list[str]) -> str | None:
         return f"cv={cv!r} is out of range: must be an integer >= 2 (the number of folds)"
     if given := [a for a in arguments if _key(a) in FOLD_KEYS]:
         return f"cv={cv} runs every fold itself: drop {' '.join(given)}"
+    if held_out := [a for a in arguments if _key(a) == "data.val_size" and a.split("=", 1)[1].strip() != "0"]:
+        return f"cv={cv} validates each job on its fold: drop {' '.join(held_out)}"
     return None
 
 
