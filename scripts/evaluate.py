@@ -1,6 +1,8 @@
 """Test a checkpoint and write its report: ``python scripts/evaluate.py ckpt_path=outputs/.../last.ckpt``.
 
-The report goes into the checkpoint's own run folder, ``<run>/eval/<date>_<time>/``.
+The report goes into the checkpoint's own run folder, ``<run>/eval/<date>_<time>/``. A sweep folder
+(``ckpt_path=multirun/...``, e.g. the folds of ``cv=5``) or a list (``ckpt_path=[run1,run2]``) is tested
+as one ensemble, the mean of the members' probabilities, with one line per member.
 """
 
 import hydra
@@ -11,15 +13,15 @@ from mnistlab.command_line import exit_on_mistake
 
 
 def run(cfg: DictConfig) -> float:
-    from mnistlab.checkpoints import find_checkpoint
+    from mnistlab.checkpoints import find_checkpoints
     from mnistlab.composition import build_trainer
     from mnistlab.evaluation.evaluate import evaluate
 
-    ckpt_path = find_checkpoint(cfg.ckpt_path)
-    result = evaluate(ckpt_path, build_trainer(cfg), OmegaConf.to_container(cfg.data, resolve=True))
-    print(result.text())
+    ckpt_paths = find_checkpoints(cfg.ckpt_path)  # several (a sweep folder, a list): one ensemble
+    evaluation = evaluate(ckpt_paths, build_trainer(cfg), OmegaConf.to_container(cfg.data, resolve=True))
+    print(evaluation.text())
     print(f"\nwritten to {cfg.paths.output_dir}")
-    return result.accuracy
+    return evaluation.result.accuracy
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")

@@ -1,6 +1,7 @@
 """Export for deployment: ``python scripts/export.py ckpt_path=outputs/.../last.ckpt format=onnx|torchscript``.
 
-Writes ``model.onnx`` (or ``model.pt``) beside the checkpoint, or into ``output_dir=...``.
+Writes ``model.onnx`` (or ``model.pt``) beside the checkpoint, or into ``output_dir=...``. A sweep folder
+(e.g. the folds of ``cv=5``) is exported into that folder as one ensemble: the mean of its jobs' probabilities.
 """
 
 import hydra
@@ -11,12 +12,17 @@ from mnistlab.command_line import exit_on_mistake
 
 
 def run(cfg: DictConfig) -> str:
-    from mnistlab.checkpoints import find_checkpoint
+    from mnistlab.checkpoints import find_checkpoints
+    from mnistlab.errors import MnistlabError
     from mnistlab.evaluation.export import CHECK_IMAGES, export
 
-    ckpt_path = find_checkpoint(cfg.ckpt_path)
-    output_dir = cfg.output_dir or ckpt_path.parent  # beside the checkpoint by default
-    path, diff = export(ckpt_path, output_dir, cfg.format, OmegaConf.to_container(cfg.data), cfg.tolerance)
+    ckpt_paths = find_checkpoints(cfg.ckpt_path)  # several (a sweep folder, a list): one ensemble
+    output_dir = cfg.output_dir or ckpt_paths[0].parent  # beside the checkpoint by default
+    if not cfg.output_dir and len(ckpt_paths) > 1:  # an ensemble: into its sweep folder; a list names its own
+        if OmegaConf.is_list(cfg.ckpt_path):
+            raise MnistlabError("an ensemble of listed checkpoints has no folder of its own: add output_dir=...")
+        output_dir = cfg.ckpt_path
+    path, diff = export(ckpt_paths, output_dir, cfg.format, OmegaConf.to_container(cfg.data), cfg.tolerance)
     print(f"wrote {path}: (N, 1, 28, 28) pixels in [0, 1] -> (N, 10) probabilities")
     print(f"checked on {CHECK_IMAGES} test images: max |{cfg.format} - pytorch| = {diff:.1e}")
     return str(path)

@@ -8,15 +8,14 @@ from mnistlab.command_line import exit_on_mistake
 
 
 def run(cfg: DictConfig) -> None:
-    from mnistlab.checkpoints import find_checkpoint
     from mnistlab.errors import MnistlabError
     from mnistlab.evaluation.predict import predict, to_json, to_text
     from mnistlab.evaluation.predictors import load_predictor
 
     if cfg.format not in ("text", "json"):
         raise MnistlabError(f"format={cfg.format} must be text or json")
-    onnx = str(cfg.ckpt_path).lower().endswith(".onnx")
-    predictor = load_predictor(cfg.ckpt_path if onnx else find_checkpoint(cfg.ckpt_path), cfg.accelerator)
+    # A checkpoint, a run folder, an ONNX file, or several checkpoints as one ensemble (a sweep folder, a list).
+    predictor = load_predictor(cfg.ckpt_path, cfg.accelerator)
     index = OmegaConf.to_container(cfg.index) if OmegaConf.is_list(cfg.index) else cfg.index
     image = None if cfg.image is None else str(cfg.image)
     predictions = predict(predictor, index, image, OmegaConf.to_container(cfg.data))

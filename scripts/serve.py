@@ -5,7 +5,7 @@
 """
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mnistlab import process
 from mnistlab.command_line import exit_on_mistake
@@ -18,7 +18,9 @@ def run(cfg: DictConfig) -> None:
     from mnistlab.serving.server import serve
 
     process.stop_on_sigterm()
-    serve(cfg.ckpt_path, cfg.host, int(cfg.port), cfg.accelerator, cfg.max_batch_size, cfg.batch_timeout, cfg.timeout)
+    # A list of checkpoints (or a sweep folder) is served as one ensemble.
+    model = OmegaConf.to_object(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else cfg.ckpt_path
+    serve(model, cfg.host, int(cfg.port), cfg.accelerator, cfg.max_batch_size, cfg.batch_timeout, cfg.timeout)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="serve")

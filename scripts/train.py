@@ -3,6 +3,7 @@
 ``python scripts/train.py resume=RUN_DIR`` continues an interrupted run in its own folder.
 """
 
+import os
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -17,10 +18,13 @@ from mnistlab.command_line import exit_on_mistake
 
 def build_and_run(cfg: DictConfig) -> float:
     from mnistlab.composition import compose
+    from mnistlab.config_checks import check_cv
     from mnistlab.hparams import run_hparams
     from mnistlab.resume import continued_config, launch_record, mark_restart
     from mnistlab.training import fit_and_test
 
+    # cv=K is a sweep of K folds; a DDP rank started by Lightning (LOCAL_RANK) re-runs one job of it.
+    check_cv(cfg.get("cv"), HydraConfig.get().mode == RunMode.MULTIRUN or "LOCAL_RANK" in os.environ)
     cfg = continued_config(cfg, HydraConfig.get().overrides.task)  # resume=RUN_DIR or ckpt_path=...
     config = OmegaConf.to_container(cfg, resolve=True)
     run = compose(cfg)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import re
 import sys
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from mnistlab.atomic_files import write_atomic
-from mnistlab.data.specs import SPECS
+from mnistlab.data.specs import input_stats
 from mnistlab.errors import MnistlabError
 from mnistlab.systems import Classifier
 from mnistlab.systems.distillation import Teacher
@@ -77,12 +79,15 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
 
 def find_checkpoint(
-    path: str | Path, prefer: tuple[str, ...] = ("best.ckpt", "last.ckpt"), setting: str = "ckpt_path"
+    path: str | Path,
+    prefer: tuple[str, ...] = ("best.ckpt", "last.ckpt"),
+    announce: bool = True,
+    setting: str = "ckpt_path",
 ) -> Path:
     """The checkpoint file meant by ``ckpt_path``: the file itself, or the preferred checkpoint of a run folder.
 
     A run folder (or its ``checkpoints/`` folder) stands for its first existing checkpoint in
-    ``prefer``; the choice is printed, so the user knows which one ran.
+    ``prefer``; the choice is printed (unless ``announce`` is off), so the user knows which one ran.
 
     Raises:
         MnistlabError: When the path does not exist, or the folder holds none of ``prefer``.
@@ -95,9 +100,58 @@ def find_checkpoint(
     for name in prefer:
         for candidate in (path / "checkpoints" / name, path / name):
             if candidate.is_file():
-                print(f"{setting}={path} is a folder: using {candidate}", file=sys.stderr)
+                if announce:
+                    print(f"{setting}={path} is a folder: using {candidate}", file=sys.stderr)
                 return candidate
     raise MnistlabError(f"{setting}={path} is a folder without {' or '.join(prefer)} (in it or in checkpoints/)")
+
+
+def _is_run_folder(path: Path) -> bool:
+    return (path / "checkpoints").is_dir() or any(path.glob("*.ckpt"))
+
+
+def _job_number(folder: Path) -> tuple[int, str]:
+    head = folder.name.split("_", 1)[0]  # Hydra's <job number>_<overrides>
+    return (int(head) if head.isdigit() else -1, folder.name)
+
+
+def sweep_members(sweep_dir: Path) -> list[Path]:
+    """The run folders of a sweep's finished jobs (``-m``), in job order; a failed or pruned job is left out."""
+    members = []
+    for job in sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=_job_number):
+        try:
+            status = json.loads((job / "job.json").read_text()).get("status", "ok")
+        except (OSError, ValueError):
+            status = "ok"  # a sweep from before job.json: its checkpoints decide
+        if status == "ok" and _is_run_folder(job):
+            members.append(job)
+    return members
+
+
+def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ckpt_path") -> list[Path]:
+    """The checkpoint files ``ckpt_path`` means: one for a file or a run folder, several for an ensemble.
+
+    An ensemble is a sweep folder (every finished job's checkpoint, e.g. the K folds of ``cv=K``) or a
+    list of checkpoint files and run folders (``ckpt_path=[a,b,c]``).
+
+    Raises:
+        MnistlabError: When a path does not exist, or a folder holds no checkpoint and no finished job.
+    """
+    if not isinstance(path, (str, Path)):
+        found = [f for item in path for f in find_checkpoints(item, setting)]
+        if not found:
+            raise MnistlabError(f"{setting}=[] names no checkpoint")
+        return found
+    folder = Path(path).expanduser()
+    if not folder.is_dir() or _is_run_folder(folder):
+        return [find_checkpoint(folder, setting=setting)]
+    members = sweep_members(folder)
+    if not members:
+        raise MnistlabError(f"{setting}={folder} is a folder without checkpoints and without finished sweep jobs")
+    found = [find_checkpoint(job, announce=False) for job in members]
+    names = ", ".join(sorted({f.name for f in found}))
+    print(f"{setting}={folder} is a sweep: an ensemble of its {len(found)} finished jobs ({names})", file=sys.stderr)
+    return found
 
 
 def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
@@ -127,25 +181,6 @@ def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
     return system.eval(), dict(ckpt.get("datamodule_hyper_parameters") or {})
 
 
-def member_checkpoints(source: str | Path, setting: str = "ckpt_path") -> list[Path]:
-    """The checkpoints a model source stands for: a checkpoint file, a run folder's best (or last) one,
-    or one per job of a sweep folder (its run folders that hold a checkpoint), in folder order."""
-    path = Path(source).expanduser()
-    if path.is_dir() and not (path / "checkpoints").is_dir() and not any(path.glob("*.ckpt")):
-        runs = sorted({p.parent.parent for p in path.glob("*/checkpoints/*.ckpt")})
-        if runs:
-            return [find_checkpoint(run, setting=setting) for run in runs]
-    return [find_checkpoint(path, setting=setting)]
-
-
-def data_input(data_args: dict[str, Any]) -> tuple[float, float]:
-    """(mean, std) that a run's data module standardised [0, 1] pixels with: (0, 1) unless ``normalize``."""
-    if not data_args.get("normalize"):
-        return 0.0, 1.0
-    spec = SPECS[data_args.get("dataset", "mnist")]
-    return spec.mean, spec.std
-
-
 def input_affine(student: tuple[float, float], member: tuple[float, float]) -> tuple[float, float]:
     """(scale, shift) taking inputs standardised by ``student``'s (mean, std) to ``member``'s."""
     (s_mean, s_std), (m_mean, m_std) = student, member
@@ -165,7 +200,7 @@ def load_teacher(source: str | Path | list[str], student_input: tuple[float, flo
     """
     sources = [source] if isinstance(source, (str, Path)) else list(source)
     try:
-        files = [f for s in sources for f in member_checkpoints(s, "system.teacher")]
+        files = find_checkpoints(sources, "system.teacher")
         loaded = [load_system(f) for f in files]
     except MnistlabError as e:
         raise MnistlabError(f"system.teacher: {e}" if not str(e).startswith("system.teacher") else str(e)) from None
@@ -174,5 +209,5 @@ def load_teacher(source: str | Path | list[str], student_input: tuple[float, flo
     for f, system in zip(files, systems, strict=True):
         if system.class_names != names:
             raise MnistlabError(f"system.teacher: {f} has classes {system.class_names}, {files[0]} has {names}")
-    inputs = [input_affine(student_input, data_input(data)) for _, data in loaded]
+    inputs = [input_affine(student_input, input_stats(data)) for _, data in loaded]
     return Teacher([s.net for s in systems], [s.head for s in systems], files, names, inputs)

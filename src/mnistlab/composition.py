@@ -15,9 +15,10 @@ from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.checkpoint_records import network_class
-from mnistlab.checkpoints import data_input, load_teacher
+from mnistlab.checkpoints import load_teacher
 from mnistlab.config_checks import check_devices, check_targets
 from mnistlab.data import MNISTDataModule
+from mnistlab.data.specs import input_stats
 from mnistlab.engine import Engine, choose_engine
 from mnistlab.systems import Classifier
 
@@ -51,7 +52,7 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     source = cfg.system.get("teacher")  # a path, or a list of them (an ensemble)
     if source:
         source = OmegaConf.to_object(source) if OmegaConf.is_config(source) else source
-        student_input = data_input({"normalize": cfg.data.get("normalize"), "dataset": cfg.data.get("dataset")})
+        student_input = input_stats({"normalize": cfg.data.get("normalize"), "dataset": cfg.data.get("dataset")})
         teacher = load_teacher(source, student_input)
     else:
         teacher = None

@@ -108,3 +108,19 @@ def check_devices(trainer: dict[str, Any]) -> None:
             f"trainer.devices={devices} with trainer.accelerator=auto, but this machine has no GPU: "
             f"add trainer.accelerator=cpu to run {count} CPU processes, or use trainer.devices=1"
         )
+
+
+def check_cv(cv: Any, in_sweep: bool) -> None:
+    """Refuses ``cv=K`` outside a sweep: it means one job per fold, which only ``-m`` launches.
+
+    Without ``-m`` the run would quietly train fold 0 alone (``data.folds=K data.fold=i`` does that on purpose).
+
+    Args:
+        cv: The config's ``cv``.
+        in_sweep: The run is a job of a sweep (or a DDP rank of one).
+    """
+    if cv is not None and not in_sweep:
+        raise ConfigError(
+            f"cv={cv} runs one job per fold: add -m (python scripts/train.py -m ... cv={cv}); "
+            f"one fold alone is data.folds={cv} data.fold=0 data.val_size=0"
+        )

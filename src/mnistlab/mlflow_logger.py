@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -302,3 +302,34 @@ def finish_run(run_dir: Path, error: BaseException | None = None, pruned: bool =
         record_error(client, run_id, error)
     status = "FINISHED" if error is None else "KILLED" if pruned else "FAILED"
     with_retry(lambda: client.set_terminated(run_id, status))
+
+
+def nest_runs(run_dirs: Sequence[Path], name: str, metrics: Mapping[str, float], report_dir: Path) -> str | None:
+    """A parent run over the MLflow runs saved in ``run_dirs`` (the folds of a cross-validation), in their experiment.
+
+    The children are nested by MLflow's ``mlflow.parentRunId`` tag, set after they ended, so this works
+    whichever launcher ran them. The parent holds ``metrics`` and the report files of ``report_dir``
+    (plus its ``members.csv``).
+
+    Returns:
+        The parent's run id; None when no folder holds an MLflow run.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    saved = [json.loads((d / RUN_FILE).read_text()) for d in run_dirs if (d / RUN_FILE).is_file()]
+    if not saved:
+        return None
+    client = MlflowClient(saved[0]["tracking_uri"])
+    tags = {"cv.folds": str(len(run_dirs)), "report_dir": str(report_dir.resolve())}
+    parent = with_retry(lambda: client.create_run(saved[0]["experiment_id"], run_name=name, tags=tags)).info.run_id
+    for child in saved:
+        with_retry(lambda child=child: client.set_tag(child["run_id"], "mlflow.parentRunId", parent))
+    now = int(time.time() * 1000)
+    points = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
+    with_retry(lambda: client.log_batch(parent, metrics=points))
+    for file in (*REPORT_FILES, "members.csv"):
+        if (report_dir / file).exists():
+            with_retry(lambda file=file: client.log_artifact(parent, str(report_dir / file)))
+    with_retry(lambda: client.set_terminated(parent, "FINISHED"))
+    return parent

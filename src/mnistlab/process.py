@@ -78,6 +78,7 @@ def register_resolvers() -> None:
         "mnistlab.new_folder": new_folder,
         "mnistlab.placement_keys": placement_keys,
         "mnistlab.dataset_folder": dataset_folder,
+        "mnistlab.val_size": val_size,
         "mnistlab.resume_run_dir": resume_run_dir,
         "mnistlab.resume_record_dir": resume_record_dir,
     }
@@ -91,6 +92,11 @@ def dataset_folder(dataset: str) -> str:
     from mnistlab.data.specs import dataset_folder
 
     return dataset_folder(dataset)
+
+
+def val_size(cv: int | None, size: int) -> int:
+    """``${mnistlab.val_size:${cv},5000}``: the held-out size, or 0 under ``cv=K`` (a fold validates)."""
+    return size if cv is None else 0
 
 
 def skip_final_collection() -> None:

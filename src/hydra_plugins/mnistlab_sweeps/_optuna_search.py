@@ -2,7 +2,10 @@
 
 Each round asks ``n_jobs`` trials, launches them as Hydra jobs through the configured launcher,
 reads each job's objective from its ``metrics.json`` and tells the study. Failed jobs and
-non-finite objectives are told ``FAIL``, pruned jobs ``PRUNED``; the study goes on. The study
+non-finite objectives are told ``FAIL``, pruned jobs ``PRUNED``; the study goes on. With ``cv=K``
+a trial is K jobs, one per fold, launched fold by fold for all trials of the round: its objective
+is the mean over its folds, and after each fold the running mean is reported to the study's median
+pruner, which may stop the trial before its next fold. The study
 lives in ``storage`` (SQLite in the sweep folder by default), so the same command with the same
 ``hydra.sweep.dir`` resumes it until it holds ``n_trials`` trials.
 
@@ -34,6 +37,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.mnistlab_sweeps.folds import fold_overrides
 from hydra_plugins.mnistlab_sweeps.launchers import check_launcher
 from hydra_plugins.mnistlab_sweeps.optuna_sweeper import OptunaSweeperConf
 from mnistlab.atomic_files import write_json
@@ -157,6 +161,9 @@ class OptunaSearch:
         # A resumed study must not replay the random start-up trials of the first run.
         seed = None if c.seed is None else c.seed + len(study.trials)
         study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=c.n_startup_trials)
+        folds = fold_overrides(self.config, arguments)
+        # The pruner is not stored with the study; under cv=K it prunes between folds, here (not inside the jobs).
+        study.pruner = optuna.pruners.MedianPruner(c.n_startup_trials, c.n_warmup_steps)
         self._settle_interrupted(study, sweep_dir)
         returns: list[JobReturn] = []
         if counted(study) >= c.n_trials:
@@ -165,6 +172,9 @@ class OptunaSearch:
             with warnings.catch_warnings():  # "Heartbeat ... supposed to be used with Study.optimize": done here
                 warnings.simplefilter("ignore", UserWarning)
                 trials = [study.ask(self.distributions) for _ in range(min(c.n_jobs, c.n_trials - done))]
+            if folds:
+                returns.extend(self._cross_validate(study, trials, arguments, folds, first_job=done * len(folds)))
+                continue
             batch = []
             for trial in trials:
                 overrides = list(arguments) + [f"{k}={override_value(v)}" for k, v in trial.params.items()]
@@ -212,6 +222,35 @@ class OptunaSearch:
             if not left or time.monotonic() > deadline:
                 return
             time.sleep(self.conf.heartbeat_interval)
+
+    def _cross_validate(
+        self, study: optuna.Study, trials: list[optuna.Trial], arguments: list[str], folds: list[str], first_job: int
+    ) -> list[JobReturn]:
+        """Runs ``trials`` fold by fold; tells each its mean over the folds, or PRUNED/FAIL on the way."""
+        values: dict[int, list[float]] = {trial.number: [] for trial in trials}
+        alive, returns = list(trials), []
+        for step, fold in enumerate(folds):
+            batch = [[*arguments, *(f"{k}={override_value(v)}" for k, v in t.params.items()), fold] for t in alive]
+            results = list(self.launcher.launch(batch, initial_job_idx=first_job))
+            first_job += len(batch)
+            returns.extend(results)
+            survivors = []
+            for trial, ret in zip(alive, results, strict=True):
+                state, value = self._outcome(ret)
+                if value is None:  # a failed fold fails the trial
+                    study.tell(trial, state=state)
+                    continue
+                values[trial.number].append(value)
+                trial.report(sum(values[trial.number]) / len(values[trial.number]), step=step)  # the running mean
+                if step < len(folds) - 1 and trial.should_prune():
+                    log.info("trial %d pruned after %d folds", trial.number, step + 1)
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    continue
+                survivors.append(trial)
+            alive = survivors
+        for trial in alive:
+            study.tell(trial, sum(values[trial.number]) / len(folds))
+        return returns
 
     def _write_study(self, study: optuna.Study, sweep_dir: Path) -> None:
         states: dict[str, int] = {}

@@ -1,9 +1,12 @@
-"""Hydra's basic grid sweeper, except that a failed job does not end the sweep, and a killed sweep continues.
+"""Hydra's basic grid sweeper, except that a failed job does not end the sweep, a killed sweep continues,
+and ``cv=K`` runs K folds.
 
 Hydra's ``BasicSweeper`` re-raises the first failed job after its batch, which skips the
 later batches and ``on_multirun_end`` (so no summary). This one records and goes on; the
 summary callback turns failures into a non-zero exit status. Run again with the same
 ``hydra.sweep.dir``, it launches only what that folder does not hold finished (``launch_missing``).
+With ``cv=K`` every combination runs once per fold: ``data.fold=0,...,K-1`` is the last
+(fastest-varying) sweep, so the folds of one configuration are consecutive jobs.
 """
 
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
+from hydra_plugins.mnistlab_sweeps.folds import fold_overrides
 from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, launch_missing
 
 
@@ -35,6 +39,8 @@ class GridSweeper(BasicSweeper):
         check_launcher(self.config)
         params_conf = self._parse_config()
         params_conf.extend(arguments)
+        if folds := fold_overrides(self.config, arguments):
+            params_conf.append("data.fold=" + ",".join(f.split("=", 1)[1] for f in folds))
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         self.overrides = self.split_arguments(parser.parse_overrides(params_conf), self.max_batch_size)
         sweep_dir = Path(self.config.hydra.sweep.dir)

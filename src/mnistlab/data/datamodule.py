@@ -12,6 +12,7 @@ import torch
 from mnistlab.config_checks import check_number
 from mnistlab.data.augment import RandomAffine
 from mnistlab.data.files import download, load_split, missing_data_message, missing_resources
+from mnistlab.data.folds import check_folds, fold_split
 from mnistlab.data.loaders import EvalBatches, TrainBatches
 from mnistlab.data.specs import SPECS, DatasetSpec
 from mnistlab.errors import DataError, MnistlabError
@@ -28,7 +29,9 @@ class MNISTDataModule(pl.LightningDataModule):
     Pixels are scaled to [0, 1] as in the notebook (optionally standardised). The official
     10k test set is used as is; validation is ``val_size`` images held out of the 60k
     training images by a permutation seeded with ``seed``, so the split is the same on
-    every call and every machine.
+    every call and every machine. With ``folds`` (K-fold cross-validation), fold ``fold`` of K
+    stratified folds validates and the other K-1 train; the folds depend on ``split_seed`` only
+    (``mnistlab.data.folds``), so jobs with different seeds see the same folds.
 
     Args:
         root: Folder with the four IDX files, gzipped or raw.
@@ -40,6 +43,10 @@ class MNISTDataModule(pl.LightningDataModule):
         seed: Seed of the split and of the per-epoch shuffle.
         normalize: Standardise with the train mean/std instead of plain [0, 1].
         verify: Check the published checksums; off only for hand-made test files.
+        folds: Number of folds K (>= 2) of the training images; None: no cross-validation.
+            Needs ``val_size=0``: the fold is the validation set.
+        fold: The fold that validates, 0..K-1.
+        split_seed: Seed of the folds, independent of ``seed``.
         augment: Random transform of the training images, applied on the device to each
             batch; None (the default) trains on the images as they are.
         engine: The run's engine (``mnistlab.engine.choose_engine``), which may hand the training
@@ -57,6 +64,9 @@ class MNISTDataModule(pl.LightningDataModule):
         seed: int = 42,
         normalize: bool = False,
         verify: bool = True,
+        folds: int | None = None,
+        fold: int = 0,
+        split_seed: int = 0,
         augment: RandomAffine | None = None,
         engine: Engine | None = None,
     ) -> None:
@@ -67,6 +77,7 @@ class MNISTDataModule(pl.LightningDataModule):
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             check_number(f"data.{key}", value, integer=True, low=1)
         check_number("data.val_size", val_size, integer=True, low=0, high=TRAIN_SIZE - 1)
+        check_folds(folds, fold, val_size)
         # Only plain values go into checkpoints (read back with weights_only=True and passed to
         # this constructor again); evaluation never augments, and the run's config records it.
         self.save_hyperparameters(ignore=["augment", "engine"], logger=False)
@@ -84,7 +95,7 @@ class MNISTDataModule(pl.LightningDataModule):
 
     @property
     def has_validation(self) -> bool:
-        return self.hparams.val_size > 0
+        return self.hparams.val_size > 0 or self.hparams.folds is not None
 
     def prepare_data(self) -> None:
         missing = missing_resources(self.root, self.spec)
@@ -104,7 +115,10 @@ class MNISTDataModule(pl.LightningDataModule):
         return x
 
     def split_indices(self, n: int = TRAIN_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
-        """Train and validation indices into the ``n`` training images; seeded, so idempotent."""
+        """Train and validation indices into the ``n`` training images; seeded, so idempotent.
+
+        Under cross-validation (``folds``) ``setup`` splits by ``mnistlab.data.folds.fold_split`` instead.
+        """
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.seed))
         return perm[self.hparams.val_size :], perm[: self.hparams.val_size]
 
@@ -118,7 +132,11 @@ class MNISTDataModule(pl.LightningDataModule):
             if len(labels) != TRAIN_SIZE and verify:
                 raise DataError(f"{self.root}: {len(labels)} training images, expected {TRAIN_SIZE}")
             check_number("data.val_size", self.hparams.val_size, integer=True, low=0, high=len(labels) - 1)
-            train_idx, val_idx = self.split_indices(len(labels))
+            h = self.hparams
+            if h.folds is None:
+                train_idx, val_idx = self.split_indices(len(labels))
+            else:  # stratified folds need the labels
+                train_idx, val_idx = fold_split(labels, h.folds, h.fold, h.split_seed)
             # Split the uint8 images, then convert: a quarter of the memory traffic of splitting floats.
             self.train_set = (self._to_float(images[train_idx]), labels[train_idx].to(self._device()))
             if self.has_validation:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 # Every dataset in MNIST's format ships the same four files, in this order.
 FILE_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -86,3 +88,12 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in (MNIST, FASHION_MNIST)}
 def dataset_folder(dataset: str) -> str:
     """Resolver ``${mnistlab.dataset_folder:NAME}``: the data folder of ``conf/data/NAME.yaml`` (``fashion-mnist``)."""
     return SPECS[dataset].folder if dataset in SPECS else dataset
+
+
+def input_stats(data_args: Mapping[str, Any]) -> tuple[float, float]:
+    """(mean, std) that turn [0, 1] pixels into a run's inputs (its data module's arguments): (0, 1) unless
+    the run standardised them (``normalize``)."""
+    if not data_args.get("normalize"):
+        return 0.0, 1.0
+    spec = SPECS[data_args.get("dataset") or "mnist"]
+    return spec.mean, spec.std

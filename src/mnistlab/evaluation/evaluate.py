@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 
-from mnistlab.atomic_files import write_metrics
-from mnistlab.checkpoints import load_system
+from mnistlab.atomic_files import write_atomic, write_metrics
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.files import candidate_roots, missing_data_message, missing_resources
 from mnistlab.data.files import download as download_files
 from mnistlab.data.specs import SPECS
 from mnistlab.errors import DataError, MnistlabError
 from mnistlab.evaluation.callbacks import TestReport
+from mnistlab.evaluation.ensemble import Ensemble, load_model
 from mnistlab.evaluation.report import TestResult
+from mnistlab.systems import Classifier
+
+MEMBERS_FILE = "members.csv"
 
 
 def data_root(saved: dict[str, Any], download: bool) -> Path:
@@ -64,23 +70,65 @@ def saved_datamodule(saved: dict[str, Any], overrides: dict[str, Any] | None = N
     return MNISTDataModule(**args)
 
 
-def evaluate(ckpt_path: str | Path, trainer: pl.Trainer, data_overrides: dict[str, Any] | None = None) -> TestResult:
-    """Tests the checkpoint's system on the test set of the data it was trained on.
+@dataclass
+class Evaluation:
+    """What ``evaluate`` measured: the model's test result, and each member's accuracy for an ensemble.
+
+    Attributes:
+        result: The test result of the model (the ensemble, for several checkpoints).
+        members: ``(checkpoint, test accuracy)`` of each member; empty for one checkpoint.
+    """
+
+    result: TestResult
+    members: list[tuple[Path, float]] = field(default_factory=list)
+
+    def text(self) -> str:
+        """The console report, and one line per member of an ensemble."""
+        lines = [f"member {i}: test/acc {acc:.4f}  {path}" for i, (path, acc) in enumerate(self.members)]
+        head = f"ensemble of {len(self.members)} members (mean of their probabilities)\n" if self.members else ""
+        return head + self.result.text() + ("\n\n" + "\n".join(lines) if lines else "")
+
+
+def member_accuracies(system: Classifier, datamodule: MNISTDataModule, batch_size: int = 1000) -> list[float]:
+    """Each ensemble member's accuracy on the data module's test set; [] for a single network."""
+    if not isinstance(system.net, Ensemble):
+        return []
+    images, labels = datamodule.test_set  # (N, 1, 28, 28) pixels in [0, 1], (N,), on the test device
+    ensemble = system.net.to(images.device)
+    correct = torch.zeros(len(ensemble.members), dtype=torch.long, device=images.device)
+    with torch.no_grad():
+        for start in range(0, len(labels), batch_size):
+            probs = ensemble.member_probabilities(images[start : start + batch_size])  # (M, B, C)
+            correct += (probs.argmax(-1) == labels[start : start + batch_size]).sum(1)
+    return (correct.double() / len(labels)).tolist()
+
+
+def evaluate(
+    ckpt_path: str | Path | Sequence[str | Path], trainer: pl.Trainer, data_overrides: dict[str, Any] | None = None
+) -> Evaluation:
+    """Tests a checkpoint's system, or an ensemble of several, on the test set of the data it was trained on.
 
     Args:
-        ckpt_path: A training checkpoint (``best.ckpt`` or ``last.ckpt``).
+        ckpt_path: A training checkpoint (``best.ckpt`` or ``last.ckpt``), or several: their ensemble
+            (``mnistlab.evaluation.ensemble``), whose members are also tested one by one.
         trainer: A trainer whose callbacks include a ``TestReport`` (it writes the files).
         data_overrides: ``MNISTDataModule`` arguments replacing the saved ones.
 
     Returns:
-        The test result: accuracy, loss, confusion matrix and per-class metrics.
+        The test result (accuracy, loss, confusion matrix and per-class metrics) and the members' accuracies.
     """
     reports = [cb for cb in trainer.callbacks if isinstance(cb, TestReport)]
     if not reports:
         raise MnistlabError("evaluate needs a TestReport callback in the trainer")
-    system, saved = load_system(ckpt_path)
-    trainer.test(system, datamodule=saved_datamodule(saved, data_overrides), verbose=False)
+    paths = [ckpt_path] if isinstance(ckpt_path, (str, Path)) else list(ckpt_path)
+    system, saved = load_model(paths)
+    datamodule = saved_datamodule(saved, data_overrides)
+    trainer.test(system, datamodule=datamodule, verbose=False)
     report = reports[0]
+    members = list(zip(map(Path, paths), member_accuracies(system, datamodule), strict=False))
     if report.output_dir is not None and trainer.is_global_zero:
         write_metrics(report.output_dir, report.result.summary())
-    return report.result
+        if members:
+            rows = "".join(f"{i},{path},{acc:.6f}\n" for i, (path, acc) in enumerate(members))
+            write_atomic(report.output_dir / MEMBERS_FILE, f"member,checkpoint,test/acc\n{rows}".encode())
+    return Evaluation(report.result, members)

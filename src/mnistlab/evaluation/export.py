@@ -6,15 +6,17 @@ import contextlib
 import io
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mnistlab.checkpoints import load_system
+from mnistlab.data.specs import input_stats
 from mnistlab.errors import MnistlabError
+from mnistlab.evaluation.ensemble import load_model
 from mnistlab.evaluation.evaluate import saved_datamodule
-from mnistlab.evaluation.predictors import OnnxPredictor, ProbabilityNet, input_stats, quiet
+from mnistlab.evaluation.predictors import OnnxPredictor, ProbabilityNet, quiet
 from mnistlab.extras import require
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -43,7 +45,7 @@ def write_onnx(model: ProbabilityNet, path: Path, metadata: dict[str, str]) -> N
 
 
 def export(
-    ckpt_path: str | Path,
+    ckpt_path: str | Path | Sequence[str | Path],
     output_dir: str | Path,
     fmt: str = "onnx",
     data_overrides: dict[str, Any] | None = None,
@@ -54,7 +56,8 @@ def export(
     The file maps (N, 1, 28, 28) float pixels in [0, 1] to (N, C) probabilities for any N; the
     run's input standardisation, if any, is built in. It is checked on the first 100 test images
     (ONNX Runtime or ``torch.jit.load``) and deleted again if any probability differs by more
-    than ``tolerance``.
+    than ``tolerance``. Several checkpoints are exported as their ensemble, one graph whose output
+    is the mean of the members' probabilities (``mnistlab.evaluation.ensemble``).
 
     Returns:
         The file and the largest absolute difference found.
@@ -63,7 +66,7 @@ def export(
         raise MnistlabError(f"format={fmt} must be one of {sorted(SUFFIXES)}")
     if fmt == "onnx":  # before the checkpoint is read: nothing is done that the missing extra would waste
         require("format=onnx", "export", "onnx", "onnxscript", "onnxruntime")
-    system, saved = load_system(ckpt_path)
+    system, saved = load_model([ckpt_path] if isinstance(ckpt_path, (str, Path)) else list(ckpt_path))
     mean, std = input_stats(saved)
     model = ProbabilityNet(system.net, system.head, mean, std).eval()
     datamodule = saved_datamodule({**saved, "normalize": False}, data_overrides)  # pixels in [0, 1]

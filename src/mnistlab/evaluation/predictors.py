@@ -8,31 +8,22 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from mnistlab.checkpoints import load_system
-from mnistlab.data import SPECS
+from mnistlab.checkpoints import find_checkpoints
+from mnistlab.data.specs import input_stats
 from mnistlab.errors import MnistlabError
 from mnistlab.extras import require
 from mnistlab.systems import Classifier
 from mnistlab.systems.losses import probabilities
 
 META_KEYS = ("class_names", "head", "datamodule")  # stored as JSON in an ONNX file's metadata, "mnistlab.<key>"
-
-
-def input_stats(data_args: dict[str, Any]) -> tuple[float, float]:
-    """(mean, std) that turn [0, 1] pixels into the network's inputs: (0, 1) unless the run standardised."""
-    if not data_args.get("normalize"):
-        return 0.0, 1.0
-    spec = SPECS[data_args.get("dataset", "mnist")]
-    return spec.mean, spec.std
 
 
 class ProbabilityNet(nn.Module):
@@ -68,11 +59,21 @@ def quiet(*loggers: str) -> Iterator[None]:
 
 
 class CheckpointPredictor:
-    """A training checkpoint, run by ``Trainer.predict`` (the system's ``predict_step``)."""
+    """A training checkpoint, or an ensemble of several, run by ``Trainer.predict`` (the system's ``predict_step``).
 
-    def __init__(self, path: str | Path, accelerator: str = "auto", batch_size: int = 1000) -> None:
+    Args:
+        path: A checkpoint or run folder, or an ensemble: a sweep folder or a list (``find_checkpoints``).
+        accelerator: Lightning accelerator.
+        batch_size: Images per predict batch.
+    """
+
+    def __init__(
+        self, path: str | Path | Sequence[str | Path], accelerator: str = "auto", batch_size: int = 1000
+    ) -> None:
+        from mnistlab.evaluation.ensemble import load_model  # it builds on this module's ProbabilityNet
+
         self.system: Classifier
-        self.system, self.data_args = load_system(path)
+        self.system, self.data_args = load_model(find_checkpoints(path))
         self.class_names = list(self.system.class_names)
         self.head = self.system.head
         self.accelerator, self.batch_size = accelerator, batch_size
@@ -121,8 +122,10 @@ class OnnxPredictor:
         return torch.from_numpy(probs)  # (N, C)
 
 
-def load_predictor(path: str | Path, accelerator: str = "auto") -> CheckpointPredictor | OnnxPredictor:
-    """An ``.onnx`` file or a training checkpoint, as a callable from images to probabilities."""
-    if Path(path).suffix.lower() == ".onnx":
+def load_predictor(
+    path: str | Path | Sequence[str | Path], accelerator: str = "auto"
+) -> CheckpointPredictor | OnnxPredictor:
+    """An ``.onnx`` file, a checkpoint or an ensemble of several, as a callable from images to probabilities."""
+    if isinstance(path, (str, Path)) and Path(path).suffix.lower() == ".onnx":
         return OnnxPredictor(path)
     return CheckpointPredictor(path, accelerator)

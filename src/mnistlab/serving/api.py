@@ -85,17 +85,22 @@ class DigitAPI(ls.LitAPI):
     """Serves a checkpoint or an exported ONNX file; concurrent requests are predicted in batches.
 
     Args:
-        model_path: A ``.ckpt`` training checkpoint or a ``.onnx`` file from ``scripts/export.py``.
+        model_path: A ``.ckpt`` training checkpoint or a ``.onnx`` file from ``scripts/export.py``, or
+            several checkpoints (or a sweep folder) served as one ensemble.
         accelerator: Lightning accelerator for checkpoints (ONNX files run on the CPU).
         max_batch_size: Most requests predicted together.
         batch_timeout: Seconds LitServe waits for a batch to fill.
     """
 
     def __init__(
-        self, model_path: str, accelerator: str = "auto", max_batch_size: int = 32, batch_timeout: float = 0.01
+        self,
+        model_path: str | list[str],
+        accelerator: str = "auto",
+        max_batch_size: int = 32,
+        batch_timeout: float = 0.01,
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
-        self.model_path, self.accelerator = str(model_path), accelerator
+        self.model_path, self.accelerator = model_path, accelerator
 
     def setup(self, device: str) -> None:
         self.predictor = load_predictor(self.model_path, self.accelerator)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 
@@ -25,28 +26,35 @@ def page() -> str:
     return files("mnistlab.serving").joinpath("page.html").read_text(encoding="utf-8")
 
 
+def model_spec(model_path: str | Path | Sequence[str | Path]) -> str | list[str]:
+    """The model as plain strings, for the inference worker: one path, or the members of an ensemble."""
+    return str(model_path) if isinstance(model_path, (str, Path)) else [str(p) for p in model_path]
+
+
 def build_server(
-    model_path: str | Path,
+    model_path: str | Path | Sequence[str | Path],
     accelerator: str = "auto",
     max_batch_size: int = 32,
     batch_timeout: float = 0.01,
     timeout: float = 30.0,
 ) -> ls.LitServer:
-    """A LitServer for a checkpoint or ONNX file, with the request checks, the page and the model's class names.
+    """A LitServer for a checkpoint, an ONNX file or an ensemble of checkpoints (a sweep folder, a list), with
+    the request checks, the page and the model's class names.
 
     The model is loaded here once, so that a wrong path fails in one line before any worker starts;
     the inference worker loads its own copy in ``DigitAPI.setup``.
     """
-    predictor = load_predictor(model_path, accelerator)
-    api = DigitAPI(str(model_path), accelerator, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
-    onnx = Path(model_path).suffix.lower() == ".onnx"
+    model = model_spec(model_path)
+    predictor = load_predictor(model, accelerator)
+    api = DigitAPI(model, accelerator, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+    onnx = isinstance(model, str) and Path(model).suffix.lower() == ".onnx"
     server = ls.LitServer(
         api,
         accelerator="cpu" if onnx else accelerator,  # ONNX Runtime runs on the CPU here
         devices=1,
         timeout=timeout,
         middlewares=[(RequestChecks, {"path": api.api_path, "max_bytes": MAX_BYTES})],
-        model_metadata={"path": str(model_path), "class_names": predictor.class_names, "head": predictor.head},
+        model_metadata={"path": model, "class_names": predictor.class_names, "head": predictor.head},
     )
     app = server.app
     # LitServe answers GET / with "litserve running"; the page takes its place.
@@ -81,7 +89,7 @@ def check_address(host: str, port: int) -> None:
 
 
 def serve(
-    model_path: str | Path,
+    model_path: str | Path | Sequence[str | Path],
     host: str = "127.0.0.1",
     port: int = 8000,
     accelerator: str = "auto",
@@ -93,5 +101,6 @@ def serve(
     check_address(host, port)
     server = build_server(model_path, accelerator, max_batch_size, batch_timeout, timeout)
     shown = "localhost" if host == "127.0.0.1" else host
-    print(f"serving {model_path} at http://{shown}:{port}/  (POST /predict, GET /health; Ctrl+C stops)", flush=True)
+    where = f"http://{shown}:{port}/"
+    print(f"serving {model_spec(model_path)} at {where}  (POST /predict, GET /health; Ctrl+C stops)", flush=True)
     server.run(host=host, port=port, generate_client_file=False, log_level="warning")

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from mnistlab.atomic_files import write_atomic
+from mnistlab.sweeps import folds
 
 JOB_FILE = "job.json"
 GROUP_KEYS = ("test/acc", "test/loss", "val/acc_best")
@@ -185,6 +186,9 @@ def write_summary(sweep_dir: Path, exclude_keys: Sequence[str] = ()) -> tuple[li
     jobs = collect_jobs(sweep_dir, exclude_keys)
     study = _read_json(sweep_dir / STUDY_FILE) or None
     markdown = to_markdown(jobs, study)
+    if fold_groups := folds.fold_groups(jobs, sweep_dir):  # cv=K: one row per configuration
+        markdown += "\n".join(folds.markdown_section(fold_groups)) + "\n"
+        write_atomic(sweep_dir / "cross_validation.csv", folds.to_csv(fold_groups).encode())
     write_atomic(sweep_dir / "summary.csv", to_csv(jobs).encode())
     write_atomic(sweep_dir / "summary.md", markdown.encode())
     return jobs, markdown

@@ -1,0 +1,90 @@
+"""``cv=K`` in a sweep: every configuration the sweeper makes runs once per fold (``data.fold=0..K-1``), and
+the folds' ensemble is tested when the sweep ends."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from mnistlab.user_errors import EXIT_USER_ERROR
+
+FOLD_KEYS = ("data.fold", "data.folds")
+
+log = logging.getLogger(__name__)
+
+
+def _key(argument: str) -> str:
+    return argument.split("=", 1)[0].lstrip("+~")
+
+
+def cv_mistake(cv: object, arguments: list[str]) -> str | None:
+    """Why ``cv`` and the sweep's ``arguments`` cannot run as a cross-validation, or None."""
+    swept = [o for o in OverridesParser.create().parse_overrides(arguments) if o.is_sweep_override()]
+    if any(o.key_or_group == "cv" for o in swept):  # Hydra leaves a swept key out of the sweep's own config
+        return "cv takes one number of folds per sweep (e.g. cv=5), not a list; run one sweep per K"
+    if cv is None:
+        return None
+    if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
+        return f"cv={cv!r} is out of range: must be an integer >= 2 (the number of folds)"
+    if given := [a for a in arguments if _key(a) in FOLD_KEYS]:
+        return f"cv={cv} runs every fold itself: drop {' '.join(given)}"
+    if held_out := [a for a in arguments if _key(a) == "data.val_size" and a.split("=", 1)[1].strip() != "0"]:
+        return f"cv={cv} validates each job on its fold: drop {' '.join(held_out)}"
+    return None
+
+
+def fold_overrides(config: DictConfig, arguments: list[str]) -> list[str]:
+    """The overrides of one job per fold, ``["data.fold=0", ..., "data.fold=K-1"]``; ``[]`` without ``cv``.
+
+    Exits with one ``error:`` line (code 2) for a setting that cannot run, before any job starts.
+    """
+    cv = config.get("cv")
+    if mistake := cv_mistake(cv, arguments):
+        print(f"error: {mistake}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    return [] if cv is None else [f"data.fold={i}" for i in range(cv)]
+
+
+class FoldEnsembles(Callback):
+    """After a ``cv=K`` sweep, tests each configuration's ensemble of its fold models (before the summary reads it).
+
+    Its reports go into ``<sweep>/ensembles/<n>/`` (``mnistlab.sweeps.folds``); a failure to build one is a
+    warning, never the sweep's failure.
+    """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("cv") is None:
+            return
+        from mnistlab.sweeps.folds import evaluate_ensembles
+        from mnistlab.sweeps.summary import collect_jobs
+        from mnistlab.user_errors import one_line
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = collect_jobs(sweep_dir, list(config.hydra.job.config.override_dirname.exclude_keys))
+        accelerator = OmegaConf.select(config, "trainer.accelerator")
+        try:
+            for group, folder in evaluate_ensembles(sweep_dir, jobs, accelerator):
+                print(f"ensemble of the folds: test/acc {group.ensemble['test/acc']:.4f} (report in {folder})")
+                if OmegaConf.select(config, "logger.mlflow") is not None:
+                    self._mlflow_parent(sweep_dir, group, folder)
+        except Exception as exc:  # the folds' own results stand; the summary shows no ensemble column then
+            log.warning("the fold ensemble could not be tested: %s", one_line(exc), exc_info=exc)
+            print(f"warning: the fold ensemble could not be tested: {one_line(exc)}", file=sys.stderr)
+        sys.stdout.flush()
+
+    @staticmethod
+    def _mlflow_parent(sweep_dir: Path, group: Any, report_dir: Path) -> None:
+        """One MLflow parent run over the folds' runs, with the ensemble's metrics and report."""
+        from mnistlab.mlflow_logger import nest_runs
+        from mnistlab.sweeps.folds import parent_metrics
+
+        runs = [sweep_dir / job.name for job in group.jobs]
+        name = "cv " + " ".join(group.overrides)
+        if parent := nest_runs(runs, name, parent_metrics(group), report_dir):
+            log.info("MLflow: parent run %s over %d fold runs", parent, len(runs))

@@ -1,0 +1,187 @@
+"""Cross-validation in a sweep (``-m cv=K``): the folds of each configuration as one row, and their ensemble.
+
+The jobs of one configuration differ only in ``data.fold``. Each configuration's ensemble (the mean of
+its fold models' probabilities) is tested once the sweep ends, into ``<sweep>/ensembles/<n>/``: the
+usual report files, ``members.csv``, ``metrics.json``, a TensorBoard run, and ``ensemble.json`` naming
+the configuration, which the summary reads back.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mnistlab.atomic_files import write_json
+
+if TYPE_CHECKING:  # the summary imports this module
+    from mnistlab.sweeps.summary import JobRecord
+
+FOLD_KEY = "data.fold"
+ENSEMBLES = "ensembles"
+ENSEMBLE_FILE = "ensemble.json"
+STATS = ("val/acc_best", "test/acc")
+CSV_COLUMNS = (
+    "overrides",
+    "folds",
+    "finished",
+    *(f"{k} {s}" for k in STATS for s in ("mean", "std")),
+    "ensemble test/acc",
+)
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+@dataclass
+class FoldGroup:
+    """The fold jobs of one configuration.
+
+    Attributes:
+        overrides: The configuration's overrides, ``data.fold`` left out.
+        jobs: Every fold job of it, finished or not, in fold order.
+        ensemble: The ensemble's ``metrics.json`` once it has been tested, else {}.
+    """
+
+    overrides: list[str]
+    jobs: list[JobRecord]
+    ensemble: dict[str, float]
+
+    @property
+    def finished(self) -> list[JobRecord]:
+        return [job for job in self.jobs if job.status == "ok"]
+
+    def stat(self, key: str) -> tuple[float, float] | None:
+        """Mean and sample standard deviation of ``key`` over the finished folds (std 0 for one fold)."""
+        values = [v for job in self.finished if (v := job.get(key)) is not None]
+        if not values:
+            return None
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _fold(job: JobRecord) -> int:
+    return next(int(o.split("=", 1)[1]) for o in job.overrides if _key(o) == FOLD_KEY)
+
+
+def read_ensembles(sweep_dir: Path) -> dict[tuple[str, ...], dict[str, float]]:
+    """The tested ensembles of a sweep: their configuration's overrides -> their ``metrics.json``."""
+    found = {}
+    for record in sweep_dir.glob(f"{ENSEMBLES}/*/{ENSEMBLE_FILE}"):
+        try:
+            overrides = json.loads(record.read_text())["overrides"]
+            metrics = json.loads((record.parent / "metrics.json").read_text())
+        except (OSError, ValueError, KeyError):
+            continue
+        found[tuple(sorted(overrides))] = metrics
+    return found
+
+
+def fold_groups(jobs: Sequence[JobRecord], sweep_dir: Path | None = None) -> list[FoldGroup]:
+    """The jobs with a ``data.fold`` override, one group per configuration, best mean ``val/acc_best`` first.
+
+    The test set never ranks them: a group without validation accuracy goes last.
+    """
+    groups: dict[tuple[str, ...], list[JobRecord]] = {}
+    for job in jobs:
+        if any(_key(o) == FOLD_KEY for o in job.overrides):
+            groups.setdefault(tuple(sorted(o for o in job.overrides if _key(o) != FOLD_KEY)), []).append(job)
+    ensembles = read_ensembles(sweep_dir) if sweep_dir is not None else {}
+    rows = [FoldGroup(list(k), sorted(v, key=_fold), ensembles.get(k, {})) for k, v in groups.items()]
+    return sorted(rows, key=lambda g: -(g.stat("val/acc_best") or (-1.0, 0.0))[0])
+
+
+def markdown_section(groups: Sequence[FoldGroup]) -> list[str]:
+    """The summary's cross-validation table: one row per configuration."""
+    if not groups:
+        return []
+    lines = ["", "## Cross-validation: mean ± std over folds", ""]
+    lines += ["Ranked by the mean validation accuracy over the folds; test/acc is only reported.", ""]
+    lines += ["| overrides | folds | val/acc_best | test/acc | ensemble test/acc |", "|---|---|---|---|---|"]
+    for group in groups:
+        cells = [f"{s[0]:.4f} ± {s[1]:.4f}" if (s := group.stat(k)) else "" for k in STATS]
+        ensemble = group.ensemble.get("test/acc")
+        done, total = len(group.finished), len(group.jobs)
+        folds = str(total) if done == total else f"{done} of {total}"
+        overrides = " ".join(group.overrides).replace("|", "\\|") or " "
+        cells.append("" if ensemble is None else f"{ensemble:.4f}")
+        lines.append(f"| {overrides} | {folds} | {' | '.join(cells)} |")
+    return lines
+
+
+def to_csv(groups: Sequence[FoldGroup]) -> str:
+    """The cross-validation table as CSV (``cross_validation.csv``)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for group in groups:
+        stats = []
+        for key in STATS:
+            stat = group.stat(key)
+            stats += [f"{v:.6f}" for v in stat] if stat else ["", ""]
+        ensemble = group.ensemble.get("test/acc")
+        row = [" ".join(group.overrides), len(group.jobs), len(group.finished), *stats]
+        writer.writerow([*row, "" if ensemble is None else f"{ensemble:.6f}"])
+    return out.getvalue()
+
+
+def evaluate_ensembles(
+    sweep_dir: Path, jobs: Sequence[JobRecord], accelerator: str | None = "auto"
+) -> list[tuple[FoldGroup, Path]]:
+    """Tests each configuration's ensemble of its finished folds (two or more) into ``<sweep>/ensembles/<n>/``.
+
+    Returns:
+        Each configuration with two or more finished folds, its ensemble's metrics read in, and its report folder.
+    """
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from mnistlab.checkpoints import find_checkpoint, read_checkpoint
+    from mnistlab.evaluation.callbacks import TestReport
+    from mnistlab.evaluation.evaluate import evaluate
+    from mnistlab.evaluation.predictors import quiet
+
+    written = []
+    for n, group in enumerate(fold_groups(jobs)):
+        if len(group.finished) < 2:
+            continue
+        out = sweep_dir / ENSEMBLES / str(n)
+        checkpoints = [find_checkpoint(sweep_dir / job.name, announce=False) for job in group.finished]
+        with quiet("lightning.pytorch"):  # its "GPU available" notes, once per ensemble
+            trainer = pl.Trainer(
+                accelerator=accelerator or "auto",
+                devices=1,
+                logger=TensorBoardLogger(save_dir=str(out), name="", version=""),
+                callbacks=[TestReport(str(out))],
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            )
+            # The folds' own data folder, not the first one evaluate.py would search: the test set they were tested on.
+            saved = read_checkpoint(checkpoints[0]).get("datamodule_hyper_parameters") or {}
+            evaluation = evaluate(checkpoints, trainer, {"root": saved.get("root")})
+        write_json(
+            out / ENSEMBLE_FILE,
+            {
+                "overrides": group.overrides,
+                "members": [str(p) for p in checkpoints],
+                "test/acc": evaluation.result.accuracy,
+                "members_test/acc": [acc for _, acc in evaluation.members],
+            },
+        )
+        group.ensemble = evaluation.result.summary()
+        written.append((group, out))
+    return written
+
+
+def parent_metrics(group: FoldGroup) -> dict[str, float]:
+    """What a cross-validation's parent run records: the ensemble's test metrics and the folds' mean and std."""
+    metrics = {f"ensemble/{k}": v for k, v in group.ensemble.items()}
+    for key in STATS:
+        if stat := group.stat(key):
+            metrics |= {f"folds/{key}_mean": stat[0], f"folds/{key}_std": stat[1]}
+    return metrics

@@ -1,0 +1,224 @@
+"""``-m cv=K``: one job per fold, the summary's row per configuration, and the fold models as one ensemble."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import run_script, write_idx_set
+
+from hydra_plugins.mnistlab_sweeps.folds import cv_mistake
+from mnistlab.checkpoints import find_checkpoints
+from mnistlab.errors import MnistlabError
+from mnistlab.evaluation.ensemble import load_ensemble
+from mnistlab.evaluation.predictors import CheckpointPredictor, OnnxPredictor
+from mnistlab.sweeps.summary import write_summary
+
+TINY = ("data.download=false", "data.verify=false", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0")
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_idx_set(tmp_path_factory.mktemp("cv") / "tiny", n_train=90, n_test=30)
+
+
+@pytest.fixture(scope="module")
+def cv_sweep(tiny_root: Path) -> tuple[Path, str]:
+    """``python scripts/train.py -m cv=3`` on tiny data, once for this module (~20 s)."""
+    sweep = tiny_root.parent / "sweep"
+    result = run_script("train.py", "-m", "cv=3", f"data.root={tiny_root}", *TINY, f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return sweep, result.stdout
+
+
+def _jobs(sweep: Path) -> list[Path]:
+    return sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=lambda p: int(p.name.split("_")[0]))
+
+
+def test_one_command_runs_every_fold_and_tests_their_ensemble(cv_sweep: tuple[Path, str]) -> None:
+    sweep, stdout = cv_sweep
+    jobs = _jobs(sweep)
+    assert [yaml.safe_load((j / ".hydra" / "overrides.yaml").read_text())[-1] for j in jobs] == [
+        "data.fold=0",
+        "data.fold=1",
+        "data.fold=2",
+    ]
+    configs = [yaml.safe_load((j / ".hydra" / "config.yaml").read_text())["data"] for j in jobs]
+    assert all(c["folds"] == "${cv}" for c in configs)  # the saved config, as composed
+    members = (sweep / "ensembles" / "0" / "members.csv").read_text().splitlines()
+    assert len(members) == 4 and all(j.name in m for j, m in zip(jobs, members[1:], strict=True))
+    ensemble = json.loads((sweep / "ensembles" / "0" / "metrics.json").read_text())
+    assert f"ensemble of the folds: test/acc {ensemble['test/acc']:.4f}" in stdout
+    assert (sweep / "ensembles" / "0" / "confusion_matrix.png").is_file()
+    assert list((sweep / "ensembles" / "0").glob("events.out.tfevents.*"))  # the ensemble's TensorBoard run
+    row = next(line for line in stdout.splitlines() if line.startswith("| cv=3 "))
+    assert "| 3 | " in row and row.endswith(f" | {ensemble['test/acc']:.4f} |")
+
+
+def _job(sweep: Path, name: str, overrides: list[str], metrics: dict[str, float]) -> None:
+    (sweep / name / ".hydra").mkdir(parents=True)
+    (sweep / name / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (sweep / name / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_summary_row_per_configuration_ranked_by_validation_never_test(tmp_path: Path) -> None:
+    for fold in range(3):  # lr=0.1: better on validation, worse on test
+        acc = {"val/acc_best": 0.98 + fold * 0.001, "test/acc": 0.95 + fold * 0.002}
+        _job(tmp_path, f"{fold}_a", ["cv=3", "optimizer.lr=0.1", f"data.fold={fold}"], acc)
+        worse = {"val/acc_best": 0.97, "test/acc": 0.99}
+        _job(tmp_path, f"{fold + 3}_b", ["cv=3", "optimizer.lr=0.01", f"data.fold={fold}"], worse)
+    (tmp_path / "ensembles" / "0").mkdir(parents=True)
+    (tmp_path / "ensembles" / "0" / "ensemble.json").write_text(json.dumps({"overrides": ["cv=3", "optimizer.lr=0.1"]}))
+    (tmp_path / "ensembles" / "0" / "metrics.json").write_text(json.dumps({"test/acc": 0.9612}))
+    _, markdown = write_summary(tmp_path)
+    rows = [line for line in markdown.splitlines() if line.startswith("| cv=3")]
+    assert rows == [
+        "| cv=3 optimizer.lr=0.1 | 3 | 0.9810 ± 0.0010 | 0.9520 ± 0.0020 | 0.9612 |",
+        "| cv=3 optimizer.lr=0.01 | 3 | 0.9700 ± 0.0000 | 0.9900 ± 0.0000 |  |",
+    ]
+    csv_rows = (tmp_path / "cross_validation.csv").read_text().splitlines()
+    assert csv_rows[1] == "cv=3 optimizer.lr=0.1,3,3,0.981000,0.001000,0.952000,0.002000,0.961200"
+
+
+def test_ensemble_probabilities_are_the_mean_of_the_members(cv_sweep: tuple[Path, str], tiny_root: Path) -> None:
+    sweep, _ = cv_sweep
+    checkpoints = find_checkpoints(sweep)
+    assert len(checkpoints) == 3
+    images = torch.rand(16, 1, 28, 28)
+    ensemble = CheckpointPredictor(sweep, accelerator="cpu")(images)
+    members = torch.stack([CheckpointPredictor(c, accelerator="cpu")(images) for c in checkpoints])
+    assert torch.allclose(ensemble, members.mean(0), rtol=0, atol=1e-6)
+    assert torch.allclose(ensemble.sum(-1), torch.ones(16), atol=1e-6)
+    assert torch.equal(CheckpointPredictor([str(c) for c in checkpoints], accelerator="cpu")(images), ensemble)
+
+
+def test_ensemble_exports_as_one_onnx_graph(cv_sweep: tuple[Path, str], tiny_root: Path, tmp_path: Path) -> None:
+    sweep, _ = cv_sweep
+    args = (f"ckpt_path={sweep}", f"data.root={tiny_root}", "data.verify=false", f"output_dir={tmp_path}")
+    result = run_script("export.py", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    diff = float(result.stdout.split("= ")[-1])
+    assert diff <= 1e-5 and "an ensemble of its 3 finished jobs" in result.stderr
+    images = torch.rand(8, 1, 28, 28)
+    onnx = OnnxPredictor(tmp_path / "model.onnx")(images)
+    assert np.allclose(onnx, CheckpointPredictor(sweep, accelerator="cpu")(images), rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_serves_an_ensemble(cv_sweep: tuple[Path, str], mnist_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image
+    from test_serve import multipart, request, running_server
+
+    from mnistlab.data.files import load_split
+    from mnistlab.data.specs import MNIST
+
+    sweep, _ = cv_sweep
+    images, _ = load_split(mnist_dir, MNIST, train=False)
+    Image.fromarray(images[998].numpy()).save(tmp_path / "digit.png")
+    by_predict = run_script("predict.py", f"ckpt_path={sweep}", f"image={tmp_path / 'digit.png'}", "format=json")
+    assert by_predict.returncode == 0, by_predict.stderr[-3000:]
+    with running_server(sweep, tmp_path / "serve.log") as url:
+        status, body = request(f"{url}/predict", *multipart((tmp_path / "digit.png").read_bytes()))
+    assert status == 200, body
+    expected = json.loads(by_predict.stdout)[0]["probabilities"]
+    assert np.allclose(json.loads(body)["probabilities"], expected, rtol=0, atol=1e-5)
+
+
+def _altered(checkpoint: Path, folder: Path, **changes: dict) -> Path:
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    for section, values in changes.items():
+        ckpt[section].update(values)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, folder / "best.ckpt")
+    return folder / "best.ckpt"
+
+
+def test_members_that_disagree_are_refused_in_one_line(cv_sweep: tuple[Path, str], tmp_path: Path) -> None:
+    first = find_checkpoints(_jobs(cv_sweep[0])[0])[0]
+    names = [f"c{i}" for i in range(10)]
+    other_classes = _altered(first, tmp_path / "classes", hyper_parameters={"class_names": names})
+    with pytest.raises(MnistlabError, match=r"^ensemble members disagree on their classes: .*classes/best.ckpt has"):
+        load_ensemble([first, other_classes])
+    other_data = _altered(first, tmp_path / "data", datamodule_hyper_parameters={"dataset": "fashion_mnist"})
+    with pytest.raises(MnistlabError, match=r"^ensemble members disagree on their input: .*data.dataset=fashion_mnist"):
+        load_ensemble([first, other_data])
+
+
+@pytest.mark.parametrize(
+    ("cv", "arguments", "message"),
+    [
+        (1, [], "cv=1 is out of range: must be an integer >= 2 (the number of folds)"),
+        ("5", [], "cv='5' is out of range: must be an integer >= 2 (the number of folds)"),
+        (None, ["cv=2,3"], "cv takes one number of folds per sweep (e.g. cv=5), not a list; run one sweep per K"),
+        (3, ["data.fold=1"], "cv=3 runs every fold itself: drop data.fold=1"),
+        (3, ["data.folds=4"], "cv=3 runs every fold itself: drop data.folds=4"),
+        (3, ["data.val_size=5000"], "cv=3 validates each job on its fold: drop data.val_size=5000"),
+        (3, ["data.val_size=0"], None),
+        (3, ["model=linear,hidden"], None),
+    ],
+)
+def test_the_sweepers_check_cv_before_any_job(cv: object, arguments: list[str], message: str | None) -> None:
+    assert cv_mistake(cv, arguments) == message
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("cv=3",), "error: cv=3 runs one job per fold: add -m (python scripts/train.py -m ... cv=3)"),
+        (("-m", "cv=1"), "error: cv=1 is out of range: must be an integer >= 2 (the number of folds)"),
+    ],
+)
+def test_refused_commands_are_one_line(args: tuple[str, ...], message: str, tiny_root: Path, tmp_path: Path) -> None:
+    where = ("hydra.sweep.dir" if "-m" in args else "hydra.run.dir") + f"={tmp_path / 'out'}"
+    result = run_script("train.py", *args, f"data.root={tiny_root}", *TINY, where)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr[-2000:]
+    assert not (tmp_path / "out").exists()  # refused before any work: no run or sweep folder
+
+
+@pytest.mark.slow
+def test_joblib_folds_with_mlflow_nest_under_one_parent_run(tiny_root: Path, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    parallel = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "logger=mlflow", f"paths.mlflow_dir={tmp_path}")
+    sweep = tmp_path / "sweep"
+    result = run_script(
+        "train.py", "-m", "cv=2", f"data.root={tiny_root}", *TINY, *parallel, f"hydra.sweep.dir={sweep}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    [experiment] = [e for e in client.search_experiments() if e.name == str(sweep)]
+    runs = client.search_runs([experiment.experiment_id])
+    [parent] = [r for r in runs if r.info.run_name.startswith("cv ")]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 3 and len(children) == 2
+    ensemble = json.loads((sweep / "ensembles" / "0" / "metrics.json").read_text())
+    assert parent.data.metrics["ensemble/test/acc"] == pytest.approx(ensemble["test/acc"])
+    assert {"folds/val/acc_best_mean", "folds/test/acc_std"} <= set(parent.data.metrics)
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"members.csv", "confusion_matrix.png"}
+
+
+@pytest.mark.slow
+def test_optuna_trial_is_the_mean_over_its_folds_and_is_pruned_between_folds(tiny_root: Path, tmp_path: Path) -> None:
+    import optuna
+
+    sweep = tmp_path / "search"
+    search = ("hparams_search=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_startup_trials=1")
+    result = run_script(
+        "train.py", "-m", "cv=2", *search, "hydra.sweeper.n_warmup_steps=0", f"data.root={tiny_root}", *TINY,
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="mnistlab", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    jobs = {int(j.name.split("_")[0]): json.loads((j / "metrics.json").read_text()) for j in _jobs(sweep)}
+    assert len(study.trials) == 4 and study.trials[0].state == optuna.trial.TrialState.COMPLETE
+    for trial in study.trials:  # one trial per round: trial t is jobs 2t (fold 0) and 2t+1 (fold 1)
+        folds = [jobs[j]["val/acc_best"] for j in (2 * trial.number, 2 * trial.number + 1) if j in jobs]
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert len(folds) == 2 and trial.value == pytest.approx(sum(folds) / 2)
+        else:  # pruned on its running mean after the first fold: the second never ran
+            assert trial.state == optuna.trial.TrialState.PRUNED and len(folds) == 1
+            assert trial.intermediate_values == {0: pytest.approx(folds[0])}
