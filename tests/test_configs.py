@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
+import lightning
 import pytest
+import torch
 from conftest import ROOT, compose_train, write_idx_set
 
 from mnistlab.composition import compose
+from mnistlab.models import MLP
+from mnistlab.systems import Classifier
 
 CONF = ROOT / "conf"
 
@@ -29,6 +33,14 @@ CASES = (
 )
 
 
+def untrained_checkpoint(path: Path) -> Path:
+    """A checkpoint as training writes one, of an untrained linear network."""
+    system = Classifier(MLP(hidden_units=0), net_config={"_target_": "mnistlab.models.MLP", "hidden_units": 0})
+    ckpt = {"pytorch-lightning_version": lightning.__version__, "state_dict": system.state_dict()}
+    torch.save({**ckpt, "hyper_parameters": dict(system.hparams)}, path)
+    return path
+
+
 @pytest.mark.parametrize("override", CASES)
 def test_group_option_composes_and_builds_its_run(override: str, tmp_path: Path) -> None:
     if "mlflow" in override:
@@ -36,6 +48,8 @@ def test_group_option_composes_and_builds_its_run(override: str, tmp_path: Path)
     cfg = compose_train([override, "callbacks.progress_bar.refresh_rate=0", "data.val_size=10"], tmp_path)
     write_idx_set(Path(cfg.data.root))
     cfg.data.verify = False  # hand-made files
+    if cfg.system.get("teacher"):  # a preset that names a trained teacher: a real (untrained) checkpoint stands in
+        cfg.system.teacher = str(untrained_checkpoint(tmp_path / "teacher.ckpt"))
     run = compose(cfg)  # config -> Trainer, system, data module, as scripts/train.py builds them
     assert run.datamodule.hparams.batch_size >= 1 and run.trainer.max_epochs >= 1
     if override.startswith("trainer="):
