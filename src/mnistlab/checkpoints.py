@@ -147,7 +147,10 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
         return [find_checkpoint(folder, setting=setting)]
     members = sweep_members(folder)
     if not members:
-        raise MnistlabError(f"{setting}={folder} is a folder without checkpoints and without finished sweep jobs")
+        raise MnistlabError(
+            f"{setting}={folder} is a folder without best.ckpt or last.ckpt (in it or in checkpoints/) "
+            "and without finished sweep jobs"
+        )
     found = [find_checkpoint(job, announce=False) for job in members]
     names = ", ".join(sorted({f.name for f in found}))
     print(f"{setting}={folder} is a sweep: an ensemble of its {len(found)} finished jobs ({names})", file=sys.stderr)
