@@ -90,6 +90,8 @@ class Teacher(nn.Module):
         self.nets = nn.ModuleList(nets)
         self.heads = list(heads)
         self.sources = [Path(s).resolve() for s in sources]
+        # Hashed once, as loaded: every checkpoint the student writes records the same files.
+        self._provenance = {"members": [{"path": str(s), "sha256": sha256(s)} for s in self.sources]}
         self.requires_grad_(False)
         self.eval()
 
@@ -108,8 +110,8 @@ class Teacher(nn.Module):
         return soft_targets(log_p, temperature)  # (B, C)
 
     def provenance(self) -> dict[str, Any]:
-        """Where the teacher came from: each member's file and its SHA-256."""
-        return {"members": [{"path": str(s), "sha256": sha256(s)} for s in self.sources]}
+        """Where the teacher came from: each member's file and its SHA-256 when it was read."""
+        return self._provenance
 
 
 def sha256(path: Path) -> str:
