@@ -125,8 +125,9 @@ def run_row(row: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Runs every row at once: each is mostly interpreter and import start-up, one core each."""
     rows = sorted(documented())
+    folders = [tmp_path_factory.mktemp(r) for r in rows]  # here: pytest's mktemp is not thread-safe
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        runs = pool.map(lambda r: run_row(r, tmp_path_factory.mktemp(r)), rows)
+        runs = pool.map(run_row, rows, folders)
         return dict(zip(rows, runs, strict=True))
 
 

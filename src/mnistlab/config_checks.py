@@ -120,6 +120,7 @@ def check_cv(cv: Any, in_sweep: bool) -> None:
         in_sweep: The run is a job of a sweep (or a DDP rank of one).
     """
     if cv is not None and not in_sweep:
+        check_number("cv", cv, integer=True, low=2)
         raise ConfigError(
             f"cv={cv} runs one job per fold: add -m (python scripts/train.py -m ... cv={cv}); "
             f"one fold alone is data.folds={cv} data.fold=0 data.val_size=0"
