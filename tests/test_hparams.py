@@ -90,3 +90,11 @@ def test_new_model_settings_are_picked_up_and_the_record_stays_short() -> None:
     assert record["model"] == "mlp"
     assert len(record) == MAX_HPARAMS and next(iter(record)) == "optimizer.lr"
     assert "model.width_0" in record and "model.weights" not in record and "model._partial_" not in record
+
+
+def test_a_fold_of_a_cross_validation_is_named_even_when_a_preset_sets_it() -> None:
+    config = composed()
+    assert "data.folds" not in run_hparams(config, [])  # no cross-validation, no fold columns
+    config["data"] |= {"folds": 5, "fold": 3, "val_size": 0}
+    record = run_hparams(config, [])
+    assert record["data.folds"] == 5 and record["data.fold"] == 3

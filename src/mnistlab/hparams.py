@@ -131,6 +131,8 @@ def _core(config: Mapping[str, Any], choices: Mapping[str, str | None]) -> list[
         ("data.batch_size", data, "batch_size"),
         ("trainer.max_epochs", trainer, "max_epochs"),
         ("data.val_size", data, "val_size"),
+        ("data.folds", data, "folds"),
+        ("data.fold", data, "fold"),
         ("data.augment", data, "augment"),
         ("data.normalize", data, "normalize"),
         ("trainer.precision", trainer, "precision"),
@@ -139,6 +141,8 @@ def _core(config: Mapping[str, Any], choices: Mapping[str, str | None]) -> list[
         ("seed", config, "seed"),
         ("data.dataset", data, "dataset"),
     ):
+        if key in ("data.folds", "data.fold") and data.get("folds") is None:
+            continue  # no cross-validation: no fold to name
         if key == "trainer.strategy" and node.get(name) == "auto":
             continue  # Lightning's default, in every trainer config: recorded only when a run chose one
         if name in node or key == "data.augment":  # no augment node: no augmentation
