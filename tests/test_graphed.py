@@ -12,6 +12,7 @@ from torch import nn
 
 from mnistlab.engine.graph import graph_blockers, network_blockers, optimizer_blockers
 from mnistlab.models import CNN, MLP
+from mnistlab.systems.distillation import Teacher
 
 CUDA = torch.device("cuda")
 
@@ -100,3 +101,13 @@ def test_optimizers_whose_recorded_step_could_differ_keep_the_eager_step() -> No
     assert optimizer_blockers(torch.optim.Adam(params)) == ["Adam without fused=True"]
     assert optimizer_blockers(torch.optim.RMSprop(params)) == ["optimizer RMSprop is not one known to record exactly"]
     assert optimizer_blockers(torch.optim.Adam(params, lr=torch.tensor(1e-3), fused=True)) == ["a tensor learning rate"]
+
+
+def test_a_frozen_teacher_is_judged_in_eval_mode() -> None:
+    teacher = Teacher([CNN(dropout=0.5)], ["softmax"])  # frozen: its dropout is off, its batch norms fixed
+    assert blockers(teacher=teacher) == []
+    teacher.train()  # a teacher never leaves eval mode, so it stays graph-safe
+    assert blockers(teacher=teacher) == []
+    assert blockers(CNN(), teacher=teacher) == ["classifier.1 (Dropout) draws random numbers"]  # the student's
+    odd = Teacher([nn.Sequential(nn.Flatten(), nn.RNN(784, 10))], ["softmax"])
+    assert blockers(teacher=odd) == ["teacher.nets.0.1 (RNN) is not a layer known to be graph-safe"]

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.plugins.precision import Precision
-from torch import nn
 
 from mnistlab.engine.graph import GraphedStep, graph_blockers
 from mnistlab.engine.step import optimizer_step, raw_steps_allowed
@@ -108,11 +107,10 @@ class ChunkedSteps:
         if module.device.type != "cuda":
             return  # nothing to say: graphs are a GPU matter
         plain = type(trainer.precision_plugin) is Precision
-        teacher = module.training_loss.teacher  # its forward is part of the recorded step
-        networks = module.net if teacher is None else nn.ModuleList([module.net, teacher])
         blockers = graph_blockers(
-            module.device, self.raw_steps, plain, networks, optimizer, module.lr_schedulers(), self.cuda_graph
-        )
+            module.device, self.raw_steps, plain, module.net, optimizer, module.lr_schedulers(), self.cuda_graph,
+            teacher=module.training_loss.teacher,  # its forward is part of the recorded step
+        )  # fmt: skip
         if blockers:
             log.info("training step: eager, not a CUDA graph: %s", "; ".join(blockers))
         else:

@@ -40,17 +40,26 @@ GRAPH_SAFE_LAYERS: tuple[type[nn.Module], ...] = (
 GRAPH_SAFE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
 
 
-def network_blockers(net: nn.Module) -> list[str]:
-    """What in ``net`` a recorded step could not replay exactly."""
+def network_blockers(net: nn.Module, frozen: bool = False, prefix: str = "") -> list[str]:
+    """What in ``net`` a recorded step could not replay exactly.
+
+    Args:
+        net: The network.
+        frozen: ``net`` can never leave eval mode (a distillation teacher): its dropout draws nothing and
+            its batch norms only read their running statistics, so neither rules a graph out.
+        prefix: Put before each module's name in the reasons (``"teacher."``).
+    """
     blockers = []
     for name, m in net.named_modules():
-        where = f"{name or 'the network'} ({type(m).__name__})"
+        where = f"{prefix}{name or 'the network'} ({type(m).__name__})"
         own_state = [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]
         if next(m.children(), None) is not None:  # a container: its children are checked in turn
             if own_state:
                 blockers.append(f"{where} holds tensors of its own beside its layers")
         elif type(m) not in GRAPH_SAFE_LAYERS:
             blockers.append(f"{where} is not a layer known to be graph-safe")
+        elif frozen:
+            continue
         elif isinstance(m, nn.Dropout) and m.p > 0:
             blockers.append(f"{where} draws random numbers")
         elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is None:
@@ -78,6 +87,7 @@ def optimizer_blockers(optimizer: torch.optim.Optimizer) -> list[str]:
 def graph_blockers(
     device: torch.device, raw_steps: bool, plain_precision: bool, net: nn.Module,
     optimizer: torch.optim.Optimizer, scheduler: object | None, enabled: bool = True,
+    teacher: nn.Module | None = None,
 ) -> list[str]:  # fmt: skip
     """Why the training step cannot be a CUDA graph (empty: it can).
 
@@ -85,10 +95,11 @@ def graph_blockers(
         device: The training device.
         raw_steps: The engine calls ``backward`` and ``step`` itself (``mnistlab.engine.step.raw_steps_allowed``).
         plain_precision: 32-bit training, with no autocast or loss scaling.
-        net: The network (with the distillation teacher, if any).
+        net: The network.
         optimizer: The (unwrapped) optimizer.
         scheduler: The learning-rate scheduler, if any.
         enabled: ``system.cuda_graph``.
+        teacher: The frozen distillation teacher, whose forward is part of the step (``Teacher``).
     """
     if device.type != "cuda":
         return [f"training on {device.type}"]
@@ -101,7 +112,8 @@ def graph_blockers(
         blockers.append("a mixed or reduced precision")
     if scheduler is not None:
         blockers.append("a learning-rate scheduler changes the rate every step")
-    return blockers + optimizer_blockers(optimizer) + network_blockers(net)
+    blockers += optimizer_blockers(optimizer) + network_blockers(net)
+    return blockers + ([] if teacher is None else network_blockers(teacher, frozen=True, prefix="teacher."))
 
 
 class GraphedStep:
