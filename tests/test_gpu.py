@@ -18,8 +18,9 @@ from conftest import ROOT, TrainedRun, run_script, train
 from mnistlab.checkpoints import read_checkpoint
 from mnistlab.data import MNISTDataModule
 from mnistlab.engine.graph import GraphedStep
-from mnistlab.models import MLP
+from mnistlab.models import CNN, MLP
 from mnistlab.systems import Classifier
+from mnistlab.systems.distillation import Teacher, TrainingLoss
 from mnistlab.systems.losses import loss_fn
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
@@ -203,10 +204,16 @@ OPTIMIZERS = {
 }
 
 
+@pytest.mark.parametrize("taught", [False, True], ids=["labels", "cnn-teacher"])
 @pytest.mark.parametrize("head", ["softmax", "sigmoid"])
 @pytest.mark.parametrize("make_optimizer", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
-def test_cuda_graph_steps_equal_eager_steps_bit_for_bit(mnist_dir: Path, make_optimizer, head: str) -> None:
-    """300 replayed steps and a smaller batch in between give the eager steps' weights exactly, with no host sync."""
+def test_cuda_graph_steps_equal_eager_steps_bit_for_bit(
+    mnist_dir: Path, make_optimizer, head: str, taught: bool
+) -> None:
+    """300 replayed steps and a smaller batch in between give the eager steps' weights exactly, with no host sync.
+
+    With a teacher, its forward (a CNN with dropout and batch norm, frozen) is recorded with the student's step.
+    """
     datamodule = MNISTDataModule(root=str(mnist_dir))
     datamodule.setup("fit")
     images, labels = (t[: 300 * 32 + 20].cuda() for t in datamodule.train_set)
@@ -216,7 +223,8 @@ def test_cuda_graph_steps_equal_eager_steps_bit_for_bit(mnist_dir: Path, make_op
     graphed_net = MLP().cuda()
     eager_net = MLP().cuda()
     eager_net.load_state_dict(graphed_net.state_dict())
-    loss = loss_fn(head)
+    teacher = Teacher([CNN(dropout=0.1)], ["softmax"]).cuda() if taught else None
+    loss = TrainingLoss(loss_fn(head), teacher, temperature=4.0, alpha=0.5)  # (logits, y, x) -> scalar
     graphed = GraphedStep(graphed_net, loss, make_optimizer(graphed_net.parameters()))
     eager_opt = make_optimizer(eager_net.parameters())
     for i, (x, y) in enumerate(batches):
@@ -228,7 +236,7 @@ def test_cuda_graph_steps_equal_eager_steps_bit_for_bit(mnist_dir: Path, make_op
             torch.cuda.set_sync_debug_mode("default")
         eager_opt.zero_grad(set_to_none=True)
         logits = eager_net(x)
-        e_loss = loss(logits, y)
+        e_loss = loss(logits, y, x)
         e_loss.backward()
         eager_opt.step()
         assert torch.equal(g_loss, e_loss.detach()) and torch.equal(g_pred, logits.argmax(-1)), f"step {i}"
