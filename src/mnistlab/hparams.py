@@ -24,6 +24,21 @@ OPTIMIZER_IMPLEMENTATION = frozenset({"fused", "foreach", "capturable"})
 SYSTEM_IMPLEMENTATION = frozenset({"cuda_graph"})
 # System arguments of distillation, recorded only for a run that has a teacher.
 DISTILLATION = frozenset({"teacher", "temperature", "alpha"})
+# Run settings recorded whatever the overrides, in this order ("group.name"; no group: the top level).
+RUN_KEYS = (
+    "data.batch_size",
+    "trainer.max_epochs",
+    "data.val_size",
+    "data.folds",
+    "data.fold",
+    "data.augment",
+    "data.normalize",
+    "trainer.precision",
+    "trainer.devices",
+    "trainer.strategy",
+    "seed",
+    "data.dataset",
+)
 
 
 def run_hparams(
@@ -127,20 +142,10 @@ def _core(config: Mapping[str, Any], choices: Mapping[str, str | None]) -> list[
     items.append(("scheduler", named))
     items += [(f"scheduler.{k}", v) for k, v in _settings(scheduler, SCHEDULER_COPIES)]
     data, trainer = config.get("data") or {}, config.get("trainer") or {}
-    for key, node, name in (
-        ("data.batch_size", data, "batch_size"),
-        ("trainer.max_epochs", trainer, "max_epochs"),
-        ("data.val_size", data, "val_size"),
-        ("data.folds", data, "folds"),
-        ("data.fold", data, "fold"),
-        ("data.augment", data, "augment"),
-        ("data.normalize", data, "normalize"),
-        ("trainer.precision", trainer, "precision"),
-        ("trainer.devices", trainer, "devices"),
-        ("trainer.strategy", trainer, "strategy"),
-        ("seed", config, "seed"),
-        ("data.dataset", data, "dataset"),
-    ):
+    nodes = {"data": data, "trainer": trainer, "": config}
+    for key in RUN_KEYS:
+        group, _, name = key.rpartition(".")
+        node = nodes[group]
         if key in ("data.folds", "data.fold") and data.get("folds") is None:
             continue  # no cross-validation: no fold to name
         if key == "trainer.strategy" and node.get(name) == "auto":
