@@ -12,6 +12,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import pytest
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.tensorboard import SummaryWriter
 
@@ -62,6 +63,10 @@ def test_every_listed_attribute_exists_on_this_lightning(tiny_data: Path, tmp_pa
                 resolve(owners[owner], path)
             except AttributeError:
                 missing.append(f"{owner}.{path}")
+    trainer.save_checkpoint(tmp_path / "end.ckpt")
+    ckpt = torch.load(tmp_path / "end.ckpt", weights_only=True)
+    if lightning_private.checkpoint_epochs_processed(ckpt) != 1:  # one epoch trained
+        missing.append("checkpoint['" + "']['".join(lightning_private.CHECKPOINT_EPOCHS_PROCESSED) + "']")
     assert not missing, f"lightning {pl.__version__} renamed {', '.join(missing)}: update mnistlab/lightning_private.py"
 
 
@@ -75,9 +80,10 @@ def test_the_docstring_lists_each_attribute(owner: str, path: str) -> None:
 def test_no_other_module_touches_lightnings_private_state() -> None:
     names = {seg for _, path in PRIVATE_ATTRIBUTES for seg in path.split(".") if seg.startswith("_")}
     names |= {"batch_progress", "optim_step_progress", "optim_progress"}  # Lightning's loop trackers
-    pattern = re.compile(r"\.(" + "|".join(sorted(names)) + r")\b")
+    # Attributes, and the checkpoint's saved loop state by its keys.
+    pattern = re.compile(r"\.(" + "|".join(sorted(names)) + r")\b|(\"loops\"|'loops'|fit_loop)")
     users = {
-        f"{path.relative_to(SRC)}: {m.group(1)}"
+        f"{path.relative_to(SRC)}: {m.group(0)}"
         for path in SRC.rglob("*.py")
         if path.name != "lightning_private.py"
         for m in pattern.finditer(path.read_text())

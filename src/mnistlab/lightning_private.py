@@ -19,6 +19,8 @@ Attributes touched (``PRIVATE_ATTRIBUTES`` lists them for the test):
 - ``ModelCheckpoint._every_n_train_steps`` and ``ModelCheckpoint._train_time_interval``: read.
 - ``SummaryWriter._get_file_writer``: torch's TensorBoard writer behind Lightning's ``TensorBoardLogger``;
   called to add raw summaries and events.
+- A checkpoint's ``loops`` entry (``CHECKPOINT_EPOCHS_PROCESSED``): the fit loop's saved state, read for the
+  epochs a checkpoint has trained through.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("ModelCheckpoint", "_train_time_interval"),
     ("SummaryWriter", "_get_file_writer"),
 )
+# The keys, in a checkpoint, of the fit loop's count of epochs whose training has run.
+CHECKPOINT_EPOCHS_PROCESSED = ("loops", "fit_loop", "epoch_progress", "current", "processed")
 
 
 def detect_anomaly(trainer: pl.Trainer) -> bool:
@@ -126,3 +130,13 @@ def checkpoint_train_time_interval(callback: ModelCheckpoint) -> timedelta | Non
 def file_writer(writer: Any) -> Any:
     """The event-file writer of a ``torch.utils.tensorboard.SummaryWriter`` (``add_summary``, ``add_event``)."""
     return writer._get_file_writer()
+
+
+def checkpoint_epochs_processed(ckpt: dict[str, Any]) -> int | None:
+    """The epochs whose training a checkpoint's saved fit loop has run; None when it holds no loop state."""
+    node: Any = ckpt
+    for key in CHECKPOINT_EPOCHS_PROCESSED:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return int(node)

@@ -126,10 +126,10 @@ def finished_epochs(ckpt: dict[str, Any]) -> int:
     An epoch-end checkpoint is saved while the epoch's training is ``processed`` but before Lightning
     counts it ``completed``; a mid-epoch one has the running epoch started, not processed.
     """
-    try:
-        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
-    except (KeyError, TypeError, ValueError):
-        return int(ckpt.get("epoch", -1)) + 1
+    from mnistlab.lightning_private import checkpoint_epochs_processed  # imports Lightning: only when asked
+
+    processed = checkpoint_epochs_processed(ckpt)
+    return processed if processed is not None else int(ckpt.get("epoch", -1)) + 1
 
 
 def check_can_continue(ckpt_path: str | Path, max_epochs: int | None) -> None:
