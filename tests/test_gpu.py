@@ -14,10 +14,11 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from conftest import ROOT, TrainedRun, run_script, train
+from torch import nn
 
 from mnistlab.checkpoints import read_checkpoint
 from mnistlab.data import MNISTDataModule
-from mnistlab.engine.graph import GraphedStep
+from mnistlab.engine.graph import GraphedStep, network_blockers
 from mnistlab.models import CNN, MLP
 from mnistlab.systems import Classifier
 from mnistlab.systems.distillation import Teacher, TrainingLoss
@@ -204,11 +205,22 @@ OPTIMIZERS = {
 }
 
 
+def users_conv_net() -> nn.Module:
+    """A user's network of standard layers, no dropout: graphed by what it is made of, not by its class."""
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 13 * 13, 10)
+    )  # (B, 1, 28, 28) -> (B, 10)
+
+
+NETWORKS = {"mlp": MLP, "users-conv": users_conv_net}
+
+
+@pytest.mark.parametrize("make_net", NETWORKS.values(), ids=NETWORKS.keys())
 @pytest.mark.parametrize("taught", [False, True], ids=["labels", "cnn-teacher"])
 @pytest.mark.parametrize("head", ["softmax", "sigmoid"])
 @pytest.mark.parametrize("make_optimizer", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
 def test_cuda_graph_steps_equal_eager_steps_bit_for_bit(
-    mnist_dir: Path, make_optimizer, head: str, taught: bool
+    mnist_dir: Path, make_optimizer, head: str, taught: bool, make_net
 ) -> None:
     """300 replayed steps and a smaller batch in between give the eager steps' weights exactly, with no host sync.
 
@@ -220,8 +232,9 @@ def test_cuda_graph_steps_equal_eager_steps_bit_for_bit(
     batches = list(zip(images.split(32), labels.split(32), strict=True))  # 300 of 32, then one of 20
     batches = batches[:150] + batches[-1:] + batches[150:-1]
     torch.manual_seed(0)
-    graphed_net = MLP().cuda()
-    eager_net = MLP().cuda()
+    graphed_net = make_net().cuda()
+    eager_net = make_net().cuda()
+    assert network_blockers(graphed_net) == []
     eager_net.load_state_dict(graphed_net.state_dict())
     teacher = Teacher([CNN(dropout=0.1)], ["softmax"]).cuda() if taught else None
     loss = TrainingLoss(loss_fn(head), teacher, temperature=4.0, alpha=0.5)  # (logits, y, x) -> scalar
