@@ -14,7 +14,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from conftest import ROOT, TrainedRun, run_script, train
-from torch import nn
+from test_graphed import UsersNet
 
 from mnistlab.checkpoints import read_checkpoint
 from mnistlab.data import MNISTDataModule
@@ -205,14 +205,8 @@ OPTIMIZERS = {
 }
 
 
-def users_conv_net() -> nn.Module:
-    """A user's network of standard layers, no dropout: graphed by what it is made of, not by its class."""
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 13 * 13, 10)
-    )  # (B, 1, 28, 28) -> (B, 10)
-
-
-NETWORKS = {"mlp": MLP, "users-conv": users_conv_net}
+# UsersNet: the user's own class of standard layers whose graph decision tests/test_graphed.py makes on the CPU.
+NETWORKS = {"mlp": MLP, "users-net": UsersNet}
 
 
 @pytest.mark.parametrize("make_net", NETWORKS.values(), ids=NETWORKS.keys())
