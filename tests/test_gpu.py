@@ -209,6 +209,21 @@ OPTIMIZERS = {
 NETWORKS = {"mlp": MLP, "users-net": UsersNet}
 
 
+@pytest.fixture
+def deterministic_cudnn():
+    """cuDNN's deterministic convolution kernels for the test's duration.
+
+    Without them a convolution's backward is not reproducible at all: on an H200 (2026-12-04) two *eager*
+    copies of UsersNet, same start and same batches, had different weights after 100 steps; with them, equal.
+    The comparison below is of the graph with eager arithmetic, so it needs eager arithmetic that repeats.
+    """
+    before = torch.backends.cudnn.deterministic
+    torch.backends.cudnn.deterministic = True
+    yield
+    torch.backends.cudnn.deterministic = before
+
+
+@pytest.mark.usefixtures("deterministic_cudnn")
 @pytest.mark.parametrize("make_net", NETWORKS.values(), ids=NETWORKS.keys())
 @pytest.mark.parametrize("taught", [False, True], ids=["labels", "cnn-teacher"])
 @pytest.mark.parametrize("head", ["softmax", "sigmoid"])

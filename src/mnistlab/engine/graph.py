@@ -8,12 +8,13 @@ recorded shape: one launch instead of ~30.
 
 A replay runs the recorded kernels with the recorded arguments on the same memory, so the
 weights follow the eager step's arithmetic exactly (``tests/test_gpu.py`` compares them bit
-for bit). That holds only where the step does the same thing every time, so ``graph_blockers``
-lists what rules it out: randomness inside the network (a graph would replay other random
-numbers), layers not known to be free of host work, a learning rate that changes between
-steps (a graph keeps the rate it recorded), an optimizer whose graph-safe mode computes
-differently, and anything Lightning must wrap around each step. The run then keeps the eager
-step and says why in one log line.
+for bit). A network with convolutions repeats bit for bit only with ``trainer.deterministic=true``:
+cuDNN's default convolution backward differs between two eager runs too. Exactness holds only where
+the step does the same thing every time, so ``graph_blockers`` lists what rules it out: randomness
+inside the network (a graph would replay other random numbers), layers not known to be free of host
+work, a learning rate that changes between steps (a graph keeps the rate it recorded), an optimizer
+whose graph-safe mode computes differently, and anything Lightning must wrap around each step. The
+run then keeps the eager step and says why in one log line.
 
 Whether a network can be recorded is decided by what it is made of, not by its class: every
 leaf module must be one of the standard ``torch.nn`` layers of ``GRAPH_SAFE_LAYERS``, and every
