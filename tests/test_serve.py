@@ -27,7 +27,7 @@ from mnistlab.data.files import load_split
 from mnistlab.data.specs import MNIST
 
 NOTHING = "\N{EN DASH}"  # what the page shows before a prediction
-SCREENSHOT = ROOT / "docs" / "images" / "serve.png"  # the README's picture of the page
+SCREENSHOT = ROOT / "docs" / "images" / "serve.png"  # the README's picture of the page, taken by the page test
 FIELDS = {"prediction", "class", "confidence", "probabilities"}
 
 
@@ -266,7 +266,7 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 @pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver (apt-get install both)"
 )
-def test_page_in_headless_chromium(server: str, png_998: Path) -> None:
+def test_page_in_headless_chromium(server: str, png_998: Path, tmp_path: Path) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
@@ -317,7 +317,9 @@ def test_page_in_headless_chromium(server: str, png_998: Path) -> None:
         )
         digit = np.asarray(Image.open(png_998), dtype=np.int64)
         assert np.abs(np.asarray(seen).reshape(28, 28, 4)[..., 0] - digit).max() <= 1
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        assert driver.save_screenshot(str(SCREENSHOT))
+        # Into tmp_path, never the tracked tree: copy it over docs/images/serve.png when the page changes.
+        shot = tmp_path / "serve.png"
+        assert driver.save_screenshot(str(shot))
+        assert Image.open(shot).size == Image.open(SCREENSHOT).size == (960, 520)
     finally:
         driver.quit()
