@@ -131,7 +131,8 @@ def test_sweep_is_one_experiment_that_an_mlflow_server_serves(tmp_path: Path) ->
             }
 
         # The same logger on the server instead of the file (logger.mlflow.tracking_uri=http://...).
-        from mnistlab.mlflow_logger import MLflowLogger, finish_run
+        from mnistlab.mlflow_logger import MLflowLogger
+        from mnistlab.mlflow_runs import finish_run
 
         run_dir = tmp_path / "via_server"
         run_dir.mkdir()

@@ -1,10 +1,10 @@
 """MLflow beside TensorBoard: Lightning's ``MLFlowLogger`` on one SQLite database, one MLflow run per job.
 
-The only module of mnistlab that imports ``mlflow`` (the ``[mlflow]`` extra), and only inside
-functions, so ``logger=mlflow`` without the extra stops with one line saying what to install.
+With ``mnistlab.mlflow_runs`` the only modules of mnistlab that import ``mlflow`` (the ``[mlflow]``
+extra), and only inside functions, so ``logger=mlflow`` without the extra stops with one line saying what to install.
 Each run folder keeps its MLflow run id in ``mlflow_run.json``: ``resume=RUN_DIR`` continues
 that run, and the sweep's Hydra callback (``hydra_plugins.mnistlab_sweeps.callbacks.MLflowRuns``)
-uploads the report files and sets the run's final state when the job ends.
+uploads the report files and sets the run's final state when the job ends (``mnistlab.mlflow_runs``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,6 @@ from mnistlab.errors import MnistlabError, WriteError, is_write_error
 from mnistlab.user_errors import exception_chain, one_line
 
 RUN_FILE = "mlflow_run.json"
-# The run folder's report (written by mnistlab.evaluation.TestReport and fit_and_test), uploaded as artifacts.
-REPORT_FILES = ("confusion_matrix.png", "confusion_matrix.csv", "per_class.csv", "metrics.json")
-# The composed config as Hydra saved it; uploaded under config/.
-CONFIG_FILES = (".hydra/config.yaml", ".hydra/overrides.yaml")
 # What SQLite says where the system would say ENOSPC or EACCES.
 SQLITE_WRITE_ERRORS = {"database or disk is full": errno.ENOSPC, "attempt to write a readonly database": errno.EACCES}
 
@@ -275,61 +271,3 @@ def record_error(client: Any, run_id: str, error: BaseException) -> None:
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     with_retry(lambda: client.set_tag(run_id, "error", one_line(error)[:5000]))
     with_retry(lambda: client.set_tag(run_id, "mlflow.note.content", f"```\n{text[-7000:]}\n```"))
-
-
-def finish_run(run_dir: Path, error: BaseException | None = None, pruned: bool = False) -> None:
-    """Ends the run saved in ``run_dir``: report files and config as artifacts, checkpoint path, final state.
-
-    Checkpoints stay on disk; their path is a tag. A failed job's run ends ``FAILED`` with
-    its error, a pruned Optuna trial's ``KILLED``.
-    """
-    from mlflow import MlflowClient
-
-    saved = json.loads((run_dir / RUN_FILE).read_text())
-    client, run_id = MlflowClient(saved["tracking_uri"]), saved["run_id"]
-    for name in REPORT_FILES:
-        if (run_dir / name).exists():
-            with_retry(lambda name=name: client.log_artifact(run_id, str(run_dir / name)))
-    for name in CONFIG_FILES:
-        if (run_dir / name).exists():
-            with_retry(lambda name=name: client.log_artifact(run_id, str(run_dir / name), "config"))
-    checkpoints = run_dir / "checkpoints"
-    for name in ("best.ckpt", "last.ckpt"):
-        if (checkpoints / name).exists():
-            with_retry(lambda name=name: client.set_tag(run_id, "checkpoint", str((checkpoints / name).resolve())))
-            break
-    if error is not None:
-        record_error(client, run_id, error)
-    status = "FINISHED" if error is None else "KILLED" if pruned else "FAILED"
-    with_retry(lambda: client.set_terminated(run_id, status))
-
-
-def nest_runs(run_dirs: Sequence[Path], name: str, metrics: Mapping[str, float], report_dir: Path) -> str | None:
-    """A parent run over the MLflow runs saved in ``run_dirs`` (the folds of a cross-validation), in their experiment.
-
-    The children are nested by MLflow's ``mlflow.parentRunId`` tag, set after they ended, so this works
-    whichever launcher ran them. The parent holds ``metrics`` and the report files of ``report_dir``
-    (plus its ``members.csv``).
-
-    Returns:
-        The parent's run id; None when no folder holds an MLflow run.
-    """
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric
-
-    saved = [json.loads((d / RUN_FILE).read_text()) for d in run_dirs if (d / RUN_FILE).is_file()]
-    if not saved:
-        return None
-    client = MlflowClient(saved[0]["tracking_uri"])
-    tags = {"cv.folds": str(len(run_dirs)), "report_dir": str(report_dir.resolve())}
-    parent = with_retry(lambda: client.create_run(saved[0]["experiment_id"], run_name=name, tags=tags)).info.run_id
-    for child in saved:
-        with_retry(lambda child=child: client.set_tag(child["run_id"], "mlflow.parentRunId", parent))
-    now = int(time.time() * 1000)
-    points = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
-    with_retry(lambda: client.log_batch(parent, metrics=points))
-    for file in (*REPORT_FILES, "members.csv"):
-        if (report_dir / file).exists():
-            with_retry(lambda file=file: client.log_artifact(parent, str(report_dir / file)))
-    with_retry(lambda: client.set_terminated(parent, "FINISHED"))
-    return parent

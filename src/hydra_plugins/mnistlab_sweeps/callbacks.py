@@ -192,7 +192,7 @@ class MLflowRuns(Callback):
         node = self._logger_node(config)
         if node is None and not attached:
             return
-        from mnistlab.mlflow_logger import finish_run
+        from mnistlab.mlflow_runs import finish_run
 
         error: BaseException | None = None
         if job_return.status != JobStatus.COMPLETED:

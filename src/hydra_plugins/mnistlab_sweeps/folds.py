@@ -81,7 +81,7 @@ class FoldEnsembles(Callback):
     @staticmethod
     def _mlflow_parent(sweep_dir: Path, group: Any, report_dir: Path) -> None:
         """One MLflow parent run over the folds' runs, with the ensemble's metrics and report."""
-        from mnistlab.mlflow_logger import nest_runs
+        from mnistlab.mlflow_runs import nest_runs
         from mnistlab.sweeps.folds import parent_metrics
 
         runs = [sweep_dir / job.name for job in group.jobs]

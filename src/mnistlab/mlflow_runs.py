@@ -1,0 +1,78 @@
+"""MLflow runs seen from outside their job: a finished job's run ended, the folds of a cross-validation nested.
+
+The sweep's Hydra callbacks (``hydra_plugins.mnistlab_sweeps``) call these after a job, whichever
+launcher ran it; the run itself was made in the job by ``mnistlab.mlflow_logger.MLflowLogger``,
+which saved its id in the run folder's ``mlflow_run.json``. ``mlflow`` is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from mnistlab.mlflow_logger import RUN_FILE, record_error, with_retry
+
+# The run folder's report (written by mnistlab.evaluation.TestReport and fit_and_test), uploaded as artifacts.
+REPORT_FILES = ("confusion_matrix.png", "confusion_matrix.csv", "per_class.csv", "metrics.json")
+# The composed config as Hydra saved it; uploaded under config/.
+CONFIG_FILES = (".hydra/config.yaml", ".hydra/overrides.yaml")
+
+
+def finish_run(run_dir: Path, error: BaseException | None = None, pruned: bool = False) -> None:
+    """Ends the run saved in ``run_dir``: report files and config as artifacts, checkpoint path, final state.
+
+    Checkpoints stay on disk; their path is a tag. A failed job's run ends ``FAILED`` with
+    its error, a pruned Optuna trial's ``KILLED``.
+    """
+    from mlflow import MlflowClient
+
+    saved = json.loads((run_dir / RUN_FILE).read_text())
+    client, run_id = MlflowClient(saved["tracking_uri"]), saved["run_id"]
+    for name in REPORT_FILES:
+        if (run_dir / name).exists():
+            with_retry(lambda name=name: client.log_artifact(run_id, str(run_dir / name)))
+    for name in CONFIG_FILES:
+        if (run_dir / name).exists():
+            with_retry(lambda name=name: client.log_artifact(run_id, str(run_dir / name), "config"))
+    checkpoints = run_dir / "checkpoints"
+    for name in ("best.ckpt", "last.ckpt"):
+        if (checkpoints / name).exists():
+            with_retry(lambda name=name: client.set_tag(run_id, "checkpoint", str((checkpoints / name).resolve())))
+            break
+    if error is not None:
+        record_error(client, run_id, error)
+    status = "FINISHED" if error is None else "KILLED" if pruned else "FAILED"
+    with_retry(lambda: client.set_terminated(run_id, status))
+
+
+def nest_runs(run_dirs: Sequence[Path], name: str, metrics: Mapping[str, float], report_dir: Path) -> str | None:
+    """A parent run over the MLflow runs saved in ``run_dirs`` (the folds of a cross-validation), in their experiment.
+
+    The children are nested by MLflow's ``mlflow.parentRunId`` tag, set after they ended, so this works
+    whichever launcher ran them. The parent holds ``metrics`` and the report files of ``report_dir``
+    (plus its ``members.csv``).
+
+    Returns:
+        The parent's run id; None when no folder holds an MLflow run.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    saved = [json.loads((d / RUN_FILE).read_text()) for d in run_dirs if (d / RUN_FILE).is_file()]
+    if not saved:
+        return None
+    client = MlflowClient(saved[0]["tracking_uri"])
+    tags = {"cv.folds": str(len(run_dirs)), "report_dir": str(report_dir.resolve())}
+    parent = with_retry(lambda: client.create_run(saved[0]["experiment_id"], run_name=name, tags=tags)).info.run_id
+    for child in saved:
+        with_retry(lambda child=child: client.set_tag(child["run_id"], "mlflow.parentRunId", parent))
+    now = int(time.time() * 1000)
+    points = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
+    with_retry(lambda: client.log_batch(parent, metrics=points))
+    for file in (*REPORT_FILES, "members.csv"):
+        if (report_dir / file).exists():
+            with_retry(lambda file=file: client.log_artifact(parent, str(report_dir / file)))
+    with_retry(lambda: client.set_terminated(parent, "FINISHED"))
+    return parent
