@@ -2,7 +2,8 @@
 
 Library code changes no process-wide state; the entry scripts (``scripts/*.py``, the benchmarks
 that train) call these, and the sweep plugin's callbacks, which Hydra runs in the job's process,
-use ``JobConsole`` and ``pin_gpu``. What is set, and why:
+use ``JobConsole`` and ``pin_gpu`` (and ``configure_job`` before the folds' ensemble is tested in the
+sweep's process). What is set, and why:
 
 - ``setup``, first thing, before Hydra composes:
   - OmegaConf resolvers ``${mnistlab.*}``: the configs' run folders (evaluate's, a resumed run's) and

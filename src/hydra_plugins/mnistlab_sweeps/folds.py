@@ -61,6 +61,7 @@ class FoldEnsembles(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if config.get("cv") is None:
             return
+        from mnistlab import process
         from mnistlab.sweeps.folds import evaluate_ensembles
         from mnistlab.sweeps.summary import collect_jobs
         from mnistlab.user_errors import one_line
@@ -68,6 +69,8 @@ class FoldEnsembles(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         jobs = collect_jobs(sweep_dir, list(config.hydra.job.config.override_dirname.exclude_keys))
         accelerator = OmegaConf.select(config, "trainer.accelerator")
+        # The ensemble is tested in the sweep's own process, which a parallel launcher's jobs never configured.
+        process.configure_job()
         try:
             for group, folder in evaluate_ensembles(sweep_dir, jobs, accelerator):
                 print(f"ensemble of the folds: test/acc {group.ensemble['test/acc']:.4f} (report in {folder})")
