@@ -53,3 +53,18 @@ def test_train_script_steps_the_scheduler(tmp_path: Path) -> None:
     assert ckpt["hyper_parameters"]["scheduler"]["target"].endswith("schedules.one_cycle")
     (state,) = ckpt["lr_schedulers"]
     assert state["last_epoch"] == state["total_steps"] == 2 * 8  # every optimizer step of 2 x 60/8 batches, no overrun
+
+
+def test_the_system_refuses_what_torch_refuses_before_any_work() -> None:
+    from functools import partial
+
+    from mnistlab.errors import ConfigError
+    from mnistlab.models import MLP
+    from mnistlab.systems import Classifier
+
+    with pytest.raises(ConfigError, match=r"^optimizer: SGD refused its settings: Invalid momentum value: -0.5$"):
+        Classifier(MLP(), optimizer=partial(torch.optim.SGD, lr=0.1, momentum=-0.5))
+    with pytest.raises(ConfigError, match=r"^scheduler: cosine refused its settings: eta_min=-1 must be >= 0$"):
+        Classifier(MLP(), scheduler=partial(cosine, eta_min=-1))
+    system = Classifier(MLP(), scheduler=partial(one_cycle, max_lr=1e-3))  # accepted settings build as before
+    assert system.hparams.scheduler["target"] == "mnistlab.systems.schedules.one_cycle"

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from functools import partial
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
@@ -21,26 +20,21 @@ from mnistlab.systems.distillation import Teacher, TrainingLoss, check_teacher
 from mnistlab.systems.divergence import DivergenceCheck, check_finite
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
 from mnistlab.systems.metrics import batch_weights, stage_metrics
+from mnistlab.systems.optimizers import (
+    NOTEBOOK_ADAM,
+    OptimizerFactory,
+    SchedulerFactory,
+    check_factories,
+    describe,
+)
 from mnistlab.tb_writers import tensorboard_writers
 
 if TYPE_CHECKING:
     from mnistlab.engine import Engine
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
-NOTEBOOK_ADAM: OptimizerFactory = partial(torch.optim.Adam, lr=1e-3)
 StepOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # one batch's loss (), predictions (B,), labels (B,)
 
 log = logging.getLogger(__name__)
-
-
-def describe(factory: Callable | None) -> dict[str, Any] | None:
-    """A plain-value record of a ``functools.partial`` (kept in checkpoints instead of a pickle)."""
-    if factory is None:
-        return None
-    func = factory.func if isinstance(factory, partial) else factory
-    keywords = dict(factory.keywords) if isinstance(factory, partial) else {}
-    return {"target": f"{func.__module__}.{func.__qualname__}", **keywords}
 
 
 class Classifier(pl.LightningModule):
@@ -121,6 +115,7 @@ class Classifier(pl.LightningModule):
         if "lr" in optimizer_record:
             check_number("optimizer.lr", optimizer_record["lr"], low=0, low_open=True)
         check_number("system.label_smoothing", label_smoothing, low=0, high=0.999)
+        check_factories(optimizer, scheduler)
         num_classes = output_width(net)
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(

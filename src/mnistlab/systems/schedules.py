@@ -40,4 +40,6 @@ def one_cycle(
 
 def cosine(optimizer: torch.optim.Optimizer, total_steps: int, eta_min: float = 0.0) -> CosineAnnealingLR:
     """Cosine decay from the optimizer's learning rate to ``eta_min`` over the whole run."""
+    if not eta_min >= 0:  # torch would decay into negative rates: a run that climbs its loss
+        raise ValueError(f"eta_min={eta_min} must be >= 0")
     return CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=eta_min)

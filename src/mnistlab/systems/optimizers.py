@@ -1,0 +1,50 @@
+"""The optimizer and schedule factories of a system: their plain records, and their settings checked before any work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from mnistlab.errors import ConfigError
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+NOTEBOOK_ADAM: OptimizerFactory = partial(torch.optim.Adam, lr=1e-3)
+
+
+def describe(factory: Callable | None) -> dict[str, Any] | None:
+    """A plain-value record of a ``functools.partial`` (kept in checkpoints instead of a pickle)."""
+    if factory is None:
+        return None
+    func = factory.func if isinstance(factory, partial) else factory
+    keywords = dict(factory.keywords) if isinstance(factory, partial) else {}
+    return {"target": f"{func.__module__}.{func.__qualname__}", **keywords}
+
+
+def check_factories(optimizer: OptimizerFactory, scheduler: SchedulerFactory | None) -> None:
+    """Builds the optimizer, and the schedule over it, once on a stand-in parameter.
+
+    torch checks most settings only when the optimizer or the schedule is built, which Lightning does
+    inside ``trainer.fit`` (``configure_optimizers``), after the data is loaded: a negative
+    ``weight_decay`` or a ``pct_start`` above 1 would end the run there with a traceback. Built here,
+    on one parameter, they cost microseconds and fail as a ``ConfigError`` of one line.
+    """
+    try:
+        built = optimizer([nn.Parameter(torch.zeros(1))])
+    except (ValueError, RuntimeError) as exc:
+        raise _refused("optimizer", optimizer, exc) from exc
+    if scheduler is None:
+        return
+    try:
+        scheduler(built, total_steps=100)
+    except (ValueError, RuntimeError) as exc:
+        raise _refused("scheduler", scheduler, exc) from exc
+
+
+def _refused(group: str, factory: Callable, exc: Exception) -> ConfigError:
+    name = getattr(factory.func if isinstance(factory, partial) else factory, "__qualname__", group)
+    return ConfigError(f"{group}: {name} refused its settings: {exc}")
