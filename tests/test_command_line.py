@@ -39,6 +39,8 @@ CASES = [
     ("train.py", "-m seed=1,2,x", "seed='x' is not an integer"),
     ("evaluate.py", "ckpt=run", "did you mean ckpt_path?"),
     ("evaluate.py", "ckpt_path=run trainer.acelerator=cpu", "did you mean trainer.accelerator?"),
+    ("evaluate.py", "ckpt_path=run data=fashion_mnist", "evaluate.py takes the dataset from the checkpoint; drop it"),
+    ("serve.py", "ckpt_path=run trainer=ddp", "serve.py has no trainer to choose (its groups: paths); drop it"),
     ("predict.py", "ckpt_path=run indx=998", "did you mean index?"),
     ("export.py", "ckpt_path=run formt=onnx", "did you mean format?"),
     ("export.py", "ckpt_path=run tolerance=abc", "tolerance='abc' is not a number"),

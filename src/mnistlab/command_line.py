@@ -231,6 +231,21 @@ def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
     return None
 
 
+def _unchosen_group(script: Path, config_name: str, groups: list[Override]) -> str | None:
+    """A group option given to a config whose defaults list does not choose that group (``evaluate.py data=...``)."""
+    keys = list(compose(config_name, return_hydra_config=True).hydra.runtime.choices)
+    chosen = {key.split("@")[0] for key in keys}
+    for o in groups:
+        if o.type is OverrideType.CHANGE and o.key_or_group not in chosen:
+            if o.key_or_group == "data" and "checkpoint_data" in chosen:
+                return (f"{o.input_line}: {script.name} takes the dataset from the checkpoint; drop it "
+                        "(data.root=... reads the same dataset from another folder)")  # fmt: skip
+            # Groups a user may choose: not Hydra's own, not one mounted elsewhere (checkpoint_data@data).
+            takes = ", ".join(sorted(k for k in keys if "/" not in k and "@" not in k and k != "hydra"))
+            return f"{o.input_line}: {script.name} has no {o.key_or_group} to choose (its groups: {takes}); drop it"
+    return None
+
+
 def _overrides(args: list[str]) -> tuple[list[str], dict[str, str]] | None:
     """The overrides and the value flags of ``args``; None when the command only shows something."""
     overrides, flags, i = [], {}, 0
@@ -304,8 +319,8 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         ]
         try:
             cfg = compose(flags.get("name") or config_name, overrides=choices)
-        except HydraException:
-            return None  # the choices themselves clash: Hydra's message says how
+        except HydraException:  # a group this config never chooses, or choices that clash (Hydra's message says how)
+            return _unchosen_group(script, flags.get("name") or config_name, groups)
     # A class chosen on the command line decides which arguments its node takes: changed ones first, added
     # ones (+node._target_=...) once their own check has passed.
     targets = [o for o in values if o.key_or_group.endswith("_target_") and not o.is_sweep_override()]
