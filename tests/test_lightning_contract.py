@@ -272,3 +272,13 @@ def test_a_mid_epoch_resume_ends_with_exactly_the_uninterrupted_weights(engine: 
     assert resumed.trainer.global_step == whole.trainer.global_step == 2 * BATCHES_B256
     for a, b in zip(whole.system.state_dict().values(), resumed.system.state_dict().values(), strict=True):
         assert torch.equal(a, b)  # bit for bit: same batches, same augmentation draws, same schedule
+
+
+def test_double_precision_trains_in_float64_and_both_engines_agree(tmp_path: Path) -> None:
+    # The model summary feeds example_input_array to the network as it is: it must be float64 too.
+    args = ("trainer.precision=64", "data.batch_size=256", "trainer.max_epochs=1", "+trainer.limit_val_batches=2")
+    runs = {engine: fit(tmp_path / engine, *args, f"engine={engine}") for engine in ("chunked", "per_step")}
+    assert {run.engine.name for run in runs.values()} == {"chunked", "per_step"}
+    weights = {engine: [p.detach() for p in run.system.parameters()] for engine, run in runs.items()}
+    assert all(p.dtype == torch.float64 for p in weights["chunked"])
+    assert all(torch.equal(a, b) for a, b in zip(weights["chunked"], weights["per_step"], strict=True))

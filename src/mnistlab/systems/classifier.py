@@ -118,7 +118,7 @@ class Classifier(pl.LightningModule):
         check_factories(optimizer, scheduler)
         num_classes = output_width(net)
         if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"the network returns {num_classes} logits but there are {len(class_names)} classes "
                 f"(set model.num_classes={len(class_names)} or the like)"
             )
@@ -138,8 +138,6 @@ class Classifier(pl.LightningModule):
         self.loss = loss_fn(head, label_smoothing)  # on the labels: validation and test
         self.training_loss = TrainingLoss(self.loss, teacher, temperature, alpha)
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
-        # One image, (1, 1, 28, 28): the model summary then shows real FLOPs and shapes instead of a column of 0.
-        self.example_input_array = torch.zeros(1, 1, 28, 28)
         self.train_metrics = stage_metrics(num_classes, confmat=False, checks=False)
         self.val_metrics = stage_metrics(num_classes, confmat=True)
         self.test_metrics = stage_metrics(num_classes, confmat=True, per_class=True)
@@ -149,6 +147,16 @@ class Classifier(pl.LightningModule):
         self.automatic_optimization = self.fast_path is None
         self._pending: list[StepOutput] = []  # batches whose training-metric updates are still to be made
         self._unchecked_loss: torch.Tensor | None = None  # a logged step's loss, checked at its batch end
+
+    @property
+    def example_input_array(self) -> torch.Tensor:
+        """One image, (1, 1, 28, 28): the model summary then shows real FLOPs and shapes instead of a column of 0.
+
+        In the parameters' dtype, which Lightning's precision plugins set (float64 under ``trainer.precision=64``):
+        the summary feeds this tensor to the network as it is.
+        """
+        first = next(self.net.parameters(), None)
+        return torch.zeros(1, 1, 28, 28, dtype=first.dtype if first is not None else torch.float32)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, C) logits -> (B, C) class probabilities summing to 1, as the head defines them."""
