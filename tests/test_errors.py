@@ -150,6 +150,9 @@ def test_read_checkpoint_refuses_pickled_objects(tmp_path: Path) -> None:
     with pytest.raises(MnistlabError, match=r"refused, it holds a pickled posix\.mkdir"):
         read_checkpoint(tmp_path / "c" / "evil.ckpt")
     assert not (tmp_path / "c" / "pwned").exists()
+    (tmp_path / "train.log").write_text("[2026-12-04 21:44:05,713][mnistlab.engine][INFO] - engine: chunked\n")
+    with pytest.raises(MnistlabError, match=r"train\.log: not a readable checkpoint \(no file of torch\.save\)"):
+        read_checkpoint(tmp_path / "train.log")
 
 
 @pytest.mark.parametrize("engine", ["chunked", "per_step"])

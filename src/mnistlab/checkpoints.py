@@ -36,6 +36,14 @@ def is_torchscript(path: Path) -> bool:
         return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
 
 
+def saved_by_torch(path: Path) -> bool:
+    """A zip archive (``torch.save``'s format) or a bare pickle (its legacy one: the PROTO opcode first)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with path.open("rb") as f:
+        return f.read(1) == b"\x80"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """``torch.load(weights_only=True)`` with one-line errors for missing, unsafe or wrong files."""
     path = Path(path)
@@ -48,6 +56,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except pickle.UnpicklingError as e:
         # torch names the first object it refused to unpickle, e.g. "GLOBAL posix.system".
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if found is None and not saved_by_torch(path):  # a log, a picture: no pickle at all
+            raise MnistlabError(f"{path}: not a readable checkpoint (no file of torch.save); {ACCEPTED}") from None
         what = f"it holds a pickled {found.group(1)}" if found else "it holds pickled objects"
         raise MnistlabError(
             f"{path}: refused, {what}; mnistlab loads only tensors and plain values (torch.load weights_only=True)"
