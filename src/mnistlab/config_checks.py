@@ -31,7 +31,7 @@ def check_number(
     """
     kind = "an integer" if integer else "a number"
     if low is not None and high is not None:
-        allowed = f"{kind} in {low}-{high}"
+        allowed = f"{kind} > {low} and <= {high}" if low_open else f"{kind} in {low}-{high}"
     elif low is not None:
         allowed = f"{kind} {'>' if low_open else '>='} {low}"
     else:
@@ -108,6 +108,25 @@ def check_devices(trainer: dict[str, Any]) -> None:
             f"trainer.devices={devices} with trainer.accelerator=auto, but this machine has no GPU: "
             f"add trainer.accelerator=cpu to run {count} CPU processes, or use trainer.devices=1"
         )
+
+
+def check_trainer_counts(trainer: dict[str, Any]) -> None:
+    """Range checks of the Trainer's counts that Lightning leaves to fail later, with a traceback.
+
+    ``check_val_every_n_epoch=0`` divides by zero at the first epoch's end, ``accumulate_grad_batches=0``
+    and ``val_check_interval=0`` fail inside the loop; a negative ``gradient_clip_val`` is taken as no
+    clipping at all. None (the setting's off value, where Lightning has one) passes.
+    """
+    for key, low in (("check_val_every_n_epoch", 1), ("accumulate_grad_batches", 1)):
+        if trainer.get(key) is not None:
+            check_number(f"trainer.{key}", trainer[key], integer=True, low=low)
+    if (clip := trainer.get("gradient_clip_val")) is not None:
+        check_number("trainer.gradient_clip_val", clip, low=0)
+    interval = trainer.get("val_check_interval")
+    if isinstance(interval, int) and not isinstance(interval, bool):
+        check_number("trainer.val_check_interval", interval, integer=True, low=1)
+    elif isinstance(interval, float):  # a fraction of the epoch (a time span, a dict, is Lightning's to check)
+        check_number("trainer.val_check_interval", interval, low=0, high=1.0, low_open=True)
 
 
 def check_cv(cv: Any, in_sweep: bool) -> None:

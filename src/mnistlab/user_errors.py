@@ -2,7 +2,8 @@
 
 A user error is something the user can fix from the command line: mnistlab's own ``MnistlabError``
 (bad values, data files, checkpoints), a mandatory setting left out (``ckpt_path=???``), Lightning's
-``MisconfigurationException`` (a Trainer setting this machine or run cannot honour), and a bad
+``MisconfigurationException`` (a Trainer setting this machine or run cannot honour) and its fit loop's
+``ValueError`` (a Trainer count the data cannot honour), and a bad
 value refused by the constructor of an object the config builds (Hydra wraps those). Anything
 else is a bug, in mnistlab or in the user's own code, and keeps its traceback.
 
@@ -19,6 +20,8 @@ from mnistlab.errors import MnistlabError
 EXIT_USER_ERROR = 2
 # Lightning's wording for "accelerator=gpu on a machine without one", and what mnistlab says instead.
 NO_GPU = "No supported gpu backend found!"
+# The module whose ValueErrors are Lightning's checks of Trainer settings against the data.
+FIT_LOOP = "lightning.pytorch.loops.fit_loop"
 # Hydra 1.3's InstantiationException has no attribute for the failing node's key; its message ends with it.
 FULL_KEY = "full_key: "
 
@@ -40,6 +43,18 @@ def _is_misconfiguration(exc: BaseException) -> bool:
     return any(cls.__name__ == "MisconfigurationException" for cls in type(exc).__mro__)
 
 
+def _refused_by_fit_loop(exc: BaseException) -> bool:
+    """A ``ValueError`` of Lightning's fit loop: its check of the Trainer's counts against the data.
+
+    ``val_check_interval`` above an epoch's batch count, say, is known only once the data is set up,
+    and Lightning raises a plain ``ValueError`` from ``lightning.pytorch.loops.fit_loop`` for it.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return isinstance(exc, ValueError) and tb is not None and tb.tb_frame.f_globals.get("__name__") == FIT_LOOP
+
+
 def _instantiation_key(exc: BaseException) -> str:
     text = str(exc)
     return text.rsplit(FULL_KEY, 1)[1].strip() if FULL_KEY in text else ""
@@ -59,7 +74,7 @@ def user_error(exc: BaseException) -> str | None:
             return f"{key} is required: add {key}=... to the command" + (
                 " (a .ckpt file or a run folder)" if key == "ckpt_path" else ""
             )
-        if _is_misconfiguration(seen):
+        if _is_misconfiguration(seen) or _refused_by_fit_loop(seen):
             text = str(seen).strip()
             if text == NO_GPU:
                 return "trainer.accelerator=gpu, but this machine has no usable GPU; use trainer.accelerator=cpu"
