@@ -99,6 +99,9 @@ def test_errors_are_one_line(notebook_hidden_run: TrainedRun, tmp_path: Path) ->
         f"error: {tmp_path}/empty: the folder holds no images (PNG, JPEG or .npy)"
     )
     assert one_line_error(ckpt, "index=10000") == "error: index=10000 is outside the test set (0-9999)"
+    assert one_line_error(ckpt, "index=abc") == (
+        "error: index='abc' is not a test-image number (an integer, or a list: index=[1,2])"
+    )
 
 
 def test_a_picture_without_a_digit_is_flagged(notebook_hidden_run: TrainedRun, tmp_path: Path) -> None:

@@ -87,7 +87,10 @@ def predict(
     if (index is None) == (image is None):
         raise MnistlabError("give exactly one of index=N (a test image) or image=FILE|FOLDER|GLOB")
     if index is not None:
-        indices = [int(i) for i in (index if isinstance(index, (list, tuple)) else [index])]
+        indices = list(index) if isinstance(index, (list, tuple)) else [index]
+        for i in indices:  # the config gives whatever was typed: index=abc, index=2.5
+            if isinstance(i, bool) or not isinstance(i, int):
+                raise MnistlabError(f"index={i!r} is not a test-image number (an integer, or a list: index=[1,2])")
         images, sources = test_images(predictor.data_args, indices, data_overrides)
         warnings: list[str | None] = [None] * len(indices)
     else:
