@@ -38,7 +38,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.folds import fold_overrides
-from hydra_plugins.mnistlab_sweeps.launchers import check_launcher
+from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, refuse
 from hydra_plugins.mnistlab_sweeps.optuna_sweeper import OptunaSweeperConf
 from mnistlab.atomic_files import write_json
 from mnistlab.resume import job_folders, job_status
@@ -147,6 +147,10 @@ class OptunaSearch:
 
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
         check_launcher(self.config)
+        for key in ("n_trials", "n_jobs"):
+            value = getattr(self.conf, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                refuse(f"hydra.sweeper.{key}={value!r} is out of range: must be an integer >= 1")
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")

@@ -7,6 +7,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
@@ -17,20 +18,28 @@ from mnistlab.run_folders import release_claimed_folders
 from mnistlab.user_errors import EXIT_USER_ERROR
 
 
-def check_launcher(config: DictConfig) -> None:
-    """Exits with one ``error:`` line (code 2) when ``hydra/launcher=submitit_slurm`` finds no SLURM here.
+def refuse(message: str) -> NoReturn:
+    """Ends the sweep before any job with one ``error:`` line (code 2), leaving no sweep folder behind."""
+    release_claimed_folders()  # the sweep folder, made when Hydra read its name
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
 
-    Without this, submitit fails on the first job's ``sbatch`` call with a traceback.
+
+def check_launcher(config: DictConfig) -> None:
+    """Refuses a launcher that cannot run here or a worker count with no meaning, before any job.
+
+    ``hydra/launcher=submitit_slurm`` without SLURM would fail on the first job's ``sbatch`` call, and
+    joblib's ``n_jobs=0`` inside ``Parallel``, each with a traceback.
     """
-    target = str(config.hydra.launcher.get("_target_", ""))
+    launcher = config.hydra.launcher
+    target = str(launcher.get("_target_", ""))
     if target.endswith("SlurmLauncher") and shutil.which("sbatch") is None:
-        release_claimed_folders()  # the sweep folder, made when Hydra read its name
-        print(
-            "error: hydra/launcher=submitit_slurm needs SLURM, but there is no sbatch command on this machine; "
-            "run on a SLURM login node, or use hydra/launcher=submitit_local or joblib here",
-            file=sys.stderr,
+        refuse(
+            "hydra/launcher=submitit_slurm needs SLURM, but there is no sbatch command on this machine; "
+            "run on a SLURM login node, or use hydra/launcher=submitit_local or joblib here"
         )
-        sys.exit(EXIT_USER_ERROR)
+    if target.endswith("JoblibLauncher") and launcher.get("n_jobs") == 0:
+        refuse("hydra.launcher.n_jobs=0 runs no job: give the number of workers (-1: one per core)")
 
 
 def launch_missing(
