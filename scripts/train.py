@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab import process
 from mnistlab.command_line import exit_on_mistake
+from mnistlab.resume import interrupted_hint
 
 
 def build_and_run(cfg: DictConfig) -> float:
@@ -45,8 +46,10 @@ def build_and_run(cfg: DictConfig) -> float:
 def main(cfg: DictConfig) -> float:
     process.configure_job()
     # In a sweep a failing job must not exit the process: the sweep records it and goes on.
-    errors = nullcontext() if HydraConfig.get().mode == RunMode.MULTIRUN else process.exit_on_user_error()
-    with errors, process.ddp_children_join_this_job(__file__):
+    single = HydraConfig.get().mode != RunMode.MULTIRUN
+    errors = process.exit_on_user_error() if single else nullcontext()
+    interrupted = process.hint_on_interrupt(lambda: interrupted_hint(cfg.paths.output_dir)) if single else nullcontext()
+    with errors, interrupted, process.ddp_children_join_this_job(__file__):
         return build_and_run(cfg)
 
 

@@ -69,6 +69,38 @@ def test_killed_run_resumes_in_its_folder(tmp_path: Path) -> None:
     assert scalar_steps(run_dir, "val/acc") == [STEPS_PER_EPOCH * e - 1 for e in (1, 2, 3)]
 
 
+def test_ctrl_c_says_how_to_continue_and_that_command_finishes_the_run(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import DATA_DIR, ROOT
+
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    args = [f"hydra.run.dir={run_dir}", *QUICK_MNIST, "trainer.max_epochs=200"]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's Ctrl-C reaches it
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 1 and "Traceback" not in stderr, stderr[-3000:]  # Lightning's graceful shutdown
+    hint = stderr.strip().splitlines()[-1]
+    assert hint.startswith(f"interrupted; continue with: python scripts/train.py resume={run_dir} "), hint
+    done = torch.load(last, weights_only=True)["epoch"] + 1
+    resume = hint.split("python scripts/train.py ")[1].split()[0]  # resume=RUN_DIR, as the line says
+    result = run_script("train.py", resume, f"trainer.max_epochs={done + 1}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == done + 1
+
+
 def test_same_seed_gives_identical_results(tmp_path: Path) -> None:
     def train(name: str) -> Path:
         run_dir = tmp_path / name

@@ -16,6 +16,7 @@ sweep's process). What is set, and why:
   - ``threading.excepthook``: a TensorBoard writer thread's failed write (a full disk) prints no
     traceback of its own; the run reports it in one line.
 - ``exit_on_user_error``: a user error ends the process with one line and exit status 2.
+- ``hint_on_interrupt``: after a Ctrl-C, the line that continues the run (a bare ``KeyboardInterrupt``: exit 130).
 - ``ddp_children_join_this_job``: ``sys.argv``, ``__main__.__spec__`` and the environment for
   Lightning's DDP re-launch, restored after the job.
 - ``JobConsole``: ``sys.stdout``/``sys.stderr`` and the root logger's console handlers of a sweep job.
@@ -34,7 +35,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -209,6 +210,30 @@ def exit_on_user_error() -> Iterator[None]:
         discard_run_dir()
         print(f"error: {message}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+
+
+@contextmanager
+def hint_on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
+    """After a Ctrl-C, prints ``hint()`` (what to run to continue) on rank 0.
+
+    Lightning catches the ``KeyboardInterrupt`` inside ``trainer.fit``, shuts down and exits with 1;
+    that exit keeps its status. One outside the fit (while the data loads) ends the process with
+    130, the shell's status for SIGINT, instead of a traceback.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        _print_hint(hint)
+        sys.exit(130)
+    except SystemExit as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            _print_hint(hint)
+        raise
+
+
+def _print_hint(hint: Callable[[], str]) -> None:
+    if os.environ.get("LOCAL_RANK", "0") == "0":  # DDP's other ranks, which Lightning started, say nothing
+        print(hint(), file=sys.stderr)
 
 
 @contextmanager

@@ -150,6 +150,21 @@ def check_can_continue(ckpt_path: str | Path, max_epochs: int | None) -> None:
         )
 
 
+def interrupted_hint(run_dir: str | Path) -> str:
+    """What to run after a Ctrl-C ended the run in ``run_dir``: ``resume=`` from its last checkpoint, if it has one."""
+    from mnistlab.checkpoints import read_checkpoint
+
+    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return "interrupted before the first checkpoint: nothing to continue from"
+    ckpt = read_checkpoint(last)
+    epochs, steps = finished_epochs(ckpt), ckpt.get("global_step", 0)
+    return (
+        f"interrupted; continue with: python scripts/train.py resume={run_dir} "
+        f"(checkpoints/last.ckpt: {epochs} epoch{'s' * (epochs != 1)}, {steps} steps done)"
+    )
+
+
 def continue_from(ckpt_path: str | Path, max_epochs: int | None) -> Path:
     """The checkpoint that ``scripts/train.py ckpt_path=...`` continues: a file, or a run folder's last.ckpt."""
     from mnistlab.checkpoints import find_checkpoint
