@@ -5,7 +5,8 @@ during a job's start-up, mid-epoch, inside a checkpoint write, between two jobs,
 write. After each kill the same command continues the sweep: finished jobs are kept untouched (their
 checkpoints are not rewritten), interrupted jobs resume from their own ``last.ckpt``, the others run.
 At the end each job's final metrics and checkpoint weights equal those of a sweep never killed
-(CPU, ``trainer.deterministic=true``). The same holds under the joblib launcher with 2 workers.
+(CPU, ``trainer.deterministic=true``). The same holds under the joblib launcher with 2 workers, and
+after a Ctrl-C (SIGINT), whose last line says how to continue.
 """
 
 from __future__ import annotations
@@ -66,7 +67,12 @@ GRID = (
 
 
 def sweep(
-    sweep_dir: Path, data: Path, *extra: str, kill: str | None = None, jobs: tuple[str, ...] = GRID
+    sweep_dir: Path,
+    data: Path,
+    *extra: str,
+    kill: str | None = None,
+    jobs: tuple[str, ...] = GRID,
+    signal_name: str = "KILL",
 ) -> subprocess.CompletedProcess:
     """The sweep's command, in a process group of its own (what ``CHAOS_KILL`` ends); the same every time."""
     env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1"}
@@ -75,7 +81,7 @@ def sweep(
     env["OMP_NUM_THREADS"] = "1"
     env.pop("CHAOS_KILL", None)
     if kill is not None:
-        env["CHAOS_KILL"] = kill
+        env["CHAOS_KILL"], env["CHAOS_SIGNAL"] = kill, signal_name
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(CHAOS), env.get("PYTHONPATH"))))
     command = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *settings(data), *jobs, *extra]
     command.append(f"hydra.sweep.dir={sweep_dir}")
@@ -180,6 +186,20 @@ def test_a_sweep_killed_at_five_moments_ends_as_if_never_killed(data: Path, refe
     steps = tensorboard_steps(job(sweep_dir, 0), "train/loss_step")
     assert steps == sorted(set(steps)) and set(steps) <= set(range(1, 2 * STEPS_PER_EPOCH, 2)), steps
     print(f"  job 0's TensorBoard steps of train/loss_step, each once: {steps}")
+
+
+def test_ctrl_c_on_a_sweep_says_how_to_continue_and_it_ends_as_if_never_stopped(data: Path, reference: Path) -> None:
+    sweep_dir = data.parent / "ctrl_c"
+    stopped = sweep(sweep_dir, data, kill="step:1:4", signal_name="INT")  # job 1 mid-epoch, job 0 finished
+    assert stopped.returncode == 1 and "Traceback" not in stopped.stdout + stopped.stderr, stopped.stderr[-3000:]
+    hint = stopped.stderr.strip().splitlines()[-1]
+    assert hint == (
+        f"interrupted; continue with the same command plus hydra.sweep.dir={sweep_dir} "
+        "(finished jobs are kept, interrupted ones resume from their last checkpoint)"
+    ), stopped.stderr[-3000:]
+    assert len(finished(sweep_dir)) == 1
+    launch(sweep_dir, data)
+    assert_equal_to(reference, sweep_dir)
 
 
 def test_a_joblib_sweep_killed_mid_epoch_ends_as_if_never_killed(data: Path, reference: Path) -> None:

@@ -13,6 +13,7 @@ the moments are found from outside, by wrapping what the sweep calls.
 - ``summary:-1``: the sweep's ``summary.csv`` is written, ``summary.md`` not yet.
 
 The whole process group goes (the sweep and its joblib workers), as when a scheduler preempts a job.
+``CHAOS_SIGNAL=INT`` sends SIGINT instead, as a Ctrl-C in the terminal does.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import signal
 import sys
 
 SPEC = os.environ.get("CHAOS_KILL", "")
+SIGNAL = "SIG" + os.environ.get("CHAOS_SIGNAL", "KILL")
 
 
 def _job() -> int:
@@ -32,8 +34,8 @@ def _job() -> int:
 
 def _kill(moment: str) -> None:
     # The process's own stderr: a sweep job's sys.stderr goes to its log file.
-    print(f"chaos: SIGKILL {moment}", file=sys.__stderr__, flush=True)
-    os.killpg(os.getpgrp(), signal.SIGKILL)
+    print(f"chaos: {SIGNAL} {moment}", file=sys.__stderr__, flush=True)
+    os.killpg(os.getpgrp(), getattr(signal, SIGNAL))
 
 
 def _install(moment: str, job: int, n: int) -> None:

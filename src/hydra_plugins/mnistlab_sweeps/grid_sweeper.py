@@ -20,7 +20,7 @@ from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.folds import fold_overrides
-from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, launch_missing
+from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, hint_on_interrupt, launch_missing
 
 
 @dataclass
@@ -48,11 +48,12 @@ class GridSweeper(BasicSweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns: list[list[JobReturn]] = []
         initial_job_idx = 0
-        while not self.is_done():
-            batch = self.get_job_batch()
-            self.validate_batch_is_legal(batch)
-            # A failed job is recorded by the summary callback (its console line, job.json); the sweep goes on.
-            results = launch_missing(self.launcher, self.config, batch, initial_job_idx)
-            initial_job_idx += len(batch)
-            returns.append(results)
+        with hint_on_interrupt(self.config):
+            while not self.is_done():
+                batch = self.get_job_batch()
+                self.validate_batch_is_legal(batch)
+                # A failed job is recorded by the summary callback (its console line, job.json); the sweep goes on.
+                results = launch_missing(self.launcher, self.config, batch, initial_job_idx)
+                initial_job_idx += len(batch)
+                returns.append(results)
         return returns

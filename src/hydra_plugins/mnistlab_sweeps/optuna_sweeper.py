@@ -50,4 +50,7 @@ class OptunaSweeper(Sweeper):
         self.search.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
-        return self.search.sweep(arguments)
+        from hydra_plugins.mnistlab_sweeps.launchers import hint_on_interrupt
+
+        with hint_on_interrupt(self.search.config):
+            return self.search.sweep(arguments)
