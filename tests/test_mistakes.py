@@ -69,6 +69,8 @@ def run_row(row: str, base: Path, tiny_run: Path) -> tuple[subprocess.CompletedP
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.jit.trace(torch.nn.Linear(784, 10), torch.rand(1, 784)).save(str(root / "model.pt"))
+    if row == "export-folder":
+        (root / "notes.txt").write_text("a file where a folder would go")
     fill = {"root": str(root), "run": str(tiny_run)}
     args = [a.format(**fill) for a in overrides.split()]
     if row == "finished-checkpoint":  # tiny data: where the checkpoint's run found it

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from mnistlab.config_checks import check_number
 from mnistlab.data.specs import input_stats
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.ensemble import load_model
@@ -64,8 +65,13 @@ def export(
     """
     if fmt not in SUFFIXES:
         raise MnistlabError(f"format={fmt} must be one of {sorted(SUFFIXES)}")
+    check_number("tolerance", tolerance, low=0)
     if fmt == "onnx":  # before the checkpoint is read: nothing is done that the missing extra would waste
         require("format=onnx", "export", "onnx", "onnxscript", "onnxruntime")
+    try:  # before the work, too: a folder that cannot be made
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MnistlabError(f"output_dir={output_dir} cannot be made: {e.strerror or e}") from None
     system, saved = load_model([ckpt_path] if isinstance(ckpt_path, (str, Path)) else list(ckpt_path))
     mean, std = input_stats(saved)
     model = ProbabilityNet(system.net, system.head, mean, std).eval()

@@ -13,6 +13,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException  # the base class: FastAPI's and the router's 404/405
 
+from mnistlab.config_checks import check_number
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.predictors import load_predictor
 from mnistlab.serving.api import DigitAPI
@@ -98,6 +99,9 @@ def serve(
     timeout: float = 30.0,
 ) -> None:
     """Serves until Ctrl+C (scripts/serve.py makes SIGTERM one: ``mnistlab.process.stop_on_sigterm``)."""
+    check_number("max_batch_size", max_batch_size, integer=True, low=1)  # LitServe would refuse with a traceback
+    check_number("batch_timeout", batch_timeout, low=0)
+    check_number("timeout", timeout, low=0, low_open=True)
     check_address(host, port)
     server = build_server(model_path, accelerator, max_batch_size, batch_timeout, timeout)
     shown = "localhost" if host == "127.0.0.1" else host
