@@ -89,3 +89,21 @@ def test_no_other_module_touches_lightnings_private_state() -> None:
         for m in pattern.finditer(path.read_text())
     }
     assert not users, users
+
+
+def test_the_fit_loop_raises_its_count_checks_where_mnistlab_looks(tiny_data: Path, tmp_path: Path) -> None:
+    """``val_check_interval`` above an epoch's batches: Lightning's ValueError, recognised by its module."""
+    from mnistlab.user_errors import user_error
+
+    trainer = pl.Trainer(
+        max_epochs=1, logger=False, enable_progress_bar=False, default_root_dir=tmp_path, val_check_interval=1000
+    )
+    dm = MNISTDataModule(str(tiny_data), download=False, verify=False, val_size=10, batch_size=20)
+    with pytest.raises(ValueError) as raised:
+        trainer.fit(Classifier(MLP(8)), datamodule=dm)
+    assert lightning_private.count_refused_by_lightning(raised.value), (
+        f"lightning {pl.__version__} no longer raises this in {lightning_private.FIT_LOOP_MODULE}: "
+        "update mnistlab/lightning_private.py"
+    )
+    assert "`val_check_interval` (1000) must be less than or equal" in user_error(raised.value)
+    assert not lightning_private.count_refused_by_lightning(ValueError("raised here"))

@@ -21,6 +21,9 @@ Attributes touched (``PRIVATE_ATTRIBUTES`` lists them for the test):
   called to add raw summaries and events.
 - A checkpoint's ``loops`` entry (``CHECKPOINT_EPOCHS_PROCESSED``): the fit loop's saved state, read for the
   epochs a checkpoint has trained through.
+- The module ``lightning.pytorch.loops.fit_loop`` (``FIT_LOOP_MODULE``): where Lightning checks the Trainer's
+  counts against the data once it is set up (``val_check_interval`` above an epoch's batches) and raises a
+  plain ``ValueError``, which ``count_refused_by_lightning`` recognises for ``mnistlab.user_errors``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("ModelCheckpoint", "_train_time_interval"),
     ("SummaryWriter", "_get_file_writer"),
 )
+# The module whose ValueErrors are Lightning's checks of the Trainer's counts against the data.
+FIT_LOOP_MODULE = "lightning.pytorch.loops.fit_loop"
 # The keys, in a checkpoint, of the fit loop's count of epochs whose training has run.
 CHECKPOINT_EPOCHS_PROCESSED = ("loops", "fit_loop", "epoch_progress", "current", "processed")
 
@@ -140,3 +145,11 @@ def checkpoint_epochs_processed(ckpt: dict[str, Any]) -> int | None:
             return None
         node = node[key]
     return int(node)
+
+
+def count_refused_by_lightning(exc: BaseException) -> bool:
+    """Whether ``exc`` is a ``ValueError`` raised in Lightning's fit loop module (a Trainer count the data refuses)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return isinstance(exc, ValueError) and tb is not None and tb.tb_frame.f_globals.get("__name__") == FIT_LOOP_MODULE

@@ -8,11 +8,13 @@ value refused by the constructor of an object the config builds (Hydra wraps tho
 else is a bug, in mnistlab or in the user's own code, and keeps its traceback.
 
 The one place that reads exceptions this way: the entry scripts (``mnistlab.process``), the MLflow
-logger and the sweep callbacks all ask ``user_error``. It imports nothing of mnistlab but its errors.
+logger and the sweep callbacks all ask ``user_error``. It imports nothing of mnistlab but its errors (and,
+for a ``ValueError`` once Lightning is loaded, ``mnistlab.lightning_private``).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 from mnistlab.errors import MnistlabError
@@ -20,8 +22,6 @@ from mnistlab.errors import MnistlabError
 EXIT_USER_ERROR = 2
 # Lightning's wording for "accelerator=gpu on a machine without one", and what mnistlab says instead.
 NO_GPU = "No supported gpu backend found!"
-# The module whose ValueErrors are Lightning's checks of Trainer settings against the data.
-FIT_LOOP = "lightning.pytorch.loops.fit_loop"
 # Hydra 1.3's InstantiationException has no attribute for the failing node's key; its message ends with it.
 FULL_KEY = "full_key: "
 
@@ -43,16 +43,16 @@ def _is_misconfiguration(exc: BaseException) -> bool:
     return any(cls.__name__ == "MisconfigurationException" for cls in type(exc).__mro__)
 
 
-def _refused_by_fit_loop(exc: BaseException) -> bool:
+def _count_refused_by_lightning(exc: BaseException) -> bool:
     """A ``ValueError`` of Lightning's fit loop: its check of the Trainer's counts against the data.
 
-    ``val_check_interval`` above an epoch's batch count, say, is known only once the data is set up,
-    and Lightning raises a plain ``ValueError`` from ``lightning.pytorch.loops.fit_loop`` for it.
+    ``val_check_interval`` above an epoch's batch count, say, is known only once the data is set up.
     """
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return isinstance(exc, ValueError) and tb is not None and tb.tb_frame.f_globals.get("__name__") == FIT_LOOP
+    if not isinstance(exc, ValueError) or "lightning.pytorch" not in sys.modules:
+        return False  # raised before Lightning was loaded: none of its checks (nor an import of it, here)
+    from mnistlab.lightning_private import count_refused_by_lightning
+
+    return count_refused_by_lightning(exc)
 
 
 def _instantiation_key(exc: BaseException) -> str:
@@ -74,7 +74,7 @@ def user_error(exc: BaseException) -> str | None:
             return f"{key} is required: add {key}=... to the command" + (
                 " (a .ckpt file or a run folder)" if key == "ckpt_path" else ""
             )
-        if _is_misconfiguration(seen) or _refused_by_fit_loop(seen):
+        if _is_misconfiguration(seen) or _count_refused_by_lightning(seen):
             text = str(seen).strip()
             if text == NO_GPU:
                 return "trainer.accelerator=gpu, but this machine has no usable GPU; use trainer.accelerator=cpu"
