@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import DATA_DIR, ROOT
 
-from mnistlab.command_line import config_mistake, distance, nearest
+from mnistlab.command_line import config_mistake
+from mnistlab.spelling import distance, nearest
 
 # (script, arguments, the fix the line must name)
 CASES = [

@@ -35,8 +35,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config_checks import target_arguments
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
+from mnistlab.spelling import nearest
 
-MAX_DISTANCE = 2  # the furthest a suggestion may be from what was typed (insertions, deletions, swaps)
 SHOWN_KEYS = 10  # allowed keys listed in a message before "..."
 # Flags after which the command only shows something (help, the config): nothing is run, nothing checked.
 SHOW_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
@@ -45,33 +45,6 @@ FLAGS_WITH_VALUE = {
     "--config-dir": "dir", "-cd": "dir", "--package": "package", "-p": "package",
 }  # fmt: skip
 _ABSENT = object()
-
-
-def distance(a: str, b: str) -> int:
-    """Edit distance with adjacent swaps (optimal string alignment), case-insensitive.
-
-    Hand-written (a dozen lines) rather than a new dependency such as rapidfuzz.
-    """
-    a, b = a.lower(), b.lower()
-    rows = [list(range(len(b) + 1))] + [[i] + [0] * len(b) for i in range(1, len(a) + 1)]
-    for i in range(1, len(a) + 1):
-        for j in range(1, len(b) + 1):
-            cost = a[i - 1] != b[j - 1]
-            rows[i][j] = min(rows[i - 1][j] + 1, rows[i][j - 1] + 1, rows[i - 1][j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                rows[i][j] = min(rows[i][j], rows[i - 2][j - 2] + 1)
-    return rows[-1][-1]
-
-
-def nearest(word: str, choices: list[str]) -> str | None:
-    """The choice closest to ``word``: within edit distance 2 (1 for words of up to 4 letters), else the
-    one choice that starts with it (``ckpt`` -> ``ckpt_path``); None if neither."""
-    limit = MAX_DISTANCE if len(word) > 4 else 1
-    scored = sorted((distance(word, c), i, c) for i, c in enumerate(choices))
-    if scored and scored[0][0] <= limit:
-        return scored[0][2]
-    starting = [c for c in choices if len(word) >= 3 and c.lower().startswith(word.lower())]
-    return starting[0] if len(starting) == 1 else None
 
 
 def _listing(names: list[str]) -> str:
