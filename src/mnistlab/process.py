@@ -3,7 +3,7 @@
 Library code changes no process-wide state; the entry scripts (``scripts/*.py``, the benchmarks
 that train) call these, and the sweep plugin's callbacks, which Hydra runs in the job's process,
 use ``JobConsole`` and ``pin_gpu`` (and ``configure_job`` before the folds' ensemble is tested in the
-sweep's process). What is set, and why:
+sweep's process; the sweepers ``hint_on_interrupt``). What is set, and why:
 
 - ``setup``, first thing, before Hydra composes:
   - OmegaConf resolvers ``${mnistlab.*}``: the configs' run folders (evaluate's, a resumed run's) and
@@ -214,11 +214,12 @@ def exit_on_user_error() -> Iterator[None]:
 
 @contextmanager
 def hint_on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
-    """After a Ctrl-C, prints ``hint()`` (what to run to continue) on rank 0.
+    """After a Ctrl-C, prints ``hint()`` (what to run to continue) on rank 0: a run's, or a sweep's.
 
     Lightning catches the ``KeyboardInterrupt`` inside ``trainer.fit``, shuts down and exits with 1;
-    that exit keeps its status. One outside the fit (while the data loads) ends the process with
-    130, the shell's status for SIGINT, instead of a traceback.
+    that exit keeps its status (in a sweep's sequential job too, which ends the sweep). One outside
+    the fit (while the data loads, or under joblib while the sweep waits for its workers) ends the
+    process with 130, the shell's status for SIGINT, instead of a traceback.
     """
     try:
         yield
@@ -233,7 +234,7 @@ def hint_on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
 
 def _print_hint(hint: Callable[[], str]) -> None:
     if os.environ.get("LOCAL_RANK", "0") == "0":  # DDP's other ranks, which Lightning started, say nothing
-        print(hint(), file=sys.stderr)
+        print(hint(), file=sys.__stderr__)  # the console: an interrupted sweep job never handed it back (JobConsole)
 
 
 @contextmanager

@@ -41,6 +41,8 @@ from hydra_plugins.mnistlab_sweeps.folds import fold_overrides
 from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, refuse
 from hydra_plugins.mnistlab_sweeps.optuna_sweeper import OptunaSweeperConf
 from mnistlab.atomic_files import write_json
+from mnistlab.config_checks import check_number
+from mnistlab.errors import ConfigError
 from mnistlab.resume import job_folders, job_status
 from mnistlab.sweeps.summary import JOB_FILE, STUDY_FILE, read_metrics
 
@@ -147,10 +149,11 @@ class OptunaSearch:
 
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
         check_launcher(self.config)
-        for key in ("n_trials", "n_jobs"):
-            value = getattr(self.conf, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                refuse(f"hydra.sweeper.{key}={value!r} is out of range: must be an integer >= 1")
+        try:
+            for key in ("n_trials", "n_jobs"):
+                check_number(f"hydra.sweeper.{key}", getattr(self.conf, key), integer=True, low=1)
+        except ConfigError as e:
+            refuse(str(e))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")

@@ -20,7 +20,8 @@ from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.folds import fold_overrides
-from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, hint_on_interrupt, launch_missing
+from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, continue_hint, launch_missing
+from mnistlab import process
 
 
 @dataclass
@@ -48,7 +49,7 @@ class GridSweeper(BasicSweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns: list[list[JobReturn]] = []
         initial_job_idx = 0
-        with hint_on_interrupt(self.config):
+        with process.hint_on_interrupt(lambda: continue_hint(self.config)):
             while not self.is_done():
                 batch = self.get_job_batch()
                 self.validate_batch_is_legal(batch)

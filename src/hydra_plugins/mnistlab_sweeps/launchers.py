@@ -5,8 +5,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -43,24 +42,12 @@ def check_launcher(config: DictConfig) -> None:
         refuse("hydra.launcher.n_jobs=0 runs no job: give the number of workers (-1: one per core)")
 
 
-@contextmanager
-def hint_on_interrupt(config: DictConfig) -> Iterator[None]:
-    """After a Ctrl-C, the line that continues the sweep; a bare ``KeyboardInterrupt`` exits 130, no traceback.
-
-    In a job of the sequential launcher Lightning catches it, shuts the job down and exits with 1, which ends
-    the sweep with that status; under joblib it reaches this process while it waits for the workers.
-    """
-    try:
-        yield
-    except (KeyboardInterrupt, SystemExit) as exc:
-        if isinstance(exc, SystemExit) and not isinstance(exc.__context__, KeyboardInterrupt):
-            raise
-        print(
-            f"interrupted; continue with the same command plus hydra.sweep.dir={config.hydra.sweep.dir} "
-            "(finished jobs are kept, interrupted ones resume from their last checkpoint)",
-            file=sys.__stderr__,  # the console: an interrupted job never handed it back (process.JobConsole)
-        )
-        sys.exit(130 if isinstance(exc, KeyboardInterrupt) else exc.code)
+def continue_hint(config: DictConfig) -> str:
+    """The line a Ctrl-C on a sweep ends with (``mnistlab.process.hint_on_interrupt`` prints it)."""
+    return (
+        f"interrupted; continue with the same command plus hydra.sweep.dir={config.hydra.sweep.dir} "
+        "(finished jobs are kept, interrupted ones resume from their last checkpoint)"
+    )
 
 
 def launch_missing(

@@ -50,7 +50,8 @@ class OptunaSweeper(Sweeper):
         self.search.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
-        from hydra_plugins.mnistlab_sweeps.launchers import hint_on_interrupt
+        from hydra_plugins.mnistlab_sweeps.launchers import continue_hint
+        from mnistlab import process
 
-        with hint_on_interrupt(self.search.config):
+        with process.hint_on_interrupt(lambda: continue_hint(self.search.config)):
             return self.search.sweep(arguments)
