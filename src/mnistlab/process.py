@@ -15,6 +15,7 @@ sweep's process; the sweepers ``hint_on_interrupt``). What is set, and why:
   - ``PYTORCH_NVML_BASED_CUDA_CHECK=0`` where NVML cannot load: Adam asks CUDA at every step.
   - ``threading.excepthook``: a TensorBoard writer thread's failed write (a full disk) prints no
     traceback of its own; the run reports it in one line.
+  - the ``gc.freeze`` exit hook of ``setup`` in a parallel launcher's worker, which never ran ``setup``.
 - ``exit_on_user_error``: a user error ends the process with one line and exit status 2.
 - ``hint_on_interrupt``: after a Ctrl-C, the line that continues the run (a bare ``KeyboardInterrupt``: exit 130).
 - ``ddp_children_join_this_job``: ``sys.argv``, ``__main__.__spec__`` and the environment for
@@ -101,6 +102,9 @@ def val_size(cv: int | None, size: int) -> int:
     return size if cv is None else 0
 
 
+_exit_hook_registered = False
+
+
 def skip_final_collection() -> None:
     """Spares the interpreter its last garbage collection at exit, some 0.7 s once Lightning is loaded.
 
@@ -110,8 +114,12 @@ def skip_final_collection() -> None:
     MLflow's), takes those objects out of the collector's sight. The rest of the exit is
     unchanged: objects are freed as their references go, files are flushed and closed. Only
     ``__del__`` of objects caught in cycles is skipped, which Python does not promise at exit.
+    Registered once per process, however often it is called.
     """
-    atexit.register(gc.freeze)
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        atexit.register(gc.freeze)
+        _exit_hook_registered = True
 
 
 class _NoTips(logging.Filter):
@@ -127,6 +135,8 @@ def configure_job() -> None:
       Hydra's handler on the root logger prints the same records again: Hydra's (console and log
       file) is kept, so each line is printed once. Lightning's tips are filtered out.
     - ``skip_nvml_probe_without_driver``.
+    - ``skip_final_collection``: a parallel launcher's worker (joblib) runs jobs without the script's
+      ``setup``, and the sweep waits for its exit (about 1 s a worker without it).
     """
     for pattern in IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
@@ -143,6 +153,7 @@ def configure_job() -> None:
             logger.addFilter(_NoTips())
     skip_nvml_probe_without_driver()
     quiet_event_writer_threads()
+    skip_final_collection()
 
 
 def quiet_event_writer_threads() -> None:
