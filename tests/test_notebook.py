@@ -27,4 +27,7 @@ def test_notebook_linear_accuracy(tmp_path: Path) -> None:
 
 
 def test_notebook_hidden_accuracy(notebook_hidden_run: TrainedRun) -> None:
-    check_notebook_run(notebook_hidden_run, 0.974)
+    # The recipe gives 97.31-97.36% mean over seeds 1, 2, 3, 42 (std 0.17-0.23, runs 97.15-97.63%), and one
+    # seed's figure moves with the CPU's float kernels (seed 42: 97.46% on AMD EPYC, 97.36% on Intel Xeon):
+    # 97.0%, about the mean less two std, as the GPU test asks; a broken recipe lands far below (linear: 92.5%).
+    check_notebook_run(notebook_hidden_run, 0.970)
