@@ -109,6 +109,21 @@ def kill_at_first_checkpoint(args: list[str], last: Path) -> None:
     assert proc.returncode == -signal.SIGKILL, stderr[-3000:]
 
 
+# The suite's longest files, longest first (2026-12-05, 2 xdist workers). They are queued first so that the
+# two workers end together; by default xdist queues files by their number of tests, which left the
+# one-test real-data runs (test_cnn.py: 3 minutes) to the end, one worker idle. Needs --no-loadscope-reorder.
+LONGEST_FIRST = (
+    "test_docs_commands.py", "test_lightning_contract.py", "test_cnn.py", "test_own_network.py",
+    "test_best_hidden.py", "test_fashion_mnist.py", "test_ddp.py", "test_cross_validation.py",
+    "test_speedrun.py", "test_export.py", "test_predict.py", "test_errors.py", "test_mistakes.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 @dataclass
 class TrainedRun:
     """A finished ``scripts/train.py`` run: its folder and console output."""
