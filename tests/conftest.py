@@ -12,8 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mnistlab.process import register_resolvers
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two xdist workers share the two cores: torch takes one thread in each worker and in every script it
+    # starts (inherited). With two threads each, concurrent runs' OpenMP threads spin against each other:
+    # a 9 s notebook fit took 268 s, and experiment=cnn overran its 10 minutes next to the docs test.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 # The configs' ${mnistlab.*} resolvers, as every entry script registers them (mnistlab.process.setup),
 # for the tests that compose conf/ themselves.
@@ -111,7 +119,7 @@ def kill_at_first_checkpoint(args: list[str], last: Path) -> None:
 
 # The suite's longest files, longest first (2026-12-05, 2 xdist workers). They are queued first so that the
 # two workers end together; by default xdist queues files by their number of tests, which left the
-# one-test real-data runs (test_cnn.py: 3 minutes) to the end, one worker idle. Needs --no-loadscope-reorder.
+# one-test real-data runs (test_cnn.py: 3-5 minutes) to the end, one worker idle. Needs --no-loadscope-reorder.
 LONGEST_FIRST = (
     "test_docs_commands.py", "test_lightning_contract.py", "test_cnn.py", "test_own_network.py",
     "test_best_hidden.py", "test_fashion_mnist.py", "test_ddp.py", "test_cross_validation.py",
@@ -140,9 +148,11 @@ class TrainedRun:
         return json.loads((self.dir / "metrics.json").read_text())
 
 
-def train(run_dir: Path, *overrides: str) -> TrainedRun:
+def train(run_dir: Path, *overrides: str, timeout: int = 600) -> TrainedRun:
     """Runs ``scripts/train.py`` into ``run_dir`` without a progress bar and checks that it succeeded."""
-    result = run_script("train.py", *overrides, f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0")
+    result = run_script(
+        "train.py", *overrides, f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0", timeout=timeout
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return TrainedRun(run_dir, result.stdout)
 
