@@ -19,7 +19,8 @@ from mnistlab.process import register_resolvers
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two xdist workers share the two cores: torch takes one thread in each worker and in every script it
     # starts (inherited). With two threads each, concurrent runs' OpenMP threads spin against each other:
-    # a 9 s notebook fit took 268 s, and experiment=cnn overran its 10 minutes next to the docs test.
+    # experiment=cnn overran its 10 minutes next to the docs test (and with two suites at once, a 9 s
+    # notebook fit took 268 s).
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
