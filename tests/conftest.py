@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from mnistlab.process import register_resolvers
 
@@ -21,6 +20,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # starts (inherited). With two threads each, concurrent runs' OpenMP threads spin against each other:
     # experiment=cnn overran its 10 minutes next to the docs test (and with two suites at once, a 9 s
     # notebook fit took 268 s).
+    import torch  # here only: xdist's controller process, which runs no test, need not load it
+
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
