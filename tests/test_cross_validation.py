@@ -42,13 +42,18 @@ def _jobs(sweep: Path) -> list[Path]:
 def test_one_command_runs_every_fold_and_tests_their_ensemble(cv_sweep: tuple[Path, str]) -> None:
     sweep, stdout = cv_sweep
     jobs = _jobs(sweep)
-    assert [yaml.safe_load((j / ".hydra" / "overrides.yaml").read_text())[-1] for j in jobs] == [
-        "data.fold=0",
-        "data.fold=1",
-        "data.fold=2",
+    # Fold i trains with the sweep's seed + i, written into its overrides: the members differ in initialisation.
+    assert [yaml.safe_load((j / ".hydra" / "overrides.yaml").read_text())[-2:] for j in jobs] == [
+        ["data.fold=0", "seed=42"],
+        ["data.fold=1", "seed=43"],
+        ["data.fold=2", "seed=44"],
     ]
-    configs = [yaml.safe_load((j / ".hydra" / "config.yaml").read_text())["data"] for j in jobs]
-    assert all(c["folds"] == "${cv}" for c in configs)  # the saved config, as composed
+    configs = [yaml.safe_load((j / ".hydra" / "config.yaml").read_text()) for j in jobs]
+    assert all(c["data"]["folds"] == "${cv}" for c in configs)  # the saved config, as composed
+    assert [c["seed"] for c in configs] == [42, 43, 44]
+    first_layers = [torch.load(find_checkpoints(j)[0], weights_only=True)["state_dict"] for j in jobs]
+    weights = [next(v for k, v in sd.items() if k.endswith("weight")) for sd in first_layers]
+    assert not torch.equal(weights[0], weights[1])
     members = (sweep / "ensembles" / "0" / "members.csv").read_text().splitlines()
     assert len(members) == 4 and all(j.name in m for j, m in zip(jobs, members[1:], strict=True))
     ensemble = json.loads((sweep / "ensembles" / "0" / "metrics.json").read_text())
@@ -158,6 +163,9 @@ def test_members_that_disagree_are_refused_in_one_line(cv_sweep: tuple[Path, str
         (3, ["data.folds=4"], "cv=3 runs every fold itself: drop data.folds=4"),
         (3, ["data.val_size=5000"], "cv=3 validates each job on its fold: drop data.val_size=5000"),
         (3, ["data.val_size=0"], None),
+        (3, ["seed=1,2"], "cv=3 gives fold i the seed S+i: set one seed S (e.g. seed=7), not a list"),
+        (3, ["seed=7"], None),
+        (None, ["seed=1,2"], None),
         (3, ["model=linear,hidden"], None),
     ],
 )

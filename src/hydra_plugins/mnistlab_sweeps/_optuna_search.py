@@ -37,7 +37,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.mnistlab_sweeps.folds import fold_overrides
+from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
 from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, refuse
 from hydra_plugins.mnistlab_sweeps.optuna_sweeper import OptunaSweeperConf
 from mnistlab.atomic_files import write_json
@@ -231,13 +231,19 @@ class OptunaSearch:
             time.sleep(self.conf.heartbeat_interval)
 
     def _cross_validate(
-        self, study: optuna.Study, trials: list[optuna.Trial], arguments: list[str], folds: list[str], first_job: int
+        self,
+        study: optuna.Study,
+        trials: list[optuna.Trial],
+        arguments: list[str],
+        folds: list[list[str]],
+        first_job: int,
     ) -> list[JobReturn]:
         """Runs ``trials`` fold by fold; tells each its mean over the folds, or PRUNED/FAIL on the way."""
         values: dict[int, list[float]] = {trial.number: [] for trial in trials}
         alive, returns = list(trials), []
         for step, fold in enumerate(folds):
-            batch = [[*arguments, *(f"{k}={override_value(v)}" for k, v in t.params.items()), fold] for t in alive]
+            trial_overrides = [[*arguments, *(f"{k}={override_value(v)}" for k, v in t.params.items())] for t in alive]
+            batch = [fold_job(overrides, fold) for overrides in trial_overrides]
             results = list(self.launcher.launch(batch, initial_job_idx=first_job))
             first_job += len(batch)
             returns.extend(results)

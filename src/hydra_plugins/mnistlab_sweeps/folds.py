@@ -1,5 +1,9 @@
 """``cv=K`` in a sweep: every configuration the sweeper makes runs once per fold (``data.fold=0..K-1``), and
-the folds' ensemble is tested when the sweep ends."""
+the folds' ensemble is tested when the sweep ends.
+
+Fold ``i`` trains with ``seed=S+i`` (``S``: the sweep's ``seed``), written into its job's overrides: members
+with one seed share their initialisation and shuffling, and their ensemble gains little over them.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnistlab.user_errors import EXIT_USER_ERROR
 
 FOLD_KEYS = ("data.fold", "data.folds")
+SEED_KEY = "seed"
 # Hydra's sequential launcher, the one that runs the jobs in the sweep's own process.
 IN_PROCESS_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
@@ -32,6 +37,8 @@ def cv_mistake(cv: object, arguments: list[str]) -> str | None:
     swept = [o for o in OverridesParser.create().parse_overrides(arguments) if o.is_sweep_override()]
     if any(o.key_or_group == "cv" for o in swept):  # Hydra leaves a swept key out of the sweep's own config
         return "cv takes one number of folds per sweep (e.g. cv=5), not a list; run one sweep per K"
+    if cv is not None and any(o.key_or_group == SEED_KEY for o in swept):
+        return f"cv={cv} gives fold i the seed S+i: set one seed S (e.g. seed=7), not a list"
     if cv is None:
         return None
     if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
@@ -43,16 +50,23 @@ def cv_mistake(cv: object, arguments: list[str]) -> str | None:
     return None
 
 
-def fold_overrides(config: DictConfig, arguments: list[str]) -> list[str]:
-    """The overrides of one job per fold, ``["data.fold=0", ..., "data.fold=K-1"]``; ``[]`` without ``cv``.
+def fold_overrides(config: DictConfig, arguments: list[str]) -> list[list[str]]:
+    """What each fold's job adds to its configuration's overrides, ``[["data.fold=0", "seed=S"], ...]``.
 
-    Exits with one ``error:`` line (code 2) for a setting that cannot run, before any job starts.
+    ``[]`` without ``cv``. Exits with one ``error:`` line (code 2) for a setting that cannot run, before any
+    job starts.
     """
     cv = config.get("cv")
     if mistake := cv_mistake(cv, arguments):
         print(f"error: {mistake}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
-    return [] if cv is None else [f"data.fold={i}" for i in range(cv)]
+    seed = int(config.get(SEED_KEY) or 0)  # the sweep's own config holds the command's seed=S
+    return [] if cv is None else [[f"data.fold={i}", f"{SEED_KEY}={seed + i}"] for i in range(cv)]
+
+
+def fold_job(overrides: list[str], fold: list[str]) -> list[str]:
+    """One fold's job: a configuration's ``overrides`` (its own ``seed=S`` replaced) and that fold's."""
+    return [o for o in overrides if _key(o) != SEED_KEY] + fold
 
 
 class FoldEnsembles(Callback):

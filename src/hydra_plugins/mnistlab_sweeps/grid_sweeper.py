@@ -5,8 +5,8 @@ Hydra's ``BasicSweeper`` re-raises the first failed job after its batch, which s
 later batches and ``on_multirun_end`` (so no summary). This one records and goes on; the
 summary callback turns failures into a non-zero exit status. Run again with the same
 ``hydra.sweep.dir``, it launches only what that folder does not hold finished (``launch_missing``).
-With ``cv=K`` every combination runs once per fold: ``data.fold=0,...,K-1`` is the last
-(fastest-varying) sweep, so the folds of one configuration are consecutive jobs.
+With ``cv=K`` every combination runs once per fold (``data.fold=i seed=S+i``, ``folds.fold_overrides``),
+and the folds of one configuration are consecutive jobs.
 """
 
 from dataclasses import dataclass
@@ -19,7 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
-from hydra_plugins.mnistlab_sweeps.folds import fold_overrides
+from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
 from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, continue_hint, launch_missing
 from mnistlab import process
 
@@ -40,10 +40,13 @@ class GridSweeper(BasicSweeper):
         check_launcher(self.config)
         params_conf = self._parse_config()
         params_conf.extend(arguments)
-        if folds := fold_overrides(self.config, arguments):
-            params_conf.append("data.fold=" + ",".join(f.split("=", 1)[1] for f in folds))
+        folds = fold_overrides(self.config, arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         self.overrides = self.split_arguments(parser.parse_overrides(params_conf), self.max_batch_size)
+        if folds:  # each combination once per fold, re-batched
+            jobs = [fold_job(job, fold) for batch in self.overrides for job in batch for fold in folds]
+            size = self.max_batch_size or len(jobs)
+            self.overrides = [jobs[i : i + size] for i in range(0, len(jobs), size)]
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")

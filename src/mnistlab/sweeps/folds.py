@@ -1,9 +1,9 @@
 """Cross-validation in a sweep (``-m cv=K``): the folds of each configuration as one row, and their ensemble.
 
-The jobs of one configuration differ only in ``data.fold``. Each configuration's ensemble (the mean of
-its fold models' probabilities) is tested once the sweep ends, into ``<sweep>/ensembles/<n>/``: the
-usual report files, ``members.csv``, ``metrics.json``, a TensorBoard run, and ``ensemble.json`` naming
-the configuration, which the summary reads back.
+The jobs of one configuration differ only in ``data.fold`` and the seed that goes with it. Each
+configuration's ensemble (the mean of its fold models' probabilities) is tested once the sweep ends, into
+``<sweep>/ensembles/<n>/``: the usual report files, ``members.csv``, ``metrics.json``, a TensorBoard run,
+and ``ensemble.json`` naming the configuration, which the summary reads back.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # the summary imports this module
     from mnistlab.sweeps.summary import JobRecord
 
 FOLD_KEY = "data.fold"
+# cv=K gives fold i the seed S+i (hydra_plugins.mnistlab_sweeps.folds): not part of the configuration.
+PER_FOLD = (FOLD_KEY, "seed")
 ENSEMBLES = "ensembles"
 ENSEMBLE_FILE = "ensemble.json"
 STATS = ("val/acc_best", "test/acc")
@@ -90,7 +92,7 @@ def fold_groups(jobs: Sequence[JobRecord], sweep_dir: Path | None = None) -> lis
     groups: dict[tuple[str, ...], list[JobRecord]] = {}
     for job in jobs:
         if any(_key(o) == FOLD_KEY for o in job.overrides):
-            groups.setdefault(tuple(sorted(o for o in job.overrides if _key(o) != FOLD_KEY)), []).append(job)
+            groups.setdefault(tuple(sorted(o for o in job.overrides if _key(o) not in PER_FOLD)), []).append(job)
     ensembles = read_ensembles(sweep_dir) if sweep_dir is not None else {}
     rows = [FoldGroup(list(k), sorted(v, key=_fold), ensembles.get(k, {})) for k, v in groups.items()]
     return sorted(rows, key=lambda g: -(g.stat("val/acc_best") or (-1.0, 0.0))[0])
