@@ -18,10 +18,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab.sweeps.folds import SEED_KEY
 from mnistlab.user_errors import EXIT_USER_ERROR
 
 FOLD_KEYS = ("data.fold", "data.folds")
-SEED_KEY = "seed"
 # Hydra's sequential launcher, the one that runs the jobs in the sweep's own process.
 IN_PROCESS_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 

@@ -23,8 +23,9 @@ if TYPE_CHECKING:  # the summary imports this module
     from mnistlab.sweeps.summary import JobRecord
 
 FOLD_KEY = "data.fold"
+SEED_KEY = "seed"
 # cv=K gives fold i the seed S+i (hydra_plugins.mnistlab_sweeps.folds): not part of the configuration.
-PER_FOLD = (FOLD_KEY, "seed")
+PER_FOLD = (FOLD_KEY, SEED_KEY)
 ENSEMBLES = "ensembles"
 ENSEMBLE_FILE = "ensemble.json"
 STATS = ("val/acc_best", "test/acc")

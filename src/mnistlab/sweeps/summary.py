@@ -83,7 +83,7 @@ def collect_jobs(sweep_dir: Path, exclude_keys: Sequence[str] = ()) -> list[JobR
 
 
 def _without_seed(job: JobRecord) -> tuple[str, ...]:
-    return tuple(sorted(o for o in job.overrides if o.split("=", 1)[0].lstrip("+~") != "seed"))
+    return tuple(sorted(o for o in job.overrides if o.split("=", 1)[0].lstrip("+~") != folds.SEED_KEY))
 
 
 def seed_groups(jobs: Sequence[JobRecord], keys: Sequence[str] = GROUP_KEYS) -> list:
@@ -95,7 +95,7 @@ def seed_groups(jobs: Sequence[JobRecord], keys: Sequence[str] = GROUP_KEYS) -> 
     """
     groups: dict[tuple[str, ...], list[JobRecord]] = {}
     for job in jobs:
-        if job.status == "ok" and any(o.split("=", 1)[0] == "seed" for o in job.overrides):
+        if job.status == "ok" and any(o.split("=", 1)[0] == folds.SEED_KEY for o in job.overrides):
             groups.setdefault(_without_seed(job), []).append(job)
     rows = []
     for overrides, members in groups.items():
