@@ -10,8 +10,9 @@ import pytest
 import torch
 import yaml
 from conftest import run_script, write_idx_set
+from omegaconf import OmegaConf
 
-from hydra_plugins.mnistlab_sweeps.folds import cv_mistake
+from hydra_plugins.mnistlab_sweeps.folds import cv_mistake, fold_overrides
 from mnistlab.checkpoints import find_checkpoints
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.ensemble import load_ensemble
@@ -232,3 +233,12 @@ def test_optuna_trial_is_the_mean_over_its_folds_and_is_pruned_between_folds(tin
         else:  # pruned on its running mean after the first fold: the second never ran
             assert trial.state == optuna.trial.TrialState.PRUNED and len(folds) == 1
             assert trial.intermediate_values == {0: pytest.approx(folds[0])}
+
+
+def test_fold_seeds_follow_the_command_seed_and_leave_null_random() -> None:
+    assert fold_overrides(OmegaConf.create({"cv": 2, "seed": 7}), []) == [
+        ["data.fold=0", "seed=7"],
+        ["data.fold=1", "seed=8"],
+    ]
+    assert fold_overrides(OmegaConf.create({"cv": 2, "seed": None}), []) == [["data.fold=0"], ["data.fold=1"]]
+    assert fold_overrides(OmegaConf.create({"cv": None, "seed": 7}), []) == []

@@ -53,6 +53,8 @@ def cv_mistake(cv: object, arguments: list[str]) -> str | None:
 def fold_overrides(config: DictConfig, arguments: list[str]) -> list[list[str]]:
     """What each fold's job adds to its configuration's overrides, ``[["data.fold=0", "seed=S"], ...]``.
 
+    With ``seed=null`` the folds get no seed: each job draws its own, as any run without a seed does.
+
     ``[]`` without ``cv``. Exits with one ``error:`` line (code 2) for a setting that cannot run, before any
     job starts.
     """
@@ -60,8 +62,12 @@ def fold_overrides(config: DictConfig, arguments: list[str]) -> list[list[str]]:
     if mistake := cv_mistake(cv, arguments):
         print(f"error: {mistake}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
-    seed = int(config.get(SEED_KEY) or 0)  # the sweep's own config holds the command's seed=S
-    return [] if cv is None else [[f"data.fold={i}", f"{SEED_KEY}={seed + i}"] for i in range(cv)]
+    if cv is None:
+        return []
+    seed = config.get(SEED_KEY)  # the sweep's own config holds the command's seed=S
+    if seed is None:  # seed=null: every job draws its own seed already (Lightning's seed_everything(None))
+        return [[f"data.fold={i}"] for i in range(cv)]
+    return [[f"data.fold={i}", f"{SEED_KEY}={seed + i}"] for i in range(cv)]
 
 
 def fold_job(overrides: list[str], fold: list[str]) -> list[str]:
