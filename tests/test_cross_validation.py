@@ -175,6 +175,23 @@ def test_the_sweepers_check_cv_before_any_job(cv: object, arguments: list[str], 
 
 
 @pytest.mark.parametrize(
+    ("searched", "message"),
+    [
+        (["seed"], "cv=3 sets data.fold and seed per fold: take seed out of hydra.sweeper.params"),
+        (
+            ["optimizer.lr", "data.fold", "data.val_size"],
+            "cv=3 sets data.fold and seed per fold: take data.fold, data.val_size out of hydra.sweeper.params",
+        ),
+        (["optimizer.lr", "model.hidden_units"], None),
+    ],
+)
+def test_a_search_over_what_cv_sets_per_fold_is_refused(searched: list[str], message: str | None) -> None:
+    # Each fold job replaces the trial's own seed: a searched seed would be dropped without a word.
+    assert cv_mistake(3, [], searched) == message
+    assert cv_mistake(None, [], searched) is None
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (("cv=3",), "error: cv=3 runs one job per fold: add -m (python scripts/train.py -m ... cv=3)"),

@@ -60,6 +60,13 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "run"
 
 
+def filled(text: str, fill: dict[str, str]) -> str:
+    """``text`` with its ``{root}`` and ``{run}`` filled in; other braces (a Hydra dict override) stay."""
+    for name, value in fill.items():
+        text = text.replace(f"{{{name}}}", value)
+    return text
+
+
 def run_row(row: str, base: Path, tiny_run: Path) -> tuple[subprocess.CompletedProcess, dict[str, str], Path]:
     script, overrides, _, _ = rows()[row]
     root, cwd = base / "input", base / "cwd"
@@ -72,7 +79,7 @@ def run_row(row: str, base: Path, tiny_run: Path) -> tuple[subprocess.CompletedP
     if row == "export-folder":
         (root / "notes.txt").write_text("a file where a folder would go")
     fill = {"root": str(root), "run": str(tiny_run)}
-    args = [a.format(**fill) for a in overrides.split()]
+    args = [filled(a, fill) for a in overrides.split()]
     if row == "finished-checkpoint":  # tiny data: where the checkpoint's run found it
         args += [f"data.root={tiny_run.parent / 'tiny'}", *TINY]
     return run(script, *args, cwd=cwd), fill, cwd
@@ -104,7 +111,7 @@ def test_mistake(row: str, results: dict) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == code, output[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    pattern = ".*?".join(re.escape(part) for part in message.format(**fill).split("…"))
+    pattern = ".*?".join(re.escape(part) for part in filled(message, fill).split("…"))
     assert len(errors) == 1 and re.fullmatch(pattern, errors[0]), output[-3000:]
     assert "Traceback" not in output
     assert list(cwd.iterdir()) == []  # no outputs/, multirun/ or data/ left behind

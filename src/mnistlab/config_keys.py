@@ -34,6 +34,11 @@ PLACEMENT = (
 )
 
 
+def override_key(override: str) -> str:
+    """The key a command-line override sets: ``+data.fold=1`` and ``~seed`` -> ``data.fold`` and ``seed``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def placement_keys() -> list[str]:
     """Resolver ``${mnistlab.placement_keys:}``: ``PLACEMENT`` for Hydra's ``override_dirname.exclude_keys``."""
     return list(PLACEMENT)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.config_keys import PRESENTATION
+from mnistlab.config_keys import PRESENTATION, override_key
 from mnistlab.errors import MnistlabError
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> D
     saved = OmegaConf.load(config)
     epochs = saved.trainer.max_epochs  # the run's own, before the overrides
     for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
+        key = override_key(override)
         if key.startswith("hydra.") or key == "resume" or key in PRESENTATION:  # how to run or show it
             continue
         if _as_written(cfg, key) == _as_written(saved, key):  # as the run was: e.g. a sweep job's own
@@ -242,7 +242,7 @@ def _same_job(folder: Path, overrides: Sequence[str], exclude_keys: Sequence[str
     import yaml
 
     def shown(items: Sequence[str]) -> list[str]:
-        return sorted(o for o in items if o.split("=", 1)[0].lstrip("+~") not in (*exclude_keys, "resume"))
+        return sorted(o for o in items if override_key(o) not in (*exclude_keys, "resume"))
 
     try:
         saved = yaml.safe_load((folder / RECORD_DIR / "overrides.yaml").read_text()) or []

@@ -154,6 +154,7 @@ class OptunaSearch:
                 check_number(f"hydra.sweeper.{key}", getattr(self.conf, key), integer=True, low=1)
         except ConfigError as e:
             refuse(str(e))
+        folds = fold_overrides(self.config, arguments, list(self.conf.params))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -168,7 +169,6 @@ class OptunaSearch:
         # A resumed study must not replay the random start-up trials of the first run.
         seed = None if c.seed is None else c.seed + len(study.trials)
         study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=c.n_startup_trials)
-        folds = fold_overrides(self.config, arguments)
         # The pruner is not stored with the study; under cv=K it prunes between folds, here (not inside the jobs).
         study.pruner = optuna.pruners.MedianPruner(c.n_startup_trials, c.n_warmup_steps)
         self._settle_interrupted(study, sweep_dir)

@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.mnistlab_sweeps.launchers import refuse
+from mnistlab.config_keys import override_key
 from mnistlab.sweeps.folds import SEED_KEY
-from mnistlab.user_errors import EXIT_USER_ERROR
 
 FOLD_KEYS = ("data.fold", "data.folds")
 # Hydra's sequential launcher, the one that runs the jobs in the sweep's own process.
@@ -28,12 +30,12 @@ IN_PROCESS_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher
 log = logging.getLogger(__name__)
 
 
-def _key(argument: str) -> str:
-    return argument.split("=", 1)[0].lstrip("+~")
+def cv_mistake(cv: object, arguments: list[str], searched: Sequence[str] = ()) -> str | None:
+    """Why ``cv``, the sweep's ``arguments`` and the keys its search sets per trial cannot run as a cross-validation.
 
-
-def cv_mistake(cv: object, arguments: list[str]) -> str | None:
-    """Why ``cv`` and the sweep's ``arguments`` cannot run as a cross-validation, or None."""
+    Returns:
+        The reason in one line, or None.
+    """
     swept = [o for o in OverridesParser.create().parse_overrides(arguments) if o.is_sweep_override()]
     if any(o.key_or_group == "cv" for o in swept):  # Hydra leaves a swept key out of the sweep's own config
         return "cv takes one number of folds per sweep (e.g. cv=5), not a list; run one sweep per K"
@@ -43,15 +45,20 @@ def cv_mistake(cv: object, arguments: list[str]) -> str | None:
         return None
     if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
         return f"cv={cv!r} is out of range: must be an integer >= 2 (the number of folds)"
-    if given := [a for a in arguments if _key(a) in FOLD_KEYS]:
+    if given := [a for a in arguments if override_key(a) in FOLD_KEYS]:
         return f"cv={cv} runs every fold itself: drop {' '.join(given)}"
-    if held_out := [a for a in arguments if _key(a) == "data.val_size" and a.split("=", 1)[1].strip() != "0"]:
+    if held_out := [a for a in arguments if override_key(a) == "data.val_size" and a.split("=", 1)[1].strip() != "0"]:
         return f"cv={cv} validates each job on its fold: drop {' '.join(held_out)}"
+    # fold_job would silently replace a searched seed; a searched fold setting would clash with the fold's own.
+    if clash := [k for k in searched if override_key(k) in (*FOLD_KEYS, SEED_KEY, "data.val_size")]:
+        return f"cv={cv} sets data.fold and seed per fold: take {', '.join(clash)} out of hydra.sweeper.params"
     return None
 
 
-def fold_overrides(config: DictConfig, arguments: list[str]) -> list[list[str]]:
+def fold_overrides(config: DictConfig, arguments: list[str], searched: Sequence[str] = ()) -> list[list[str]]:
     """What each fold's job adds to its configuration's overrides, ``[["data.fold=0", "seed=S"], ...]``.
+
+    ``searched`` are the keys a search sets per trial (``hydra.sweeper.params``).
 
     With ``seed=null`` the folds get no seed: each job draws its own, as any run without a seed does.
 
@@ -59,9 +66,8 @@ def fold_overrides(config: DictConfig, arguments: list[str]) -> list[list[str]]:
     job starts.
     """
     cv = config.get("cv")
-    if mistake := cv_mistake(cv, arguments):
-        print(f"error: {mistake}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+    if mistake := cv_mistake(cv, arguments, searched):
+        refuse(mistake)
     if cv is None:
         return []
     seed = config.get(SEED_KEY)  # the sweep's own config holds the command's seed=S
@@ -72,7 +78,7 @@ def fold_overrides(config: DictConfig, arguments: list[str]) -> list[list[str]]:
 
 def fold_job(overrides: list[str], fold: list[str]) -> list[str]:
     """One fold's job: a configuration's ``overrides`` (its own ``seed=S`` replaced) and that fold's."""
-    return [o for o in overrides if _key(o) != SEED_KEY] + fold
+    return [o for o in overrides if override_key(o) != SEED_KEY] + fold
 
 
 class FoldEnsembles(Callback):

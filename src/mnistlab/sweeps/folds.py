@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mnistlab.atomic_files import write_json
+from mnistlab.config_keys import override_key
 
 if TYPE_CHECKING:  # the summary imports this module
     from mnistlab.sweeps.summary import JobRecord
@@ -36,10 +37,6 @@ CSV_COLUMNS = (
     *(f"{k} {s}" for k in STATS for s in ("mean", "std")),
     "ensemble test/acc",
 )
-
-
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 @dataclass
@@ -69,7 +66,7 @@ class FoldGroup:
 
 
 def _fold(job: JobRecord) -> int:
-    return next(int(o.split("=", 1)[1]) for o in job.overrides if _key(o) == FOLD_KEY)
+    return next(int(o.split("=", 1)[1]) for o in job.overrides if override_key(o) == FOLD_KEY)
 
 
 def read_ensembles(sweep_dir: Path) -> dict[tuple[str, ...], dict[str, float]]:
@@ -92,8 +89,9 @@ def fold_groups(jobs: Sequence[JobRecord], sweep_dir: Path | None = None) -> lis
     """
     groups: dict[tuple[str, ...], list[JobRecord]] = {}
     for job in jobs:
-        if any(_key(o) == FOLD_KEY for o in job.overrides):
-            groups.setdefault(tuple(sorted(o for o in job.overrides if _key(o) not in PER_FOLD)), []).append(job)
+        if any(override_key(o) == FOLD_KEY for o in job.overrides):
+            configuration = tuple(sorted(o for o in job.overrides if override_key(o) not in PER_FOLD))
+            groups.setdefault(configuration, []).append(job)
     ensembles = read_ensembles(sweep_dir) if sweep_dir is not None else {}
     rows = [FoldGroup(list(k), sorted(v, key=_fold), ensembles.get(k, {})) for k, v in groups.items()]
     return sorted(rows, key=lambda g: -(g.stat("val/acc_best") or (-1.0, 0.0))[0])

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from mnistlab.atomic_files import write_atomic
+from mnistlab.config_keys import override_key
 from mnistlab.sweeps import folds
 
 JOB_FILE = "job.json"
@@ -67,7 +68,7 @@ def ranking_key(jobs: Sequence[JobRecord]) -> str:
 def read_job(job_dir: Path, exclude_keys: Sequence[str] = ()) -> JobRecord:
     """Reads one job folder; a job with neither ``job.json`` nor ``metrics.json`` counts as failed."""
     overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
-    shown = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in exclude_keys]
+    shown = [o for o in overrides if override_key(o) not in exclude_keys]
     metrics = read_metrics(job_dir)
     job = _read_json(job_dir / JOB_FILE)
     status = job.get("status", "ok" if metrics else "failed")
@@ -83,7 +84,7 @@ def collect_jobs(sweep_dir: Path, exclude_keys: Sequence[str] = ()) -> list[JobR
 
 
 def _without_seed(job: JobRecord) -> tuple[str, ...]:
-    return tuple(sorted(o for o in job.overrides if o.split("=", 1)[0].lstrip("+~") != folds.SEED_KEY))
+    return tuple(sorted(o for o in job.overrides if override_key(o) != folds.SEED_KEY))
 
 
 def seed_groups(jobs: Sequence[JobRecord], keys: Sequence[str] = GROUP_KEYS) -> list:
@@ -95,7 +96,7 @@ def seed_groups(jobs: Sequence[JobRecord], keys: Sequence[str] = GROUP_KEYS) -> 
     """
     groups: dict[tuple[str, ...], list[JobRecord]] = {}
     for job in jobs:
-        if job.status == "ok" and any(o.split("=", 1)[0] == folds.SEED_KEY for o in job.overrides):
+        if job.status == "ok" and any(override_key(o) == folds.SEED_KEY for o in job.overrides):
             groups.setdefault(_without_seed(job), []).append(job)
     rows = []
     for overrides, members in groups.items():
