@@ -17,7 +17,7 @@ from mnistlab.data.specs import input_stats
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.ensemble import load_model
 from mnistlab.evaluation.evaluate import saved_datamodule
-from mnistlab.evaluation.predictors import OnnxPredictor, ProbabilityNet, quiet
+from mnistlab.evaluation.predictors import META_KEYS, META_PREFIX, OnnxPredictor, ProbabilityNet, quiet
 from mnistlab.extras import require
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -83,8 +83,8 @@ def export(
     with torch.no_grad():
         expected = system.probabilities(system((images - mean) / std))  # (100, C), as the checkpoint predicts
         if fmt == "onnx":
-            meta = {"class_names": system.class_names, "head": system.head, "datamodule": saved}
-            write_onnx(model, path, {f"mnistlab.{k}": json.dumps(v) for k, v in meta.items()})
+            meta = zip(META_KEYS, (system.class_names, system.head, saved), strict=True)
+            write_onnx(model, path, {META_PREFIX + key: json.dumps(value) for key, value in meta})
             actual = OnnxPredictor(path)(images)
         else:
             with warnings.catch_warnings():  # TorchScript is deprecated in PyTorch, but still what many servers load

@@ -23,7 +23,9 @@ from mnistlab.extras import require
 from mnistlab.systems import Classifier
 from mnistlab.systems.losses import probabilities
 
-META_KEYS = ("class_names", "head", "datamodule")  # stored as JSON in an ONNX file's metadata, "mnistlab.<key>"
+# What export.py stores in an ONNX file's metadata, each as JSON under "mnistlab.<key>", and OnnxPredictor reads.
+META_KEYS = ("class_names", "head", "datamodule")
+META_PREFIX = "mnistlab."
 
 
 class ProbabilityNet(nn.Module):
@@ -111,11 +113,9 @@ class OnnxPredictor:
         except Exception as e:  # onnxruntime raises its own untyped errors for bad files
             raise MnistlabError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
-        if "mnistlab.class_names" not in meta:
+        if any(META_PREFIX + key not in meta for key in META_KEYS):
             raise MnistlabError(f"{path}: not an ONNX file written by scripts/export.py (no mnistlab metadata)")
-        self.class_names = json.loads(meta["mnistlab.class_names"])
-        self.head = json.loads(meta["mnistlab.head"])
-        self.data_args = json.loads(meta["mnistlab.datamodule"])
+        self.class_names, self.head, self.data_args = (json.loads(meta[META_PREFIX + key]) for key in META_KEYS)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         (probs,) = self.session.run(None, {"images": images.float().numpy()})
