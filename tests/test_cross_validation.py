@@ -205,6 +205,20 @@ def test_refused_commands_are_one_line(args: tuple[str, ...], message: str, tiny
     assert not (tmp_path / "out").exists()  # refused before any work: no run or sweep folder
 
 
+def test_a_seed_list_in_the_grid_sweepers_params_is_refused(tiny_root: Path, tmp_path: Path) -> None:
+    # A sweep written in a config file (hydra.sweeper.params) rather than on the command line.
+    presets = tmp_path / "conf" / "experiment"
+    presets.mkdir(parents=True)
+    (presets / "seeds.yaml").write_text("# @package _global_\nhydra:\n  sweeper:\n    params:\n      seed: 1,2\n")
+    search = (f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "experiment=seeds")
+    result = run_script(
+        "train.py", "-m", "cv=3", *search, f"data.root={tiny_root}", *TINY, f"hydra.sweep.dir={tmp_path / 'out'}"
+    )
+    message = "error: cv=3 gives fold i the seed S+i: set one seed S (e.g. seed=7), not a list"
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == message, result.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_joblib_folds_with_mlflow_nest_under_one_parent_run(tiny_root: Path, tmp_path: Path) -> None:
     from mlflow import MlflowClient

@@ -40,7 +40,7 @@ class GridSweeper(BasicSweeper):
         check_launcher(self.config)
         params_conf = self._parse_config()
         params_conf.extend(arguments)
-        folds = fold_overrides(self.config, arguments)
+        folds = fold_overrides(self.config, params_conf)  # the command's overrides and hydra.sweeper.params
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         self.overrides = self.split_arguments(parser.parse_overrides(params_conf), self.max_batch_size)
         if folds:  # each combination once per fold, re-batched
