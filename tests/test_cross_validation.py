@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,21 @@ def test_ensemble_probabilities_are_the_mean_of_the_members(cv_sweep: tuple[Path
     assert torch.allclose(ensemble, members.mean(0), rtol=0, atol=1e-6)
     assert torch.allclose(ensemble.sum(-1), torch.ones(16), atol=1e-6)
     assert torch.equal(CheckpointPredictor([str(c) for c in checkpoints], accelerator="cpu")(images), ensemble)
+
+
+def test_the_sweeps_tested_ensemble_folder_is_that_ensemble_where_the_sweep_moves(
+    cv_sweep: tuple[Path, str], tmp_path: Path
+) -> None:
+    sweep, _ = cv_sweep
+    moved = Path(shutil.copytree(sweep, tmp_path / "moved"))
+    tested = moved / "ensembles" / "0"
+    assert find_checkpoints(tested) == [moved / c.relative_to(sweep) for c in find_checkpoints(sweep)]
+    images = torch.rand(8, 1, 28, 28)
+    by_folder = CheckpointPredictor(tested, accelerator="cpu")(images)
+    assert torch.equal(by_folder, CheckpointPredictor(sweep, accelerator="cpu")(images))
+    find_checkpoints(tested)[1].unlink()
+    with pytest.raises(MnistlabError, match=r"the ensemble's members are gone: .*1_"):
+        find_checkpoints(tested)
 
 
 def test_ensemble_exports_as_one_onnx_graph(cv_sweep: tuple[Path, str], tiny_root: Path, tmp_path: Path) -> None:

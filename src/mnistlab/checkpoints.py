@@ -138,11 +138,33 @@ def sweep_members(sweep_dir: Path) -> list[Path]:
     return members
 
 
+def _tested_ensemble(folder: Path, setting: str) -> list[Path] | None:
+    """The members of an ensemble a ``cv=K`` sweep tested (``<sweep>/ensembles/<n>/``); None for another folder.
+
+    One configuration's folds, where the sweep folder itself stands for every finished job (a grid x folds).
+    """
+    from mnistlab.sweeps.folds import ENSEMBLE_FILE  # a light module; the sweeps package builds on this one
+
+    record = folder / ENSEMBLE_FILE
+    if not record.is_file():
+        return None
+    try:
+        named = json.loads(record.read_text())["members"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MnistlabError(f"{setting}={folder}: {ENSEMBLE_FILE} cannot be read ({type(e).__name__})") from None
+    found = [folder.parent.parent / name for name in named]  # relative to the sweep folder
+    if missing := [str(p) for p in found if not p.is_file()]:
+        raise MnistlabError(f"{setting}={folder}: the ensemble's members are gone: {', '.join(missing)}")
+    print(f"{setting}={folder} is the ensemble of {len(found)} fold models that its sweep tested", file=sys.stderr)
+    return found
+
+
 def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ckpt_path") -> list[Path]:
     """The checkpoint files ``ckpt_path`` means: one for a file or a run folder, several for an ensemble.
 
-    An ensemble is a sweep folder (every finished job's checkpoint, e.g. the K folds of ``cv=K``) or a
-    list of checkpoint files and run folders (``ckpt_path=[a,b,c]``).
+    An ensemble is a sweep folder (every finished job's checkpoint, e.g. the K folds of ``cv=K``), the
+    folder of an ensemble a ``cv=K`` sweep tested (``<sweep>/ensembles/<n>``: that configuration's folds), or
+    a list of checkpoint files and run folders (``ckpt_path=[a,b,c]``).
 
     Raises:
         MnistlabError: When a path does not exist, or a folder holds no checkpoint and no finished job.
@@ -155,6 +177,8 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
     folder = Path(path).expanduser()
     if not folder.is_dir() or _is_run_folder(folder):
         return [find_checkpoint(folder, setting=setting)]
+    if (tested := _tested_ensemble(folder, setting)) is not None:
+        return tested
     members = sweep_members(folder)
     if not members:
         raise MnistlabError(

@@ -169,7 +169,8 @@ def evaluate_ensembles(
             out / ENSEMBLE_FILE,
             {
                 "overrides": group.overrides,
-                "members": [str(p) for p in checkpoints],
+                # Relative to the sweep folder, so that the folder can move (mnistlab.checkpoints reads them back).
+                "members": [str(p.relative_to(sweep_dir)) for p in checkpoints],
                 "test/acc": evaluation.result.accuracy,
                 "members_test/acc": [acc for _, acc in evaluation.members],
             },
