@@ -289,3 +289,8 @@ def test_fold_seeds_follow_the_command_seed_and_leave_null_random() -> None:
     ]
     assert fold_overrides(OmegaConf.create({"cv": 2, "seed": None}), []) == [["data.fold=0"], ["data.fold=1"]]
     assert fold_overrides(OmegaConf.create({"cv": None, "seed": 7}), []) == []
+    # A grid sweeper's hydra.sweeper.params come before the command's overrides, and the sweep's own
+    # config does not hold them: the last seed=S of either is S.
+    config = OmegaConf.create({"cv": 2, "seed": 42})
+    assert fold_overrides(config, ["seed=7", "model=linear"]) == [["data.fold=0", "seed=7"], ["data.fold=1", "seed=8"]]
+    assert fold_overrides(config, ["seed=7", "seed=null"]) == [["data.fold=0"], ["data.fold=1"]]

@@ -70,7 +70,12 @@ def fold_overrides(config: DictConfig, arguments: list[str], searched: Sequence[
         refuse(mistake)
     if cv is None:
         return []
-    seed = config.get(SEED_KEY)  # the sweep's own config holds the command's seed=S
+    # S: the last seed=S of the overrides (a grid sweeper's hydra.sweeper.params come first, which the
+    # sweep's own config does not hold), else the sweep's config.
+    given = [o.value() for o in OverridesParser.create().parse_overrides(arguments) if o.key_or_group == SEED_KEY]
+    seed = given[-1] if given else config.get(SEED_KEY)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        refuse(f"seed={seed!r} is not an integer")
     if seed is None:  # seed=null: every job draws its own seed already (Lightning's seed_everything(None))
         return [[f"data.fold={i}"] for i in range(cv)]
     return [[f"data.fold={i}", f"{SEED_KEY}={seed + i}"] for i in range(cv)]
