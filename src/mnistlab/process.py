@@ -177,10 +177,10 @@ def keep_freed_memory() -> bool:
     Returns:
         True if the thresholds were set.
     """
-    if sys.platform != "linux" or any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
         return False
     try:
-        os.confstr("CS_GNU_LIBC_VERSION")  # raises where the C library is not glibc (musl)
+        os.confstr("CS_GNU_LIBC_VERSION")  # raises where the C library is not glibc (musl, macOS, Windows)
         mallopt = ctypes.CDLL(None).mallopt
     except (AttributeError, OSError, ValueError):
         return False
