@@ -82,7 +82,7 @@ class MNISTDataModule(pl.LightningDataModule):
         # this constructor again); evaluation never augments, and the run's config records it.
         self.save_hyperparameters(ignore=["augment", "engine"], logger=False)
         self.augment = augment if augment else None  # an identity RandomAffine costs nothing
-        self.root = Path(root).expanduser()
+        self.root = Path(str(root)).expanduser()  # str(): Hydra reads `data.root=2024` as a number
         self.spec: DatasetSpec = SPECS[dataset]
         self.train_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.val_set: tuple[torch.Tensor, torch.Tensor] | None = None

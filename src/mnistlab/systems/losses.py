@@ -9,6 +9,8 @@ from typing import Literal, get_args
 import torch
 import torch.nn.functional as F
 
+from mnistlab.errors import ConfigError
+
 Head = Literal["softmax", "sigmoid"]
 HEADS: tuple[str, ...] = get_args(Head)
 KERAS_EPSILON = 1e-7
@@ -49,6 +51,8 @@ def loss_fn(head: str, label_smoothing: float = 0.0) -> Callable[[torch.Tensor, 
     """The training loss for ``head``: ``(logits (B, C), target (B,)) -> scalar``; picklable (``ddp_spawn``)."""
     if head == "sigmoid":
         if label_smoothing:
-            raise ValueError("label smoothing is only defined for the softmax head")
+            raise ConfigError(
+                f"system.label_smoothing={label_smoothing} needs system.head=softmax: the sigmoid head has no smoothing"
+            )
         return keras_sigmoid_nll
     return partial(F.cross_entropy, label_smoothing=label_smoothing)

@@ -35,13 +35,13 @@ def check_factories(optimizer: OptimizerFactory, scheduler: SchedulerFactory | N
     """
     try:
         built = optimizer([nn.Parameter(torch.zeros(1))])
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, TypeError, RuntimeError) as exc:  # TypeError: betas=0.9, max_lr='a'
         raise _refused("optimizer", optimizer, exc) from exc
     if scheduler is None:
         return
     try:
         scheduler(built, total_steps=100)
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, TypeError, RuntimeError) as exc:
         raise _refused("scheduler", scheduler, exc) from exc
 
 
