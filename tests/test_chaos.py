@@ -25,6 +25,8 @@ import torch
 from conftest import DATA_DIR, ROOT, write_idx_set
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from mnistlab.sweeps.summary import read_metrics
+
 pytestmark = pytest.mark.slow  # a dozen sweep launches, about a minute and a half on 2 cores
 
 CHAOS = Path(__file__).parent / "chaos"
@@ -73,6 +75,7 @@ def sweep(
     kill: str | None = None,
     jobs: tuple[str, ...] = GRID,
     signal_name: str = "KILL",
+    base: list[str] | None = None,
 ) -> subprocess.CompletedProcess:
     """The sweep's command, in a process group of its own (what ``CHAOS_KILL`` ends); the same every time."""
     env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1"}
@@ -83,7 +86,8 @@ def sweep(
     if kill is not None:
         env["CHAOS_KILL"], env["CHAOS_SIGNAL"] = kill, signal_name
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(CHAOS), env.get("PYTHONPATH"))))
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *settings(data), *jobs, *extra]
+    base = settings(data) if base is None else base
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "-m", *base, *jobs, *extra]
     command.append(f"hydra.sweep.dir={sweep_dir}")
     return subprocess.run(
         command, cwd=sweep_dir.parent, env=env, capture_output=True, text=True, timeout=300, start_new_session=True
@@ -244,3 +248,32 @@ def test_an_optuna_trial_killed_mid_run_is_marked_failed_and_retried(data: Path)
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert trials[2].params == trials[1].params and trials[2].system_attrs["failed_trial"] == 1  # the retry
     assert "# Sweep summary: 4 jobs, 3 finished, 1 retried, 0 failed" in continued.stdout
+
+
+def test_a_killed_cross_validated_optuna_trial_is_retried_not_told_one_folds_value(data: Path) -> None:
+    import optuna
+
+    sweep_dir = data.parent / "chaos_optuna_cv"
+    base = [s for s in settings(data) if not s.startswith("data.val_size=")]  # the folds validate
+    search = ["hparams_search=optuna", "cv=2", "hydra.sweeper.n_trials=2"]
+    search += ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
+    # Job 1 is trial 0's second fold; job 0, its first fold, has finished and holds a val/acc_best of its own.
+    killed = sweep(sweep_dir, data, *search, kill="step:1:2", jobs=(), base=base)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-3000:]
+    db = f"sqlite:///{sweep_dir}/optuna.db"
+    assert [t.state.name for t in optuna.load_study(study_name="mnistlab", storage=db).trials] == ["RUNNING"]
+    continued = sweep(sweep_dir, data, *search, jobs=(), base=base)
+    assert continued.returncode == 0, continued.stdout[-2000:] + continued.stderr[-3000:]
+    trials = optuna.load_study(study_name="mnistlab", storage=db).trials
+    print("optuna cv trials after the kill and the continued sweep:", [(t.number, t.state.name) for t in trials])
+    # Before: trial 0 stayed RUNNING (no heartbeat under cv) or was told job 0's value as its 2-fold mean.
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[1].params == trials[0].params and trials[1].system_attrs["failed_trial"] == 0
+    folds = [read_metrics(job(sweep_dir, n))["val/acc_best"] for n in trials[1].user_attrs["mnistlab_jobs"]]
+    assert trials[1].user_attrs["mnistlab_jobs"] == [2, 3] and trials[1].value == pytest.approx(sum(folds) / 2)
+    assert json.loads((job(sweep_dir, 1) / "job.json").read_text())["status"] == "retried"
+    # The summary counts each fold once: the retry's, not the killed trial's finished fold 0 (job 0) as well.
+    with open(sweep_dir / "cross_validation.csv", newline="") as f:
+        rows = {row["val/acc_best mean"]: row for row in csv.DictReader(f)}
+    assert rows[f"{trials[1].value:.6f}"]["folds"] == rows[f"{trials[1].value:.6f}"]["finished"] == "2"
+    assert sorted(p.name for p in (sweep_dir / "ensembles").iterdir()) == ["2", "4"]  # each its first job's number

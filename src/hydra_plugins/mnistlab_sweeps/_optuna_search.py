@@ -47,6 +47,8 @@ from mnistlab.resume import job_folders, job_status
 from mnistlab.sweeps.summary import JOB_FILE, STUDY_FILE, read_metrics
 
 log = logging.getLogger(__name__)
+# A cv trial's job numbers, recorded in the study before each fold's launch (a plain trial's job is its number).
+JOBS_ATTR = "mnistlab_jobs"
 
 
 def distribution(name: str, spec: dict[str, Any]) -> optuna.distributions.BaseDistribution:
@@ -180,7 +182,9 @@ class OptunaSearch:
                 warnings.simplefilter("ignore", UserWarning)
                 trials = [study.ask(self.distributions) for _ in range(min(c.n_jobs, c.n_trials - done))]
             if folds:
-                returns.extend(self._cross_validate(study, trials, arguments, folds, first_job=done * len(folds)))
+                # K job numbers a trial, from its number on: a retried trial's folders stay its own.
+                first_job = trials[0].number * len(folds)
+                returns.extend(self._cross_validate(study, db, trials, arguments, folds, first_job))
                 continue
             batch = []
             for trial in trials:
@@ -199,11 +203,15 @@ class OptunaSearch:
         return returns
 
     def _settle_interrupted(self, study: optuna.Study, sweep_dir: Path) -> None:
-        """The RUNNING trials of a killed sweep: told their job's outcome when it ended, else failed and retried."""
+        """The RUNNING trials of a killed sweep: told their job's outcome when it ended, else failed and retried.
+
+        A cv trial is never told from its folders: its value is the mean over all its folds.
+        """
         running = (optuna.trial.TrialState.RUNNING,)
         folders = job_folders(sweep_dir)
+        jobs = {t.number: t.user_attrs.get(JOBS_ATTR, [t.number]) for t in study.get_trials(deepcopy=False)}
         for trial in study.get_trials(deepcopy=False, states=running):
-            folder = folders.get(trial.number)
+            folder = None if JOBS_ATTR in trial.user_attrs else folders.get(trial.number)
             status = job_status(folder) if folder else None
             value = read_metrics(folder).get(self.conf.objective) if folder else None
             try:
@@ -223,8 +231,9 @@ class OptunaSearch:
                 optuna.storages.fail_stale_trials(study)  # FAIL, then RetryFailedTrialCallback asks again
             left = {t.number for t in study.get_trials(deepcopy=False, states=running)}
             for number in sorted(before - left):
-                if (folder := folders.get(number)) is not None and job_status(folder) is None:
-                    write_json(folder / JOB_FILE, {"status": "retried", "error": "killed; Optuna runs it again"})
+                for folder in filter(None, map(folders.get, jobs.get(number, ()))):
+                    if job_status(folder) is None:
+                        write_json(folder / JOB_FILE, {"status": "retried", "error": "killed; Optuna runs it again"})
                 log.info("trial %d was killed: marked failed, its parameters are tried again", number)
             if not left or time.monotonic() > deadline:
                 return
@@ -233,6 +242,7 @@ class OptunaSearch:
     def _cross_validate(
         self,
         study: optuna.Study,
+        db: optuna.storages.RDBStorage,
         trials: list[optuna.Trial],
         arguments: list[str],
         folds: list[list[str]],
@@ -244,7 +254,11 @@ class OptunaSearch:
         for step, fold in enumerate(folds):
             trial_overrides = [[*arguments, *(f"{k}={override_value(v)}" for k, v in t.params.items())] for t in alive]
             batch = [fold_job(overrides, fold) for overrides in trial_overrides]
-            results = list(self.launcher.launch(batch, initial_job_idx=first_job))
+            for i, trial in enumerate(alive):  # so that a continued sweep knows the folders of a killed trial
+                earlier = trial.user_attrs.get(JOBS_ATTR, []) if step else []  # a retry inherits its failed trial's
+                trial.set_user_attr(JOBS_ATTR, [*earlier, first_job + i])
+            with heartbeats(db, study, alive, self.conf.heartbeat_interval):  # a killed trial goes stale: retried
+                results = list(self.launcher.launch(batch, initial_job_idx=first_job))
             first_job += len(batch)
             returns.extend(results)
             survivors = []

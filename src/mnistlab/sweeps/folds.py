@@ -2,8 +2,8 @@
 
 The jobs of one configuration differ only in ``data.fold`` and the seed that goes with it. Each
 configuration's ensemble (the mean of its fold models' probabilities) is tested once the sweep ends, into
-``<sweep>/ensembles/<n>/``: the usual report files, ``members.csv``, ``metrics.json``, a TensorBoard run,
-and ``ensemble.json`` naming the configuration, which the summary reads back.
+``<sweep>/ensembles/<n>/`` (n: the configuration's first job): the usual report files, ``members.csv``,
+``metrics.json``, a TensorBoard run, and ``ensemble.json`` naming the configuration, which the summary reads back.
 """
 
 from __future__ import annotations
@@ -65,8 +65,21 @@ class FoldGroup:
         return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _number(job: JobRecord) -> int:
+    return int(job.name.split("_", 1)[0])
+
+
 def _fold(job: JobRecord) -> int:
     return next(int(o.split("=", 1)[1]) for o in job.overrides if override_key(o) == FOLD_KEY)
+
+
+def _one_per_fold(jobs: Sequence[JobRecord]) -> list[JobRecord]:
+    """Each fold's job, in fold order: where a fold ran twice (an Optuna trial killed and asked again), the
+    last finished run of it, else its last run."""
+    kept: dict[int, JobRecord] = {}
+    for job in sorted(jobs, key=lambda j: (j.status == "ok", _number(j))):
+        kept[_fold(job)] = job
+    return [kept[fold] for fold in sorted(kept)]
 
 
 def read_ensembles(sweep_dir: Path) -> dict[tuple[str, ...], dict[str, float]]:
@@ -93,7 +106,7 @@ def fold_groups(jobs: Sequence[JobRecord], sweep_dir: Path | None = None) -> lis
             configuration = tuple(sorted(o for o in job.overrides if override_key(o) not in PER_FOLD))
             groups.setdefault(configuration, []).append(job)
     ensembles = read_ensembles(sweep_dir) if sweep_dir is not None else {}
-    rows = [FoldGroup(list(k), sorted(v, key=_fold), ensembles.get(k, {})) for k, v in groups.items()]
+    rows = [FoldGroup(list(k), _one_per_fold(v), ensembles.get(k, {})) for k, v in groups.items()]
     return sorted(rows, key=lambda g: -(g.stat("val/acc_best") or (-1.0, 0.0))[0])
 
 
@@ -148,10 +161,13 @@ def evaluate_ensembles(
     from mnistlab.evaluation.predictors import quiet
 
     written = []
-    for n, group in enumerate(fold_groups(jobs)):
+    for group in fold_groups(jobs):
         if len(group.finished) < 2:
             continue
-        out = sweep_dir / ENSEMBLES / str(n)
+        # Named by the configuration's first job, not its rank, which a continued sweep may change.
+        out = sweep_dir / ENSEMBLES / str(min(_number(job) for job in group.jobs))
+        for old in out.glob("events.out.tfevents.*"):  # a continued sweep tests it again: one TensorBoard run
+            old.unlink()
         checkpoints = [find_checkpoint(sweep_dir / job.name, announce=False) for job in group.finished]
         with quiet("lightning.pytorch"):  # its "GPU available" notes, once per ensemble
             trainer = pl.Trainer(
