@@ -19,6 +19,9 @@ Attributes touched (``PRIVATE_ATTRIBUTES`` lists them for the test):
 - ``ModelCheckpoint._every_n_train_steps`` and ``ModelCheckpoint._train_time_interval``: read.
 - ``SummaryWriter._get_file_writer``: torch's TensorBoard writer behind Lightning's ``TensorBoardLogger``;
   called to add raw summaries and events.
+- ``MLFlowLogger._initialized``, ``_run_id``: read (has the logger its run yet?); ``_mlflow_client``,
+  ``_experiment_name``, ``_artifact_location``: read, and ``_experiment_id``: written, to hand Lightning the
+  experiment before it looks it up (its own lookup fails when a parallel job creates the same experiment first).
 - A checkpoint's ``loops`` entry (``CHECKPOINT_EPOCHS_PROCESSED``): the fit loop's saved state, read for the
   epochs a checkpoint has trained through.
 - The module ``lightning.pytorch.loops.fit_loop`` (``FIT_LOOP_MODULE``): where Lightning checks the Trainer's
@@ -28,6 +31,7 @@ Attributes touched (``PRIVATE_ATTRIBUTES`` lists them for the test):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -50,6 +54,12 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("ModelCheckpoint", "_every_n_train_steps"),
     ("ModelCheckpoint", "_train_time_interval"),
     ("SummaryWriter", "_get_file_writer"),
+    ("MLFlowLogger", "_initialized"),
+    ("MLFlowLogger", "_run_id"),
+    ("MLFlowLogger", "_mlflow_client"),
+    ("MLFlowLogger", "_experiment_name"),
+    ("MLFlowLogger", "_artifact_location"),
+    ("MLFlowLogger", "_experiment_id"),
 )
 # The module whose ValueErrors are Lightning's checks of the Trainer's counts against the data.
 FIT_LOOP_MODULE = "lightning.pytorch.loops.fit_loop"
@@ -135,6 +145,21 @@ def checkpoint_train_time_interval(callback: ModelCheckpoint) -> timedelta | Non
 def file_writer(writer: Any) -> Any:
     """The event-file writer of a ``torch.utils.tensorboard.SummaryWriter`` (``add_summary``, ``add_event``)."""
     return writer._get_file_writer()
+
+
+def mlflow_run_started(logger: Any) -> bool:
+    """Whether Lightning's ``MLFlowLogger`` has made or attached its run (``finalize`` before that has no run)."""
+    return logger._initialized
+
+
+def mlflow_experiment_needed(logger: Any) -> bool:
+    """Whether Lightning's ``MLFlowLogger`` will look its experiment up: a new run, not yet started."""
+    return not logger._initialized and logger._run_id is None
+
+
+def mlflow_set_experiment(logger: Any, find: Callable[[Any, str, str | None], str]) -> None:
+    """Hands Lightning's ``MLFlowLogger`` its experiment: ``find(client, experiment_name, artifact_location)``."""
+    logger._experiment_id = find(logger._mlflow_client, logger._experiment_name, logger._artifact_location)
 
 
 def checkpoint_epochs_processed(ckpt: dict[str, Any]) -> int | None:

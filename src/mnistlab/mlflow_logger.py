@@ -26,6 +26,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from mnistlab.atomic_files import write_json
 from mnistlab.errors import MnistlabError, WriteError, is_write_error
+from mnistlab.lightning_private import mlflow_experiment_needed, mlflow_run_started, mlflow_set_experiment
 from mnistlab.user_errors import exception_chain, one_line
 
 RUN_FILE = "mlflow_run.json"
@@ -161,6 +162,7 @@ class MLflowLogger(MLFlowLogger):
                 artifact_location=artifact_location or artifact_root(tracking_uri),
                 run_id=run_id,
             )
+        self.store_uri = tracking_uri  # the saved run's store when resumed
         self._resumed = run_id is not None
         self._attached = False
         self._logged_up_to: dict[str, int] = {}  # resumed run: last step held per metric
@@ -169,10 +171,8 @@ class MLflowLogger(MLFlowLogger):
     def experiment(self) -> Any:
         if rank_zero_only.rank != 0:
             return super().experiment  # Lightning's stand-in: only rank zero talks to MLflow
-        if not self._initialized and self._run_id is None:
-            self._experiment_id = with_retry(
-                lambda: ensure_experiment(self._mlflow_client, self._experiment_name, self._artifact_location)
-            )
+        if mlflow_experiment_needed(self):
+            with_retry(lambda: mlflow_set_experiment(self, ensure_experiment))
         client = super().experiment
         if not self._attached:
             self._attached = True
@@ -181,22 +181,22 @@ class MLflowLogger(MLFlowLogger):
 
     def _attach(self, client: Any) -> None:
         if self._resumed:
-            client.update_run(self._run_id, status="RUNNING")
-            for key in client.get_run(self._run_id).data.metrics:
-                self._logged_up_to[key] = max(m.step for m in client.get_metric_history(self._run_id, key))
+            client.update_run(self.run_id, status="RUNNING")
+            for key in client.get_run(self.run_id).data.metrics:
+                self._logged_up_to[key] = max(m.step for m in client.get_metric_history(self.run_id, key))
         else:
             self._end_replaced_runs(client)
-        record = {"run_id": self._run_id, "experiment_id": self._experiment_id, "tracking_uri": self._tracking_uri}
+        record = {"run_id": self.run_id, "experiment_id": self.experiment_id, "tracking_uri": self.store_uri}
         write_json(self.run_file, record)
 
     def _end_replaced_runs(self, client: Any) -> None:
         """Ends as ``KILLED`` the runs of this folder left ``RUNNING``: a continued sweep starts again the jobs
         that were killed before their first checkpoint (``mnistlab.resume.jobs_to_launch``), in a new run."""
         run_dir = self.tags["run_dir"] if self.tags else None
-        stale = client.search_runs([self._experiment_id], filter_string="attributes.status = 'RUNNING'")
-        note = f"killed before its first checkpoint; the job started again as run {self._run_id}"
+        stale = client.search_runs([self.experiment_id], filter_string="attributes.status = 'RUNNING'")
+        note = f"killed before its first checkpoint; the job started again as run {self.run_id}"
         for run in stale:
-            if run.info.run_id != self._run_id and run_dir and run.data.tags.get("run_dir") == run_dir:
+            if run.info.run_id != self.run_id and run_dir and run.data.tags.get("run_dir") == run_dir:
                 with_retry(lambda run=run: client.set_tag(run.info.run_id, "error", note))
                 with_retry(lambda run=run: client.set_terminated(run.info.run_id, "KILLED"))
 
@@ -207,21 +207,21 @@ class MLflowLogger(MLFlowLogger):
             held = self.experiment.get_run(self.run_id).data.params
             params = {k: v for k, v in params.items() if k not in held}
         if params:
-            with_retry(lambda: super(MLflowLogger, self).log_hyperparams(params), tracking_uri=self._tracking_uri)
+            with_retry(lambda: super(MLflowLogger, self).log_hyperparams(params), tracking_uri=self.store_uri)
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if self._logged_up_to and step is not None:
             metrics = {k: v for k, v in metrics.items() if step > self._logged_up_to.get(k, -1)}
         if metrics:
-            with_retry(lambda: super(MLflowLogger, self).log_metrics(metrics, step), tracking_uri=self._tracking_uri)
+            with_retry(lambda: super(MLflowLogger, self).log_metrics(metrics, step), tracking_uri=self.store_uri)
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
         # Lightning calls finalize("failed") while it handles the exception that stopped the fit.
-        if status == "failed" and self._initialized and (error := sys.exc_info()[1]) is not None:
+        if status == "failed" and mlflow_run_started(self) and (error := sys.exc_info()[1]) is not None:
             record_error(self.experiment, self.run_id, error)
-        with_retry(lambda: super(MLflowLogger, self).finalize(status), tracking_uri=self._tracking_uri)
+        with_retry(lambda: super(MLflowLogger, self).finalize(status), tracking_uri=self.store_uri)
 
 
 def ensure_experiment(client: Any, name: str, artifact_location: str | None) -> str:
