@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -96,6 +96,20 @@ class CheckpointPredictor:
             )
             batches = trainer.predict(self.system, dataloaders=loader)
         return torch.cat(batches).cpu()  # (N, C)
+
+    def resident(self, device: str | torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+        """This model kept on ``device``, computing what ``predict_step`` computes: for a server's many small batches.
+
+        Each call of the predictor itself builds a Trainer, which moves the weights to the device and back.
+        """
+        mean, std = input_stats(self.data_args)
+        net = ProbabilityNet(self.system.net, self.head, mean, std).to(device).eval()
+
+        def predict(images: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return net(images.to(device)).cpu()  # (N, C)
+
+        return predict
 
 
 class OnnxPredictor:

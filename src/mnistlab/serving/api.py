@@ -17,7 +17,7 @@ from PIL import Image
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.images import read_gray
 from mnistlab.evaluation.predict import Prediction
-from mnistlab.evaluation.predictors import load_predictor
+from mnistlab.evaluation.predictors import CheckpointPredictor, load_predictor
 from mnistlab.evaluation.preprocess import mnist_style
 from mnistlab.serving.checks import error_response
 
@@ -103,7 +103,10 @@ class DigitAPI(ls.LitAPI):
         self.model_path, self.accelerator = model_path, accelerator
 
     def setup(self, device: str) -> None:
-        self.predictor = load_predictor(self.model_path, self.accelerator)
+        predictor = load_predictor(self.model_path, self.accelerator)
+        self.class_names = predictor.class_names
+        # A checkpoint stays on LitServe's device between batches (ONNX Runtime runs where it was loaded).
+        self.predictor = predictor.resident(device) if isinstance(predictor, CheckpointPredictor) else predictor
 
     # decode_request's `request` and encode_response's return stay unannotated: LitServe turns these annotations
     # into the FastAPI route's parameter and response types (none = the raw request, any response).
@@ -131,7 +134,7 @@ class DigitAPI(ls.LitAPI):
         if not images:
             return list(items)
         probabilities = iter(self.predictor(torch.from_numpy(np.stack(images)).unsqueeze(1)))  # (N, C) rows
-        names = self.predictor.class_names
+        names = self.class_names
         return [
             (Prediction({}, item.image, next(probabilities), names), item.return_input)
             if isinstance(item, Decoded)
