@@ -18,6 +18,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from mnistlab.atomic_files import write_atomic
 from mnistlab.data.specs import input_stats
 from mnistlab.errors import MnistlabError
+from mnistlab.resume import job_status
 from mnistlab.systems import Classifier
 from mnistlab.systems.distillation import Teacher
 
@@ -129,11 +130,8 @@ def sweep_members(sweep_dir: Path) -> list[Path]:
     """The run folders of a sweep's finished jobs (``-m``), in job order; a failed or pruned job is left out."""
     members = []
     for job in sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=_job_number):
-        try:
-            status = json.loads((job / "job.json").read_text()).get("status", "ok")
-        except (OSError, ValueError):
-            status = "ok"  # a sweep from before job.json: its checkpoints decide
-        if status == "ok" and _is_run_folder(job):
+        # No job.json: a sweep from before it, whose checkpoints decide.
+        if (job_status(job) or "ok") == "ok" and _is_run_folder(job):
             members.append(job)
     return members
 

@@ -39,7 +39,9 @@ def blues(fraction: np.ndarray) -> np.ndarray:
     return np.rint(np.stack(channels, -1)).astype(np.uint8)
 
 
-def _sideways(text: str, width: int, font, anchor: str = "rm") -> Image.Image:
+def _sideways(
+    text: str, width: int, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, anchor: str = "rm"
+) -> Image.Image:
     """``text`` on a white strip ``width`` long, turned 90 degrees (reads bottom to top)."""
     strip = Image.new("RGB", (width, FONT_SIZE + 4), "white")
     x = {"r": width - 2, "m": width // 2}[anchor[0]]

@@ -25,28 +25,14 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from mnistlab.atomic_files import write_json
-from mnistlab.errors import MnistlabError, WriteError, is_write_error
+from mnistlab.errors import WriteError, is_write_error
+from mnistlab.extras import require
 from mnistlab.lightning_private import mlflow_experiment_needed, mlflow_run_started, mlflow_set_experiment
 from mnistlab.user_errors import exception_chain, one_line
 
 RUN_FILE = "mlflow_run.json"
 # What SQLite says where the system would say ENOSPC or EACCES.
 SQLITE_WRITE_ERRORS = {"database or disk is full": errno.ENOSPC, "attempt to write a readonly database": errno.EACCES}
-
-
-def mlflow_installed() -> bool:
-    """Whether the ``[mlflow]`` extra is installed (imports it: every user of this module needs it next)."""
-    try:
-        import mlflow  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def require_mlflow() -> None:
-    """Raises a one-line ``MnistlabError`` when the ``[mlflow]`` extra is not installed."""
-    if not mlflow_installed():
-        raise MnistlabError('logger=mlflow needs MLflow, which is not installed: pip install -e ".[mlflow]"')
 
 
 def artifact_root(tracking_uri: str) -> str | None:
@@ -138,7 +124,7 @@ class MLflowLogger(MLFlowLogger):
         resume: str | bool | None = False,
         artifact_location: str | None = None,
     ) -> None:
-        require_mlflow()
+        require("logger=mlflow", "mlflow", "mlflow")
         self.run_file = Path(run_dir) / RUN_FILE
         run_id = None
         if resume and self.run_file.exists():

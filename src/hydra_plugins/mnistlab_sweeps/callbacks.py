@@ -158,10 +158,10 @@ class MLflowRuns(Callback):
         node = OmegaConf.select(config, "logger.mlflow", default=None)
         if node is None:
             return None
-        from mnistlab.mlflow_logger import mlflow_installed
+        from mnistlab.extras import missing_extra
 
         # Without the extra the job itself stops with the one-line install hint.
-        return node if mlflow_installed() else None
+        return node if missing_extra("logger=mlflow", "mlflow", "mlflow") is None else None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         node = self._logger_node(config)

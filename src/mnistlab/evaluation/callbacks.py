@@ -42,7 +42,7 @@ class TestReport(pl.Callback):
 
     Files: ``confusion_matrix.png`` (counts and row-normalised), ``confusion_matrix.csv`` and
     ``per_class.csv`` (precision, recall, F1, support, macro row); ``metrics.json`` is the caller's
-    (``io.write_metrics``), which knows the fit's numbers too.
+    (``atomic_files.write_metrics``), which knows the fit's numbers too.
     TensorBoard: both tables as text and a grid of the most confidently misclassified test
     images. The system's own test metrics are the source, so the numbers equal ``test/acc``.
 
@@ -61,7 +61,13 @@ class TestReport(pl.Callback):
         self._mistakes = ()
 
     def on_test_batch_end(
-        self, trainer: pl.Trainer, pl_module: Classifier, outputs: Any, batch: Any, batch_idx: int, dataloader_idx=0
+        self,
+        trainer: pl.Trainer,
+        pl_module: Classifier,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         x, y = batch
         confidence, pred = outputs.max(-1)  # (B,), (B,)

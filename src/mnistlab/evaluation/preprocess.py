@@ -12,6 +12,8 @@ numpy and Pillow do it all. This is the one implementation: ``scripts/predict.py
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
@@ -25,8 +27,8 @@ MIN_MAIN_SHARE = 0.6  # share of the ink in the largest few connected parts: a d
 NO_DIGIT = "no digit-like ink found"
 
 
-def _filter(image: np.ndarray, size: int, reduce) -> np.ndarray:
-    """Separable min or max filter with a ``size`` x ``size`` window (edges padded by reflection)."""
+def _filter(image: np.ndarray, size: int, reduce: Callable[..., np.ndarray]) -> np.ndarray:
+    """Separable min or max filter (``reduce``: ``np.min`` or ``np.max``), ``size`` x ``size`` window, edges repeated"""
     pad = size // 2
     out = np.pad(image, pad, mode="edge")
     out = reduce(sliding_window_view(out, size, axis=0), axis=-1)  # (H, W + 2 pad)

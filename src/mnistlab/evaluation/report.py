@@ -84,7 +84,7 @@ class TestResult:
     def write(self, folder: Path) -> None:
         """Writes ``confusion_matrix.csv`` and ``per_class.csv`` (the figure is drawn elsewhere).
 
-        ``summary()`` goes into ``metrics.json`` through ``io.write_metrics``, by the caller.
+        ``summary()`` goes into ``metrics.json`` through ``atomic_files.write_metrics``, by the caller.
         """
         write_atomic(folder / "confusion_matrix.csv", to_csv(self.confusion_rows()))
         write_atomic(folder / "per_class.csv", to_csv(self.per_class_rows()))

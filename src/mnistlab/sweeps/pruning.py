@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import lightning.pytorch as pl
+
+if TYPE_CHECKING:  # imported when a job prunes: optuna is the [sweep] extra
+    import optuna
 
 
 class OptunaPruning(pl.Callback):
@@ -32,9 +37,9 @@ class OptunaPruning(pl.Callback):
     ) -> None:
         self.storage, self.study_name, self.trial_number, self.monitor = storage, study_name, trial, monitor
         self.n_startup_trials, self.n_warmup_steps = n_startup_trials, n_warmup_steps
-        self._trial = None
+        self._trial: optuna.trial.Trial | None = None
 
-    def _get_trial(self):
+    def _get_trial(self) -> optuna.trial.Trial:
         import optuna
 
         if self._trial is None:

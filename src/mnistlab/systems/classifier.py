@@ -111,8 +111,8 @@ class Classifier(pl.LightningModule):
             scheduler = factory_from_record(scheduler, torch.optim.lr_scheduler.LRScheduler, "checkpoint scheduler")
         if head not in HEADS:
             raise ConfigError(f"system.head={head!r} must be one of {list(HEADS)}")
-        optimizer_record = describe(optimizer) or {}
-        if "lr" in optimizer_record:
+        optimizer_record = describe(optimizer)
+        if optimizer_record and "lr" in optimizer_record:
             check_number("optimizer.lr", optimizer_record["lr"], low=0, low_open=True)
         check_number("system.label_smoothing", label_smoothing, low=0, high=0.999)
         check_factories(optimizer, scheduler)
@@ -129,8 +129,7 @@ class Classifier(pl.LightningModule):
         self.save_hyperparameters(ignore=ignore, logger=False)
         # Plain records instead of pickled objects: checkpoints load with weights_only=True.
         self.hparams["net"] = record
-        self.hparams["head"] = head
-        self.hparams["optimizer"] = describe(optimizer)
+        self.hparams["optimizer"] = optimizer_record
         self.hparams["scheduler"] = describe(scheduler)
         self.net = net
         self.head = head
