@@ -113,13 +113,10 @@ _exit_hook_registered = False
 def skip_final_collection() -> None:
     """Spares the interpreter its last garbage collection at exit, some 0.7 s once Lightning is loaded.
 
-    At exit Python clears every module and walks the millions of objects that torch,
-    Lightning, torchmetrics and torchvision leave, looking for reference cycles. ``gc.freeze``,
-    registered here to run after the exit handlers registered later (loggers' last flush,
-    MLflow's), takes those objects out of the collector's sight. The rest of the exit is
-    unchanged: objects are freed as their references go, files are flushed and closed. Only
-    ``__del__`` of objects caught in cycles is skipped, which Python does not promise at exit.
-    Registered once per process, however often it is called.
+    ``gc.freeze``, run after the exit handlers registered later (loggers' last flush), hides the
+    millions of objects torch and Lightning leave from the collector's last walk. Objects are still
+    freed and files closed; only ``__del__`` of objects in cycles is skipped, which Python does not
+    promise at exit. Registered once per process.
     """
     global _exit_hook_registered
     if not _exit_hook_registered:
@@ -165,14 +162,10 @@ def configure_job() -> None:
 def keep_freed_memory() -> bool:
     """Makes glibc's malloc keep freed blocks of up to 256 MB for reuse instead of returning them to the kernel.
 
-    By default glibc serves a large block (128 KB to 32 MB, adjusted as it goes) with its own
-    ``mmap`` and gives the memory back when it is freed, and trims the heap's free top. A CNN
-    step frees and allocates activations and gradients of several MB, so every step mapped
-    fresh pages and faulted them in: ``experiment=cnn`` for 2 epochs on a 2-core VM took 42-46 s,
-    7-15 s of it in the kernel, and 37-38 s with this (0.9 s in the kernel), the same results bit
-    for bit, with a peak resident size 0.2 GB higher. Only the allocator's bookkeeping changes.
-    Skipped where the C library is not glibc or the user set ``MALLOC_MMAP_THRESHOLD_`` or
-    ``MALLOC_TRIM_THRESHOLD_``.
+    glibc maps a large block (128 KB to 32 MB) afresh and unmaps it when freed, so every CNN step
+    faulted in new pages for its activations (``experiment=cnn``: 15% of the fit in the kernel;
+    docs/performance.md). Results are the same bit for bit. Skipped where the C library is not
+    glibc or the user set ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_``.
 
     Returns:
         True if the thresholds were set.
@@ -213,14 +206,11 @@ def quiet_event_writer_threads() -> None:
 def skip_nvml_probe_without_driver() -> bool:
     """Sets ``PYTORCH_NVML_BASED_CUDA_CHECK=0`` where NVML cannot be loaded, so CUDA checks skip the failed load.
 
-    Lightning sets the variable to 1 when imported, so that asking whether CUDA is available
-    never initialises CUDA before a fork. torch then answers from NVML, loading
-    ``libnvidia-ml.so.1`` on every call until CUDA is initialised. Without a driver the load
-    fails and torch falls back to the CUDA runtime's device count, the very answer it gives
-    without the variable, after a failed library search of some 45 us. ``torch.optim.Adam``
-    and ``AdamW`` ask on every ``step()`` (their graph-capture health check), so a CUDA build of
-    torch on a CPU-only machine paid that search on every optimizer step: about 8% of a
-    784-100-10 step at batch 32. Where NVML loads, nothing changes. Call it after ``import lightning``.
+    Lightning sets the variable to 1 when imported; torch then tries to load ``libnvidia-ml.so.1``
+    at every CUDA check, and without a driver falls back to the answer it gives without the
+    variable, after a failed library search of some 45 us. Adam asks at every ``step()``: about 8%
+    of a 784-100-10 step at batch 32 on a CPU-only machine. Where NVML loads, nothing changes.
+    Call it after ``import lightning``.
 
     Returns:
         True if the variable was changed.
