@@ -6,6 +6,7 @@ MNIST's preprocessing recipe itself is ``mnistlab.evaluation.preprocess.mnist_st
 from __future__ import annotations
 
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -18,7 +19,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
 def read_gray(path: Path) -> np.ndarray:
     """A PNG, JPEG or ``.npy`` file as a (H, W) float64 grayscale array in [0, 1].
 
-    Transparent pixels count as white paper. ``.npy`` arrays may be (H, W), (1, H, W) or
+    Transparent pixels count as white paper (``decode_image``). ``.npy`` arrays may be (H, W), (1, H, W) or
     (H, W, 3|4), in [0, 1] or 0-255.
     """
     if path.suffix.lower() == ".npy":
@@ -34,13 +35,25 @@ def read_gray(path: Path) -> np.ndarray:
         array = array.astype(np.float64)
         return (array / 255 if array.max() > 1 else array).clip(0, 1)
     try:
-        with Image.open(path) as image:
+        return decode_image(path)
+    except MnistlabError:
+        raise MnistlabError(f"{path}: not an image (expected PNG, JPEG or .npy)") from None
+
+
+def decode_image(source: Path | IO[bytes]) -> np.ndarray:
+    """A PNG or JPEG, a file or a binary stream (a served request), as a (H, W) float64 grayscale array in [0, 1].
+
+    Transparent pixels count as white paper. Raises ``MnistlabError`` for anything that is not an image,
+    and lets PIL's ``DecompressionBombError`` through.
+    """
+    try:
+        with Image.open(source) as image:
             image.load()
             if "A" in image.getbands() or "transparency" in image.info:
                 image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
             gray = image.convert("L")
     except (UnidentifiedImageError, OSError):
-        raise MnistlabError(f"{path}: not an image (expected PNG, JPEG or .npy)") from None
+        raise MnistlabError("not an image (expected PNG or JPEG)") from None
     return np.asarray(gray, dtype=np.float64) / 255
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import tempfile
+import io
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import litserve as ls
@@ -15,7 +14,7 @@ import torch
 from PIL import Image
 
 from mnistlab.errors import MnistlabError
-from mnistlab.evaluation.images import read_gray
+from mnistlab.evaluation.images import decode_image
 from mnistlab.evaluation.predict import Prediction
 from mnistlab.evaluation.predictors import CheckpointPredictor, load_predictor
 from mnistlab.evaluation.preprocess import mnist_style
@@ -65,16 +64,10 @@ def preprocess(data: bytes) -> np.ndarray:
     """Encoded PNG/JPEG bytes -> (28, 28) float32 in [0, 1], by exactly the functions ``predict.py`` uses."""
     if not data:
         raise MnistlabError("the image is empty")
-    # read_gray reads files (it is predict.py's reader), so the bytes take a short trip through one.
-    with tempfile.NamedTemporaryFile(suffix=".img") as file:
-        file.write(data)
-        file.flush()
-        try:
-            gray = read_gray(Path(file.name))
-        except MnistlabError:
-            raise MnistlabError("not an image (expected PNG or JPEG)") from None
-        except Image.DecompressionBombError:  # a small file that unpacks to hundreds of millions of pixels
-            raise MnistlabError("image too large: too many pixels to decode") from None
+    try:
+        gray = decode_image(io.BytesIO(data))  # predict.py's reader of image files
+    except Image.DecompressionBombError:  # a small file that unpacks to hundreds of millions of pixels
+        raise MnistlabError("image too large: too many pixels to decode") from None
     image, warning = mnist_style(gray)
     if warning:  # predict.py prints it beside a guess; a service answers 400 rather than a confident-looking guess
         raise MnistlabError(warning)
