@@ -44,16 +44,19 @@ def release_claimed_folders() -> None:
     For a command that stops on a user error before it writes anything (e.g. a refused launcher):
     like ``discard_run_dir``, no unlabelled ``multirun/<date>/<time>/`` stays behind.
     """
-    cwd = Path.cwd().resolve()
     for claimed in _CLAIMED.values():
-        path = Path(claimed).resolve()
-        for folder in (path, *path.parents):
-            if folder == cwd or cwd not in folder.parents:  # only folders inside the launch directory
-                break
-            try:
-                folder.rmdir()  # only when empty
-            except OSError:
-                break
+        _remove_empty(Path(claimed).resolve(), Path.cwd().resolve())
+
+
+def _remove_empty(folder: Path, cwd: Path) -> None:
+    """Removes ``folder``, then each parent, while it is empty and inside the launch directory ``cwd``."""
+    for path in (folder, *folder.parents):
+        if path == cwd or cwd not in path.parents:
+            return
+        try:
+            path.rmdir()  # only when empty
+        except OSError:
+            return
 
 
 def new_folder(root: str) -> str:
@@ -114,10 +117,4 @@ def discard_run_dir() -> None:
     if run.parent.name == "eval":  # evaluate.py's <run>/eval/, wherever the checkpoint's run is
         with contextlib.suppress(OSError):
             run.parent.rmdir()
-    for parent in run.parents:  # e.g. outputs/2026-11-25/ and outputs/, when this run was their only content
-        if parent == cwd or cwd not in parent.parents:  # only folders inside the launch directory
-            break
-        try:
-            parent.rmdir()
-        except OSError:
-            break
+    _remove_empty(run.parent, cwd)  # e.g. outputs/2026-11-25/ and outputs/, when this run was their only content
