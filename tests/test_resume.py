@@ -184,3 +184,44 @@ def test_resume_extends_a_finished_run_and_refuses_other_overrides(tmp_path: Pat
     last = refused.stderr.strip().splitlines()[-1]
     assert last.startswith("error: resume=") and "cannot take optimizer.lr" in last, refused.stderr[-2000:]
     assert run.metrics["epochs"] == 2  # nothing ran
+
+
+def test_a_folder_that_holds_a_run_or_someone_elses_files_is_refused_before_hydra_writes_into_it(
+    tmp_path: Path,
+) -> None:
+    run = train(tmp_path / "run", "model=linear", "data.batch_size=512", "trainer.max_epochs=1")
+    records = {p: p.read_bytes() for p in (run.dir / ".hydra").rglob("*") if p.is_file()}
+    events = sorted(run.dir.glob("events.out.tfevents.*"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "train.log").write_text("my own notes\n")
+    cases = {
+        # Before: re-tested the finished run, adding three TensorBoard event files each time.
+        (f"resume={run.dir}",): f"error: resume={run.dir}: the run has finished its 1 epoch and its test; "
+        "add trainer.max_epochs=N (N > 1) to train it further",
+        # Before: trained a new run over the old one's checkpoints, metrics and records.
+        (f"hydra.run.dir={run.dir}",): f"error: hydra.run.dir={run.dir} holds another run (checkpoints/, "
+        f"metrics.json), which this one would overwrite: continue it with resume={run.dir}, or give a new folder",
+        # Before: a FileExistsError traceback.
+        (
+            f"resume={run.checkpoint}",
+        ): f"error: resume={run.checkpoint} is a file: give the run's folder, resume={run.dir}",
+        # Before: deleted the folder, the user's train.log with it.
+        (f"resume={mine}",): f"error: resume={mine}: not a run folder (no .hydra/config.yaml)",
+        # Before: a sweep of one job that trained nothing and summarised no job.
+        ("-m", f"resume={run.dir}"): "error: resume=RUN_DIR continues one run: drop -m (a killed sweep "
+        "continues with its own command plus hydra.sweep.dir=SWEEP_DIR)",
+    }
+    with ThreadPoolExecutor(2) as pool:
+        results = dict(
+            zip(cases, pool.map(lambda args: run_script("train.py", *args, cwd=tmp_path), cases), strict=True)
+        )
+    for args, message in cases.items():
+        result = results[args]
+        assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == message, result.stderr[-2000:]
+    assert {p: p.read_bytes() for p in (run.dir / ".hydra").rglob("*") if p.is_file()} == records
+    assert sorted(run.dir.glob("events.out.tfevents.*")) == events and run.metrics["epochs"] == 1
+    assert (
+        sorted(p.name for p in mine.iterdir()) == ["train.log"] and (mine / "train.log").read_text() == "my own notes\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "run"]  # no outputs/ or multirun/ left behind

@@ -62,6 +62,41 @@ def resume_record_dir(resume: str | None) -> str:
     return RECORD_DIR if resume is None else RESUME_RECORD_DIR
 
 
+def run_folder_mistake(cfg: DictConfig, run_dir: Path, existed: bool) -> str | None:
+    """What is wrong with the folder a ``train.py`` run is about to write into, asked before Hydra writes there.
+
+    ``resume=X`` must name a run folder that it can continue (``resumed_config``), and one with more to
+    do than its finished epochs and test; a new run must not write into a folder that holds another run's
+    checkpoints or metrics, which it would overwrite.
+
+    Args:
+        cfg: This launch's composed config, Hydra's node (``hydra.overrides.task``) included.
+        run_dir: The run folder Hydra is about to write into.
+        existed: Whether it was there before this process (``mnistlab.run_folders.note_existing``).
+    """
+    if cfg.resume is not None:
+        from mnistlab.checkpoints import read_checkpoint
+
+        try:
+            saved = resumed_config(cfg.resume, cfg, list(cfg.hydra.overrides.task))
+            epochs = saved.trainer.max_epochs
+            finished = (run_dir / "metrics.json").is_file() and isinstance(epochs, int) and epochs > 0
+            if finished and (done := finished_epochs(read_checkpoint(saved.ckpt_path))) >= epochs:
+                return (
+                    f"resume={cfg.resume}: the run has finished its {done} epoch{'s' * (done != 1)} and its test; "
+                    f"add trainer.max_epochs=N (N > {done}) to train it further"
+                )
+        except MnistlabError as e:
+            return str(e)
+        return None
+    if existed and ((run_dir / "checkpoints").is_dir() or (run_dir / "metrics.json").is_file()):
+        return (
+            f"hydra.run.dir={run_dir} holds another run (checkpoints/, metrics.json), which this one would "
+            f"overwrite: continue it with resume={run_dir}, or give a new folder"
+        )
+    return None
+
+
 def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
     """The saved config and ``last.ckpt`` of an interrupted run folder.
 
@@ -70,6 +105,13 @@ def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
     """
     run = Path(run_dir).expanduser().resolve()
     config, last = run / RECORD_DIR / "config.yaml", run / "checkpoints" / "last.ckpt"
+    if run.is_file():
+        folder = run.parent.parent if run.parent.name == "checkpoints" else run.parent
+        raise MnistlabError(f"resume={run_dir} is a file: give the run's folder, resume={folder}")
+    if (run / "multirun.yaml").is_file():
+        raise MnistlabError(
+            f"resume={run_dir} is a sweep folder: a sweep continues with its own command plus hydra.sweep.dir={run_dir}"
+        )
     if not config.is_file():
         raise MnistlabError(f"resume={run_dir}: not a run folder (no .hydra/config.yaml)")
     if not last.is_file():

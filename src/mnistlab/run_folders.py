@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 _START = datetime.now()  # one time stamp per process, however often Hydra resolves the run folder
 _CLAIMED: dict[str, str] = {}  # base path -> the folder this process made for it
+_EXISTED: set[Path] = set()  # run folders that were there before Hydra wrote into them: never discarded
 
 
 def claim_folder(base: str | Path) -> str:
@@ -92,6 +93,18 @@ def eval_dir(*, _root_: DictConfig) -> str:
     return claim_folder(run / "eval" / f"{_START:%Y-%m-%d_%H-%M-%S}")
 
 
+def note_existing(run_dir: str | Path) -> bool:
+    """Called before Hydra writes into the run folder: True (and remembered) if it was there already.
+
+    Such a folder is the user's (``resume=RUN``, ``hydra.run.dir=`` an old folder): ``discard_run_dir`` keeps it.
+    """
+    path = Path(run_dir).expanduser().resolve()
+    if not path.exists() or str(path) in {str(Path(c).resolve()) for c in _CLAIMED.values()}:
+        return False
+    _EXISTED.add(path)
+    return True
+
+
 def discard_run_dir() -> None:
     """Deletes this run's Hydra output folder when it holds nothing but Hydra's own records.
 
@@ -108,7 +121,7 @@ def discard_run_dir() -> None:
     if hydra_cfg.output_subdir is None or hydra_cfg.mode is None or hydra_cfg.mode.name != "RUN":
         return
     run, cwd = Path(hydra_cfg.runtime.output_dir).resolve(), Path(hydra_cfg.runtime.cwd).resolve()
-    if not run.is_dir() or run == cwd or run in cwd.parents:
+    if not run.is_dir() or run == cwd or run in cwd.parents or run in _EXISTED:
         return
     own = {Path(str(hydra_cfg.output_subdir)).parts[0], f"{hydra_cfg.job.name}.log"}
     if any(p.name not in own for p in run.iterdir()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.mnistlab_sweeps.launchers import refuse
 from mnistlab.atomic_files import write_json
 from mnistlab.errors import WriteError
 from mnistlab.process import JobConsole, pin_gpu
@@ -35,6 +37,32 @@ def job_outcome(job_return: JobReturn) -> tuple[str, str]:
     if type(exc).__name__ == "TrialPruned":
         return "pruned", str(exc).strip()
     return "failed", one_line(exc).strip()  # the user's error, not Hydra's instantiation wrapper
+
+
+class RunFolder(Callback):
+    """Asked before Hydra writes into a run's folder (its ``.hydra/`` records, the log file).
+
+    A folder that was there already is the user's: a failed command never deletes it. ``train.py`` refuses
+    a ``resume=`` folder that holds no interrupted run, and a new run into a folder that holds another run,
+    before Hydra overwrites that run's records; and ``resume=`` under ``-m``, which continues no sweep.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mnistlab.resume import run_folder_mistake
+        from mnistlab.run_folders import note_existing
+
+        run_dir = Path(str(config.hydra.run.dir)).expanduser().resolve()
+        existed = note_existing(run_dir)
+        train = "resume" in config and "LOCAL_RANK" not in os.environ  # train.py; a DDP rank joins its job's folder
+        if train and (mistake := run_folder_mistake(config, run_dir, existed)):
+            refuse(mistake)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("resume"):
+            refuse(
+                "resume=RUN_DIR continues one run: drop -m "
+                "(a killed sweep continues with its own command plus hydra.sweep.dir=SWEEP_DIR)"
+            )
 
 
 class SweepSummary(Callback):
