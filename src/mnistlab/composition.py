@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.checkpoint_records import network_class
 from mnistlab.checkpoints import load_teacher
-from mnistlab.config_checks import check_devices, check_targets, check_trainer_counts
+from mnistlab.config_checks import check_devices, check_number, check_targets, check_trainer_counts
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.specs import input_stats
 from mnistlab.engine import Engine, choose_engine
@@ -49,6 +49,7 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     check_devices(trainer_args)
     check_trainer_counts(trainer_args)
+    check_number("seed", cfg.seed, integer=True, low=0, high=2**32 - 1)  # numpy's range: Lightning seeds it too
     network_class(cfg.model.get("_target_"), "model")  # an importable nn.Module class, before any work
     # Read before seeding: building the teacher's networks must not move the random stream of the student's.
     source = cfg.system.get("teacher")  # a path, or a list of them (an ensemble)

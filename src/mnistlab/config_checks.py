@@ -122,6 +122,14 @@ def check_trainer_counts(trainer: dict[str, Any]) -> None:
             check_number(f"trainer.{key}", trainer[key], integer=True, low=low)
     if (clip := trainer.get("gradient_clip_val")) is not None:
         check_number("trainer.gradient_clip_val", clip, low=0)
+    # 0 training batches or steps would test the untrained network as if it were the run's result.
+    limit = trainer.get("limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        check_number("trainer.limit_train_batches", limit, integer=True, low=1)
+    elif isinstance(limit, float):
+        check_number("trainer.limit_train_batches", limit, low=0, high=1.0, low_open=True)
+    if (steps := trainer.get("max_steps")) is not None and steps != -1:
+        check_number("trainer.max_steps", steps, integer=True, low=1)
     interval = trainer.get("val_check_interval")
     if isinstance(interval, int) and not isinstance(interval, bool):
         check_number("trainer.val_check_interval", interval, integer=True, low=1)

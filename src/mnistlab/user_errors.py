@@ -83,6 +83,9 @@ def user_error(exc: BaseException) -> str | None:
             # A constructor refused a value of the config (Trainer(precision='foo'), MLP(head='x')): the user's.
             key, cause = _instantiation_key(seen), str(seen.__cause__).strip()
             return f"{key}: {cause}" if key and not cause.startswith(key) else cause
+        if isinstance(seen, InstantiationException) and str(seen.__cause__).startswith("Requirement '"):
+            # Lightning's optional requirement of a chosen setting (trainer.accelerator=tpu: torch_xla).
+            return f"{_instantiation_key(seen) or 'a setting'} needs a package that is not installed: {seen.__cause__}"
     return None
 
 
