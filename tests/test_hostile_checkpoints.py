@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -124,3 +126,30 @@ def test_a_network_config_that_no_checkpoint_could_rebuild_is_refused_at_trainin
         Classifier(MLP(hidden_units=0), net_config=factory)
     with pytest.raises(ValueError, match="the network returns 7 logits but there are 10 classes"):
         Classifier(MLP(num_classes=7), class_names=[str(i) for i in range(10)])
+
+
+def test_a_damaged_checkpoint_or_one_with_nan_weights_is_refused(mnist_dir: Path, tmp_path: Path) -> None:
+    """Before: a flipped byte in a weight loaded (torch skips the zip's CRCs) and evaluated to a lower accuracy."""
+    good = checkpoint(tmp_path / "ok.ckpt", mnist_dir)
+    data = bytearray(good.read_bytes())
+    with zipfile.ZipFile(good) as archive:
+        member = next(i for i in archive.infolist() if i.filename.endswith("/data/0"))
+    name_length, extra_length = struct.unpack("<HH", data[member.header_offset + 26 : member.header_offset + 30])
+    data[member.header_offset + 30 + name_length + extra_length + 10] ^= 0xFF  # a byte of the first weight
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(data)
+    torch.load(damaged, weights_only=True)  # what Lightning would have read without a word
+    ckpt = torch.load(good, weights_only=True)
+    first = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point())
+    ckpt["state_dict"][first][0] = float("nan")
+    torch.save(ckpt, tmp_path / "nan.ckpt")
+    expected = {
+        damaged: f"error: {damaged}: the file is damaged ({member.filename} fails its CRC check); "
+        "use another checkpoint",
+        tmp_path / "nan.ckpt": f"error: {tmp_path / 'nan.ckpt'}: the weights hold NaN or infinite values ({first}); "
+        "use another checkpoint",
+    }
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda p: run_script("evaluate.py", f"ckpt_path={p}", cwd=tmp_path), expected))
+    for result, message in zip(results, expected.values(), strict=True):
+        assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == message, result.stderr[-2000:]

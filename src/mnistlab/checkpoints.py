@@ -46,14 +46,19 @@ def saved_by_torch(path: Path) -> bool:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` with one-line errors for missing, unsafe or wrong files."""
+    """``torch.load(weights_only=True)`` with one-line errors for missing, unsafe, wrong or damaged files.
+
+    torch reads a checkpoint's zip archive without checking its CRCs, so a damaged file would load
+    (changed weights, a lower accuracy and no word of it): the CRCs are checked here, and weights
+    that are NaN or infinite (a damaged or hand-made file: training never saves them) are refused too.
+    """
     path = Path(path)
     if not path.is_file():
         raise MnistlabError(f"checkpoint not found: {path}")
     if is_torchscript(path):
         raise MnistlabError(f"{path} is a TorchScript model (load it with torch.jit.load); {ACCEPTED}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # torch names the first object it refused to unpickle, e.g. "GLOBAL posix.system".
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
@@ -69,6 +74,22 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         if "weights_only" in reason or len(reason) > 120 or not reason or isinstance(e, LookupError):
             reason = type(e).__name__
         raise MnistlabError(f"{path}: not a readable checkpoint ({reason}); {ACCEPTED}") from None
+    if (damaged := _failed_crc(path)) is not None:
+        raise MnistlabError(f"{path}: the file is damaged ({damaged} fails its CRC check); use another checkpoint")
+    weights = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    for name, tensor in (weights or {}).items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise MnistlabError(f"{path}: the weights hold NaN or infinite values ({name}); use another checkpoint")
+    return ckpt
+
+
+def _failed_crc(path: Path) -> str | None:
+    """The first member of a checkpoint's zip archive whose data does not match its CRC, else None."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError):  # torch.load read it, so not a zip archive: torch's legacy format
+        return None
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

@@ -16,6 +16,10 @@ from mnistlab.errors import MnistlabError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
 
 
+class NotAnImage(MnistlabError):
+    """Bytes that PIL does not read as an image."""
+
+
 def read_gray(path: Path) -> np.ndarray:
     """A PNG, JPEG or ``.npy`` file as a (H, W) float64 grayscale array in [0, 1].
 
@@ -36,15 +40,17 @@ def read_gray(path: Path) -> np.ndarray:
         return (array / 255 if array.max() > 1 else array).clip(0, 1)
     try:
         return decode_image(path)
-    except MnistlabError:
+    except NotAnImage:
         raise MnistlabError(f"{path}: not an image (expected PNG, JPEG or .npy)") from None
+    except MnistlabError as e:
+        raise MnistlabError(f"{path}: {e}") from None
 
 
 def decode_image(source: Path | IO[bytes]) -> np.ndarray:
     """A PNG or JPEG, a file or a binary stream (a served request), as a (H, W) float64 grayscale array in [0, 1].
 
-    Transparent pixels count as white paper. Raises ``MnistlabError`` for anything that is not an image,
-    and lets PIL's ``DecompressionBombError`` through.
+    Transparent pixels count as white paper. Raises ``NotAnImage`` for anything that is not an image,
+    and ``MnistlabError`` for one of more pixels than PIL decodes (a small file can unpack to billions).
     """
     try:
         with Image.open(source) as image:
@@ -53,7 +59,9 @@ def decode_image(source: Path | IO[bytes]) -> np.ndarray:
                 image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
             gray = image.convert("L")
     except (UnidentifiedImageError, OSError):
-        raise MnistlabError("not an image (expected PNG or JPEG)") from None
+        raise NotAnImage("not an image (expected PNG or JPEG)") from None
+    except Image.DecompressionBombError:
+        raise MnistlabError("image too large: too many pixels to decode") from None
     return np.asarray(gray, dtype=np.float64) / 255
 
 
