@@ -18,6 +18,7 @@ from mnistlab.resume import interrupted_hint
 
 
 def build_and_run(cfg: DictConfig) -> float:
+    from mnistlab.checkpoints import check_continuable
     from mnistlab.composition import compose
     from mnistlab.config_checks import check_cv
     from mnistlab.hparams import run_hparams
@@ -29,6 +30,8 @@ def build_and_run(cfg: DictConfig) -> float:
     cfg = continued_config(cfg, HydraConfig.get().overrides.task)  # resume=RUN_DIR or ckpt_path=...
     config = OmegaConf.to_container(cfg, resolve=True)
     run = compose(cfg)
+    if cfg.ckpt_path:  # before anything is written: a checkpoint the run cannot take up is refused
+        check_continuable(run.system, cfg.ckpt_path)
     mark_restart(run.trainer, cfg.ckpt_path)
     metrics = fit_and_test(
         run.trainer,
