@@ -131,3 +131,18 @@ def test_optuna_search_resumes_its_sqlite_study(tmp_path: Path) -> None:
     assert float(best_job["val/acc_best"]) == pytest.approx(study.best_value, abs=1e-4)
     table = (sweep_dir / "summary.md").read_text()
     assert f"Best trial {study.best_trial.number}: val/acc_best = {study.best_value:.4f}" in table
+
+
+def test_another_sweep_in_a_sweeps_folder_is_refused_and_its_own_command_continues(grid_sweep: Path) -> None:
+    """Before: ``model=linear,cnn`` into the folder of ``model=linear,hidden ...`` mixed both into one summary."""
+    before = {p.name: p.stat().st_mtime_ns for p in grid_sweep.rglob("*")}
+    other = sweep(grid_sweep, "model=linear,cnn", "optimizer=adam,sgd")
+    assert other.returncode == 2 and other.stderr.strip().splitlines()[-1] == (
+        f"error: hydra.sweep.dir={grid_sweep} holds another sweep (model=linear,hidden optimizer=adam,sgd "
+        "trainer.limit_train_batches=100 trainer.max_epochs=1), whose jobs this one's would mix with: "
+        "continue it with its own command, or give a new folder"
+    ), other.stderr[-3000:]
+    assert {p.name: p.stat().st_mtime_ns for p in grid_sweep.rglob("*")} == before
+    again = sweep(grid_sweep, *GRID, "trainer.accelerator=cpu")  # its own command; hardware may differ
+    assert again.returncode == 0 and "# Sweep summary: 4 jobs, 4 finished, 0 failed" in again.stdout, again.stderr
+    assert len(summary_rows(grid_sweep)) == 4

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 # How a run shows its progress and where it finds its data.
 PRESENTATION = ("callbacks.progress_bar.refresh_rate", "paths.data_dir")
+# The hardware a run takes: a killed sweep may continue on other hardware.
+HARDWARE = ("trainer.accelerator", "trainer.devices", "trainer.num_nodes")
 # Where a run reads and writes, on which hardware, and how short a check run is: jobs of a sweep that
 # differ only in these are the same experiment.
 PLACEMENT = (
@@ -25,9 +27,7 @@ PLACEMENT = (
     "ckpt_path",
     "resume",
     "hparams_search",
-    "trainer.accelerator",
-    "trainer.devices",
-    "trainer.num_nodes",
+    *HARDWARE,
     "trainer.limit_train_batches",
     "trainer.limit_val_batches",
     "trainer.limit_test_batches",

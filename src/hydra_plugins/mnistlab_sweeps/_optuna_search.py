@@ -38,7 +38,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
-from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, refuse
+from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, check_same_sweep, refuse
 from hydra_plugins.mnistlab_sweeps.optuna_sweeper import OptunaSweeperConf
 from mnistlab.atomic_files import write_json
 from mnistlab.config_checks import check_number
@@ -151,6 +151,7 @@ class OptunaSearch:
 
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
         check_launcher(self.config)
+        check_same_sweep(self.config)
         try:
             for key in ("n_trials", "n_jobs"):
                 check_number(f"hydra.sweeper.{key}", getattr(self.conf, key), integer=True, low=1)

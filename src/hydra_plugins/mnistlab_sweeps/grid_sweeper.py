@@ -20,7 +20,7 @@ from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
-from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, continue_hint, launch_missing
+from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, check_same_sweep, continue_hint, launch_missing
 from mnistlab import process
 
 
@@ -38,6 +38,7 @@ class GridSweeper(BasicSweeper):
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         check_launcher(self.config)
+        check_same_sweep(self.config)
         params_conf = self._parse_config()
         params_conf.extend(arguments)
         folds = fold_overrides(self.config, params_conf)  # the command's overrides and hydra.sweeper.params

@@ -11,8 +11,9 @@ from typing import NoReturn
 
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from mnistlab.config_keys import HARDWARE, PRESENTATION, override_key
 from mnistlab.resume import jobs_to_launch
 from mnistlab.run_folders import release_claimed_folders
 from mnistlab.user_errors import EXIT_USER_ERROR
@@ -40,6 +41,29 @@ def check_launcher(config: DictConfig) -> None:
         )
     if target.endswith("JoblibLauncher") and launcher.get("n_jobs") == 0:
         refuse("hydra.launcher.n_jobs=0 runs no job: give the number of workers (-1: one per core)")
+
+
+def check_same_sweep(config: DictConfig) -> None:
+    """Refuses a sweep folder that holds another sweep: the two sweeps' jobs would mix in one summary.
+
+    A sweep continues in its folder with its own command, which its ``multirun.yaml`` recorded; Hydra's
+    settings (the ``hydra.sweep.dir`` that names the folder, a launcher) and where the jobs run may differ.
+    """
+    saved = Path(config.hydra.sweep.dir) / "multirun.yaml"
+    if not saved.is_file():
+        return
+    free = (*PRESENTATION, *HARDWARE)  # how it is shown, where it runs
+    before, now = (
+        sorted(
+            o for o in overrides if not override_key(o).startswith(("hydra.", "hydra/")) and override_key(o) not in free
+        )
+        for overrides in (OmegaConf.load(saved).hydra.overrides.task, config.hydra.overrides.task)
+    )
+    if before != now:
+        refuse(
+            f"hydra.sweep.dir={config.hydra.sweep.dir} holds another sweep ({' '.join(before) or 'no overrides'}), "
+            "whose jobs this one's would mix with: continue it with its own command, or give a new folder"
+        )
 
 
 def continue_hint(config: DictConfig) -> str:
