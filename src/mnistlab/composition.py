@@ -49,7 +49,8 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     check_devices(trainer_args)
     check_trainer_counts(trainer_args)
-    check_number("seed", cfg.seed, integer=True, low=0, high=2**32 - 1)  # numpy's range: Lightning seeds it too
+    if cfg.seed is not None:  # null: Lightning draws one
+        check_number("seed", cfg.seed, integer=True, low=0, high=2**32 - 1)  # numpy's range: Lightning seeds it too
     network_class(cfg.model.get("_target_"), "model")  # an importable nn.Module class, before any work
     # Read before seeding: building the teacher's networks must not move the random stream of the student's.
     source = cfg.system.get("teacher")  # a path, or a list of them (an ensemble)
