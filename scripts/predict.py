@@ -1,5 +1,7 @@
 """Predict digits: ``python scripts/predict.py ckpt_path=outputs/.../last.ckpt index=998`` (or ``image=FILE``)."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
@@ -18,8 +20,11 @@ def run(cfg: DictConfig) -> None:
     predictor = load_predictor(cfg.ckpt_path, cfg.accelerator)
     index = OmegaConf.to_container(cfg.index) if OmegaConf.is_list(cfg.index) else cfg.index
     image = None if cfg.image is None else str(cfg.image)
-    predictions = predict(predictor, index, image, OmegaConf.to_container(cfg.data))
+    skipped: list[str] = []  # unreadable files among several: the others are still predicted
+    predictions = predict(predictor, index, image, OmegaConf.to_container(cfg.data), skipped)
     print(to_json(predictions) if cfg.format == "json" else to_text(predictions, predictor.head))
+    for error in skipped:
+        print(f"warning: skipped {error}", file=sys.stderr)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")

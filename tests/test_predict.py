@@ -63,6 +63,15 @@ def test_files_in_both_polarities_predict_like_the_index(
     assert table.returncode == 0, table.stderr[-3000:]
     rows = table.stdout.splitlines()
     assert rows[0].split()[:3] == ["input", "pred", "conf"] and len(rows) == 1 + 2 + 1  # header, 2 files, note
+    # One unreadable file among them is skipped with a warning; before, it failed the whole folder.
+    (folder / "e_notes.png").write_text("not a picture")
+    ckpt = f"ckpt_path={notebook_hidden_run.checkpoint}"
+    with_notes = run_script("predict.py", ckpt, f"image={folder}", "format=json")
+    assert with_notes.returncode == 0, with_notes.stderr[-3000:]
+    assert [Path(r["file"]).name for r in json.loads(with_notes.stdout)] == [Path(r["file"]).name for r in by_file]
+    assert with_notes.stderr.strip().splitlines()[-1] == (
+        f"warning: skipped {folder}/e_notes.png: not an image (expected PNG, JPEG or .npy)"
+    )
 
 
 def test_mnist_style_undoes_scale_shift_and_polarity(digit_998: np.ndarray, tmp_path: Path) -> None:

@@ -79,10 +79,12 @@ def predict(
     index: int | list[int] | None = None,
     image: str | None = None,
     data_overrides: dict[str, Any] | None = None,
+    skipped: list[str] | None = None,
 ) -> list[Prediction]:
     """Predicts test images by ``index`` or image files by ``image`` (a file, folder or glob).
 
     Files are first brought into MNIST's form by ``mnist_style``; one without digit-like ink gets a warning.
+    With ``skipped`` given, an unreadable file among several is left out and its error appended there.
     """
     if (index is None) == (image is None):
         raise MnistlabError("give exactly one of index=N (a test image) or image=FILE|FOLDER|GLOB")
@@ -94,11 +96,19 @@ def predict(
         images, sources = test_images(predictor.data_args, indices, data_overrides)
         warnings: list[str | None] = [None] * len(indices)
     else:
-        files = image_files(image)
-        styled = [mnist_style(read_gray(f)) for f in files]
-        images = torch.from_numpy(np.stack([img for img, _ in styled]))  # (N, 28, 28)
-        warnings = [warning for _, warning in styled]
-        sources = [{"file": str(f)} for f in files]
+        files, styled = image_files(image), []
+        for f in files:
+            try:
+                styled.append((f, *mnist_style(read_gray(f))))
+            except MnistlabError as e:  # one unreadable file of several: the others are still predicted
+                if len(files) == 1 or skipped is None:
+                    raise
+                skipped.append(str(e))
+        if not styled:
+            raise MnistlabError(f"image={image}: none of its {len(files)} files is a readable image")
+        images = torch.from_numpy(np.stack([img for _, img, _ in styled]))  # (N, 28, 28)
+        warnings = [warning for _, _, warning in styled]
+        sources = [{"file": str(f)} for f, _, _ in styled]
     probabilities = predictor(images.unsqueeze(1).float())  # (N, C)
     return [
         Prediction(src, img.numpy(), p, predictor.class_names, warning)
