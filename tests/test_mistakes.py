@@ -21,7 +21,7 @@ from conftest import DATA_DIR, ROOT, write_idx_set
 
 TABLE = ROOT / "docs" / "errors.md"
 TINY = ("data.download=false", "data.verify=false", "data.val_size=10", "callbacks.progress_bar.refresh_rate=0")
-NEEDS_NO_GPU = {"accelerator-gpu", "devices-without-gpu"}
+NEEDS_NO_GPU = {"accelerator-gpu", "accelerator-gpu-predict", "devices-without-gpu"}
 
 
 def rows() -> dict[str, tuple[str, str, int, str]]:

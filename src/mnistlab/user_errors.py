@@ -77,7 +77,10 @@ def user_error(exc: BaseException) -> str | None:
         if _is_misconfiguration(seen) or _count_refused_by_lightning(seen):
             text = str(seen).strip()
             if text == NO_GPU:
-                return "trainer.accelerator=gpu, but this machine has no usable GPU; use trainer.accelerator=cpu"
+                # train.py's Trainer is the config's (Hydra wraps its errors); the other scripts take accelerator=.
+                wrapped = any(isinstance(e, InstantiationException) for e in exception_chain(exc))
+                key = "trainer.accelerator" if wrapped else "accelerator"
+                return f"{key}=gpu, but this machine has no usable GPU; use {key}=cpu"
             return text
         if isinstance(seen, InstantiationException) and isinstance(seen.__cause__, (ValueError, TypeError)):
             # A constructor refused a value of the config (Trainer(precision='foo'), MLP(head='x')): the user's.
