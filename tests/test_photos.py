@@ -101,3 +101,24 @@ def test_an_mnist_image_passes_unchanged(test_digits: tuple[torch.Tensor, torch.
         x, warning = mnist_style(digit / 255)
         assert warning is None
         assert np.corrcoef(x.ravel(), digit.ravel() / 255)[0, 1] > 0.99
+
+
+def test_npy_arrays_that_are_no_image_are_refused_by_what_is_wrong(tmp_path: Path) -> None:
+    from mnistlab.errors import MnistlabError
+    from mnistlab.evaluation.images import read_gray
+
+    mask = np.zeros((28, 28), dtype=bool)
+    mask[8:20, 12:16] = True
+    np.save(tmp_path / "mask.npy", mask)
+    assert np.array_equal(read_gray(tmp_path / "mask.npy"), mask.astype(np.float64))  # before: "not 2-D numeric"
+    cases = {
+        "complex.npy": (np.ones((28, 28), dtype=np.complex64), "a .npy image must hold real numbers, not complex64"),
+        "text.npy": (np.full((28, 28), "a"), "a .npy image must hold real numbers, not <U1"),
+        "nan.npy": (np.full((28, 28), np.nan), "the array holds NaN or infinite values"),  # before: a prediction
+        "flat.npy": (np.zeros(784), "a .npy image must be a 2-D array, got shape (784,)"),
+    }
+    for name, (array, message) in cases.items():
+        np.save(tmp_path / name, array)
+        with pytest.raises(MnistlabError) as raised:
+            read_gray(tmp_path / name)
+        assert str(raised.value) == f"{tmp_path / name}: {message}"

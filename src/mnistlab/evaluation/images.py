@@ -31,12 +31,15 @@ def read_gray(path: Path) -> np.ndarray:
             array = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
             raise MnistlabError(f"{path}: not a readable .npy array ({e})") from None
-        array = np.squeeze(array)
+        if array.dtype != bool and (not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array)):
+            raise MnistlabError(f"{path}: a .npy image must hold real numbers, not {array.dtype}")
+        array = np.squeeze(array).astype(np.float64)  # a bool mask becomes 0 and 1
         if array.ndim == 3 and array.shape[-1] in (3, 4):
             array = array[..., :3].mean(-1)
-        if array.ndim != 2 or not np.issubdtype(array.dtype, np.number) or min(array.shape) < 1:
-            raise MnistlabError(f"{path}: a .npy image must be a 2-D numeric array, got shape {array.shape}")
-        array = array.astype(np.float64)
+        if array.ndim != 2 or min(array.shape) < 1:
+            raise MnistlabError(f"{path}: a .npy image must be a 2-D array, got shape {array.shape}")
+        if not np.isfinite(array).all():
+            raise MnistlabError(f"{path}: the array holds NaN or infinite values")
         return (array / 255 if array.max() > 1 else array).clip(0, 1)
     try:
         return decode_image(path)
