@@ -176,7 +176,7 @@ def test_members_that_disagree_are_refused_in_one_line(cv_sweep: tuple[Path, str
     ("cv", "arguments", "message"),
     [
         (1, [], "cv=1 is out of range: must be an integer >= 2 (the number of folds)"),
-        ("5", [], "cv='5' is out of range: must be an integer >= 2 (the number of folds)"),
+        ("5", [], "cv='5' is not an integer: must be an integer >= 2 (the number of folds)"),
         (None, ["cv=2,3"], "cv takes one number of folds per sweep (e.g. cv=5), not a list; run one sweep per K"),
         (3, ["data.fold=1"], "cv=3 runs every fold itself: drop data.fold=1"),
         (3, ["data.folds=4"], "cv=3 runs every fold itself: drop data.folds=4"),

@@ -37,8 +37,10 @@ def check_number(
     else:
         allowed = f"{kind} <= {high}"
     types = (int,) if integer else (int, float)
-    ok = isinstance(value, types) and not isinstance(value, bool)
-    if ok and low is not None:
+    if not isinstance(value, types) or isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} is not {kind}: must be {allowed}")
+    ok = True
+    if low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:
         ok = value <= high

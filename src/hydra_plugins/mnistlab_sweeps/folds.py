@@ -43,7 +43,9 @@ def cv_mistake(cv: object, arguments: list[str], searched: Sequence[str] = ()) -
         return f"cv={cv} gives fold i the seed S+i: set one seed S (e.g. seed=7), not a list"
     if cv is None:
         return None
-    if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
+    if isinstance(cv, bool) or not isinstance(cv, int):
+        return f"cv={cv!r} is not an integer: must be an integer >= 2 (the number of folds)"
+    if cv < 2:
         return f"cv={cv!r} is out of range: must be an integer >= 2 (the number of folds)"
     if given := [a for a in arguments if override_key(a) in FOLD_KEYS]:
         return f"cv={cv} runs every fold itself: drop {' '.join(given)}"
