@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -195,6 +196,10 @@ def test_a_folder_that_holds_a_run_or_someone_elses_files_is_refused_before_hydr
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "train.log").write_text("my own notes\n")
+    cut = tmp_path / "cut"  # a copy whose last.ckpt a full disk cut short, killed before its test
+    shutil.copytree(run.dir, cut)
+    (cut / "metrics.json").unlink()
+    (cut / "checkpoints" / "last.ckpt").write_bytes(run.checkpoint.read_bytes()[:3000])
     cases = {
         # Before: re-tested the finished run, adding three TensorBoard event files each time.
         (f"resume={run.dir}",): f"error: resume={run.dir}: the run has finished its 1 epoch and its test; "
@@ -208,6 +213,9 @@ def test_a_folder_that_holds_a_run_or_someone_elses_files_is_refused_before_hydr
         ): f"error: resume={run.checkpoint} is a file: give the run's folder, resume={run.dir}",
         # Before: deleted the folder, the user's train.log with it.
         (f"resume={mine}",): f"error: resume={mine}: not a run folder (no .hydra/config.yaml)",
+        # Before: Lightning's load failed inside the fit, with a note about predict.py and ONNX files.
+        (f"resume={cut}",): f"error: resume={cut}: its checkpoints/last.ckpt is damaged or unreadable, so it cannot "
+        f"continue; start a new run from its best weights: ckpt_path={cut}/checkpoints/best.ckpt",
         # Before: a sweep of one job that trained nothing and summarised no job.
         ("-m", f"resume={run.dir}"): "error: resume=RUN_DIR continues one run: drop -m (a killed sweep "
         "continues with its own command plus hydra.sweep.dir=SWEEP_DIR)",
@@ -224,4 +232,4 @@ def test_a_folder_that_holds_a_run_or_someone_elses_files_is_refused_before_hydr
     assert (
         sorted(p.name for p in mine.iterdir()) == ["train.log"] and (mine / "train.log").read_text() == "my own notes\n"
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "run"]  # no outputs/ or multirun/ left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut", "mine", "run"]  # no outputs/ or multirun/ left

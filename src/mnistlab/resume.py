@@ -79,15 +79,22 @@ def run_folder_mistake(cfg: DictConfig, run_dir: Path, existed: bool) -> str | N
 
         try:
             saved = resumed_config(cfg.resume, cfg, list(cfg.hydra.overrides.task))
-            epochs = saved.trainer.max_epochs
-            finished = (run_dir / "metrics.json").is_file() and isinstance(epochs, int) and epochs > 0
-            if finished and (done := finished_epochs(read_checkpoint(saved.ckpt_path))) >= epochs:
-                return (
-                    f"resume={cfg.resume}: the run has finished its {done} epoch{'s' * (done != 1)} and its test; "
-                    f"add trainer.max_epochs=N (N > {done}) to train it further"
-                )
         except MnistlabError as e:
             return str(e)
+        try:
+            last = read_checkpoint(saved.ckpt_path)
+        except MnistlabError:
+            best = Path(saved.ckpt_path).with_name("best.ckpt")
+            return f"resume={cfg.resume}: its checkpoints/last.ckpt is damaged or unreadable, so it cannot continue" + (
+                f"; start a new run from its best weights: ckpt_path={best}" if best.is_file() else ""
+            )
+        epochs = saved.trainer.max_epochs
+        finished = (run_dir / "metrics.json").is_file() and isinstance(epochs, int) and epochs > 0
+        if finished and (done := finished_epochs(last)) >= epochs:
+            return (
+                f"resume={cfg.resume}: the run has finished its {done} epoch{'s' * (done != 1)} and its test; "
+                f"add trainer.max_epochs=N (N > {done}) to train it further"
+            )
         return None
     if existed and ((run_dir / "checkpoints").is_dir() or (run_dir / "metrics.json").is_file()):
         return (
