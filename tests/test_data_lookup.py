@@ -92,14 +92,17 @@ def test_a_checkpoint_reads_data_where_this_machine_keeps_it(tmp_path: Path, mon
 def test_a_moved_checkpoint_evaluates_with_moved_data(
     notebook_hidden_run: TrainedRun, mnist_dir: Path, tmp_path: Path
 ) -> None:
-    """The checkpoint trained "on a cluster" (its saved data folder is gone) and the data copied to a new place."""
+    """The checkpoint trained "on a cluster" (its saved data folder is gone) and the test files copied to a new place.
+
+    A test needs no training files: before, the missing train-images and train-labels stopped it.
+    """
     ckpt = torch.load(notebook_hidden_run.checkpoint, weights_only=True)
     ckpt["datamodule_hyper_parameters"]["root"] = "/cluster/scratch/mnist"
     run = tmp_path / "laptop" / "run"
     (run / "checkpoints").mkdir(parents=True)
     torch.save(ckpt, run / "checkpoints" / "last.ckpt")
     data = tmp_path / "laptop" / "datasets"
-    shutil.copytree(mnist_dir, data / "mnist", ignore=lambda d, names: [n for n in names if not n.endswith(".gz")])
+    shutil.copytree(mnist_dir, data / "mnist", ignore=lambda d, names: [n for n in names if not n.startswith("t10k-")])
     env = {**os.environ, "MNISTLAB_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"}
     args = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"ckpt_path={run}/checkpoints/last.ckpt"]
     result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

@@ -14,7 +14,7 @@ from mnistlab.data.augment import RandomAffine
 from mnistlab.data.files import download, load_split, missing_data_message, missing_resources
 from mnistlab.data.folds import check_folds, fold_split
 from mnistlab.data.loaders import EvalBatches, TrainBatches
-from mnistlab.data.specs import SPECS, DatasetSpec
+from mnistlab.data.specs import SPECS, DatasetSpec, Resource
 from mnistlab.errors import DataError, MnistlabError
 
 if TYPE_CHECKING:
@@ -97,8 +97,16 @@ class MNISTDataModule(pl.LightningDataModule):
     def has_validation(self) -> bool:
         return self.hparams.val_size > 0 or self.hparams.folds is not None
 
-    def prepare_data(self) -> None:
+    def _missing(self, stage: str | None) -> list[Resource]:
+        """The files ``stage`` needs that are not on disk: a test or a prediction needs no training files.
+
+        A fit needs the test files too: its test follows it (``training.fit_and_test``), and must not fail after it.
+        """
         missing = missing_resources(self.root, self.spec)
+        return [r for r in missing if r in self.spec.split_files(False)] if stage in ("test", "predict") else missing
+
+    def prepare_data(self) -> None:
+        missing = self._missing(self.trainer.state.fn.value if self.trainer is not None else None)
         if not missing:
             return
         if not self.hparams.download:
@@ -124,7 +132,7 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         # Missing files without prepare_data (e.g. evaluate on a fresh machine): same message.
-        if missing := missing_resources(self.root, self.spec):
+        if missing := self._missing(stage):
             raise DataError(missing_data_message(self.root, self.spec, missing, "files missing"))
         verify = self.hparams.verify
         if stage in (None, "fit", "validate") and self.train_set is None:
