@@ -18,11 +18,10 @@ from mnistlab.resume import interrupted_hint
 
 
 def build_and_run(cfg: DictConfig) -> float:
-    from mnistlab.checkpoints import check_continuable
     from mnistlab.composition import compose
     from mnistlab.config_checks import check_cv
     from mnistlab.hparams import run_hparams
-    from mnistlab.resume import continued_config, launch_record, mark_restart
+    from mnistlab.resume import check_continuable, continued_config, launch_record, mark_restart
     from mnistlab.training import fit_and_test
 
     # cv=K is a sweep of K folds; a DDP rank started by Lightning (LOCAL_RANK) re-runs one job of it.

@@ -125,18 +125,19 @@ def check_trainer_counts(trainer: dict[str, Any]) -> None:
     if (clip := trainer.get("gradient_clip_val")) is not None:
         check_number("trainer.gradient_clip_val", clip, low=0)
     # 0 training batches or steps would test the untrained network as if it were the run's result.
-    limit = trainer.get("limit_train_batches")
-    if isinstance(limit, int) and not isinstance(limit, bool):
-        check_number("trainer.limit_train_batches", limit, integer=True, low=1)
-    elif isinstance(limit, float):
-        check_number("trainer.limit_train_batches", limit, low=0, high=1.0, low_open=True)
+    _check_count_or_fraction("trainer.limit_train_batches", trainer.get("limit_train_batches"))
     if (steps := trainer.get("max_steps")) is not None and steps != -1:
         check_number("trainer.max_steps", steps, integer=True, low=1)
-    interval = trainer.get("val_check_interval")
-    if isinstance(interval, int) and not isinstance(interval, bool):
-        check_number("trainer.val_check_interval", interval, integer=True, low=1)
-    elif isinstance(interval, float):  # a fraction of the epoch (a time span, a dict, is Lightning's to check)
-        check_number("trainer.val_check_interval", interval, low=0, high=1.0, low_open=True)
+    _check_count_or_fraction("trainer.val_check_interval", trainer.get("val_check_interval"))
+
+
+def _check_count_or_fraction(key: str, value: Any) -> None:
+    """An int is a number of batches (>= 1), a float a fraction of the epoch (> 0, <= 1); anything else
+    (None, a time span, a dict) is Lightning's to check."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        check_number(key, value, integer=True, low=1)
+    elif isinstance(value, float):
+        check_number(key, value, low=0, high=1.0, low_open=True)
 
 
 def check_cv(cv: Any, in_sweep: bool) -> None:

@@ -40,6 +40,8 @@ from mnistlab.errors import MnistlabError
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
+    from mnistlab.systems import Classifier
+
 log = logging.getLogger(__name__)
 
 # What may change when a run continues: how long it trains and where. Anything else would make the
@@ -196,6 +198,48 @@ def check_can_continue(ckpt_path: str | Path, max_epochs: int | None) -> None:
     if done >= max_epochs:
         raise MnistlabError(
             f"the checkpoint has finished {done} epochs; set trainer.max_epochs above {done} to continue"
+        )
+
+
+def check_continuable(system: Classifier, ckpt_path: str | Path) -> None:
+    """Refuses, before any work, a checkpoint that this run's system cannot continue.
+
+    Lightning restores the checkpoint's weights into this run's network, its optimizer state into this
+    run's optimizer and its schedule's state into this run's schedule: another network fails inside the
+    fit (missing keys, other shapes), another optimizer at the first step (Adam's state has no SGD
+    ``momentum_buffer``), each with a traceback; other optimizer settings (``lr``) are silently replaced
+    by the saved ones; a schedule keeps its saved length and fails past it.
+    """
+    import torch
+
+    from mnistlab.checkpoints import read_checkpoint
+
+    ckpt = read_checkpoint(ckpt_path)
+    saved = {k: tuple(v.shape) for k, v in ckpt.get("state_dict", {}).items() if isinstance(v, torch.Tensor)}
+    ours = {k: tuple(v.shape) for k, v in system.state_dict().items()}
+    if saved != ours:
+        differs = sorted(set(saved) ^ set(ours)) or [k for k in ours if saved[k] != ours[k]]
+        raise MnistlabError(
+            f"ckpt_path={ckpt_path} holds another network than this run's model (first difference: {differs[0]}); "
+            "give the model it was trained with (its run's .hydra/config.yaml)"
+        )
+    saved_hparams = ckpt.get("hyper_parameters") or {}
+    before, now = saved_hparams.get("optimizer") or {}, system.hparams.get("optimizer") or {}
+    if before and now and before.get("target") != now.get("target"):
+        raise MnistlabError(
+            f"ckpt_path={ckpt_path} was trained with {before['target']}, whose state this run's {now['target']} "
+            "cannot take up; give the optimizer it was trained with"
+        )
+    if before and now and (changed := sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))):
+        settings = " ".join(f"optimizer.{k}={before.get(k)}" for k in changed)
+        raise MnistlabError(
+            f"ckpt_path={ckpt_path} restores its optimizer's state, settings included ({settings}): "
+            "this run's other settings would not take effect; give those"
+        )
+    if ckpt.get("lr_schedulers") and system.scheduler_factory is not None:
+        raise MnistlabError(
+            f"ckpt_path={ckpt_path} restores its learning-rate schedule, sized for its own run; continue that run "
+            "with resume=RUN_DIR, or this one without scheduler"
         )
 
 

@@ -102,8 +102,7 @@ class MNISTDataModule(pl.LightningDataModule):
 
         A fit needs the test files too: its test follows it (``training.fit_and_test``), and must not fail after it.
         """
-        missing = missing_resources(self.root, self.spec)
-        return [r for r in missing if r in self.spec.split_files(False)] if stage in ("test", "predict") else missing
+        return missing_resources(self.root, self.spec, test_only=stage in ("test", "predict"))
 
     def prepare_data(self) -> None:
         missing = self._missing(self.trainer.state.fn.value if self.trainer is not None else None)

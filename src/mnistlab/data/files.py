@@ -22,9 +22,10 @@ def find_file(root: Path, resource: Resource) -> Path | None:
     return None
 
 
-def missing_resources(root: Path, spec: DatasetSpec) -> list[Resource]:
-    """The resources of ``spec`` that have no file under ``root``."""
-    return [r for r in spec.resources if find_file(root, r) is None]
+def missing_resources(root: Path, spec: DatasetSpec, test_only: bool = False) -> list[Resource]:
+    """The resources of ``spec`` (``test_only``: of its test split) that have no file under ``root``."""
+    needed = spec.split_files(False) if test_only else spec.resources
+    return [r for r in needed if find_file(root, r) is None]
 
 
 ENV = "MNISTLAB_DATA_DIR"

@@ -15,7 +15,7 @@ from mnistlab.atomic_files import write_atomic, write_metrics
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.files import candidate_roots, missing_data_message, missing_resources
 from mnistlab.data.files import download as download_files
-from mnistlab.data.specs import SPECS, Resource
+from mnistlab.data.specs import SPECS
 from mnistlab.errors import DataError, MnistlabError
 from mnistlab.evaluation.callbacks import TestReport
 from mnistlab.evaluation.ensemble import Ensemble, load_model
@@ -37,16 +37,12 @@ def data_root(saved: dict[str, Any], download: bool) -> Path:
     """
     spec = SPECS[saved.get("dataset", "mnist")]
     roots = candidate_roots(spec.name, saved.get("root"))
-
-    def missing_test_files(root: Path) -> list[Resource]:
-        return [r for r in missing_resources(root, spec) if r in spec.split_files(False)]
-
     for root in roots:
-        if not missing_test_files(root):
+        if not missing_resources(root, spec, test_only=True):
             if root != roots[0]:
                 print(f"data: not in {roots[0]}; reading the checkpoint's saved folder {root}", file=sys.stderr)
             return root
-    missing = missing_test_files(roots[0])
+    missing = missing_resources(roots[0], spec, test_only=True)
     if not download:
         raise DataError(missing_data_message(roots[0], spec, missing, "data.download=false", roots[1:]))
     try:
