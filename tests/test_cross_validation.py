@@ -176,6 +176,8 @@ def test_members_that_disagree_are_refused_in_one_line(cv_sweep: tuple[Path, str
     ("cv", "arguments", "message"),
     [
         (1, [], "cv=1 is out of range: must be an integer >= 2 (the number of folds)"),
+        (60_001, [], "cv=60001 is more than the 60000 training images: a fold needs at least one"),
+        (60_000, [], None),
         ("5", [], "cv='5' is not an integer: must be an integer >= 2 (the number of folds)"),
         (None, ["cv=2,3"], "cv takes one number of folds per sweep (e.g. cv=5), not a list; run one sweep per K"),
         (3, ["data.fold=1"], "cv=3 runs every fold itself: drop data.fold=1"),
@@ -214,6 +216,8 @@ def test_a_search_over_what_cv_sets_per_fold_is_refused(searched: list[str], mes
     [
         (("cv=3",), "error: cv=3 runs one job per fold: add -m (python scripts/train.py -m ... cv=3)"),
         (("-m", "cv=1"), "error: cv=1 is out of range: must be an integer >= 2 (the number of folds)"),
+        # Refused before Hydra composes the 70,000 jobs' configs (minutes), not by the first job.
+        (("-m", "cv=70000"), "error: cv=70000 is more than the 60000 training images: a fold needs at least one"),
     ],
 )
 def test_refused_commands_are_one_line(args: tuple[str, ...], message: str, tiny_root: Path, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.launchers import refuse
 from mnistlab.config_keys import override_key
+from mnistlab.data.specs import TRAIN_SIZE
 from mnistlab.sweeps.folds import SEED_KEY
 
 FOLD_KEYS = ("data.fold", "data.folds")
@@ -47,6 +48,8 @@ def cv_mistake(cv: object, arguments: list[str], searched: Sequence[str] = ()) -
         return f"cv={cv!r} is not an integer: must be an integer >= 2 (the number of folds)"
     if cv < 2:
         return f"cv={cv!r} is out of range: must be an integer >= 2 (the number of folds)"
+    if cv > TRAIN_SIZE:  # refused now: Hydra composes every job of a batch before the first one runs
+        return f"cv={cv} is more than the {TRAIN_SIZE} training images: a fold needs at least one"
     if given := [a for a in arguments if override_key(a) in FOLD_KEYS]:
         return f"cv={cv} runs every fold itself: drop {' '.join(given)}"
     if held_out := [a for a in arguments if override_key(a) == "data.val_size" and a.split("=", 1)[1].strip() != "0"]:

@@ -14,13 +14,11 @@ from mnistlab.data.augment import RandomAffine
 from mnistlab.data.files import download, load_split, missing_data_message, missing_resources
 from mnistlab.data.folds import check_folds, fold_split
 from mnistlab.data.loaders import EvalBatches, TrainBatches
-from mnistlab.data.specs import SPECS, DatasetSpec, Resource
+from mnistlab.data.specs import SPECS, TRAIN_SIZE, DatasetSpec, Resource
 from mnistlab.errors import DataError, MnistlabError
 
 if TYPE_CHECKING:
     from mnistlab.engine import Engine
-
-TRAIN_SIZE = 60_000
 
 
 class MNISTDataModule(pl.LightningDataModule):

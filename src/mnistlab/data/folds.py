@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from mnistlab.config_checks import check_number
+from mnistlab.data.specs import TRAIN_SIZE
 from mnistlab.errors import ConfigError
 
 
@@ -23,6 +24,8 @@ def check_folds(folds: int | None, fold: int, val_size: int) -> None:
     if folds is None:
         return
     check_number("data.folds", folds, integer=True, low=2)
+    if folds > TRAIN_SIZE:
+        raise ConfigError(f"data.folds={folds} is more than the {TRAIN_SIZE} training images")
     check_number("data.fold", fold, integer=True, low=0, high=folds - 1)
     if val_size:
         raise ConfigError(

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 # Every dataset in MNIST's format ships the same four files, in this order.
+# Training images of every dataset here (its official test set holds 10,000).
+TRAIN_SIZE = 60_000
 FILE_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 # One row a dataset: for each file of FILE_NAMES, the MD5 of the uncompressed content (as the original
