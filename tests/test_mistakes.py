@@ -211,17 +211,22 @@ def test_output_folders_of_the_scripts(tmp_path: Path) -> None:
     assert checkpoint_run_dir(str(tmp_path / "missing" / "last.ckpt")) is None  # then outputs/, removed on failure
 
 
-def test_continuing_a_scheduled_checkpoint_with_a_schedule_is_refused(tiny_run: Path, tmp_path: Path) -> None:
-    """Lightning restores the schedule's state, its length included: past it, OneCycleLR raised mid-run."""
+def test_a_scheduled_checkpoint_is_continued_by_resume_alone(tiny_run: Path, tmp_path: Path) -> None:
+    """Lightning restores the schedule's state, its length included (past it, OneCycleLR raised mid-run), and
+    the optimizer's learning rate where the schedule left it: without a schedule the run trained on at
+    that rate, while its record said optimizer.lr=0.001."""
     data = tiny_run.parent / "tiny"
     first = tmp_path / "scheduled"
     made = run("train.py", "scheduler=one_cycle", f"data.root={data}", *TINY, "trainer.max_epochs=1",
                f"hydra.run.dir={first}", cwd=tmp_path)  # fmt: skip
     assert made.returncode == 0, made.stderr[-3000:]
     args = (f"ckpt_path={first}", f"data.root={data}", *TINY, "trainer.max_epochs=2")
-    refused = run("train.py", *args, "scheduler=one_cycle", cwd=tmp_path)
-    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
-        f"error: ckpt_path={first}/checkpoints/last.ckpt restores its learning-rate schedule, sized for its own run; "
-        "continue that run with resume=RUN_DIR, or this one without scheduler"
-    ), refused.stderr[-3000:]
-    assert run("train.py", *args, cwd=tmp_path).returncode == 0  # without a schedule of its own it continues
+    for schedule in (("scheduler=one_cycle",), ()):
+        refused = run("train.py", *args, *schedule, cwd=tmp_path)
+        last = refused.stderr.strip().splitlines()[-1]
+        assert refused.returncode == 2 and last.startswith(
+            f"error: ckpt_path={first}/checkpoints/last.ckpt was trained under a learning-rate schedule: its "
+            "optimizer restores the schedule's last learning rate ("
+        ), refused.stderr[-3000:]
+        assert last.endswith("and the schedule is sized for its own run; continue that run with resume=RUN_DIR")
+    assert not list(tmp_path.glob("outputs/*/*"))  # no run folder left behind

@@ -208,7 +208,8 @@ def check_continuable(system: Classifier, ckpt_path: str | Path) -> None:
     run's optimizer and its schedule's state into this run's schedule: another network fails inside the
     fit (missing keys, other shapes), another optimizer at the first step (Adam's state has no SGD
     ``momentum_buffer``), each with a traceback; other optimizer settings (``lr``) are silently replaced
-    by the saved ones; a schedule keeps its saved length and fails past it.
+    by the saved ones; a schedule keeps its saved length and fails past it, and its last learning rate
+    stays with the optimizer even when this run has no schedule.
     """
     import torch
 
@@ -236,10 +237,19 @@ def check_continuable(system: Classifier, ckpt_path: str | Path) -> None:
             f"ckpt_path={ckpt_path} restores its optimizer's state, settings included ({settings}): "
             "this run's other settings would not take effect; give those"
         )
-    if ckpt.get("lr_schedulers") and system.scheduler_factory is not None:
+    # A restored optimizer holds the learning rate where its schedule left it, and a new schedule cannot
+    # start on restored state (OneCycleLR's KeyError 'initial_lr' at the first step).
+    if ckpt.get("lr_schedulers"):
+        lr = ckpt["optimizer_states"][0]["param_groups"][0]["lr"]
         raise MnistlabError(
-            f"ckpt_path={ckpt_path} restores its learning-rate schedule, sized for its own run; continue that run "
-            "with resume=RUN_DIR, or this one without scheduler"
+            f"ckpt_path={ckpt_path} was trained under a learning-rate schedule: its optimizer restores the "
+            f"schedule's last learning rate ({lr:.3g}) and the schedule is sized for its own run; continue that "
+            "run with resume=RUN_DIR"
+        )
+    if system.scheduler_factory is not None:
+        raise MnistlabError(
+            f"ckpt_path={ckpt_path} was trained without a learning-rate schedule, and a schedule cannot start "
+            "on its restored optimizer; continue it without scheduler"
         )
 
 
