@@ -156,9 +156,19 @@ def test_read_checkpoint_refuses_pickled_objects(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("engine", ["chunked", "per_step"])
-def test_divergence_at_a_checkpoint_step_is_not_saved(tmp_path: Path, engine: str) -> None:
-    # 50 training images in batches of 2; the loss is NaN from step 2, first read at logging step 5,
-    # where last.ckpt is due too: the check runs before Lightning's checkpoint callbacks.
+@pytest.mark.parametrize(
+    ("every_n_steps", "message"),
+    [
+        # last.ckpt due at logging step 5: the loss check runs before Lightning's checkpoint callbacks.
+        (5, "error: train/loss_step is nan at step 5 (epoch 0)"),
+        # last.ckpt due at step 2, between logging steps: the save checks the weights themselves.
+        (2, "error: the weights are not finite at step 2 (epoch 0), so they are not saved: training diverged"),
+    ],
+)
+def test_divergence_at_a_checkpoint_step_is_not_saved(
+    tmp_path: Path, engine: str, every_n_steps: int, message: str
+) -> None:
+    # 50 training images in batches of 2; the loss is NaN from step 2, first read at logging step 5.
     run = tmp_path / "run"
     proc = run_script(
         "train.py",
@@ -170,9 +180,9 @@ def test_divergence_at_a_checkpoint_step_is_not_saved(tmp_path: Path, engine: st
         "optimizer=sgd",
         "optimizer.lr=1e30",
         "trainer.log_every_n_steps=5",
-        "callbacks.last_checkpoint.every_n_steps=5",
+        f"callbacks.last_checkpoint.every_n_steps={every_n_steps}",
         "callbacks.progress_bar.refresh_rate=0",
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "error: train/loss_step is nan at step 5 (epoch 0)" in proc.stderr
+    assert message in proc.stderr, proc.stderr[-2000:]
     assert not list(run.glob("checkpoints/*.ckpt"))  # no checkpoint of diverged weights to resume from

@@ -17,7 +17,7 @@ from mnistlab.errors import ConfigError
 from mnistlab.figures import confusion_matrix_image
 from mnistlab.lightning_private import align_optimizer_step_counts, restore_loader_position, should_update_logs
 from mnistlab.systems.distillation import Teacher, TrainingLoss, check_teacher
-from mnistlab.systems.divergence import DivergenceCheck, check_finite
+from mnistlab.systems.divergence import DivergenceCheck, check_finite, check_finite_weights
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
 from mnistlab.systems.metrics import batch_weights, stage_metrics
 from mnistlab.systems.optimizers import (
@@ -187,6 +187,9 @@ class Classifier(pl.LightningModule):
         self.training_loss.to(self.device)  # the teacher, which is no submodule, to the training device
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The loss is checked at logging steps only; a checkpoint due between two of them (last.ckpt's
+        # every_n_steps, a best.ckpt after a late divergence) must not keep diverged weights to resume from.
+        check_finite_weights(self.net, self.global_step, self.current_epoch)
         teacher = self.training_loss.teacher
         if teacher is not None:  # provenance only: evaluating the student never reads it
             checkpoint["teacher"] = {**teacher.provenance(), "temperature": self.hparams.temperature,

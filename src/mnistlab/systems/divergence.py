@@ -1,7 +1,8 @@
 """The divergence check: training stops at the first non-finite loss, before any checkpoint of that step.
 
 The loss is read to the host only where Lightning reads it anyway (a logging step, or an
-epoch's end), so the check adds no host synchronisation to the training step.
+epoch's end), so the check adds no host synchronisation to the training step. A checkpoint due
+between two such steps checks the weights themselves (``check_finite_weights``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ def check_finite(name: str, value: torch.Tensor, step: int, epoch: int) -> None:
     if not torch.isfinite(value):
         raise NonFiniteLossError(
             f"{name} is {value.item()} at step {step} (epoch {epoch}): "
+            "training diverged; lower optimizer.lr or check the data"
+        )
+
+
+def check_finite_weights(net: torch.nn.Module, step: int, epoch: int) -> None:
+    """Raises ``NonFiniteLossError`` if a parameter of ``net`` holds NaN or infinity (one host sync)."""
+    finite = torch.stack([torch.isfinite(p).all() for p in net.parameters()]).all()
+    if not finite:
+        raise NonFiniteLossError(
+            f"the weights are not finite at step {step} (epoch {epoch}), so they are not saved: "
             "training diverged; lower optimizer.lr or check the data"
         )
 
