@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import lightning.pytorch as pl
 
@@ -20,12 +21,13 @@ class TimeToTarget(pl.Callback):
     pass and no per-batch hook, so it costs nothing measurable and keeps the run on the fast
     engine. The first time the value is ``>= target`` it logs one line, sends
     ``time_to_target/step`` (optimizer steps, ``trainer.global_step``) and
-    ``time_to_target/seconds`` (wall time since training started, validation included) to
-    the loggers, and keeps them for ``metrics.json`` (``summary``). A run that never gets
-    there says so in one line at its end and writes no step.
+    ``time_to_target/seconds`` (wall time spent training, validation included) to the loggers,
+    and keeps them for ``metrics.json`` (``summary``). A run that never gets there says so in
+    one line at its end and writes no step.
 
-    The clock starts when this process starts training: a run continued with ``resume=RUN_DIR``
-    (which may set a new ``target``) counts its seconds from the restart, its steps from the start.
+    Each new best of ``monitor`` is kept with its step and time, in the checkpoints too, so a run
+    continued with ``resume=RUN_DIR`` counts its steps and its training seconds from the start, and
+    a ``target`` first given at the restart is found where it was first reached, before it.
 
     The resolution is the validation interval: once per epoch by default. Lightning's
     ``trainer.val_check_interval=N`` validates every N batches and so catches the target
@@ -40,38 +42,61 @@ class TimeToTarget(pl.Callback):
         if target is not None:
             check_number("callbacks.time_to_target.target", target, low=0, high=1)
         self.target, self.monitor = target, monitor
-        self.step: int | None = None
-        self.seconds: float | None = None
-        self.best: float | None = None
+        self.bests: list[tuple[int, int, float, float]] = []  # (step, epoch, seconds, value) at each new best
+        self._earlier_seconds = 0.0  # training time before a restart (from the checkpoint)
+        self._announced: float | None = None  # the target whose time was logged, here or before a restart
         self._start: float | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # a new fit; a checkpoint's state (load_state_dict) comes after this
+            self.bests, self._earlier_seconds, self._announced = [], 0.0, None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"bests": [list(b) for b in self.bests], "seconds": self._seconds(), "announced": self._announced}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.bests = [(int(s), int(e), float(t), float(v)) for s, e, t, v in state_dict.get("bests", [])]
+        self._earlier_seconds, self._announced = state_dict.get("seconds", 0.0), state_dict.get("announced")
+
+    def _seconds(self) -> float:
+        return self._earlier_seconds + (time.perf_counter() - self._start if self._start is not None else 0.0)
+
+    def reached(self) -> tuple[int, int, float, float] | None:
+        """(step, epoch, seconds, value) of the first validation at or above ``target``; None if none or off."""
+        if self.target is None:
+            return None
+        return next((best for best in self.bests if best[3] >= self.target), None)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
-        self.step = self.seconds = self.best = None
+        self._announce(trainer)  # a target given at a restart may have been reached before it
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.target is None or trainer.sanity_checking or self.step is not None or self._start is None:
+        if trainer.sanity_checking or self._start is None:
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             return
         value = float(value)  # already computed by the system at this validation's end
-        self.best = value if self.best is None else max(self.best, value)
-        if value < self.target:
+        if not self.bests or value > self.bests[-1][3]:
+            self.bests.append((trainer.global_step, trainer.current_epoch, self._seconds(), value))
+            self._announce(trainer)
+
+    def _announce(self, trainer: pl.Trainer) -> None:
+        if (reached := self.reached()) is None or self._announced == self.target:
             return
-        self.step, self.seconds = trainer.global_step, time.perf_counter() - self._start
+        step, epoch, seconds, value = reached
         log.info(
-            "time to target: %s %.4f >= %s at step %d (epoch %d), %.2f s after training started",
-            self.monitor, value, self.target, self.step, trainer.current_epoch, self.seconds,
+            "time to target: %s %.4f >= %s at step %d (epoch %d), %.2f s after training started", self.monitor, value,
+            self.target, step, epoch, seconds,
         )  # fmt: skip
         for logger in trainer.loggers:
-            logger.log_metrics(
-                {"time_to_target/step": float(self.step), "time_to_target/seconds": self.seconds}, step=self.step
-            )
+            logger.log_metrics({"time_to_target/step": float(step), "time_to_target/seconds": seconds}, step=step)
+        self._announced = self.target
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.target is not None and self.step is None:
-            best = "no validation ran" if self.best is None else f"best {self.best:.4f}"
+        if self.target is not None and self.reached() is None:
+            best = f"best {self.bests[-1][3]:.4f}" if self.bests else "no validation ran"
             log.info(
                 "time to target: %s did not reach %s in %d steps (%s)", self.monitor, self.target,
                 trainer.global_step, best,
@@ -81,10 +106,7 @@ class TimeToTarget(pl.Callback):
         """``time_to_target/target``, and ``/step`` and ``/seconds`` when it was reached; {} when off."""
         if self.target is None:
             return {}
-        if self.step is None:
+        if (reached := self.reached()) is None:
             return {"time_to_target/target": self.target}
-        return {
-            "time_to_target/target": self.target,
-            "time_to_target/step": self.step,
-            "time_to_target/seconds": self.seconds,
-        }
+        step, _, seconds, _ = reached
+        return {"time_to_target/target": self.target, "time_to_target/step": step, "time_to_target/seconds": seconds}
