@@ -16,6 +16,7 @@ import platform
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -153,13 +154,13 @@ def markdown(report: dict[str, Any]) -> str:
 
 def write_report(work: Path, out: Path, mode: str, total_seconds: float) -> dict[str, Any]:
     """Writes ``gpu_report.md`` and ``gpu_report.json`` into ``out``; returns the JSON's content."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     steps = read_steps(work)
     tests = test_results(work / "junit.xml")
     report = {
         "mode": mode,
-        "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "total_seconds": total_seconds,
         "rc": max((s["rc"] for s in steps), default=0),
         "device": device(),
