@@ -38,6 +38,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
+from hydra_plugins.mnistlab_sweeps.hydra_private import job_exception
 from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, check_same_sweep, refuse
 from hydra_plugins.mnistlab_sweeps.optuna_sweeper import OptunaSweeperConf
 from mnistlab.atomic_files import write_json
@@ -137,8 +138,7 @@ class OptunaSearch:
 
     def _outcome(self, ret: JobReturn) -> tuple[optuna.trial.TrialState, float | None]:
         if ret.status != JobStatus.COMPLETED:
-            # The job's exception (``ret.return_value`` would print Hydra's "Error executing job" and raise it).
-            pruned = isinstance(ret._return_value, optuna.TrialPruned)
+            pruned = isinstance(job_exception(ret), optuna.TrialPruned)
             return (optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.FAIL), None
         metrics_file = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "metrics.json"
         value = json.loads(metrics_file.read_text()).get(self.conf.objective) if metrics_file.is_file() else None

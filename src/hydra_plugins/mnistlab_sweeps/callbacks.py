@@ -14,6 +14,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.mnistlab_sweeps.hydra_private import job_exception
 from hydra_plugins.mnistlab_sweeps.launchers import refuse
 from mnistlab.atomic_files import write_json
 from mnistlab.errors import WriteError
@@ -33,7 +34,7 @@ def job_outcome(job_return: JobReturn) -> tuple[str, str]:
     """``(status, error line)`` of a finished job: ok, failed or pruned (an Optuna trial stopped early)."""
     if job_return.status == JobStatus.COMPLETED:
         return "ok", ""
-    exc = job_return._return_value  # the job's exception (the return_value property prints a notice and raises)
+    exc = job_exception(job_return)
     if type(exc).__name__ == "TrialPruned":
         return "pruned", str(exc).strip()
     return "failed", one_line(exc).strip()  # the user's error, not Hydra's instantiation wrapper
@@ -89,7 +90,7 @@ class SweepSummary(Callback):
         seconds = round(time.perf_counter() - self._start, 1)
         status, error = job_outcome(job_return)
         if status == "failed":
-            log.error("job %s failed", config.hydra.job.num, exc_info=job_return._return_value)  # into its log
+            log.error("job %s failed", config.hydra.job.num, exc_info=job_exception(job_return))  # into its log
         output_dir = Path(config.hydra.runtime.output_dir)
         log_file = None
         if self._console is not None:

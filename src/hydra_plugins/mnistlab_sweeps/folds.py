@@ -19,14 +19,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.mnistlab_sweeps.hydra_private import IN_PROCESS_LAUNCHER
 from hydra_plugins.mnistlab_sweeps.launchers import refuse
 from mnistlab.config_keys import override_key
 from mnistlab.data.specs import TRAIN_SIZE
 from mnistlab.sweeps.folds import SEED_KEY
 
 FOLD_KEYS = ("data.fold", "data.folds")
-# Hydra's sequential launcher, the one that runs the jobs in the sweep's own process.
-IN_PROCESS_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
+from hydra_plugins.mnistlab_sweeps.hydra_private import BasicSweeper, BasicSweeperConf, sweep_params
 from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, check_same_sweep, continue_hint, launch_missing
 from mnistlab import process
 
@@ -39,7 +39,7 @@ class GridSweeper(BasicSweeper):
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         check_launcher(self.config)
         check_same_sweep(self.config)
-        params_conf = self._parse_config()
+        params_conf = sweep_params(self)
         params_conf.extend(arguments)
         folds = fold_overrides(self.config, params_conf)  # the command's overrides and hydra.sweeper.params
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
