@@ -29,7 +29,7 @@ def build_and_run(cfg: DictConfig) -> float:
     cfg = continued_config(cfg, HydraConfig.get().overrides.task)  # resume=RUN_DIR or ckpt_path=...
     config = OmegaConf.to_container(cfg, resolve=True)
     run = compose(cfg)
-    if cfg.ckpt_path:  # before anything is written: a checkpoint the run cannot take up is refused
+    if cfg.ckpt_path and not cfg.resume:  # a new run from a checkpoint: one it cannot take up is refused
         check_continuable(run.system, cfg.ckpt_path)
     mark_restart(run.trainer, cfg.ckpt_path)
     metrics = fit_and_test(

@@ -70,6 +70,23 @@ def test_killed_run_resumes_in_its_folder(tmp_path: Path) -> None:
     assert scalar_steps(run_dir, "val/acc") == [STEPS_PER_EPOCH * e - 1 for e in (1, 2, 3)]
 
 
+def test_a_killed_run_with_a_schedule_resumes_and_ends_its_schedule(tmp_path: Path) -> None:
+    """resume= continues the run's own schedule; only a new run from a checkpoint (ckpt_path=) may not."""
+    data = write_idx_set(tmp_path / "tiny", n_train=400)
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    args = [f"hydra.run.dir={run_dir}", f"data.root={data}", "data.download=false", "data.verify=false",
+            "data.val_size=10", "data.batch_size=2", "scheduler=one_cycle", "trainer.max_epochs=3",
+            "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
+    kill_at_first_checkpoint([*args, "callbacks.last_checkpoint.every_n_steps=5"], last)
+    assert torch.load(last, weights_only=True)["global_step"] < 3 * 195  # 390 training images in batches of 2
+    result = run_script("train.py", f"resume={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    final = torch.load(last, weights_only=True)
+    [schedule] = final["lr_schedulers"]
+    assert final["global_step"] == schedule["last_epoch"] == schedule["total_steps"] == 3 * 195
+
+
 def test_ctrl_c_says_how_to_continue_and_that_command_finishes_the_run(tmp_path: Path) -> None:
     import os
     import signal
