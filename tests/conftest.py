@@ -106,6 +106,13 @@ def compose_train(overrides: list[str], tmp_path: Path, data_dir: Path | None = 
 def kill_at_first_checkpoint(args: list[str], last: Path) -> None:
     """Starts ``scripts/train.py`` with ``args`` and SIGKILLs it as soon as ``last`` (its last.ckpt) exists."""
     import signal
+
+    returncode, stderr = signal_at_first_checkpoint(args, last, signal.SIGKILL)
+    assert returncode == -signal.SIGKILL, stderr[-3000:]
+
+
+def signal_at_first_checkpoint(args: list[str], last: Path, signum: int) -> tuple[int, str]:
+    """Starts ``scripts/train.py`` with ``args``, sends it ``signum`` as soon as ``last`` exists; (status, stderr)."""
     import time
 
     env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
@@ -114,9 +121,9 @@ def kill_at_first_checkpoint(args: list[str], last: Path) -> None:
     deadline = time.monotonic() + 300
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(signum)
     stderr = proc.communicate()[1].decode()
-    assert proc.returncode == -signal.SIGKILL, stderr[-3000:]
+    return proc.returncode, stderr
 
 
 # The suite's longest files, longest first (2026-12-05, 2 xdist workers). They are queued first so that the

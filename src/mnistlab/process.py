@@ -19,7 +19,7 @@ sweep's process; the sweepers ``hint_on_interrupt``). What is set, and why:
   - glibc's malloc keeps freed tensor memory for reuse (``keep_freed_memory``): a CNN epoch spent a
     sixth of its time in the kernel, mapping and unmapping its activations.
 - ``exit_on_user_error``: a user error ends the process with one line and exit status 2.
-- ``hint_on_interrupt``: after a Ctrl-C, the line that continues the run (a bare ``KeyboardInterrupt``: exit 130).
+- ``hint_on_interrupt``: after a Ctrl-C or a SIGTERM, the line that continues the run (exit 130 or 143).
 - ``ddp_children_join_this_job``: ``sys.argv``, ``__main__.__spec__`` and the environment for
   Lightning's DDP re-launch, restored after the job.
 - ``JobConsole``: ``sys.stdout``/``sys.stderr`` and the root logger's console handlers of a sweep job.
@@ -248,12 +248,15 @@ def exit_on_user_error() -> Iterator[None]:
 
 @contextmanager
 def hint_on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
-    """After a Ctrl-C, prints ``hint()`` (what to run to continue) on rank 0: a run's, or a sweep's.
+    """After a Ctrl-C or a SIGTERM, prints ``hint()`` (what to run to continue) on rank 0: a run's, or a sweep's.
 
     Lightning catches the ``KeyboardInterrupt`` inside ``trainer.fit``, shuts down and exits with 1;
     that exit keeps its status (in a sweep's sequential job too, which ends the sweep). One outside
     the fit (while the data loads, or under joblib while the sweep waits for its workers) ends the
-    process with 130, the shell's status for SIGINT, instead of a traceback.
+    process with 130, the shell's status for SIGINT, instead of a traceback. Lightning ends a fit
+    that received SIGTERM (a cluster's time limit, ``kill``) with its ``SIGTERMException``, a
+    ``SystemExit`` of status 0; here it exits with 143, the shell's status for SIGTERM, so that a
+    job scheduler or a ``&&`` chain does not take the run for finished.
     """
     try:
         yield
@@ -263,6 +266,9 @@ def hint_on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
     except SystemExit as exc:
         if isinstance(exc.__context__, KeyboardInterrupt):
             _print_hint(hint)
+        if type(exc).__name__ == "SIGTERMException":  # lightning.pytorch.utilities.exceptions, imported by then
+            _print_hint(hint)
+            sys.exit(143)
         raise
 
 

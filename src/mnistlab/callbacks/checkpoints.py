@@ -7,12 +7,13 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mnistlab.config_checks import check_number
 
 
 class LastCheckpoint(Checkpoint):
-    """Overwrites ``dirpath/last.ckpt`` at every epoch end and every ``every_n_steps`` optimizer steps.
+    """Overwrites ``dirpath/last.ckpt`` at every epoch end, every ``every_n_steps`` optimizer steps and at a SIGTERM.
 
     Not ``ModelCheckpoint(save_last=True)``: since Lightning 2.6 that writes ``last.ckpt``
     only when a top-k checkpoint is saved too, i.e. when ``val/acc`` improves, so a resume
@@ -41,6 +42,12 @@ class LastCheckpoint(Checkpoint):
     ) -> None:
         step = trainer.global_step
         if self.every_n_steps is not None and step % self.every_n_steps == 0 and step != self._saved_at:
+            self._save(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # Lightning stops a fit that received SIGTERM (a cluster's time limit, `kill`) after a whole training
+        # step, its state complete: saved, the run continues from that step rather than the last save.
+        if isinstance(exception, SIGTERMException) and trainer.training and trainer.global_step != self._saved_at:
             self._save(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
