@@ -65,6 +65,9 @@ def test_a_failed_download_says_why_and_leaves_nothing(tmp_path: Path) -> None:
     assert lines[1].startswith("  http://127.0.0.1:9/: ") and "refused" in lines[1].lower()
     assert "data.download=true" not in str(err.value)  # it was on
     assert list(tmp_path.iterdir()) == []  # no new/deeper/mnist left behind
+    with pytest.raises(DataError) as err:  # evaluate.py and predict.py fetch and name only the test files
+        download(root, unreachable, test_only=True)
+    assert "train-" not in str(err.value) and "t10k-images-idx3-ubyte" in str(err.value)
 
 
 def test_a_checkpoint_reads_data_where_this_machine_keeps_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

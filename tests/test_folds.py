@@ -50,6 +50,7 @@ def test_the_run_seed_does_not_move_the_folds_and_the_test_set_stays(tiny_data: 
     [
         ({"folds": 1}, "data.folds=1 is out of range: must be an integer >= 2"),
         ({"folds": 60_001}, "data.folds=60001 is more than the 60000 training images"),
+        ({"fold": 2}, "data.fold=2 needs data.folds, the number of folds (e.g. data.folds=5 data.fold=2"),
         ({"folds": 5, "fold": 5}, "data.fold=5 is out of range: must be an integer in 0-4"),
         ({"folds": 5, "fold": -1}, "data.fold=-1 is out of range"),
         ({"folds": 5, "val_size": 5000}, "data.folds=5 with data.val_size=5000: under cross-validation"),

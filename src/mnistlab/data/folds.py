@@ -22,6 +22,11 @@ def check_folds(folds: int | None, fold: int, val_size: int) -> None:
         val_size: The data module's held-out size, which folds replace.
     """
     if folds is None:
+        if fold != 0:  # the default: a fold given without folds would be silently ignored
+            raise ConfigError(
+                f"data.fold={fold} needs data.folds, the number of folds (e.g. data.folds=5 data.fold={fold} "
+                "data.val_size=0; -m cv=5 runs every fold)"
+            )
         return
     check_number("data.folds", folds, integer=True, low=2)
     if folds > TRAIN_SIZE:
