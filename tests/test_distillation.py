@@ -104,6 +104,28 @@ def test_a_student_evaluates_after_its_teacher_is_deleted(teacher_dir: Path, tmp
     assert "accuracy" in result.stdout
 
 
+def test_a_resumed_student_keeps_its_teacher_from_any_folder(tmp_path: Path) -> None:
+    """The saved config names the teacher as given, relative to the first launch's folder: resumed from
+    another folder, the student was silently taught by that folder's outputs/teacher, another model."""
+    first, other = tmp_path / "first", tmp_path / "other"
+    quick = ("model=linear", "trainer.max_epochs=1", "trainer.limit_train_batches=20")
+    teacher = train(first / "outputs" / "teacher", *quick).dir
+    train(other / "outputs" / "teacher", *quick, "seed=1")  # same name, another model
+    student = tmp_path / "student"
+    made = run_script("train.py", *quick, "system.teacher=outputs/teacher", f"hydra.run.dir={student}", cwd=first)
+    assert made.returncode == 0, made.stderr[-3000:]
+    resumed = run_script("train.py", f"resume={student}", "trainer.max_epochs=2", cwd=other)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    [member] = read_checkpoint(student / "checkpoints" / "last.ckpt")["teacher"]["members"]
+    assert member["path"] == str((teacher / "checkpoints" / "best.ckpt").resolve())
+    shutil.copy(other / "outputs" / "teacher" / "checkpoints" / "best.ckpt", member["path"])  # the file changed
+    refused = run_script("train.py", f"resume={student}", "trainer.max_epochs=3", cwd=other)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
+        f"error: resume={student}: its distillation teacher {member['path']} is another file now (its SHA-256 "
+        "differs from the checkpoint's record); the run cannot continue"
+    ), refused.stderr[-3000:]
+
+
 def _checkpoint(path: Path, net: torch.nn.Module, record: dict) -> Path:
     """A checkpoint of ``net`` as mnistlab writes one (built by hand: no system takes a network of another input)."""
     hparams = dict(Classifier(MLP(hidden_units=0)).hparams)

@@ -168,7 +168,31 @@ def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> D
             f"{epochs} epochs, and a scheduled checkpoint cannot start a new run either; train a new run for longer"
         )
     saved.paths.output_dir, saved.ckpt_path, saved.resume = str(config.parents[1]), str(last), run_dir
+    if saved.get("system", {}).get("teacher") and (teacher := recorded_teacher(run_dir, last)):
+        # The saved config may name it relative to the first launch's folder (or ${hydra:runtime.cwd}).
+        saved.system.teacher = teacher
     return saved
+
+
+def recorded_teacher(run_dir: str, last: Path) -> list[str] | None:
+    """The distillation teacher's files that ``last`` records, checked unchanged; None if it records none.
+
+    Raises:
+        MnistlabError: A recorded file is gone or is another file now (its SHA-256 differs).
+    """
+    from mnistlab.checkpoints import read_checkpoint
+    from mnistlab.systems.distillation import sha256
+
+    try:
+        members = (read_checkpoint(last).get("teacher") or {}).get("members") or []
+    except MnistlabError:  # a damaged last.ckpt: run_folder_mistake says so, with what to do
+        return None
+    for member in members:
+        path = Path(member["path"])
+        if not path.is_file() or sha256(path) != member["sha256"]:
+            now = "another file now (its SHA-256 differs from the checkpoint's record)" if path.is_file() else "gone"
+            raise MnistlabError(f"resume={run_dir}: its distillation teacher {path} is {now}; the run cannot continue")
+    return [member["path"] for member in members] or None
 
 
 def finished_epochs(ckpt: dict[str, Any]) -> int:
