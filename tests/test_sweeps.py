@@ -9,6 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 from conftest import run_script
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -131,6 +132,11 @@ def test_optuna_search_resumes_its_sqlite_study(tmp_path: Path) -> None:
     assert float(best_job["val/acc_best"]) == pytest.approx(study.best_value, abs=1e-4)
     table = (sweep_dir / "summary.md").read_text()
     assert f"Best trial {study.best_trial.number}: val/acc_best = {study.best_value:.4f}" in table
+    # The best parameters reported are those its job trained with (its floats have four significant digits).
+    trained = OmegaConf.load(sweep_dir / best_job["job"] / ".hydra" / "config.yaml")
+    reported = json.loads((sweep_dir / "optuna.json").read_text())["best"]["params"]
+    assert reported["optimizer.lr"] == trained.optimizer.lr != study.best_params["optimizer.lr"]
+    assert f"`optimizer.lr` = {trained.optimizer.lr}\n" in table
 
 
 def test_another_sweep_in_a_sweeps_folder_is_refused_and_its_own_command_continues(grid_sweep: Path) -> None:

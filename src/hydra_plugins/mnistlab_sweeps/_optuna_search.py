@@ -52,16 +52,48 @@ log = logging.getLogger(__name__)
 JOBS_ATTR = "mnistlab_jobs"
 
 
+# The fields of each kind of search-space entry: (required, optional).
+FIELDS = {"float": ({"low", "high"}, {"log"}), "int": ({"low", "high"}, {"log"}), "categorical": ({"choices"}, set())}
+
+
 def distribution(name: str, spec: dict[str, Any]) -> optuna.distributions.BaseDistribution:
-    """``{type: float|int|categorical, low, high, log, choices}`` -> an Optuna distribution."""
+    """``{type: float|int|categorical, low, high, log, choices}`` -> an Optuna distribution.
+
+    Raises:
+        ConfigError: An unknown type, a missing or unknown field (``+hydra.sweeper.params.optimizer.lr.low=...``
+            nests ``lr`` under ``optimizer``, which was silently ignored), or a range Optuna refuses.
+    """
+    where = f"hydra.sweeper.params.{name}"
     kind = spec.get("type")
-    if kind == "float":
-        return optuna.distributions.FloatDistribution(spec["low"], spec["high"], log=spec.get("log", False))
-    if kind == "int":
-        return optuna.distributions.IntDistribution(spec["low"], spec["high"], log=spec.get("log", False))
-    if kind == "categorical":
-        return optuna.distributions.CategoricalDistribution(list(spec["choices"]))
-    raise ValueError(f"hydra.sweeper.params.{name}: type must be float, int or categorical, not {kind!r}")
+    if kind not in FIELDS:
+        raise ConfigError(f"{where}: type must be float, int or categorical, not {kind!r}")
+    required, optional = FIELDS[kind]
+    article = "an" if kind == "int" else "a"
+    if missing := sorted(required - spec.keys()):
+        raise ConfigError(f"{where}: {article} {kind} entry needs {', '.join(missing)}")
+    if unknown := sorted(spec.keys() - required - optional - {"type"}):
+        allowed = ", ".join(["type", *sorted(required), *sorted(optional)])
+        raise ConfigError(
+            f"{where} has no field {', '.join(unknown)} ({article} {kind} entry takes {allowed}); to change the "
+            "range of a dotted key such as optimizer.lr, edit a copy of conf/hparams_search/optuna.yaml"
+        )
+    try:
+        if kind == "categorical":
+            return optuna.distributions.CategoricalDistribution(list(spec["choices"]))
+        cls = optuna.distributions.FloatDistribution if kind == "float" else optuna.distributions.IntDistribution
+        return cls(spec["low"], spec["high"], log=spec.get("log", False))
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def check_searched_key(config: DictConfig, key: str) -> None:
+    """Refuses a searched key that is neither a config group nor a setting (a trial's job would fail on it)."""
+    if key in (config.hydra.runtime.choices or {}) or OmegaConf.select(config, key, default=_ABSENT) is not _ABSENT:
+        return
+    raise ConfigError(f"hydra.sweeper.params.{key}: {key} is not a setting or config group of this run")
+
+
+_ABSENT = object()
 
 
 def retry_callback() -> type:
@@ -118,9 +150,13 @@ def counted(study: optuna.Study) -> int:
     return len(trials) - len(retried)
 
 
+def as_run(value: Any) -> Any:
+    """A trial's value as its job gets it: four significant digits keep job folder names readable."""
+    return float(f"{value:.4g}") if isinstance(value, float) else value
+
+
 def override_value(value: Any) -> str:
-    # Four significant digits keep job folder names readable; TPE does not need more.
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{as_run(value):.4g}" if isinstance(value, float) else str(value)
 
 
 class OptunaSearch:
@@ -128,7 +164,7 @@ class OptunaSearch:
 
     def __init__(self, conf: OptunaSweeperConf) -> None:
         self.conf = conf
-        self.distributions = {k: distribution(k, dict(v)) for k, v in self.conf.params.items()}
+        self.distributions: dict[str, optuna.distributions.BaseDistribution] = {}  # read in sweep, before any work
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -155,6 +191,9 @@ class OptunaSearch:
         try:
             for key in ("n_trials", "n_jobs"):
                 check_number(f"hydra.sweeper.{key}", getattr(self.conf, key), integer=True, low=1)
+            self.distributions = {k: distribution(k, dict(v)) for k, v in self.conf.params.items()}
+            for key in self.distributions:
+                check_searched_key(self.config, key)
         except ConfigError as e:
             refuse(str(e))
         folds = fold_overrides(self.config, arguments, list(self.conf.params))
@@ -287,5 +326,9 @@ class OptunaSearch:
         record: dict[str, Any] = {"study_name": study.study_name, "objective": self.conf.objective, "states": states}
         if states.get("COMPLETE"):
             best = study.best_trial
-            record["best"] = {"number": best.number, "value": best.value, "params": best.params}
+            record["best"] = {
+                "number": best.number,
+                "value": best.value,
+                "params": {k: as_run(v) for k, v in best.params.items()},
+            }
         write_json(sweep_dir / STUDY_FILE, record)
