@@ -83,6 +83,13 @@ def test_swept_keys_come_first_and_run_settings_stay_out() -> None:
     assert not [k for k in record if k.startswith(("trainer.limit", "logger", "callbacks", "paths"))]
 
 
+def test_a_group_given_on_the_command_line_is_named_by_its_choice() -> None:
+    # Before: by its class, so model=linear,hidden showed "mlp" twice and data=mnist,fashion_mnist the same name.
+    overrides = ["model=linear", "data=fashion_mnist"]
+    record = run_hparams(composed(*overrides), overrides, choices(*overrides))
+    assert (record["model"], record["data"]) == ("linear", "fashion_mnist")
+
+
 def test_new_model_settings_are_picked_up_and_the_record_stays_short() -> None:
     config = composed()
     config["model"] |= {f"width_{i}": i for i in range(30)} | {"weights": "/some/file.pt", "_partial_": True}

@@ -66,7 +66,10 @@ def run_hparams(
         key, value = _override(override)
         if key and not key.startswith(NOT_HPARAMS):
             found = _select(config, key)
-            record[key] = _scalar(found if found is not _MISSING else value, key)
+            # A group given on the command line (model=linear) is named by its choice, as in _core.
+            record[key] = _scalar(
+                found if found is not _MISSING else value, key, (choices or {}).get(key.replace(".", "/"))
+            )
     for key, value in _core(config, choices or {}):
         record.setdefault(key, value)
     return dict(list(record.items())[:MAX_HPARAMS])
@@ -114,11 +117,11 @@ def _is_path(value: Any) -> bool:
     return isinstance(value, str) and ("/" in value or "\\" in value)
 
 
-def _scalar(value: Any, key: str = "") -> Scalar:
+def _scalar(value: Any, key: str = "", choice: str | None = None) -> Scalar:
     if isinstance(value, Mapping):
         if key.endswith("augment"):  # a set of ranges: "degrees=5.0 translate=0.05 scale=0.05"
             return " ".join(f"{k}={v}" for k, v in _settings(value)) or "none"
-        return _name(value)
+        return _name(value, choice)
     if value is None:
         return "none"
     return value if isinstance(value, (bool, int, float, str)) else str(value)
