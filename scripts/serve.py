@@ -17,7 +17,7 @@ def run(cfg: DictConfig) -> None:
     require("serving", "serve", "litserve", "fastapi", "multipart")
     from mnistlab.serving.server import serve
 
-    process.stop_on_sigterm()
+    process.stop_server_on_signals()
     # A list of checkpoints (or a sweep folder) is served as one ensemble.
     model = OmegaConf.to_object(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else cfg.ckpt_path
     serve(model, cfg.host, int(cfg.port), cfg.accelerator, cfg.max_batch_size, cfg.batch_timeout, cfg.timeout)

@@ -90,8 +90,12 @@ def group_alive(pgid: int, wait: float = 20) -> bool:
 
 
 @contextmanager
-def running_server(model: Path, log: Path) -> Iterator[str]:
-    """Starts ``scripts/serve.py`` on 127.0.0.1 and a free port, yields its URL once /health answers, stops it."""
+def running_server(model: Path, log: Path, ctrl_c: bool = False) -> Iterator[str]:
+    """Starts ``scripts/serve.py`` on 127.0.0.1 and a free port, yields its URL once /health answers, stops it.
+
+    It is stopped by ``kill`` (SIGTERM to serve.py), or with ``ctrl_c`` as a terminal's Ctrl+C does: SIGINT to
+    every process of its group, LitServe's workers included (each printed a traceback).
+    """
     port = free_port()
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -115,7 +119,10 @@ def running_server(model: Path, log: Path) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
-        process.send_signal(signal.SIGTERM)  # serve.py stops like on Ctrl+C, its workers included
+        if ctrl_c:
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGTERM)  # serve.py stops like on Ctrl+C, its workers included
         try:
             process.wait(timeout=90)
         except subprocess.TimeoutExpired:
@@ -235,7 +242,7 @@ def test_serves_an_exported_onnx_file(one_epoch_run: TrainedRun, png_998: Path, 
     result = run_script("export.py", f"ckpt_path={one_epoch_run.checkpoint}", f"output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     by_file = predict_json(one_epoch_run.checkpoint, f"image={png_998}")
-    with running_server(tmp_path / "model.onnx", tmp_path / "serve.log") as url:
+    with running_server(tmp_path / "model.onnx", tmp_path / "serve.log", ctrl_c=True) as url:
         status, body = request(f"{url}/predict", *multipart(png_998.read_bytes()))
         info = json.loads(request(f"{url}/info")[1])
     assert status == 200 and info["model"]["class_names"] == [str(d) for d in range(10)]

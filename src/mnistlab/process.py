@@ -24,7 +24,8 @@ sweep's process; the sweepers ``hint_on_interrupt``). What is set, and why:
   Lightning's DDP re-launch, restored after the job.
 - ``JobConsole``: ``sys.stdout``/``sys.stderr`` and the root logger's console handlers of a sweep job.
 - ``pin_gpu``: ``CUDA_VISIBLE_DEVICES`` of a sweep worker.
-- ``stop_on_sigterm``: a SIGTERM handler for the server.
+- ``stop_server_on_signals``: Ctrl+C and SIGTERM stop the server once, from its main process, without
+  tracebacks from LitServe's children; ``ignore_interrupts_in_worker`` in its inference workers.
 """
 
 from __future__ import annotations
@@ -358,15 +359,33 @@ def pin_gpu(gpu: str) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = gpu
 
 
-def stop_on_sigterm() -> None:
-    """Makes ``kill`` shut the server down like Ctrl+C, so that LitServe stops its worker processes too."""
+def stop_server_on_signals() -> None:
+    """Makes Ctrl+C and ``kill`` shut the server down once, quietly, from its main process.
+
+    A terminal's Ctrl+C reaches every process of the group, and LitServe's children each printed a
+    traceback: the processes it forks (its manager, uvicorn) inherit this handler and leave the
+    shutdown to the main process; its spawned inference workers ignore Ctrl+C from their start
+    (``ignore_interrupts_in_worker``). A second signal during the shutdown is ignored, as Lightning does.
+    """
     main = os.getpid()
 
     def stop(signum: int, frame: object) -> None:
-        if os.getpid() != main:  # a forked uvicorn process inherited this handler: end as SIGTERM would
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
+        if os.getpid() != main:  # a forked child: the main process stops it
+            if signum == signal.SIGTERM:  # sent to it alone: end as SIGTERM would
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
             return
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+
+
+def ignore_interrupts_in_worker() -> None:
+    """In a process multiprocessing started (LitServe's inference worker): Ctrl+C is for the main process."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -12,6 +12,7 @@ import litserve as ls
 import numpy as np
 import torch
 
+from mnistlab import process
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.images import decode_image
 from mnistlab.evaluation.predict import Prediction
@@ -92,6 +93,7 @@ class DigitAPI(ls.LitAPI):
         self.model_path, self.accelerator = model_path, accelerator
 
     def setup(self, device: str) -> None:
+        process.ignore_interrupts_in_worker()  # a terminal's Ctrl+C reaches this worker too: a traceback each
         predictor = load_predictor(self.model_path, self.accelerator)
         self.class_names = predictor.class_names
         # A checkpoint stays on LitServe's device between batches (ONNX Runtime runs where it was loaded).

@@ -98,7 +98,7 @@ def serve(
     batch_timeout: float = 0.01,
     timeout: float = 30.0,
 ) -> None:
-    """Serves until Ctrl+C (scripts/serve.py makes SIGTERM one: ``mnistlab.process.stop_on_sigterm``)."""
+    """Serves until Ctrl+C or SIGTERM (scripts/serve.py: ``mnistlab.process.stop_server_on_signals``)."""
     check_number("max_batch_size", max_batch_size, integer=True, low=1)  # LitServe would refuse with a traceback
     check_number("batch_timeout", batch_timeout, low=0)
     check_number("timeout", timeout, low=0, low_open=True)
