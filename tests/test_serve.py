@@ -221,6 +221,16 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server: str, png_998:
             400,
         ),
         "invalid JSON": (b"{not json", "application/json", 400),
+        "return_input not a boolean": (
+            json.dumps({"image": base64.b64encode(png).decode(), "return_input": "false"}).encode(),
+            "application/json",
+            400,
+        ),
+        "two files": (
+            multipart(png)[0].removesuffix(b"--mnistlab-test-boundary--\r\n") + multipart(png)[0],
+            multipart(png)[1],
+            400,
+        ),
         "JSON without image": (b'{"picture": 1}', "application/json", 400),
         "over 5 MB": (*multipart((tmp_path / "big.png").read_bytes()), 413),
         "wrong content type": (png, "image/png", 415),

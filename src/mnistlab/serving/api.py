@@ -46,7 +46,7 @@ def image_bytes(payload: Any) -> tuple[bytes, bool]:
     """The encoded image and the ``return_input`` flag of a JSON object or a multipart form.
 
     JSON: ``{"image": "<base64>" or "data:image/png;base64,<base64>", "return_input": false}``.
-    Form: the first file field, plus an optional ``return_input`` field ("1" or "true").
+    Form: its one file field, plus an optional ``return_input`` field ("1" or "true").
     """
     if isinstance(payload, dict):
         text = payload["image"].split(",", 1)[-1] if payload["image"].startswith("data:") else payload["image"]

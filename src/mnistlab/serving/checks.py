@@ -116,6 +116,8 @@ async def check_body(scope: Scope, body: bytes, content_type: str) -> None:
             raise BadRequest(400, "the body is not valid JSON") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("image"), str):
             raise BadRequest(400, 'expected a JSON object {"image": "<base64 PNG or JPEG>"}')
+        if not isinstance(payload.get("return_input", False), bool):  # "false", a string, was taken as true
+            raise BadRequest(400, "return_input must be true or false (a JSON boolean)")
         return
 
     async def receive() -> Message:
@@ -125,7 +127,9 @@ async def check_body(scope: Scope, body: bytes, content_type: str) -> None:
         form = await Request(scope, receive).form()
     except Exception as e:  # Starlette's parse errors (no boundary, truncated parts) carry no common type
         raise BadRequest(400, f"unreadable multipart form ({getattr(e, 'detail', e)})") from None
-    has_file = any(hasattr(value, "read") for value in form.values())
+    files = sum(hasattr(value, "read") for _, value in form.multi_items())
     await form.close()
-    if not has_file:
+    if not files:
         raise BadRequest(400, "the form holds no file: upload the image as a file field (curl -F file=@digit.png)")
+    if files > 1:  # one answer per request: which file it was for would be a guess
+        raise BadRequest(400, f"the form holds {files} files: send one image per request")
