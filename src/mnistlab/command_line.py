@@ -272,6 +272,14 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         except OverrideParseException as e:
             reason = str(e).splitlines()[0]
             return f"cannot read the override {text!r}: {reason} (key=value, see hydra.cc's override grammar)"
+    if not {"-m", "--multirun"} & set(args):  # Hydra's own answer is four lines about ambiguity, exit 1
+        for o in overrides:
+            if o.is_sweep_override() and not o.key_or_group.startswith("hydra"):
+                line = o.input_line.lstrip("+")
+                key, value = line.split("=", 1)
+                if config_name == "train":
+                    return f"{line} gives several values: add -m to run one job per value ({key}=[{value}] is a list)"
+                return f"{line} gives several values: {key}=[{value}] is one list"
     for o in overrides:  # a feature of an optional extra: the install line, before anything else
         values = _values(o) if o.key_or_group in {group for group, _ in GROUP_EXTRAS} else []
         for value in [v for choice in values for v in (choice if isinstance(choice, list) else [choice])]:
