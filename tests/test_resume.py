@@ -225,6 +225,7 @@ def test_resume_extends_a_finished_run_and_refuses_other_overrides(tmp_path: Pat
     )
     assert extended.returncode == 0, extended.stderr[-3000:]
     assert run.metrics["epochs"] == 2  # the same folder, now two epochs
+    assert "trainer.max_epochs: 2\n" in (run.dir / "hparams.yaml").read_text()  # it kept the first launch's 1
     # A target first given when continuing is found where it was reached: the first epoch's validation
     # (the checkpoint keeps each new best with its step), not the first one after the restart.
     assert run.metrics["time_to_target/step"] == 108

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
 
-from mnistlab.atomic_files import write_metrics
+from mnistlab.atomic_files import write_atomic, write_metrics
 from mnistlab.callbacks import LastCheckpoint, TimeToTarget
 from mnistlab.checkpoints import read_checkpoint
 from mnistlab.config_checks import check_number
@@ -21,6 +23,15 @@ from mnistlab.tb_writers import tensorboard_write_errors, tensorboard_writers
 
 # The metrics every run reports; TensorBoard's HParams tab compares runs on these.
 SUMMARY_METRICS = ("test/acc", "test/loss", "val/acc_best")
+
+
+def _refresh_hparams_file(logger: Any) -> None:
+    """A resumed run's ``hparams.yaml`` holds this launch's record (e.g. a larger ``trainer.max_epochs``).
+
+    ``TensorBoardLogger`` writes the file only where there is none, so it kept the first launch's.
+    """
+    if isinstance(logger, TensorBoardLogger) and (path := Path(logger.log_dir) / logger.NAME_HPARAMS_FILE).is_file():
+        write_atomic(path, yaml.safe_dump(dict(logger.hparams), sort_keys=False).encode())
 
 
 def log_hparams(
@@ -106,6 +117,7 @@ def fit_and_test(
             # gets them with the final metrics from log_hparams. The others record them now.
             if hparams:
                 logger.log_hyperparams(hparams)
+                _refresh_hparams_file(logger)
         start = time.perf_counter()
         # Loads go through SafeCheckpointIO (weights_only=True) whatever this says; say it anyway.
         trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
