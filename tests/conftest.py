@@ -71,10 +71,10 @@ def mnist_dir() -> Path:
 
 
 def run_script(
-    script: str, *overrides: str, cwd: Path | None = None, timeout: int = 600
+    script: str, *overrides: str, cwd: Path | None = None, timeout: int = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """Runs ``scripts/<script>`` with Hydra overrides, as a user would, and captures its output."""
-    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / script), *overrides],
         cwd=cwd or ROOT,
@@ -106,13 +106,6 @@ def compose_train(overrides: list[str], tmp_path: Path, data_dir: Path | None = 
 def kill_at_first_checkpoint(args: list[str], last: Path) -> None:
     """Starts ``scripts/train.py`` with ``args`` and SIGKILLs it as soon as ``last`` (its last.ckpt) exists."""
     import signal
-
-    returncode, stderr = signal_at_first_checkpoint(args, last, signal.SIGKILL)
-    assert returncode == -signal.SIGKILL, stderr[-3000:]
-
-
-def signal_at_first_checkpoint(args: list[str], last: Path, signum: int) -> tuple[int, str]:
-    """Starts ``scripts/train.py`` with ``args``, sends it ``signum`` as soon as ``last`` exists; (status, stderr)."""
     import time
 
     env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
@@ -121,9 +114,9 @@ def signal_at_first_checkpoint(args: list[str], last: Path, signum: int) -> tupl
     deadline = time.monotonic() + 300
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signum)
+    proc.send_signal(signal.SIGKILL)
     stderr = proc.communicate()[1].decode()
-    return proc.returncode, stderr
+    assert proc.returncode == -signal.SIGKILL, stderr[-3000:]
 
 
 # The suite's longest files, longest first (2026-12-05, 2 xdist workers). They are queued first so that the

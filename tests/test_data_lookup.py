@@ -16,7 +16,7 @@ from conftest import ROOT, TrainedRun
 
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.files import download
-from mnistlab.data.specs import MNIST
+from mnistlab.data.specs import MNIST, SPECS
 from mnistlab.errors import DataError
 from mnistlab.evaluation.evaluate import data_root
 
@@ -65,8 +65,14 @@ def test_a_failed_download_says_why_and_leaves_nothing(tmp_path: Path) -> None:
     assert lines[1].startswith("  http://127.0.0.1:9/: ") and "refused" in lines[1].lower()
     assert "data.download=true" not in str(err.value)  # it was on
     assert list(tmp_path.iterdir()) == []  # no new/deeper/mnist left behind
-    with pytest.raises(DataError) as err:  # evaluate.py and predict.py fetch and name only the test files
-        download(root, unreachable, test_only=True)
+
+
+def test_evaluate_downloads_and_names_only_the_test_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: evaluate.py and predict.py fetched all four files, and a failed download named the training files.
+    monkeypatch.setitem(SPECS, "mnist", dataclasses.replace(MNIST, mirrors=("http://127.0.0.1:9/",)))
+    monkeypatch.setenv("MNISTLAB_DATA_DIR", str(tmp_path / "empty"))
+    with pytest.raises(DataError) as err:
+        data_root({"dataset": "mnist", "root": None}, download=True)
     assert "train-" not in str(err.value) and "t10k-images-idx3-ubyte" in str(err.value)
 
 

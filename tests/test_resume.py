@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import kill_at_first_checkpoint, run_script, signal_at_first_checkpoint, train, write_idx_set
+from conftest import kill_at_first_checkpoint, run_script, train, write_idx_set
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnistlab.data.loaders import TrainBatches
@@ -87,32 +88,44 @@ def test_a_killed_run_with_a_schedule_resumes_and_ends_its_schedule(tmp_path: Pa
     assert final["global_step"] == schedule["last_epoch"] == schedule["total_steps"] == 3 * 195
 
 
+# A callback of the test's own (on PYTHONPATH): the run sends itself SIGTERM after optimizer step 300.
+SELF_TERM = """
+import os, signal
+import lightning.pytorch as pl
+
+class SelfTerm(pl.Callback):
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == 300:
+            os.kill(os.getpid(), signal.SIGTERM)
+"""
+
+
 def test_a_sigterm_saves_its_step_and_the_resumed_run_ends_with_the_uninterrupted_weights(tmp_path: Path) -> None:
     """A cluster's time limit sends SIGTERM: Lightning ended the fit with status 0 and the work since the
     last save was lost. Now the step is saved, the status is 143 and the last line says how to continue."""
-    import signal
-
+    (tmp_path / "selfterm.py").write_text(SELF_TERM)
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     data = write_idx_set(tmp_path / "tiny", n_train=400)
     args = [f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10", "model=linear",
-            "data.batch_size=2", "trainer.max_epochs=30", "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
+            "data.batch_size=2", "trainer.max_epochs=3", "engine=per_step",
+            "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
     whole = run_script("train.py", *args, f"hydra.run.dir={tmp_path / 'whole'}")
     assert whole.returncode == 0, whole.stderr[-3000:]
     run_dir = tmp_path / "run"
-    last = run_dir / "checkpoints" / "last.ckpt"
-    status, stderr = signal_at_first_checkpoint([*args, f"hydra.run.dir={run_dir}"], last, signal.SIGTERM)
-    assert status == 143, stderr[-3000:]
-    step = torch.load(last, weights_only=True)["global_step"]
-    assert (
-        stderr.strip()
-        .splitlines()[-1]
-        .startswith(f"interrupted; continue with: python scripts/train.py resume={run_dir}")
+    stopped = run_script(
+        "train.py", *args, "+callbacks.self_term._target_=selfterm.SelfTerm", f"hydra.run.dir={run_dir}", env=env
     )
-    assert 195 < step < 30 * 195 and not (run_dir / "metrics.json").exists()  # saved past the first epoch's end
-    assert run_script("train.py", f"resume={run_dir}").returncode == 0
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert stopped.stderr.strip().splitlines()[-1] == (
+        f"interrupted; continue with: python scripts/train.py resume={run_dir} (checkpoints/last.ckpt: 1 epoch, "
+        "300 steps done)"  # 195 steps an epoch (390 training images in batches of 2): mid-epoch, saved at the signal
+    )
+    assert not (run_dir / "metrics.json").exists()
+    assert run_script("train.py", f"resume={run_dir}", env=env).returncode == 0
     resumed, uninterrupted = (
         torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (run_dir, tmp_path / "whole")
     )
-    assert resumed["global_step"] == uninterrupted["global_step"] == 30 * 195
+    assert resumed["global_step"] == uninterrupted["global_step"] == 3 * 195
     for name, weight in uninterrupted["state_dict"].items():
         assert torch.equal(resumed["state_dict"][name], weight), name
 

@@ -152,3 +152,16 @@ def test_another_sweep_in_a_sweeps_folder_is_refused_and_its_own_command_continu
     again = sweep(grid_sweep, *GRID, "trainer.accelerator=cpu")  # its own command; hardware may differ
     assert again.returncode == 0 and "# Sweep summary: 4 jobs, 4 finished, 0 failed" in again.stdout, again.stderr
     assert len(summary_rows(grid_sweep)) == 4
+
+
+def test_searched_keys_the_run_does_not_have_are_refused() -> None:
+    from hydra_plugins.mnistlab_sweeps._search_space import check_searched_key
+
+    from mnistlab.errors import ConfigError
+
+    config = OmegaConf.create({"hydra": {"runtime": {"choices": {"optimizer": "adam"}}}, "optimizer": {"lr": 0.001}})
+    searched = ["optimizer", "optimizer.momentum", "optimizer.lr", "+model.dropout", "sead"]
+    for key in searched[:-1]:  # a group, a key of a searched group's other choices (sgd), a setting, an addition
+        check_searched_key(config, key, searched)
+    with pytest.raises(ConfigError, match="sead is not a setting or config group of this run"):
+        check_searched_key(config, "sead", searched)

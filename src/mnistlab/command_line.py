@@ -249,6 +249,22 @@ def _overrides(args: list[str]) -> tuple[list[str], dict[str, str]] | None:
     return overrides, flags
 
 
+def _several_values(overrides: list[Override], config_name: str) -> str | None:
+    """A sweep's values outside a multirun (Hydra's answer: four lines about ambiguity, exit 1)."""
+    for o in overrides:
+        if not o.is_sweep_override() or o.key_or_group.startswith("hydra"):
+            continue
+        line = o.input_line.lstrip("+")
+        key, value = line.split("=", 1)
+        if config_name == "train":
+            listed = f" ({key}=[{value}] is a list)" if o.value_type == ValueType.SIMPLE_CHOICE_SWEEP else ""
+            return f"{line} gives several values: add -m to run one job per value{listed}"
+        if key == "ckpt_path" and o.value_type == ValueType.SIMPLE_CHOICE_SWEEP:  # an ensemble
+            return f"{line} gives several values: {key}=[{value}] is one list"
+        return f"{line} gives several values, but {key} takes one"
+    return None
+
+
 def config_mistake(script: Path, config_name: str, args: list[str]) -> str | None:
     """The first mistake of a script's command line, as one sentence, or None.
 
@@ -272,14 +288,9 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         except OverrideParseException as e:
             reason = str(e).splitlines()[0]
             return f"cannot read the override {text!r}: {reason} (key=value, see hydra.cc's override grammar)"
-    if not {"-m", "--multirun"} & set(args):  # Hydra's own answer is four lines about ambiguity, exit 1
-        for o in overrides:
-            if o.is_sweep_override() and not o.key_or_group.startswith("hydra"):
-                line = o.input_line.lstrip("+")
-                key, value = line.split("=", 1)
-                if config_name == "train":
-                    return f"{line} gives several values: add -m to run one job per value ({key}=[{value}] is a list)"
-                return f"{line} gives several values: {key}=[{value}] is one list"
+    multirun = {"-m", "--multirun"} & set(args) or any(o.key_or_group == "hydra.mode" for o in overrides)
+    if not multirun and (mistake := _several_values(overrides, config_name)):
+        return mistake
     for o in overrides:  # a feature of an optional extra: the install line, before anything else
         values = _values(o) if o.key_or_group in {group for group, _ in GROUP_EXTRAS} else []
         for value in [v for choice in values for v in (choice if isinstance(choice, list) else [choice])]:

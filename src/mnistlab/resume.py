@@ -169,8 +169,9 @@ def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> D
         )
     saved.paths.output_dir, saved.ckpt_path, saved.resume = str(config.parents[1]), str(last), run_dir
     if saved.get("system", {}).get("teacher") and (teacher := recorded_teacher(run_dir, last)):
-        # The saved config may name it relative to the first launch's folder (or ${hydra:runtime.cwd}).
-        saved.system.teacher = teacher
+        # The saved config may name it relative to the first launch's folder (or ${hydra:runtime.cwd}); the
+        # record then names the teacher by its file.
+        saved.system.teacher = teacher[0] if len(teacher) == 1 else teacher
     return saved
 
 

@@ -117,7 +117,8 @@ def fit_and_test(
             # gets them with the final metrics from log_hparams. The others record them now.
             if hparams:
                 logger.log_hyperparams(hparams)
-                _refresh_hparams_file(logger)
+                if trainer.is_global_zero:  # the other ranks' loggers hold no record: they would write {}
+                    _refresh_hparams_file(logger)
         start = time.perf_counter()
         # Loads go through SafeCheckpointIO (weights_only=True) whatever this says; say it anyway.
         trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

@@ -37,6 +37,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.mnistlab_sweeps._search_space import as_run, check_searched_key, distribution, override_value
 from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
 from hydra_plugins.mnistlab_sweeps.hydra_private import job_exception
 from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, check_same_sweep, refuse
@@ -50,50 +51,6 @@ from mnistlab.sweeps.summary import JOB_FILE, STUDY_FILE, read_metrics
 log = logging.getLogger(__name__)
 # A cv trial's job numbers, recorded in the study before each fold's launch (a plain trial's job is its number).
 JOBS_ATTR = "mnistlab_jobs"
-
-
-# The fields of each kind of search-space entry: (required, optional).
-FIELDS = {"float": ({"low", "high"}, {"log"}), "int": ({"low", "high"}, {"log"}), "categorical": ({"choices"}, set())}
-
-
-def distribution(name: str, spec: dict[str, Any]) -> optuna.distributions.BaseDistribution:
-    """``{type: float|int|categorical, low, high, log, choices}`` -> an Optuna distribution.
-
-    Raises:
-        ConfigError: An unknown type, a missing or unknown field (``+hydra.sweeper.params.optimizer.lr.low=...``
-            nests ``lr`` under ``optimizer``, which was silently ignored), or a range Optuna refuses.
-    """
-    where = f"hydra.sweeper.params.{name}"
-    kind = spec.get("type")
-    if kind not in FIELDS:
-        raise ConfigError(f"{where}: type must be float, int or categorical, not {kind!r}")
-    required, optional = FIELDS[kind]
-    article = "an" if kind == "int" else "a"
-    if missing := sorted(required - spec.keys()):
-        raise ConfigError(f"{where}: {article} {kind} entry needs {', '.join(missing)}")
-    if unknown := sorted(spec.keys() - required - optional - {"type"}):
-        allowed = ", ".join(["type", *sorted(required), *sorted(optional)])
-        raise ConfigError(
-            f"{where} has no field {', '.join(unknown)} ({article} {kind} entry takes {allowed}); to change the "
-            "range of a dotted key such as optimizer.lr, edit a copy of conf/hparams_search/optuna.yaml"
-        )
-    try:
-        if kind == "categorical":
-            return optuna.distributions.CategoricalDistribution(list(spec["choices"]))
-        cls = optuna.distributions.FloatDistribution if kind == "float" else optuna.distributions.IntDistribution
-        return cls(spec["low"], spec["high"], log=spec.get("log", False))
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"{where}: {e}") from None
-
-
-def check_searched_key(config: DictConfig, key: str) -> None:
-    """Refuses a searched key that is neither a config group nor a setting (a trial's job would fail on it)."""
-    if key in (config.hydra.runtime.choices or {}) or OmegaConf.select(config, key, default=_ABSENT) is not _ABSENT:
-        return
-    raise ConfigError(f"hydra.sweeper.params.{key}: {key} is not a setting or config group of this run")
-
-
-_ABSENT = object()
 
 
 def retry_callback() -> type:
@@ -150,15 +107,6 @@ def counted(study: optuna.Study) -> int:
     return len(trials) - len(retried)
 
 
-def as_run(value: Any) -> Any:
-    """A trial's value as its job gets it: four significant digits keep job folder names readable."""
-    return float(f"{value:.4g}") if isinstance(value, float) else value
-
-
-def override_value(value: Any) -> str:
-    return f"{as_run(value):.4g}" if isinstance(value, float) else str(value)
-
-
 class OptunaSearch:
     """Asks, launches and tells trials of one study; the Hydra sweeper delegates to it."""
 
@@ -193,7 +141,7 @@ class OptunaSearch:
                 check_number(f"hydra.sweeper.{key}", getattr(self.conf, key), integer=True, low=1)
             self.distributions = {k: distribution(k, dict(v)) for k, v in self.conf.params.items()}
             for key in self.distributions:
-                check_searched_key(self.config, key)
+                check_searched_key(self.config, key, self.distributions)
         except ConfigError as e:
             refuse(str(e))
         folds = fold_overrides(self.config, arguments, list(self.conf.params))

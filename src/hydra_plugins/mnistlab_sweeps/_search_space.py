@@ -1,0 +1,70 @@
+"""The search space of ``hparams_search=optuna``: its entries checked and made Optuna distributions, and a
+trial's values as its job gets them."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+
+from mnistlab.errors import ConfigError
+
+# The fields of each kind of search-space entry: (required, optional).
+FIELDS = {"float": ({"low", "high"}, {"log"}), "int": ({"low", "high"}, {"log"}), "categorical": ({"choices"}, set())}
+
+
+def distribution(name: str, spec: dict[str, Any]) -> optuna.distributions.BaseDistribution:
+    """``{type: float|int|categorical, low, high, log, choices}`` -> an Optuna distribution.
+
+    Raises:
+        ConfigError: An unknown type, a missing or unknown field (``+hydra.sweeper.params.optimizer.lr.low=...``
+            nests ``lr`` under ``optimizer``, which was silently ignored), or a range Optuna refuses.
+    """
+    where = f"hydra.sweeper.params.{name}"
+    kind = spec.get("type")
+    if kind not in FIELDS:
+        raise ConfigError(f"{where}: type must be float, int or categorical, not {kind!r}")
+    required, optional = FIELDS[kind]
+    article = "an" if kind == "int" else "a"
+    if missing := sorted(required - spec.keys()):
+        raise ConfigError(f"{where}: {article} {kind} entry needs {', '.join(missing)}")
+    if unknown := sorted(spec.keys() - required - optional - {"type"}):
+        allowed = ", ".join(["type", *sorted(required), *sorted(optional)])
+        raise ConfigError(
+            f"{where} has no field {', '.join(unknown)} ({article} {kind} entry takes {allowed}); to change the "
+            "range of a dotted key such as optimizer.lr, edit a copy of conf/hparams_search/optuna.yaml"
+        )
+    try:
+        if kind == "categorical":
+            return optuna.distributions.CategoricalDistribution(list(spec["choices"]))
+        cls = optuna.distributions.FloatDistribution if kind == "float" else optuna.distributions.IntDistribution
+        return cls(spec["low"], spec["high"], log=spec.get("log", False))
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def check_searched_key(config: DictConfig, key: str, searched: Collection[str]) -> None:
+    """Refuses a searched key that is neither a config group nor a setting (a trial's job would fail on it).
+
+    A key under a searched group (``optimizer.momentum`` beside ``optimizer``) depends on the group's choice,
+    and a ``+key`` adds a setting: neither can be judged from the sweep's own config.
+    """
+    group, dot, _ = key.partition(".")
+    if key.startswith("+") or (dot and group in searched) or key in (config.hydra.runtime.choices or {}):
+        return
+    if OmegaConf.select(config, key, default=_ABSENT) is _ABSENT:
+        raise ConfigError(f"hydra.sweeper.params.{key}: {key} is not a setting or config group of this run")
+
+
+_ABSENT = object()
+
+
+def as_run(value: Any) -> Any:
+    """A trial's value as its job gets it: four significant digits keep job folder names readable."""
+    return float(f"{value:.4g}") if isinstance(value, float) else value
+
+
+def override_value(value: Any) -> str:
+    return f"{as_run(value):.4g}" if isinstance(value, float) else str(value)
