@@ -156,7 +156,6 @@ def test_another_sweep_in_a_sweeps_folder_is_refused_and_its_own_command_continu
 
 def test_searched_keys_the_run_does_not_have_are_refused() -> None:
     from hydra_plugins.mnistlab_sweeps._search_space import check_searched_key
-
     from mnistlab.errors import ConfigError
 
     config = OmegaConf.create({"hydra": {"runtime": {"choices": {"optimizer": "adam"}}}, "optimizer": {"lr": 0.001}})
