@@ -187,7 +187,7 @@ def test_runs_started_together_on_a_new_store_both_record(tmp_path: Path) -> Non
     outputs = tmp_path / "outputs"
     common = (f"paths.mlflow_dir={outputs}", *QUICK, "trainer.max_epochs=1")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        single = pool.submit(run_script, "train.py", f"hydra.run.dir={tmp_path / 'single'}", *common)
+        single = pool.submit(run_script, "train.py", f"hydra.run.dir={tmp_path / 'single'}", *common, cwd=tmp_path)
         swept = pool.submit(
             run_script, "train.py", "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}", *common, "model.hidden_units=32,64"
         )
@@ -196,6 +196,8 @@ def test_runs_started_together_on_a_new_store_both_record(tmp_path: Path) -> Non
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     runs = [run for name, run in local_runs(outputs / "mlflow.db") if name != "Default"]
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3
+    # The single run's config names ${hydra:sweep.dir}, which made multirun/<date>/<time>: gone at its exit.
+    assert not (tmp_path / "multirun").exists()
 
 
 @pytest.mark.slow
