@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 import hydra_plugins.mnistlab_sweeps
 import mnistlab
 from hydra_plugins.mnistlab_sweeps import hydra_private
-from hydra_plugins.mnistlab_sweeps.hydra_private import IN_PROCESS_LAUNCHER, BasicSweeper, job_exception, sweep_params
+from hydra_plugins.mnistlab_sweeps.hydra_private import IN_PROCESS_LAUNCHER, basic_sweeper, job_exception, sweep_params
 
 ROOT = Path(mnistlab.__file__).parents[2]
 
@@ -25,7 +25,7 @@ ROOT = Path(mnistlab.__file__).parents[2]
 def test_hydras_private_names_resolve() -> None:
     fields = {f.name for f in dataclasses.fields(JobReturn)}
     assert "_return_value" in fields, f"hydra {hydra.__version__} renamed JobReturn._return_value"
-    assert callable(getattr(BasicSweeper, "_parse_config", None)), (
+    assert callable(getattr(basic_sweeper(), "_parse_config", None)), (
         f"hydra {hydra.__version__} renamed BasicSweeper._parse_config: update hydra_private.py"
     )
 
@@ -37,7 +37,7 @@ def test_a_failed_jobs_exception_and_a_completed_jobs_none() -> None:
 
 
 def test_the_sweep_params_read_as_overrides() -> None:
-    sweeper = BasicSweeper(max_batch_size=None, params=OmegaConf.create({"model": "linear,hidden", "seed": "1,2"}))
+    sweeper = basic_sweeper()(max_batch_size=None, params=OmegaConf.create({"model": "linear,hidden", "seed": "1,2"}))
     assert sorted(sweep_params(sweeper)) == ["model=linear,hidden", "seed=1,2"]
 
 
@@ -62,3 +62,17 @@ def test_no_other_module_uses_hydras_private_api() -> None:
         for m in pattern.finditer(path.read_text())
     }
     assert not users, users
+
+
+def test_the_grid_sweeper_is_built_after_hydras_plugin_scan_ran_its_modules_again() -> None:
+    """Hydra's scan runs each loaded plugin module again in place, Hydra's own first: a class taken before
+    the scan (a re-export) made GridSweeper a subclass of the old BasicSweeper, whose super() refused it."""
+    import importlib
+
+    from hydra._internal.core_plugins import basic_sweeper as core
+
+    from hydra_plugins.mnistlab_sweeps import grid_sweeper
+
+    importlib.reload(core)
+    importlib.reload(grid_sweeper)
+    assert grid_sweeper.GridSweeper(max_batch_size=None, params=None).max_batch_size is None

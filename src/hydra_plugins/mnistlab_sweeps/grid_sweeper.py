@@ -19,20 +19,20 @@ from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
-from hydra_plugins.mnistlab_sweeps.hydra_private import BasicSweeper, BasicSweeperConf, sweep_params
+from hydra_plugins.mnistlab_sweeps.hydra_private import basic_sweeper, basic_sweeper_conf, sweep_params
 from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, check_same_sweep, continue_hint, launch_missing
 from mnistlab import process
 
 
 @dataclass
-class GridSweeperConf(BasicSweeperConf):
+class GridSweeperConf(basic_sweeper_conf()):  # type: ignore[misc]
     _target_: str = "hydra_plugins.mnistlab_sweeps.grid_sweeper.GridSweeper"
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf, provider="mnistlab")
 
 
-class GridSweeper(BasicSweeper):
+class GridSweeper(basic_sweeper()):  # type: ignore[misc]
     """Every combination of the comma-separated overrides, in batches of ``max_batch_size``."""
 
     def sweep(self, arguments: list[str]) -> Any:
