@@ -15,7 +15,7 @@ import torch
 from conftest import ROOT, TrainedRun
 
 from mnistlab.data import MNISTDataModule
-from mnistlab.data.files import download
+from mnistlab.data.files import download, missing_resources
 from mnistlab.data.specs import MNIST, SPECS
 from mnistlab.errors import DataError
 from mnistlab.evaluation.evaluate import data_root
@@ -59,7 +59,7 @@ def test_a_failed_download_says_why_and_leaves_nothing(tmp_path: Path) -> None:
     unreachable = dataclasses.replace(MNIST, mirrors=("http://127.0.0.1:9/",))  # nothing listens on port 9
     root = tmp_path / "new" / "deeper" / "mnist"
     with pytest.raises(DataError) as err:
-        download(root, unreachable)
+        download(root, unreachable, missing_resources(root, unreachable))
     lines = str(err.value).splitlines()
     assert lines[0] == f"mnist data not found in {root} (download failed)"
     assert lines[1].startswith("  http://127.0.0.1:9/: ") and "refused" in lines[1].lower()

@@ -61,10 +61,11 @@ def check_searched_key(config: DictConfig, key: str, searched: Collection[str]) 
 _ABSENT = object()
 
 
-def as_run(value: Any) -> Any:
-    """A trial's value as its job gets it: four significant digits keep job folder names readable."""
-    return float(f"{value:.4g}") if isinstance(value, float) else value
-
-
 def override_value(value: Any) -> str:
-    return f"{as_run(value):.4g}" if isinstance(value, float) else str(value)
+    """A trial's value on its job's command line: four significant digits keep job folder names readable."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def as_run(value: Any) -> Any:
+    """A trial's value as its job gets it (``override_value``, read back)."""
+    return float(override_value(value)) if isinstance(value, float) else value

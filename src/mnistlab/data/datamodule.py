@@ -100,20 +100,15 @@ class MNISTDataModule(pl.LightningDataModule):
 
         A fit needs the test files too: its test follows it (``training.fit_and_test``), and must not fail after it.
         """
-        return missing_resources(self.root, self.spec, test_only=self._test_only(stage))
-
-    @staticmethod
-    def _test_only(stage: str | None) -> bool:
-        return stage in ("test", "predict")
+        return missing_resources(self.root, self.spec, test_only=stage in ("test", "predict"))
 
     def prepare_data(self) -> None:
-        stage = self.trainer.state.fn.value if self.trainer is not None else None
-        missing = self._missing(stage)
+        missing = self._missing(self.trainer.state.fn.value if self.trainer is not None else None)
         if not missing:
             return
         if not self.hparams.download:
             raise DataError(missing_data_message(self.root, self.spec, missing, "data.download=false"))
-        download(self.root, self.spec, test_only=self._test_only(stage))
+        download(self.root, self.spec, missing)
 
     def _device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -103,22 +104,21 @@ def _new_folders(root: Path) -> list[Path]:
     return new
 
 
-def download(root: Path, spec: DatasetSpec, test_only: bool = False) -> None:
-    """Downloads the missing files of ``spec`` into ``root`` from torchvision's mirrors.
+def download(root: Path, spec: DatasetSpec, missing: Sequence[Resource]) -> None:
+    """Downloads ``missing`` (files of ``spec`` found missing) into ``root`` from torchvision's mirrors.
 
     On failure nothing is left behind: no partial file, and no folder that the download created.
 
     Args:
         root: The data folder.
         spec: The dataset.
-        test_only: Only the test split's files (evaluating or predicting needs no training files).
+        missing: The files to fetch (``missing_resources``: evaluating or predicting needs no training files).
 
     Raises:
         DataError: When no mirror could deliver a file (the message holds each mirror's error).
     """
     from torchvision.datasets.utils import download_url  # only needed when downloading
 
-    missing = missing_resources(root, spec, test_only)
     created = _new_folders(root)
     try:
         root.mkdir(parents=True, exist_ok=True)

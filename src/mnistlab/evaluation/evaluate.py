@@ -46,7 +46,7 @@ def data_root(saved: dict[str, Any], download: bool) -> Path:
     if not download:
         raise DataError(missing_data_message(roots[0], spec, missing, "data.download=false", roots[1:]))
     try:
-        download_files(roots[0], spec, test_only=True)
+        download_files(roots[0], spec, missing)
     except DataError as e:
         if len(roots) == 1:
             raise
