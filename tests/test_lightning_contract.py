@@ -212,6 +212,13 @@ def test_early_stopping_and_no_progress_bar_keep_the_chunked_engine(tmp_path: Pa
     assert run.trainer.current_epoch == 2  # no epoch can improve val/acc by 1.0: stop after patience
 
 
+def test_without_a_logger_chunks_still_end_at_the_logging_steps(tmp_path: Path) -> None:
+    # The progress bar's train/loss_step and the divergence check come at Lightning's logging steps,
+    # which log_every_n_steps sets with or without a logger.
+    run = build(tmp_path, "~logger", "trainer.log_every_n_steps=30")
+    assert run.trainer.loggers == [] and run.engine.chunk == 30
+
+
 def test_stochastic_weight_averaging_steps_its_schedule_per_epoch(tmp_path: Path) -> None:
     run = fit(
         tmp_path, "trainer.max_epochs=3", "trainer.limit_train_batches=40",

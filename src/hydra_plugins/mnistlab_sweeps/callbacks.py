@@ -223,12 +223,7 @@ class MLflowRuns(Callback):
             return
         from mnistlab.mlflow_runs import finish_run
 
-        error: BaseException | None = None
-        if job_return.status != JobStatus.COMPLETED:
-            try:
-                _ = job_return.return_value  # re-raises the job's exception
-            except Exception as exc:
-                error = exc
+        error = job_exception(job_return)  # return_value would print Hydra's own error line to stderr
         run_dir = Path(config.hydra.runtime.output_dir)
         try:
             if not attached and error is not None:

@@ -105,7 +105,8 @@ def per_step_needs(trainer: pl.Trainer) -> list[str]:
 
 def step_intervals(trainer: pl.Trainer) -> list[int]:
     """Every batch interval at which the run acts (logging, step-based checkpoints)."""
-    intervals = [trainer.log_every_n_steps] if trainer.loggers and trainer.log_every_n_steps > 0 else []
+    # Without a logger too: the progress bar's loss and the divergence check come at the logging steps.
+    intervals = [trainer.log_every_n_steps] if trainer.log_every_n_steps > 0 else []
     for cb in trainer.callbacks:
         if isinstance(cb, ModelCheckpoint) and checkpoint_every_n_train_steps(cb):
             intervals.append(checkpoint_every_n_train_steps(cb))
