@@ -14,14 +14,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab import process
 from mnistlab.command_line import exit_on_mistake
-from mnistlab.resume import interrupted_hint
+from mnistlab.resume.run import interrupted_hint
 
 
 def build_and_run(cfg: DictConfig) -> float:
     from mnistlab.composition import compose
     from mnistlab.config_checks import check_cv
     from mnistlab.hparams import run_hparams
-    from mnistlab.resume import check_continuable, continued_config, launch_record, mark_restart
+    from mnistlab.resume.checkpoint import check_continuable
+    from mnistlab.resume.run import continued_config, launch_record, mark_restart
     from mnistlab.training import fit_and_test
 
     # cv=K is a sweep of K folds; a DDP rank started by Lightning (LOCAL_RANK) re-runs one job of it.

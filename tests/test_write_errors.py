@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from mnistlab.checkpoints import read_checkpoint
 from mnistlab.composition import compose
-from mnistlab.resume import continued_config
+from mnistlab.resume.run import continued_config
 from mnistlab.training import fit_and_test
 from mnistlab.user_errors import user_error
 

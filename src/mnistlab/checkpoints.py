@@ -18,7 +18,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from mnistlab.atomic_files import write_atomic
 from mnistlab.data.specs import input_stats
 from mnistlab.errors import MnistlabError
-from mnistlab.resume import job_status
+from mnistlab.resume.sweep import job_status
 from mnistlab.systems import Classifier
 from mnistlab.systems.distillation import Teacher
 

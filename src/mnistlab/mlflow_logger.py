@@ -177,7 +177,7 @@ class MLflowLogger(MLFlowLogger):
 
     def _end_replaced_runs(self, client: Any) -> None:
         """Ends as ``KILLED`` the runs of this folder left ``RUNNING``: a continued sweep starts again the jobs
-        that were killed before their first checkpoint (``mnistlab.resume.jobs_to_launch``), in a new run."""
+        that were killed before their first checkpoint (``mnistlab.resume.sweep.jobs_to_launch``), in a new run."""
         run_dir = self.tags["run_dir"] if self.tags else None
         stale = client.search_runs([self.experiment_id], filter_string="attributes.status = 'RUNNING'")
         note = f"killed before its first checkpoint; the job started again as run {self.run_id}"

@@ -85,7 +85,7 @@ def register_resolvers() -> None:
     from omegaconf import OmegaConf
 
     from mnistlab.config_keys import placement_keys
-    from mnistlab.resume import resume_record_dir, resume_run_dir
+    from mnistlab.resume.run import resume_record_dir, resume_run_dir
     from mnistlab.run_folders import eval_dir, new_folder
 
     resolvers = {

@@ -17,7 +17,7 @@ from mnistlab.checkpoints import read_checkpoint
 from mnistlab.config_checks import check_number
 from mnistlab.data import MNISTDataModule
 from mnistlab.lightning_private import file_writer
-from mnistlab.resume import finished_epochs
+from mnistlab.resume.checkpoint import finished_epochs
 from mnistlab.systems import Classifier
 from mnistlab.tb_writers import tensorboard_write_errors, tensorboard_writers
 

@@ -6,7 +6,7 @@ the moments are found from outside, by wrapping what the sweep calls.
 
 ``CHAOS_KILL`` is ``<moment>:<job>[:<n>]``:
 
-- ``startup:J``: job J starts (``mnistlab.resume.continued_config``, after Hydra made its folder).
+- ``startup:J``: job J starts (``mnistlab.resume.run.continued_config``, after Hydra made its folder).
 - ``step:J:N``: right after job J's Nth optimizer step.
 - ``checkpoint:J:N``: inside job J's Nth write of ``last.ckpt``: its temp file written, not yet renamed.
 - ``after_job:J``: job J has ended and recorded it (``job.json``); the next job has not started.
@@ -46,16 +46,16 @@ def _install(moment: str, job: int, n: int) -> None:
         return counts[_job()]
 
     if moment == "startup":
-        import mnistlab.resume
+        import mnistlab.resume.run
 
-        original = mnistlab.resume.continued_config
+        original = mnistlab.resume.run.continued_config
 
         def continued_config(*args, **kwargs):
             if _job() == job:
                 _kill(f"in job {job}'s start-up")
             return original(*args, **kwargs)
 
-        mnistlab.resume.continued_config = continued_config
+        mnistlab.resume.run.continued_config = continued_config
     elif moment == "step":
         from torch.optim.optimizer import register_optimizer_step_post_hook
 

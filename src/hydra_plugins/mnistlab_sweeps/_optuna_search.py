@@ -45,7 +45,7 @@ from hydra_plugins.mnistlab_sweeps.optuna_sweeper import OptunaSweeperConf
 from mnistlab.atomic_files import write_json
 from mnistlab.config_checks import check_number
 from mnistlab.errors import ConfigError
-from mnistlab.resume import job_folders, job_status
+from mnistlab.resume.sweep import job_folders, job_status
 from mnistlab.sweeps.summary import JOB_FILE, STUDY_FILE, read_metrics
 
 log = logging.getLogger(__name__)

@@ -49,7 +49,7 @@ class RunFolder(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mnistlab.resume import run_folder_mistake
+        from mnistlab.resume.run import run_folder_mistake
         from mnistlab.run_folders import note_existing
 
         run_dir = Path(str(config.hydra.run.dir)).expanduser().resolve()
@@ -119,7 +119,7 @@ class SweepSummary(Callback):
 def stop_sweep(error: WriteError) -> NoReturn:
     """Ends the sweep with one line when its folder cannot be written: what the job left stays as it was.
 
-    The same command continues it once there is room (``mnistlab.resume.jobs_to_launch``).
+    The same command continues it once there is room (``mnistlab.resume.sweep.jobs_to_launch``).
     """
     print(f"error: {error}", file=sys.stderr, flush=True)
     sys.exit(EXIT_USER_ERROR)

@@ -14,7 +14,7 @@ from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config_keys import HARDWARE, PRESENTATION, override_key
-from mnistlab.resume import jobs_to_launch
+from mnistlab.resume.sweep import jobs_to_launch
 from mnistlab.run_folders import release_claimed_folders
 from mnistlab.user_errors import EXIT_USER_ERROR
 
@@ -80,7 +80,7 @@ def launch_missing(
     """Launches the jobs of ``batch`` (numbered from ``initial_job_idx``) that the sweep folder does not hold finished.
 
     A continued sweep (the same command and ``hydra.sweep.dir``) keeps its finished jobs and continues
-    the interrupted ones (``mnistlab.resume.jobs_to_launch``). A launcher numbers its jobs from
+    the interrupted ones (``mnistlab.resume.sweep.jobs_to_launch``). A launcher numbers its jobs from
     ``initial_job_idx`` on, so each run of consecutive job numbers is one launch: every job keeps its
     number, hence its folder.
     """

@@ -3,11 +3,12 @@
 MNIST's digits are white on black, fitted into a 20x20 box keeping their aspect ratio (anti-aliased,
 hence grey edges) and placed in a 28x28 field so that their centre of mass sits at its centre.
 A photo first needs its paper removed: paper colour and lighting vary across the picture, so the
-background is estimated locally (a grey-level morphological opening, which keeps what is wider than
-a third of the picture and drops the thin strokes), divided out (lighting multiplies) and the ink
-separated from the paper by Otsu's threshold. When what remains does not look like a digit (no
-contrast, ink everywhere, scattered specks), the image comes with a warning instead of a guess.
-numpy and Pillow do it all. This is the one implementation: ``scripts/predict.py`` and servers use it.
+background is estimated locally (a percentile of each block of about 1/8 of the picture, which the
+paper wins wherever the thin strokes do not cover the block, smoothly interpolated), divided out
+(lighting multiplies) and the ink separated from the paper by Otsu's threshold. When what remains does
+not look like a digit (no contrast, ink everywhere, scattered specks), the image comes with a warning
+instead of a guess. numpy and Pillow do it all (scipy or scikit-image would add a dependency for a few
+filters). This is the one implementation: ``scripts/predict.py`` and servers use it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,229 @@
+"""Continuing one run: its folder, its config, its record and its TensorBoard steps (``resume=``, ``ckpt_path=``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mnistlab.config_keys import PRESENTATION, override_key
+from mnistlab.errors import MnistlabError
+from mnistlab.resume.checkpoint import continue_from, finished_epochs
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+# What may change when a run continues: how long it trains and where. Anything else would make the
+# continued run a different experiment in the same folder.
+RESUMABLE = ("trainer.max_epochs", "trainer.accelerator", "trainer.devices", "callbacks.time_to_target.target")
+RECORD_DIR, RESUME_RECORD_DIR = ".hydra", ".hydra/resume"
+
+
+def resume_run_dir(resume: str | None, root: str) -> str:
+    """Resolver ``${mnistlab.resume_run_dir:${resume},ROOT}``: the resumed run's folder, else a new one in ``ROOT``."""
+    from mnistlab.run_folders import new_folder
+
+    return new_folder(root) if resume is None else str(resume)
+
+
+def resume_record_dir(resume: str | None) -> str:
+    """Resolver ``${mnistlab.resume_record_dir:${resume}}``: where Hydra records this launch."""
+    return RECORD_DIR if resume is None else RESUME_RECORD_DIR
+
+
+def run_folder_mistake(cfg: DictConfig, run_dir: Path, existed: bool) -> str | None:
+    """What is wrong with the folder a ``train.py`` run is about to write into, asked before Hydra writes there.
+
+    ``resume=X`` must name a run folder that it can continue (``resumed_config``), and one with more to
+    do than its finished epochs and test; a new run must not write into a folder that holds another run's
+    checkpoints or metrics, which it would overwrite.
+
+    Args:
+        cfg: This launch's composed config, Hydra's node (``hydra.overrides.task``) included.
+        run_dir: The run folder Hydra is about to write into.
+        existed: Whether it was there before this process (``mnistlab.run_folders.note_existing``).
+    """
+    if cfg.resume is not None:
+        from mnistlab.checkpoints import read_checkpoint
+
+        try:
+            saved = resumed_config(cfg.resume, cfg, list(cfg.hydra.overrides.task))
+        except MnistlabError as e:
+            return str(e)
+        try:
+            last = read_checkpoint(saved.ckpt_path)
+        except MnistlabError:
+            best = Path(saved.ckpt_path).with_name("best.ckpt")
+            return f"resume={cfg.resume}: its checkpoints/last.ckpt is damaged or unreadable, so it cannot continue" + (
+                f"; start a new run from its best weights: ckpt_path={best}" if best.is_file() else ""
+            )
+        epochs = saved.trainer.max_epochs
+        finished = (run_dir / "metrics.json").is_file() and isinstance(epochs, int) and epochs > 0
+        if finished and (done := finished_epochs(last)) >= epochs:
+            return (
+                f"resume={cfg.resume}: the run has finished its {done} epoch{'s' * (done != 1)} and its test; "
+                f"add trainer.max_epochs=N (N > {done}) to train it further"
+            )
+        return None
+    if existed and ((run_dir / "checkpoints").is_dir() or (run_dir / "metrics.json").is_file()):
+        return (
+            f"hydra.run.dir={run_dir} holds another run (checkpoints/, metrics.json), which this one would "
+            f"overwrite: continue it with resume={run_dir}, or give a new folder"
+        )
+    return None
+
+
+def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
+    """The saved config and ``last.ckpt`` of an interrupted run folder.
+
+    Raises:
+        MnistlabError: When ``run_dir`` is not a run folder or holds no ``last.ckpt`` yet.
+    """
+    run = Path(run_dir).expanduser().resolve()
+    config, last = run / RECORD_DIR / "config.yaml", run / "checkpoints" / "last.ckpt"
+    if run.is_file():
+        folder = run.parent.parent if run.parent.name == "checkpoints" else run.parent
+        raise MnistlabError(f"resume={run_dir} is a file: give the run's folder, resume={folder}")
+    if (run / "multirun.yaml").is_file():
+        raise MnistlabError(
+            f"resume={run_dir} is a sweep folder: a sweep continues with its own command plus hydra.sweep.dir={run_dir}"
+        )
+    if not config.is_file():
+        raise MnistlabError(f"resume={run_dir}: not a run folder (no .hydra/config.yaml)")
+    if not last.is_file():
+        raise MnistlabError(f"resume={run_dir}: nothing to resume, no checkpoints/last.ckpt was saved yet")
+    return config, last
+
+
+def _as_written(cfg: DictConfig, key: str) -> Any:
+    """The value of ``key`` with its interpolations as written (a logger's ``${resume}`` differs once resolved)."""
+    node = OmegaConf.select(cfg, key)
+    return OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node
+
+
+def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """The saved config of ``run_dir``, set to continue from its ``last.ckpt``, with ``RESUMABLE`` overrides applied.
+
+    Args:
+        run_dir: The interrupted (or finished) run's folder.
+        cfg: This launch's composed config, where the overrides' values are read.
+        overrides: This launch's command-line overrides (``HydraConfig.get().overrides.task``).
+
+    Raises:
+        MnistlabError: For an override a continued run cannot take, or a ``trainer.max_epochs``
+            that would end before the checkpoint or stretch a run whose LR schedule was sized
+            for its original length.
+    """
+    config, last = resume_files(run_dir)
+    saved = OmegaConf.load(config)
+    epochs = saved.trainer.max_epochs  # the run's own, before the overrides
+    for override in overrides:
+        key = override_key(override)
+        if key.startswith("hydra.") or key == "resume" or key in PRESENTATION:  # how to run or show it
+            continue
+        if _as_written(cfg, key) == _as_written(saved, key):  # as the run was: e.g. a sweep job's own
+            continue
+        if key not in RESUMABLE:
+            raise MnistlabError(
+                f"resume={run_dir} continues the run as it was configured and cannot take {key}; "
+                f"only {', '.join(RESUMABLE)} may change (start a new run with ckpt_path=... instead)"
+            )
+        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
+    if saved.get("scheduler") and saved.trainer.max_epochs != epochs:
+        raise MnistlabError(
+            f"resume={run_dir} cannot change trainer.max_epochs: its scheduler was sized for "
+            f"{epochs} epochs, and a scheduled checkpoint cannot start a new run either; train a new run for longer"
+        )
+    saved.paths.output_dir, saved.ckpt_path, saved.resume = str(config.parents[1]), str(last), run_dir
+    if saved.get("system", {}).get("teacher") and (teacher := recorded_teacher(run_dir, last)):
+        # The saved config may name it relative to the first launch's folder (or ${hydra:runtime.cwd}); the
+        # record then names the teacher by its file.
+        saved.system.teacher = teacher[0] if len(teacher) == 1 else teacher
+    return saved
+
+
+def recorded_teacher(run_dir: str, last: Path) -> list[str] | None:
+    """The distillation teacher's files that ``last`` records, checked unchanged; None if it records none.
+
+    Raises:
+        MnistlabError: A recorded file is gone or is another file now (its SHA-256 differs).
+    """
+    from mnistlab.checkpoints import read_checkpoint
+    from mnistlab.systems.distillation import sha256
+
+    try:
+        members = (read_checkpoint(last).get("teacher") or {}).get("members") or []
+    except MnistlabError:  # a damaged last.ckpt: run_folder_mistake says so, with what to do
+        return None
+    for member in members:
+        path = Path(member["path"])
+        if not path.is_file() or sha256(path) != member["sha256"]:
+            now = "another file now (its SHA-256 differs from the checkpoint's record)" if path.is_file() else "gone"
+            raise MnistlabError(f"resume={run_dir}: its distillation teacher {path} is {now}; the run cannot continue")
+    return [member["path"] for member in members] or None
+
+
+def continued_config(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """``cfg`` as the run takes it: a resumed run's saved config, or ``ckpt_path`` made a checkpoint file.
+
+    Args:
+        cfg: This launch's composed config (``conf/train.yaml``).
+        overrides: This launch's command-line overrides (``HydraConfig.get().overrides.task``).
+    """
+    if cfg.resume:
+        return resumed_config(cfg.resume, cfg, overrides)
+    if cfg.ckpt_path:  # a file or a run folder; max_epochs counts the checkpoint's epochs too
+        cfg.ckpt_path = str(continue_from(cfg.ckpt_path, cfg.trainer.max_epochs))
+    return cfg
+
+
+def launch_record(cfg: DictConfig) -> tuple[list[str], dict]:
+    """The run's command-line overrides and config-group choices; a resumed run's are its first launch's."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()
+    saved = Path(cfg.paths.output_dir) / RECORD_DIR / "hydra.yaml"
+    if cfg.resume and saved.exists():
+        hydra_cfg = OmegaConf.load(saved).hydra
+    return list(hydra_cfg.overrides.task), OmegaConf.to_container(hydra_cfg.runtime.choices)
+
+
+def interrupted_hint(run_dir: str | Path) -> str:
+    """What to run after a Ctrl-C ended the run in ``run_dir``: ``resume=`` from its last checkpoint, if it has one."""
+    from mnistlab.checkpoints import read_checkpoint
+
+    last = Path(run_dir) / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return "interrupted before the first checkpoint: nothing to continue from"
+    ckpt = read_checkpoint(last)
+    epochs, steps = finished_epochs(ckpt), ckpt.get("global_step", 0)
+    return (
+        f"interrupted; continue with: python scripts/train.py resume={run_dir} "
+        f"(checkpoints/last.ckpt: {epochs} epoch{'s' * (epochs != 1)}, {steps} steps done)"
+    )
+
+
+def mark_restart(trainer: pl.Trainer, ckpt_path: str | None) -> None:
+    """Tells TensorBoard that a continued run restarts at its checkpoint's ``global_step``.
+
+    A killed run may have logged past its last checkpoint. The resumed run appends to the
+    same folder, and TensorBoard drops every event at a step from ``step`` on that came
+    before this marker (``SummaryWriter(purge_step=...)`` writes the same marker, but to
+    every new writer, and Lightning opens a new one for ``trainer.test``), so each step
+    appears once and the curves stay continuous. A no-op for a new run and off rank zero.
+    """
+    if ckpt_path is None or not trainer.is_global_zero:
+        return
+    from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+    from mnistlab.checkpoints import read_checkpoint
+    from mnistlab.lightning_private import file_writer
+    from mnistlab.tb_writers import tensorboard_writers
+
+    # Batch b is logged at step b, so what the checkpoint holds was logged below ``step``.
+    step = int(read_checkpoint(ckpt_path).get("global_step", 0))
+    marker = Event(step=step, session_log=SessionLog(status=SessionLog.START))
+    for writer in tensorboard_writers(trainer):
+        file_writer(writer).add_event(marker)  # torch's SummaryWriter has no public way to add an event

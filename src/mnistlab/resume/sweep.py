@@ -1,0 +1,86 @@
+"""Continuing a sweep: the same ``-m`` command and ``hydra.sweep.dir`` keep, resume or run each job."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from mnistlab.config_keys import override_key
+from mnistlab.resume.run import RECORD_DIR
+
+log = logging.getLogger(__name__)
+
+# A sweep job's outcome in its job.json (mnistlab.sweeps.summary.JOB_FILE) that a continued sweep keeps.
+FINISHED = ("ok", "pruned")
+
+
+def job_folders(sweep_dir: Path) -> dict[int, Path]:
+    """The job folders of a sweep by job number, as each folder's first launch recorded it (``.hydra/hydra.yaml``)."""
+    import yaml
+
+    folders = {}
+    for record in Path(sweep_dir).glob(f"*/{RECORD_DIR}/hydra.yaml"):
+        try:
+            num = yaml.safe_load(record.read_text())["hydra"]["job"]["num"]
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+            continue  # a job killed while Hydra wrote its record: it starts again
+        folders[int(num)] = record.parents[1]
+    return folders
+
+
+def _same_job(folder: Path, overrides: Sequence[str], exclude_keys: Sequence[str]) -> bool:
+    """Whether ``folder`` was launched with ``overrides``, apart from ``exclude_keys`` (Hydra's folder naming)."""
+    import yaml
+
+    def shown(items: Sequence[str]) -> list[str]:
+        return sorted(o for o in items if override_key(o) not in (*exclude_keys, "resume"))
+
+    try:
+        saved = yaml.safe_load((folder / RECORD_DIR / "overrides.yaml").read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return False
+    return shown(saved) == shown(overrides)
+
+
+def job_status(folder: Path) -> str | None:
+    """The status a sweep job's ``job.json`` records (ok, pruned, failed), or None before its end."""
+    import json
+
+    from mnistlab.sweeps.summary import JOB_FILE
+
+    try:
+        return json.loads((folder / JOB_FILE).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def jobs_to_launch(
+    sweep_dir: Path, jobs: Sequence[tuple[int, Sequence[str]]], exclude_keys: Sequence[str] = ()
+) -> list[tuple[int, list[str]]]:
+    """What a sweep still has to run of ``jobs`` (job number, overrides), when its folder holds an earlier launch.
+
+    - A job whose ``job.json`` says ``ok`` or ``pruned`` is finished: it is kept as it is, not launched.
+    - A job with a ``checkpoints/last.ckpt`` (killed, or failed, e.g. on a full disk) continues in its
+      folder: ``resume=<folder>`` is added to its overrides (``resume`` is a placement key, so the
+      folder's name stays), and the job resumes like ``scripts/train.py resume=<folder>``.
+    - A job folder without one trained nothing that can be kept (it stopped in its start-up or first
+      epoch): it is emptied, and the job runs from the start, as does a job without a folder.
+    """
+    folders = job_folders(sweep_dir)
+    todo = []
+    for num, overrides in jobs:
+        folder = folders.get(num)
+        if folder is None or not _same_job(folder, overrides, exclude_keys):
+            todo.append((num, list(overrides)))
+        elif job_status(folder) in FINISHED:
+            print(f"job {num} kept: it finished in an earlier launch ({folder.name})", flush=True)
+        elif (folder / "checkpoints" / "last.ckpt").is_file():
+            log.info("job %d continues from %s", num, folder / "checkpoints" / "last.ckpt")
+            quote = "'" if "'" not in str(folder) else '"'  # a job folder's name holds = and , (its overrides)
+            todo.append((num, [*overrides, f"resume={quote}{folder.resolve()}{quote}"]))
+        else:
+            shutil.rmtree(folder)  # logs of a start that saved nothing; the job's new start writes its own
+            todo.append((num, list(overrides)))
+    return todo
