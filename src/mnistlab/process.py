@@ -85,6 +85,7 @@ def register_resolvers() -> None:
     from omegaconf import OmegaConf
 
     from mnistlab.config_keys import placement_keys
+    from mnistlab.data.specs import dataset_folder
     from mnistlab.resume.run import resume_record_dir, resume_run_dir
     from mnistlab.run_folders import eval_dir, new_folder
 
@@ -100,13 +101,6 @@ def register_resolvers() -> None:
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
-
-
-def dataset_folder(dataset: str) -> str:
-    """``mnistlab.data.specs.dataset_folder``, imported only when a config resolves it (it loads Lightning)."""
-    from mnistlab.data.specs import dataset_folder
-
-    return dataset_folder(dataset)
 
 
 def val_size(cv: int | None, size: int) -> int:
