@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import optuna
+import pytest
 from conftest import run_script, write_idx_set
 from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.callbacks import job_outcome
 from mnistlab.sweeps import write_summary
@@ -53,6 +55,23 @@ def test_pruned_trials_are_reported_as_pruned(capsys) -> None:
     ret.status, ret.return_value = JobStatus.FAILED, optuna.TrialPruned("pruned at epoch 1 (val/acc below the median)")
     assert job_outcome(ret) == ("pruned", "pruned at epoch 1 (val/acc below the median)")
     assert capsys.readouterr().err == ""  # not Hydra's "Error executing job with overrides"
+
+
+@pytest.mark.parametrize("content", ['{"val/acc_best": NaN}', '{"val/acc_best": "0.9"}', '{"val/acc_b', None])
+def test_an_optuna_trial_without_a_finite_objective_fails_not_the_sweep(tmp_path: Path, content: str | None) -> None:
+    from types import SimpleNamespace
+
+    from hydra_plugins.mnistlab_sweeps._optuna_search import OptunaSearch
+
+    if content is not None:  # NaN, a string, a metrics.json cut short by a full disk, none at all
+        (tmp_path / "metrics.json").write_text(content)
+    ret = JobReturn()
+    ret.status, ret.return_value = JobStatus.COMPLETED, 0.9
+    ret.hydra_cfg = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(tmp_path)}}})
+    search = SimpleNamespace(conf=SimpleNamespace(objective="val/acc_best"))
+    assert OptunaSearch._outcome(search, ret) == (optuna.trial.TrialState.FAIL, None)
+    (tmp_path / "metrics.json").write_text('{"val/acc_best": 0.9}')
+    assert OptunaSearch._outcome(search, ret) == (optuna.trial.TrialState.COMPLETE, 0.9)
 
 
 def job(sweep: Path, name: str, val: float | None, test: float, status: str = "ok") -> None:

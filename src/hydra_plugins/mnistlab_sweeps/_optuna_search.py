@@ -20,7 +20,6 @@ new trials. Trials of another sweep that still beats are left alone.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import math
 import threading
@@ -124,12 +123,10 @@ class OptunaSearch:
         if ret.status != JobStatus.COMPLETED:
             pruned = isinstance(job_exception(ret), optuna.TrialPruned)
             return (optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.FAIL), None
-        metrics_file = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "metrics.json"
-        value = json.loads(metrics_file.read_text()).get(self.conf.objective) if metrics_file.is_file() else None
-        if value is None or not math.isfinite(value):
-            log.warning(
-                "%s: %s is %s; the trial is marked failed", metrics_file.parent.name, self.conf.objective, value
-            )
+        job_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
+        value = read_metrics(job_dir).get(self.conf.objective)  # None for a missing or damaged metrics.json
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            log.warning("%s: %s is %s; the trial is marked failed", job_dir.name, self.conf.objective, value)
             return optuna.trial.TrialState.FAIL, None
         return optuna.trial.TrialState.COMPLETE, float(value)
 
