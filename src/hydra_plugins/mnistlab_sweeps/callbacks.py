@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
@@ -21,7 +21,7 @@ from mnistlab.errors import WriteError
 from mnistlab.process import JobConsole, pin_gpu
 from mnistlab.sweeps.gpus import claim_slot, visible_gpus
 from mnistlab.sweeps.summary import JOB_FILE, read_metrics, write_summary
-from mnistlab.user_errors import EXIT_USER_ERROR, one_line
+from mnistlab.user_errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class SweepSummary(Callback):
         try:
             write_json(output_dir / JOB_FILE, {"status": status, "error": error, "seconds": seconds})
         except WriteError as e:
-            stop_sweep(e)
+            refuse(str(e))  # what the jobs left stays: the same command continues the sweep
         print(progress_line(config, status, error, seconds, output_dir, log_file), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -109,20 +109,11 @@ class SweepSummary(Callback):
         try:
             jobs, markdown = write_summary(sweep_dir, exclude)
         except WriteError as e:
-            stop_sweep(e)
+            refuse(str(e))  # what the jobs left stays: the same command continues the sweep
         print(f"\n{markdown}\n(summary.md and summary.csv in {sweep_dir})", flush=True)
         if failed := sum(job.status == "failed" for job in jobs):
             print(f"error: {failed} of {len(jobs)} jobs failed (see {sweep_dir / 'summary.md'})", file=sys.stderr)
             sys.exit(1)
-
-
-def stop_sweep(error: WriteError) -> NoReturn:
-    """Ends the sweep with one line when its folder cannot be written: what the job left stays as it was.
-
-    The same command continues it once there is room (``mnistlab.resume.sweep.jobs_to_launch``).
-    """
-    print(f"error: {error}", file=sys.stderr, flush=True)
-    sys.exit(EXIT_USER_ERROR)
 
 
 def progress_line(

@@ -20,8 +20,8 @@ from mnistlab.user_errors import EXIT_USER_ERROR
 
 
 def refuse(message: str) -> NoReturn:
-    """Ends the sweep before any job with one ``error:`` line (code 2), leaving no sweep folder behind."""
-    release_claimed_folders()  # the sweep folder, made when Hydra read its name
+    """Ends the sweep with one ``error:`` line (code 2); before any job, it leaves no sweep folder behind."""
+    release_claimed_folders()  # the sweep folder, made when Hydra read its name, if it is still empty
     print(f"error: {message}", file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)
 
