@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistlab.process import register_resolvers
+from mnistlab.process.startup import register_resolvers
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two xdist workers share the two cores: torch takes one thread in each worker and in every script it

@@ -8,7 +8,7 @@ import lightning  # noqa: F401  (sets PYTORCH_NVML_BASED_CUDA_CHECK=1, as in eve
 import pytest
 import torch
 
-from mnistlab.process import NVML_VARIABLE, skip_nvml_probe_without_driver
+from mnistlab.process.startup import NVML_VARIABLE, skip_nvml_probe_without_driver
 
 
 def nvml_loads() -> bool:

@@ -10,7 +10,7 @@ PROGRAM = """
 import atexit, gc, sys
 from pathlib import Path
 import lightning  # the objects whose final collection is skipped
-from mnistlab.process import skip_final_collection
+from mnistlab.process.startup import skip_final_collection
 
 skip_final_collection()
 out = Path(sys.argv[1])
@@ -29,3 +29,19 @@ def test_exit_handlers_buffers_and_status_survive(tmp_path: Path) -> None:
     assert (tmp_path / "handler").read_text() == "True"  # ran before the freeze, collector still on
     assert (tmp_path / "buffered").read_text() == "last line\n"
     assert "Exception ignored" not in proc.stderr
+
+
+def test_a_sigterm_during_a_ctrl_c_shutdown_prints_the_continue_hint_once(monkeypatch) -> None:
+    import pytest
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from mnistlab.process import hint_on_interrupt
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    hints: list[str] = []
+    with pytest.raises(SystemExit) as ended, hint_on_interrupt(lambda: hints.append("hint") or "hint"):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise SIGTERMException(0) from None  # from None keeps __context__: the Ctrl-C it interrupted
+    assert ended.value.code == 143 and hints == ["hint"]

@@ -28,6 +28,14 @@ def test_onnx_export_predicts_like_the_checkpoint(notebook_hidden_run: TrainedRu
     assert result.stdout.startswith(f"wrote {model}: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no run folder, no log, nothing else
     assert sorted(p.name for p in out.iterdir()) == ["last.ckpt", "model.onnx"]
+    # A check that fails leaves the earlier export as it was, and a folder it made itself is gone.
+    written = model.read_bytes()
+    for folder in (out, tmp_path / "new"):
+        failed = run_script("export.py", f"ckpt_path={tmp_path / 'run'}", f"output_dir={folder}", "tolerance=0")
+        assert failed.returncode == 2, failed.stderr[-3000:]  # ONNX Runtime's float kernels differ by ~1e-7
+        assert failed.stderr.strip().splitlines()[-1].startswith("error: export check failed: onnx output differs")
+    assert model.read_bytes() == written and sorted(p.name for p in out.iterdir()) == ["last.ckpt", "model.onnx"]
+    assert not (tmp_path / "new").exists()
     predictions = []
     for source in (notebook_hidden_run.checkpoint, model):
         answer = run_script("predict.py", f"ckpt_path={source}", "index=998", "format=json")

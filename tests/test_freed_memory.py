@@ -12,7 +12,7 @@ import pytest
 # minor page faults that took (each fresh page the kernel maps is one).
 CYCLES = """
 import resource, sys, torch
-from mnistlab.process import keep_freed_memory
+from mnistlab.process.startup import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 torch.ones(10_000_000)  # the first allocation faults in its pages either way
@@ -46,7 +46,7 @@ def test_freed_tensor_memory_is_reused() -> None:
 
 
 def test_a_users_malloc_settings_win(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mnistlab.process import keep_freed_memory
+    from mnistlab.process.startup import keep_freed_memory
 
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
     assert keep_freed_memory() is False

@@ -44,7 +44,7 @@ def test_the_sweep_params_read_as_overrides() -> None:
 def test_the_in_process_launcher_is_hydras_basic_launcher() -> None:
     from hydra import compose, initialize_config_dir
 
-    from mnistlab.process import register_resolvers
+    from mnistlab.process.startup import register_resolvers
 
     register_resolvers()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):

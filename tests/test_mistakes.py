@@ -194,7 +194,7 @@ def test_output_folders_of_the_scripts(tmp_path: Path) -> None:
     """Training in outputs/, benchmarks apart from it, evaluate in the checkpoint's run, export and predict: none."""
     from hydra import compose, initialize_config_dir
 
-    from mnistlab.process import register_resolvers
+    from mnistlab.process.startup import register_resolvers
     from mnistlab.run_folders import checkpoint_run_dir
 
     register_resolvers()  # what the scripts do before Hydra composes

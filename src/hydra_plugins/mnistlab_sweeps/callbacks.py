@@ -18,7 +18,7 @@ from hydra_plugins.mnistlab_sweeps.hydra_private import job_exception
 from hydra_plugins.mnistlab_sweeps.launchers import refuse
 from mnistlab.atomic_files import write_json
 from mnistlab.errors import WriteError
-from mnistlab.process import JobConsole, pin_gpu
+from mnistlab.process.jobs import JobConsole, pin_gpu
 from mnistlab.sweeps.gpus import claim_slot, visible_gpus
 from mnistlab.sweeps.summary import JOB_FILE, read_metrics, write_summary
 from mnistlab.user_errors import one_line

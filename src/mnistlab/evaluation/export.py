@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,6 +69,7 @@ def export(
     check_number("tolerance", tolerance, low=0)
     if fmt == "onnx":  # before the checkpoint is read: nothing is done that the missing extra would waste
         require("format=onnx", "export", "onnx", "onnxscript", "onnxruntime")
+    made = not Path(output_dir).exists()
     try:  # before the work, too: a folder that cannot be made
         Path(output_dir).mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -80,6 +82,24 @@ def export(
     datamodule.setup("test")
     images = datamodule.test_set[0][:CHECK_IMAGES].cpu()  # (100, 1, 28, 28)
     path = Path(output_dir) / f"model{SUFFIXES[fmt]}"
+    # Written beside it and checked before it replaces the file: a failed check leaves an earlier export as it was.
+    staged = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
+    try:
+        diff = _write_and_check(system, model, saved, images, staged, fmt, mean, std)
+        if not diff <= tolerance:
+            raise MnistlabError(f"export check failed: {fmt} output differs from PyTorch by {diff:.2e} > {tolerance:g}")
+        os.replace(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
+        if made and not any(Path(output_dir).iterdir()):
+            Path(output_dir).rmdir()  # made by this command, which wrote nothing into it
+    return path, diff
+
+
+def _write_and_check(
+    system: Any, model: ProbabilityNet, saved: dict, images: torch.Tensor, path: Path, fmt: str, mean: float, std: float
+) -> float:
+    """Writes ``model`` to ``path`` and returns the largest difference of its probabilities from the checkpoint's."""
     with torch.no_grad():
         expected = system.probabilities(system((images - mean) / std))  # (100, C), as the checkpoint predicts
         if fmt == "onnx":
@@ -93,8 +113,4 @@ def export(
                 path.parent.mkdir(parents=True, exist_ok=True)
                 traced.save(str(path))
                 actual = torch.jit.load(str(path))(images)
-    diff = float((actual - expected).abs().max())
-    if not diff <= tolerance:
-        path.unlink()
-        raise MnistlabError(f"export check failed: {fmt} output differs from PyTorch by {diff:.2e} > {tolerance:g}")
-    return path, diff
+    return float((actual - expected).abs().max())

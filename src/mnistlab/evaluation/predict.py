@@ -13,7 +13,7 @@ from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.evaluate import saved_datamodule
 from mnistlab.evaluation.images import image_files, read_gray, render
 from mnistlab.evaluation.predictors import CheckpointPredictor, OnnxPredictor
-from mnistlab.evaluation.preprocess import mnist_style
+from mnistlab.evaluation.preprocess import style_for
 from mnistlab.evaluation.report import align
 
 
@@ -83,7 +83,8 @@ def predict(
 ) -> list[Prediction]:
     """Predicts test images by ``index`` or image files by ``image`` (a file, folder or glob).
 
-    Files are first brought into MNIST's form by ``mnist_style``; one without digit-like ink gets a warning.
+    Files are first brought into the dataset's form (``style_for``): for MNIST, one without digit-like
+    ink gets a warning.
     With ``skipped`` given, an unreadable file among several is left out and its error appended there.
     """
     if (index is None) == (image is None):
@@ -97,9 +98,10 @@ def predict(
         warnings: list[str | None] = [None] * len(indices)
     else:
         files, styled = image_files(image), []
+        style = style_for(predictor.data_args.get("dataset"))
         for f in files:
             try:
-                styled.append((f, *mnist_style(read_gray(f))))
+                styled.append((f, *style(read_gray(f))))
             except MnistlabError as e:  # one unreadable file of several: the others are still predicted
                 if len(files) == 1 or skipped is None:
                     raise

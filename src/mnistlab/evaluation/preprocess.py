@@ -1,4 +1,7 @@
-"""Any picture of a digit, a photo included, brought into MNIST's form: ``mnist_style(gray) -> (image, warning)``.
+"""Any picture brought into its dataset's form: ``style_for(dataset)(gray) -> (image, warning)``.
+
+A digit, a photo included, for MNIST (``mnist_style``); a picture of an object for the other datasets
+(``object_style``, Fashion-MNIST's own recipe).
 
 MNIST's digits are white on black, fitted into a 20x20 box keeping their aspect ratio (anti-aliased,
 hence grey edges) and placed in a 28x28 field so that their centre of mass sits at its centre.
@@ -183,3 +186,41 @@ def mnist_style(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
     """
     ink, warning = ink_image(gray)
     return fit_and_centre(ink), warning
+
+
+def object_style(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Fashion-MNIST's recipe for a picture of one object: light on black, cropped, fitted into 28x28, centred.
+
+    A 28x28 picture is taken as it is, the dataset's own form (its objects may fill the frame, so
+    neither the ground nor a crop can be read from it). A larger one on a light ground is inverted,
+    cropped to the object and resized so that its longer side is 28 pixels. None of the digit checks
+    apply: the only warning is for a blank picture.
+
+    Args:
+        gray: (H, W) grayscale in [0, 1].
+
+    Returns:
+        (28, 28) float32 in [0, 1], and None or a warning.
+    """
+    gray = np.asarray(gray, dtype=np.float64)
+    if gray.shape == (SIZE, SIZE):
+        return gray.astype(np.float32), None
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    ink = 1 - gray if float(np.median(border)) > 0.5 else gray  # the object light, its ground dark
+    on = ink > INK
+    if not on.any():
+        return np.zeros((SIZE, SIZE), np.float32), "no object found (the image is blank)"
+    rows, cols = np.nonzero(on)
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # (h, w) around the object
+    scale = SIZE / max(crop.shape)
+    height, width = (max(1, round(n * scale)) for n in crop.shape)
+    resized = Image.fromarray(crop.astype(np.float32), mode="F").resize((width, height), Image.Resampling.LANCZOS)
+    out = np.zeros((SIZE, SIZE), np.float32)
+    top, left = (SIZE - height) // 2, (SIZE - width) // 2
+    out[top : top + height, left : left + width] = np.asarray(resized).clip(0, 1)
+    return out, None
+
+
+def style_for(dataset: str | None) -> Callable[[np.ndarray], tuple[np.ndarray, str | None]]:
+    """The recipe for pictures given to a model of ``dataset`` (its data module's ``dataset``; None: MNIST)."""
+    return mnist_style if dataset in (None, "mnist") else object_style

@@ -1,4 +1,4 @@
-"""The LitServe API: request -> predict's MNIST-style preprocessing -> batched predictor -> predict.py's JSON."""
+"""The LitServe API: request -> predict.py's preprocessing -> batched predictor -> predict.py's JSON."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.images import decode_image
 from mnistlab.evaluation.predict import Prediction
 from mnistlab.evaluation.predictors import CheckpointPredictor, load_predictor
-from mnistlab.evaluation.preprocess import mnist_style
+from mnistlab.evaluation.preprocess import style_for
 from mnistlab.serving.checks import error_response
 
 
@@ -26,7 +26,7 @@ class Decoded:
     """One request's image as the model will see it.
 
     Attributes:
-        image: (28, 28) float32 in [0, 1], after ``mnist_style``.
+        image: (28, 28) float32 in [0, 1], in the dataset's form (``preprocess.style_for``).
         return_input: Whether the response should carry ``image`` as ``input``.
     """
 
@@ -60,12 +60,12 @@ def image_bytes(payload: Any) -> tuple[bytes, bool]:
     return upload.file.read(), flag
 
 
-def preprocess(data: bytes) -> np.ndarray:
+def preprocess(data: bytes, dataset: str | None = None) -> np.ndarray:
     """Encoded PNG/JPEG bytes -> (28, 28) float32 in [0, 1], by exactly the functions ``predict.py`` uses."""
     if not data:
         raise MnistlabError("the image is empty")
     gray = decode_image(io.BytesIO(data))  # predict.py's reader of image files
-    image, warning = mnist_style(gray)
+    image, warning = style_for(dataset)(gray)
     if warning:  # predict.py prints it beside a guess; a service answers 400 rather than a confident-looking guess
         raise MnistlabError(warning)
     return image
@@ -95,7 +95,7 @@ class DigitAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
         process.ignore_interrupts_in_worker()  # a terminal's Ctrl+C reaches this worker too: a traceback each
         predictor = load_predictor(self.model_path, self.accelerator)
-        self.class_names = predictor.class_names
+        self.class_names, self.dataset = predictor.class_names, predictor.data_args.get("dataset")
         # A checkpoint stays on LitServe's device between batches (ONNX Runtime runs where it was loaded).
         self.predictor = predictor.resident(device) if isinstance(predictor, CheckpointPredictor) else predictor
 
@@ -107,7 +107,7 @@ class DigitAPI(ls.LitAPI):
         # because LitServe fails a whole batch when decode_request raises.
         try:
             data, return_input = image_bytes(request)
-            return Decoded(preprocess(data), return_input)
+            return Decoded(preprocess(data, self.dataset), return_input)
         except MnistlabError as e:
             return Refused(400, str(e))
 

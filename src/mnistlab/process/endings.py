@@ -1,0 +1,92 @@
+"""How a process ends: a user's error in one line, the line that continues an interrupted run, a server's signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """Prints ``error: <message>`` and exits with 2 instead of a traceback for errors the user can fix.
+
+    The run folder Hydra made for the failed command is removed when it holds only Hydra's records.
+    """
+    from mnistlab.run_folders import discard_run_dir
+    from mnistlab.user_errors import EXIT_USER_ERROR, user_error
+
+    try:
+        yield
+    except Exception as exc:
+        message = user_error(exc)
+        if message is None:
+            raise
+        discard_run_dir()
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+@contextmanager
+def hint_on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
+    """After a Ctrl-C or a SIGTERM, prints ``hint()`` (what to run to continue) on rank 0: a run's, or a sweep's.
+
+    Lightning catches the ``KeyboardInterrupt`` inside ``trainer.fit``, shuts down and exits with 1;
+    that exit keeps its status (in a sweep's sequential job too, which ends the sweep). One outside
+    the fit (while the data loads, or under joblib while the sweep waits for its workers) ends the
+    process with 130, the shell's status for SIGINT, instead of a traceback. Lightning ends a fit
+    that received SIGTERM (a cluster's time limit, ``kill``) with its ``SIGTERMException``, a
+    ``SystemExit`` of status 0; here it exits with 143, the shell's status for SIGTERM, so that a
+    job scheduler or a ``&&`` chain does not take the run for finished.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        _print_hint(hint)
+        sys.exit(130)
+    except SystemExit as exc:
+        if type(exc).__name__ == "SIGTERMException":  # lightning.pytorch.utilities.exceptions, imported by then
+            _print_hint(hint)
+            sys.exit(143)
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            _print_hint(hint)
+        raise
+
+
+def _print_hint(hint: Callable[[], str]) -> None:
+    if os.environ.get("LOCAL_RANK", "0") == "0":  # DDP's other ranks, which Lightning started, say nothing
+        print(hint(), file=sys.__stderr__)  # the console: an interrupted sweep job never handed it back (JobConsole)
+
+
+def stop_server_on_signals() -> None:
+    """Makes Ctrl+C and ``kill`` shut the server down once, quietly, from its main process.
+
+    A terminal's Ctrl+C reaches every process of the group, and LitServe's children each printed a
+    traceback: the processes it forks (its manager, uvicorn) inherit this handler and leave the
+    shutdown to the main process; its spawned inference workers ignore Ctrl+C from their start
+    (``ignore_interrupts_in_worker``). A second signal during the shutdown is ignored, as Lightning does.
+    """
+    main = os.getpid()
+
+    def stop(signum: int, frame: object) -> None:
+        if os.getpid() != main:  # a forked child: the main process stops it
+            if signum == signal.SIGTERM:  # sent to it alone: end as SIGTERM would
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+            return
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
+def ignore_interrupts_in_worker() -> None:
+    """In a process multiprocessing started (LitServe's inference worker): Ctrl+C is for the main process."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,0 +1,91 @@
+"""What a job changes for its own duration only: DDP's re-launch, a sweep job's console and GPU."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def ddp_children_join_this_job(script: str) -> Iterator[None]:
+    """Points Lightning's DDP re-launch at this job's config and folder for the duration of the job.
+
+    Lightning's ``ddp`` strategy starts ranks 1..N-1 by running the script again with
+    ``sys.argv`` plus ``hydra.run.dir=<run.dir>``. In a multirun that re-runs the whole sweep
+    (``-m`` and the comma lists are in ``sys.argv``), ``run.dir`` is not the job's folder, and
+    in a submitit job ``sys.argv`` is submitit's runner. Here the children instead compose the
+    job's saved ``.hydra/config.yaml`` (the exact task config) and run in the job's own folder,
+    where Hydra writes nothing but their log.
+
+    Args:
+        script: Path of the entry script the children run (``__file__`` of ``scripts/train.py``).
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import read_write
+
+    import __main__
+
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    saved = output_dir / str(hydra_cfg.output_subdir) / "config.yaml"
+    if "LOCAL_RANK" in os.environ or hydra_cfg.output_subdir is None or not saved.is_file():
+        yield  # a child itself, or nothing saved to rebuild from: Lightning's default
+        return
+    argv, env, spec = list(sys.argv), dict(os.environ), __main__.__spec__
+    sys.argv[:] = [str(Path(script).resolve()), "--config-path", str(saved.parent), "--config-name", "config"]
+    # Lightning runs `python -m <__main__.__spec__.name>` when set: in a submitit job that is submitit's runner.
+    __main__.__spec__ = None
+    with read_write(hydra_cfg.run):
+        hydra_cfg.run.dir = str(output_dir)  # Lightning appends hydra.run.dir=<this>
+    try:
+        yield
+    finally:
+        sys.argv[:] = argv
+        __main__.__spec__ = spec
+        _end_process_group()
+        # Lightning exported LOCAL_RANK, MASTER_PORT, ... for its children: left set, the next DDP job
+        # of a sweep would take itself for a child and wait for ranks that never come.
+        for key in set(os.environ) - set(env):
+            del os.environ[key]
+        os.environ.update(env)
+
+
+def _end_process_group() -> None:
+    # The next DDP job of a sweep would otherwise reuse this group, whose other ranks have exited.
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class JobConsole:
+    """Sends a sweep job's console output (log lines, prints, warnings, progress bars) into its log file only.
+
+    A sweep's console then holds one line per job; ``restore`` brings the console back.
+    """
+
+    def __init__(self, output_dir: Path, fallback_name: str) -> None:
+        root = logging.getLogger()
+        files = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+        self.path = Path(files[0].baseFilename) if files else output_dir / f"{fallback_name}.log"
+        self.removed = [h for h in root.handlers if type(h) is logging.StreamHandler]  # the console handlers
+        for handler in self.removed:
+            root.removeHandler(handler)
+        self.streams = sys.stdout, sys.stderr
+        self.file = open(self.path, "a", buffering=1)  # noqa: SIM115 - closed in restore()
+        sys.stdout = sys.stderr = self.file
+
+    def restore(self) -> None:
+        sys.stdout, sys.stderr = self.streams
+        self.file.close()
+        for handler in self.removed:
+            logging.getLogger().addHandler(handler)
+
+
+def pin_gpu(gpu: str) -> None:
+    """Makes ``gpu`` the only GPU this sweep worker sees; call it before CUDA starts."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
