@@ -153,3 +153,17 @@ def test_a_damaged_checkpoint_or_one_with_nan_weights_is_refused(mnist_dir: Path
         results = list(pool.map(lambda p: run_script("evaluate.py", f"ckpt_path={p}", cwd=tmp_path), expected))
     for result, message in zip(results, expected.values(), strict=True):
         assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == message, result.stderr[-2000:]
+
+
+def test_a_checkpoint_without_its_weights_or_a_list_is_refused_in_one_line(mnist_dir: Path, tmp_path: Path) -> None:
+    """Before: ``KeyError: 'state_dict'`` and ``AttributeError: 'list' object has no attribute 'get'`` tracebacks."""
+    from mnistlab.checkpoints import load_system
+
+    ckpt = torch.load(checkpoint(tmp_path / "ok.ckpt", mnist_dir), weights_only=True)
+    del ckpt["state_dict"]
+    torch.save(ckpt, tmp_path / "no_weights.ckpt")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(MnistlabError, match=r"no_weights.ckpt: not a complete checkpoint \(no state_dict"):
+        load_system(tmp_path / "no_weights.ckpt")
+    with pytest.raises(MnistlabError, match=r"list.pt: not a training checkpoint \(torch.save of a list\)"):
+        load_system(tmp_path / "list.pt")

@@ -21,7 +21,7 @@ from conftest import DATA_DIR, ROOT, write_idx_set
 
 TABLE = ROOT / "docs" / "errors.md"
 TINY = ("data.download=false", "data.verify=false", "data.val_size=10", "callbacks.progress_bar.refresh_rate=0")
-NEEDS_NO_GPU = {"accelerator-gpu", "accelerator-gpu-predict", "devices-without-gpu"}
+NEEDS_NO_GPU = {"accelerator-gpu", "accelerator-gpu-predict", "accelerator-gpu-serve", "devices-without-gpu"}
 
 
 def rows() -> dict[str, tuple[str, str, int, str]]:
@@ -76,6 +76,8 @@ def run_row(row: str, base: Path, tiny_run: Path) -> tuple[subprocess.CompletedP
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.jit.trace(torch.nn.Linear(784, 10), torch.rand(1, 784)).save(str(root / "model.pt"))
+    if row == "not-a-checkpoint":
+        torch.save(torch.zeros(3), root / "weights.pt")
     if row == "export-folder":
         (root / "notes.txt").write_text("a file where a folder would go")
     fill = {"root": str(root), "run": str(tiny_run)}

@@ -130,5 +130,13 @@ def test_a_torchscript_model_is_refused_without_unsafe_advice(notebook_hidden_ru
     assert export.returncode == 0, export.stderr[-3000:]
     message = one_line_error(f"ckpt_path={tmp_path}/model.pt", "index=1")
     assert message.startswith(f"error: {tmp_path}/model.pt is a TorchScript model (load it with torch.jit.load); ")
-    assert "predict.py also takes an ONNX model written by export.py (model.onnx)" in message
+    assert "predict.py and serve.py also take an ONNX model written by export.py (model.onnx)" in message
     assert "weights_only=False" not in message
+
+
+def test_an_onnx_model_on_a_gpu_is_refused_not_run_on_the_cpu(tmp_path: Path) -> None:
+    from mnistlab.errors import MnistlabError
+    from mnistlab.evaluation.predictors import load_predictor
+
+    with pytest.raises(MnistlabError, match=r"accelerator=gpu: an ONNX model runs on the CPU here"):
+        load_predictor(tmp_path / "model.onnx", "gpu")

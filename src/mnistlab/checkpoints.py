@@ -25,7 +25,7 @@ from mnistlab.systems.distillation import Teacher
 # Which model files the scripts take, for messages about the wrong kind of file.
 ACCEPTED = (
     "train.py, evaluate.py and export.py take a training checkpoint (.ckpt) or a run folder; "
-    "predict.py also takes an ONNX model written by export.py (model.onnx)"
+    "predict.py and serve.py also take an ONNX model written by export.py (model.onnx)"
 )
 
 
@@ -76,7 +76,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise MnistlabError(f"{path}: not a readable checkpoint ({reason}); {ACCEPTED}") from None
     if (damaged := _failed_crc(path)) is not None:
         raise MnistlabError(f"{path}: the file is damaged ({damaged} fails its CRC check); use another checkpoint")
-    weights = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(ckpt, dict):  # torch.save of a tensor or a list, say
+        raise MnistlabError(f"{path}: not a training checkpoint (torch.save of a {type(ckpt).__name__}); {ACCEPTED}")
+    weights = ckpt.get("state_dict")
     for name, tensor in (weights or {}).items():
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise MnistlabError(f"{path}: the weights hold NaN or infinite values ({name}); use another checkpoint")
@@ -227,6 +229,8 @@ def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
     hparams = ckpt.get("hyper_parameters") or {}
     if not isinstance(hparams.get("net"), dict):
         raise MnistlabError(f"{path}: not an mnistlab checkpoint (no network record)")
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise MnistlabError(f"{path}: not a complete checkpoint (no state_dict: the weights are missing)")
     try:
         system = Classifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except MnistlabError as e:

@@ -139,7 +139,35 @@ class OnnxPredictor:
 def load_predictor(
     path: str | Path | Sequence[str | Path], accelerator: str = "auto"
 ) -> CheckpointPredictor | OnnxPredictor:
-    """An ``.onnx`` file, a checkpoint or an ensemble of several, as a callable from images to probabilities."""
+    """An ``.onnx`` file, a checkpoint or an ensemble of several, as a callable from images to probabilities.
+
+    Raises:
+        MnistlabError: Before any work, for an ``accelerator`` that cannot run the model here.
+    """
     if isinstance(path, (str, Path)) and Path(path).suffix.lower() == ".onnx":
+        if accelerator not in ("auto", "cpu"):
+            raise MnistlabError(
+                f"accelerator={accelerator}: an ONNX model runs on the CPU here (ONNX Runtime's CPU provider); "
+                "leave accelerator out, or give the checkpoint"
+            )
         return OnnxPredictor(path)
+    check_accelerator(accelerator)
     return CheckpointPredictor(path, accelerator)
+
+
+def check_accelerator(accelerator: str) -> None:
+    """Refuses an accelerator Lightning does not know or this machine lacks, in one line (Lightning's own words)."""
+    import lightning.pytorch as pl
+
+    from mnistlab.user_errors import user_error
+
+    try:
+        with quiet("lightning.pytorch"):
+            pl.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False)
+    except Exception as e:  # ValueError for an unknown name, MisconfigurationException for a missing device
+        message = user_error(e) or (str(e) if isinstance(e, (ValueError, ImportError)) else None)
+        if message is None:
+            raise
+        raise MnistlabError(
+            message if message.startswith("accelerator=") else f"accelerator={accelerator}: {message}"
+        ) from None

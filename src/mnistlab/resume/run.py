@@ -174,6 +174,11 @@ def continued_config(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     """
     if cfg.resume:
         return resumed_config(cfg.resume, cfg, overrides)
+    if cfg.ckpt_path and not isinstance(cfg.ckpt_path, str):
+        raise MnistlabError(
+            "ckpt_path= of train.py is one checkpoint or run folder to continue; a list is an ensemble, "
+            "which evaluate.py, predict.py, export.py and serve.py take"
+        )
     if cfg.ckpt_path:  # a file or a run folder; max_epochs counts the checkpoint's epochs too
         cfg.ckpt_path = str(continue_from(cfg.ckpt_path, cfg.trainer.max_epochs))
     return cfg
