@@ -232,3 +232,14 @@ def test_a_scheduled_checkpoint_is_continued_by_resume_alone(tiny_run: Path, tmp
         ), refused.stderr[-3000:]
         assert last.endswith("and the schedule is sized for its own run; continue that run with resume=RUN_DIR")
     assert not list(tmp_path.glob("outputs/*/*"))  # no run folder left behind
+
+
+def test_data_that_fails_its_check_in_setup_leaves_no_folder(tiny_run: Path, tmp_path: Path) -> None:
+    # Before: Lightning opened the TensorBoard event file before the data module's setup found the wrong
+    # files, and <run>/eval/<time>/ or outputs/<date>/<time>/ stayed behind with an empty TensorBoard run.
+    other = DATA_DIR / "fashion-mnist"  # found, but its checksums are not MNIST's
+    evaluated = run("evaluate.py", f"ckpt_path={tiny_run}", f"data.root={other}", "data.verify=true", cwd=tmp_path)
+    trained = run("train.py", f"data.root={other}", "trainer.max_epochs=1", cwd=tmp_path)
+    for result in (evaluated, trained):
+        assert result.returncode == 2 and "checksum mismatch" in result.stderr.splitlines()[-1], result.stderr[-2000:]
+    assert not (tiny_run / "eval").exists() and list(tmp_path.iterdir()) == []

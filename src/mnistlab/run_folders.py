@@ -105,8 +105,20 @@ def note_existing(run_dir: str | Path) -> bool:
     return True
 
 
+def _empty_event_file(path: Path) -> bool:
+    """A TensorBoard event file holding its header alone: Lightning opens one before the data is set up."""
+    if not path.name.startswith("events.out.tfevents."):
+        return False
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    try:
+        return all(event.WhichOneof("what") == "file_version" for event in EventFileLoader(str(path)).Load())
+    except Exception:  # unreadable: not known to be empty, so kept
+        return False
+
+
 def discard_run_dir() -> None:
-    """Deletes this run's Hydra output folder when it holds nothing but Hydra's own records.
+    """Deletes this run's Hydra output folder when it holds nothing but Hydra's own records (and empty event files).
 
     Hydra creates the run folder (``.hydra/`` and the log file) before the script starts; a command
     that failed on a user error then leaves an unlabelled ``outputs/<date>/<time>/`` behind. A folder
@@ -124,7 +136,7 @@ def discard_run_dir() -> None:
     if not run.is_dir() or run == cwd or run in cwd.parents or run in _EXISTED:
         return
     own = {Path(str(hydra_cfg.output_subdir)).parts[0], f"{hydra_cfg.job.name}.log"}
-    if any(p.name not in own for p in run.iterdir()):
+    if any(p.name not in own and not _empty_event_file(p) for p in run.iterdir()):
         return
     shutil.rmtree(run, ignore_errors=True)
     if run.parent.name == "eval":  # evaluate.py's <run>/eval/, wherever the checkpoint's run is
