@@ -226,6 +226,8 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server: str, png_998:
             "application/json",
             400,
         ),
+        "return_input not a boolean (form)": (*multipart(png, return_input="foo"), 400),
+        "return_input empty (form)": (*multipart(png, return_input=""), 400),
         "two files": (
             multipart(png)[0].removesuffix(b"--mnistlab-test-boundary--\r\n") + multipart(png)[0],
             multipart(png)[1],

@@ -64,6 +64,12 @@ def check_continuable(system: Classifier, ckpt_path: str | Path) -> None:
             "give the model it was trained with (its run's .hydra/config.yaml)"
         )
     saved_hparams = ckpt.get("hyper_parameters") or {}
+    trained_on = (ckpt.get("datamodule_hyper_parameters") or {}).get("dataset") or "mnist"
+    if saved_hparams.get("class_names") and list(saved_hparams["class_names"]) != list(system.class_names):
+        raise MnistlabError(
+            f"ckpt_path={ckpt_path} was trained on {trained_on}, whose classes are not this run's data's "
+            f"({', '.join(saved_hparams['class_names'][:3])}, ...); give data={trained_on}"
+        )
     before, now = saved_hparams.get("optimizer") or {}, system.hparams.get("optimizer") or {}
     if before and now and before.get("target") != now.get("target"):
         raise MnistlabError(

@@ -46,7 +46,7 @@ def image_bytes(payload: Any) -> tuple[bytes, bool]:
     """The encoded image and the ``return_input`` flag of a JSON object or a multipart form.
 
     JSON: ``{"image": "<base64>" or "data:image/png;base64,<base64>", "return_input": false}``.
-    Form: its one file field, plus an optional ``return_input`` field ("1" or "true").
+    Form: its one file field, plus an optional ``return_input`` field (true, false, 1 or 0).
     """
     if isinstance(payload, dict):
         text = payload["image"].split(",", 1)[-1] if payload["image"].startswith("data:") else payload["image"]
@@ -56,7 +56,7 @@ def image_bytes(payload: Any) -> tuple[bytes, bool]:
             raise MnistlabError("the image field is not valid base64") from None
         return data, bool(payload.get("return_input"))
     upload = next(value for value in payload.values() if hasattr(value, "read"))  # checks.py made sure of one
-    flag = str(payload.get("return_input", "")).lower() in ("1", "true", "yes")
+    flag = str(payload.get("return_input", "false")).lower() in ("true", "1")  # checks.py refused any other text
     return upload.file.read(), flag
 
 

@@ -99,6 +99,9 @@ async def drain(receive: Receive, limit: int) -> None:
         dropped += len(message.get("body", b""))
 
 
+FORM_BOOLEANS = ("true", "false", "1", "0")  # what a form's return_input may say, in any case
+
+
 class BadRequest(Exception):
     """A request refused with an HTTP status and a one-line reason."""
 
@@ -128,7 +131,10 @@ async def check_body(scope: Scope, body: bytes, content_type: str) -> None:
     except Exception as e:  # Starlette's parse errors (no boundary, truncated parts) carry no common type
         raise BadRequest(400, f"unreadable multipart form ({getattr(e, 'detail', e)})") from None
     files = sum(hasattr(value, "read") for _, value in form.multi_items())
+    flag = form.get("return_input", "false")
     await form.close()
+    if not isinstance(flag, str) or flag.lower() not in FORM_BOOLEANS:  # "foo" or "" was taken as false
+        raise BadRequest(400, "return_input must be true or false (a form field: true, false, 1 or 0)")
     if not files:
         raise BadRequest(400, "the form holds no file: upload the image as a file field (curl -F file=@digit.png)")
     if files > 1:  # one answer per request: which file it was for would be a guess
