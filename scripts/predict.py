@@ -19,7 +19,8 @@ def run(cfg: DictConfig) -> None:
     # A checkpoint, a run folder, an ONNX file, or several checkpoints as one ensemble (a sweep folder, a list).
     predictor = load_predictor(cfg.ckpt_path, cfg.accelerator)
     index = OmegaConf.to_container(cfg.index) if OmegaConf.is_list(cfg.index) else cfg.index
-    image = None if cfg.image is None else str(cfg.image)
+    image = OmegaConf.to_container(cfg.image) if OmegaConf.is_list(cfg.image) else cfg.image
+    image = None if image is None else [str(i) for i in image] if isinstance(image, list) else str(image)
     skipped: list[str] = []  # unreadable files among several: the others are still predicted
     predictions = predict(predictor, index, image, OmegaConf.to_container(cfg.data), skipped)
     print(to_json(predictions) if cfg.format == "json" else to_text(predictions, predictor.head))

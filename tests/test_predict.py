@@ -72,6 +72,13 @@ def test_files_in_both_polarities_predict_like_the_index(
     assert with_notes.stderr.strip().splitlines()[-1] == (
         f"warning: skipped {folder}/e_notes.png: not an image (expected PNG, JPEG or .npy)"
     )
+    # A folder's files of other kinds are named, not silently passed over; a list of files is predicted too.
+    (folder / "f_readme.txt").write_text("about these digits")
+    listed = run_script("predict.py", ckpt, f"image=[{folder}/a_mnist.png,{folder}]", "format=json")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    names = [Path(r["file"]).name for r in json.loads(listed.stdout)]
+    assert names == ["a_mnist.png", *(Path(r["file"]).name for r in by_file)]
+    assert f"warning: skipped 1 file(s) of {folder} that are no PNG, JPEG or .npy (f_readme.txt)" in listed.stderr
 
 
 def test_mnist_style_undoes_scale_shift_and_polarity(digit_998: np.ndarray, tmp_path: Path) -> None:

@@ -194,6 +194,9 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
         found = [f for item in path for f in find_checkpoints(item, setting)]
         if not found:
             raise MnistlabError(f"{setting}=[] names no checkpoint")
+        twice = next((f for i, f in enumerate(found) if f.resolve() in {g.resolve() for g in found[:i]}), None)
+        if twice is not None:  # it would weigh twice in the ensemble's mean
+            raise MnistlabError(f"{setting} names {twice} twice: each member of an ensemble counts once")
         return found
     folder = Path(path).expanduser()
     if not folder.is_dir() or _is_run_folder(folder):

@@ -68,15 +68,22 @@ def decode_image(source: Path | IO[bytes]) -> np.ndarray:
     return np.asarray(gray, dtype=np.float64) / 255
 
 
-def image_files(pattern: str) -> list[Path]:
-    """The image files named by a file, a folder (its PNG/JPEG/.npy files) or a glob, sorted."""
+def image_files(pattern: str, skipped: list[str] | None = None) -> list[Path]:
+    """The image files named by a file, a folder (its PNG/JPEG/.npy files) or a glob, sorted.
+
+    A folder's other files are left out; with ``skipped`` given, a line saying so is appended there.
+    """
     path = Path(pattern).expanduser()
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        found = sorted(p for p in path.iterdir() if p.is_file())
+        files = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
             raise MnistlabError(f"{path}: the folder holds no images (PNG, JPEG or .npy)")
+        if (others := [p.name for p in found if p not in files]) and skipped is not None:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            skipped.append(f"{len(others)} file(s) of {path} that are no PNG, JPEG or .npy ({shown})")
         return files
     if any(c in pattern for c in "*?["):
         anchor = Path(path.anchor or ".")

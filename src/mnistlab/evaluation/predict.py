@@ -77,11 +77,11 @@ def test_images(
 def predict(
     predictor: CheckpointPredictor | OnnxPredictor,
     index: int | list[int] | None = None,
-    image: str | None = None,
+    image: str | list[str] | None = None,
     data_overrides: dict[str, Any] | None = None,
     skipped: list[str] | None = None,
 ) -> list[Prediction]:
-    """Predicts test images by ``index`` or image files by ``image`` (a file, folder or glob).
+    """Predicts test images by ``index`` or image files by ``image`` (a file, folder or glob, or a list of them).
 
     Files are first brought into the dataset's form (``style_for``): for MNIST, one without digit-like
     ink gets a warning.
@@ -97,7 +97,8 @@ def predict(
         images, sources = test_images(predictor.data_args, indices, data_overrides)
         warnings: list[str | None] = [None] * len(indices)
     else:
-        files, styled = image_files(image), []
+        patterns = [image] if isinstance(image, str) else list(image)
+        files, styled = [f for pattern in patterns for f in image_files(pattern, skipped)], []
         style = style_for(predictor.data_args.get("dataset"))
         for f in files:
             try:

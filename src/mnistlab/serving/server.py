@@ -13,6 +13,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException  # the base class: FastAPI's and the router's 404/405
 
+from mnistlab.checkpoints import find_checkpoints
 from mnistlab.config_checks import check_number
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.predictors import load_predictor
@@ -28,8 +29,14 @@ def page() -> str:
 
 
 def model_spec(model_path: str | Path | Sequence[str | Path]) -> str | list[str]:
-    """The model as plain strings, for the inference worker: one path, or the members of an ensemble."""
-    return str(model_path) if isinstance(model_path, (str, Path)) else [str(p) for p in model_path]
+    """The model as plain strings for the inference worker: an ONNX file, or the checkpoint files it stands for.
+
+    Folders are resolved here, once: the worker loads the files without announcing them again.
+    """
+    if isinstance(model_path, (str, Path)) and Path(model_path).suffix.lower() == ".onnx":
+        return str(model_path)
+    found = [str(f) for f in find_checkpoints(model_path)]
+    return found[0] if len(found) == 1 else found
 
 
 def build_server(
@@ -106,5 +113,6 @@ def serve(
     server = build_server(model_path, accelerator, max_batch_size, batch_timeout, timeout)
     shown = "localhost" if host == "127.0.0.1" else host
     where = f"http://{shown}:{port}/"
-    print(f"serving {model_spec(model_path)} at {where}  (POST /predict, GET /health; Ctrl+C stops)", flush=True)
+    given = model_path if isinstance(model_path, (str, Path)) else ", ".join(map(str, model_path))
+    print(f"serving {given} at {where}  (POST /predict, GET /health; Ctrl+C stops)", flush=True)
     server.run(host=host, port=port, generate_client_file=False, log_level="warning")
