@@ -101,7 +101,7 @@ def fit_and_test(
     params, CSV's ``hparams.yaml``) before the fit. ``config`` is the full composed config.
 
     Returns:
-        ``test/acc``, ``test/loss``, ``val/acc_best`` (with validation), ``epochs``, ``fit_seconds``
+        ``test/acc``, ``test/loss``, ``val/acc_best`` (with validation), ``epochs``, ``fit_seconds`` (this launch's)
         and, with a ``TimeToTarget`` callback on, ``time_to_target/target``, ``/step`` and ``/seconds``.
     """
     if trainer.max_steps == -1:  # max_epochs=-1 with max_steps=N is Lightning's way to train by steps
