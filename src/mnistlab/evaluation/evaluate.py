@@ -71,6 +71,17 @@ def saved_datamodule(saved: dict[str, Any], overrides: dict[str, Any] | None = N
     return MNISTDataModule(**args)
 
 
+def official_test_set(
+    saved: dict[str, Any], overrides: dict[str, Any] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official test set of a run's data as pixels in [0, 1], (N, 1, 28, 28), and its labels (N,), on the CPU."""
+    datamodule = saved_datamodule({**saved, "normalize": False}, overrides)  # its input standardisation left out
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    images, labels = datamodule.test_set
+    return images.cpu(), labels.cpu()
+
+
 @dataclass
 class Evaluation:
     """What ``evaluate`` measured: the model's test result, and each member's accuracy for an ensemble.

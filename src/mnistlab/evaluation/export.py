@@ -17,7 +17,7 @@ from mnistlab.config_checks import check_number
 from mnistlab.data.specs import input_stats
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.ensemble import load_model
-from mnistlab.evaluation.evaluate import saved_datamodule
+from mnistlab.evaluation.evaluate import official_test_set
 from mnistlab.evaluation.predictors import META_KEYS, META_PREFIX, OnnxPredictor, ProbabilityNet, quiet
 from mnistlab.extras import require
 
@@ -77,10 +77,7 @@ def export(
     system, saved = load_model([ckpt_path] if isinstance(ckpt_path, (str, Path)) else list(ckpt_path))
     mean, std = input_stats(saved)
     model = ProbabilityNet(system.net, system.head, mean, std).eval()
-    datamodule = saved_datamodule({**saved, "normalize": False}, data_overrides)  # pixels in [0, 1]
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    images = datamodule.test_set[0][:CHECK_IMAGES].cpu()  # (100, 1, 28, 28)
+    images = official_test_set(saved, data_overrides)[0][:CHECK_IMAGES]  # (100, 1, 28, 28) in [0, 1]
     path = Path(output_dir) / f"model{SUFFIXES[fmt]}"
     # Written beside it and checked before it replaces the file: a failed check leaves an earlier export as it was.
     staged = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mnistlab.errors import MnistlabError
-from mnistlab.evaluation.evaluate import saved_datamodule
+from mnistlab.evaluation.evaluate import official_test_set
 from mnistlab.evaluation.images import image_files, read_gray, render
 from mnistlab.evaluation.predictors import CheckpointPredictor, OnnxPredictor
 from mnistlab.evaluation.preprocess import style_for
@@ -64,14 +64,11 @@ def test_images(
     data_args: dict[str, Any], indices: list[int], overrides: dict[str, Any] | None = None
 ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """Test-set images in [0, 1], (N, 28, 28), with their index and label."""
-    datamodule = saved_datamodule({**data_args, "normalize": False}, overrides)  # pixels in [0, 1] here
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    images, labels = datamodule.test_set
+    images, labels = official_test_set(data_args, overrides)
     for i in indices:
         if not 0 <= i < len(labels):
             raise MnistlabError(f"index={i} is outside the test set (0-{len(labels) - 1})")
-    return images[indices, 0].cpu(), [{"index": i, "label": int(labels[i])} for i in indices]
+    return images[indices, 0], [{"index": i, "label": int(labels[i])} for i in indices]
 
 
 def predict(
