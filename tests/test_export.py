@@ -65,3 +65,10 @@ def test_torchscript_export(notebook_hidden_run: TrainedRun, tmp_path: Path) -> 
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
         "error: format=tflite must be one of ['onnx', 'torchscript']"
     )
+
+
+def test_a_failed_export_leaves_no_folder_it_made(tmp_path: Path) -> None:
+    torch.save(torch.zeros(3), tmp_path / "weights.pt")  # no checkpoint: refused after the folders were made
+    result = run_script("export.py", f"ckpt_path={tmp_path / 'weights.pt'}", f"output_dir={tmp_path / 'a' / 'b'}")
+    assert result.returncode == 2 and "not a training checkpoint" in result.stderr, result.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.pt"]

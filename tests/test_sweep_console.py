@@ -57,7 +57,10 @@ def test_pruned_trials_are_reported_as_pruned(capsys) -> None:
     assert capsys.readouterr().err == ""  # not Hydra's "Error executing job with overrides"
 
 
-@pytest.mark.parametrize("content", ['{"val/acc_best": NaN}', '{"val/acc_best": "0.9"}', '{"val/acc_b', None])
+@pytest.mark.parametrize(
+    "content",
+    ['{"val/acc_best": NaN}', '{"val/acc_best": "0.9"}', '{"val/acc_b', "null", '{"val/acc_best": true}', None],
+)
 def test_an_optuna_trial_without_a_finite_objective_fails_not_the_sweep(tmp_path: Path, content: str | None) -> None:
     from types import SimpleNamespace
 

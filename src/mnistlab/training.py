@@ -111,6 +111,8 @@ def fit_and_test(
         for cb in checkpoints:
             # No val/acc to rank by: no best.ckpt; last.ckpt (LastCheckpoint) holds the final weights.
             cb.monitor, cb.save_top_k = None, 0
+    if trainer.local_rank == 0:  # as Lightning would in fit: missing files fetched, wrong ones refused,
+        datamodule.prepare_data()  # but before a logger records the run (MLflow's run, CSV's hparams.yaml)
     with tensorboard_write_errors(trainer):  # TensorBoard's writer thread names no file: named here
         for logger in trainer.loggers:
             # TensorBoard (default_hp_metric=false) only keeps them for its hparams.yaml here; its HParams tab

@@ -125,7 +125,7 @@ class OptunaSearch:
             return (optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.FAIL), None
         job_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
         value = read_metrics(job_dir).get(self.conf.objective)  # None for a missing or damaged metrics.json
-        if not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             log.warning("%s: %s is %s; the trial is marked failed", job_dir.name, self.conf.objective, value)
             return optuna.trial.TrialState.FAIL, None
         return optuna.trial.TrialState.COMPLETE, float(value)

@@ -11,7 +11,7 @@ import torch
 
 from mnistlab.config_checks import check_number
 from mnistlab.data.augment import RandomAffine
-from mnistlab.data.files import download, load_split, missing_data_message, missing_resources
+from mnistlab.data.files import check_files, download, load_split, missing_data_message, missing_resources
 from mnistlab.data.folds import check_folds, fold_split
 from mnistlab.data.loaders import EvalBatches, TrainBatches
 from mnistlab.data.specs import SPECS, TRAIN_SIZE, DatasetSpec, Resource
@@ -103,12 +103,13 @@ class MNISTDataModule(pl.LightningDataModule):
         return missing_resources(self.root, self.spec, test_only=stage in ("test", "predict"))
 
     def prepare_data(self) -> None:
-        missing = self._missing(self.trainer.state.fn.value if self.trainer is not None else None)
-        if not missing:
-            return
-        if not self.hparams.download:
-            raise DataError(missing_data_message(self.root, self.spec, missing, "data.download=false"))
-        download(self.root, self.spec, missing)
+        stage = self.trainer.state.fn.value if self.trainer is not None else None
+        if missing := self._missing(stage):
+            if not self.hparams.download:
+                raise DataError(missing_data_message(self.root, self.spec, missing, "data.download=false"))
+            download(self.root, self.spec, missing)
+        if self.hparams.verify:  # here, before Lightning opens the loggers' files (setup comes after them)
+            check_files(self.root, self.spec, test_only=stage in ("test", "predict"))
 
     def _device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")

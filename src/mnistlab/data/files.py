@@ -147,15 +147,32 @@ def download(root: Path, spec: DatasetSpec, missing: Sequence[Resource]) -> None
             raise DataError("\n".join([first, *errors, rest]))
 
 
+def _check_content(path: Path, resource: Resource, data: bytes) -> None:
+    if (found := md5(data)) != resource.md5:
+        raise DataError(
+            f"{path}: checksum mismatch: expected md5 {resource.md5} of the uncompressed content, found {found}"
+        )
+
+
+def check_files(root: Path, spec: DatasetSpec, test_only: bool = False) -> None:
+    """Refuses damaged files or another dataset's before any work (``load_split`` checks them again as it loads).
+
+    The mirror's ``.gz`` is recognised by its own MD5, a read without decompressing; any other copy
+    (raw, or gzipped anew) by the MD5 of its content.
+    """
+    for resource in spec.split_files(False) if test_only else spec.resources:
+        path = find_file(root, resource)
+        if path is not None and not (path.suffix == ".gz" and md5(path.read_bytes()) == resource.gz_md5):
+            _check_content(path, resource, read_bytes(path))
+
+
 def _load(root: Path, resource: Resource, kind: str, verify: bool) -> torch.Tensor:
     path = find_file(root, resource)
     if path is None:
         raise DataError(f"{root / resource.name}[.gz]: file not found")
     data = read_bytes(path)
-    if verify and (found := md5(data)) != resource.md5:
-        raise DataError(
-            f"{path}: checksum mismatch: expected md5 {resource.md5} of the uncompressed content, found {found}"
-        )
+    if verify:
+        _check_content(path, resource, data)
     return parse_idx(data, path, kind)
 
 

@@ -54,6 +54,7 @@ class DatasetSpec:
     classes: tuple[str, ...]
     mean: float  # train pixel mean after /255, for optional standardisation
     std: float
+    pictures: str  # what its pictures show, which says how a picture file is brought into its form: digit, object
 
     @property
     def resources(self) -> tuple[Resource, ...]:
@@ -74,6 +75,7 @@ MNIST = DatasetSpec(
     classes=tuple(str(d) for d in range(10)),
     mean=0.1307,
     std=0.3081,
+    pictures="digit",
 )
 FASHION_MNIST = DatasetSpec(
     "fashion_mnist",
@@ -82,6 +84,7 @@ FASHION_MNIST = DatasetSpec(
     classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
     mean=0.2860,
     std=0.3530,
+    pictures="object",
 )
 
 SPECS: dict[str, DatasetSpec] = {s.name: s for s in (MNIST, FASHION_MNIST)}

@@ -69,16 +69,32 @@ def export(
     check_number("tolerance", tolerance, low=0)
     if fmt == "onnx":  # before the checkpoint is read: nothing is done that the missing extra would waste
         require("format=onnx", "export", "onnx", "onnxscript", "onnxruntime")
-    made = not Path(output_dir).exists()
+    out = Path(output_dir)
+    made = [folder for folder in (*reversed(out.parents), out) if not folder.exists()]  # this command's folders
     try:  # before the work, too: a folder that cannot be made
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise MnistlabError(f"output_dir={output_dir} cannot be made: {e.strerror or e}") from None
+    try:
+        return _export(ckpt_path, out / f"model{SUFFIXES[fmt]}", fmt, data_overrides, tolerance)
+    except BaseException:
+        for folder in reversed(made):  # the deepest first; what the command wrote nothing into goes again
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _export(
+    ckpt_path: str | Path | Sequence[str | Path],
+    path: Path,
+    fmt: str,
+    data_overrides: dict[str, Any] | None,
+    tolerance: float,
+) -> tuple[Path, float]:
     system, saved = load_model([ckpt_path] if isinstance(ckpt_path, (str, Path)) else list(ckpt_path))
     mean, std = input_stats(saved)
     model = ProbabilityNet(system.net, system.head, mean, std).eval()
     images = official_test_set(saved, data_overrides)[0][:CHECK_IMAGES]  # (100, 1, 28, 28) in [0, 1]
-    path = Path(output_dir) / f"model{SUFFIXES[fmt]}"
     # Written beside it and checked before it replaces the file: a failed check leaves an earlier export as it was.
     staged = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
     try:
@@ -88,15 +104,31 @@ def export(
         os.replace(staged, path)
     finally:
         staged.unlink(missing_ok=True)
-        if made and not any(Path(output_dir).iterdir()):
-            Path(output_dir).rmdir()  # made by this command, which wrote nothing into it
     return path, diff
 
 
 def _write_and_check(
-    system: Any, model: ProbabilityNet, saved: dict, images: torch.Tensor, path: Path, fmt: str, mean: float, std: float
+    system: Any,
+    model: ProbabilityNet,
+    saved: dict[str, Any],
+    images: torch.Tensor,
+    path: Path,
+    fmt: str,
+    mean: float,
+    std: float,
 ) -> float:
-    """Writes ``model`` to ``path`` and returns the largest difference of its probabilities from the checkpoint's."""
+    """Writes ``model`` to ``path`` and returns the largest difference of its probabilities from the checkpoint's.
+
+    Args:
+        system: The checkpoint's system (an ensemble's), the reference.
+        model: What is exported: pixels in [0, 1] -> probabilities, its standardisation built in.
+        saved: The data module's saved arguments, recorded in an ONNX file's metadata.
+        images: (N, 1, 28, 28) test pixels in [0, 1] that both compute.
+        path: Where the file goes.
+        fmt: ``onnx`` or ``torchscript``.
+        mean: The run's input mean (0 without standardisation).
+        std: The run's input std (1 without standardisation).
+    """
     with torch.no_grad():
         expected = system.probabilities(system((images - mean) / std))  # (100, C), as the checkpoint predicts
         if fmt == "onnx":

@@ -68,7 +68,7 @@ def decode_image(source: Path | IO[bytes]) -> np.ndarray:
     return np.asarray(gray, dtype=np.float64) / 255
 
 
-def image_files(pattern: str, skipped: list[str] | None = None) -> list[Path]:
+def image_files(pattern: str | Path, skipped: list[str] | None = None) -> list[Path]:
     """The image files named by a file, a folder (its PNG/JPEG/.npy files) or a glob, sorted.
 
     A folder's other files are left out; with ``skipped`` given, a line saying so is appended there.
@@ -81,11 +81,12 @@ def image_files(pattern: str, skipped: list[str] | None = None) -> list[Path]:
         files = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
             raise MnistlabError(f"{path}: the folder holds no images (PNG, JPEG or .npy)")
-        if (others := [p.name for p in found if p not in files]) and skipped is not None:
+        others = [p.name for p in found if p not in files and not p.name.startswith(".")]  # not .DS_Store
+        if others and skipped is not None:
             shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
             skipped.append(f"{len(others)} file(s) of {path} that are no PNG, JPEG or .npy ({shown})")
         return files
-    if any(c in pattern for c in "*?["):
+    if any(c in str(pattern) for c in "*?["):
         anchor = Path(path.anchor or ".")
         files = sorted(p for p in anchor.glob(str(path.relative_to(anchor))) if p.is_file())
         if not files:

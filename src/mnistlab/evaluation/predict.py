@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,7 +76,7 @@ def test_images(
 def predict(
     predictor: CheckpointPredictor | OnnxPredictor,
     index: int | list[int] | None = None,
-    image: str | list[str] | None = None,
+    image: str | Path | Sequence[str | Path] | None = None,
     data_overrides: dict[str, Any] | None = None,
     skipped: list[str] | None = None,
 ) -> list[Prediction]:
@@ -94,7 +96,7 @@ def predict(
         images, sources = test_images(predictor.data_args, indices, data_overrides)
         warnings: list[str | None] = [None] * len(indices)
     else:
-        patterns = [image] if isinstance(image, str) else list(image)
+        patterns = [image] if isinstance(image, (str, Path)) else list(image)
         files, styled = [f for pattern in patterns for f in image_files(pattern, skipped)], []
         style = style_for(predictor.data_args.get("dataset"))
         for f in files:

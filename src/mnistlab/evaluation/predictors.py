@@ -156,7 +156,12 @@ def load_predictor(
 
 
 def check_accelerator(accelerator: str) -> None:
-    """Refuses an accelerator Lightning does not know or this machine lacks, in one line (Lightning's own words)."""
+    """Refuses an accelerator Lightning does not know or this machine lacks, in one line (Lightning's own words).
+
+    Raises:
+        MnistlabError: ``accelerator`` is no name Lightning knows (``cpux``), or names a device this
+            machine does not have (``gpu`` without one); Lightning would say so later, in a traceback.
+    """
     import lightning.pytorch as pl
 
     from mnistlab.user_errors import user_error

@@ -188,13 +188,32 @@ def mnist_style(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
     return fit_and_centre(ink), warning
 
 
+def _border(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The frame's pixels: (rows, columns, values) of the outermost rows and columns."""
+    h, w = image.shape
+    mask = np.zeros((h, w), bool)
+    mask[[0, -1], :] = mask[:, [0, -1]] = True
+    rows, cols = np.nonzero(mask)
+    return rows, cols, image[rows, cols]
+
+
+def _ground(image: np.ndarray) -> np.ndarray:
+    """The ground under an object: a plane fitted to the frame's pixels (tinted paper, a lighting gradient)."""
+    rows, cols, values = _border(image)
+    design = np.stack([np.ones_like(rows), rows, cols], axis=1).astype(np.float64)  # (P, 3)
+    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
+    ys, xs = np.mgrid[: image.shape[0], : image.shape[1]]
+    return coef[0] + coef[1] * ys + coef[2] * xs  # (H, W)
+
+
 def object_style(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
     """Fashion-MNIST's recipe for a picture of one object: light on black, cropped, fitted into 28x28, centred.
 
-    A 28x28 picture is taken as it is, the dataset's own form (its objects may fill the frame, so
-    neither the ground nor a crop can be read from it). A larger one on a light ground is inverted,
-    cropped to the object and resized so that its longer side is 28 pixels. None of the digit checks
-    apply: the only warning is for a blank picture.
+    A 28x28 picture is taken in the dataset's form, inverted when its ground is light (its object may
+    fill the frame, so it is not cropped). A larger one has its ground removed (a plane fitted to the
+    frame: tinted paper and a lighting gradient vanish, and the frame's noise sets the floor), is
+    cropped to the object (its largest connected parts) and resized so that its longer side is 28
+    pixels. None of the digit checks apply: the only warning is for a picture with nothing on it.
 
     Args:
         gray: (H, W) grayscale in [0, 1].
@@ -203,14 +222,19 @@ def object_style(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
         (28, 28) float32 in [0, 1], and None or a warning.
     """
     gray = np.asarray(gray, dtype=np.float64)
+    light = float(np.median(_border(gray)[2])) > 0.5
     if gray.shape == (SIZE, SIZE):
-        return gray.astype(np.float32), None
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    ink = 1 - gray if float(np.median(border)) > 0.5 else gray  # the object light, its ground dark
-    on = ink > INK
-    if not on.any():
+        return (1 - gray if light else gray).astype(np.float32), None
+    gray = _working_copy(gray)
+    ground = _ground(gray)
+    ink = 1 - gray / np.maximum(ground, 1e-3) if light else gray - ground  # the object light, its ground 0
+    floor = float(np.percentile(np.abs(_border(ink)[2]), 99))  # the ground's noise, as the frame shows it
+    level = float(ink.max())
+    if level - floor < MIN_CONTRAST:
         return np.zeros((SIZE, SIZE), np.float32), "no object found (the image is blank)"
-    rows, cols = np.nonzero(on)
+    ink = ((ink - floor) / (level - floor)).clip(0, 1)
+    region, _ = main_region(ink > INK, keep=1)  # the object; specks of noise around it are ground
+    rows, cols = np.nonzero(region & (ink > INK))
     crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # (h, w) around the object
     scale = SIZE / max(crop.shape)
     height, width = (max(1, round(n * scale)) for n in crop.shape)
@@ -222,5 +246,10 @@ def object_style(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
 
 
 def style_for(dataset: str | None) -> Callable[[np.ndarray], tuple[np.ndarray, str | None]]:
-    """The recipe for pictures given to a model of ``dataset`` (its data module's ``dataset``; None: MNIST)."""
-    return mnist_style if dataset in (None, "mnist") else object_style
+    """The recipe for pictures given to a model of ``dataset`` (its data module's ``dataset``; None: MNIST).
+
+    ``DatasetSpec.pictures`` says which: a new dataset in ``mnistlab.data.specs`` chooses its own.
+    """
+    from mnistlab.data.specs import SPECS
+
+    return {"digit": mnist_style, "object": object_style}[SPECS[dataset or "mnist"].pictures]

@@ -67,8 +67,8 @@ def check_continuable(system: Classifier, ckpt_path: str | Path) -> None:
     trained_on = (ckpt.get("datamodule_hyper_parameters") or {}).get("dataset") or "mnist"
     if saved_hparams.get("class_names") and list(saved_hparams["class_names"]) != list(system.class_names):
         raise MnistlabError(
-            f"ckpt_path={ckpt_path} was trained on {trained_on}, whose classes are not this run's data's "
-            f"({', '.join(saved_hparams['class_names'][:3])}, ...); give data={trained_on}"
+            f"ckpt_path={ckpt_path} was trained on {trained_on} ({', '.join(saved_hparams['class_names'][:3])}, ...), "
+            f"not on this run's data ({', '.join(system.class_names[:3])}, ...); give data={trained_on}"
         )
     before, now = saved_hparams.get("optimizer") or {}, system.hparams.get("optimizer") or {}
     if before and now and before.get("target") != now.get("target"):

@@ -174,7 +174,7 @@ def continued_config(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     """
     if cfg.resume:
         return resumed_config(cfg.resume, cfg, overrides)
-    if cfg.ckpt_path and not isinstance(cfg.ckpt_path, str):
+    if cfg.ckpt_path is not None and not isinstance(cfg.ckpt_path, str):  # [] too
         raise MnistlabError(
             "ckpt_path= of train.py is one checkpoint or run folder to continue; a list is an ensemble, "
             "which evaluate.py, predict.py, export.py and serve.py take"

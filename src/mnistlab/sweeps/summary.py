@@ -47,9 +47,10 @@ class JobRecord:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return record if isinstance(record, dict) else {}  # null or a list: no record either
 
 
 def read_metrics(job_dir: Path) -> dict[str, Any]:
