@@ -145,9 +145,17 @@ def test_another_sweep_in_a_sweeps_folder_is_refused_and_its_own_command_continu
     other = sweep(grid_sweep, "model=linear,cnn", "optimizer=adam,sgd")
     assert other.returncode == 2 and other.stderr.strip().splitlines()[-1] == (
         f"error: hydra.sweep.dir={grid_sweep} holds another sweep (model=linear,hidden optimizer=adam,sgd "
-        "trainer.limit_train_batches=100 trainer.max_epochs=1), whose jobs this one's would mix with: "
+        "trainer.max_epochs=1 trainer.limit_train_batches=100), whose jobs this one's would mix with: "
         "continue it with its own command, or give a new folder"
     ), other.stderr[-3000:]
+    # Its own settings in another order would number the jobs otherwise: before, two finished jobs ran again
+    # into new folders, and the summary counted 6 jobs of a 4-job grid.
+    reordered = sweep(grid_sweep, *reversed(GRID))
+    assert reordered.returncode == 2 and reordered.stderr.strip().splitlines()[-1] == (
+        f"error: hydra.sweep.dir={grid_sweep} was launched with its settings in another order "
+        "(model=linear,hidden optimizer=adam,sgd trainer.max_epochs=1 trainer.limit_train_batches=100), "
+        "which numbers its jobs otherwise: continue it with them in that order"
+    ), reordered.stderr[-3000:]
     assert {p.name: p.stat().st_mtime_ns for p in grid_sweep.rglob("*")} == before
     again = sweep(grid_sweep, *GRID, "trainer.accelerator=cpu")  # its own command; hardware may differ
     assert again.returncode == 0 and "# Sweep summary: 4 jobs, 4 finished, 0 failed" in again.stdout, again.stderr

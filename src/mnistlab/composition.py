@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.checkpoint_records import network_class
 from mnistlab.checkpoints import load_teacher
-from mnistlab.config_checks import check_devices, check_number, check_targets, check_trainer_counts
+from mnistlab.config_checks import check_built_groups, check_devices, check_number, check_targets, check_trainer_counts
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.specs import input_stats
 from mnistlab.engine import Engine, choose_engine
@@ -45,7 +45,9 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
         callbacks: Callback objects to add to the config's (a notebook's own); the engine's
             choice takes them into account like any other.
     """
-    check_targets(OmegaConf.to_container(cfg, resolve=True))
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    check_built_groups(plain)
+    check_targets(plain)
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     check_devices(trainer_args)
     check_trainer_counts(trainer_args)

@@ -70,6 +70,25 @@ def check_targets(tree: Any, prefix: str = "") -> None:
         check_targets(value, f"{prefix}.{key}" if prefix else str(key))
 
 
+def check_built_groups(cfg: dict[str, Any]) -> None:
+    """Refuses an entry of ``callbacks`` or ``logger`` that names no ``_target_`` (Hydra would pass a dict on).
+
+    ``+callbacks.early_stopping.patience=1`` alone adds settings without the class they are for: the run
+    failed inside the fit with Lightning's ``Missing key on_exception``.
+    """
+    for group in ("callbacks", "logger"):
+        for name, node in (cfg.get(group) or {}).items():
+            if isinstance(node, dict) and "_target_" not in node:
+                raise ConfigError(
+                    f"{group}.{name} names no class: add +{group}.{name}._target_=<its class>, e.g. "
+                    + (
+                        "lightning.pytorch.callbacks.EarlyStopping"
+                        if group == "callbacks"
+                        else "lightning.pytorch.loggers.CSVLogger"
+                    )
+                )
+
+
 def target_arguments(target: str) -> Mapping[str, inspect.Parameter] | None:
     """The parameters of the callable a ``_target_`` names; None when it cannot be resolved or
     introspected (left for instantiation to report) or when it takes ``**kwargs`` (any key goes)."""

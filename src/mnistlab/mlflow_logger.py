@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from mnistlab.atomic_files import write_json
-from mnistlab.errors import WriteError, is_write_error
+from mnistlab.errors import MnistlabError, WriteError, is_write_error
 from mnistlab.extras import require
 from mnistlab.lightning_private import mlflow_experiment_needed, mlflow_run_started, mlflow_set_experiment
 from mnistlab.user_errors import exception_chain, one_line
@@ -41,6 +41,29 @@ def artifact_root(tracking_uri: str) -> str | None:
         return None
     database = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
     return (database.parent / "mlartifacts").as_uri()
+
+
+def check_server(tracking_uri: str, timeout: float = 5.0) -> None:
+    """Refuses, in one line, a tracking server that does not answer (MLflow would retry for minutes, warning only).
+
+    Raises:
+        MnistlabError: ``tracking_uri`` is an ``http(s)://`` address where nothing answers within ``timeout``.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # a server answered, even if not on /health
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise MnistlabError(
+            f"logger.mlflow.tracking_uri={tracking_uri}: no MLflow server answers there ({reason}); start it "
+            "(mlflow server ...), or leave tracking_uri out for the local store"
+        ) from None
 
 
 def choose_experiment(name: str | None, preset: str | None, sweep_dir: str | None) -> str:
@@ -139,6 +162,7 @@ class MLflowLogger(MLFlowLogger):
             sweep_dir = None
         if commit := git_commit():
             run_tags["mlflow.source.git.commit"] = commit
+        check_server(tracking_uri)
         with store_lock(tracking_uri):  # its MlflowClient opens the store: the first process creates the tables
             super().__init__(
                 experiment_name=choose_experiment(experiment_name, preset, sweep_dir),
@@ -247,6 +271,7 @@ def prepare_store(tracking_uri: str, name: str, artifact_location: str | None = 
     """Creates the database (its tables) and the experiment once, before a sweep's parallel jobs start."""
     from mlflow import MlflowClient
 
+    check_server(tracking_uri)
     with store_lock(tracking_uri):
         ensure_experiment(MlflowClient(tracking_uri), name, artifact_location or artifact_root(tracking_uri))
 

@@ -49,28 +49,43 @@ def check_same_sweep(config: DictConfig) -> None:
     A sweep continues in its folder with its own command, which its ``multirun.yaml`` recorded; Hydra's
     settings (the ``hydra.sweep.dir`` that names the folder, a launcher) and where the jobs run may differ.
     """
-    saved = Path(config.hydra.sweep.dir) / "multirun.yaml"
+    folder = Path(config.hydra.sweep.dir)
+    saved = folder / "multirun.yaml"
+    if not saved.is_file() and any((folder / name).exists() for name in (".hydra", "checkpoints", "metrics.json")):
+        refuse(  # before: the sweep wrote its jobs and summary into the run, which resume= then took for a sweep
+            f"hydra.sweep.dir={folder} holds a run (.hydra/, checkpoints/), which a sweep would turn into a "
+            "sweep folder: give a new folder"
+        )
     if not saved.is_file():
         return
     free = (*PRESENTATION, *HARDWARE)  # how it is shown, where it runs
     before, now = (
-        sorted(
-            o for o in overrides if not override_key(o).startswith(("hydra.", "hydra/")) and override_key(o) not in free
-        )
+        [o for o in overrides if not override_key(o).startswith(("hydra.", "hydra/")) and override_key(o) not in free]
         for overrides in (OmegaConf.load(saved).hydra.overrides.task, config.hydra.overrides.task)
     )
-    if before != now:
+    if sorted(before) == sorted(now) and before != now:  # the order of the lists numbers the jobs, hence the folders
+        refuse(
+            f"hydra.sweep.dir={config.hydra.sweep.dir} was launched with its settings in another order "
+            f"({' '.join(before)}), which numbers its jobs otherwise: continue it with them in that order"
+        )
+    if sorted(before) != sorted(now):
         refuse(
             f"hydra.sweep.dir={config.hydra.sweep.dir} holds another sweep ({' '.join(before) or 'no overrides'}), "
             "whose jobs this one's would mix with: continue it with its own command, or give a new folder"
         )
 
 
-def continue_hint(config: DictConfig) -> str:
-    """The line a Ctrl-C on a sweep ends with (``mnistlab.process.hint_on_interrupt`` prints it)."""
+def continue_hint(config: DictConfig, search: bool = False) -> str:
+    """The line a Ctrl-C on a sweep ends with (``mnistlab.process.hint_on_interrupt`` prints it).
+
+    Args:
+        config: The sweep's config.
+        search: An Optuna search, whose interrupted trial is tried again from its start, not resumed.
+    """
+    interrupted = "the interrupted trial runs again" if search else "interrupted ones resume from their last checkpoint"
     return (
         f"interrupted; continue with the same command plus hydra.sweep.dir={config.hydra.sweep.dir} "
-        "(finished jobs are kept, interrupted ones resume from their last checkpoint)"
+        f"(finished jobs are kept, {interrupted})"
     )
 
 

@@ -53,5 +53,5 @@ class OptunaSweeper(Sweeper):
         from hydra_plugins.mnistlab_sweeps.launchers import continue_hint
         from mnistlab import process
 
-        with process.hint_on_interrupt(lambda: continue_hint(self.search.config)):
+        with process.hint_on_interrupt(lambda: continue_hint(self.search.config, search=True)):
             return self.search.sweep(arguments)
