@@ -19,14 +19,16 @@ from mnistlab.resume.run import interrupted_hint
 
 def build_and_run(cfg: DictConfig) -> float:
     from mnistlab.composition import compose
-    from mnistlab.config_checks import check_cv
+    from mnistlab.config_checks import check_cv, check_search
     from mnistlab.hparams import run_hparams
     from mnistlab.resume.checkpoint import check_continuable
     from mnistlab.resume.run import continued_config, launch_record, mark_restart
     from mnistlab.training import fit_and_test
 
     # cv=K is a sweep of K folds; a DDP rank started by Lightning (LOCAL_RANK) re-runs one job of it.
-    check_cv(cfg.get("cv"), HydraConfig.get().mode == RunMode.MULTIRUN or "LOCAL_RANK" in os.environ)
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN or "LOCAL_RANK" in os.environ
+    check_cv(cfg.get("cv"), in_sweep)
+    check_search(HydraConfig.get().runtime.choices.get("hparams_search"), in_sweep)
     cfg = continued_config(cfg, HydraConfig.get().overrides.task)  # resume=RUN_DIR or ckpt_path=...
     config = OmegaConf.to_container(cfg, resolve=True)
     run = compose(cfg)

@@ -38,6 +38,8 @@ CASES = [
     ("train.py", "-m model=linear,hiden", "did you mean model=hidden?"),
     ("train.py", "-m optimizer=adam,sdg trainer.max_epochs=1", "did you mean optimizer=sgd?"),
     ("train.py", "-m seed=1,2,x", "seed='x' is not an integer"),
+    ("train.py", "model=linear model=hidden", "model is given twice (model=linear and model=hidden): give it once"),
+    ("train.py", "-m optimizer.lr=0.1,0.01 optimizer.lr=0.1", "optimizer.lr is given twice"),
     ("evaluate.py", "ckpt=run", "did you mean ckpt_path?"),
     ("evaluate.py", "ckpt_path=run trainer.acelerator=cpu", "did you mean trainer.accelerator?"),
     ("evaluate.py", "ckpt_path=run data=fashion_mnist", "evaluate.py takes the dataset from the checkpoint; drop it"),

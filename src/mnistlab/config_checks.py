@@ -174,3 +174,16 @@ def check_cv(cv: Any, in_sweep: bool) -> None:
             f"cv={cv} runs one job per fold: add -m (python scripts/train.py -m ... cv={cv}); "
             f"one fold alone is data.folds={cv} data.fold=0 data.val_size=0"
         )
+
+
+def check_search(search: str | None, in_sweep: bool) -> None:
+    """Refuses ``hparams_search=X`` outside a sweep: its sweeper runs only under ``-m`` (one plain run, before).
+
+    Args:
+        search: The ``hparams_search`` group's choice, if any.
+        in_sweep: The run is a job of a sweep (or a DDP rank of one).
+    """
+    if search is not None and not in_sweep:
+        raise ConfigError(
+            f"hparams_search={search} runs a search of many jobs: add -m (python scripts/train.py -m ...)"
+        )

@@ -102,7 +102,9 @@ def heartbeats(
 def counted(study: optuna.Study) -> int:
     """The study's trials, less the failed ones that a retry replaced."""
     trials = study.get_trials(deepcopy=False)
-    retried = {retry_callback().retried_trial_number(t) for t in trials} - {None}
+    with warnings.catch_warnings():  # experimental in Optuna 5: a warning at every trial otherwise
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retried = {retry_callback().retried_trial_number(t) for t in trials} - {None}
     return len(trials) - len(retried)
 
 
