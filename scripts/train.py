@@ -28,7 +28,7 @@ def build_and_run(cfg: DictConfig) -> float:
     # cv=K is a sweep of K folds; a DDP rank started by Lightning (LOCAL_RANK) re-runs one job of it.
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN or "LOCAL_RANK" in os.environ
     check_cv(cfg.get("cv"), in_sweep)
-    check_search(HydraConfig.get().runtime.choices.get("hparams_search"), in_sweep)
+    check_search(HydraConfig.get().overrides.task, in_sweep)
     cfg = continued_config(cfg, HydraConfig.get().overrides.task)  # resume=RUN_DIR or ckpt_path=...
     config = OmegaConf.to_container(cfg, resolve=True)
     run = compose(cfg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mnistlab.errors import ConfigError
@@ -176,13 +176,15 @@ def check_cv(cv: Any, in_sweep: bool) -> None:
         )
 
 
-def check_search(search: str | None, in_sweep: bool) -> None:
+def check_search(overrides: Sequence[str], in_sweep: bool) -> None:
     """Refuses ``hparams_search=X`` outside a sweep: its sweeper runs only under ``-m`` (one plain run, before).
 
     Args:
-        search: The ``hparams_search`` group's choice, if any.
+        overrides: The command line's overrides (the default ``grid`` is no search the user asked for).
         in_sweep: The run is a job of a sweep (or a DDP rank of one).
     """
+    given = [o.split("=", 1) for o in overrides if o.split("=", 1)[0].lstrip("+~") == "hparams_search"]
+    search = given[-1][-1] if given else None
     if search is not None and not in_sweep:
         raise ConfigError(
             f"hparams_search={search} runs a search of many jobs: add -m (python scripts/train.py -m ...)"
