@@ -288,11 +288,12 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         except OverrideParseException as e:
             reason = str(e).splitlines()[0]
             return f"cannot read the override {text!r}: {reason} (key=value, see hydra.cc's override grammar)"
-    given: dict[str, str] = {}
-    for o in overrides:  # Hydra takes the last silently, a sweep's list dropped with it
-        if o.key_or_group in given and not o.key_or_group.startswith("hydra"):
-            return f"{o.key_or_group} is given twice ({given[o.key_or_group]} and {o.input_line}): give it once"
-        given[o.key_or_group] = o.input_line
+    swept: dict[str, str] = {}
+    for o in overrides:  # Hydra takes the last value: a sweep's list given before it was dropped without a word
+        if o.key_or_group in swept and not o.key_or_group.startswith("hydra"):
+            return f"{swept[o.key_or_group]} is replaced by {o.input_line}, given after it: give {o.key_or_group} once"
+        if o.is_sweep_override():
+            swept[o.key_or_group] = o.input_line
     multirun = {"-m", "--multirun"} & set(args) or any(o.key_or_group == "hydra.mode" for o in overrides)
     if not multirun and (mistake := _several_values(overrides, config_name)):
         return mistake
