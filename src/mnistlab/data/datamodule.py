@@ -86,6 +86,7 @@ class MNISTDataModule(pl.LightningDataModule):
         self.val_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.test_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.engine = engine
+        self._checked: set[bool] = set()  # the `test_only` values check_files passed for: once per process
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -108,8 +109,12 @@ class MNISTDataModule(pl.LightningDataModule):
             if not self.hparams.download:
                 raise DataError(missing_data_message(self.root, self.spec, missing, "data.download=false"))
             download(self.root, self.spec, missing)
-        if self.hparams.verify:  # here, before Lightning opens the loggers' files (setup comes after them)
-            check_files(self.root, self.spec, test_only=stage in ("test", "predict"))
+        test_only = stage in ("test", "predict")
+        # Here, before Lightning opens the loggers' files (setup comes after them). training.fit_and_test
+        # calls this before the loggers record the run, and Lightning again in fit: one check is enough.
+        if self.hparams.verify and not (self._checked & {test_only, False}):
+            check_files(self.root, self.spec, test_only=test_only)
+            self._checked.add(test_only)
 
     def _device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")

@@ -110,6 +110,15 @@ def _working_copy(gray: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(gray.astype(np.float32), mode="F").resize(size, Image.Resampling.BOX))
 
 
+def _border(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The frame's pixels: (rows, columns, values) of the outermost rows and columns."""
+    h, w = image.shape
+    mask = np.zeros((h, w), bool)
+    mask[[0, -1], :] = mask[:, [0, -1]] = True
+    rows, cols = np.nonzero(mask)
+    return rows, cols, image[rows, cols]
+
+
 def ink_image(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
     """The ink of a (H, W) grayscale picture in [0, 1], paper removed: (h, w) in [0, 1], strong ink near 1.
 
@@ -118,8 +127,7 @@ def ink_image(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
         no digit-like ink in it.
     """
     gray = _working_copy(np.asarray(gray, dtype=np.float64))
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    light_paper = float(np.median(border)) > 0.5
+    light_paper = float(np.median(_border(gray)[2])) > 0.5
     if light_paper:  # dark ink on paper: lighting multiplies, so divide the paper out
         paper = background(gray, 90)  # the paper's local brightness
         ink = 1 - gray / np.maximum(paper, 1e-3)
@@ -148,18 +156,23 @@ def ink_image(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
     return clean, warning
 
 
+def _fitted(image: np.ndarray, on: np.ndarray, box: int) -> np.ndarray:
+    """The part of ``image`` around the ``on`` pixels, resized so that its longer side is ``box``: (h, w) in [0, 1]."""
+    rows, cols = np.nonzero(on)
+    crop = image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # (h, w) around the ink
+    scale = box / max(crop.shape)
+    height, width = (max(1, round(n * scale)) for n in crop.shape)
+    resized = Image.fromarray(crop.astype(np.float32), mode="F").resize((width, height), Image.Resampling.LANCZOS)
+    return np.asarray(resized, dtype=np.float64).clip(0, 1)  # (height, width), anti-aliased
+
+
 def fit_and_centre(ink: np.ndarray) -> np.ndarray:
     """MNIST's crop, fit and centring of an ink image: (28, 28) float32 in [0, 1]."""
     on = ink > INK
     if not on.any():
         return np.zeros((SIZE, SIZE), np.float32)
-    rows, cols = np.nonzero(on)
-    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # (h, w) around the ink
-    crop = crop / crop.max()  # the strongest ink -> 1, as in MNIST
-    scale = BOX / max(crop.shape)
-    height, width = (max(1, round(n * scale)) for n in crop.shape)
-    resized = Image.fromarray(crop.astype(np.float32), mode="F").resize((width, height), Image.Resampling.LANCZOS)
-    patch = np.asarray(resized, dtype=np.float64).clip(0, 1)  # (height, width), anti-aliased
+    patch = _fitted(ink / ink.max(), on, BOX)  # the strongest ink -> 1, as in MNIST
+    height, width = patch.shape
     # Integer shift that puts the centre of mass at pixel (14, 14), where MNIST's test digits have theirs.
     mass = patch.sum()
     if mass <= 0:
@@ -186,15 +199,6 @@ def mnist_style(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
     """
     ink, warning = ink_image(gray)
     return fit_and_centre(ink), warning
-
-
-def _border(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The frame's pixels: (rows, columns, values) of the outermost rows and columns."""
-    h, w = image.shape
-    mask = np.zeros((h, w), bool)
-    mask[[0, -1], :] = mask[:, [0, -1]] = True
-    rows, cols = np.nonzero(mask)
-    return rows, cols, image[rows, cols]
 
 
 def _ground(image: np.ndarray) -> np.ndarray:
@@ -234,14 +238,11 @@ def object_style(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
         return np.zeros((SIZE, SIZE), np.float32), "no object found (the image is blank)"
     ink = ((ink - floor) / (level - floor)).clip(0, 1)
     region, _ = main_region(ink > INK, keep=1)  # the object; specks of noise around it are ground
-    rows, cols = np.nonzero(region & (ink > INK))
-    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]  # (h, w) around the object
-    scale = SIZE / max(crop.shape)
-    height, width = (max(1, round(n * scale)) for n in crop.shape)
-    resized = Image.fromarray(crop.astype(np.float32), mode="F").resize((width, height), Image.Resampling.LANCZOS)
+    patch = _fitted(ink, region & (ink > INK), SIZE)
+    height, width = patch.shape
     out = np.zeros((SIZE, SIZE), np.float32)
     top, left = (SIZE - height) // 2, (SIZE - width) // 2
-    out[top : top + height, left : left + width] = np.asarray(resized).clip(0, 1)
+    out[top : top + height, left : left + width] = patch
     return out, None
 
 
