@@ -1,0 +1,77 @@
+"""The types a config setting admits, from its ``_target_``'s annotation or its current value.
+
+``mnistlab.command_line`` refuses a value of another type before Hydra runs (``trainer.max_epochs=abc``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import types
+import typing
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+_ABSENT = object()
+
+
+def _primitive_types(annotation: Any) -> set[type] | None:
+    """The command-line types an annotation admits (None: not known, so not checked)."""
+    if annotation in (int, float, bool, str):
+        return {annotation}
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return {type(v) for v in typing.get_args(annotation)}
+    if origin in (typing.Union, types.UnionType):
+        found: set[type] = set()
+        for arg in typing.get_args(annotation):
+            if arg is type(None):
+                continue
+            inner = _primitive_types(arg)
+            if inner is None and typing.get_origin(arg) is None and isinstance(arg, type):
+                continue  # a tensor or another object the command line cannot give
+            if inner is None:
+                return None  # a list, a tuple, ...: not checked
+            found |= inner
+        return found or None
+    return None
+
+
+def expected_types(parent: DictConfig, key: str) -> set[type] | None:
+    """The types a value of ``parent[key]`` may have, from its ``_target_``'s annotation or its current value."""
+    target = parent.get("_target_") if "_target_" in parent else None
+    if isinstance(target, str) and (annotation := _annotation(target, key)) is not _ABSENT:
+        return _primitive_types(annotation)
+    if OmegaConf.is_interpolation(parent, key) or OmegaConf.is_missing(parent, key):
+        return None
+    value = parent[key]
+    return {type(value)} if type(value) in (int, float, bool) else None
+
+
+def _annotation(target: str, key: str) -> Any:
+    """The annotation of argument ``key`` of ``target`` (a class or a function), else ``_ABSENT``.
+
+    Resolved for that argument alone: an annotation of another argument that names a class imported only
+    for type checkers (``engine: Engine | None``) must not hide the ones that can be read.
+    """
+    module_name, _, name = target.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+        func = getattr(module, name)
+        annotation = inspect.get_annotations(func.__init__ if isinstance(func, type) else func).get(key, _ABSENT)
+        # Under `from __future__ import annotations` it is the source text, evaluated as typing would.
+        return eval(annotation, vars(module)) if isinstance(annotation, str) else annotation
+    except Exception:  # not importable, or not resolvable: judged by the current value
+        return _ABSENT
+
+
+def type_mistake(key: str, value: Any, expected: set[type]) -> str | None:
+    if value is None or type(value) in expected or (type(value) is int and float in expected):
+        return None
+    if str in expected:  # Hydra reads `data.root=123` as a number: a folder named 123 is still meant
+        return None
+    wanted = "true or false" if expected == {bool} else "an integer" if expected == {int} else "a number"
+    if not expected <= {int, float, bool}:
+        wanted = " or ".join(sorted(t.__name__ for t in expected))
+    return f"{key}={value!r} is not {wanted}"
