@@ -39,6 +39,20 @@ CASES = [
     ("train.py", "-m optimizer=adam,sdg trainer.max_epochs=1", "did you mean optimizer=sgd?"),
     ("train.py", "-m seed=1,2,x", "seed='x' is not an integer"),
     ("train.py", "-m model=hidden,linear model=linear", "model=hidden,linear is replaced by model=linear, given after"),
+    (
+        "train.py",
+        "model.channels=[8,16]",
+        "MLP (allowed: hidden_units, num_classes, init); model=cnn has it",
+    ),
+    ("train.py", "data.augment.degrees=3", "data.augment is not set in the config; data/augment=affine has it"),
+    # Hydra's own settings and groups, checked the same way (Hydra: six lines or a traceback).
+    ("train.py", "hydra/launcher=jobib", "did you mean hydra/launcher=joblib?"),
+    ("train.py", "-m hydra.launcher.n_jobs=2", "BasicLauncher (it takes no settings); hydra/launcher=joblib has it"),
+    ("train.py", "-m hydra/launcher=joblib hydra.launcher.n_job=2", "did you mean hydra.launcher.n_jobs?"),
+    ("train.py", "-m hydra.sweeper.n_trials=3", "hparams_search=optuna has it"),
+    ("train.py", "hydra.job.chdir=maybe", "hydra.job.chdir='maybe' is not true or false"),
+    ("train.py", "hydra.job.env_set.FOO=1", "add it with +hydra.job.env_set.FOO=1"),
+    ("train.py", "hydra.run.dir=/proc/mnistlab/run", "hydra.run.dir=/proc/mnistlab/run: cannot make a folder in /proc"),
     ("evaluate.py", "ckpt=run", "did you mean ckpt_path?"),
     ("evaluate.py", "ckpt_path=run trainer.acelerator=cpu", "did you mean trainer.accelerator?"),
     ("evaluate.py", "ckpt_path=run data=fashion_mnist", "evaluate.py takes the dataset from the checkpoint; drop it"),
@@ -89,7 +103,14 @@ def test_plus_key_stays_available(tmp_path: Path) -> None:
     assert config_mistake(train, "train", [early, "+callbacks.early.monitor=val/acc"]) is None
     typo = config_mistake(train, "train", [early, "+callbacks.early.monitr=x"])
     assert "did you mean +callbacks.early.monitor?" in typo
-    for valid in (["logger=[tensorboard,csv]"], ["-m", "logger=mlflow,[tensorboard,csv]"], ["scheduler=null"]):
+    hydra_settings = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "+hydra.sweeper.params.seed=1,2"]
+    for valid in (
+        ["logger=[tensorboard,csv]"],
+        ["-m", "logger=mlflow,[tensorboard,csv]"],
+        ["scheduler=null"],
+        hydra_settings,
+        ["+hydra.job.env_set.FOO=1", f"hydra.run.dir={tmp_path}/new/run", "hydra.job.chdir=true"],
+    ):
         assert config_mistake(train, "train", valid) is None, valid
     result = run("train.py", "+optimizer.amsgrad=true --cfg job", tmp_path)
     assert result.returncode == 0 and "amsgrad: true" in result.stdout, result.stderr

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config_checks import target_arguments
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
+from mnistlab.run_folders import folder_mistake
 from mnistlab.setting_types import expected_types, type_mistake
 from mnistlab.spelling import nearest
 
@@ -83,6 +84,10 @@ def _unknown_key(cfg: DictConfig, override: Override, parts: list[str], i: int, 
         return f"{key} is not in the config of {parent._target_}; add it with +{key}={value}"
     if not isinstance(parent, DictConfig):
         return f"{owner} is a value, not a group of settings: {key} does not exist"
+    if not listed and not params and "_target_" not in parent:  # an open mapping (hydra.job.env_set)
+        return f"{key} is not in the config yet; add it with +{key}={value}"
+    if bad in (params or {}) and bad not in listed:  # an argument its config leaves unset (data.augment)
+        return f"{key}: {owner}.{bad} is not set in the config"
     candidates = listed + [p for p in (params or {}) if p not in listed]
     close = nearest(bad, candidates)
     suggestion = None
@@ -102,7 +107,7 @@ def _unknown_key(cfg: DictConfig, override: Override, parts: list[str], i: int, 
     if suggestion is not None:
         message += f"; did you mean {suggestion}?"
     if i > 0 or suggestion is None:
-        message += f" (allowed: {_listing(candidates)})"
+        message += f" (allowed: {_listing(candidates)})" if candidates else " (it takes no settings)"
     return message
 
 
@@ -231,6 +236,10 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
             return f"{swept[o.key_or_group]} is replaced by {o.input_line}, given after it: give {o.key_or_group} once"
         if o.is_sweep_override():
             swept[o.key_or_group] = o.input_line
+    for o in overrides:  # Hydra would make it only as the job starts, and fail with a traceback
+        folder = str(o.value()) if o.key_or_group in ("hydra.run.dir", "hydra.sweep.dir") else "${"
+        if "${" not in folder and (mistake := folder_mistake(folder)):
+            return f"{o.input_line}: {mistake}"
     multirun = {"-m", "--multirun"} & set(args) or any(o.key_or_group == "hydra.mode" for o in overrides)
     if not multirun and (mistake := _several_values(overrides, config_name)):
         return mistake
@@ -243,7 +252,6 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
                     return message
     if any(o.key_or_group == "hydra.searchpath" or o.package for o in overrides):
         return None  # configs of the user's own folder, or a package override (group@pkg): Hydra's checks apply
-    overrides = [o for o in overrides if not o.key_or_group.startswith("hydra")]
     if not overrides:
         return None
     with initialize_config_dir(str(conf.resolve()), version_base="1.3"):
@@ -263,10 +271,23 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
             f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
             for o in groups
         ]
+        name = flags.get("name") or config_name
         try:
-            cfg = compose(flags.get("name") or config_name, overrides=choices)
+            # With Hydra's own node: `hydra.launcher.n_job=2` is checked as any other key.
+            cfg = compose(name, overrides=choices, return_hydra_config=True)
         except HydraException:  # a group this config never chooses, or choices that clash (Hydra's message says how)
-            return _unchosen_group(script, flags.get("name") or config_name, groups)
+            return _unchosen_group(script, name, groups)
+        found = _values_mistake(cfg, values)
+        if found is None:
+            return None
+        o, mistake = found
+        if not _has_key(cfg, o.key_or_group) and (other := _option_with(o.key_or_group, name, choices, loader)):
+            mistake += f"; {other} has it"
+        return mistake
+
+
+def _values_mistake(cfg: DictConfig, values: list[Override]) -> tuple[Override, str] | None:
+    """The first value override that ``cfg`` (the tree of the chosen options) refuses, and why."""
     # A class chosen on the command line decides which arguments its node takes: changed ones first, added
     # ones (+node._target_=...) once their own check has passed.
     targets = [o for o in values if o.key_or_group.endswith("_target_") and not o.is_sweep_override()]
@@ -275,9 +296,43 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
             OmegaConf.update(cfg, o.key_or_group, o.value(), force_add=True)
     for o in values:
         if mistake := _value_mistake(cfg, o):
-            return mistake
+            return o, mistake
         if o in targets and o.type is not OverrideType.CHANGE and o.type is not OverrideType.DEL:
             OmegaConf.update(cfg, o.key_or_group, o.value(), force_add=True)
+    return None
+
+
+def _has_key(cfg: DictConfig, key: str) -> bool:
+    node: Any = cfg
+    for part in key.split("."):
+        node = _child(node, part)  # never resolves: ${mnistlab.new_folder:...} would make a folder
+        if node is _ABSENT:
+            return False
+    return True
+
+
+def _option_with(key: str, config_name: str, choices: list[str], loader: Any) -> str | None:
+    """A config group option whose config has ``key`` (``model.channels``: ``model=cnn``), or None.
+
+    The group above the key is tried first; for Hydra's own keys the script's groups come first
+    (``hydra.sweeper.n_trials``: ``hparams_search=optuna``, which sets the sweeper up, not the bare sweeper).
+    """
+    parts = key.split(".")
+    above = [
+        "/".join(parts[:i])
+        for i in range(len(parts) - 1, 0, -1)
+        if parts[i - 1] in loader.list_groups("/".join(parts[: i - 1]))
+    ]
+    ours = [g for g in loader.list_groups("") if g != "hydra"] if parts[0] == "hydra" else []
+    for group in [*ours, *above[:1]]:
+        others = [c for c in choices if c.split("=", 1)[0].lstrip("+~") != group]
+        for option in loader.get_group_options(group):
+            try:
+                cfg = compose(config_name, overrides=[*others, f"{group}={option}"], return_hydra_config=True)
+            except HydraException:
+                continue
+            if _has_key(cfg, key):
+                return f"{group}={option}"
     return None
 
 

@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import os
 import shutil
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -37,6 +38,28 @@ def claim_folder(base: str | Path) -> str:
             _CLAIMED[key] = str(candidate)
             break
     return _CLAIMED[key]
+
+
+def folder_mistake(folder: str) -> str | None:
+    """Why ``folder`` (a run or sweep folder given on the command line) cannot be made, or None.
+
+    Hydra makes it only once the job starts, and answers a failure with a traceback. A folder is
+    made and removed at once in the nearest existing parent: the one faithful test, since a
+    permission check says yes to root even on ``/proc`` or a read-only mount.
+    """
+    path = Path(folder).expanduser()
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file, not a folder"
+    if parent == path:
+        return None  # it exists: Hydra writes into it (its files fail one by one if it is read-only)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".mnistlab-probe-", dir=parent))
+    except OSError as e:
+        return f"cannot make a folder in {parent}: {e.strerror}"
+    return None
 
 
 def release_claimed_folders() -> None:
