@@ -53,6 +53,7 @@ CASES = [
     ("train.py", "hydra.job.chdir=maybe", "hydra.job.chdir='maybe' is not true or false"),
     ("train.py", "hydra.job.env_set.FOO=1", "add it with +hydra.job.env_set.FOO=1"),
     ("train.py", "hydra.run.dir=/proc/mnistlab/run", "hydra.run.dir=/proc/mnistlab/run: cannot make a folder in /proc"),
+    ("train.py", "paths.output_dir=/tmp/x", "the run's folder is Hydra's; give hydra.run.dir=..."),
     ("evaluate.py", "ckpt=run", "did you mean ckpt_path?"),
     ("evaluate.py", "ckpt_path=run trainer.acelerator=cpu", "did you mean trainer.accelerator?"),
     ("evaluate.py", "ckpt_path=run data=fashion_mnist", "evaluate.py takes the dataset from the checkpoint; drop it"),

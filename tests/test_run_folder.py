@@ -5,11 +5,15 @@ from __future__ import annotations
 import fnmatch
 import multiprocessing
 import multiprocessing.synchronize
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
 from conftest import ROOT, TrainedRun, run_script, write_idx_set
+
+from mnistlab.run_folders import LOCK_FILE, lock_run_folder
 
 HEADER = "```text unchecked: a folder listing"
 
@@ -72,3 +76,32 @@ def test_runs_started_together_never_share_a_folder(tmp_path: Path) -> None:
     seeds = sorted(yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())[-1] for run in runs)
     assert seeds == ["seed=1", "seed=2", "seed=3"]
     print("run folders:", [str(run.relative_to(tmp_path)) for run in runs])
+
+
+def test_a_folder_another_run_is_using_is_refused(tmp_path: Path) -> None:
+    """``hydra.run.dir=X`` while another process trains in X: refused in one line, X left as it is."""
+    run_dir = tmp_path / "same"
+    holder = subprocess.Popen(  # holds X's lock as a running train.py does
+        [sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = run_script("train.py", f"hydra.run.dir={run_dir}", "trainer.max_epochs=1", cwd=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"error: hydra.run.dir={run_dir} is in use by another run that is still going" in result.stderr
+    assert [p.name for p in run_dir.iterdir()] == [LOCK_FILE]  # nothing written into the other run's folder
+    # Once that process has ended its lock is gone, and the folder is free again.
+    assert lock_run_folder(run_dir) is None
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from mnistlab.run_folders import lock_run_folder
+assert lock_run_folder(Path(sys.argv[1])) is None
+print("held", flush=True)
+time.sleep(120)
+"""

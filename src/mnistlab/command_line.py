@@ -240,6 +240,8 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         folder = str(o.value()) if o.key_or_group in ("hydra.run.dir", "hydra.sweep.dir") else "${"
         if "${" not in folder and (mistake := folder_mistake(folder)):
             return f"{o.input_line}: {mistake}"
+        if o.key_or_group == "paths.output_dir":  # Hydra's records would stay in outputs/, and resume= fail
+            return f"{o.input_line}: the run's folder is Hydra's; give hydra.run.dir=... (hydra.sweep.dir=... with -m)"
     multirun = {"-m", "--multirun"} & set(args) or any(o.key_or_group == "hydra.mode" for o in overrides)
     if not multirun and (mistake := _several_values(overrides, config_name)):
         return mistake

@@ -9,12 +9,15 @@ import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 from omegaconf import DictConfig, OmegaConf
 
 _START = datetime.now()  # one time stamp per process, however often Hydra resolves the run folder
 _CLAIMED: dict[str, str] = {}  # base path -> the folder this process made for it
 _EXISTED: set[Path] = set()  # run folders that were there before Hydra wrote into them: never discarded
+_LOCKS: list[IO[str]] = []  # the run folders' lock files this process holds, until it ends
+LOCK_FILE = ".mnistlab.lock"
 
 
 def claim_folder(base: str | Path) -> str:
@@ -128,6 +131,32 @@ def note_existing(run_dir: str | Path) -> bool:
     return True
 
 
+def lock_run_folder(run_dir: Path) -> str | None:
+    """Takes ``run_dir`` for this process (an exclusive lock, released when the process ends); None, or why not.
+
+    Two runs given the same ``hydra.run.dir`` (or two ``resume=`` of one run) at once would both train
+    into it and both test the one ``best.ckpt`` left, each printing the other's result. The folder's
+    checks (``resume.run.run_folder_mistake``) look at what is on disk; only a lock sees a run still going.
+    The lock file (``LOCK_FILE``) stays in such a folder. POSIX only (``fcntl``); elsewhere nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    if str(run_dir.resolve()) in {str(Path(c).resolve()) for c in _CLAIMED.values()}:
+        return None  # a new outputs/<date>/<time>: this process made it (claim_folder), no other can have it
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = (run_dir / LOCK_FILE).open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        _EXISTED.add(run_dir.resolve())  # the other process's folder: never discarded by this one
+        return f"hydra.run.dir={run_dir} is in use by another run that is still going: give a new folder"
+    _LOCKS.append(handle)
+    return None
+
+
 def _empty_event_file(path: Path) -> bool:
     """A TensorBoard event file holding its header alone: Lightning opens one before the data is set up."""
     if not path.name.startswith("events.out.tfevents."):
@@ -158,7 +187,7 @@ def discard_run_dir() -> None:
     run, cwd = Path(hydra_cfg.runtime.output_dir).resolve(), Path(hydra_cfg.runtime.cwd).resolve()
     if not run.is_dir() or run == cwd or run in cwd.parents or run in _EXISTED:
         return
-    own = {Path(str(hydra_cfg.output_subdir)).parts[0], f"{hydra_cfg.job.name}.log"}
+    own = {Path(str(hydra_cfg.output_subdir)).parts[0], f"{hydra_cfg.job.name}.log", LOCK_FILE}
     if any(p.name not in own and not _empty_event_file(p) for p in run.iterdir()):
         return
     shutil.rmtree(run, ignore_errors=True)

@@ -44,18 +44,19 @@ class RunFolder(Callback):
     """Asked before Hydra writes into a run's folder (its ``.hydra/`` records, the log file).
 
     A folder that was there already is the user's: a failed command never deletes it. ``train.py`` refuses
-    a ``resume=`` folder that holds no interrupted run, and a new run into a folder that holds another run,
-    before Hydra overwrites that run's records; and ``resume=`` under ``-m``, which continues no sweep.
+    a ``resume=`` folder that holds no interrupted run, a new run into a folder that holds another run,
+    before Hydra overwrites that run's records, and a folder that another running process holds
+    (``run_folders.lock_run_folder``); and ``resume=`` under ``-m``, which continues no sweep.
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mnistlab.resume.run import run_folder_mistake
-        from mnistlab.run_folders import note_existing
+        from mnistlab.run_folders import lock_run_folder, note_existing
 
         run_dir = Path(str(config.hydra.run.dir)).expanduser().resolve()
         existed = note_existing(run_dir)
         train = "resume" in config and "LOCAL_RANK" not in os.environ  # train.py; a DDP rank joins its job's folder
-        if train and (mistake := run_folder_mistake(config, run_dir, existed)):
+        if train and (mistake := run_folder_mistake(config, run_dir, existed) or lock_run_folder(run_dir)):
             refuse(mistake)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
