@@ -123,3 +123,13 @@ def test_suggestions_within_two_edits() -> None:
     assert nearest("weight_decy", ["lr", "weight_decay"]) == "weight_decay"
     assert nearest("xyz", ["lr", "seed"]) is None  # nothing near: no guess
     assert nearest("foo", ["root"]) is None  # short words: one edit at most
+
+
+def test_a_launch_folder_where_outputs_cannot_be_made_is_one_line() -> None:
+    """train.py launched where ``outputs/`` cannot be made (``/proc`` here; a read-only mount alike)."""
+    result = run("train.py", "trainer.max_epochs=1", Path("/proc"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "error: cannot make a folder in /proc: No such file or directory (where outputs/ goes): "
+        "launch from a writable folder or give hydra.run.dir=..."
+    )

@@ -243,6 +243,11 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         if o.key_or_group == "paths.output_dir":  # Hydra's records would stay in outputs/, and resume= fail
             return f"{o.input_line}: the run's folder is Hydra's; give hydra.run.dir=... (hydra.sweep.dir=... with -m)"
     multirun = {"-m", "--multirun"} & set(args) or any(o.key_or_group == "hydra.mode" for o in overrides)
+    placed = {"hydra.run.dir", "hydra.sweep.dir", "resume"} & {o.key_or_group for o in overrides}
+    root = "multirun" if multirun else "outputs"  # train.py's default folders, made in the launch folder
+    if config_name == "train" and not placed and (mistake := folder_mistake(root)):
+        where = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        return f"{mistake} (where {root}/ goes): launch from a writable folder or give {where}=..."
     if not multirun and (mistake := _several_values(overrides, config_name)):
         return mistake
     for o in overrides:  # a feature of an optional extra: the install line, before anything else

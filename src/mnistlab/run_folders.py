@@ -47,8 +47,8 @@ def folder_mistake(folder: str) -> str | None:
     """Why ``folder`` (a run or sweep folder given on the command line) cannot be made, or None.
 
     Hydra makes it only once the job starts, and answers a failure with a traceback. A folder is
-    made and removed at once in the nearest existing parent: the one faithful test, since a
-    permission check says yes to root even on ``/proc`` or a read-only mount.
+    made and removed at once in ``folder``, or in its nearest existing parent: the one faithful test,
+    since a permission check says yes to root even on ``/proc`` or a read-only mount.
     """
     path = Path(folder).expanduser()
     parent = path
@@ -56,12 +56,10 @@ def folder_mistake(folder: str) -> str | None:
         parent = parent.parent
     if not parent.is_dir():
         return f"{parent} is a file, not a folder"
-    if parent == path:
-        return None  # it exists: Hydra writes into it (its files fail one by one if it is read-only)
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".mnistlab-probe-", dir=parent))
     except OSError as e:
-        return f"cannot make a folder in {parent}: {e.strerror}"
+        return f"cannot make a folder in {parent.absolute()}: {e.strerror}"
     return None
 
 
