@@ -133,3 +133,23 @@ def test_a_launch_folder_where_outputs_cannot_be_made_is_one_line() -> None:
         "error: cannot make a folder in /proc: No such file or directory (where outputs/ goes): "
         "launch from a writable folder or give hydra.run.dir=..."
     )
+
+
+def test_configs_of_a_searchpath_folder_are_checked_too(tmp_path: Path) -> None:
+    """``hydra.searchpath=[file://DIR]`` (docs/own-network.md): its options and keys are checked like conf/'s."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "mine.yaml").write_text("_target_: mnistlab.models.MLP\nhidden_units: 5\n")
+    train, searchpath = ROOT / "scripts" / "train.py", f"hydra.searchpath=[file://{tmp_path}]"
+    assert config_mistake(train, "train", [searchpath, "model=mine", "model.hidden_units=7"]) is None
+    mistakes = {
+        "model.hiden_units=3": "not a setting of mnistlab.models.MLP; did you mean model.hidden_units?",
+        "optimizer.lrr=0.1": "did you mean optimizer.lr?",
+        "model.hidden_units=abc": "model.hidden_units='abc' is not an integer",
+    }
+    for override, fix in mistakes.items():
+        assert fix in config_mistake(train, "train", [searchpath, "model=mine", override]), override
+    assert "did you mean model=mine? (cnn, hidden, linear, mine, record_cnn)" in config_mistake(
+        train, "train", [searchpath, "model=mien"]
+    )
+    missing = config_mistake(train, "train", [f"hydra.searchpath=[file://{tmp_path}/nope]", "model=mine"])
+    assert missing == f"hydra.searchpath=[file://{tmp_path}/nope]: {tmp_path}/nope is not a folder"

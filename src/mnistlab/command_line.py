@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config_checks import target_arguments
+from mnistlab.config_tree import ABSENT, ConfigTree, all_keys, child, has_key
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
 from mnistlab.run_folders import folder_mistake
 from mnistlab.setting_types import expected_types, type_mistake
@@ -43,7 +42,6 @@ FLAGS_WITH_VALUE = {
     "--config-path": "path", "-cp": "path", "--config-name": "name", "-cn": "name",
     "--config-dir": "dir", "-cd": "dir", "--package": "package", "-p": "package",
 }  # fmt: skip
-_ABSENT = object()
 
 
 def _listing(names: list[str]) -> str:
@@ -55,23 +53,6 @@ def _target_parameters(node: DictConfig) -> dict[str, inspect.Parameter] | None:
     target = node.get("_target_") if "_target_" in node else None
     params = target_arguments(target) if isinstance(target, str) else None
     return None if params is None else {k: p for k, p in params.items() if k not in ("self", "params")}
-
-
-def _child(node: Any, key: str) -> Any:
-    if not isinstance(node, DictConfig) or not (key in node or OmegaConf.is_missing(node, key)):
-        return _ABSENT
-    if OmegaConf.is_missing(node, key) or OmegaConf.is_interpolation(node, key):
-        return None
-    return node[key]
-
-
-def _all_keys(node: Any, prefix: str = "") -> Iterator[str]:
-    if isinstance(node, DictConfig):
-        for key in node:
-            if not str(key).startswith("_"):
-                full = f"{prefix}{key}"
-                yield full
-                yield from _all_keys(_child(node, str(key)), f"{full}.")
 
 
 def _unknown_key(cfg: DictConfig, override: Override, parts: list[str], i: int, parent: Any) -> str:
@@ -95,7 +76,7 @@ def _unknown_key(cfg: DictConfig, override: Override, parts: list[str], i: int, 
         plus = "+" if close not in listed else ""
         suggestion = plus + ".".join([*parts[:i], close, *parts[i + 1 :]])
     elif i == 0:  # a key given without its group: the same name (or a near one) deeper down
-        leaves = {k: k.rsplit(".", 1)[1] for k in _all_keys(cfg) if "." in k}
+        leaves = {k: k.rsplit(".", 1)[1] for k in all_keys(cfg) if "." in k}
         exact = [k for k, leaf in leaves.items() if leaf == bad]
         near = nearest(bad, list(leaves.values()))
         found = exact or [k for k, leaf in leaves.items() if leaf == near]
@@ -135,8 +116,8 @@ def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
     parts = override.key_or_group.split(".")
     node: Any = cfg
     for i, part in enumerate(parts):
-        child = _child(node, part)
-        if child is _ABSENT:
+        found = child(node, part)
+        if found is ABSENT:
             if override.type is OverrideType.ADD and i == len(parts) - 1:
                 params = _target_parameters(node) if isinstance(node, DictConfig) else None
                 if params is None or part in params:
@@ -145,7 +126,7 @@ def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
                 return None
             return _unknown_key(cfg, override, parts, i, node)
         if i < len(parts) - 1:
-            node = child
+            node = found
     key = override.key_or_group
     if override.type is OverrideType.ADD:
         return f"+{key}: {key} is set already; give it without the +"
@@ -257,19 +238,26 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
                 modules, extra = GROUP_EXTRAS[o.key_or_group, str(value)]
                 if message := missing_extra(f"{o.key_or_group}={value}", extra, *modules):
                     return message
-    if any(o.key_or_group == "hydra.searchpath" or o.package for o in overrides):
-        return None  # configs of the user's own folder, or a package override (group@pkg): Hydra's checks apply
+    if any(o.package for o in overrides):
+        return None  # a package override (group@pkg): Hydra's checks apply
     if not overrides:
         return None
+    searchpath = next((o for o in overrides if o.key_or_group == "hydra.searchpath"), None)
+    folders = _searchpath_folders(searchpath.value()) if searchpath else []
+    if folders is None:
+        return None  # a package or another scheme: Hydra's checks apply
+    if missing := [f for f in folders if not f.is_dir()]:
+        return f"{searchpath.input_line}: {missing[0]} is not a folder"
+    overrides = [o for o in overrides if o is not searchpath]
     with initialize_config_dir(str(conf.resolve()), version_base="1.3"):
-        loader = GlobalHydra.instance().config_loader()
+        tree = ConfigTree(searchpath.input_line if searchpath else None, folders)
         groups, values = [], []
         for o in overrides:
             parent, _, leaf = o.key_or_group.rpartition("/")
-            is_group = o.type is not OverrideType.DEL and leaf in loader.list_groups(parent)
+            is_group = o.type is not OverrideType.DEL and leaf in tree.groups(parent)
             (groups if is_group else values).append(o)
         for o in groups:
-            if mistake := _group_mistake(o, loader.get_group_options(o.key_or_group)):
+            if mistake := _group_mistake(o, tree.options(o.key_or_group)):
                 return mistake
         if not values:
             return None
@@ -280,17 +268,27 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         ]
         name = flags.get("name") or config_name
         try:
-            # With Hydra's own node: `hydra.launcher.n_job=2` is checked as any other key.
-            cfg = compose(name, overrides=choices, return_hydra_config=True)
+            cfg = tree.compose(name, choices)
         except HydraException:  # a group this config never chooses, or choices that clash (Hydra's message says how)
             return _unchosen_group(script, name, groups)
         found = _values_mistake(cfg, values)
         if found is None:
             return None
         o, mistake = found
-        if not _has_key(cfg, o.key_or_group) and (other := _option_with(o.key_or_group, name, choices, loader)):
+        if not has_key(cfg, o.key_or_group) and (other := tree.option_with(o.key_or_group, name, choices)):
             mistake += f"; {other} has it"
         return mistake
+
+
+def _searchpath_folders(entries: Any) -> list[Path] | None:
+    """The folders of ``hydra.searchpath`` (``file://`` entries or plain paths); None if it names a package."""
+    folders = []
+    for entry in entries if isinstance(entries, list) else [entries]:
+        scheme, _, rest = str(entry).rpartition("://")
+        if scheme not in ("", "file"):
+            return None
+        folders.append(Path(rest).expanduser())
+    return folders
 
 
 def _values_mistake(cfg: DictConfig, values: list[Override]) -> tuple[Override, str] | None:
@@ -306,40 +304,6 @@ def _values_mistake(cfg: DictConfig, values: list[Override]) -> tuple[Override, 
             return o, mistake
         if o in targets and o.type is not OverrideType.CHANGE and o.type is not OverrideType.DEL:
             OmegaConf.update(cfg, o.key_or_group, o.value(), force_add=True)
-    return None
-
-
-def _has_key(cfg: DictConfig, key: str) -> bool:
-    node: Any = cfg
-    for part in key.split("."):
-        node = _child(node, part)  # never resolves: ${mnistlab.new_folder:...} would make a folder
-        if node is _ABSENT:
-            return False
-    return True
-
-
-def _option_with(key: str, config_name: str, choices: list[str], loader: Any) -> str | None:
-    """A config group option whose config has ``key`` (``model.channels``: ``model=cnn``), or None.
-
-    The group above the key is tried first; for Hydra's own keys the script's groups come first
-    (``hydra.sweeper.n_trials``: ``hparams_search=optuna``, which sets the sweeper up, not the bare sweeper).
-    """
-    parts = key.split(".")
-    above = [
-        "/".join(parts[:i])
-        for i in range(len(parts) - 1, 0, -1)
-        if parts[i - 1] in loader.list_groups("/".join(parts[: i - 1]))
-    ]
-    ours = [g for g in loader.list_groups("") if g != "hydra"] if parts[0] == "hydra" else []
-    for group in [*ours, *above[:1]]:
-        others = [c for c in choices if c.split("=", 1)[0].lstrip("+~") != group]
-        for option in loader.get_group_options(group):
-            try:
-                cfg = compose(config_name, overrides=[*others, f"{group}={option}"], return_hydra_config=True)
-            except HydraException:
-                continue
-            if _has_key(cfg, key):
-                return f"{group}={option}"
     return None
 
 
