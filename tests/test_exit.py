@@ -45,3 +45,27 @@ def test_a_sigterm_during_a_ctrl_c_shutdown_prints_the_continue_hint_once(monkey
         except KeyboardInterrupt:
             raise SIGTERMException(0) from None  # from None keeps __context__: the Ctrl-C it interrupted
     assert ended.value.code == 143 and hints == ["hint"]
+
+
+CTRL_C = """
+import os, signal, sys, time
+from mnistlab import process
+
+process.setup()  # what every entry script runs first
+if sys.argv[1] == "job":
+    process.configure_job()  # the job starts: Ctrl-C is Lightning's and the scripts' again
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(30)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt reached the job")
+"""
+
+
+def test_ctrl_c_while_starting_is_one_line_and_the_jobs_own_after() -> None:
+    starting = subprocess.run([sys.executable, "-c", CTRL_C, "start"], capture_output=True, text=True, timeout=120)
+    assert starting.returncode == 130
+    assert starting.stderr.strip() == "interrupted while starting: nothing was run"  # no traceback
+    job = subprocess.run([sys.executable, "-c", CTRL_C, "job"], capture_output=True, text=True, timeout=120)
+    assert job.returncode == 0, job.stderr
+    assert job.stdout.strip() == "KeyboardInterrupt reached the job"

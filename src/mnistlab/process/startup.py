@@ -1,4 +1,4 @@
-"""What a process and a job start with: config resolvers, exit hooks, a quiet console, a cheap CUDA check, malloc."""
+"""What a process and a job start with: resolvers, exit hooks, Ctrl-C at start, a quiet console, CUDA check, malloc."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import ctypes
 import gc
 import logging
 import os
+import signal
+import sys
 import threading
 import warnings
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,8 @@ def setup() -> None:
     """What an entry script sets before Hydra composes its config; call it first, under ``__main__``."""
     from mnistlab.run_folders import release_claimed_folders
 
+    if threading.current_thread() is threading.main_thread():  # signal handlers: the main thread's alone
+        signal.signal(signal.SIGINT, _interrupted_while_starting)
     register_resolvers()
     skip_final_collection()
     # A single run whose config names ${hydra:sweep.dir} (logger=mlflow, hparams_search=optuna) made the
@@ -96,6 +101,13 @@ class _NoTips(logging.Filter):
         return not str(record.msg).startswith(DROPPED_PREFIXES)
 
 
+def _interrupted_while_starting(signum: int, frame: Any) -> None:
+    # Ctrl-C during the imports, the command-line check or Hydra's composition: nothing has run, nothing is
+    # to be saved, and a traceback through importlib would say nothing. configure_job hands Ctrl-C back.
+    print("interrupted while starting: nothing was run", file=sys.stderr)
+    raise SystemExit(130)
+
+
 def configure_job() -> None:
     """A quiet console and a cheap CUDA check for the job about to run; idempotent.
 
@@ -106,7 +118,12 @@ def configure_job() -> None:
     - ``skip_nvml_probe_without_driver``.
     - ``skip_final_collection``: a parallel launcher's worker (joblib) runs jobs without the script's
       ``setup``, and the sweep waits for its exit (about 1 s a worker without it).
+    - Ctrl-C raises ``KeyboardInterrupt`` again (``setup`` made it a quiet exit while the process started):
+      Lightning's graceful stop and the scripts' resume hint take it from here.
     """
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     for pattern in IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
     import lightning  # noqa: F401  (adds the handler removed below, and sets the NVML variable)
