@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning.pytorch as pl
+import pytest
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from mnistlab.data import MNISTDataModule
-from mnistlab.engine import Engine
+from mnistlab.engine import Engine, choose_engine
 from mnistlab.engine.step import plain_precision
+from mnistlab.errors import MnistlabError
 from mnistlab.models import MLP
 from mnistlab.systems import Classifier
 
@@ -67,3 +70,32 @@ def test_loss_scaling_keeps_lightning_steps() -> None:
     scaled = MixedPrecision("16-mixed", "cuda", scaler=torch.amp.GradScaler("cuda", enabled=False))
     assert not plain_precision(scaled)  # fp16 on CUDA: the GradScaler needs manual_backward and the wrapped step
     assert plain_precision(MixedPrecision("bf16-mixed", "cpu")) and plain_precision(Precision())
+
+
+def stop_at_first_validation() -> EarlyStopping:
+    return EarlyStopping(monitor="val/acc", mode="max", stopping_threshold=-1.0)  # any val/acc stops the run
+
+
+@pytest.mark.parametrize(
+    ("limit", "name"), [({"min_steps": 7}, "trainer.min_steps"), ({"min_epochs": 2}, "trainer.min_epochs")]
+)
+def test_a_minimum_beside_early_stopping_takes_the_per_step_engine(limit: dict, name: str) -> None:
+    # Lightning holds an early stop until the minimum is met, at a batch, logging every batch meanwhile.
+    quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
+    stopping = pl.Trainer(**quiet, **limit, callbacks=[stop_at_first_validation()])
+    assert choose_engine(stopping).reason == f"{name} (with EarlyStopping) needs Lightning's loop at every batch"
+    assert choose_engine(pl.Trainer(**quiet, **limit)).chunk == 50  # nothing can stop early: the minimum is met anyway
+    assert choose_engine(pl.Trainer(**quiet, min_epochs=1, callbacks=[stop_at_first_validation()])).chunk == 50
+    with pytest.raises(MnistlabError, match=f"engine=chunked cannot honour {name}"):
+        choose_engine(stopping, "chunked")
+
+
+def test_an_early_stop_before_min_steps_ends_at_min_steps_as_lightning_does(tiny_data: Path, tmp_path: Path) -> None:
+    trainer = pl.Trainer(
+        max_epochs=3, min_steps=32, log_every_n_steps=5, callbacks=[stop_at_first_validation()], logger=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    engine = choose_engine(trainer)  # chunks of 5 would end the run at 35
+    dm = MNISTDataModule(str(tiny_data), download=False, verify=False, val_size=10, batch_size=2, engine=engine)
+    trainer.fit(Classifier(MLP(hidden_units=8), engine=engine), datamodule=dm)
+    assert engine.chunk is None and trainer.global_step == 32  # 25 batches an epoch: stopped at epoch 0's end

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.profilers import PassThroughProfiler
 
 from mnistlab.engine.chunks import ChunkedBatches, ChunkedSteps
@@ -92,6 +92,7 @@ def per_step_needs(trainer: pl.Trainer) -> list[str]:
             ("trainer.max_steps", trainer.max_steps != -1),
             ("trainer.detect_anomaly", detect_anomaly(trainer)),
             ("trainer.profiler", not isinstance(trainer.profiler, PassThroughProfiler)),
+            *min_limits_that_matter(trainer),
         )
         if changed
     ]
@@ -101,6 +102,22 @@ def per_step_needs(trainer: pl.Trainer) -> list[str]:
         elif isinstance(cb, ModelCheckpoint) and checkpoint_train_time_interval(cb) is not None:
             needs.append("ModelCheckpoint(train_time_interval=...)")
     return needs
+
+
+def min_limits_that_matter(trainer: pl.Trainer) -> list[tuple[str, bool]]:
+    """``trainer.min_steps`` and ``min_epochs`` as ``(name, matters)``: they matter where an early stop can come first.
+
+    Lightning keeps ``should_stop`` set until the minimum is met, then stops at the first batch that
+    meets it and logs every batch until then: chunks would overshoot ``min_steps`` to their end and
+    log only at chunk ends. Among the chunk-safe callbacks only ``EarlyStopping`` sets ``should_stop``,
+    at an epoch's end (chunks need ``val_check_interval=1.0``), so ``min_epochs=1`` is met by then.
+    """
+    if not any(isinstance(cb, EarlyStopping) for cb in trainer.callbacks):
+        return []
+    return [
+        ("trainer.min_steps (with EarlyStopping)", (trainer.min_steps or 0) > 0),
+        ("trainer.min_epochs (with EarlyStopping)", (trainer.min_epochs or 0) > 1),
+    ]
 
 
 def step_intervals(trainer: pl.Trainer) -> list[int]:
