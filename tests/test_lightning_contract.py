@@ -194,6 +194,7 @@ def test_max_epochs_minus_one_trains_by_steps(tmp_path: Path) -> None:
 def test_fast_dev_run_detect_anomaly_and_profiler_take_the_per_step_engine(tmp_path: Path) -> None:
     run = fit(tmp_path / "dev", "trainer.fast_dev_run=true")
     assert run.trainer.global_step == 1 and "fast_dev_run" in run.engine.reason
+    assert not (tmp_path / "dev" / "run" / "checkpoints").exists()  # no last.ckpt either: Lightning saves none then
     run = fit(tmp_path / "prof", "trainer.max_epochs=1", "trainer.limit_train_batches=20", "trainer.profiler=simple",
               "trainer.detect_anomaly=true")  # fmt: skip
     assert "trainer.profiler" in run.engine.reason and "trainer.detect_anomaly" in run.engine.reason

@@ -25,6 +25,8 @@ class LastCheckpoint(Checkpoint):
     epoch's end, after the system's own ``on_train_epoch_end``: a step or an epoch whose loss
     is not finite stops the run before it is saved (``mnistlab.systems.divergence``).
 
+    Under ``trainer.fast_dev_run`` it saves nothing, as Lightning's checkpoint callbacks do.
+
     Args:
         dirpath: Folder of ``last.ckpt``.
         every_n_steps: Optimizer steps between mid-epoch saves; None saves only at epoch ends.
@@ -56,6 +58,8 @@ class LastCheckpoint(Checkpoint):
         self._save(trainer)
 
     def _save(self, trainer: pl.Trainer) -> None:
+        if trainer.fast_dev_run:  # a smoke test, as for Lightning's ModelCheckpoint: nothing to resume from
+            return
         # Curves logged so far reach the disk before the checkpoint that a resume starts from;
         # TensorBoard's writer would otherwise hold them in memory for up to two minutes.
         for logger in trainer.loggers:
