@@ -79,3 +79,15 @@ def test_best_hidden_keeps_the_notebook_network(tmp_path: Path) -> None:
         assert cfg.scheduler.max_lr == cfg.optimizer.lr
     default = compose_train([], tmp_path)
     assert "augment" not in default.data and default.get("scheduler") is None  # both off by default
+
+
+def test_a_callback_or_logger_set_to_null_is_left_out(tmp_path: Path) -> None:
+    nulls = ["callbacks.model_checkpoint=null", "callbacks.test_report=null", "logger.tensorboard=null"]
+    cfg = compose_train([*nulls, "callbacks.progress_bar.refresh_rate=0", "data.val_size=10"], tmp_path)
+    write_idx_set(Path(cfg.data.root))
+    cfg.data.verify = False  # hand-made files
+    run = compose(cfg)
+    assert None not in run.trainer.callbacks and "NoneType" not in run.engine.reason and run.engine.chunk is not None
+    assert run.trainer.loggers == []
+    run.trainer.fit(run.system, datamodule=run.datamodule)  # 50 images: it failed at the first hook
+    assert run.trainer.global_step == cfg.trainer.max_epochs * -(-50 // cfg.data.batch_size)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
@@ -83,9 +84,18 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
 def build_trainer(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
     """The Trainer of ``cfg.trainer`` with the loggers of ``cfg.logger``, the callbacks of ``cfg.callbacks``
     and ``callbacks``."""
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    every_callback = [*(instantiate(c) for c in (cfg.get("callbacks") or {}).values()), *callbacks]
+    loggers = _build_group(cfg.get("logger"))
+    every_callback = [*_build_group(cfg.get("callbacks")), *callbacks]
     if cfg.trainer.get("enable_progress_bar", True) is False:
         # The flag means no bar; Lightning would instead refuse the configured one.
         every_callback = [cb for cb in every_callback if not isinstance(cb, ProgressBar)]
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=every_callback)
+
+
+def _build_group(group: DictConfig | None) -> list[Any]:
+    """The objects of a ``callbacks`` or ``logger`` group; an entry set to null is left out.
+
+    ``callbacks.test_report=null`` removes that callback, as in lightning-hydra-template: built,
+    the None reached Lightning's hooks (``AttributeError: 'NoneType' object has no attribute ...``).
+    """
+    return [instantiate(node) for node in (group or {}).values() if node is not None]
