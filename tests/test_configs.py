@@ -8,9 +8,11 @@ import hydra
 import lightning
 import pytest
 import torch
+import yaml
 from conftest import ROOT, compose_train, write_idx_set
 
 from mnistlab.composition import compose
+from mnistlab.errors import MnistlabError
 from mnistlab.models import MLP
 from mnistlab.systems import Classifier
 
@@ -91,3 +93,34 @@ def test_a_callback_or_logger_set_to_null_is_left_out(tmp_path: Path) -> None:
     assert run.trainer.loggers == []
     run.trainer.fit(run.system, datamodule=run.datamodule)  # 50 images: it failed at the first hook
     assert run.trainer.global_step == cfg.trainer.max_epochs * -(-50 // cfg.data.batch_size)
+
+
+def test_enable_checkpointing_false_leaves_the_checkpoint_callbacks_out_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from lightning.pytorch.callbacks import Checkpoint
+
+    from mnistlab.resume.run import interrupted_hint, resume_files
+    from mnistlab.training import fit_and_test
+
+    overrides = ["+trainer.enable_checkpointing=false", "callbacks.progress_bar.refresh_rate=0", "data.val_size=10"]
+    cfg = compose_train(overrides, tmp_path)
+    write_idx_set(Path(cfg.data.root))
+    cfg.data.verify = False  # hand-made files
+    with caplog.at_level("INFO", logger="mnistlab.composition"):
+        run = compose(cfg)  # Lightning refused the configured ModelCheckpoint here
+    assert not any(isinstance(cb, Checkpoint) for cb in run.trainer.callbacks)
+    assert [r.getMessage() for r in caplog.records if r.name == "mnistlab.composition"] == [
+        "trainer.enable_checkpointing=false: callbacks model_checkpoint, last_checkpoint left out; no checkpoint, "
+        "so resume= cannot continue this run"
+    ]
+    run_dir = Path(cfg.paths.output_dir)
+    metrics = fit_and_test(run.trainer, run.system, run.datamodule, run_dir)  # tested on the final weights
+    assert "test/acc" in metrics and "val/acc_best" not in metrics and not (run_dir / "checkpoints").exists()
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"trainer": {"enable_checkpointing": False}}))
+    assert interrupted_hint(run_dir) == (
+        "interrupted; trainer.enable_checkpointing=false saved no checkpoint: nothing to continue from"
+    )
+    with pytest.raises(MnistlabError, match=r"trainer\.enable_checkpointing=false and saved no checkpoint"):
+        resume_files(run_dir)

@@ -86,6 +86,11 @@ def run_without_checkpoint(root: Path) -> None:
     (root / ".hydra" / "config.yaml").write_text("seed: 1\n")
 
 
+def run_without_checkpointing(root: Path) -> None:
+    (root / ".hydra").mkdir(parents=True)
+    (root / ".hydra" / "config.yaml").write_text("seed: 1\ntrainer:\n  enable_checkpointing: false\n")
+
+
 TINY = ("data.download=false", "data.verify=false", "data.val_size=10")
 SETUPS: dict[str, tuple[Callable[[Path], None] | None, tuple[str, ...]]] = {
     "missing-data": (None, ()),
@@ -98,6 +103,7 @@ SETUPS: dict[str, tuple[Callable[[Path], None] | None, tuple[str, ...]]] = {
     "nan-loss": (tiny, (*TINY, "data.root={root}")),
     "pickle-checkpoint": (evil_checkpoint, ()),
     "resume-no-checkpoint": (run_without_checkpoint, ()),
+    "resume-no-checkpointing": (run_without_checkpointing, ()),
 }
 
 

@@ -6,13 +6,14 @@ a config.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.checkpoint_records import network_class
@@ -22,6 +23,8 @@ from mnistlab.data import MNISTDataModule
 from mnistlab.data.specs import input_stats
 from mnistlab.engine import Engine, choose_engine
 from mnistlab.systems import Classifier
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,18 +87,29 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
 def build_trainer(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
     """The Trainer of ``cfg.trainer`` with the loggers of ``cfg.logger``, the callbacks of ``cfg.callbacks``
     and ``callbacks``."""
-    loggers = _build_group(cfg.get("logger"))
-    every_callback = [*_build_group(cfg.get("callbacks")), *callbacks]
+    loggers = list(_build_group(cfg.get("logger")).values())
+    configured = _build_group(cfg.get("callbacks"))
+    if cfg.trainer.get("enable_checkpointing", True) is False:
+        # The flag means no checkpoints; Lightning would instead refuse the configured ModelCheckpoint.
+        left_out = [name for name, cb in configured.items() if isinstance(cb, Checkpoint)]
+        configured = {name: cb for name, cb in configured.items() if name not in left_out}
+        if left_out:
+            log.info(
+                "trainer.enable_checkpointing=false: callbacks %s left out; no checkpoint, so resume= cannot continue "
+                "this run",
+                ", ".join(left_out),
+            )
+    every_callback = [*configured.values(), *callbacks]
     if cfg.trainer.get("enable_progress_bar", True) is False:
         # The flag means no bar; Lightning would instead refuse the configured one.
         every_callback = [cb for cb in every_callback if not isinstance(cb, ProgressBar)]
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=every_callback)
 
 
-def _build_group(group: DictConfig | None) -> list[Any]:
-    """The objects of a ``callbacks`` or ``logger`` group; an entry set to null is left out.
+def _build_group(group: DictConfig | None) -> dict[str, Any]:
+    """The objects of a ``callbacks`` or ``logger`` group by name; an entry set to null is left out.
 
     ``callbacks.test_report=null`` removes that callback, as in lightning-hydra-template: built,
     the None reached Lightning's hooks (``AttributeError: 'NoneType' object has no attribute ...``).
     """
-    return [instantiate(node) for node in (group or {}).values() if node is not None]
+    return {name: instantiate(node) for name, node in (group or {}).items() if node is not None}

@@ -93,8 +93,22 @@ def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
     if not config.is_file():
         raise MnistlabError(f"resume={run_dir}: not a run folder (no .hydra/config.yaml)")
     if not last.is_file():
+        if not _saves_checkpoints(run):
+            raise MnistlabError(
+                f"resume={run_dir}: nothing to resume, the run was started with trainer.enable_checkpointing=false "
+                "and saved no checkpoint; start it again"
+            )
         raise MnistlabError(f"resume={run_dir}: nothing to resume, no checkpoints/last.ckpt was saved yet")
     return config, last
+
+
+def _saves_checkpoints(run: Path) -> bool:
+    """False when the run folder's saved config turned checkpoints off (``trainer.enable_checkpointing=false``)."""
+    try:
+        trainer = OmegaConf.load(run / RECORD_DIR / "config.yaml").get("trainer") or {}
+    except Exception:  # no readable record: the usual message, which names what is missing
+        return True
+    return trainer.get("enable_checkpointing", True) is not False
 
 
 def _as_written(cfg: DictConfig, key: str) -> Any:
@@ -201,6 +215,8 @@ def interrupted_hint(run_dir: str | Path) -> str:
 
     last = Path(run_dir) / "checkpoints" / "last.ckpt"
     if not last.is_file():
+        if not _saves_checkpoints(Path(run_dir)):
+            return "interrupted; trainer.enable_checkpointing=false saved no checkpoint: nothing to continue from"
         return "interrupted before the first checkpoint: nothing to continue from"
     ckpt = read_checkpoint(last)
     epochs, steps = finished_epochs(ckpt), ckpt.get("global_step", 0)
