@@ -69,3 +69,42 @@ def test_ctrl_c_while_starting_is_one_line_and_the_jobs_own_after() -> None:
     job = subprocess.run([sys.executable, "-c", CTRL_C, "job"], capture_output=True, text=True, timeout=120)
     assert job.returncode == 0, job.stderr
     assert job.stdout.strip() == "KeyboardInterrupt reached the job"
+
+
+def test_a_sigterm_mid_accumulation_saves_and_says_the_resume_is_not_exact(tmp_path: Path, caplog) -> None:
+    """A SIGTERM between optimizer steps of ``accumulate_grad_batches``: the work is saved, never silently inexact."""
+    import os
+    import signal
+
+    import lightning.pytorch as pl
+    import pytest
+    import torch
+    from conftest import write_idx_set
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from mnistlab.callbacks import LastCheckpoint
+    from mnistlab.data import MNISTDataModule
+    from mnistlab.engine import choose_engine
+    from mnistlab.models import MLP
+    from mnistlab.systems import Classifier
+
+    class TermAtBatch(pl.Callback):
+        def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+            if args[-1] == 5:  # the 6th batch: optimizer step 1 took batches 1-4, step 2 has 2 of its 4
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    last = LastCheckpoint(str(tmp_path))
+    trainer = pl.Trainer(
+        max_epochs=1, accumulate_grad_batches=4, callbacks=[TermAtBatch(), last], logger=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    engine = choose_engine(trainer)
+    dm = MNISTDataModule(str(write_idx_set(tmp_path / "tiny")), download=False, verify=False, val_size=0,
+                         batch_size=4, engine=engine)  # fmt: skip
+    with caplog.at_level("WARNING", logger="mnistlab.callbacks.checkpoints"), pytest.raises(SIGTERMException):
+        trainer.fit(Classifier(MLP(hidden_units=8), engine=engine), datamodule=dm)
+    assert torch.load(last.path, weights_only=True)["global_step"] == 1  # saved: no lost work
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "mnistlab.callbacks.checkpoints"]
+    assert warning.startswith(
+        "SIGTERM after 2 of the 4 batches that trainer.accumulate_grad_batches sums for optimizer step 2"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mnistlab.config_checks import check_number
+
+log = logging.getLogger(__name__)
 
 
 class LastCheckpoint(Checkpoint):
@@ -38,10 +41,12 @@ class LastCheckpoint(Checkpoint):
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_steps = every_n_steps
         self._saved_at = -1  # global_step of the last save: one file per step, however many hooks see it
+        self._batches_done = 0  # batches of this epoch through on_train_batch_end: where an accumulation stands
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        self._batches_done = batch_idx + 1
         step = trainer.global_step
         if self.every_n_steps is not None and step % self.every_n_steps == 0 and step != self._saved_at:
             self._save(trainer)
@@ -51,6 +56,28 @@ class LastCheckpoint(Checkpoint):
         # step, its state complete: saved, the run continues from that step rather than the last save.
         if isinstance(exception, SIGTERMException) and trainer.training and trainer.global_step != self._saved_at:
             self._save(trainer)
+            if pending := self.unstepped_batches(trainer):
+                # The accumulated gradients are not part of a checkpoint: the resume goes on with the next batch.
+                log.warning(
+                    "SIGTERM after %d of the %d batches that trainer.accumulate_grad_batches sums for optimizer "
+                    "step %d: last.ckpt saved, but their gradients are not in it, so the resumed run takes that "
+                    "step on the remaining batches alone and does not end with an uninterrupted run's exact weights",
+                    pending,
+                    trainer.accumulate_grad_batches,
+                    trainer.global_step + 1,
+                )
+
+    def unstepped_batches(self, trainer: pl.Trainer) -> int:
+        """Batches of this epoch whose gradients await an optimizer step (``accumulate_grad_batches`` > 1).
+
+        Lightning steps after every ``accumulate_grad_batches`` batches of an epoch and at its last batch.
+        """
+        if self._batches_done == trainer.num_training_batches:
+            return 0
+        return self._batches_done % trainer.accumulate_grad_batches
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._batches_done = 0
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Runs after validation and after ModelCheckpoint (listed before it), so the best-checkpoint
