@@ -31,7 +31,7 @@ def run(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     process.configure_job()
-    with process.exit_on_user_error():
+    with process.exit_on_user_error(), process.hint_on_interrupt(lambda: "interrupted"):
         run(cfg)
 
 
