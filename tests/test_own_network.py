@@ -193,3 +193,65 @@ def test_a_network_record_without_target_is_refused_in_one_line(
     result = run_script("predict.py", f"ckpt_path={old}", "index=998")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {old}: {expected}"), result.stderr[-2000:]
+
+
+BROKEN_NETS = '''
+"""Networks that break the contract: flat (B, 784) inputs, and nothing to train."""
+
+import torch
+from torch import nn
+
+
+class FlatInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(784, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)  # no flattening: (B, 1, 28, 28) does not fit
+
+
+class NoWeights(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :10]
+
+
+class Sized(nn.Module):
+    def __init__(self, hidden: int = 16) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.Linear(hidden, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+'''
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "message"),
+    [
+        # Before: RuntimeError traceback from checkpoint_records.output_width, and the run folder left behind.
+        ("flat_input", (), "error: brokennets.FlatInput failed on a (1, 1, 28, 28) image: mat1 and mat2 shapes "
+         "cannot be multiplied (28x28 and 784x10); a network must map (B, 1, 28, 28) images to (B, C) logits "
+         "(flatten them itself if it needs (B, 784))"),
+        # Before: "ValueError: optimizer got an empty parameter list" inside trainer.fit.
+        ("no_weights", (), "error: brokennets.NoWeights has no trainable parameters, so training would change "
+         "nothing; give it layers with weights (nn.Linear, nn.Conv2d, ...) or unfreeze them"),
+    ],
+)  # fmt: skip
+def test_a_network_that_breaks_the_contract_is_one_line_before_training(
+    model: str, extra: tuple[str, ...], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "brokennets.py").write_text(BROKEN_NETS)
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    target = "".join(part.title() for part in model.split("_"))
+    (tmp_path / "conf" / "model" / f"{model}.yaml").write_text(f"_target_: brokennets.{target}\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "code"), os.environ.get("PYTHONPATH", "")]))
+    run_dir = tmp_path / "run"
+    result = run_script(
+        "train.py", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"model={model}", *extra,
+        "trainer.max_epochs=1", "trainer.limit_train_batches=1", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == message
+    assert not run_dir.exists()  # refused before any work: no run folder left behind

@@ -162,7 +162,8 @@ def output_width(net: nn.Module) -> int:
     """C of the (1, C) logits that ``net`` returns for one blank (1, 1, 28, 28) image, in eval mode.
 
     Raises:
-        ConfigError: When the output is not (1, C).
+        ConfigError: When the forward pass fails on the image (a network that breaks the contract, e.g. one
+            that expects flat (B, 784) inputs) or its output is not (1, C).
     """
     param = next(net.parameters(), None)
     x = torch.zeros(1, 1, 28, 28, device=param.device if param is not None else None)
@@ -170,6 +171,13 @@ def output_width(net: nn.Module) -> int:
     try:
         with torch.no_grad():
             out = net.eval()(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        # What torch raises for inputs of the wrong shape or type: the contract is broken, not mnistlab.
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"{class_path(type(net))} failed on a (1, 1, 28, 28) image: {reason}; "
+            "a network must map (B, 1, 28, 28) images to (B, C) logits (flatten them itself if it needs (B, 784))"
+        ) from None
     finally:
         net.train(training)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or len(out) != 1:
@@ -179,3 +187,16 @@ def output_width(net: nn.Module) -> int:
             "a network must return (B, C) logits for (B, 1, 28, 28) images"
         )
     return out.shape[1]
+
+
+def check_trainable(net: nn.Module) -> None:
+    """Refuses a network with nothing to train, before any work (torch's optimizer would fail inside the fit).
+
+    Raises:
+        ConfigError: When ``net`` has no parameter that requires a gradient.
+    """
+    if not any(p.requires_grad for p in net.parameters()):
+        raise ConfigError(
+            f"{class_path(type(net))} has no trainable parameters, so training would change nothing; "
+            "give it layers with weights (nn.Linear, nn.Conv2d, ...) or unfreeze them"
+        )

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.checkpoint_records import network_class
+from mnistlab.checkpoint_records import check_trainable, network_class
 from mnistlab.checkpoints import load_teacher
 from mnistlab.config_checks import check_built_groups, check_devices, check_number, check_targets, check_trainer_counts
 from mnistlab.data import MNISTDataModule
@@ -68,6 +68,7 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
         teacher = None
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     net = instantiate(cfg.model)
+    check_trainable(net)  # here, not in the system: a checkpoint's network may be evaluated without training
     trainer = build_trainer(cfg, callbacks)
     engine = choose_engine(trainer, cfg.get("engine", "auto"))
     # Called as partials: Hydra would turn the engine into a config, and instantiate net_config's _target_.
