@@ -90,6 +90,8 @@ def predict(
         raise MnistlabError("give exactly one of index=N (a test image) or image=FILE|FOLDER|GLOB")
     if index is not None:
         indices = list(index) if isinstance(index, (list, tuple)) else [index]
+        if not indices:  # nothing to predict: torch.cat of no batch would fail with a traceback
+            raise MnistlabError("index=[] names no test image: give one (index=998) or several (index=[1,2])")
         for i in indices:  # the config gives whatever was typed: index=abc, index=2.5
             if isinstance(i, bool) or not isinstance(i, int):
                 raise MnistlabError(f"index={i!r} is not a test-image number (an integer, or a list: index=[1,2])")
@@ -97,6 +99,8 @@ def predict(
         warnings: list[str | None] = [None] * len(indices)
     else:
         patterns = [image] if isinstance(image, (str, Path)) else list(image)
+        if not patterns:
+            raise MnistlabError("image=[] names no file: give a file, folder or glob (image=my_digits/)")
         files, styled = [f for pattern in patterns for f in image_files(pattern, skipped)], []
         style = style_for(predictor.data_args.get("dataset"))
         for f in files:
