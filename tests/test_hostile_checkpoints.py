@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -167,3 +168,46 @@ def test_a_checkpoint_without_its_weights_or_a_list_is_refused_in_one_line(mnist
         load_system(tmp_path / "no_weights.ckpt")
     with pytest.raises(MnistlabError, match=r"list.pt: not a training checkpoint \(torch.save of a list\)"):
         load_system(tmp_path / "list.pt")
+
+
+def test_a_checkpoint_cut_short_says_so_in_every_script(mnist_dir: Path, tmp_path: Path) -> None:
+    """Before: ``not a readable checkpoint ([Errno 22] Invalid argument)``, which names no cause."""
+    good = checkpoint(tmp_path / "ok.ckpt", mnist_dir)
+    cut = tmp_path / "cut.ckpt"
+    size = good.stat().st_size // 2
+    cut.write_bytes(good.read_bytes()[:size])  # a full disk or a killed copy: the zip's directory is lost
+    message = (
+        f"error: {cut}: the file is cut short or damaged: {size} bytes of a zip archive (torch.save's format) "
+        "without the directory that ends a complete one; use another checkpoint"
+    )
+    commands = [
+        ("evaluate.py", f"ckpt_path={cut}"),
+        ("predict.py", f"ckpt_path={cut}", "index=1"),
+        ("export.py", f"ckpt_path={cut}", f"output_dir={tmp_path / 'export'}"),
+        ("train.py", f"ckpt_path={cut}", "model=linear", "trainer.max_epochs=2"),
+        ("serve.py", f"ckpt_path={cut}"),  # refused before it binds a port
+    ]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda c: run_script(*c, cwd=tmp_path, timeout=120), commands))
+    for command, result in zip(commands, results, strict=True):
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (command, result.stderr[-2000:])
+        assert result.stderr.strip().splitlines()[-1] == message, (command, result.stderr[-2000:])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.ckpt", "ok.ckpt"]  # no run folder left behind
+
+
+def test_weights_that_do_not_fit_their_network_name_the_first_reason(mnist_dir: Path, tmp_path: Path) -> None:
+    """Before: only torch's heading, ``(Error(s) in loading state_dict for Classifier:)``."""
+    from mnistlab.checkpoints import load_system
+
+    ckpt = torch.load(checkpoint(tmp_path / "ok.ckpt", mnist_dir), weights_only=True)
+    ckpt["hyper_parameters"]["net"] = {**ckpt["hyper_parameters"]["net"], "hidden_units": 32}
+    torch.save(ckpt, tmp_path / "other_record.ckpt")
+    missing = 'Missing key(s) in state_dict: "net.layers.3.weight", "net.layers.3.bias"'
+    with pytest.raises(MnistlabError, match=re.escape(f"the network its record builds ({missing})")):
+        load_system(tmp_path / "other_record.ckpt")
+    ckpt = torch.load(tmp_path / "ok.ckpt", weights_only=True)
+    ckpt["state_dict"] = {k: v[:5] if k.endswith("weight") else v for k, v in ckpt["state_dict"].items()}
+    torch.save(ckpt, tmp_path / "other_shape.ckpt")
+    size = "size mismatch for net.layers.1.weight: copying a param with shape torch.Size([5, 784]) from checkpoint"
+    with pytest.raises(MnistlabError, match=re.escape(f"the network its record builds ({size}")):
+        load_system(tmp_path / "other_shape.ckpt")

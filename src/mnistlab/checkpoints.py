@@ -69,6 +69,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: refused, {what}; mnistlab loads only tensors and plain values (torch.load weights_only=True)"
         ) from None
     except Exception as e:  # torch.load fails on foreign files with anything from KeyError to RuntimeError
+        if _cut_short(path):  # torch's own reason is an errno ("Invalid argument"), which says nothing
+            raise MnistlabError(
+                f"{path}: the file is cut short or damaged: {path.stat().st_size} bytes of a zip archive (torch.save's "
+                "format) without the directory that ends a complete one; use another checkpoint"
+            ) from None
         # Only torch's first sentence: the rest may advise weights_only=False, which would run the file's code.
         reason = re.split(r"(?<=[.!?])\s", str(e).strip(), maxsplit=1)[0] if str(e).strip() else ""
         if "weights_only" in reason or len(reason) > 120 or not reason or isinstance(e, LookupError):
@@ -83,6 +88,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise MnistlabError(f"{path}: the weights hold NaN or infinite values ({name}); use another checkpoint")
     return ckpt
+
+
+def _cut_short(path: Path) -> bool:
+    """A zip archive that lost its end (a full disk, a killed copy): its start, without the directory that ends it."""
+    with path.open("rb") as f:
+        start = f.read(4)
+    return start == b"PK\x03\x04" and not zipfile.is_zipfile(path)
 
 
 def _failed_crc(path: Path) -> str | None:
@@ -239,9 +251,22 @@ def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
     except MnistlabError as e:
         raise MnistlabError(f"{path}: {e}") from None
     except RuntimeError as e:  # e.g. a record whose arguments do not match the saved weights
-        first = str(e).strip().splitlines()[0]
-        raise MnistlabError(f"{path}: the weights do not fit the network its record builds ({first})") from None
+        raise MnistlabError(f"{path}: the weights do not fit the network its record builds ({_misfit(e)})") from None
     return system.eval(), dict(ckpt.get("datamodule_hyper_parameters") or {})
+
+
+def _misfit(error: RuntimeError) -> str:
+    """The first concrete reason of torch's ``load_state_dict`` error (its first line is a heading only).
+
+    A list of keys is cut to its first three, so that the message stays one readable line.
+    """
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    reason = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict") else lines[0]
+    head, sep, keys = reason.partition(": ")
+    names = keys.rstrip(". ").split(", ")
+    if sep and "key(s)" in head and len(names) > 3:
+        reason = f"{head}: {', '.join(names[:3])} and {len(names) - 3} more"
+    return reason.rstrip(".")
 
 
 def input_affine(student: tuple[float, float], member: tuple[float, float]) -> tuple[float, float]:
