@@ -236,6 +236,9 @@ class Sized(nn.Module):
         # Before: "ValueError: optimizer got an empty parameter list" inside trainer.fit.
         ("no_weights", (), "error: brokennets.NoWeights has no trainable parameters, so training would change "
          "nothing; give it layers with weights (nn.Linear, nn.Conv2d, ...) or unfreeze them"),
+        # Before: "error: model: empty(): argument 'size' ...", without the setting it came from.
+        ("sized", ("model.hidden=abc",), "error: model: brokennets.Sized(hidden='abc') refused its settings: "
+         "empty(): argument 'size' (position 1) must be tuple of ints, but found element of type str at pos 0"),
     ],
 )  # fmt: skip
 def test_a_network_that_breaks_the_contract_is_one_line_before_training(
@@ -245,7 +248,8 @@ def test_a_network_that_breaks_the_contract_is_one_line_before_training(
     (tmp_path / "code" / "brokennets.py").write_text(BROKEN_NETS)
     (tmp_path / "conf" / "model").mkdir(parents=True)
     target = "".join(part.title() for part in model.split("_"))
-    (tmp_path / "conf" / "model" / f"{model}.yaml").write_text(f"_target_: brokennets.{target}\n")
+    arguments = "hidden: 16\n" if model == "sized" else ""
+    (tmp_path / "conf" / "model" / f"{model}.yaml").write_text(f"_target_: brokennets.{target}\n{arguments}")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "code"), os.environ.get("PYTHONPATH", "")]))
     run_dir = tmp_path / "run"
     result = run_script(

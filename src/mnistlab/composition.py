@@ -12,16 +12,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
-from mnistlab.checkpoint_records import check_trainable, network_class
+from mnistlab.checkpoint_records import HYDRA_KEYS, check_trainable, network_class
 from mnistlab.checkpoints import load_teacher
 from mnistlab.config_checks import check_built_groups, check_devices, check_number, check_targets, check_trainer_counts
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.specs import input_stats
 from mnistlab.engine import Engine, choose_engine
+from mnistlab.errors import ConfigError
 from mnistlab.systems import Classifier
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,7 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     else:
         teacher = None
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    net = instantiate(cfg.model)
+    net = build_net(cfg.model)
     check_trainable(net)  # here, not in the system: a checkpoint's network may be evaluated without training
     trainer = build_trainer(cfg, callbacks)
     engine = choose_engine(trainer, cfg.get("engine", "auto"))
@@ -83,6 +86,25 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
         teacher=teacher,
     )
     return Run(trainer, system, datamodule, engine)
+
+
+def build_net(model: DictConfig) -> nn.Module:
+    """The network of ``cfg.model``; a constructor that refuses its arguments names them in one line.
+
+    Hydra's message names the group (``model``) but not the arguments, and torch's reason rarely does
+    (``hidden: abc`` fails inside ``nn.Linear`` as "empty(): argument 'size' ...").
+    """
+    try:
+        return instantiate(model)
+    except InstantiationException as e:
+        if not isinstance(e.__cause__, (TypeError, ValueError)):
+            raise
+        given = OmegaConf.to_container(model, resolve=True)
+        args = ", ".join(f"{k}={v!r}" for k, v in given.items() if k != "_target_" and k not in HYDRA_KEYS)
+        reason = str(e.__cause__).strip().splitlines()[0]
+        if reason.startswith("model."):  # a network's own check already names the setting (model.dropout=2 ...)
+            raise ConfigError(reason) from None
+        raise ConfigError(f"model: {given['_target_']}({args}) refused its settings: {reason}") from None
 
 
 def build_trainer(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
