@@ -278,7 +278,8 @@ def test_a_folder_that_holds_a_run_or_someone_elses_files_is_refused_before_hydr
         (f"resume={mine}",): f"error: resume={mine}: not a run folder (no .hydra/config.yaml)",
         # Before: Lightning's load failed inside the fit, with a note about predict.py and ONNX files.
         (f"resume={cut}",): f"error: resume={cut}: its checkpoints/last.ckpt is damaged or unreadable, so it cannot "
-        f"continue; start a new run from its best weights: ckpt_path={cut}/checkpoints/best.ckpt",
+        f"continue; its training had finished: test its best weights with python scripts/evaluate.py "
+        f"ckpt_path={cut}/checkpoints/best.ckpt",
         # Before: a sweep of one job that trained nothing and summarised no job.
         ("-m", f"resume={run.dir}"): "error: resume=RUN_DIR continues one run: drop -m (a killed sweep "
         "continues with its own command plus hydra.sweep.dir=SWEEP_DIR)",

@@ -96,3 +96,39 @@ def check_continuable(system: Classifier, ckpt_path: str | Path) -> None:
             f"ckpt_path={ckpt_path} was trained without a learning-rate schedule, and a schedule cannot start "
             "on its restored optimizer; continue it without scheduler"
         )
+
+
+def restart_hint(run_dir: Path, best: Path, max_epochs: Any) -> str:
+    """What to do with a run whose ``last.ckpt`` is lost: a command that works on its ``best.ckpt``, or "".
+
+    A new run from the best weights needs the run's own overrides (``model=linear`` and the like, from its
+    ``.hydra/overrides.yaml``, and its ``hydra.searchpath`` for a network of the user's own), or
+    ``check_continuable`` refuses it as another network or optimizer. Weights whose epochs are all
+    done, or that a schedule sized for the whole run trained, cannot continue: they can only be tested.
+
+    Args:
+        run_dir: The run's folder.
+        best: Its ``checkpoints/best.ckpt``.
+        max_epochs: The run's ``trainer.max_epochs``.
+    """
+    import shlex
+
+    from omegaconf import OmegaConf
+
+    from mnistlab.checkpoints import read_checkpoint
+
+    try:
+        ckpt = read_checkpoint(best)
+        recorded = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.overrides
+    except (MnistlabError, OSError, ValueError, AttributeError):  # no best.ckpt, or no record to rebuild its command
+        return ""
+    test = f"python scripts/evaluate.py ckpt_path={shlex.quote(str(best))}"
+    if ckpt.get("lr_schedulers"):
+        return f"; its best weights cannot continue under the run's learning-rate schedule: test them with {test}"
+    if isinstance(max_epochs, int) and max_epochs >= 0 and finished_epochs(ckpt) >= max_epochs:
+        return f"; its training had finished: test its best weights with {test}"
+    # Its place (hydra.run.dir: the run's own folder) and its former start (ckpt_path=) are this command's.
+    kept = [o for o in recorded.hydra if o.startswith("hydra.searchpath=")]
+    kept += [o for o in recorded.task if not o.lstrip("+~").startswith(("ckpt_path=", "resume="))]
+    command = " ".join(shlex.quote(o) for o in [*kept, f"ckpt_path={best}"])
+    return f"; start a new run from its best weights: python scripts/train.py {command}"

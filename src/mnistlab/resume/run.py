@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config_keys import PRESENTATION, override_key
 from mnistlab.errors import MnistlabError
-from mnistlab.resume.checkpoint import continue_from, finished_epochs
+from mnistlab.resume.checkpoint import continue_from, finished_epochs, restart_hint
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -57,7 +57,7 @@ def run_folder_mistake(cfg: DictConfig, run_dir: Path, existed: bool) -> str | N
         except MnistlabError:
             best = Path(saved.ckpt_path).with_name("best.ckpt")
             return f"resume={cfg.resume}: its checkpoints/last.ckpt is damaged or unreadable, so it cannot continue" + (
-                f"; start a new run from its best weights: ckpt_path={best}" if best.is_file() else ""
+                restart_hint(Path(saved.ckpt_path).parent.parent, best, saved.trainer.max_epochs)
             )
         epochs = saved.trainer.max_epochs
         finished = (run_dir / "metrics.json").is_file() and isinstance(epochs, int) and epochs > 0
