@@ -59,9 +59,15 @@ def run_folder_mistake(cfg: DictConfig, run_dir: Path, existed: bool) -> str | N
             return f"resume={cfg.resume}: its checkpoints/last.ckpt is damaged or unreadable, so it cannot continue" + (
                 restart_hint(Path(saved.ckpt_path).parent.parent, best, saved.trainer.max_epochs)
             )
-        epochs = saved.trainer.max_epochs
-        finished = (run_dir / "metrics.json").is_file() and isinstance(epochs, int) and epochs > 0
-        if finished and (done := finished_epochs(last)) >= epochs:
+        epochs, steps = saved.trainer.max_epochs, saved.trainer.get("max_steps", -1)
+        tested = (run_dir / "metrics.json").is_file()
+        if tested and isinstance(steps, int) and steps > 0 and last.get("global_step", 0) >= steps:
+            # Lightning stops at max_steps whatever max_epochs says, and a resume keeps the run's max_steps.
+            return (
+                f"resume={cfg.resume}: the run has finished its trainer.max_steps={steps} steps and its test, "
+                "and a resumed run keeps its max_steps: there is nothing left to train"
+            )
+        if tested and isinstance(epochs, int) and epochs > 0 and (done := finished_epochs(last)) >= epochs:
             return (
                 f"resume={cfg.resume}: the run has finished its {done} epoch{'s' * (done != 1)} and its test; "
                 f"add trainer.max_epochs=N (N > {done}) to train it further"
