@@ -50,7 +50,7 @@ CASES = [
     ("train.py", "-m hydra.launcher.n_jobs=2", "BasicLauncher (it takes no settings); hydra/launcher=joblib has it"),
     ("train.py", "-m hydra/launcher=joblib hydra.launcher.n_job=2", "did you mean hydra.launcher.n_jobs?"),
     ("train.py", "-m hydra.sweeper.n_trials=3", "hparams_search=optuna has it"),
-    ("train.py", "hydra.job.chdir=maybe", "hydra.job.chdir='maybe' is not true or false"),
+    ("train.py", "hydra.job.chdir=maybe", "hydra.job.chdir='maybe': Value 'maybe' is not a valid bool (type str)"),
     ("train.py", "hydra.job.env_set.FOO=1", "add it with +hydra.job.env_set.FOO=1"),
     ("train.py", "hydra.run.dir=/proc/mnistlab/run", "hydra.run.dir=/proc/mnistlab/run: cannot make a folder in /proc"),
     ("train.py", "paths.output_dir=/tmp/x", "the run's folder is Hydra's; give hydra.run.dir=..."),
@@ -111,6 +111,8 @@ def test_plus_key_stays_available(tmp_path: Path) -> None:
         ["scheduler=null"],
         hydra_settings,
         ["+hydra.job.env_set.FOO=1", f"hydra.run.dir={tmp_path}/new/run", "hydra.job.chdir=true"],
+        ["hydra.verbose=mnistlab"],  # typed Any in Hydra's schema: a bool, a logger's name or a list of them
+        ["hydra.verbose=[__main__,hydra]"],
     ):
         assert config_mistake(train, "train", valid) is None, valid
     result = run("train.py", "+optimizer.amsgrad=true --cfg job", tmp_path)

@@ -54,6 +54,10 @@ from mnistlab import process
 process.setup()  # what every entry script runs first
 if sys.argv[1] == "job":
     process.configure_job()  # the job starts: Ctrl-C is Lightning's and the scripts' again
+if sys.argv[1] == "sweep":  # a sweep's process under joblib, whose jobs run in workers: the sweeper's hint
+    with process.hint_on_interrupt(lambda: "interrupted; continue with the same command"):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(30)
 try:
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(30)
@@ -69,6 +73,9 @@ def test_ctrl_c_while_starting_is_one_line_and_the_jobs_own_after() -> None:
     job = subprocess.run([sys.executable, "-c", CTRL_C, "job"], capture_output=True, text=True, timeout=120)
     assert job.returncode == 0, job.stderr
     assert job.stdout.strip() == "KeyboardInterrupt reached the job"
+    sweep = subprocess.run([sys.executable, "-c", CTRL_C, "sweep"], capture_output=True, text=True, timeout=120)
+    assert sweep.returncode == 130
+    assert sweep.stderr.strip() == "interrupted; continue with the same command"
 
 
 def test_a_sigterm_mid_accumulation_saves_and_says_the_resume_is_not_exact(tmp_path: Path, caplog) -> None:

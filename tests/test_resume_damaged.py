@@ -68,3 +68,21 @@ def test_a_finished_training_is_pointed_to_its_test(runs: dict[int, TrainedRun],
     assert result.returncode == 0, result.stderr[-3000:]
     [report] = (cut / "eval").glob("*/metrics.json")  # evaluate.py's report, beside the run's checkpoints
     assert json.loads(report.read_text())["test/acc"] > 0.1  # above chance: the best weights were tested
+
+
+def test_a_fold_or_a_trial_is_restarted_as_one_job(runs: dict[int, TrainedRun], tmp_path: Path) -> None:
+    """A cv fold's or an Optuna trial's folder: ``cv=K`` and ``hparams_search=`` need ``-m``, so the hint runs
+    the one job alone (``data.folds=K data.val_size=0`` with its recorded fold, seed and sampled values)."""
+    from omegaconf import OmegaConf
+
+    from mnistlab.resume.checkpoint import restart_hint
+
+    job = tmp_path / "3"
+    (job / ".hydra").mkdir(parents=True)
+    task = ["cv=5", "data.fold=2", "seed=44", "model=linear", "hparams_search=optuna", "optimizer.lr=0.01"]
+    OmegaConf.save({"hydra": {"overrides": {"hydra": [], "task": task}}}, job / ".hydra" / "hydra.yaml")
+    best = runs[1].dir / "checkpoints" / "best.ckpt"
+    assert restart_hint(job, best, max_epochs=10) == (
+        "; start a new run from its best weights: python scripts/train.py data.folds=5 data.val_size=0 "
+        f"data.fold=2 seed=44 model=linear optimizer.lr=0.01 ckpt_path={best}"
+    )

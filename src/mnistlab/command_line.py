@@ -27,6 +27,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ValidationError
 
 from mnistlab.config_checks import target_arguments
 from mnistlab.config_tree import ABSENT, ConfigTree, all_keys, child, has_key
@@ -130,7 +131,14 @@ def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
     key = override.key_or_group
     if override.type is OverrideType.ADD:
         return f"+{key}: {key} is set already; give it without the +"
-    if override.type is OverrideType.CHANGE:
+    if override.type is OverrideType.CHANGE and key.startswith("hydra."):
+        # Hydra's node is typed: its schema judges (hydra.verbose takes a bool, a logger's name or a list of them).
+        for value in _values(override):
+            try:
+                node[parts[-1]] = value
+            except ValidationError as e:
+                return f"{key}={value!r}: {str(e).splitlines()[0]}"
+    elif override.type is OverrideType.CHANGE:
         expected = expected_types(node, parts[-1])
         for value in _values(override) if expected else []:
             if mistake := type_mistake(key, value, expected):

@@ -56,8 +56,12 @@ class RunFolder(Callback):
         run_dir = Path(str(config.hydra.run.dir)).expanduser().resolve()
         existed = note_existing(run_dir)
         train = "resume" in config and "LOCAL_RANK" not in os.environ  # train.py; a DDP rank joins its job's folder
-        if train and (mistake := run_folder_mistake(config, run_dir, existed) or lock_run_folder(run_dir)):
+        if train and (mistake := run_folder_mistake(config, run_dir, existed)):
             refuse(mistake)
+        # srun's tasks (docs/usage.md, SLURM) all start train.py into one folder: the first holds it for them all.
+        first = os.environ.get("SLURM_PROCID", "0") == "0" and os.environ.get("RANK", "0") == "0"
+        if train and first and (busy := lock_run_folder(run_dir)):
+            refuse(busy)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.get("resume"):

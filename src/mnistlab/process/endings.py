@@ -40,7 +40,13 @@ def hint_on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
     that received SIGTERM (a cluster's time limit, ``kill``) with its ``SIGTERMException``, a
     ``SystemExit`` of status 0; here it exits with 143, the shell's status for SIGTERM, so that a
     job scheduler or a ``&&`` chain does not take the run for finished.
+
+    A sweep's process enters it as the sweep begins (its jobs may run in other processes, which alone
+    call ``configure_job``): from here a Ctrl-C is no longer one during start-up.
     """
+    from mnistlab.process.startup import started
+
+    started()
     try:
         yield
     except KeyboardInterrupt:

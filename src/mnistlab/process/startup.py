@@ -108,6 +108,13 @@ def _interrupted_while_starting(signum: int, frame: Any) -> None:
     raise SystemExit(130)
 
 
+def started() -> None:
+    """Hands Ctrl-C back (``KeyboardInterrupt``) once a job or a sweep begins; ``setup`` made it a quiet exit."""
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def configure_job() -> None:
     """A quiet console and a cheap CUDA check for the job about to run; idempotent.
 
@@ -121,9 +128,7 @@ def configure_job() -> None:
     - Ctrl-C raises ``KeyboardInterrupt`` again (``setup`` made it a quiet exit while the process started):
       Lightning's graceful stop and the scripts' resume hint take it from here.
     """
-    main = threading.current_thread() is threading.main_thread()
-    if main and signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    started()
     for pattern in IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
     import lightning  # noqa: F401  (adds the handler removed below, and sets the NVML variable)

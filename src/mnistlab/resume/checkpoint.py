@@ -129,6 +129,12 @@ def restart_hint(run_dir: Path, best: Path, max_epochs: Any) -> str:
         return f"; its training had finished: test its best weights with {test}"
     # Its place (hydra.run.dir: the run's own folder) and its former start (ckpt_path=) are this command's.
     kept = [o for o in recorded.hydra if o.startswith("hydra.searchpath=")]
-    kept += [o for o in recorded.task if not o.lstrip("+~").startswith(("ckpt_path=", "resume="))]
+    # A fold of a cv sweep runs alone as data.folds=K data.val_size=0 (its data.fold and seed are recorded);
+    # an Optuna trial's sampled values are recorded, its search is the sweep's.
+    for o in recorded.task:
+        if o.lstrip("+~").startswith("cv="):
+            kept += [f"data.folds={o.split('=', 1)[1]}", "data.val_size=0"]
+        elif not o.lstrip("+~").startswith(("ckpt_path=", "resume=", "hparams_search=")):
+            kept.append(o)
     command = " ".join(shlex.quote(o) for o in [*kept, f"ckpt_path={best}"])
     return f"; start a new run from its best weights: python scripts/train.py {command}"
