@@ -237,8 +237,10 @@ class Sized(nn.Module):
         ("no_weights", (), "error: brokennets.NoWeights has no trainable parameters, so training would change "
          "nothing; give it layers with weights (nn.Linear, nn.Conv2d, ...) or unfreeze them"),
         # Before: "error: model: empty(): argument 'size' ...", without the setting it came from.
-        ("sized", ("model.hidden=abc",), "error: model: brokennets.Sized(hidden='abc') refused its settings: "
-         "empty(): argument 'size' (position 1) must be tuple of ints, but found element of type str at pos 0"),
+        ("sized", ("model.hidden=null",), "error: model: brokennets.Sized(hidden=None) refused its settings: "
+         "empty(): argument 'size' (position 1) must be tuple of ints, but found element of type NoneType at pos 0"),
+        # A value of the wrong type is caught before Hydra runs, by the command-line check of the searchpath's configs.
+        ("sized", ("model.hidden=abc",), "error: model.hidden='abc' is not an integer"),
     ],
 )  # fmt: skip
 def test_a_network_that_breaks_the_contract_is_one_line_before_training(

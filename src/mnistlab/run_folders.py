@@ -9,15 +9,13 @@ import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import IO
 
 from omegaconf import DictConfig, OmegaConf
 
 _START = datetime.now()  # one time stamp per process, however often Hydra resolves the run folder
 _CLAIMED: dict[str, str] = {}  # base path -> the folder this process made for it
 _EXISTED: set[Path] = set()  # run folders that were there before Hydra wrote into them: never discarded
-_LOCKS: list[IO[str]] = []  # the run folders' lock files this process holds, until it ends
-LOCK_FILE = ".mnistlab.lock"
+_LOCKS: list[int] = []  # descriptors of the run folders this process has locked, held until it ends
 
 
 def claim_folder(base: str | Path) -> str:
@@ -135,7 +133,8 @@ def lock_run_folder(run_dir: Path) -> str | None:
     Two runs given the same ``hydra.run.dir`` (or two ``resume=`` of one run) at once would both train
     into it and both test the one ``best.ckpt`` left, each printing the other's result. The folder's
     checks (``resume.run.run_folder_mistake``) look at what is on disk; only a lock sees a run still going.
-    The lock file (``LOCK_FILE``) stays in such a folder. POSIX only (``fcntl``); elsewhere nothing is locked.
+    The lock is an ``flock`` on the folder itself, so nothing is added to it. POSIX only (``fcntl``);
+    elsewhere, or on a file system without locks, nothing is locked.
     """
     try:
         import fcntl
@@ -144,14 +143,17 @@ def lock_run_folder(run_dir: Path) -> str | None:
     if str(run_dir.resolve()) in {str(Path(c).resolve()) for c in _CLAIMED.values()}:
         return None  # a new outputs/<date>/<time>: this process made it (claim_folder), no other can have it
     run_dir.mkdir(parents=True, exist_ok=True)
-    handle = (run_dir / LOCK_FILE).open("a")
+    folder = os.open(run_dir, os.O_RDONLY)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
+        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(folder)
         _EXISTED.add(run_dir.resolve())  # the other process's folder: never discarded by this one
         return f"hydra.run.dir={run_dir} is in use by another run that is still going: give a new folder"
-    _LOCKS.append(handle)
+    except OSError:  # no locks here (some network file systems): the on-disk checks alone
+        os.close(folder)
+        return None
+    _LOCKS.append(folder)
     return None
 
 
@@ -185,7 +187,7 @@ def discard_run_dir() -> None:
     run, cwd = Path(hydra_cfg.runtime.output_dir).resolve(), Path(hydra_cfg.runtime.cwd).resolve()
     if not run.is_dir() or run == cwd or run in cwd.parents or run in _EXISTED:
         return
-    own = {Path(str(hydra_cfg.output_subdir)).parts[0], f"{hydra_cfg.job.name}.log", LOCK_FILE}
+    own = {Path(str(hydra_cfg.output_subdir)).parts[0], f"{hydra_cfg.job.name}.log"}
     if any(p.name not in own and not _empty_event_file(p) for p in run.iterdir()):
         return
     shutil.rmtree(run, ignore_errors=True)
