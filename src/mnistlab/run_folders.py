@@ -115,13 +115,18 @@ def eval_dir(*, _root_: DictConfig) -> str:
     return claim_folder(run / "eval" / f"{_START:%Y-%m-%d_%H-%M-%S}")
 
 
+def _claimed_here(folder: Path) -> bool:
+    """Whether this process made ``folder`` for a new run (``claim_folder``)."""
+    return folder.resolve() in {Path(c).resolve() for c in _CLAIMED.values()}
+
+
 def note_existing(run_dir: str | Path) -> bool:
     """Called before Hydra writes into the run folder: True (and remembered) if it was there already.
 
     Such a folder is the user's (``resume=RUN``, ``hydra.run.dir=`` an old folder): ``discard_run_dir`` keeps it.
     """
     path = Path(run_dir).expanduser().resolve()
-    if not path.exists() or str(path) in {str(Path(c).resolve()) for c in _CLAIMED.values()}:
+    if not path.exists() or _claimed_here(path):
         return False
     _EXISTED.add(path)
     return True
@@ -140,7 +145,7 @@ def lock_run_folder(run_dir: Path) -> str | None:
         import fcntl
     except ImportError:
         return None
-    if str(run_dir.resolve()) in {str(Path(c).resolve()) for c in _CLAIMED.values()}:
+    if _claimed_here(run_dir):
         return None  # a new outputs/<date>/<time>: this process made it (claim_folder), no other can have it
     run_dir.mkdir(parents=True, exist_ok=True)
     folder = os.open(run_dir, os.O_RDONLY)
