@@ -24,6 +24,7 @@ from mnistlab.config_checks import check_built_groups, check_devices, check_numb
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.specs import input_stats
 from mnistlab.engine import Engine, choose_engine
+from mnistlab.engine.profiler import no_profiler_for
 from mnistlab.errors import ConfigError
 from mnistlab.systems import Classifier
 
@@ -126,7 +127,8 @@ def build_trainer(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> pl.
     if cfg.trainer.get("enable_progress_bar", True) is False:
         # The flag means no bar; Lightning would instead refuse the configured one.
         every_callback = [cb for cb in every_callback if not isinstance(cb, ProgressBar)]
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=every_callback)
+    profiler = no_profiler_for(OmegaConf.to_container(cfg.trainer, resolve=True))
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=every_callback, **profiler)
 
 
 def _build_group(group: DictConfig | None) -> dict[str, Any]:
