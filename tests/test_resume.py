@@ -297,3 +297,25 @@ def test_a_folder_that_holds_a_run_or_someone_elses_files_is_refused_before_hydr
         sorted(p.name for p in mine.iterdir()) == ["train.log"] and (mine / "train.log").read_text() == "my own notes\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut", "mine", "run"]  # no outputs/ or multirun/ left
+
+
+def test_a_resumed_csv_run_keeps_the_rows_logged_before_the_kill(tmp_path: Path) -> None:
+    import csv
+
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    args = [f"hydra.run.dir={run_dir}", *QUICK_MNIST, "trainer.max_epochs=2", "logger=csv"]
+    kill_at_first_checkpoint([*args, "callbacks.last_checkpoint.every_n_steps=300"], last)
+    killed_at = torch.load(last, weights_only=True)["global_step"]
+    assert 0 < killed_at < STEPS_PER_EPOCH
+
+    result = run_script("train.py", f"resume={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "will be deleted" not in result.stderr  # Lightning's warning: they are kept
+    with (run_dir / "csv" / "metrics.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    steps = [int(row["step"]) for row in rows if row["train/loss_step"]]
+    # Every logging step of both epochs once, those before the kill included (Lightning's writer deleted them).
+    assert steps == list(range(49, 2 * STEPS_PER_EPOCH, 50)), steps
+    epochs = [(int(row["step"]), row["epoch"]) for row in rows if row["val/acc"]]
+    assert epochs == [(STEPS_PER_EPOCH - 1, "0"), (2 * STEPS_PER_EPOCH - 1, "1")], epochs

@@ -13,7 +13,7 @@ The steps, in the order a continued run takes them:
    to continue from ``checkpoints/last.ckpt``; or, for ``ckpt_path=``,
    the checkpoint a folder stands for, refused when it has already trained ``trainer.max_epochs``.
 3. Its record (``launch_record``): the hyperparameters a resumed run reports are its first launch's.
-4. TensorBoard (``mark_restart``): steps logged after the checkpoint by the killed process are
+4. TensorBoard and CSV (``mark_restart``): steps logged after the checkpoint by the killed process are
    dropped, so every step appears once.
 5. The state: ``trainer.fit(ckpt_path=...)`` restores weights, optimizer, loops and the training
    loader's position (read through ``mnistlab.checkpoints.SafeCheckpointIO``, ``weights_only=True``).
