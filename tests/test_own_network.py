@@ -216,6 +216,15 @@ class NoWeights(nn.Module):
         return x.flatten(1)[:, :10]
 
 
+class BatchNormed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # BatchNorm1d cannot train on a batch of one (B=1, 16)
+
+
 class Sized(nn.Module):
     def __init__(self, hidden: int = 16) -> None:
         super().__init__()
@@ -261,3 +270,35 @@ def test_a_network_that_breaks_the_contract_is_one_line_before_training(
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == message
     assert not run_dir.exists()  # refused before any work: no run folder left behind
+
+
+def test_a_batch_norm_network_with_a_last_batch_of_one_image_is_refused_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """54,977 training images at batch 32 leave one image for every epoch's last batch (data.val_size=5023)."""
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "brokennets.py").write_text(BROKEN_NETS)
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "batch_normed.yaml").write_text("_target_: brokennets.BatchNormed\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "code"), os.environ.get("PYTHONPATH", "")]))
+    common = (f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=batch_normed", "data.val_size=5023",
+              "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0")  # fmt: skip
+    for engine in ("auto", "per_step"):
+        run_dir = tmp_path / engine
+        result = run_script("train.py", *common, f"engine={engine}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+        # Before: "ValueError: Expected more than 1 value per channel when training" at the end of the first epoch.
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert (
+            result.stderr.strip()
+            .splitlines()[-1]
+            .endswith(
+                "error: the last training batch of every epoch holds 1 image, and brokennets.BatchNormed cannot train on "
+                "one (Expected more than 1 value per channel when training, got input size torch.Size([1, 16])); change "
+                "data.batch_size (or data.val_size) so that it holds more"
+            )
+        ), result.stderr[-2000:]
+        assert not (run_dir / "checkpoints").exists()  # refused before the first batch
+    # An epoch cut short by limit_train_batches never reaches that batch: it trains.
+    result = run_script("train.py", *common, "trainer.limit_train_batches=5", f"hydra.run.dir={tmp_path / 'short'}",
+                        cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]

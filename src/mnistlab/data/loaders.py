@@ -72,6 +72,11 @@ class TrainBatches:
         """Batches (optimizer steps without accumulation) per epoch on this rank."""
         return -(-self.samples_per_rank // self.batch_size)
 
+    @property
+    def last_batch_size(self) -> int:
+        """Images in the last batch of every epoch on this rank (the others hold ``batch_size``)."""
+        return self.samples_per_rank - (len(self) - 1) * self.batch_size
+
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
             self._skip = 0  # a resume position belongs to the epoch it was saved in

@@ -49,6 +49,10 @@ class ChunkedBatches:
         return len(self.loader)
 
     @property
+    def last_batch_size(self) -> int:
+        return self.loader.last_batch_size
+
+    @property
     def sampler(self) -> Any:
         return self.loader  # Lightning calls ``loader.sampler.set_epoch(epoch)`` at every epoch start
 

@@ -10,7 +10,13 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from mnistlab.checkpoint_records import build_network, factory_from_record, network_record, output_width
+from mnistlab.checkpoint_records import (
+    build_network,
+    check_one_image_batch,
+    factory_from_record,
+    network_record,
+    output_width,
+)
 from mnistlab.config_checks import check_number
 from mnistlab.data.loaders import Batch
 from mnistlab.errors import ConfigError
@@ -201,6 +207,9 @@ class Classifier(pl.LightningModule):
         # its saved position. Hand it over now, before the first batch is drawn (a no-op otherwise).
         restore_loader_position(self.trainer)
         align_optimizer_step_counts(self.trainer)  # resumes a checkpoint of either optimization mode
+        loader = self.trainer.train_dataloader
+        if getattr(loader, "last_batch_size", None) == 1 and self.trainer.num_training_batches >= len(loader):
+            check_one_image_batch(self.net)  # before the first batch, not an epoch later
         if self.fast_path is not None:
             self.fast_path.on_train_start(self)
 
