@@ -283,20 +283,17 @@ def test_a_batch_norm_network_with_a_last_batch_of_one_image_is_refused_before_t
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "code"), os.environ.get("PYTHONPATH", "")]))
     common = (f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=batch_normed", "data.val_size=5023",
               "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0")  # fmt: skip
+    expected = (
+        "error: the last training batch of every epoch holds 1 image, and brokennets.BatchNormed cannot train on one "
+        "(Expected more than 1 value per channel when training, got input size torch.Size([1, 16])); change "
+        "data.batch_size (or data.val_size) so that it holds more"
+    )
     for engine in ("auto", "per_step"):
         run_dir = tmp_path / engine
         result = run_script("train.py", *common, f"engine={engine}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
         # Before: "ValueError: Expected more than 1 value per channel when training" at the end of the first epoch.
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
-        assert (
-            result.stderr.strip()
-            .splitlines()[-1]
-            .endswith(
-                "error: the last training batch of every epoch holds 1 image, and brokennets.BatchNormed cannot train on "
-                "one (Expected more than 1 value per channel when training, got input size torch.Size([1, 16])); change "
-                "data.batch_size (or data.val_size) so that it holds more"
-            )
-        ), result.stderr[-2000:]
+        assert result.stderr.strip().splitlines()[-1].endswith(expected), result.stderr[-2000:]
         assert not (run_dir / "checkpoints").exists()  # refused before the first batch
     # An epoch cut short by limit_train_batches never reaches that batch: it trains.
     result = run_script("train.py", *common, "trainer.limit_train_batches=5", f"hydra.run.dir={tmp_path / 'short'}",
