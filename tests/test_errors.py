@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
+import pty
 import re
+import struct
 import subprocess
+import sys
+import termios
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, idx_bytes, run_script, write_idx_set
+from conftest import DATA_DIR, ROOT, idx_bytes, run_script, write_idx_set
 
 from mnistlab.checkpoints import read_checkpoint
 from mnistlab.errors import MnistlabError
@@ -192,3 +197,31 @@ def test_divergence_at_a_checkpoint_step_is_not_saved(
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr, proc.stderr[-2000:]
     assert not list(run.glob("checkpoints/*.ckpt"))  # no checkpoint of diverged weights to resume from
+
+
+def test_an_error_inside_the_fit_prints_on_a_line_of_its_own_after_the_progress_bar(tmp_path: Path) -> None:
+    """In a terminal the bar (stdout) and the error (stderr) share a line: run it on a pseudo-terminal."""
+    overrides = [f"hydra.run.dir={tmp_path / 'run'}", f"data.root={write_idx_set(tmp_path / 'tiny')}", *TINY,
+                 "data.batch_size=2", "optimizer=sgd", "optimizer.lr=1e30", "trainer.log_every_n_steps=5",
+                 "callbacks.progress_bar.refresh_rate=1"]  # fmt: skip
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # with 0 columns tqdm draws no bar
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *overrides], cwd=ROOT, env=env,
+                            stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal)  # fmt: skip
+    os.close(terminal)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(controller)
+    assert proc.wait(timeout=300) == 2, screen[-2000:]
+    assert b"Epoch 0" in screen, screen[-2000:]  # the bar was drawn
+    line = next(line for line in screen.decode(errors="replace").split("\n") if "error:" in line)  # ends in \r
+    # What the terminal shows of that line: the text after its last carriage return. Before: the bar, then the error.
+    assert line.rstrip("\r").split("\r")[-1].startswith("error: train/loss_step is nan at step 5"), repr(line[-300:])

@@ -23,6 +23,15 @@ class BatchProgressBar(TQDMProgressBar):
         super().__init__(refresh_rate=refresh_rate, process_position=process_position, leave=leave)
         self._shown = 0
 
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # A fit that fails (a diverged loss, a refused network) ends with one error line: on a line of its own,
+        # not after the bar's. Each bar is cleared as Lightning clears it at a stage's end.
+        for name in ("train_progress_bar", "val_progress_bar", "test_progress_bar", "predict_progress_bar"):
+            try:
+                getattr(self, name).close()
+            except TypeError:  # that bar was never opened
+                pass
+
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         super().on_train_epoch_start(trainer, *args)
         self._shown = batches_done(trainer)  # resumed mid-epoch
