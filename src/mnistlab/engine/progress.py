@@ -17,6 +17,7 @@ class BatchProgressBar(TQDMProgressBar):
     Lightning's. Under the chunked engine a step ends several batches later, so the bar
     reads the batch count from the loop and refreshes whenever the count crosses a
     multiple of ``refresh_rate`` (the total is already in batches, see ``TrainBatches``).
+    Unlike Lightning's, it clears its bars when the fit fails, so that the error line stands alone.
     """
 
     def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False) -> None:
