@@ -299,3 +299,20 @@ def test_a_batch_norm_network_with_a_last_batch_of_one_image_is_refused_before_t
     result = run_script("train.py", *common, "trainer.limit_train_batches=5", f"hydra.run.dir={tmp_path / 'short'}",
                         cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_a_batch_norm_network_that_stops_before_its_one_image_batch_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """trainer.max_steps short of an epoch never reaches the epoch's last batch, as limit_train_batches does not."""
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "brokennets.py").write_text(BROKEN_NETS)
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "batch_normed.yaml").write_text("_target_: brokennets.BatchNormed\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "code"), os.environ.get("PYTHONPATH", "")]))
+    result = run_script("train.py", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=batch_normed",
+                        "data.val_size=5023", "trainer.max_steps=20", "callbacks.progress_bar.refresh_rate=0",
+                        f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
+    # Before: refused ("the last training batch of every epoch holds 1 image ...") though batch 1,719 never comes.
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "metrics.json").is_file()

@@ -208,7 +208,7 @@ class Classifier(pl.LightningModule):
         restore_loader_position(self.trainer)
         align_optimizer_step_counts(self.trainer)  # resumes a checkpoint of either optimization mode
         loader = self.trainer.train_dataloader
-        if getattr(loader, "last_batch_size", None) == 1 and self.trainer.num_training_batches >= len(loader):
+        if getattr(loader, "last_batch_size", None) == 1 and reaches_an_epoch_end(self.trainer, len(loader)):
             check_one_image_batch(self.net)  # before the first batch, not an epoch later
         if self.fast_path is not None:
             self.fast_path.on_train_start(self)
@@ -322,3 +322,18 @@ class Classifier(pl.LightningModule):
         for writer in tensorboard_writers(self.trainer):
             image = confusion_matrix_image(self.confmats[stage], self.class_names, f"{stage} confusion matrix")
             writer.add_image(f"{stage}/confusion_matrix", image, self.global_step, dataformats="HWC")  # (H, W, 3)
+
+
+def reaches_an_epoch_end(trainer: pl.Trainer, batches: int) -> bool:
+    """Whether the fit will train the last of an epoch's ``batches`` batches.
+
+    Not when ``limit_train_batches`` or ``overfit_batches`` cut every epoch short, nor when
+    ``max_steps`` ends the fit before the end of the epoch it starts (or resumes) in.
+    """
+    if trainer.num_training_batches < batches:
+        return False
+    if trainer.max_steps in (-1, None):
+        return True
+    steps_per_epoch = -(-batches // trainer.accumulate_grad_batches)  # Lightning steps at every epoch's end
+    left_in_epoch = steps_per_epoch - trainer.global_step % steps_per_epoch
+    return trainer.max_steps - trainer.global_step >= left_in_epoch
