@@ -319,3 +319,37 @@ def test_a_resumed_csv_run_keeps_the_rows_logged_before_the_kill(tmp_path: Path)
     assert steps == list(range(49, 2 * STEPS_PER_EPOCH, 50)), steps
     epochs = [(int(row["step"]), row["epoch"]) for row in rows if row["val/acc"]]
     assert epochs == [(STEPS_PER_EPOCH - 1, "0"), (2 * STEPS_PER_EPOCH - 1, "1")], epochs
+
+
+def test_the_csv_rows_kept_on_resume_keep_their_names_under_a_prefix(tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import CSVLogger
+
+    from mnistlab.resume.run import _keep_csv_rows
+
+    metrics = tmp_path / "csv" / "metrics.csv"
+    metrics.parent.mkdir()
+    header = "p-epoch,p-train/loss_step,p-val/acc,step\n"
+    metrics.write_text(f"{header}0,0.5,,49\n0,0.4,,99\n0,,0.9,99\n1,0.3,,149\n")
+    _keep_csv_rows(CSVLogger(tmp_path, name="", version="csv", prefix="p"), 120)
+    # Before: p-p-train/loss_step, p-p-epoch (the logger prefixed names read back with the prefix).
+    assert metrics.read_text() == f"{header}0,0.5,,49\n0,0.4,,99\n0,,0.9,99\n"
+
+
+def test_a_resumed_csv_run_killed_before_its_first_rows_has_no_deletion_warning(tmp_path: Path) -> None:
+    import warnings
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    from mnistlab.resume.run import _keep_csv_rows
+
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "hparams.yaml").write_text("lr: 0.1\n")  # the killed run's, written before its first flush
+    logger = CSVLogger(tmp_path, name="", version="csv")
+    _keep_csv_rows(logger, 40)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logger.log_metrics({"train/loss_step": 0.5}, 49)
+        logger.save()
+    # Before: "Previous log files in this directory will be deleted", when the resumed run first logged.
+    assert not [w for w in caught if "will be deleted" in str(w.message)], [str(w.message) for w in caught]
+    assert (tmp_path / "csv" / "metrics.csv").read_text() == "step,train/loss_step\n49,0.5\n"

@@ -270,16 +270,18 @@ def _keep_csv_rows(logger: CSVLoggerType, step: int) -> None:
     import warnings
 
     path = Path(logger.log_dir) / "metrics.csv"
-    if not path.is_file():
+    if not path.parent.is_dir():
         return
-    with path.open(newline="") as file:
-        rows = [row for row in csv.DictReader(file) if int(float(row["step"])) < step]
-    with warnings.catch_warnings():  # its warning says the rows are lost; they are not
+    rows = []
+    if path.is_file():
+        with path.open(newline="") as file:
+            rows = [row for row in csv.DictReader(file) if int(float(row["step"])) < step]
+    with warnings.catch_warnings():  # its warning says the rows are lost; they are not (or there were none)
         warnings.filterwarnings("ignore", message="Experiment logs directory .* is not empty")
-        logger.experiment  # noqa: B018 - opening the writer deletes the file, before the rows go back
+        writer = logger.experiment  # opening the writer deletes the file, before the rows go back
     for row in rows:
         values = {key: _number(value) for key, value in row.items() if key != "step" and value not in ("", None)}
-        logger.log_metrics(values, int(float(row["step"])))
+        writer.log_metrics(values, int(float(row["step"])))  # the writer's: the names already hold any prefix
     logger.save()  # now: a second kill before the next flush must not lose them
 
 
