@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mnistlab.models import CNN, MLP
+from mnistlab.systems.one_image_batch import _fails_on_one_image
 from mnistlab.systems.losses import keras_sigmoid_nll, probabilities
 
 
@@ -58,3 +59,18 @@ def test_bad_mlp_arguments_are_rejected() -> None:
         MLP(init="tanh")
     with pytest.raises(ValueError, match=r"model\.hidden_units=-1 must be >= 0 \(0: no hidden layer\)"):
         MLP(hidden_units=-1)
+
+
+def test_the_one_image_probe_leaves_the_network_and_the_random_stream_as_they_were() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 8), torch.nn.BatchNorm1d(8), torch.nn.Dropout(0.5),
+                              torch.nn.Linear(8, 10)).eval()  # fmt: skip
+    before = {key: value.clone() for key, value in net.state_dict().items()}
+    state = torch.random.get_rng_state()
+    assert _fails_on_one_image(net).startswith("Expected more than 1 value per channel when training")
+    assert not net.training and torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(before[key], value) for key, value in net.state_dict().items())
+    cnn = CNN()  # BatchNorm2d normalises over 24x24 positions: one image is enough
+    running_mean = cnn.features[1].running_mean.clone()
+    assert _fails_on_one_image(cnn) is None and cnn.training
+    assert torch.equal(cnn.features[1].running_mean, running_mean)  # the probe's batch statistics are not kept

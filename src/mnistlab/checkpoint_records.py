@@ -17,7 +17,6 @@ without importing anything (it defines no network).
 
 from __future__ import annotations
 
-import copy
 import importlib
 import re
 import sys
@@ -201,25 +200,3 @@ def check_trainable(net: nn.Module) -> None:
             f"{class_path(type(net))} has no trainable parameters, so training would change nothing; "
             "give it layers with weights (nn.Linear, nn.Conv2d, ...) or unfreeze them"
         )
-
-
-def check_one_image_batch(net: nn.Module) -> None:
-    """Refuses a network that cannot train on a batch of one image, such as one with ``nn.BatchNorm1d``.
-
-    Called when an epoch's last training batch holds one image: the fit would fail there, an
-    epoch's work later. Tried on a copy, so the network's own batch-norm statistics are untouched.
-
-    Raises:
-        ConfigError: When a training-mode forward pass of one (1, 1, 28, 28) image fails with a ``ValueError``.
-    """
-    param = next(net.parameters(), None)
-    x = torch.zeros(1, 1, 28, 28, device=param.device if param is not None else None,
-                    dtype=param.dtype if param is not None else None)  # fmt: skip
-    try:
-        copy.deepcopy(net).train()(x)
-    except ValueError as e:  # BatchNorm's "Expected more than 1 value per channel when training"
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(
-            f"the last training batch of every epoch holds 1 image, and {class_path(type(net))} cannot train on one "
-            f"({reason}); change data.batch_size (or data.val_size) so that it holds more"
-        ) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 import lightning.pytorch as pl
@@ -28,10 +29,8 @@ class BatchProgressBar(TQDMProgressBar):
         # A fit that fails (a diverged loss, a refused network) ends with one error line: on a line of its own,
         # not after the bar's. Each bar is cleared as Lightning clears it at a stage's end.
         for name in ("train_progress_bar", "val_progress_bar", "test_progress_bar", "predict_progress_bar"):
-            try:
+            with suppress(TypeError):  # Lightning's getter raises it for a bar never opened
                 getattr(self, name).close()
-            except TypeError:  # that bar was never opened
-                pass
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         super().on_train_epoch_start(trainer, *args)

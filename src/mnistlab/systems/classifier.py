@@ -10,13 +10,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from mnistlab.checkpoint_records import (
-    build_network,
-    check_one_image_batch,
-    factory_from_record,
-    network_record,
-    output_width,
-)
+from mnistlab.checkpoint_records import build_network, factory_from_record, network_record, output_width
 from mnistlab.config_checks import check_number
 from mnistlab.data.loaders import Batch
 from mnistlab.errors import ConfigError
@@ -26,6 +20,7 @@ from mnistlab.systems.distillation import Teacher, TrainingLoss, check_teacher
 from mnistlab.systems.divergence import DivergenceCheck, check_finite, check_finite_weights
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
 from mnistlab.systems.metrics import batch_weights, stage_metrics
+from mnistlab.systems.one_image_batch import check_one_image_batches
 from mnistlab.systems.optimizers import (
     NOTEBOOK_ADAM,
     OptimizerFactory,
@@ -207,9 +202,7 @@ class Classifier(pl.LightningModule):
         # its saved position. Hand it over now, before the first batch is drawn (a no-op otherwise).
         restore_loader_position(self.trainer)
         align_optimizer_step_counts(self.trainer)  # resumes a checkpoint of either optimization mode
-        loader = self.trainer.train_dataloader
-        if getattr(loader, "last_batch_size", None) == 1 and reaches_an_epoch_end(self.trainer, len(loader)):
-            check_one_image_batch(self.net)  # before the first batch, not an epoch later
+        check_one_image_batches(self.trainer, self.net)  # BatchNorm1d: before the first batch, not an epoch later
         if self.fast_path is not None:
             self.fast_path.on_train_start(self)
 
@@ -322,18 +315,3 @@ class Classifier(pl.LightningModule):
         for writer in tensorboard_writers(self.trainer):
             image = confusion_matrix_image(self.confmats[stage], self.class_names, f"{stage} confusion matrix")
             writer.add_image(f"{stage}/confusion_matrix", image, self.global_step, dataformats="HWC")  # (H, W, 3)
-
-
-def reaches_an_epoch_end(trainer: pl.Trainer, batches: int) -> bool:
-    """Whether the fit will train the last of an epoch's ``batches`` batches.
-
-    Not when ``limit_train_batches`` or ``overfit_batches`` cut every epoch short, nor when
-    ``max_steps`` ends the fit before the end of the epoch it starts (or resumes) in.
-    """
-    if trainer.num_training_batches < batches:
-        return False
-    if trainer.max_steps in (-1, None):
-        return True
-    steps_per_epoch = -(-batches // trainer.accumulate_grad_batches)  # Lightning steps at every epoch's end
-    left_in_epoch = steps_per_epoch - trainer.global_step % steps_per_epoch
-    return trainer.max_steps - trainer.global_step >= left_in_epoch
