@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mnistlab.models import CNN, MLP
-from mnistlab.systems.one_image_batch import _fails_on_one_image
 from mnistlab.systems.losses import keras_sigmoid_nll, probabilities
+from mnistlab.systems.one_image_batch import _fails_on_one_image
 
 
 @pytest.mark.parametrize(("hidden_units", "params"), [(0, 7_850), (100, 79_510)])
@@ -63,8 +63,8 @@ def test_bad_mlp_arguments_are_rejected() -> None:
 
 def test_the_one_image_probe_leaves_the_network_and_the_random_stream_as_they_were() -> None:
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 8), torch.nn.BatchNorm1d(8), torch.nn.Dropout(0.5),
-                              torch.nn.Linear(8, 10)).eval()  # fmt: skip
+    nn = torch.nn
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 10)).eval()
     before = {key: value.clone() for key, value in net.state_dict().items()}
     state = torch.random.get_rng_state()
     assert _fails_on_one_image(net).startswith("Expected more than 1 value per channel when training")
