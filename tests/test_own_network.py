@@ -286,7 +286,7 @@ def test_a_batch_norm_network_with_a_last_batch_of_one_image_is_refused_before_t
     expected = (
         "error: the last training batch of every epoch holds 1 image, and brokennets.BatchNormed cannot train on one "
         "(Expected more than 1 value per channel when training, got input size torch.Size([1, 16])); change "
-        "data.batch_size (or data.val_size) so that it holds more"
+        "data.batch_size so that it holds more"
     )
     for engine in ("auto", "per_step"):
         run_dir = tmp_path / engine

@@ -31,7 +31,7 @@ def check_one_image_batches(trainer: pl.Trainer, net: nn.Module) -> None:
     if reason is not None:
         raise ConfigError(
             f"the last training batch of every epoch holds 1 image, and {class_path(type(net))} cannot train on one "
-            f"({reason}); change data.batch_size (or data.val_size) so that it holds more"
+            f"({reason}); change data.batch_size so that it holds more"
         )
 
 
