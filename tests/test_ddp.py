@@ -119,3 +119,14 @@ def test_ddp_spawn_two_cpu_processes_train_and_test(tmp_path: Path) -> None:
     confmat = confusion_matrix(run_dir)
     assert sum(map(sum, confmat)) == 10_000
     assert sum(confmat[i][i] for i in range(10)) / 10_000 == pytest.approx(metrics["test/acc"], abs=1e-6)
+
+
+def test_an_error_in_a_spawned_process_is_one_line(tmp_path: Path) -> None:
+    spawn = ("trainer.strategy=ddp_spawn", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1")
+    result = run_script("train.py", *spawn, "optimizer.lr=1e30", *FAST[1:],
+                        f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
+    # Before: the child's traceback inside torch's ProcessRaisedException, exit status 1.
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: train/loss_step is nan at step 50 (epoch 0): training diverged; lower optimizer.lr or check the data"
+    )

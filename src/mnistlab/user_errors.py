@@ -3,8 +3,9 @@
 A user error is something the user can fix from the command line: mnistlab's own ``MnistlabError``
 (bad values, data files, checkpoints), a mandatory setting left out (``ckpt_path=???``), Lightning's
 ``MisconfigurationException`` (a Trainer setting this machine or run cannot honour) and its fit loop's
-``ValueError`` (a Trainer count the data cannot honour), and a bad
-value refused by the constructor of an object the config builds (Hydra wraps those). Anything
+``ValueError`` (a Trainer count the data cannot honour), a bad
+value refused by the constructor of an object the config builds (Hydra wraps those), and mnistlab's
+own error in a process that ``ddp_spawn`` started (it arrives as that process's traceback). Anything
 else is a bug, in mnistlab or in the user's own code, and keeps its traceback.
 
 The one place that reads exceptions this way: the entry scripts (``mnistlab.process``), the MLflow
@@ -55,6 +56,20 @@ def _count_refused_by_lightning(exc: BaseException) -> bool:
     return count_refused_by_lightning(exc)
 
 
+def _spawned_own_error(text: str) -> str | None:
+    """mnistlab's message in a spawned process's traceback (``trainer.strategy=ddp_spawn``), else None.
+
+    ``torch.multiprocessing`` hands the parent only the child's traceback as text, whose last line names the
+    error's class: ``mnistlab.errors.NonFiniteLossError: train/loss_step is nan at step 50 ...``.
+    """
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    module = MnistlabError.__module__
+    if lines and lines[-1].startswith(f"{module}.") and ": " in lines[-1]:
+        name, message = lines[-1].split(": ", 1)
+        return message if name.removeprefix(f"{module}.").isidentifier() else None
+    return None
+
+
 def _instantiation_key(exc: BaseException) -> str:
     text = str(exc)
     return text.rsplit(FULL_KEY, 1)[1].strip() if FULL_KEY in text else ""
@@ -69,6 +84,8 @@ def user_error(exc: BaseException) -> str | None:
     if isinstance(own := own_error(exc), MnistlabError):
         return str(own)
     for seen in exception_chain(exc):
+        if type(seen).__name__ == "ProcessRaisedException" and (spawned := _spawned_own_error(str(seen))):
+            return spawned
         if isinstance(seen, MissingMandatoryValue):
             key = seen.full_key or "a setting"
             return f"{key} is required: add {key}=... to the command" + (
