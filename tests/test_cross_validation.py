@@ -120,6 +120,24 @@ def test_the_sweeps_tested_ensemble_folder_is_that_ensemble_where_the_sweep_move
         find_checkpoints(tested)
 
 
+def test_a_sweep_folder_leaves_out_a_job_that_is_running_or_was_interrupted(
+    cv_sweep: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A Ctrl-C in job 2 leaves its checkpoints (half-trained) but neither job.json nor metrics.json:
+    # it was counted as a finished job and weighed in the ensemble unnoticed.
+    sweep = Path(shutil.copytree(cv_sweep[0], tmp_path / "half"))
+    jobs = _jobs(sweep)
+    for name in ("job.json", "metrics.json"):
+        (jobs[2] / name).unlink()
+    assert find_checkpoints(sweep) == [find_checkpoints(j)[0] for j in jobs[:2]]
+    err = capsys.readouterr().err
+    assert "is a sweep: an ensemble of its 2 finished jobs" in err
+    assert f"ckpt_path={sweep}: left out job 2, still running or interrupted" in err
+    (jobs[2] / "metrics.json").write_text("{}")  # a sweep from before job.json: its finished jobs count
+    (jobs[1] / "job.json").unlink()
+    assert find_checkpoints(sweep) == [find_checkpoints(j)[0] for j in jobs]
+
+
 def test_ensemble_exports_as_one_onnx_graph(cv_sweep: tuple[Path, str], tiny_root: Path, tmp_path: Path) -> None:
     sweep, _ = cv_sweep
     args = (f"ckpt_path={sweep}", f"data.root={tiny_root}", "data.verify=false", f"output_dir={tmp_path}")

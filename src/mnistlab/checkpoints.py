@@ -161,14 +161,33 @@ def _job_number(folder: Path) -> tuple[int, str]:
     return (int(head) if head.isdigit() else -1, folder.name)
 
 
+def _sweep_jobs(sweep_dir: Path) -> list[Path]:
+    return sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=_job_number)
+
+
+def _finished(job: Path) -> bool:
+    """Whether a sweep job ended well: its ``job.json`` says ok, or, without one, its ``metrics.json`` is there.
+
+    A job without ``job.json`` is still running or was interrupted (its checkpoints are half-trained), or is
+    of a sweep from before ``job.json``: only the test's ``metrics.json``, written as the job ends, tells.
+    """
+    status = job_status(job)
+    return status == "ok" if status is not None else (job / "metrics.json").is_file()
+
+
 def sweep_members(sweep_dir: Path) -> list[Path]:
-    """The run folders of a sweep's finished jobs (``-m``), in job order; a failed or pruned job is left out."""
-    members = []
-    for job in sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=_job_number):
-        # No job.json: a sweep from before it, whose checkpoints decide.
-        if (job_status(job) or "ok") == "ok" and _is_run_folder(job):
-            members.append(job)
-    return members
+    """The run folders of a sweep's finished jobs (``-m``), in job order.
+
+    A failed or pruned job is left out, and so is one still running or interrupted.
+    """
+    return [job for job in _sweep_jobs(sweep_dir) if _finished(job) and _is_run_folder(job)]
+
+
+def unfinished_jobs(sweep_dir: Path) -> list[Path]:
+    """The job folders of a sweep that hold checkpoints of a job still running or interrupted."""
+    return [
+        job for job in _sweep_jobs(sweep_dir) if job_status(job) is None and not _finished(job) and _is_run_folder(job)
+    ]
 
 
 def _tested_ensemble(folder: Path, setting: str) -> list[Path] | None:
@@ -224,6 +243,13 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
     found = [find_checkpoint(job, announce=False) for job in members]
     names = ", ".join(sorted({f.name for f in found}))
     print(f"{setting}={folder} is a sweep: an ensemble of its {len(found)} finished jobs ({names})", file=sys.stderr)
+    if unfinished := unfinished_jobs(folder):  # half-trained: their checkpoints would weigh in unnoticed
+        numbers = ", ".join(job.name.split("_", 1)[0] for job in unfinished)
+        print(
+            f"{setting}={folder}: left out job {numbers}, still running or interrupted "
+            f"(the sweep's own command plus hydra.sweep.dir={folder} finishes it)",
+            file=sys.stderr,
+        )
     return found
 
 
