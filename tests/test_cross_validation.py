@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import yaml
 from conftest import run_script, write_idx_set
 from omegaconf import OmegaConf
 
-from hydra_plugins.mnistlab_sweeps.folds import cv_mistake, fold_overrides
+from hydra_plugins.mnistlab_sweeps.folds import FoldEnsembles, cv_mistake, fold_overrides
 from mnistlab.checkpoints import find_checkpoints
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.ensemble import load_ensemble
@@ -136,6 +137,45 @@ def test_a_sweep_folder_leaves_out_a_job_that_is_running_or_was_interrupted(
     (jobs[2] / "metrics.json").write_text("{}")  # a sweep from before job.json: its finished jobs count
     (jobs[1] / "job.json").unlink()
     assert find_checkpoints(sweep) == [find_checkpoints(j)[0] for j in jobs]
+
+
+@pytest.mark.parametrize("stage", ["ensembles", "summary"])
+def test_a_ctrl_c_after_the_jobs_prints_the_continue_line_not_a_traceback(
+    stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The ensembles' test runs after the sweeper's own Ctrl-C handling ended: a KeyboardInterrupt traceback.
+    import hydra_plugins.mnistlab_sweeps.callbacks as sweep_callbacks
+    import mnistlab.sweeps.folds
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    config = OmegaConf.create(
+        {
+            "cv": 3,
+            "trainer": {"accelerator": "cpu"},
+            "hydra": {"sweep": {"dir": str(tmp_path)}, "job": {"config": {"override_dirname": {"exclude_keys": []}}}},
+        }
+    )
+    if stage == "ensembles":
+        monkeypatch.setattr(mnistlab.sweeps.folds, "evaluate_ensembles", interrupted)
+        callback = FoldEnsembles()
+    else:
+        monkeypatch.setattr(sweep_callbacks, "write_summary", interrupted)
+        callback = sweep_callbacks.SweepSummary()
+    monkeypatch.setattr("sys.__stderr__", sys.stderr)  # where the hint goes (the console, past a job's log)
+    try:
+        callback.on_multirun_end(config=config)
+    except KeyboardInterrupt:
+        pytest.fail("a bare KeyboardInterrupt (a traceback on the console)")
+    except SystemExit as e:
+        assert e.code == 130
+    else:
+        pytest.fail("the sweep went on after a Ctrl-C")
+    assert capsys.readouterr().err.strip() == (
+        f"interrupted; continue with the same command plus hydra.sweep.dir={tmp_path} "
+        "(finished jobs are kept, interrupted ones resume from their last checkpoint)"
+    )
 
 
 def test_ensemble_exports_as_one_onnx_graph(cv_sweep: tuple[Path, str], tiny_root: Path, tmp_path: Path) -> None:

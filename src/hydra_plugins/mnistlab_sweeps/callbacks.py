@@ -15,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.hydra_private import job_exception
-from hydra_plugins.mnistlab_sweeps.launchers import refuse
+from hydra_plugins.mnistlab_sweeps.launchers import continue_hint, refuse
 from mnistlab.atomic_files import write_json
 from mnistlab.errors import WriteError
 from mnistlab.process.jobs import JobConsole, pin_gpu
@@ -109,10 +109,13 @@ class SweepSummary(Callback):
         print(progress_line(config, status, error, seconds, output_dir, log_file), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from mnistlab import process
+
         sweep_dir = Path(config.hydra.sweep.dir)
         exclude = list(config.hydra.job.config.override_dirname.exclude_keys)
         try:
-            jobs, markdown = write_summary(sweep_dir, exclude)
+            with process.hint_on_interrupt(lambda: continue_hint(config)):  # a Ctrl-C: the line, not a traceback
+                jobs, markdown = write_summary(sweep_dir, exclude)
         except WriteError as e:
             refuse(str(e))  # what the jobs left stays: the same command continues the sweep
         print(f"\n{markdown}\n(summary.md and summary.csv in {sweep_dir})", flush=True)
