@@ -172,3 +172,20 @@ def test_searched_keys_the_run_does_not_have_are_refused() -> None:
         check_searched_key(config, key, searched)
     with pytest.raises(ConfigError, match="sead is not a setting or config group of this run"):
         check_searched_key(config, "sead", searched)
+
+
+def test_a_command_line_value_of_a_searched_key_is_refused(tmp_path: Path) -> None:
+    """Before: ``optimizer.lr=0.5`` came before each trial's own ``optimizer.lr=...``, which silently replaced it."""
+    from hydra_plugins.mnistlab_sweeps._search_space import check_not_fixed
+    from mnistlab.errors import ConfigError
+
+    searched = ["optimizer", "optimizer.lr", "data.batch_size"]
+    check_not_fixed(["model=linear", "optimizer.momentum=0.9", "cv=3", "hparams_search=optuna"], searched)
+    with pytest.raises(ConfigError, match=r"^optimizer=sgd: optimizer is searched \(hydra.sweeper.params\)"):
+        check_not_fixed(["model=linear", "optimizer=sgd"], searched)
+    result = sweep(tmp_path / "search", "hparams_search=optuna", "hydra.sweeper.n_trials=1", "optimizer.lr=0.5")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: optimizer.lr=0.5: optimizer.lr is searched (hydra.sweeper.params), so every trial would set its own "
+        "value instead; drop it, or search without it in a copy of conf/hparams_search/optuna.yaml"
+    ], result.stderr[-3000:]
+    assert not (tmp_path / "search").exists()

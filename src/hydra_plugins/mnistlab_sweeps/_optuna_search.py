@@ -36,7 +36,13 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.mnistlab_sweeps._search_space import as_run, check_searched_key, distribution, override_value
+from hydra_plugins.mnistlab_sweeps._search_space import (
+    as_run,
+    check_not_fixed,
+    check_searched_key,
+    distribution,
+    override_value,
+)
 from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
 from hydra_plugins.mnistlab_sweeps.hydra_private import job_exception
 from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, check_same_sweep, refuse
@@ -141,6 +147,7 @@ class OptunaSearch:
             self.distributions = {k: distribution(k, dict(v)) for k, v in self.conf.params.items()}
             for key in self.distributions:
                 check_searched_key(self.config, key, self.distributions)
+            check_not_fixed(arguments, self.distributions)
         except ConfigError as e:
             refuse(str(e))
         folds = fold_overrides(self.config, arguments, list(self.conf.params))

@@ -61,6 +61,20 @@ def check_searched_key(config: DictConfig, key: str, searched: Collection[str]) 
 _ABSENT = object()
 
 
+def check_not_fixed(arguments: Collection[str], searched: Collection[str]) -> None:
+    """Refuses a command-line value of a searched key: every trial's own value came after it and replaced it.
+
+    ``python scripts/train.py -m hparams_search=optuna optimizer.lr=0.5`` trained no job with ``lr=0.5``.
+    """
+    from mnistlab.config_keys import override_key
+
+    if fixed := [a for a in arguments if "=" in a and override_key(a) in searched]:
+        raise ConfigError(
+            f"{fixed[0]}: {override_key(fixed[0])} is searched (hydra.sweeper.params), so every trial would set "
+            "its own value instead; drop it, or search without it in a copy of conf/hparams_search/optuna.yaml"
+        )
+
+
 def override_value(value: Any) -> str:
     """A trial's value on its job's command line: four significant digits keep job folder names readable."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
