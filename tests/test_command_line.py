@@ -155,3 +155,24 @@ def test_configs_of_a_searchpath_folder_are_checked_too(tmp_path: Path) -> None:
     )
     missing = config_mistake(train, "train", [f"hydra.searchpath=[file://{tmp_path}/nope]", "model=mine"])
     assert missing == f"hydra.searchpath=[file://{tmp_path}/nope]: {tmp_path}/nope is not a folder"
+
+
+def test_a_sweep_job_folder_as_a_path_is_answered_with_its_quoted_form(tmp_path: Path) -> None:
+    """A sweep's job folder (``0_cv=3,model=linear``) copied into ``ckpt_path=``: Hydra's grammar cannot read it
+    unquoted, and the one line said only "mismatched input '='"; ``restart_hint`` printed such commands too."""
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from mnistlab.config_keys import path_override
+
+    job = tmp_path / "0_cv=3,data.fold=0,model=linear,seed=42"
+    evaluate = ROOT / "scripts" / "evaluate.py"
+    line = config_mistake(evaluate, "evaluate", [f"ckpt_path={job}"])
+    assert line is not None and line.endswith(f"; a path with = in it goes in quotes: 'ckpt_path=\"{job}\"'")
+    [quoted] = shlex.split(line.rsplit(": ", 1)[1])  # what the shell hands the script
+    assert config_mistake(evaluate, "evaluate", [quoted]) is None
+    assert OverridesParser.create().parse_overrides([quoted])[0].value() == str(job)
+    assert path_override("ckpt_path", tmp_path / "run") == f"ckpt_path={tmp_path}/run"  # a plain path stays plain
+    listed = config_mistake(evaluate, "evaluate", [f"ckpt_path=[{job},{job}]"])
+    assert listed is not None and listed.endswith('goes in quotes: \'ckpt_path=["...","..."]\'')

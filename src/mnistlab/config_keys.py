@@ -39,6 +39,16 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def path_override(key: str, path: object) -> str:
+    """``key=path`` as Hydra reads it back: a path holding ``=`` or ``,`` (a sweep's job folder, such as
+    ``3_cv=5,model=linear``) goes in double quotes, which Hydra's override grammar needs there."""
+    text = str(path)
+    if not any(c in text for c in "=,[]{}() '\""):
+        return f"{key}={text}"
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{key}="{escaped}"'
+
+
 def placement_keys() -> list[str]:
     """Resolver ``${mnistlab.placement_keys:}``: ``PLACEMENT`` for Hydra's ``override_dirname.exclude_keys``."""
     return list(PLACEMENT)
