@@ -67,6 +67,22 @@ def test_one_command_runs_every_fold_and_tests_their_ensemble(cv_sweep: tuple[Pa
     assert "| 3 | " in row and row.endswith(f" | {ensemble['test/acc']:.4f} |")
 
 
+def test_a_grid_of_configurations_names_each_ensemble_on_its_line(tiny_root: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "grid"
+    result = run_script("train.py", "-m", "cv=2", "model=linear,hidden", f"data.root={tiny_root}", *TINY,
+                        f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("ensemble of the folds")]
+    # Before: two lines "ensemble of the folds: test/acc ..." that did not say which configuration each was.
+    assert len(lines) == 2 and {"model=linear", "model=hidden"} == {
+        word for line in lines for word in line.split(":")[0].split() if word.startswith("model=")
+    }, lines
+    for line in lines:
+        report = Path(line.rsplit("(report in ", 1)[1].rstrip(")"))
+        overrides = json.loads((report / "ensemble.json").read_text())["overrides"]
+        assert line.startswith(f"ensemble of the folds of {' '.join(overrides)}: test/acc ")
+
+
 def _job(sweep: Path, name: str, overrides: list[str], metrics: dict[str, float]) -> None:
     (sweep / name / ".hydra").mkdir(parents=True)
     (sweep / name / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))

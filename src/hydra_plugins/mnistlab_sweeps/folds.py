@@ -135,8 +135,11 @@ class FoldEnsembles(Callback):
         # The ensemble is tested in the sweep's own process, which a parallel launcher's jobs never configured.
         process.configure_job()
         try:
-            for group, folder in evaluate_ensembles(sweep_dir, jobs, accelerator):
-                print(f"ensemble of the folds: test/acc {group.ensemble['test/acc']:.4f} (report in {folder})")
+            tested = evaluate_ensembles(sweep_dir, jobs, accelerator)  # best mean val/acc first, as the summary
+            for group, folder in tested:
+                # A grid of configurations: each line names its own (cv=3 model=linear).
+                which = f" of {' '.join(group.overrides)}" if len(tested) > 1 else ""
+                print(f"ensemble of the folds{which}: test/acc {group.ensemble['test/acc']:.4f} (report in {folder})")
                 if OmegaConf.select(config, "logger.mlflow") is not None:
                     self._mlflow_parent(sweep_dir, group, folder)
         except Exception as exc:  # the folds' own results stand; the summary shows no ensemble column then
