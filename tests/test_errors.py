@@ -225,3 +225,11 @@ def test_an_error_inside_the_fit_prints_on_a_line_of_its_own_after_the_progress_
     line = next(line for line in screen.decode(errors="replace").split("\n") if "error:" in line)  # ends in \r
     # What the terminal shows of that line: the text after its last carriage return. Before: the bar, then the error.
     assert line.rstrip("\r").split("\r")[-1].startswith("error: train/loss_step is nan at step 5"), repr(line[-300:])
+
+
+def test_a_mapping_as_ckpt_path_is_refused_as_no_path() -> None:
+    from mnistlab.checkpoints import find_checkpoints
+
+    # Before: "checkpoint not found: a" (the mapping was read as the list of its keys).
+    with pytest.raises(MnistlabError, match=r"ckpt_path=\{'a': 1\} is not a path: give a \.ckpt file"):
+        find_checkpoints({"a": 1})

@@ -8,7 +8,7 @@ import pickle
 import re
 import sys
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +222,8 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
         MnistlabError: When a path does not exist, or a folder holds no checkpoint and no finished job.
     """
     if not isinstance(path, (str, Path)):
+        if isinstance(path, Mapping) or not isinstance(path, Sequence):  # {a: 1} would read as its keys
+            raise MnistlabError(f"{setting}={path} is not a path: give a .ckpt file, a run or sweep folder, or a list")
         found = [f for item in path for f in find_checkpoints(item, setting)]
         if not found:
             raise MnistlabError(f"{setting}=[] names no checkpoint")
