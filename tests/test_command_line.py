@@ -176,3 +176,23 @@ def test_a_sweep_job_folder_as_a_path_is_answered_with_its_quoted_form(tmp_path:
     assert path_override("ckpt_path", tmp_path / "run") == f"ckpt_path={tmp_path}/run"  # a plain path stays plain
     listed = config_mistake(evaluate, "evaluate", [f"ckpt_path=[{job},{job}]"])
     assert listed is not None and listed.endswith('goes in quotes: \'ckpt_path=["...","..."]\'')
+
+
+@pytest.mark.parametrize(
+    "name", ["run#2", "données", "a;b", "~x", "a&b", "2024", "null", "0_model=linear\\", 'say "hi"', "a=\\b", "it's"]
+)
+def test_a_printed_path_reads_back_as_that_path(name: str, tmp_path: Path) -> None:
+    """``path_override`` quoted only ``=,[]{}() '"``: ``ckpt_path=/x/run#2/...`` (so a non-ASCII letter, ``;``,
+    ``~``, ``&``) did not parse, ``2024`` and ``null`` were read as a number and None, and a backslash was
+    doubled inside the quotes (another path)."""
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from mnistlab.config_keys import path_override
+
+    path = tmp_path / name
+    [argument] = shlex.split(shlex.quote(path_override("ckpt_path", path)))  # as the shell hands it over
+    assert OverridesParser.create().parse_overrides([argument])[0].value() == str(path)
+    assert config_mistake(ROOT / "scripts" / "evaluate.py", "evaluate", [argument]) is None
+    assert path_override("ckpt_path", "2024") == 'ckpt_path="2024"'

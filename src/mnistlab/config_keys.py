@@ -40,12 +40,24 @@ def override_key(override: str) -> str:
 
 
 def path_override(key: str, path: object) -> str:
-    """``key=path`` as Hydra reads it back: a path holding ``=`` or ``,`` (a sweep's job folder, such as
-    ``3_cv=5,model=linear``) goes in double quotes, which Hydra's override grammar needs there."""
+    """``key=path`` as Hydra reads it back: a path that Hydra's override grammar would not read as that same
+    string goes in double quotes. That is one holding ``=`` or ``,`` (a sweep's job folder, such as
+    ``3_cv=5,model=linear``), a space, a character outside the grammar's unquoted values (``#``, ``;``, ``~``,
+    ``&``, a non-ASCII letter...), or one read as another type (``123``, ``null``)."""
+    import re
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
     text = str(path)
-    if not any(c in text for c in "=,[]{}() '\""):
-        return f"{key}={text}"
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    try:
+        if OverridesParser.create().parse_override(f"{key}={text}").value() == text:
+            return f"{key}={text}"
+    except HydraException:
+        pass
+    # In Hydra's quoted strings a backslash is literal, except before a quote or at the end: there a run of
+    # them is doubled, and a quote takes one.
+    escaped = re.sub(r'(\\*)("|$)', lambda m: m[1] * 2 + ("\\" + m[2] if m[2] else ""), text)
     return f'{key}="{escaped}"'
 
 
