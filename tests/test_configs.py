@@ -124,3 +124,22 @@ def test_enable_checkpointing_false_leaves_the_checkpoint_callbacks_out_and_says
     )
     with pytest.raises(MnistlabError, match=r"trainer\.enable_checkpointing=false and saved no checkpoint"):
         resume_files(run_dir)
+
+
+def test_the_interrupted_line_of_a_run_in_a_folder_holding_equals_runs_as_printed(tmp_path: Path) -> None:
+    """A run in a sweep job's folder (``train.py resume='"multirun/.../0_model=linear,seed=1"'``) stopped by a
+    Ctrl-C printed ``resume=.../0_model=linear,seed=1``, which Hydra's grammar cannot read."""
+    import shlex
+
+    import torch
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from mnistlab.resume.run import interrupted_hint
+
+    run_dir = tmp_path / "0_model=linear,seed=1"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    torch.save({"epoch": 0, "global_step": 860, "state_dict": {}}, run_dir / "checkpoints" / "last.ckpt")
+    hint = interrupted_hint(run_dir)
+    command = shlex.split(hint.split("continue with: ", 1)[1].split(" (", 1)[0])
+    assert command[:2] == ["python", "scripts/train.py"]
+    assert OverridesParser.create().parse_overrides(command[2:])[0].value() == str(run_dir)

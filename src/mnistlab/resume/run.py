@@ -218,7 +218,10 @@ def launch_record(cfg: DictConfig) -> tuple[list[str], dict]:
 
 def interrupted_hint(run_dir: str | Path) -> str:
     """What to run after a Ctrl-C ended the run in ``run_dir``: ``resume=`` from its last checkpoint, if it has one."""
+    import shlex
+
     from mnistlab.checkpoints import read_checkpoint
+    from mnistlab.config_keys import path_override
 
     last = Path(run_dir) / "checkpoints" / "last.ckpt"
     if not last.is_file():
@@ -228,7 +231,7 @@ def interrupted_hint(run_dir: str | Path) -> str:
     ckpt = read_checkpoint(last)
     epochs, steps = finished_epochs(ckpt), ckpt.get("global_step", 0)
     return (
-        f"interrupted; continue with: python scripts/train.py resume={run_dir} "
+        f"interrupted; continue with: python scripts/train.py {shlex.quote(path_override('resume', run_dir))} "
         f"(checkpoints/last.ckpt: {epochs} epoch{'s' * (epochs != 1)}, {steps} steps done)"
     )
 
