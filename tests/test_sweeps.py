@@ -189,3 +189,14 @@ def test_a_command_line_value_of_a_searched_key_is_refused(tmp_path: Path) -> No
         "value instead; drop it, or search without it in a copy of conf/hparams_search/optuna.yaml"
     ], result.stderr[-3000:]
     assert not (tmp_path / "search").exists()
+
+
+def test_a_command_line_value_of_a_searched_addition_is_refused_too() -> None:
+    """A searched ``+trainer.foo`` and a given ``+trainer.foo=0.5``: each trial's ``+trainer.foo=...`` came after it,
+    and Hydra failed every trial ("Could not append to config"), after the study was made."""
+    from hydra_plugins.mnistlab_sweeps._search_space import check_not_fixed
+    from mnistlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^\+trainer.foo=0.5: trainer.foo is searched"):
+        check_not_fixed(["model=linear", "+trainer.foo=0.5"], ["optimizer.lr", "+trainer.foo"])
+    check_not_fixed(["model=linear", "+trainer.foo_bar=0.5"], ["optimizer.lr", "+trainer.foo"])

@@ -68,7 +68,8 @@ def check_not_fixed(arguments: Collection[str], searched: Collection[str]) -> No
     """
     from mnistlab.config_keys import override_key
 
-    if fixed := [a for a in arguments if "=" in a and override_key(a) in searched]:
+    keys = {key.lstrip("+~") for key in searched}  # a searched +key: each trial adds it after the given one
+    if fixed := [a for a in arguments if "=" in a and override_key(a) in keys]:
         raise ConfigError(
             f"{fixed[0]}: {override_key(fixed[0])} is searched (hydra.sweeper.params), so every trial would set "
             "its own value instead; drop it, or search without it in a copy of conf/hparams_search/optuna.yaml"
