@@ -196,3 +196,17 @@ def test_a_printed_path_reads_back_as_that_path(name: str, tmp_path: Path) -> No
     assert OverridesParser.create().parse_overrides([argument])[0].value() == str(path)
     assert config_mistake(ROOT / "scripts" / "evaluate.py", "evaluate", [argument]) is None
     assert path_override("ckpt_path", "2024") == 'ckpt_path="2024"'
+
+
+def test_the_sweeps_continue_line_quotes_a_folder_hydra_cannot_read_bare() -> None:
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.mnistlab_sweeps.launchers import continue_hint
+
+    hint = continue_hint(OmegaConf.create({"hydra": {"sweep": {"dir": "/tmp/lr=0.1,run#2"}}}))
+    # Before: "... plus hydra.sweep.dir=/tmp/lr=0.1,run#2", which Hydra could not read back.
+    assert hint.startswith("interrupted; continue with the same command plus 'hydra.sweep.dir=\"/tmp/lr=0.1,run#2\"' ")
+    plain = continue_hint(OmegaConf.create({"hydra": {"sweep": {"dir": "multirun/2026-12-06/04-30-00"}}}))
+    assert plain.startswith(
+        "interrupted; continue with the same command plus hydra.sweep.dir=multirun/2026-12-06/04-30-00 "
+    )

@@ -6,6 +6,7 @@ import io
 import json
 import pickle
 import re
+import shlex
 import sys
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from mnistlab.atomic_files import write_atomic
+from mnistlab.config_keys import path_override
 from mnistlab.data.specs import input_stats
 from mnistlab.errors import MnistlabError
 from mnistlab.resume.sweep import job_status
@@ -249,7 +251,7 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
         numbers = ", ".join(job.name.split("_", 1)[0] for job in unfinished)
         print(
             f"{setting}={folder}: left out job {numbers}, still running or interrupted "
-            f"(the sweep's own command plus hydra.sweep.dir={folder} finishes it)",
+            f"(the sweep's own command plus {shlex.quote(path_override('hydra.sweep.dir', folder))} finishes it)",
             file=sys.stderr,
         )
     return found

@@ -82,11 +82,13 @@ def continue_hint(config: DictConfig, search: bool = False) -> str:
         config: The sweep's config.
         search: An Optuna search, whose interrupted trial is tried again from its start, not resumed.
     """
+    import shlex
+
+    from mnistlab.config_keys import path_override
+
     interrupted = "the interrupted trial runs again" if search else "interrupted ones resume from their last checkpoint"
-    return (
-        f"interrupted; continue with the same command plus hydra.sweep.dir={config.hydra.sweep.dir} "
-        f"(finished jobs are kept, {interrupted})"
-    )
+    folder = shlex.quote(path_override("hydra.sweep.dir", config.hydra.sweep.dir))  # as a shell reads it back
+    return f"interrupted; continue with the same command plus {folder} (finished jobs are kept, {interrupted})"
 
 
 def launch_missing(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.config_keys import PRESENTATION, override_key
+from mnistlab.config_keys import PRESENTATION, override_key, path_override
 from mnistlab.errors import MnistlabError
 from mnistlab.resume.checkpoint import continue_from, finished_epochs, restart_hint
 
@@ -77,7 +78,7 @@ def run_folder_mistake(cfg: DictConfig, run_dir: Path, existed: bool) -> str | N
     if existed and ((run_dir / "checkpoints").is_dir() or (run_dir / "metrics.json").is_file()):
         return (
             f"hydra.run.dir={run_dir} holds another run (checkpoints/, metrics.json), which this one would "
-            f"overwrite: continue it with resume={run_dir}, or give a new folder"
+            f"overwrite: continue it with {shlex.quote(path_override('resume', run_dir))}, or give a new folder"
         )
     return None
 
@@ -218,10 +219,7 @@ def launch_record(cfg: DictConfig) -> tuple[list[str], dict]:
 
 def interrupted_hint(run_dir: str | Path) -> str:
     """What to run after a Ctrl-C ended the run in ``run_dir``: ``resume=`` from its last checkpoint, if it has one."""
-    import shlex
-
     from mnistlab.checkpoints import read_checkpoint
-    from mnistlab.config_keys import path_override
 
     last = Path(run_dir) / "checkpoints" / "last.ckpt"
     if not last.is_file():
