@@ -235,6 +235,16 @@ class Sized(nn.Module):
 '''
 
 
+def broken_net(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str, config: str) -> Path:
+    """``brokennets.py`` on PYTHONPATH and ``model/<model>.yaml`` holding ``config``; returns the config folder."""
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "brokennets.py").write_text(BROKEN_NETS)
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / f"{model}.yaml").write_text(config)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "code"), os.environ.get("PYTHONPATH", "")]))
+    return tmp_path / "conf"
+
+
 @pytest.mark.parametrize(
     ("model", "extra", "message"),
     [
@@ -255,16 +265,12 @@ class Sized(nn.Module):
 def test_a_network_that_breaks_the_contract_is_one_line_before_training(
     model: str, extra: tuple[str, ...], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "brokennets.py").write_text(BROKEN_NETS)
-    (tmp_path / "conf" / "model").mkdir(parents=True)
     target = "".join(part.title() for part in model.split("_"))
     arguments = "hidden: 16\n" if model == "sized" else ""
-    (tmp_path / "conf" / "model" / f"{model}.yaml").write_text(f"_target_: brokennets.{target}\n{arguments}")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "code"), os.environ.get("PYTHONPATH", "")]))
+    conf = broken_net(tmp_path, monkeypatch, model, f"_target_: brokennets.{target}\n{arguments}")
     run_dir = tmp_path / "run"
     result = run_script(
-        "train.py", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"model={model}", *extra,
+        "train.py", f"hydra.searchpath=[file://{conf}]", f"model={model}", *extra,
         "trainer.max_epochs=1", "trainer.limit_train_batches=1", f"hydra.run.dir={run_dir}", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
@@ -276,12 +282,8 @@ def test_a_batch_norm_network_with_a_last_batch_of_one_image_is_refused_before_t
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """54,977 training images at batch 32 leave one image for every epoch's last batch (data.val_size=5023)."""
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "brokennets.py").write_text(BROKEN_NETS)
-    (tmp_path / "conf" / "model").mkdir(parents=True)
-    (tmp_path / "conf" / "model" / "batch_normed.yaml").write_text("_target_: brokennets.BatchNormed\n")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "code"), os.environ.get("PYTHONPATH", "")]))
-    common = (f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=batch_normed", "data.val_size=5023",
+    conf = broken_net(tmp_path, monkeypatch, "batch_normed", "_target_: brokennets.BatchNormed\n")
+    common = (f"hydra.searchpath=[file://{conf}]", "model=batch_normed", "data.val_size=5023",
               "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0")  # fmt: skip
     expected = (
         "error: the last training batch of every epoch holds 1 image, and brokennets.BatchNormed cannot train on one "
@@ -305,12 +307,8 @@ def test_a_batch_norm_network_that_stops_before_its_one_image_batch_trains(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """trainer.max_steps short of an epoch never reaches the epoch's last batch, as limit_train_batches does not."""
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "brokennets.py").write_text(BROKEN_NETS)
-    (tmp_path / "conf" / "model").mkdir(parents=True)
-    (tmp_path / "conf" / "model" / "batch_normed.yaml").write_text("_target_: brokennets.BatchNormed\n")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "code"), os.environ.get("PYTHONPATH", "")]))
-    result = run_script("train.py", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=batch_normed",
+    conf = broken_net(tmp_path, monkeypatch, "batch_normed", "_target_: brokennets.BatchNormed\n")
+    result = run_script("train.py", f"hydra.searchpath=[file://{conf}]", "model=batch_normed",
                         "data.val_size=5023", "trainer.max_steps=20", "callbacks.progress_bar.refresh_rate=0",
                         f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
     # Before: refused ("the last training batch of every epoch holds 1 image ...") though batch 1,719 never comes.
