@@ -6,7 +6,6 @@ import io
 import json
 import pickle
 import re
-import shlex
 import sys
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -17,7 +16,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from mnistlab.atomic_files import write_atomic
-from mnistlab.config_keys import path_override
+from mnistlab.config_keys import shell_path_override
 from mnistlab.data.specs import input_stats
 from mnistlab.errors import MnistlabError
 from mnistlab.resume.sweep import job_status
@@ -251,7 +250,7 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
         numbers = ", ".join(job.name.split("_", 1)[0] for job in unfinished)
         print(
             f"{setting}={folder}: left out job {numbers}, still running or interrupted "
-            f"(the sweep's own command plus {shlex.quote(path_override('hydra.sweep.dir', folder))} finishes it)",
+            f"(the sweep's own command plus {shell_path_override('hydra.sweep.dir', folder)} finishes it)",
             file=sys.stderr,
         )
     return found

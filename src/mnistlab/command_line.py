@@ -18,7 +18,6 @@ Only Hydra's public API is used (its override parser, its compose API and its co
 from __future__ import annotations
 
 import inspect
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
 from mnistlab.config_checks import target_arguments
-from mnistlab.config_keys import path_override
+from mnistlab.config_keys import shell_path_override
 from mnistlab.config_tree import ABSENT, ConfigTree, all_keys, child, has_key
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
 from mnistlab.run_folders import folder_mistake
@@ -222,7 +221,7 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
             reason = str(e).splitlines()[0]
             key, _, value = text.partition("=")
             if "=" in value:  # a path holding = and , as a sweep's job folders do: Hydra needs it in quotes
-                quoted = f'\'{key}=["...","..."]\'' if value.startswith("[") else shlex.quote(path_override(key, value))
+                quoted = f'\'{key}=["...","..."]\'' if value.startswith("[") else shell_path_override(key, value)
                 return f"cannot read the override {text!r}: {reason}; a path with = in it goes in quotes: {quoted}"
             return f"cannot read the override {text!r}: {reason} (key=value, see hydra.cc's override grammar)"
     swept: dict[str, str] = {}

@@ -61,6 +61,13 @@ def path_override(key: str, path: object) -> str:
     return f'{key}="{escaped}"'
 
 
+def shell_path_override(key: str, path: object) -> str:
+    """``path_override`` as a shell command line gives it to the script (quoted where the shell would split it)."""
+    import shlex
+
+    return shlex.quote(path_override(key, path))
+
+
 def placement_keys() -> list[str]:
     """Resolver ``${mnistlab.placement_keys:}``: ``PLACEMENT`` for Hydra's ``override_dirname.exclude_keys``."""
     return list(PLACEMENT)

@@ -82,12 +82,10 @@ def continue_hint(config: DictConfig, search: bool = False) -> str:
         config: The sweep's config.
         search: An Optuna search, whose interrupted trial is tried again from its start, not resumed.
     """
-    import shlex
-
-    from mnistlab.config_keys import path_override
+    from mnistlab.config_keys import shell_path_override
 
     interrupted = "the interrupted trial runs again" if search else "interrupted ones resume from their last checkpoint"
-    folder = shlex.quote(path_override("hydra.sweep.dir", config.hydra.sweep.dir))  # as a shell reads it back
+    folder = shell_path_override("hydra.sweep.dir", config.hydra.sweep.dir)  # as a shell reads it back
     return f"interrupted; continue with the same command plus {folder} (finished jobs are kept, {interrupted})"
 
 

@@ -116,14 +116,14 @@ def restart_hint(run_dir: Path, best: Path, max_epochs: Any) -> str:
     from omegaconf import OmegaConf
 
     from mnistlab.checkpoints import read_checkpoint
-    from mnistlab.config_keys import path_override
+    from mnistlab.config_keys import path_override, shell_path_override
 
     try:
         ckpt = read_checkpoint(best)
         recorded = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.overrides
     except (MnistlabError, OSError, ValueError, AttributeError):  # no best.ckpt, or no record to rebuild its command
         return ""
-    test = f"python scripts/evaluate.py {shlex.quote(path_override('ckpt_path', best))}"
+    test = f"python scripts/evaluate.py {shell_path_override('ckpt_path', best)}"
     if ckpt.get("lr_schedulers"):
         return f"; its best weights cannot continue under the run's learning-rate schedule: test them with {test}"
     if isinstance(max_epochs, int) and max_epochs >= 0 and finished_epochs(ckpt) >= max_epochs:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.config_keys import PRESENTATION, override_key, path_override
+from mnistlab.config_keys import PRESENTATION, override_key, shell_path_override
 from mnistlab.errors import MnistlabError
 from mnistlab.resume.checkpoint import continue_from, finished_epochs, restart_hint
 
@@ -78,7 +77,7 @@ def run_folder_mistake(cfg: DictConfig, run_dir: Path, existed: bool) -> str | N
     if existed and ((run_dir / "checkpoints").is_dir() or (run_dir / "metrics.json").is_file()):
         return (
             f"hydra.run.dir={run_dir} holds another run (checkpoints/, metrics.json), which this one would "
-            f"overwrite: continue it with {shlex.quote(path_override('resume', run_dir))}, or give a new folder"
+            f"overwrite: continue it with {shell_path_override('resume', run_dir)}, or give a new folder"
         )
     return None
 
@@ -229,7 +228,7 @@ def interrupted_hint(run_dir: str | Path) -> str:
     ckpt = read_checkpoint(last)
     epochs, steps = finished_epochs(ckpt), ckpt.get("global_step", 0)
     return (
-        f"interrupted; continue with: python scripts/train.py {shlex.quote(path_override('resume', run_dir))} "
+        f"interrupted; continue with: python scripts/train.py {shell_path_override('resume', run_dir)} "
         f"(checkpoints/last.ckpt: {epochs} epoch{'s' * (epochs != 1)}, {steps} steps done)"
     )
 
