@@ -127,8 +127,7 @@ def build_trainer(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> pl.
     if cfg.trainer.get("enable_progress_bar", True) is False:
         # The flag means no bar; Lightning would instead refuse the configured one.
         every_callback = [cb for cb in every_callback if not isinstance(cb, ProgressBar)]
-    profiler = no_profiler_for(OmegaConf.to_container(cfg.trainer, resolve=True))
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=every_callback, **profiler)
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=every_callback, **no_profiler_for(cfg.trainer))
 
 
 def _build_group(group: DictConfig | None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ per-step batch on a 2-core CPU (docs/performance.md).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import nullcontext
 from typing import Any
 
@@ -28,8 +29,9 @@ class NoProfiler(PassThroughProfiler):
         return _NOTHING
 
 
-def no_profiler_for(trainer_args: dict[str, Any]) -> dict[str, Any]:
-    """The ``profiler`` argument to add to a Trainer built from ``trainer_args``: ``NoProfiler`` where none is set.
+def no_profiler_for(trainer_args: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``profiler`` argument to add to a Trainer built from ``trainer_args`` (``cfg.trainer``): ``NoProfiler``
+    where none is set.
 
     Left to Lightning under ``barebones=True``, which refuses any profiler object.
     """
