@@ -187,7 +187,9 @@ def sweep_members(sweep_dir: Path) -> list[Path]:
 def unfinished_jobs(sweep_dir: Path) -> list[Path]:
     """The job folders of a sweep that hold checkpoints of a job still running or interrupted."""
     return [
-        job for job in _sweep_jobs(sweep_dir) if job_status(job) is None and not _finished(job) and _is_run_folder(job)
+        job
+        for job in _sweep_jobs(sweep_dir)
+        if job_status(job) is None and not (job / "metrics.json").is_file() and _is_run_folder(job)
     ]
 
 
