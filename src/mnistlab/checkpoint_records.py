@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mnistlab.errors import ConfigError, MnistlabError
+from mnistlab.errors import ConfigError, MnistlabError, first_line
 
 PLAIN = (type(None), bool, int, float, str)
 DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
@@ -173,7 +173,7 @@ def output_width(net: nn.Module) -> int:
             out = net.eval()(x)
     except (RuntimeError, ValueError, TypeError, IndexError) as e:
         # What torch raises for inputs of the wrong shape or type: the contract is broken, not mnistlab.
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         raise ConfigError(
             f"{class_path(type(net))} failed on a (1, 1, 28, 28) image: {reason}; "
             "a network must map (B, 1, 28, 28) images to (B, C) logits (flatten them itself if it needs (B, 784))"

@@ -25,7 +25,7 @@ from mnistlab.data import MNISTDataModule
 from mnistlab.data.specs import input_stats
 from mnistlab.engine import Engine, choose_engine
 from mnistlab.engine.profiler import no_profiler_for
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, first_line
 from mnistlab.systems import Classifier
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def build_net(model: DictConfig) -> nn.Module:
             raise
         given = OmegaConf.to_container(model, resolve=True)
         args = ", ".join(f"{k}={v!r}" for k, v in given.items() if k != "_target_" and k not in HYDRA_KEYS)
-        reason = str(e.__cause__).strip().splitlines()[0]
+        reason = first_line(e.__cause__)
         if reason.startswith("model."):  # a network's own check already names the setting (model.dropout=2 ...)
             raise ConfigError(reason) from None
         raise ConfigError(f"model: {given['_target_']}({args}) refused its settings: {reason}") from None

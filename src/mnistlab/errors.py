@@ -22,6 +22,12 @@ class NonFiniteLossError(MnistlabError):
     """Training diverged: the loss became NaN or infinite."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (torch's run on), or its type's name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 # Why a file could not be written, when the user can fix it, and what to do about it.
 WRITE_FIXES = {
     errno.ENOSPC: "free some space",

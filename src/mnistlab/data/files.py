@@ -10,7 +10,7 @@ import torch
 
 from mnistlab.data.idx import md5, parse_idx, read_bytes
 from mnistlab.data.specs import SPECS, DatasetSpec, Resource
-from mnistlab.errors import DataError
+from mnistlab.errors import DataError, first_line
 
 IMAGE_SIZE = (28, 28)
 
@@ -134,7 +134,7 @@ def download(root: Path, spec: DatasetSpec, missing: Sequence[Resource]) -> None
                 download_url(mirror + resource.name + ".gz", root, target.name, resource.gz_md5)
                 break
             except Exception as e:  # urllib, HTTP and checksum errors alike: reported, next mirror
-                errors.append(f"  {mirror}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+                errors.append(f"  {mirror}: {first_line(e)}")
                 target.unlink(missing_ok=True)
         else:
             for folder in created:  # deepest first; a folder that holds other files stays

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.config_checks import check_number
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, first_line
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits (B, C), labels (B,)) -> scalar
 
@@ -155,8 +155,8 @@ def check_teacher(teacher: Teacher, num_classes: int, class_names: Sequence[str]
     try:
         out = teacher(torch.zeros(2, 1, 28, 28))  # (2, C): the student's input shape
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise ConfigError(f"system.teacher does not take the student's (B, 1, 28, 28) images ({first})") from None
+        reason = first_line(e)
+        raise ConfigError(f"system.teacher does not take the student's (B, 1, 28, 28) images ({reason})") from None
     if out.shape[-1] != num_classes:
         raise ConfigError(f"system.teacher has {out.shape[-1]} classes, the student {num_classes}")
     names = teacher.class_names

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mnistlab.checkpoint_records import class_path
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, first_line
 
 
 def check_one_image_batches(trainer: pl.Trainer, net: nn.Module) -> None:
@@ -66,7 +66,7 @@ def _fails_on_one_image(net: nn.Module) -> str | None:
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             net.train()(x)
     except ValueError as e:  # BatchNorm's "Expected more than 1 value per channel when training"
-        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return first_line(e)
     finally:
         net.load_state_dict(state)
         net.train(training)
