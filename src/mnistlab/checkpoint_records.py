@@ -158,6 +158,13 @@ def factory_from_record(record: Mapping[str, Any], base: type, where: str) -> Ca
     return partial(obj, **record)
 
 
+def blank_image(net: nn.Module) -> torch.Tensor:
+    """One blank (1, 1, 28, 28) image on ``net``'s device and in its parameters' dtype, to probe it with."""
+    param = next(net.parameters(), None)
+    return torch.zeros(1, 1, 28, 28, device=param.device if param is not None else None,
+                       dtype=param.dtype if param is not None else None)  # fmt: skip
+
+
 def output_width(net: nn.Module) -> int:
     """C of the (1, C) logits that ``net`` returns for one blank (1, 1, 28, 28) image, in eval mode.
 
@@ -165,8 +172,7 @@ def output_width(net: nn.Module) -> int:
         ConfigError: When the forward pass fails on the image (a network that breaks the contract, e.g. one
             that expects flat (B, 784) inputs) or its output is not (1, C).
     """
-    param = next(net.parameters(), None)
-    x = torch.zeros(1, 1, 28, 28, device=param.device if param is not None else None)
+    x = blank_image(net)
     training = net.training
     try:
         with torch.no_grad():

@@ -14,7 +14,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from mnistlab.checkpoint_records import class_path
+from mnistlab.checkpoint_records import blank_image, class_path
 from mnistlab.errors import ConfigError, first_line
 
 
@@ -56,9 +56,7 @@ def _fails_on_one_image(net: nn.Module) -> str | None:
     The network is left as it was: its state (batch-norm statistics) is restored, its mode too, and
     the random stream (dropout) is forked, so a run that passes draws the same numbers as before.
     """
-    param = next(net.parameters(), None)
-    x = torch.zeros(1, 1, 28, 28, device=param.device if param is not None else None,
-                    dtype=param.dtype if param is not None else None)  # fmt: skip
+    x = blank_image(net)
     state = {key: value.clone() for key, value in net.state_dict().items()}
     training = net.training
     devices = [x.device] if x.device.type == "cuda" else []
