@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import DATA_DIR, compose_train, run_script, train, write_idx_set
 
-from mnistlab.checkpoints import load_teacher, read_checkpoint
+from mnistlab.checkpoints import read_checkpoint
 from mnistlab.composition import compose
 from mnistlab.data.specs import MNIST
 from mnistlab.errors import MnistlabError
@@ -20,6 +20,7 @@ from mnistlab.models import MLP
 from mnistlab.systems import Classifier
 from mnistlab.systems.distillation import TrainingLoss, distillation_loss, sha256
 from mnistlab.systems.losses import loss_fn
+from mnistlab.teachers import load_teacher
 
 
 def test_loss_matches_a_hand_computation() -> None:

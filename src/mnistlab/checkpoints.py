@@ -17,11 +17,9 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from mnistlab.atomic_files import write_atomic
 from mnistlab.config_keys import shell_path_override
-from mnistlab.data.specs import input_stats
 from mnistlab.errors import MnistlabError
 from mnistlab.resume.sweep import job_status
 from mnistlab.systems import Classifier
-from mnistlab.systems.distillation import Teacher
 
 # Which model files the scripts take, for messages about the wrong kind of file.
 ACCEPTED = (
@@ -298,35 +296,3 @@ def _misfit(error: RuntimeError) -> str:
     if sep and "key(s)" in head and len(names) > 3:
         reason = f"{head}: {', '.join(names[:3])} and {len(names) - 3} more"
     return reason.rstrip(".")
-
-
-def input_affine(student: tuple[float, float], member: tuple[float, float]) -> tuple[float, float]:
-    """(scale, shift) taking inputs standardised by ``student``'s (mean, std) to ``member``'s."""
-    (s_mean, s_std), (m_mean, m_std) = student, member
-    return s_std / m_std, (s_mean - m_mean) / m_std
-
-
-def load_teacher(source: str | Path | list[str], student_input: tuple[float, float] = (0.0, 1.0)) -> Teacher:
-    """A frozen distillation teacher from a run folder, a checkpoint, a sweep folder or a list of them.
-
-    Every member is read by ``load_system`` (``weights_only=True``); several members are one
-    ensemble, the mean of their probabilities. Members must agree on their classes. Each member
-    gets the student's batches in its own input scale (``student_input``: the student's (mean, std)
-    standardisation, (0, 1) for plain [0, 1] pixels).
-
-    Raises:
-        MnistlabError: A missing, unsafe or foreign file, or members whose classes differ.
-    """
-    sources = [source] if isinstance(source, (str, Path)) else list(source)
-    try:
-        files = find_checkpoints(sources, "system.teacher")
-        loaded = [load_system(f) for f in files]
-    except MnistlabError as e:
-        raise MnistlabError(f"system.teacher: {e}" if not str(e).startswith("system.teacher") else str(e)) from None
-    systems = [system for system, _ in loaded]
-    names = systems[0].class_names
-    for f, system in zip(files, systems, strict=True):
-        if system.class_names != names:
-            raise MnistlabError(f"system.teacher: {f} has classes {system.class_names}, {files[0]} has {names}")
-    inputs = [input_affine(student_input, input_stats(data)) for _, data in loaded]
-    return Teacher([s.net for s in systems], [s.head for s in systems], files, names, inputs)

@@ -19,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from mnistlab.checkpoint_records import HYDRA_KEYS, check_trainable, network_class
-from mnistlab.checkpoints import load_teacher
 from mnistlab.config_checks import check_built_groups, check_devices, check_number, check_targets, check_trainer_counts
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.specs import input_stats
@@ -27,6 +26,7 @@ from mnistlab.engine import Engine, choose_engine
 from mnistlab.engine.profiler import no_profiler_for
 from mnistlab.errors import ConfigError, first_line
 from mnistlab.systems import Classifier
+from mnistlab.teachers import load_teacher
 
 log = logging.getLogger(__name__)
 

@@ -79,7 +79,7 @@ class Classifier(pl.LightningModule):
             how the step runs, not of what it computes, so checkpoints do not record it.
         engine: The run's engine (``mnistlab.engine.choose_engine``); None is Lightning's
             automatic optimization, as is an engine without a fast path.
-        teacher: A frozen trained model to distil from (``mnistlab.checkpoints.load_teacher``);
+        teacher: A frozen trained model to distil from (``mnistlab.teachers.load_teacher``);
             checkpoints record where it came from, never its weights (``mnistlab.systems.distillation``).
         temperature: T of the teacher's soft targets.
         alpha: The weight of the teacher's term in the training loss (0: the labels alone).
