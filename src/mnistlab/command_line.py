@@ -17,7 +17,6 @@ Only Hydra's public API is used (its override parser, its compose API and its co
 
 from __future__ import annotations
 
-import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,125 +25,19 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from hydra.errors import HydraException, OverrideParseException
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ValidationError
 
-from mnistlab.config_checks import target_arguments
 from mnistlab.config_keys import shell_path_override
-from mnistlab.config_tree import ABSENT, ConfigTree, all_keys, child, has_key
+from mnistlab.config_tree import ConfigTree, has_key
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
+from mnistlab.override_mistakes import group_mistake, values_mistake, values_of
 from mnistlab.run_folders import folder_mistake
-from mnistlab.setting_types import expected_types, type_mistake
-from mnistlab.spelling import nearest
 
-SHOWN_KEYS = 10  # allowed keys listed in a message before "..."
 # Flags after which the command only shows something (help, the config): nothing is run, nothing checked.
 SHOW_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
 FLAGS_WITH_VALUE = {
     "--config-path": "path", "-cp": "path", "--config-name": "name", "-cn": "name",
     "--config-dir": "dir", "-cd": "dir", "--package": "package", "-p": "package",
 }  # fmt: skip
-
-
-def _listing(names: list[str]) -> str:
-    return ", ".join(names[:SHOWN_KEYS]) + (", ..." if len(names) > SHOWN_KEYS else "")
-
-
-def _target_parameters(node: DictConfig) -> dict[str, inspect.Parameter] | None:
-    """The arguments of the node's ``_target_`` (None: no target, or one that takes ``**kwargs``)."""
-    target = node.get("_target_") if "_target_" in node else None
-    params = target_arguments(target) if isinstance(target, str) else None
-    return None if params is None else {k: p for k, p in params.items() if k not in ("self", "params")}
-
-
-def _unknown_key(cfg: DictConfig, override: Override, parts: list[str], i: int, parent: Any) -> str:
-    """The message for ``parts[i]``, absent under ``parent`` (the node at ``parts[:i]``)."""
-    key, bad, value = ".".join(parts), parts[i], override.input_line.split("=", 1)[-1]
-    owner = ".".join(parts[:i])
-    params = _target_parameters(parent) if isinstance(parent, DictConfig) else None
-    listed = [str(k) for k in parent if not str(k).startswith("_")] if isinstance(parent, DictConfig) else []
-    if params is not None and bad in params and i == len(parts) - 1:
-        return f"{key} is not in the config of {parent._target_}; add it with +{key}={value}"
-    if not isinstance(parent, DictConfig):
-        return f"{owner} is a value, not a group of settings: {key} does not exist"
-    if not listed and not params and "_target_" not in parent:  # an open mapping (hydra.job.env_set)
-        return f"{key} is not in the config yet; add it with +{key}={value}"
-    if bad in (params or {}) and bad not in listed:  # an argument its config leaves unset (data.augment)
-        return f"{key}: {owner}.{bad} is not set in the config"
-    candidates = listed + [p for p in (params or {}) if p not in listed]
-    close = nearest(bad, candidates)
-    suggestion = None
-    if close is not None:
-        plus = "+" if close not in listed else ""
-        suggestion = plus + ".".join([*parts[:i], close, *parts[i + 1 :]])
-    elif i == 0:  # a key given without its group: the same name (or a near one) deeper down
-        leaves = {k: k.rsplit(".", 1)[1] for k in all_keys(cfg) if "." in k}
-        exact = [k for k, leaf in leaves.items() if leaf == bad]
-        near = nearest(bad, list(leaves.values()))
-        found = exact or [k for k, leaf in leaves.items() if leaf == near]
-        if found:
-            best = min(found, key=lambda k: (k.count("."), len(k)))
-            suggestion = ".".join([best, *parts[1:]])
-    where = "a top-level setting" if i == 0 else f"a setting of {parent.get('_target_', owner) or owner}"
-    message = f"{key} is not {where}"
-    if suggestion is not None:
-        message += f"; did you mean {suggestion}?"
-    if i > 0 or suggestion is None:
-        message += f" (allowed: {_listing(candidates)})" if candidates else " (it takes no settings)"
-    return message
-
-
-def _values(override: Override) -> list[Any]:
-    if override.value_type in (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP, ValueType.RANGE_SWEEP):
-        return list(override.sweep_iterator())
-    if override.is_sweep_override():
-        return []  # an interval or glob: its values are drawn later, only the key is checked
-    return [override.value()]
-
-
-def _group_mistake(override: Override, options: list[str]) -> str | None:
-    group = override.key_or_group
-    for value in _values(override):
-        for option in value if isinstance(value, list) else [value]:
-            if option is None or str(option) in options:
-                continue
-            close = nearest(str(option), options)
-            hint = f"; did you mean {group}={close}?" if close else ""
-            return f"{group}={option}: no such {group}{hint} ({', '.join(options)})"
-    return None
-
-
-def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
-    parts = override.key_or_group.split(".")
-    node: Any = cfg
-    for i, part in enumerate(parts):
-        found = child(node, part)
-        if found is ABSENT:
-            if override.type is OverrideType.ADD and i == len(parts) - 1:
-                params = _target_parameters(node) if isinstance(node, DictConfig) else None
-                if params is None or part in params:
-                    return None  # +key=value adds what the config lacks: Hydra's job
-            elif override.type is OverrideType.ADD:
-                return None
-            return _unknown_key(cfg, override, parts, i, node)
-        if i < len(parts) - 1:
-            node = found
-    key = override.key_or_group
-    if override.type is OverrideType.ADD:
-        return f"+{key}: {key} is set already; give it without the +"
-    if override.type is OverrideType.CHANGE and key.startswith("hydra."):
-        # Hydra's node is typed: its schema judges (hydra.verbose takes a bool, a logger's name or a list of them).
-        for value in _values(override):
-            try:
-                node[parts[-1]] = value
-            except ValidationError as e:
-                return f"{key}={value!r}: {str(e).splitlines()[0]}"
-    elif override.type is OverrideType.CHANGE:
-        expected = expected_types(node, parts[-1])
-        for value in _values(override) if expected else []:
-            if mistake := type_mistake(key, value, expected):
-                return mistake
-    return None
 
 
 def _unchosen_group(script: Path, config_name: str, groups: list[Override]) -> str | None:
@@ -245,7 +138,7 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
     if not multirun and (mistake := _several_values(overrides, config_name)):
         return mistake
     for o in overrides:  # a feature of an optional extra: the install line, before anything else
-        values = _values(o) if o.key_or_group in {group for group, _ in GROUP_EXTRAS} else []
+        values = values_of(o) if o.key_or_group in {group for group, _ in GROUP_EXTRAS} else []
         for value in [v for choice in values for v in (choice if isinstance(choice, list) else [choice])]:
             if (o.key_or_group, str(value)) in GROUP_EXTRAS:
                 modules, extra = GROUP_EXTRAS[o.key_or_group, str(value)]
@@ -270,7 +163,7 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
             is_group = o.type is not OverrideType.DEL and leaf in tree.groups(parent)
             (groups if is_group else values).append(o)
         for o in groups:
-            if mistake := _group_mistake(o, tree.options(o.key_or_group)):
+            if mistake := group_mistake(o, tree.options(o.key_or_group)):
                 return mistake
         if not values:
             return None
@@ -284,7 +177,7 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
             cfg = tree.compose(name, choices)
         except HydraException:  # a group this config never chooses, or choices that clash (Hydra's message says how)
             return _unchosen_group(script, name, groups)
-        found = _values_mistake(cfg, values)
+        found = values_mistake(cfg, values)
         if found is None:
             return None
         o, mistake = found
@@ -302,22 +195,6 @@ def _searchpath_folders(entries: Any) -> list[Path] | None:
             return None
         folders.append(Path(rest).expanduser())
     return folders
-
-
-def _values_mistake(cfg: DictConfig, values: list[Override]) -> tuple[Override, str] | None:
-    """The first value override that ``cfg`` (the tree of the chosen options) refuses, and why."""
-    # A class chosen on the command line decides which arguments its node takes: changed ones first, added
-    # ones (+node._target_=...) once their own check has passed.
-    targets = [o for o in values if o.key_or_group.endswith("_target_") and not o.is_sweep_override()]
-    for o in targets:
-        if o.type is OverrideType.CHANGE:
-            OmegaConf.update(cfg, o.key_or_group, o.value(), force_add=True)
-    for o in values:
-        if mistake := _value_mistake(cfg, o):
-            return o, mistake
-        if o in targets and o.type is not OverrideType.CHANGE and o.type is not OverrideType.DEL:
-            OmegaConf.update(cfg, o.key_or_group, o.value(), force_add=True)
-    return None
 
 
 def exit_on_mistake(script: str, config_name: str) -> None:
