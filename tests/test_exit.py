@@ -78,6 +78,38 @@ def test_ctrl_c_while_starting_is_one_line_and_the_jobs_own_after() -> None:
     assert sweep.stderr.strip() == "interrupted; continue with the same command"
 
 
+JOB_START = """
+import os, signal, sys
+import hydra
+from mnistlab import process
+from mnistlab.process import startup
+
+# A Ctrl-C while the job's console is set up, which imports lightning (seconds on a busy machine).
+startup.keep_freed_memory = lambda: os.kill(os.getpid(), signal.SIGINT)
+
+@hydra.main(version_base="1.3", config_path=None, config_name=None)
+def main(cfg) -> None:
+    process.configure_job()
+    print("the job ran")
+
+process.setup()
+main()
+"""
+
+
+def test_ctrl_c_while_the_job_sets_up_is_one_line_and_leaves_no_folder(tmp_path: Path) -> None:
+    """Before, ``configure_job`` handed Ctrl-C back before its imports: a traceback, and a folder of records alone."""
+    run = tmp_path / "outputs" / "run"
+    proc = subprocess.run(
+        [sys.executable, "-c", JOB_START, f"hydra.run.dir={run}", "hydra.job.name=train"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip() == "interrupted while starting: nothing was run"  # no traceback
+    assert "the job ran" not in proc.stdout
+    assert not (tmp_path / "outputs").exists()  # Hydra's records alone: removed, with the emptied parent
+
+
 def test_a_sigterm_mid_accumulation_saves_and_says_the_resume_is_not_exact(tmp_path: Path, caplog) -> None:
     """A SIGTERM between optimizer steps of ``accumulate_grad_batches``: the work is saved, never silently inexact."""
     import os

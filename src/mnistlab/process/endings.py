@@ -62,7 +62,10 @@ def hint_on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
 
 
 def _print_hint(hint: Callable[[], str]) -> None:
+    from mnistlab.run_folders import discard_run_dir
+
     if os.environ.get("LOCAL_RANK", "0") == "0":  # DDP's other ranks, which Lightning started, say nothing
+        discard_run_dir()  # stopped before it wrote anything of its own: no unlabelled folder stays behind
         print(hint(), file=sys.__stderr__)  # the console: an interrupted sweep job never handed it back (JobConsole)
 
 

@@ -102,8 +102,12 @@ class _NoTips(logging.Filter):
 
 
 def _interrupted_while_starting(signum: int, frame: Any) -> None:
-    # Ctrl-C during the imports, the command-line check or Hydra's composition: nothing has run, nothing is
-    # to be saved, and a traceback through importlib would say nothing. configure_job hands Ctrl-C back.
+    # Ctrl-C during the imports, the command-line check, Hydra's composition or configure_job: nothing has
+    # run, nothing is to be saved, and a traceback through importlib would say nothing. The folder Hydra
+    # made for the job holds its records alone: it goes. configure_job hands Ctrl-C back as it ends.
+    from mnistlab.run_folders import discard_run_dir
+
+    discard_run_dir()
     print("interrupted while starting: nothing was run", file=sys.stderr)
     raise SystemExit(130)
 
@@ -128,7 +132,6 @@ def configure_job() -> None:
     - Ctrl-C raises ``KeyboardInterrupt`` again (``setup`` made it a quiet exit while the process started):
       Lightning's graceful stop and the scripts' resume hint take it from here.
     """
-    started()
     for pattern in IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
     import lightning  # noqa: F401  (adds the handler removed below, and sets the NVML variable)
@@ -146,6 +149,7 @@ def configure_job() -> None:
     quiet_event_writer_threads()
     skip_final_collection()
     keep_freed_memory()
+    started()  # last: a Ctrl-C during `import lightning` (seconds on a busy machine) is one while starting
 
 
 def keep_freed_memory() -> bool:
