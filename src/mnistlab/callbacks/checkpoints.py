@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,14 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mnistlab.config_checks import check_number
 
-log = logging.getLogger(__name__)
+GRADIENTS_KEY = "accumulated_gradients"  # a checkpoint's gradients of an optimizer step not yet taken
 
 
 class LastCheckpoint(Checkpoint):
     """Overwrites ``dirpath/last.ckpt`` at every epoch end, every ``every_n_steps`` optimizer steps and at a SIGTERM.
+
+    A save between the optimizer steps of ``trainer.accumulate_grad_batches`` holds the gradients summed so far
+    (``GRADIENTS_KEY``), which a resume puts back: the run continues exactly where it stopped.
 
     Not ``ModelCheckpoint(save_last=True)``: since Lightning 2.6 that writes ``last.ckpt``
     only when a top-k checkpoint is saved too, i.e. when ``val/acc`` improves, so a resume
@@ -42,6 +44,7 @@ class LastCheckpoint(Checkpoint):
         self.every_n_steps = every_n_steps
         self._saved_at = -1  # global_step of the last save: one file per step, however many hooks see it
         self._batches_done = 0  # batches of this epoch through on_train_batch_end: where an accumulation stands
+        self._gradients: dict[str, Any] = {}  # a resumed checkpoint's GRADIENTS_KEY, put back as training starts
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -54,18 +57,33 @@ class LastCheckpoint(Checkpoint):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         # Lightning stops a fit that received SIGTERM (a cluster's time limit, `kill`) after a whole training
         # step, its state complete: saved, the run continues from that step rather than the last save.
+        # Between the optimizer steps of accumulate_grad_batches, the gradients summed so far go with it.
         if isinstance(exception, SIGTERMException) and trainer.training and trainer.global_step != self._saved_at:
             self._save(trainer)
-            if pending := self.unstepped_batches(trainer):
-                # The accumulated gradients are not part of a checkpoint: the resume goes on with the next batch.
-                log.warning(
-                    "SIGTERM after %d of the %d batches that trainer.accumulate_grad_batches sums for optimizer "
-                    "step %d: last.ckpt saved, but their gradients are not in it, so the resumed run takes that "
-                    "step on the remaining batches alone and does not end with an uninterrupted run's exact weights",
-                    pending,
-                    trainer.accumulate_grad_batches,
-                    trainer.global_step + 1,
-                )
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # Lightning saves no gradients. A save between the optimizer steps of accumulate_grad_batches (a SIGTERM's,
+        # or an every_n_steps save before the first step) keeps the ones summed so far, so that the resumed run
+        # takes that step on all its batches and ends with an uninterrupted run's weights.
+        if self.unstepped_batches(trainer):
+            checkpoint[GRADIENTS_KEY] = {
+                name: p.grad.detach().clone() for name, p in pl_module.named_parameters() if p.grad is not None
+            }
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._gradients = checkpoint.get(GRADIENTS_KEY) or {}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning zeroes the gradients as the fit starts, after restoring, and then only at the first batch of
+        # an accumulation: the resumed batches add to these.
+        for name, p in pl_module.named_parameters():
+            if name in self._gradients:
+                p.grad = self._gradients[name].to(device=p.device, dtype=p.dtype)
+        self._gradients = {}
 
     def unstepped_batches(self, trainer: pl.Trainer) -> int:
         """Batches of this epoch whose gradients await an optimizer step (``accumulate_grad_batches`` > 1).
