@@ -64,3 +64,54 @@ def test_gpu_slots_are_exclusive_until_their_process_lets_go(tmp_path: Path) -> 
     release_slots()
     gpus._held.update(worker1)
     release_slots()
+
+
+def _dot_centres(chart, colour: tuple[int, int, int]) -> list[tuple[int, int]]:
+    """(x, y) centres of the chart's dots of ``colour`` (9-pixel discs, far apart)."""
+    import numpy as np
+
+    clusters: list[list[np.ndarray]] = []
+    for point in np.argwhere((np.asarray(chart) == colour).all(-1)):  # (y, x) pixels of that colour
+        near = next((c for c in clusters if abs(c[0] - point).max() <= 8), None)
+        near.append(point) if near is not None else clusters.append([point])
+    return [(round(float(np.mean([p[1] for p in c]))), round(float(np.mean([p[0] for p in c])))) for c in clusters]
+
+
+def test_summary_png_draws_each_job_where_its_accuracy_is(tmp_path: Path) -> None:
+    """One row per configuration (seeds together), best mean first; each dot's x follows its job's val/acc_best."""
+    from PIL import Image
+
+    from mnistlab.figures import BLUES, STRIP_ROW
+
+    job(tmp_path, "0_a", ["model=linear", "seed=1"], 0.90)
+    job(tmp_path, "1_b", ["model=linear", "seed=2"], 0.92)
+    job(tmp_path, "2_c", ["model=hidden", "seed=1"], 0.97)
+    job(tmp_path, "3_d", ["model=hidden", "seed=2"], None, status="failed")  # no dot
+    write_summary(tmp_path)
+    chart = Image.open(tmp_path / "summary.png").convert("RGB")
+    dots = sorted(_dot_centres(chart, tuple(int(c) for c in BLUES[6])), key=lambda d: d[0])
+    assert len(dots) == 3
+    (x90, y90), (x92, y92), (x97, y97) = dots
+    assert y90 == y92 and y97 == y90 - STRIP_ROW  # model=hidden (mean 0.97) is the first row, model=linear below
+    assert (x92 - x90) * 5 == pytest.approx((x97 - x92) * 2, abs=6)  # the axis is linear: 0.02 against 0.05
+
+
+def test_summary_png_rows_leave_what_every_job_shares_to_the_title(tmp_path: Path) -> None:
+    from mnistlab.sweeps.summary import configuration_values
+
+    job(tmp_path, "0_a", ["model=linear", "seed=1", "trainer.max_epochs=1"], 0.90)
+    job(tmp_path, "1_b", ["model=linear", "seed=2", "trainer.max_epochs=1"], 0.92)
+    job(tmp_path, "2_c", ["model=hidden", "seed=1", "trainer.max_epochs=1"], 0.97)
+    rows, shared = configuration_values(collect_jobs(tmp_path), "val/acc_best")
+    assert rows == [("model=hidden", [0.97]), ("model=linear", [0.92, 0.90])] and shared == ["trainer.max_epochs=1"]
+    one = tmp_path / "one"
+    job(one, "0_a", ["model=linear", "seed=1"], 0.90)
+    job(one, "1_b", ["model=linear", "seed=2"], 0.92)
+    assert configuration_values(collect_jobs(one), "val/acc_best") == ([("model=linear", [0.92, 0.90])], [])
+
+
+def test_summary_png_needs_two_finished_jobs(tmp_path: Path) -> None:
+    job(tmp_path, "0_a", ["model=linear"], 0.90)
+    job(tmp_path, "1_b", ["model=hidden"], None, status="failed")
+    write_summary(tmp_path)
+    assert (tmp_path / "summary.md").is_file() and not (tmp_path / "summary.png").exists()

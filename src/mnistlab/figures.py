@@ -1,4 +1,5 @@
-"""Every picture a run draws, with Pillow: confusion-matrix heatmaps and captioned image grids.
+"""Every picture a run or a sweep draws, with Pillow: confusion-matrix heatmaps, captioned image grids and
+a sweep's strip chart.
 
 matplotlib needed about 0.4 s to lay out the test report's two-panel confusion matrix and
 0.75 s for each image grid on a 2-core CPU, some 2 s of a 20 s notebook run; Pillow draws each
@@ -9,6 +10,8 @@ with ColorBrewer's "Blues", the palette of the notebook's heatmap.
 from __future__ import annotations
 
 import io
+import math
+import statistics
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +21,8 @@ from PIL import Image, ImageDraw, ImageFont
 CELL = 40  # pixels per matrix cell
 FONT_SIZE = 13
 PIXEL_SCALE = 3  # a 28x28 digit is drawn as 84x84 in grids
+STRIP_WIDTH, STRIP_ROW = 480, 26  # a strip chart's axis and row heights, in pixels
+MAX_LABEL = 60  # characters of a strip chart's row label
 # ColorBrewer's 9-class "Blues", light to dark; matplotlib's "Blues" interpolates the same colours.
 BLUES = np.array(
     [
@@ -157,3 +162,56 @@ def png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _ticks(lo: float, hi: float) -> tuple[list[float], int]:
+    """About five round values in [lo, hi], and the decimals that tell them apart."""
+    raw = (hi - lo) / 5
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(lo / step)
+    return [k * step for k in range(first, math.floor(hi / step) + 1)], max(0, -math.floor(math.log10(step)))
+
+
+def strip_chart(rows: Sequence[tuple[str, Sequence[float]]], metric: str, title: str, note: str = "") -> Image.Image:
+    """One row per configuration: a dot for each of its jobs' ``metric`` and a bar at their mean, on one axis.
+
+    A sweep's spread reads at a glance here: how far seeds or folds scatter, and whether two configurations'
+    dots overlap.
+
+    Args:
+        rows: (label, values) per configuration, drawn top to bottom; each holds one value or more.
+        metric: The axis's caption.
+        title: Text above the chart.
+        note: A second line under the title (what every row shares, say).
+    """
+    font = _font()
+    values = [v for _, vs in rows for v in vs]
+    pad = max((max(values) - min(values)) * 0.08, 5e-4)
+    lo, hi = min(values) - pad, max(values) + pad
+    labels = [label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 3] + "..." for label, _ in rows]
+    left = int(max(font.getlength(label) for label in labels)) + 20
+    top = (3 if note else 2) * FONT_SIZE + 14
+    bottom = top + len(rows) * STRIP_ROW
+    img = Image.new("RGB", (left + STRIP_WIDTH + 30, bottom + 2 * FONT_SIZE + 16), "white")
+    draw = ImageDraw.Draw(img)
+
+    def x(value: float) -> int:
+        return left + round((value - lo) / (hi - lo) * STRIP_WIDTH)
+
+    ticks, decimals = _ticks(lo, hi)
+    for tick in ticks:
+        draw.line([(x(tick), top), (x(tick), bottom)], fill=(225, 225, 225))
+        draw.text((x(tick), bottom + 4), f"{tick:.{decimals}f}", fill="black", font=font, anchor="mt")
+    for i, (label, (_, vs)) in enumerate(zip(labels, rows, strict=True)):
+        y = top + i * STRIP_ROW + STRIP_ROW // 2
+        draw.text((left - 10, y), label, fill="black", font=font, anchor="rm")
+        mean = x(statistics.fmean(vs))
+        draw.line([(mean, y - 10), (mean, y + 10)], fill=tuple(BLUES[8].astype(int)), width=3)
+        for v in vs:
+            draw.ellipse([x(v) - 4, y - 4, x(v) + 4, y + 4], fill=tuple(BLUES[6].astype(int)))
+    draw.rectangle([left, top, left + STRIP_WIDTH, bottom], outline="black")
+    draw.text((img.width // 2, 6), title, fill="black", font=font, anchor="mt")
+    draw.text((img.width // 2, FONT_SIZE + 10), note, fill=(90, 90, 90), font=font, anchor="mt")
+    draw.text((left + STRIP_WIDTH // 2, img.height - 4), metric, fill="black", font=font, anchor="mb")
+    return img

@@ -118,7 +118,9 @@ class SweepSummary(Callback):
                 jobs, markdown = write_summary(sweep_dir, exclude)
         except WriteError as e:
             refuse(str(e))  # what the jobs left stays: the same command continues the sweep
-        print(f"\n{markdown}\n(summary.md and summary.csv in {sweep_dir})", flush=True)
+        chart = (sweep_dir / "summary.png").is_file()
+        files = "summary.md, summary.csv and summary.png" if chart else "summary.md and summary.csv"
+        print(f"\n{markdown}\n({files} in {sweep_dir})", flush=True)
         if failed := sum(job.status == "failed" for job in jobs):
             print(f"error: {failed} of {len(jobs)} jobs failed (see {sweep_dir / 'summary.md'})", file=sys.stderr)
             sys.exit(1)

@@ -179,8 +179,27 @@ def to_markdown(jobs: Sequence[JobRecord], study: dict[str, Any] | None = None) 
     return "\n".join(lines) + "\n"
 
 
+def configuration_values(jobs: Sequence[JobRecord], key: str) -> tuple[list[tuple[str, list[float]]], list[str]]:
+    """``key`` of the finished jobs, grouped by configuration (their overrides but seed and fold), best mean first.
+
+    Returns:
+        (label, values) per configuration, each label without the overrides that every job shares; and those.
+    """
+    groups: dict[tuple[str, ...], list[float]] = {}
+    for job in jobs:
+        if job.status == "ok" and (value := job.get(key)) is not None:
+            setting = tuple(o for o in job.overrides if override_key(o) not in folds.PER_FOLD)
+            groups.setdefault(setting, []).append(value)
+    # What every configuration shares goes under the title; with one configuration, its label keeps it all.
+    shared = [o for o in next(iter(groups), ()) if all(o in setting for setting in groups)] if len(groups) > 1 else []
+    rows = [(" ".join(o for o in setting if o not in shared) or "(no override)", v) for setting, v in groups.items()]
+    return sorted(rows, key=lambda row: -statistics.fmean(row[1])), shared
+
+
 def write_summary(sweep_dir: Path, exclude_keys: Sequence[str] = ()) -> tuple[list[JobRecord], str]:
-    """Writes ``summary.csv`` and ``summary.md`` into ``sweep_dir``.
+    """Writes ``summary.csv``, ``summary.md`` and, for two finished jobs or more, ``summary.png`` into ``sweep_dir``.
+
+    ``summary.png`` is the ranking metric of every finished job, a row per configuration (``strip_chart``).
 
     Returns:
         The job records (best first) and the Markdown text.
@@ -193,4 +212,14 @@ def write_summary(sweep_dir: Path, exclude_keys: Sequence[str] = ()) -> tuple[li
         write_atomic(sweep_dir / "cross_validation.csv", folds.to_csv(fold_groups).encode())
     write_atomic(sweep_dir / "summary.csv", to_csv(jobs).encode())
     write_atomic(sweep_dir / "summary.md", markdown.encode())
+    key = ranking_key(jobs)
+    rows, shared = configuration_values(jobs, key)
+    if sum(len(values) for _, values in rows) >= 2:
+        from mnistlab.figures import strip_chart  # imports torch: not at the start of every command (Hydra's plugins)
+
+        title = f"{key} of each finished job (dots) and each configuration's mean (bars)"
+        chart = strip_chart(rows, key, title, f"every job: {' '.join(shared)}" if shared else "")
+        png = io.BytesIO()
+        chart.save(png, format="PNG")
+        write_atomic(sweep_dir / "summary.png", png.getvalue())
     return jobs, markdown
