@@ -94,8 +94,9 @@ def test_typo_is_one_line_with_the_fix(results: list, i: int) -> None:
     assert list(folder.iterdir()) == [], "a folder was left behind"
 
 
-def test_plus_key_stays_available(tmp_path: Path) -> None:
+def test_plus_key_stays_available(tmp_path: Path, monkeypatch) -> None:
     """``+key=value`` for an argument the config lacks passes the check, and Hydra adds it."""
+    monkeypatch.chdir(tmp_path)  # logger=mlflow's ${hydra:sweep.dir} makes multirun/<date>/<time> where it runs
     train = ROOT / "scripts" / "train.py"
     assert config_mistake(train, "train", ["max_epochs=3"])  # the check runs in this process (tree composed)
     assert config_mistake(train, "train", ["+optimizer.amsgrad=true"]) is None
