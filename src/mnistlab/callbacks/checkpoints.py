@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mnistlab.config_checks import check_number
 
+log = logging.getLogger(__name__)
 GRADIENTS_KEY = "accumulated_gradients"  # a checkpoint's gradients of an optimizer step not yet taken
 
 
@@ -60,14 +62,25 @@ class LastCheckpoint(Checkpoint):
         # Between the optimizer steps of accumulate_grad_batches, the gradients summed so far go with it.
         if isinstance(exception, SIGTERMException) and trainer.training and trainer.global_step != self._saved_at:
             self._save(trainer)
+            if trainer.world_size > 1 and (pending := self.unstepped_batches(trainer)):
+                log.warning(
+                    "SIGTERM after %d of the %d batches that trainer.accumulate_grad_batches sums for optimizer "
+                    "step %d: last.ckpt saved, but each of the %d processes holds gradients of its own, which one "
+                    "checkpoint does not keep, so the resumed run takes that step on the remaining batches alone",
+                    pending,
+                    trainer.accumulate_grad_batches,
+                    trainer.global_step + 1,
+                    trainer.world_size,
+                )
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         # Lightning saves no gradients. A save between the optimizer steps of accumulate_grad_batches (a SIGTERM's,
         # or an every_n_steps save before the first step) keeps the ones summed so far, so that the resumed run
-        # takes that step on all its batches and ends with an uninterrupted run's weights.
-        if self.unstepped_batches(trainer):
+        # takes that step on all its batches and ends with an uninterrupted run's weights. Under DDP each process
+        # sums its own until the step's all-reduce, and one file cannot hand each its own: on_exception warns.
+        if self.unstepped_batches(trainer) and trainer.world_size == 1:
             checkpoint[GRADIENTS_KEY] = {
                 name: p.grad.detach().clone() for name, p in pl_module.named_parameters() if p.grad is not None
             }
