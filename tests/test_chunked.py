@@ -7,13 +7,15 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from conftest import DATA_DIR, compose_train
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
+from mnistlab.composition import compose
 from mnistlab.data import MNISTDataModule
 from mnistlab.engine import Engine, choose_engine
 from mnistlab.engine.step import plain_precision
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import ConfigError, MnistlabError
 from mnistlab.models import MLP
 from mnistlab.systems import Classifier
 
@@ -99,3 +101,14 @@ def test_an_early_stop_before_min_steps_ends_at_min_steps_as_lightning_does(tiny
     dm = MNISTDataModule(str(tiny_data), download=False, verify=False, val_size=10, batch_size=2, engine=engine)
     trainer.fit(Classifier(MLP(hidden_units=8), engine=engine), datamodule=dm)
     assert engine.chunk is None and trainer.global_step == 32  # 25 batches an epoch: stopped at epoch 0's end
+
+
+def test_a_negative_logging_interval_is_refused_before_any_work(tmp_path: Path) -> None:
+    # Lightning logs at every batch for log_every_n_steps=-1 (step % -1 == 0); chunks logged only at their ends.
+    cfg = compose_train(["trainer.log_every_n_steps=-1"], tmp_path, DATA_DIR)
+    with pytest.raises(ConfigError, match=r"trainer.log_every_n_steps=-1 is out of range: must be an integer >= 0"):
+        compose(cfg)
+    # A Trainer built without compose (a notebook's) still gets Lightning's loop, which logs every batch.
+    quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
+    assert choose_engine(pl.Trainer(**quiet, log_every_n_steps=-1)).chunk is None
+    assert choose_engine(pl.Trainer(**quiet, log_every_n_steps=0)).chunk == 50  # 0: no step logging at all

@@ -136,8 +136,12 @@ def check_trainer_counts(trainer: dict[str, Any]) -> None:
 
     ``check_val_every_n_epoch=0`` divides by zero at the first epoch's end, ``accumulate_grad_batches=0``
     and ``val_check_interval=0`` fail inside the loop; a negative ``gradient_clip_val`` is taken as no
-    clipping at all. None (the setting's off value, where Lightning has one) passes.
+    clipping at all, and a negative ``log_every_n_steps`` as logging at every batch (Python's ``%``; 0 turns
+    step logging off), which no documented value means. None (the setting's off value, where Lightning has
+    one) passes.
     """
+    if (every := trainer.get("log_every_n_steps")) is not None:
+        check_number("trainer.log_every_n_steps", every, integer=True, low=0)
     for key, low in (("check_val_every_n_epoch", 1), ("accumulate_grad_batches", 1)):
         if trainer.get(key) is not None:
             check_number(f"trainer.{key}", trainer[key], integer=True, low=low)

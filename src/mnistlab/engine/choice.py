@@ -90,6 +90,8 @@ def per_step_needs(trainer: pl.Trainer) -> list[str]:
             ("trainer.limit_train_batches", not whole_epoch(trainer.limit_train_batches)),
             ("trainer.val_check_interval", not whole_epoch(trainer.val_check_interval)),
             ("trainer.max_steps", trainer.max_steps != -1),
+            # Negative: Lightning logs at every batch (``step % n == 0``), chunks only at their ends.
+            ("trainer.log_every_n_steps (negative)", trainer.log_every_n_steps < 0),
             ("trainer.detect_anomaly", detect_anomaly(trainer)),
             ("trainer.profiler", not isinstance(trainer.profiler, PassThroughProfiler)),
             *min_limits_that_matter(trainer),
