@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mnistlab.composition import Run, compose
 from mnistlab.errors import MnistlabError
+from mnistlab.training import fit_and_test
 
 pytestmark = pytest.mark.slow
 BATCHES_B32 = math.ceil(55_000 / 32)  # 1,719 batches of the 55k training split at batch 32
@@ -101,6 +102,20 @@ def test_chunked_engine_logs_validates_and_checkpoints_like_the_per_step_loop(tm
     for run in (chunked, per_step):  # step-interval checkpoints at the same multiples of 100
         files = sorted(p.name for p in (Path(run.trainer.default_root_dir) / "checkpoints").glob("s*.ckpt"))
         assert files == ["sstep=100.ckpt", "sstep=200.ckpt", "sstep=300.ckpt", "sstep=400.ckpt"]
+
+
+def test_without_validation_a_users_step_checkpoints_are_still_written(tmp_path: Path) -> None:
+    # Only the checkpoint ranked by val/acc has nothing to rank by; one every N steps saves as Lightning documents.
+    run = build(
+        tmp_path, "experiment=notebook_hidden", "data.batch_size=256", "trainer.max_epochs=1",
+        "trainer.limit_train_batches=20", "+callbacks.steps._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+        "+callbacks.steps.dirpath=${paths.output_dir}/steps", "+callbacks.steps.every_n_train_steps=10",
+        "+callbacks.steps.save_top_k=-1", "+callbacks.steps.filename='s{step}'",
+    )  # fmt: skip
+    out = Path(run.trainer.default_root_dir)
+    metrics = fit_and_test(run.trainer, run.system, run.datamodule, out)
+    assert sorted(p.name for p in (out / "steps").glob("*.ckpt")) == ["sstep=10.ckpt", "sstep=20.ckpt"]
+    assert not (out / "checkpoints" / "best.ckpt").exists() and "val/acc_best" not in metrics  # final weights tested
 
 
 def test_a_user_callback_sees_every_batch_as_a_pair_and_the_progress_bar_counts_batches(tmp_path: Path) -> None:

@@ -71,6 +71,11 @@ def best_score(callback: ModelCheckpoint) -> float:
     return float(callback.best_model_score)
 
 
+def ranks_by_validation(callback: pl.Callback) -> bool:
+    """Whether ``callback`` is a ``ModelCheckpoint`` keeping the best by a validation metric (``val/...``)."""
+    return isinstance(callback, ModelCheckpoint) and str(callback.monitor or "").startswith("val/")
+
+
 def epochs_done(trainer: pl.Trainer) -> int:
     """``trainer.current_epoch`` after a fit; ``last.ckpt``'s under ``ddp_spawn``, whose main process counts nothing."""
     last = next((cb for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)), None)
@@ -106,10 +111,11 @@ def fit_and_test(
     """
     if trainer.max_steps == -1:  # max_epochs=-1 with max_steps=N is Lightning's way to train by steps
         check_number("trainer.max_epochs", trainer.max_epochs, integer=True, low=1)
-    checkpoints = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]
+    checkpoints = [cb for cb in trainer.callbacks if ranks_by_validation(cb)]
     if not datamodule.has_validation:
         for cb in checkpoints:
             # No val/acc to rank by: no best.ckpt; last.ckpt (LastCheckpoint) holds the final weights.
+            # Only these: a checkpoint every N steps or epochs, or by a training metric, saves as Lightning says.
             cb.monitor, cb.save_top_k = None, 0
     if trainer.local_rank == 0:  # as Lightning would in fit: missing files fetched, wrong ones refused,
         datamodule.prepare_data()  # but before a logger records the run (MLflow's run, CSV's hparams.yaml)
