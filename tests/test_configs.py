@@ -15,6 +15,7 @@ from mnistlab.composition import compose
 from mnistlab.errors import MnistlabError
 from mnistlab.models import MLP
 from mnistlab.systems import Classifier
+from mnistlab.systems.classifier import FIT_METRICS
 
 CONF = ROOT / "conf"
 
@@ -143,3 +144,23 @@ def test_the_interrupted_line_of_a_run_in_a_folder_holding_equals_runs_as_printe
     command = shlex.split(hint.split("continue with: ", 1)[1].split(" (", 1)[0])
     assert command[:2] == ["python", "scripts/train.py"]
     assert OverridesParser.create().parse_overrides(command[2:])[0].value() == str(run_dir)
+
+
+def test_a_monitor_the_run_never_logs_is_refused_before_any_work(tmp_path: Path) -> None:
+    # Lightning would find out after an epoch: EarlyStopping with a RuntimeError's traceback.
+    es = ["+callbacks.es._target_=lightning.pytorch.callbacks.EarlyStopping", "+callbacks.es.monitor=val/accc"]
+    with pytest.raises(MnistlabError, match=r"es.monitor='val/accc' is not a metric the run logs; did you mean val"):
+        compose(compose_train(es, tmp_path))
+    with pytest.raises(MnistlabError, match=r"callbacks.model_checkpoint.monitor='train/los' is not a metric"):
+        compose(compose_train(["callbacks.model_checkpoint.monitor=train/los"], tmp_path))
+    # strict=False: Lightning documents a missing metric as no error; other namespaces are a callback's own.
+    compose(compose_train([*es, "+callbacks.es.strict=false"], tmp_path))
+    compose(compose_train([*es[:1], "+callbacks.es.monitor=mine/score"], tmp_path))
+    # FIT_METRICS is what a fit logs.
+    quick = ["callbacks.progress_bar.refresh_rate=0", "data.val_size=10", "trainer.max_epochs=1"]
+    cfg = compose_train([*quick, "trainer.log_every_n_steps=1"], tmp_path)
+    write_idx_set(Path(cfg.data.root))
+    cfg.data.verify = False  # hand-made files
+    run = compose(cfg)
+    run.trainer.fit(run.system, datamodule=run.datamodule)
+    assert sorted(run.trainer.callback_metrics) == sorted(FIT_METRICS)
