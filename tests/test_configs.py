@@ -164,3 +164,12 @@ def test_a_monitor_the_run_never_logs_is_refused_before_any_work(tmp_path: Path)
     run = compose(cfg)
     run.trainer.fit(run.system, datamodule=run.datamodule)
     assert sorted(run.trainer.callback_metrics) == sorted(FIT_METRICS)
+
+
+def test_early_stopping_on_a_validation_metric_without_validation_is_refused_before_any_work(tmp_path: Path) -> None:
+    # Lightning would train an epoch, then raise "Early stopping conditioned on metric `val/acc` which is not ...".
+    es = ["experiment=notebook_hidden", "+callbacks.es._target_=lightning.pytorch.callbacks.EarlyStopping"]
+    with pytest.raises(MnistlabError, match=r"EarlyStopping\(monitor='val/acc'\) would never see its metric"):
+        compose(compose_train([*es, "+callbacks.es.monitor=val/acc"], tmp_path))
+    compose(compose_train([*es, "+callbacks.es.monitor=train/loss"], tmp_path))
+    compose(compose_train(["experiment=notebook_hidden"], tmp_path))  # best.ckpt's val/acc: turned off, no error

@@ -79,6 +79,8 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     engine = choose_engine(trainer, cfg.get("engine", "auto"))
     # Called as partials: Hydra would turn the engine into a config, and instantiate net_config's _target_.
     datamodule = instantiate(cfg.data, _partial_=True)(engine=engine)
+    if not datamodule.has_validation:
+        check_no_validation_monitor(trainer.callbacks)
     system = instantiate(cfg.system, _convert_="all", _partial_=True)(
         net=net,
         net_config=OmegaConf.to_container(cfg.model, resolve=True),
@@ -152,6 +154,20 @@ def check_monitors(callbacks: dict[str, pl.Callback]) -> None:
             hint = f"; did you mean {near}?" if near else ""
             raise ConfigError(
                 f"{name}.monitor={monitor!r} is not a metric the run logs{hint} (logged: {', '.join(FIT_METRICS)})"
+            )
+
+
+def check_no_validation_monitor(callbacks: Sequence[pl.Callback]) -> None:
+    """Refuses an ``EarlyStopping`` on a ``val/`` metric in a run without validation (``data.val_size=0``).
+
+    Lightning would train an epoch and then raise with a traceback. A ``ModelCheckpoint`` ranked by one
+    is no error: ``fit_and_test`` turns it off and tests the final weights.
+    """
+    for cb in callbacks:
+        if isinstance(cb, EarlyStopping) and cb.strict and str(cb.monitor).startswith("val/"):
+            raise ConfigError(
+                f"EarlyStopping(monitor={cb.monitor!r}) would never see its metric: this run holds out no validation "
+                "set (data.val_size=0); monitor train/loss or train/acc, or set data.val_size"
             )
 
 
