@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from conftest import DATA_DIR, compose_train
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from mnistlab.composition import compose
@@ -112,3 +112,25 @@ def test_a_negative_logging_interval_is_refused_before_any_work(tmp_path: Path) 
     quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
     assert choose_engine(pl.Trainer(**quiet, log_every_n_steps=-1)).chunk is None
     assert choose_engine(pl.Trainer(**quiet, log_every_n_steps=0)).chunk == 50  # 0: no step logging at all
+
+
+def test_chunks_of_a_run_resumed_from_other_epoch_lengths_end_at_lightnings_counts(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    # 15 batches of 4 are the checkpoint's 15 steps; at batch 8 its next epoch starts at step 15, not at 1 * 8.
+    def fit_steps(name: str, engine: Engine, batch_size: int, ckpt: Path | None = None) -> list[str]:
+        dm = MNISTDataModule(str(tiny_data), download=False, verify=False, val_size=0, batch_size=batch_size,
+                             engine=engine)  # fmt: skip
+        steps = ModelCheckpoint(dirpath=tmp_path / name, filename="{step}", every_n_train_steps=5, save_top_k=-1)
+        trainer = pl.Trainer(
+            max_epochs=1 if ckpt is None else 2, callbacks=[steps], logger=False, enable_progress_bar=False,
+            enable_model_summary=False, default_root_dir=tmp_path,
+        )  # fmt: skip
+        trainer.fit(Classifier(MLP(hidden_units=8), engine=engine), datamodule=dm, ckpt_path=ckpt)
+        trainer.save_checkpoint(tmp_path / f"{name}.ckpt")
+        return sorted(p.name for p in (tmp_path / name).glob("*.ckpt"))
+
+    assert fit_steps("first", Engine(None, "per_step"), 4) == ["step=10.ckpt", "step=15.ckpt", "step=5.ckpt"]
+    per_step = fit_steps("per_step", Engine(None, "per_step"), 8, tmp_path / "first.ckpt")
+    chunked = fit_steps("chunked", Engine(5, "chunked"), 8, tmp_path / "first.ckpt")
+    assert per_step == chunked == ["step=20.ckpt"]  # steps 16-23: Lightning saves at 20, where a chunk must end

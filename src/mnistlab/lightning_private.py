@@ -11,7 +11,8 @@ Attributes touched (``PRIVATE_ATTRIBUTES`` lists them for the test):
 - ``Trainer._logger_connector.should_update_logs``: read; whether Lightning writes this step's logs.
 - ``Trainer.fit_loop._load_combined_loader_states``: called; hands a restored loader its saved position.
 - ``Trainer.fit_loop._data_fetcher`` (``fetched``, ``length``, ``done``): advanced by a step of several batches.
-- ``Trainer.fit_loop.epoch_loop._batches_that_stepped``: advanced likewise (the logging interval, the loggers' x-axis).
+- ``Trainer.fit_loop.epoch_loop._batches_that_stepped``: advanced likewise (the logging interval, the loggers' x-axis),
+  and read where a chunked epoch starts, to end its chunks at the logging steps.
 - ``Trainer.fit_loop.epoch_loop.batch_progress``: its progress tracker, read and advanced likewise.
 - ``Trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress`` and
   ``Trainer.fit_loop.epoch_loop.automatic_optimization.optim_progress.optimizer.step``: the optimizer-step
@@ -88,6 +89,12 @@ def restore_loader_position(trainer: pl.Trainer) -> None:
 def batches_done(trainer: pl.Trainer) -> int:
     """Training batches processed in the running epoch, as Lightning's loop counts them."""
     return trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+
+def step_counts(trainer: pl.Trainer) -> tuple[int, int]:
+    """The batches that stepped (what ``log_every_n_steps`` counts) and ``trainer.global_step`` (what step
+    checkpoints count) so far; equal unless a resumed checkpoint accumulated gradients."""
+    return trainer.fit_loop.epoch_loop._batches_that_stepped, trainer.global_step
 
 
 def count_batches(trainer: pl.Trainer, extra: int) -> None:

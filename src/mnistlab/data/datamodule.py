@@ -175,7 +175,7 @@ class MNISTDataModule(pl.LightningDataModule):
         )
         # Resumed runs continue the shuffle sequence where the checkpoint left it.
         loader.set_epoch(self.trainer.current_epoch if self.trainer is not None else 0)
-        return loader if self.engine is None else self.engine.batches(loader)
+        return loader if self.engine is None else self.engine.batches(loader, self.trainer)
 
     def val_dataloader(self) -> EvalBatches | list:
         if self.val_set is None:

@@ -60,9 +60,10 @@ class Engine:
     def name(self) -> str:
         return "per_step" if self.chunk is None else "chunked"
 
-    def batches(self, loader: Iterable) -> Iterable:
-        """What the training loop iterates: ``loader`` itself per-step, else its batches in chunks."""
-        return loader if self.chunk is None else ChunkedBatches(loader, self.chunk)
+    def batches(self, loader: Iterable, trainer: pl.Trainer | None = None) -> Iterable:
+        """What the training loop iterates: ``loader`` itself per-step, else its batches in chunks aligned with
+        ``trainer``'s counts."""
+        return loader if self.chunk is None else ChunkedBatches(loader, self.chunk, trainer)
 
     def fast_path(self, cuda_graph: bool = True) -> ChunkedSteps | None:
         """The system's training step for chunks (None per-step: Lightning's automatic optimization)."""

@@ -24,7 +24,7 @@ from lightning.pytorch.plugins.precision import Precision
 
 from mnistlab.engine.graph import GraphedStep, graph_blockers
 from mnistlab.engine.step import optimizer_step, raw_steps_allowed
-from mnistlab.lightning_private import count_batches, count_optimizer_steps
+from mnistlab.lightning_private import count_batches, count_optimizer_steps, step_counts
 
 if TYPE_CHECKING:
     from mnistlab.data.loaders import TrainBatches
@@ -35,15 +35,20 @@ StepOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # loss (), predict
 
 
 class ChunkedBatches:
-    """``loader``'s batches in lists that end where the global batch count is a multiple of ``size``.
+    """``loader``'s batches in lists that end where Lightning's batch or step count is a multiple of ``size``.
 
     The last chunk of an epoch ends with it. Its length, position (``state_dict``) and
     ``sampler.set_epoch`` are the loader's, in batches, so Lightning's counts, resume and
     shuffling are those of the per-step run; only the grouping differs.
+
+    The counts are ``trainer``'s own when the iteration starts (``lightning_private.step_counts``): the
+    logging interval reads the batches that stepped, step checkpoints ``global_step``. A run resumed
+    from a checkpoint of other epoch lengths (another batch size, ``limit_train_batches``) starts an
+    epoch at any count, not at ``epoch * len(loader)``. Without a trainer, that product is the count.
     """
 
-    def __init__(self, loader: TrainBatches, size: int) -> None:
-        self.loader, self.size = loader, size
+    def __init__(self, loader: TrainBatches, size: int, trainer: pl.Trainer | None = None) -> None:
+        self.loader, self.size, self.trainer = loader, size, trainer
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -65,11 +70,14 @@ class ChunkedBatches:
     def __iter__(self) -> Iterator[list[Batch]]:
         steps = len(self.loader)
         chunk: list[Batch] = []
-        for batch in self.loader:
+        starts: tuple[int, ...] | None = step_counts(self.trainer) if self.trainer is not None else None
+        for n, batch in enumerate(self.loader, start=1):
             chunk.append(batch)
             done = self.loader.served
-            # Epoch e starts at global batch e * steps (every epoch has the same length).
-            if (self.loader.epoch * steps + done) % self.size == 0 or done == steps:
+            if starts is None:  # epoch e starts at global batch e * steps (every epoch has the same length)
+                starts = (self.loader.epoch * steps + done - 1,)
+            # A chunk ends wherever either count is a multiple: where Lightning would log or save.
+            if any((start + n) % self.size == 0 for start in starts) or done == steps:
                 yield chunk
                 chunk = []
 
