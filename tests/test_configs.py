@@ -173,3 +173,6 @@ def test_early_stopping_on_a_validation_metric_without_validation_is_refused_bef
         compose(compose_train([*es, "+callbacks.es.monitor=val/acc"], tmp_path))
     compose(compose_train([*es, "+callbacks.es.monitor=train/loss"], tmp_path))
     compose(compose_train(["experiment=notebook_hidden"], tmp_path))  # best.ckpt's val/acc: turned off, no error
+    es[0] = "+trainer.limit_val_batches=0"  # the validation set is there, but no validation runs
+    with pytest.raises(MnistlabError, match=r"would never see its metric: trainer.limit_val_batches=0 runs no valid"):
+        compose(compose_train([*es, "+callbacks.es.monitor=val/loss"], tmp_path))

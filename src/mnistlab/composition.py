@@ -80,7 +80,9 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     # Called as partials: Hydra would turn the engine into a config, and instantiate net_config's _target_.
     datamodule = instantiate(cfg.data, _partial_=True)(engine=engine)
     if not datamodule.has_validation:
-        check_no_validation_monitor(trainer.callbacks)
+        check_no_validation_monitor(trainer.callbacks, "this run holds out no validation set (data.val_size=0)")
+    elif trainer.limit_val_batches == 0:
+        check_no_validation_monitor(trainer.callbacks, "trainer.limit_val_batches=0 runs no validation")
     system = instantiate(cfg.system, _convert_="all", _partial_=True)(
         net=net,
         net_config=OmegaConf.to_container(cfg.model, resolve=True),
@@ -157,8 +159,8 @@ def check_monitors(callbacks: dict[str, pl.Callback]) -> None:
             )
 
 
-def check_no_validation_monitor(callbacks: Sequence[pl.Callback]) -> None:
-    """Refuses an ``EarlyStopping`` on a ``val/`` metric in a run without validation (``data.val_size=0``).
+def check_no_validation_monitor(callbacks: Sequence[pl.Callback], why: str) -> None:
+    """Refuses an ``EarlyStopping`` on a ``val/`` metric in a run without validation, for the reason ``why``.
 
     Lightning would train an epoch and then raise with a traceback. A ``ModelCheckpoint`` ranked by one
     is no error: ``fit_and_test`` turns it off and tests the final weights.
@@ -166,8 +168,8 @@ def check_no_validation_monitor(callbacks: Sequence[pl.Callback]) -> None:
     for cb in callbacks:
         if isinstance(cb, EarlyStopping) and cb.strict and str(cb.monitor).startswith("val/"):
             raise ConfigError(
-                f"EarlyStopping(monitor={cb.monitor!r}) would never see its metric: this run holds out no validation "
-                "set (data.val_size=0); monitor train/loss or train/acc, or set data.val_size"
+                f"EarlyStopping(monitor={cb.monitor!r}) would never see its metric: {why}; "
+                "monitor train/loss or train/acc, or validate"
             )
 
 
