@@ -134,3 +134,11 @@ def test_chunks_of_a_run_resumed_from_other_epoch_lengths_end_at_lightnings_coun
     per_step = fit_steps("per_step", Engine(None, "per_step"), 8, tmp_path / "first.ckpt")
     chunked = fit_steps("chunked", Engine(5, "chunked"), 8, tmp_path / "first.ckpt")
     assert per_step == chunked == ["step=20.ckpt"]  # steps 16-23: Lightning saves at 20, where a chunk must end
+
+
+def test_the_engine_names_the_setting_given_not_what_lightning_made_of_it() -> None:
+    quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
+    timed = choose_engine(pl.Trainer(**quiet, max_time="00:00:05:00"))  # Lightning adds a Timer callback for it
+    assert timed.reason == "trainer.max_time (callback Timer) needs Lightning's loop at every batch"
+    overfit = choose_engine(pl.Trainer(**quiet, overfit_batches=3))  # and sets limit_train_batches=3 for this
+    assert overfit.reason == "trainer.overfit_batches needs Lightning's loop at every batch"

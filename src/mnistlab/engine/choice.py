@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 from lightning.pytorch.profilers import PassThroughProfiler
 
 from mnistlab.engine.chunks import ChunkedBatches, ChunkedSteps
@@ -88,7 +88,8 @@ def per_step_needs(trainer: pl.Trainer) -> list[str]:
             ("trainer.accumulate_grad_batches", trainer.accumulate_grad_batches != 1),
             ("trainer.fast_dev_run", bool(trainer.fast_dev_run)),
             ("trainer.overfit_batches", trainer.overfit_batches > 0),
-            ("trainer.limit_train_batches", not whole_epoch(trainer.limit_train_batches)),
+            # Lightning sets limit_train_batches to overfit_batches: named by what was given.
+            ("trainer.limit_train_batches", not (whole_epoch(trainer.limit_train_batches) or trainer.overfit_batches)),
             ("trainer.val_check_interval", not whole_epoch(trainer.val_check_interval)),
             ("trainer.max_steps", trainer.max_steps != -1),
             # Negative: Lightning logs at every batch (``step % n == 0``), chunks only at their ends.
@@ -100,7 +101,9 @@ def per_step_needs(trainer: pl.Trainer) -> list[str]:
         if changed
     ]
     for cb in trainer.callbacks:
-        if _qualname(cb) not in CHUNK_SAFE_CALLBACKS:
+        if isinstance(cb, Timer):  # what Lightning adds for trainer.max_time, or a user's
+            needs.append("trainer.max_time (callback Timer)")
+        elif _qualname(cb) not in CHUNK_SAFE_CALLBACKS:
             needs.append(f"callback {type(cb).__name__}")
         elif isinstance(cb, ModelCheckpoint) and checkpoint_train_time_interval(cb) is not None:
             needs.append("ModelCheckpoint(train_time_interval=...)")
