@@ -176,3 +176,12 @@ def test_early_stopping_on_a_validation_metric_without_validation_is_refused_bef
     es[0] = "+trainer.limit_val_batches=0"  # the validation set is there, but no validation runs
     with pytest.raises(MnistlabError, match=r"would never see its metric: trainer.limit_val_batches=0 runs no valid"):
         compose(compose_train([*es, "+callbacks.es.monitor=val/loss"], tmp_path))
+
+
+def test_early_stopping_after_every_epoch_on_a_validation_every_other_epoch_is_refused(tmp_path: Path) -> None:
+    # Lightning would raise at epoch 0's end, which has no val/acc yet: "Early stopping conditioned on metric ...".
+    es = ["trainer.check_val_every_n_epoch=2", "+callbacks.es._target_=lightning.pytorch.callbacks.EarlyStopping",
+          "+callbacks.es.monitor=val/acc"]  # fmt: skip
+    with pytest.raises(MnistlabError, match=r"check_on_train_epoch_end=True\) checks after every training epoch"):
+        compose(compose_train([*es, "+callbacks.es.check_on_train_epoch_end=true"], tmp_path))
+    compose(compose_train(es, tmp_path))  # unset: Lightning checks after each validation

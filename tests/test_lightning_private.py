@@ -13,7 +13,7 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from torch.utils.tensorboard import SummaryWriter
 
@@ -56,7 +56,8 @@ def test_every_listed_attribute_exists_on_this_lightning(tiny_data: Path, tmp_pa
     dm = MNISTDataModule(str(tiny_data), download=False, verify=False, val_size=0, batch_size=20)
     trainer.fit(Classifier(MLP(8)), datamodule=dm)
     assert trainer.global_step == 3
-    owners = {"ModelCheckpoint": ModelCheckpoint(), "SummaryWriter": SummaryWriter(str(tmp_path / "tb"))}
+    owners = {"ModelCheckpoint": ModelCheckpoint(), "SummaryWriter": SummaryWriter(str(tmp_path / "tb")),
+              "EarlyStopping": EarlyStopping(monitor="val/acc")}  # fmt: skip
     try:  # the [mlflow] extra (the CI installs it); without mlflow the MLflow logger cannot be used at all
         owners["MLFlowLogger"] = MLFlowLogger(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     except ModuleNotFoundError:

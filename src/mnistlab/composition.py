@@ -25,6 +25,7 @@ from mnistlab.data.specs import input_stats
 from mnistlab.engine import Engine, choose_engine
 from mnistlab.engine.profiler import no_profiler_for
 from mnistlab.errors import ConfigError, first_line
+from mnistlab.lightning_private import early_stopping_on_train_epoch_end
 from mnistlab.spelling import nearest
 from mnistlab.systems import Classifier
 from mnistlab.systems.classifier import FIT_METRICS
@@ -83,6 +84,8 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
         check_no_validation_monitor(trainer.callbacks, "this run holds out no validation set (data.val_size=0)")
     elif trainer.limit_val_batches == 0:
         check_no_validation_monitor(trainer.callbacks, "trainer.limit_val_batches=0 runs no validation")
+    elif (every := trainer.check_val_every_n_epoch or 1) > 1:  # None: validation by val_check_interval alone
+        check_every_epoch_monitor(trainer.callbacks, every)
     system = instantiate(cfg.system, _convert_="all", _partial_=True)(
         net=net,
         net_config=OmegaConf.to_container(cfg.model, resolve=True),
@@ -170,6 +173,19 @@ def check_no_validation_monitor(callbacks: Sequence[pl.Callback], why: str) -> N
             raise ConfigError(
                 f"EarlyStopping(monitor={cb.monitor!r}) would never see its metric: {why}; "
                 "monitor train/loss or train/acc, or validate"
+            )
+
+
+def check_every_epoch_monitor(callbacks: Sequence[pl.Callback], every: int) -> None:
+    """Refuses an ``EarlyStopping(check_on_train_epoch_end=True)`` on a ``val/`` metric when validation runs
+    only every ``every`` epochs: at the first epoch's end Lightning raises, with a traceback."""
+    for cb in callbacks:
+        validated = isinstance(cb, EarlyStopping) and cb.strict and str(cb.monitor).startswith("val/")
+        if validated and early_stopping_on_train_epoch_end(cb):
+            raise ConfigError(
+                f"EarlyStopping(monitor={cb.monitor!r}, check_on_train_epoch_end=True) checks after every "
+                f"training epoch, but trainer.check_val_every_n_epoch={every} validates only every {every} epochs: "
+                "leave check_on_train_epoch_end unset (it then checks after each validation)"
             )
 
 

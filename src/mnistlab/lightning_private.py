@@ -18,6 +18,8 @@ Attributes touched (``PRIVATE_ATTRIBUTES`` lists them for the test):
   ``Trainer.fit_loop.epoch_loop.automatic_optimization.optim_progress.optimizer.step``: the optimizer-step
   trackers behind ``trainer.global_step``.
 - ``ModelCheckpoint._every_n_train_steps`` and ``ModelCheckpoint._train_time_interval``: read.
+- ``EarlyStopping._check_on_train_epoch_end``: read; ``EarlyStopping(check_on_train_epoch_end=...)`` as given
+  (None until Lightning decides it in ``setup``).
 - ``SummaryWriter._get_file_writer``: torch's TensorBoard writer behind Lightning's ``TensorBoardLogger``;
   called to add raw summaries and events.
 - ``MLFlowLogger._initialized``, ``_run_id``: read (has the logger its run yet?); ``_mlflow_client``,
@@ -37,7 +39,7 @@ from datetime import timedelta
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 # (owner, dotted attribute path) of each private attribute used below; the test resolves each one.
 PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
@@ -54,6 +56,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("Trainer", "fit_loop.epoch_loop.automatic_optimization.optim_progress.optimizer.step.total.completed"),
     ("ModelCheckpoint", "_every_n_train_steps"),
     ("ModelCheckpoint", "_train_time_interval"),
+    ("EarlyStopping", "_check_on_train_epoch_end"),
     ("SummaryWriter", "_get_file_writer"),
     ("MLFlowLogger", "_initialized"),
     ("MLFlowLogger", "_run_id"),
@@ -147,6 +150,11 @@ def checkpoint_every_n_train_steps(callback: ModelCheckpoint) -> int:
 def checkpoint_train_time_interval(callback: ModelCheckpoint) -> timedelta | None:
     """``ModelCheckpoint(train_time_interval=...)``."""
     return callback._train_time_interval
+
+
+def early_stopping_on_train_epoch_end(callback: EarlyStopping) -> bool | None:
+    """``EarlyStopping(check_on_train_epoch_end=...)`` as given; None: Lightning decides at setup."""
+    return callback._check_on_train_epoch_end
 
 
 def file_writer(writer: Any) -> Any:
