@@ -15,7 +15,7 @@ from mnistlab.composition import compose
 from mnistlab.errors import MnistlabError
 from mnistlab.models import MLP
 from mnistlab.systems import Classifier
-from mnistlab.systems.classifier import FIT_METRICS
+from mnistlab.systems.metrics import FIT_METRICS
 
 CONF = ROOT / "conf"
 

@@ -28,7 +28,7 @@ from mnistlab.errors import ConfigError, first_line
 from mnistlab.lightning_private import early_stopping_on_train_epoch_end
 from mnistlab.spelling import nearest
 from mnistlab.systems import Classifier
-from mnistlab.systems.classifier import FIT_METRICS
+from mnistlab.systems.metrics import FIT_METRICS
 from mnistlab.teachers import load_teacher
 
 log = logging.getLogger(__name__)

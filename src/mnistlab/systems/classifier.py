@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     from mnistlab.engine import Engine
 
 StepOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # one batch's loss (), predictions (B,), labels (B,)
-# What a fit logs to trainer.callback_metrics: the values an EarlyStopping or ModelCheckpoint can monitor.
-FIT_METRICS = ("train/loss_step", "train/loss", "train/acc", "val/loss", "val/acc")
 
 log = logging.getLogger(__name__)
 

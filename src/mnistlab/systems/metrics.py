@@ -15,6 +15,10 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+# What Classifier logs to trainer.callback_metrics in a fit (train/loss_step at the logging steps, the others
+# at epoch ends): the values an EarlyStopping or ModelCheckpoint can monitor.
+FIT_METRICS = ("train/loss_step", "train/loss", "train/acc", "val/loss", "val/acc")
+
 
 def stage_metrics(num_classes: int, confmat: bool, per_class: bool = False, checks: bool = True) -> nn.ModuleDict:
     """Accuracy, mean loss and optionally the confusion matrix and per-class precision/recall/F1 of one stage.
