@@ -13,7 +13,7 @@ from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from mnistlab.composition import compose
 from mnistlab.data import MNISTDataModule
-from mnistlab.engine import Engine, choose_engine
+from mnistlab.engine import BatchProgressBar, Engine, choose_engine
 from mnistlab.engine.step import plain_precision
 from mnistlab.errors import ConfigError, MnistlabError
 from mnistlab.models import MLP
@@ -142,3 +142,31 @@ def test_the_engine_names_the_setting_given_not_what_lightning_made_of_it() -> N
     assert timed.reason == "trainer.max_time (callback Timer) needs Lightning's loop at every batch"
     overfit = choose_engine(pl.Trainer(**quiet, overfit_batches=3))  # and sets limit_train_batches=3 for this
     assert overfit.reason == "trainer.overfit_batches needs Lightning's loop at every batch"
+
+
+class RecordingBar(BatchProgressBar):
+    """The chunked engine's bar, recording (epoch, shown count) at each refresh."""
+
+    def __init__(self) -> None:
+        super().__init__(refresh_rate=3)
+        self.shown: list[tuple[int, int]] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        before = self.train_progress_bar.n
+        super().on_train_batch_end(trainer, *args)
+        if self.train_progress_bar.n != before:
+            self.shown.append((trainer.current_epoch, self.train_progress_bar.n))
+
+
+def test_the_progress_bar_moves_through_every_epoch_not_only_the_first(tiny_data: Path, tmp_path: Path) -> None:
+    # Lightning calls on_train_epoch_start before it resets the epoch's batch count: the bar took the last
+    # epoch's total as already shown and stayed at 0 until the end of every epoch after the first.
+    engine = Engine(3, "chunked")
+    dm = MNISTDataModule(str(tiny_data), download=False, verify=False, val_size=0, batch_size=4, engine=engine)
+    bar = RecordingBar()
+    trainer = pl.Trainer(
+        max_epochs=2, callbacks=[bar], logger=False, enable_checkpointing=False, enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(Classifier(MLP(hidden_units=8), engine=engine), datamodule=dm)
+    assert bar.shown == [(epoch, n) for epoch in (0, 1) for n in (3, 6, 9, 12, 15)]

@@ -34,7 +34,10 @@ class BatchProgressBar(TQDMProgressBar):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         super().on_train_epoch_start(trainer, *args)
-        self._shown = batches_done(trainer)  # resumed mid-epoch
+        # Lightning calls this hook before it resets the epoch's batch count: a count that has reached the
+        # epoch's length is the last epoch's (or a checkpoint's at an epoch end), one below it a mid-epoch resume.
+        done = batches_done(trainer)
+        self._shown = done if done < trainer.num_training_batches else 0
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
