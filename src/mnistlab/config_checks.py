@@ -135,10 +135,10 @@ def check_trainer_counts(trainer: dict[str, Any]) -> None:
     """Range checks of the Trainer's counts that Lightning leaves to fail later, with a traceback.
 
     ``check_val_every_n_epoch=0`` divides by zero at the first epoch's end, ``accumulate_grad_batches=0``
-    and ``val_check_interval=0`` fail inside the loop; a negative ``gradient_clip_val`` is taken as no
-    clipping at all, and a negative ``log_every_n_steps`` as logging at every batch (Python's ``%``; 0 turns
-    step logging off), which no documented value means. None (the setting's off value, where Lightning has
-    one) passes.
+    and ``val_check_interval=0`` fail inside the loop, ``limit_test_batches=0`` after the whole fit; a
+    negative ``gradient_clip_val`` is taken as no clipping at all, and a negative ``log_every_n_steps`` as
+    logging at every batch (Python's ``%``; 0 turns step logging off), which no documented value means.
+    None (the setting's off value, where Lightning has one) passes.
     """
     if (every := trainer.get("log_every_n_steps")) is not None:
         check_number("trainer.log_every_n_steps", every, integer=True, low=0)
@@ -149,6 +149,8 @@ def check_trainer_counts(trainer: dict[str, Any]) -> None:
         check_number("trainer.gradient_clip_val", clip, low=0)
     # 0 training batches or steps would test the untrained network as if it were the run's result.
     _check_count_or_fraction("trainer.limit_train_batches", trainer.get("limit_train_batches"))
+    # 0 test batches would train the whole run and then fail on a test that returned no metrics.
+    _check_count_or_fraction("trainer.limit_test_batches", trainer.get("limit_test_batches"))
     if (steps := trainer.get("max_steps")) is not None and steps != -1:
         check_number("trainer.max_steps", steps, integer=True, low=1)
     _check_count_or_fraction("trainer.val_check_interval", trainer.get("val_check_interval"))
