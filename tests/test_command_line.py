@@ -120,6 +120,18 @@ def test_plus_key_stays_available(tmp_path: Path, monkeypatch) -> None:
     assert result.returncode == 0 and "amsgrad: true" in result.stdout, result.stderr
 
 
+def test_a_word_for_a_yes_no_flag_is_one_of_its_modes() -> None:
+    # Lightning tests trainer.deterministic for truth: 'ture' set cuDNN's half of it and left PyTorch's
+    # deterministic algorithms off, without a word.
+    train = ROOT / "scripts" / "train.py"
+    mistake = config_mistake(train, "train", ["trainer.deterministic=ture"])
+    assert mistake == "trainer.deterministic='ture' is not true, false or 'warn'"
+    assert "'maybe'" in config_mistake(train, "train", ["-m", "trainer.deterministic=true,maybe"])
+    for valid in ("true", "false", "warn", "null"):
+        assert config_mistake(train, "train", [f"trainer.deterministic={valid}"]) is None, valid
+    assert config_mistake(train, "train", ["trainer.gradient_clip_algorithm=norm"]) is None  # a plain str
+
+
 def test_suggestions_within_two_edits() -> None:
     assert distance("hiden", "hidden") == 1 and distance("adma", "adam") == 1 and distance("lrr", "lr") == 1
     assert nearest("max_epoch", ["max_epochs", "max_steps"]) == "max_epochs"

@@ -14,7 +14,7 @@ from omegaconf.errors import ValidationError
 
 from mnistlab.config_checks import target_arguments
 from mnistlab.config_tree import ABSENT, all_keys, child
-from mnistlab.setting_types import expected_types, type_mistake
+from mnistlab.setting_types import expected_types, flag_mistake, type_mistake
 from mnistlab.spelling import nearest
 
 SHOWN_KEYS = 10  # allowed keys listed in a message before "..."
@@ -116,7 +116,7 @@ def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
     elif override.type is OverrideType.CHANGE:
         expected = expected_types(node, parts[-1])
         for value in values_of(override) if expected else []:
-            if mistake := type_mistake(key, value, expected):
+            if mistake := type_mistake(key, value, expected) or flag_mistake(node, parts[-1], key, value):
                 return mistake
     return None
 

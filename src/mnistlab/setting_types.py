@@ -49,6 +49,35 @@ def expected_types(parent: DictConfig, key: str) -> set[type] | None:
     return {type(value)} if type(value) in (int, float, bool) else None
 
 
+def flag_mistake(parent: DictConfig, leaf: str, key: str, value: Any) -> str | None:
+    """A word that a yes/no setting of a ``_target_`` does not take besides true and false, else None.
+
+    Such a flag names its other modes as literals (``trainer.deterministic``: ``"warn"``), and Lightning
+    tests it for truth (``if deterministic:``): any other word, a misspelled ``true`` included, switched
+    part of it on without a word.
+    """
+    target = parent.get("_target_") if "_target_" in parent else None
+    if not isinstance(value, str) or not isinstance(target, str):
+        return None
+    if (annotation := _annotation(target, leaf)) is _ABSENT:
+        return None
+    atoms = _atoms(annotation)
+    words = sorted(a for a in atoms if isinstance(a, str))
+    if not words or bool not in atoms or str in atoms or value in words:
+        return None
+    return f"{key}={value!r} is not true, false or {' or '.join(repr(w) for w in words)}"
+
+
+def _atoms(annotation: Any) -> list[Any]:
+    """An annotation's unions and literals flattened: the types and literal values it admits."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return [atom for arg in typing.get_args(annotation) for atom in _atoms(arg)]
+    if origin is typing.Literal:
+        return list(typing.get_args(annotation))
+    return [annotation]
+
+
 def _annotation(target: str, key: str) -> Any:
     """The annotation of argument ``key`` of ``target`` (a class or a function), else ``_ABSENT``.
 
