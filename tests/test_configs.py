@@ -185,3 +185,21 @@ def test_early_stopping_after_every_epoch_on_a_validation_every_other_epoch_is_r
     with pytest.raises(MnistlabError, match=r"check_on_train_epoch_end=True\) checks after every training epoch"):
         compose(compose_train([*es, "+callbacks.es.check_on_train_epoch_end=true"], tmp_path))
     compose(compose_train(es, tmp_path))  # unset: Lightning checks after each validation
+
+
+def test_a_tensorboard_writer_that_missed_its_wake_up_stops_within_seconds(tmp_path: Path) -> None:
+    # A Ctrl-C that lands inside the queue of TensorBoard's writer thread can cost that thread its wake-up;
+    # Lightning's shutdown then joined it until its next flush, 120 s by default, with Ctrl-C ignored
+    # (seen: 'Detected KeyboardInterrupt' and two minutes of nothing). The lost wake-up, simulated here.
+    import time
+
+    from mnistlab.lightning_private import file_writer
+
+    run = compose(compose_train(["trainer.max_epochs=1"], tmp_path, ROOT / "data"))
+    worker = file_writer(run.trainer.logger.experiment).event_writer._async_writer._worker
+    time.sleep(0.5)  # the thread has flushed once and waits for data or its next flush
+    with worker._queue.mutex:  # the stop signal, queued without notifying the thread
+        worker._queue.queue.append(worker._shutdown_signal)
+        worker._queue.unfinished_tasks += 1
+    worker.join(timeout=15)
+    assert not worker.is_alive()
