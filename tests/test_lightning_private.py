@@ -113,3 +113,21 @@ def test_the_fit_loop_raises_its_count_checks_where_mnistlab_looks(tiny_data: Pa
     )
     assert "`val_check_interval` (1000) must be less than or equal" in user_error(raised.value)
     assert not lightning_private.count_refused_by_lightning(ValueError("raised here"))
+
+
+def test_early_stoppings_missing_metric_is_a_user_error() -> None:
+    # EarlyStopping(monitor=<a metric the run does not log>) raised a plain RuntimeError at the first
+    # epoch's end: a traceback for a misspelled key, or for val/acc in a run without validation.
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from mnistlab.user_errors import user_error
+
+    with pytest.raises(RuntimeError) as raised:
+        EarlyStopping(monitor="val/accuracy")._validate_condition_metric({"val/acc": torch.tensor(0.9)})
+    assert lightning_private.monitor_refused_by_lightning(raised.value), (
+        f"lightning {pl.__version__} no longer raises this in {lightning_private.EARLY_STOPPING_MODULE}: "
+        "update mnistlab/lightning_private.py"
+    )
+    assert user_error(raised.value).startswith("Early stopping conditioned on metric `val/accuracy` which is not")
+    assert not lightning_private.monitor_refused_by_lightning(RuntimeError("raised here"))
+    assert user_error(RuntimeError("raised here")) is None  # any other RuntimeError is a bug: its traceback stays

@@ -30,6 +30,8 @@ Attributes touched (``PRIVATE_ATTRIBUTES`` lists them for the test):
 - The module ``lightning.pytorch.loops.fit_loop`` (``FIT_LOOP_MODULE``): where Lightning checks the Trainer's
   counts against the data once it is set up (``val_check_interval`` above an epoch's batches) and raises a
   plain ``ValueError``, which ``count_refused_by_lightning`` recognises for ``mnistlab.user_errors``.
+- The module ``lightning.pytorch.callbacks.early_stopping`` (``EARLY_STOPPING_MODULE``): ``EarlyStopping``'s
+  plain ``RuntimeError`` for a monitored metric that is not logged (``monitor_refused_by_lightning``).
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
 )
 # The module whose ValueErrors are Lightning's checks of the Trainer's counts against the data.
 FIT_LOOP_MODULE = "lightning.pytorch.loops.fit_loop"
+# EarlyStopping raises a plain RuntimeError for a monitored metric that is not logged (strict=True).
+EARLY_STOPPING_MODULE = "lightning.pytorch.callbacks.early_stopping"
 # The keys, in a checkpoint, of the fit loop's count of epochs whose training has run.
 CHECKPOINT_EPOCHS_PROCESSED = ("loops", "fit_loop", "epoch_progress", "current", "processed")
 
@@ -189,7 +193,17 @@ def checkpoint_epochs_processed(ckpt: dict[str, Any]) -> int | None:
 
 def count_refused_by_lightning(exc: BaseException) -> bool:
     """Whether ``exc`` is a ``ValueError`` raised in Lightning's fit loop module (a Trainer count the data refuses)."""
+    return isinstance(exc, ValueError) and _raised_in(exc) == FIT_LOOP_MODULE
+
+
+def monitor_refused_by_lightning(exc: BaseException) -> bool:
+    """Whether ``exc`` is ``EarlyStopping``'s ``RuntimeError`` for a monitored metric the run does not log."""
+    return isinstance(exc, RuntimeError) and _raised_in(exc) == EARLY_STOPPING_MODULE
+
+
+def _raised_in(exc: BaseException) -> str | None:
+    """The module whose code raised ``exc`` (its traceback's last frame)."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return isinstance(exc, ValueError) and tb is not None and tb.tb_frame.f_globals.get("__name__") == FIT_LOOP_MODULE
+    return None if tb is None else tb.tb_frame.f_globals.get("__name__")

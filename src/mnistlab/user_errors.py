@@ -44,16 +44,18 @@ def _is_misconfiguration(exc: BaseException) -> bool:
     return any(cls.__name__ == "MisconfigurationException" for cls in type(exc).__mro__)
 
 
-def _count_refused_by_lightning(exc: BaseException) -> bool:
-    """A ``ValueError`` of Lightning's fit loop: its check of the Trainer's counts against the data.
+def _refused_by_lightning(exc: BaseException) -> bool:
+    """A check of Lightning's that it raises as a plain error, once the run's data or metrics exist.
 
-    ``val_check_interval`` above an epoch's batch count, say, is known only once the data is set up.
+    ``val_check_interval`` above an epoch's batch count (a ``ValueError`` of the fit loop), an
+    ``EarlyStopping`` monitoring a metric the run does not log (``val/acc`` without validation, a
+    misspelled key: its ``RuntimeError`` at the first epoch's end).
     """
-    if not isinstance(exc, ValueError) or "lightning.pytorch" not in sys.modules:
+    if not isinstance(exc, (ValueError, RuntimeError)) or "lightning.pytorch" not in sys.modules:
         return False  # raised before Lightning was loaded: none of its checks (nor an import of it, here)
-    from mnistlab.lightning_private import count_refused_by_lightning
+    from mnistlab.lightning_private import count_refused_by_lightning, monitor_refused_by_lightning
 
-    return count_refused_by_lightning(exc)
+    return count_refused_by_lightning(exc) or monitor_refused_by_lightning(exc)
 
 
 def _spawned_own_error(text: str) -> str | None:
@@ -91,7 +93,7 @@ def user_error(exc: BaseException) -> str | None:
             return f"{key} is required: add {key}=... to the command" + (
                 " (a .ckpt file or a run folder)" if key == "ckpt_path" else ""
             )
-        if _is_misconfiguration(seen) or _count_refused_by_lightning(seen):
+        if _is_misconfiguration(seen) or _refused_by_lightning(seen):
             text = str(seen).strip()
             if text == NO_GPU:
                 # train.py's Trainer is the config's (Hydra wraps its errors); the other scripts take accelerator=.
