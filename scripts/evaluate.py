@@ -27,7 +27,8 @@ def run(cfg: DictConfig) -> float:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
     process.configure_job()
-    with process.exit_on_user_error(), process.hint_on_interrupt(lambda: "interrupted"):
+    # An interrupted report is removed: half-written (no metrics.json), it would read as a report.
+    with process.exit_on_user_error(), process.hint_on_interrupt(lambda: "interrupted", discard=True):
         return run(cfg)
 
 

@@ -161,3 +161,54 @@ def test_a_sigterm_mid_accumulation_resumes_to_the_uninterrupted_weights(tmp_pat
     resumed = fit("cut", [], ckpt_path=str(last))
     for (name, a), b in zip(whole.net.state_dict().items(), resumed.net.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+INTERRUPT_AFTER_REPORT = """
+import importlib.abc, importlib.machinery, os, signal, sys
+
+
+class PatchReport(importlib.abc.MetaPathFinder):  # Ctrl-C right after the test report's files are written
+    def find_spec(self, name, path=None, target=None):
+        if name != "mnistlab.evaluation.callbacks":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            end = module.TestReport.on_test_end
+
+            def on_test_end(self, *args):
+                end(self, *args)
+                os.kill(os.getpid(), signal.SIGINT)
+
+            module.TestReport.on_test_end = on_test_end
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, PatchReport())
+"""
+
+
+def test_an_interrupted_evaluation_leaves_no_half_report(tmp_path: Path) -> None:
+    # Ctrl-C after TestReport wrote confusion_matrix.png and the CSVs but before metrics.json left a folder
+    # that reads as evaluate.py's report, without its numbers. The evaluation is redone in seconds.
+    import os
+
+    from conftest import DATA_DIR, ROOT, write_idx_set
+
+    data, run = write_idx_set(tmp_path / "tiny"), tmp_path / "run"
+    tiny = [f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10"]
+    train = [sys.executable, str(ROOT / "scripts" / "train.py"), *tiny, "trainer.max_epochs=1", f"hydra.run.dir={run}"]
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
+    assert subprocess.run(train, capture_output=True, text=True, timeout=300, env=env).returncode == 0
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(INTERRUPT_AFTER_REPORT)
+    env["PYTHONPATH"] = os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])
+    evaluate = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"ckpt_path={run}", f"data.root={data}"]
+    proc = subprocess.run(evaluate, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode != 0 and "interrupted" in proc.stderr, proc.stderr[-2000:]
+    assert not (run / "eval").exists(), sorted(str(p.relative_to(run)) for p in (run / "eval").rglob("*"))

@@ -174,13 +174,14 @@ def _empty_event_file(path: Path) -> bool:
         return False
 
 
-def discard_run_dir() -> None:
+def discard_run_dir(whole: bool = False) -> None:
     """Deletes this run's Hydra output folder when it holds nothing but Hydra's own records (and empty event files).
 
     Hydra creates the run folder (``.hydra/`` and the log file) before the script starts; a command
     that failed on a user error then leaves an unlabelled ``outputs/<date>/<time>/`` behind. A folder
-    holding anything else (checkpoints, a resumed run's files) is kept. Emptied parent folders up
-    to the launch directory go too.
+    holding anything else (checkpoints, a resumed run's files) is kept, unless ``whole``: an interrupted
+    report (``evaluate.py``'s), which is redone in seconds. Either way a folder that was there before the
+    command is kept. Emptied parent folders up to the launch directory go too.
     """
     from hydra.core.hydra_config import HydraConfig
 
@@ -193,7 +194,7 @@ def discard_run_dir() -> None:
     if not run.is_dir() or run == cwd or run in cwd.parents or run in _EXISTED:
         return
     own = {Path(str(hydra_cfg.output_subdir)).parts[0], f"{hydra_cfg.job.name}.log"}
-    if any(p.name not in own and not _empty_event_file(p) for p in run.iterdir()):
+    if not whole and any(p.name not in own and not _empty_event_file(p) for p in run.iterdir()):
         return
     shutil.rmtree(run, ignore_errors=True)
     if run.parent.name == "eval":  # evaluate.py's <run>/eval/, wherever the checkpoint's run is

@@ -30,7 +30,7 @@ def exit_on_user_error() -> Iterator[None]:
 
 
 @contextmanager
-def hint_on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
+def hint_on_interrupt(hint: Callable[[], str], discard: bool = False) -> Iterator[None]:
     """After a Ctrl-C or a SIGTERM, prints ``hint()`` (what to run to continue) on rank 0: a run's, or a sweep's.
 
     Lightning catches the ``KeyboardInterrupt`` inside ``trainer.fit``, shuts down and exits with 1;
@@ -43,21 +43,29 @@ def hint_on_interrupt(hint: Callable[[], str]) -> Iterator[None]:
 
     A sweep's process enters it as the sweep begins (its jobs may run in other processes, which alone
     call ``configure_job``): from here a Ctrl-C is no longer one during start-up.
+
+    ``discard``: the command's run folder goes too (``evaluate.py``'s report, half-written: no metrics).
     """
     from mnistlab.process.startup import started
+    from mnistlab.run_folders import discard_run_dir
+
+    def interrupted() -> None:
+        if discard:
+            discard_run_dir(whole=True)
+        _print_hint(hint)
 
     started()
     try:
         yield
     except KeyboardInterrupt:
-        _print_hint(hint)
+        interrupted()
         sys.exit(130)
     except SystemExit as exc:
         if type(exc).__name__ == "SIGTERMException":  # lightning.pytorch.utilities.exceptions, imported by then
-            _print_hint(hint)
+            interrupted()
             sys.exit(143)
         if isinstance(exc.__context__, KeyboardInterrupt):
-            _print_hint(hint)
+            interrupted()
         raise
 
 
