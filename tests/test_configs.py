@@ -203,3 +203,20 @@ def test_a_tensorboard_writer_that_missed_its_wake_up_stops_within_seconds(tmp_p
         worker._queue.unfinished_tasks += 1
     worker.join(timeout=15)
     assert not worker.is_alive()
+
+
+@pytest.mark.parametrize(
+    ("setting", "refused"),
+    [
+        ("+trainer.min_epochs=-1", "trainer.min_epochs=-1 is out of range: must be an integer >= 0"),
+        ("+trainer.min_steps=-5", "trainer.min_steps=-5 is out of range: must be an integer >= 0"),
+        ("trainer.num_sanity_val_steps=-2", "trainer.num_sanity_val_steps=-2 is out of range: must be an integer >= -"),
+    ],
+)
+def test_negative_counts_lightning_would_run_as_unset_are_refused(tmp_path: Path, setting: str, refused: str) -> None:
+    """Lightning ran these as if unset, without a word; -1 sanity steps (all batches) and 0 stay allowed."""
+    with pytest.raises(MnistlabError, match=refused.replace("+", r"\+")):
+        compose(compose_train([setting], tmp_path))
+    allowed = {"min_epochs": "0", "min_steps": "0", "num_sanity_val_steps": "-1"}
+    key = setting.lstrip("+").split("=")[0]
+    compose(compose_train([f"{setting.split('=')[0]}={allowed[key.split('.')[1]]}"], tmp_path))

@@ -138,10 +138,12 @@ def check_trainer_counts(trainer: dict[str, Any]) -> None:
     and ``val_check_interval=0`` fail inside the loop, ``limit_test_batches=0`` after the whole fit; a
     negative ``gradient_clip_val`` is taken as no clipping at all, and a negative ``log_every_n_steps`` as
     logging at every batch (Python's ``%``; 0 turns step logging off), which no documented value means.
-    None (the setting's off value, where Lightning has one) passes.
+    ``num_sanity_val_steps`` below -1 (-1: all batches) and a negative ``min_epochs`` or ``min_steps`` run as
+    if unset, without a word. None (the setting's off value, where Lightning has one) passes.
     """
-    if (every := trainer.get("log_every_n_steps")) is not None:
-        check_number("trainer.log_every_n_steps", every, integer=True, low=0)
+    for key, low in (("log_every_n_steps", 0), ("num_sanity_val_steps", -1), ("min_epochs", 0), ("min_steps", 0)):
+        if trainer.get(key) is not None:
+            check_number(f"trainer.{key}", trainer[key], integer=True, low=low)
     for key, low in (("check_val_every_n_epoch", 1), ("accumulate_grad_batches", 1)):
         if trainer.get(key) is not None:
             check_number(f"trainer.{key}", trainer[key], integer=True, low=low)
