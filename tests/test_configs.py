@@ -220,3 +220,21 @@ def test_negative_counts_lightning_would_run_as_unset_are_refused(tmp_path: Path
     allowed = {"min_epochs": "0", "min_steps": "0", "num_sanity_val_steps": "-1"}
     key = setting.lstrip("+").split("=")[0]
     compose(compose_train([f"{setting.split('=')[0]}={allowed[key.split('.')[1]]}"], tmp_path))
+
+
+def test_fast_dev_run_writes_no_report_and_says_it_was_a_smoke_test(tmp_path: Path, capsys) -> None:
+    """Lightning's smoke test runs a batch or so "without side effects"; its accuracy is no run's result."""
+    from mnistlab.training import fit_and_test
+
+    cfg = compose_train(
+        ["trainer.fast_dev_run=true", "callbacks.progress_bar.refresh_rate=0", "data.val_size=10"], tmp_path
+    )
+    write_idx_set(Path(cfg.data.root))
+    cfg.data.verify = False  # hand-made files
+    run = compose(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    metrics = fit_and_test(run.trainer, run.system, run.datamodule, run_dir)
+    assert "test/acc" in metrics  # returned to the caller, as before
+    written = sorted(p.name for p in run_dir.iterdir()) if run_dir.exists() else []
+    assert written == []  # no metrics.json, confusion_matrix.*, per_class.csv (sweeps and resume= read them)
+    assert capsys.readouterr().out.strip().endswith("on a few batches, a smoke test: nothing written")

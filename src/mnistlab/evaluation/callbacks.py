@@ -91,7 +91,7 @@ class TestReport(pl.Callback):
         )
         if not trainer.is_global_zero:
             return
-        if self.output_dir is not None:
+        if self.output_dir is not None and not trainer.fast_dev_run:  # a smoke test's few batches are no report
             self.result.write(self.output_dir)
             fig = confusion_matrix_report(self.result.confmat, self.result.class_names, "Test confusion matrix")
             write_atomic(self.output_dir / "confusion_matrix.png", png(fig))
