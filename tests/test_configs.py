@@ -238,3 +238,18 @@ def test_fast_dev_run_writes_no_report_and_says_it_was_a_smoke_test(tmp_path: Pa
     written = sorted(p.name for p in run_dir.iterdir()) if run_dir.exists() else []
     assert written == []  # no metrics.json, confusion_matrix.*, per_class.csv (sweeps and resume= read them)
     assert capsys.readouterr().out.strip().endswith("on a few batches, a smoke test: nothing written")
+
+
+def test_a_monitor_of_the_step_loss_that_would_read_an_older_steps_loss_is_refused(tmp_path: Path) -> None:
+    """train/loss_step is logged every log_every_n_steps (50) steps: read elsewhere it is an older step's loss."""
+    es = ["+callbacks.es._target_=lightning.pytorch.callbacks.EarlyStopping", "+callbacks.es.monitor=train/loss_step"]
+    with pytest.raises(MnistlabError, match=r"callbacks.es.monitor='train/loss_step' is logged every trainer.log_"
+                       r"every_n_steps=50 steps, so at an epoch's end it would hold an older step's loss"):  # fmt: skip
+        compose(compose_train(es, tmp_path))
+    steps = ["+callbacks.steps._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+             "+callbacks.steps.monitor=train/loss_step", f"+callbacks.steps.dirpath={tmp_path}/steps"]  # fmt: skip
+    with pytest.raises(MnistlabError, match=r"so every 30 steps it would hold an older step's loss"):
+        compose(compose_train([*steps, "+callbacks.steps.every_n_train_steps=30"], tmp_path))
+    compose(compose_train([*steps, "+callbacks.steps.every_n_train_steps=100"], tmp_path))  # at logging steps: exact
+    logged = ["+callbacks.steps.every_n_train_steps=30", "trainer.log_every_n_steps=10"]
+    compose(compose_train([*steps, *logged], tmp_path))

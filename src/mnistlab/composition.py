@@ -14,7 +14,7 @@ from typing import Any
 import lightning.pytorch as pl
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -25,10 +25,8 @@ from mnistlab.data.specs import input_stats
 from mnistlab.engine import Engine, choose_engine
 from mnistlab.engine.profiler import no_profiler_for
 from mnistlab.errors import ConfigError, first_line
-from mnistlab.lightning_private import early_stopping_on_train_epoch_end
-from mnistlab.spelling import nearest
+from mnistlab.monitor_checks import check_every_epoch_monitor, check_monitors, check_no_validation_monitor
 from mnistlab.systems import Classifier
-from mnistlab.systems.metrics import FIT_METRICS
 from mnistlab.teachers import load_teacher
 
 log = logging.getLogger(__name__)
@@ -133,60 +131,13 @@ def build_trainer(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> pl.
                 ", ".join(left_out),
             )
     check_monitors({**{f"callbacks.{name}": cb for name, cb in configured.items()},
-                    **{type(cb).__name__: cb for cb in callbacks}})  # fmt: skip
+                    **{type(cb).__name__: cb for cb in callbacks}},
+                   cfg.trainer.get("log_every_n_steps", 50))  # fmt: skip
     every_callback = [*configured.values(), *callbacks]
     if cfg.trainer.get("enable_progress_bar", True) is False:
         # The flag means no bar; Lightning would instead refuse the configured one.
         every_callback = [cb for cb in every_callback if not isinstance(cb, ProgressBar)]
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=every_callback, **no_profiler_for(cfg.trainer))
-
-
-def check_monitors(callbacks: dict[str, pl.Callback]) -> None:
-    """Refuses an ``EarlyStopping`` or ``ModelCheckpoint`` monitoring a ``train/`` or ``val/`` metric never logged.
-
-    Lightning finds out only at the first validation's end, after an epoch of training: ``EarlyStopping``
-    with a traceback, ``ModelCheckpoint`` with its error. Those two namespaces are the system's
-    (``FIT_METRICS``); other names, which a callback of one's own may log, are left to Lightning, as is
-    ``EarlyStopping(strict=False)``, which documents that a missing metric is no error.
-    """
-    for name, cb in callbacks.items():
-        strict = isinstance(cb, ModelCheckpoint) or (isinstance(cb, EarlyStopping) and cb.strict)
-        monitor = getattr(cb, "monitor", None)
-        if not strict or not isinstance(monitor, str) or monitor.split("/")[0] not in ("train", "val"):
-            continue
-        if monitor not in FIT_METRICS:
-            near = nearest(monitor, list(FIT_METRICS))
-            hint = f"; did you mean {near}?" if near else ""
-            raise ConfigError(
-                f"{name}.monitor={monitor!r} is not a metric the run logs{hint} (logged: {', '.join(FIT_METRICS)})"
-            )
-
-
-def check_no_validation_monitor(callbacks: Sequence[pl.Callback], why: str) -> None:
-    """Refuses an ``EarlyStopping`` on a ``val/`` metric in a run without validation, for the reason ``why``.
-
-    Lightning would train an epoch and then raise with a traceback. A ``ModelCheckpoint`` ranked by one
-    is no error: ``fit_and_test`` turns it off and tests the final weights.
-    """
-    for cb in callbacks:
-        if isinstance(cb, EarlyStopping) and cb.strict and str(cb.monitor).startswith("val/"):
-            raise ConfigError(
-                f"EarlyStopping(monitor={cb.monitor!r}) would never see its metric: {why}; "
-                "monitor train/loss or train/acc, or validate"
-            )
-
-
-def check_every_epoch_monitor(callbacks: Sequence[pl.Callback], every: int) -> None:
-    """Refuses an ``EarlyStopping(check_on_train_epoch_end=True)`` on a ``val/`` metric when validation runs
-    only every ``every`` epochs: at the first epoch's end Lightning raises, with a traceback."""
-    for cb in callbacks:
-        validated = isinstance(cb, EarlyStopping) and cb.strict and str(cb.monitor).startswith("val/")
-        if validated and early_stopping_on_train_epoch_end(cb):
-            raise ConfigError(
-                f"EarlyStopping(monitor={cb.monitor!r}, check_on_train_epoch_end=True) checks after every "
-                f"training epoch, but trainer.check_val_every_n_epoch={every} validates only every {every} epochs: "
-                "leave check_on_train_epoch_end unset (it then checks after each validation)"
-            )
 
 
 def _build_group(group: DictConfig | None) -> dict[str, Any]:

@@ -1,0 +1,90 @@
+"""What ``EarlyStopping`` and ``ModelCheckpoint`` monitor, checked against what the run logs, before any work.
+
+Lightning finds a monitor it cannot honour only at the first validation's end, after an epoch of training,
+or never (a metric logged less often than it is read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from mnistlab.errors import ConfigError
+from mnistlab.lightning_private import checkpoint_every_n_train_steps, early_stopping_on_train_epoch_end
+from mnistlab.spelling import nearest
+from mnistlab.systems.metrics import FIT_METRICS
+
+STEP_LOSS = "train/loss_step"
+
+
+def check_monitors(callbacks: dict[str, pl.Callback], log_every_n_steps: int = 50) -> None:
+    """Refuses an ``EarlyStopping`` or ``ModelCheckpoint`` monitoring a ``train/`` or ``val/`` metric never logged,
+    or ``train/loss_step`` where it holds an older batch's loss (``check_step_loss_monitor``).
+
+    Lightning finds out only at the first validation's end, after an epoch of training: ``EarlyStopping``
+    with a traceback, ``ModelCheckpoint`` with its error. Those two namespaces are the system's
+    (``FIT_METRICS``); other names, which a callback of one's own may log, are left to Lightning, as is
+    ``EarlyStopping(strict=False)``, which documents that a missing metric is no error.
+    """
+    for name, cb in callbacks.items():
+        strict = isinstance(cb, ModelCheckpoint) or (isinstance(cb, EarlyStopping) and cb.strict)
+        monitor = getattr(cb, "monitor", None)
+        if not strict or not isinstance(monitor, str) or monitor.split("/")[0] not in ("train", "val"):
+            continue
+        if monitor not in FIT_METRICS:
+            near = nearest(monitor, list(FIT_METRICS))
+            hint = f"; did you mean {near}?" if near else ""
+            raise ConfigError(
+                f"{name}.monitor={monitor!r} is not a metric the run logs{hint} (logged: {', '.join(FIT_METRICS)})"
+            )
+        if monitor == STEP_LOSS:
+            check_step_loss_monitor(name, cb, log_every_n_steps)
+
+
+def check_step_loss_monitor(name: str, callback: pl.Callback, log_every_n_steps: int) -> None:
+    """Refuses a monitor of ``train/loss_step`` that would read an older batch's loss.
+
+    The system logs ``train/loss_step`` only every ``log_every_n_steps`` optimizer steps, the steps loggers write
+    (``Classifier._record_training``); Lightning's own habit, logging at every step, costs a quarter of a
+    per-step batch. A ``ModelCheckpoint`` that checks every N steps, N a multiple of that interval, reads the
+    loss of its own step; any other check (an epoch's end, a time interval, another N) would read the loss
+    of the last logging step as if it were the current one.
+    """
+    every = checkpoint_every_n_train_steps(callback) if isinstance(callback, ModelCheckpoint) else 0
+    if log_every_n_steps > 0 and every > 0 and every % log_every_n_steps == 0:
+        return
+    where = f"every {every} steps" if every else "at an epoch's end"
+    raise ConfigError(
+        f"{name}.monitor='{STEP_LOSS}' is logged every trainer.log_every_n_steps={log_every_n_steps} steps, so "
+        f"{where} it would hold an older step's loss: monitor train/loss (the epoch's mean), or check every "
+        f"multiple of {log_every_n_steps} steps (ModelCheckpoint's every_n_train_steps)"
+    )
+
+
+def check_no_validation_monitor(callbacks: Sequence[pl.Callback], why: str) -> None:
+    """Refuses an ``EarlyStopping`` on a ``val/`` metric in a run without validation, for the reason ``why``.
+
+    Lightning would train an epoch and then raise with a traceback. A ``ModelCheckpoint`` ranked by one
+    is no error: ``fit_and_test`` turns it off and tests the final weights.
+    """
+    for cb in callbacks:
+        if isinstance(cb, EarlyStopping) and cb.strict and str(cb.monitor).startswith("val/"):
+            raise ConfigError(
+                f"EarlyStopping(monitor={cb.monitor!r}) would never see its metric: {why}; "
+                "monitor train/loss or train/acc, or validate"
+            )
+
+
+def check_every_epoch_monitor(callbacks: Sequence[pl.Callback], every: int) -> None:
+    """Refuses an ``EarlyStopping(check_on_train_epoch_end=True)`` on a ``val/`` metric when validation runs
+    only every ``every`` epochs: at the first epoch's end Lightning raises, with a traceback."""
+    for cb in callbacks:
+        validated = isinstance(cb, EarlyStopping) and cb.strict and str(cb.monitor).startswith("val/")
+        if validated and early_stopping_on_train_epoch_end(cb):
+            raise ConfigError(
+                f"EarlyStopping(monitor={cb.monitor!r}, check_on_train_epoch_end=True) checks after every "
+                f"training epoch, but trainer.check_val_every_n_epoch={every} validates only every {every} epochs: "
+                "leave check_on_train_epoch_end unset (it then checks after each validation)"
+            )
