@@ -47,33 +47,28 @@ def hint_on_interrupt(hint: Callable[[], str], discard: bool = False) -> Iterato
     ``discard``: the command's run folder goes too (``evaluate.py``'s report, half-written: no metrics).
     """
     from mnistlab.process.startup import started
-    from mnistlab.run_folders import discard_run_dir
-
-    def interrupted() -> None:
-        if discard:
-            discard_run_dir(whole=True)
-        _print_hint(hint)
 
     started()
     try:
         yield
     except KeyboardInterrupt:
-        interrupted()
+        _print_hint(hint, discard)
         sys.exit(130)
     except SystemExit as exc:
         if type(exc).__name__ == "SIGTERMException":  # lightning.pytorch.utilities.exceptions, imported by then
-            interrupted()
+            _print_hint(hint, discard)
             sys.exit(143)
         if isinstance(exc.__context__, KeyboardInterrupt):
-            interrupted()
+            _print_hint(hint, discard)
         raise
 
 
-def _print_hint(hint: Callable[[], str]) -> None:
+def _print_hint(hint: Callable[[], str], whole: bool = False) -> None:
     from mnistlab.run_folders import discard_run_dir
 
     if os.environ.get("LOCAL_RANK", "0") == "0":  # DDP's other ranks, which Lightning started, say nothing
-        discard_run_dir()  # stopped before it wrote anything of its own: no unlabelled folder stays behind
+        # Stopped before it wrote anything of its own (or, whole, a half-written report): no such folder stays.
+        discard_run_dir(whole=whole)
         print(hint(), file=sys.__stderr__)  # the console: an interrupted sweep job never handed it back (JobConsole)
 
 
