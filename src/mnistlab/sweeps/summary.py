@@ -215,11 +215,9 @@ def write_summary(sweep_dir: Path, exclude_keys: Sequence[str] = ()) -> tuple[li
     key = ranking_key(jobs)
     rows, shared = configuration_values(jobs, key)
     if sum(len(values) for _, values in rows) >= 2:
-        from mnistlab.figures import strip_chart  # imports torch: not at the start of every command (Hydra's plugins)
+        from mnistlab.figures import png, strip_chart  # imports torch: not at every command's start (Hydra's plugins)
 
         title = f"{key} of each finished job (dots) and each configuration's mean (bars)"
         chart = strip_chart(rows, key, title, f"every job: {' '.join(shared)}" if shared else "")
-        png = io.BytesIO()
-        chart.save(png, format="PNG")
-        write_atomic(sweep_dir / "summary.png", png.getvalue())
+        write_atomic(sweep_dir / "summary.png", png(chart))
     return jobs, markdown
