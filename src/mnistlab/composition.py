@@ -25,7 +25,7 @@ from mnistlab.data.specs import input_stats
 from mnistlab.engine import Engine, choose_engine
 from mnistlab.engine.profiler import no_profiler_for
 from mnistlab.errors import ConfigError, first_line
-from mnistlab.monitor_checks import check_every_epoch_monitor, check_monitors, check_no_validation_monitor
+from mnistlab.monitor_checks import check_monitors, check_validation_monitors
 from mnistlab.systems import Classifier
 from mnistlab.teachers import load_teacher
 
@@ -78,12 +78,7 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     engine = choose_engine(trainer, cfg.get("engine", "auto"))
     # Called as partials: Hydra would turn the engine into a config, and instantiate net_config's _target_.
     datamodule = instantiate(cfg.data, _partial_=True)(engine=engine)
-    if not datamodule.has_validation:
-        check_no_validation_monitor(trainer.callbacks, "this run holds out no validation set (data.val_size=0)")
-    elif trainer.limit_val_batches == 0:
-        check_no_validation_monitor(trainer.callbacks, "trainer.limit_val_batches=0 runs no validation")
-    elif (every := trainer.check_val_every_n_epoch or 1) > 1:  # None: validation by val_check_interval alone
-        check_every_epoch_monitor(trainer.callbacks, every)
+    check_validation_monitors(trainer, datamodule.has_validation)
     system = instantiate(cfg.system, _convert_="all", _partial_=True)(
         net=net,
         net_config=OmegaConf.to_container(cfg.model, resolve=True),
@@ -130,14 +125,15 @@ def build_trainer(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> pl.
                 "this run",
                 ", ".join(left_out),
             )
-    check_monitors({**{f"callbacks.{name}": cb for name, cb in configured.items()},
-                    **{type(cb).__name__: cb for cb in callbacks}},
-                   cfg.trainer.get("log_every_n_steps", 50))  # fmt: skip
     every_callback = [*configured.values(), *callbacks]
     if cfg.trainer.get("enable_progress_bar", True) is False:
         # The flag means no bar; Lightning would instead refuse the configured one.
         every_callback = [cb for cb in every_callback if not isinstance(cb, ProgressBar)]
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=every_callback, **no_profiler_for(cfg.trainer))
+    profiler = no_profiler_for(cfg.trainer)
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=every_callback, **profiler)
+    named = {f"callbacks.{name}": cb for name, cb in configured.items()} | {type(cb).__name__: cb for cb in callbacks}
+    check_monitors(named, trainer.log_every_n_steps)  # the interval as Lightning resolved it (50 when unset)
+    return trainer
 
 
 def _build_group(group: DictConfig | None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from mnistlab.systems.metrics import FIT_METRICS
 STEP_LOSS = "train/loss_step"
 
 
-def check_monitors(callbacks: dict[str, pl.Callback], log_every_n_steps: int = 50) -> None:
+def check_monitors(callbacks: dict[str, pl.Callback], log_every_n_steps: int) -> None:
     """Refuses an ``EarlyStopping`` or ``ModelCheckpoint`` monitoring a ``train/`` or ``val/`` metric never logged,
     or ``train/loss_step`` where it holds an older batch's loss (``check_step_loss_monitor``).
 
@@ -61,6 +61,16 @@ def check_step_loss_monitor(name: str, callback: pl.Callback, log_every_n_steps:
         f"{where} it would hold an older step's loss: monitor train/loss (the epoch's mean), or check every "
         f"multiple of {log_every_n_steps} steps (ModelCheckpoint's every_n_train_steps)"
     )
+
+
+def check_validation_monitors(trainer: pl.Trainer, has_validation: bool) -> None:
+    """Refuses an ``EarlyStopping`` on a ``val/`` metric that the run's validation schedule never gives it."""
+    if not has_validation:
+        check_no_validation_monitor(trainer.callbacks, "this run holds out no validation set (data.val_size=0)")
+    elif trainer.limit_val_batches == 0:
+        check_no_validation_monitor(trainer.callbacks, "trainer.limit_val_batches=0 runs no validation")
+    elif (every := trainer.check_val_every_n_epoch or 1) > 1:  # None: validation by val_check_interval alone
+        check_every_epoch_monitor(trainer.callbacks, every)
 
 
 def check_no_validation_monitor(callbacks: Sequence[pl.Callback], why: str) -> None:
