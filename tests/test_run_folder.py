@@ -105,3 +105,17 @@ assert lock_run_folder(Path(sys.argv[1])) is None
 print("held", flush=True)
 time.sleep(120)
 """
+
+
+def test_a_job_folder_name_is_one_folder_that_can_be_made(tmp_path: Path) -> None:
+    """Before: a slash in a value (``monitor=val/loss``) nested each job a folder deeper, where the summary found
+    none, and an Optuna trial's many overrides made a name the file system refused (``File name too long``)."""
+    from mnistlab.run_folders import one_folder
+
+    assert one_folder("callbacks.model_checkpoint.monitor=val/loss,model=hidden") == (
+        "callbacks.model_checkpoint.monitor=val_loss,model=hidden"
+    )
+    long = ",".join(f"optimizer.param_{i}=é{i / 7:.6f}" for i in range(30))
+    name = one_folder(long)
+    assert len(name.encode()) <= 200 and name.endswith("...") and long.startswith(name[:-3])
+    (tmp_path / f"12_{name}").mkdir()  # the job number goes before it

@@ -115,3 +115,19 @@ def test_summary_png_needs_two_finished_jobs(tmp_path: Path) -> None:
     job(tmp_path, "1_b", ["model=hidden"], None, status="failed")
     write_summary(tmp_path)
     assert (tmp_path / "summary.md").is_file() and not (tmp_path / "summary.png").exists()
+
+
+def test_runs_kept_by_the_lowest_val_loss_rank_lowest_first(tmp_path: Path) -> None:
+    """Before: ``fit_and_test`` recorded a val/loss checkpoint's score as ``val/acc_best``, and the summary put
+    the run with the highest loss first."""
+    for name, loss in (("0_a", 0.30), ("1_b", 0.10), ("2_c", 0.20)):
+        job(tmp_path, name, [f"model={name[2]}", "seed=1"], 0.9)
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        del metrics["val/acc_best"]
+        (tmp_path / name / "metrics.json").write_text(json.dumps({**metrics, "val/loss_best": loss}))
+    jobs, markdown = write_summary(tmp_path)
+    assert [j.name for j in jobs] == ["1_b", "2_c", "0_a"]
+    assert "Ranked by the lowest validation loss (val/loss_best); test/acc is only reported." in markdown
+    assert "| **best** | 1_b | model=b seed=1 | 0.9000 | 0.1000 |   | 0.1000 | 1 |" in markdown
+    header = (tmp_path / "summary.csv").read_text().splitlines()[0]
+    assert header == "job,overrides,test/acc,test/loss,val/acc_best,val/loss_best,epochs,seconds,status,error"

@@ -200,3 +200,31 @@ def test_a_command_line_value_of_a_searched_addition_is_refused_too() -> None:
     with pytest.raises(ConfigError, match=r"^\+trainer.foo=0.5: trainer.foo is searched"):
         check_not_fixed(["model=linear", "+trainer.foo=0.5"], ["optimizer.lr", "+trainer.foo"])
     check_not_fixed(["model=linear", "+trainer.foo_bar=0.5"], ["optimizer.lr", "+trainer.foo"])
+
+
+def test_a_sweep_kept_by_val_loss_records_and_ranks_the_loss(tmp_path: Path) -> None:
+    """Before: a checkpoint kept by the lowest ``val/loss`` had its loss recorded as ``val/acc_best``; the summary
+    then ranked the run with the highest loss first, and an Optuna search maximised the loss."""
+    by_loss = ("callbacks.model_checkpoint.monitor=val/loss", "callbacks.model_checkpoint.mode=min")
+    sweep_dir = tmp_path / "sweep"
+    result = sweep(sweep_dir, "model=linear,hidden", *by_loss)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/metrics.json"))]
+    assert len(metrics) == 2 and all("val/acc_best" not in m for m in metrics)
+    for m in metrics:  # a loss, near the test loss, not an accuracy
+        assert 0 < m["val/loss_best"] < 1 and abs(m["val/loss_best"] - m["test/loss"]) < 0.1
+    rows = summary_rows(sweep_dir)
+    assert [float(r["val/loss_best"]) for r in rows] == sorted(round(m["val/loss_best"], 4) for m in metrics)
+    jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())  # one folder a job, its slash an underscore
+    assert [j.split(",")[1] for j in jobs] == ["callbacks.model_checkpoint.monitor=val_loss"] * 2, jobs
+    assert "Ranked by the lowest validation loss (val/loss_best)" in (sweep_dir / "summary.md").read_text()
+    search = sweep(tmp_path / "search", "hparams_search=optuna", "hydra.sweeper.n_trials=1", *by_loss)
+    assert search.returncode == 2 and search.stderr.strip().splitlines() == [
+        "error: hydra.sweeper.objective=val/acc_best, but callbacks.model_checkpoint.monitor=val/loss records "
+        "val/loss_best instead: set hydra.sweeper.objective=val/loss_best (and its direction)"
+    ], search.stderr[-3000:]
+    wrong_way = sweep(tmp_path / "search", "hparams_search=optuna", "hydra.sweeper.objective=val/loss_best", *by_loss)
+    assert wrong_way.returncode == 2 and wrong_way.stderr.strip().splitlines() == [
+        "error: hydra.sweeper.direction=maximize with objective val/loss_best: set hydra.sweeper.direction=minimize"
+    ], wrong_way.stderr[-3000:]
+    assert not (tmp_path / "search").exists()

@@ -90,6 +90,20 @@ def new_folder(root: str) -> str:
     return claim_folder(Path(root) / f"{_START:%Y-%m-%d}" / f"{_START:%H-%M-%S}")
 
 
+def one_folder(name: str, limit: int = 200) -> str:
+    """Resolver ``${mnistlab.one_folder:...}``: a job's folder name, one folder deep and short enough to make.
+
+    ``callbacks.model_checkpoint.monitor=val/loss`` in ``hydra.job.override_dirname`` nested each job one
+    folder deeper, where the sweep's summary (``<sweep>/<job>/.hydra``) found none of them: its slashes become
+    underscores. A name over ``limit`` bytes (file systems refuse 255) ends in ``...``: the job number before it
+    keeps it unique, and its ``.hydra/overrides.yaml`` holds them all.
+    """
+    name = name.replace("/", "_").replace(os.sep, "_")
+    if len(name.encode()) <= limit:
+        return name
+    return name.encode()[: limit - 3].decode(errors="ignore") + "..."
+
+
 def checkpoint_run_dir(ckpt_path: str | None) -> Path | None:
     """The run folder of a checkpoint (``<run>/checkpoints/x.ckpt`` -> ``<run>``), if it exists and is writable."""
     if not ckpt_path:

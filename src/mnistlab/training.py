@@ -22,7 +22,7 @@ from mnistlab.systems import Classifier
 from mnistlab.tb_writers import tensorboard_write_errors, tensorboard_writers
 
 # The metrics every run reports; TensorBoard's HParams tab compares runs on these.
-SUMMARY_METRICS = ("test/acc", "test/loss", "val/acc_best")
+SUMMARY_METRICS = ("test/acc", "test/loss", "val/acc_best", "val/loss_best")
 
 
 def _refresh_hparams_file(logger: Any) -> None:
@@ -106,7 +106,8 @@ def fit_and_test(
     params, CSV's ``hparams.yaml``) before the fit. ``config`` is the full composed config.
 
     Returns:
-        ``test/acc``, ``test/loss``, ``val/acc_best`` (with validation), ``epochs``, ``fit_seconds`` (this launch's)
+        ``test/acc``, ``test/loss``, the best checkpoint's score as ``<monitor>_best`` (``val/acc_best``, or
+        ``val/loss_best`` for a checkpoint kept by ``val/loss``), ``epochs``, ``fit_seconds`` (this launch's)
         and, with a ``TimeToTarget`` callback on, ``time_to_target/target``, ``/step`` and ``/seconds``.
     """
     if trainer.max_steps == -1:  # max_epochs=-1 with max_steps=N is Lightning's way to train by steps
@@ -145,7 +146,8 @@ def fit_and_test(
             "fit_seconds": round(fit_seconds, 2),
         }
         if best is not None:
-            metrics["val/acc_best"] = best_score(best)
+            # Named by what it is: a val/loss recorded as val/acc_best would rank the worst run first.
+            metrics[f"{best.monitor}_best"] = best_score(best)
         for cb in trainer.callbacks:
             if isinstance(cb, TimeToTarget):
                 metrics.update(cb.summary())

@@ -39,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from hydra_plugins.mnistlab_sweeps._search_space import (
     as_run,
     check_not_fixed,
+    check_objective,
     check_searched_key,
     distribution,
     override_value,
@@ -148,6 +149,7 @@ class OptunaSearch:
             for key in self.distributions:
                 check_searched_key(self.config, key, self.distributions)
             check_not_fixed(arguments, self.distributions)
+            check_objective(self.config, self.conf.objective, self.conf.direction)
         except ConfigError as e:
             refuse(str(e))
         folds = fold_overrides(self.config, arguments, list(self.conf.params))

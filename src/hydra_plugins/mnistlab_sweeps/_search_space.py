@@ -61,6 +61,35 @@ def check_searched_key(config: DictConfig, key: str, searched: Collection[str]) 
 _ABSENT = object()
 
 
+def check_objective(config: DictConfig, objective: str, direction: str) -> None:
+    """Refuses a study that would optimise a number the trials do not record, or in the wrong direction.
+
+    A run records its best checkpoint's score as ``<monitor>_best`` (``mnistlab.training.fit_and_test``):
+    with ``callbacks.model_checkpoint.monitor=val/loss`` there is no ``val/acc_best``, and every trial would
+    fail. The median pruner compares each epoch's ``callbacks.optuna_pruning.monitor`` in the study's direction.
+    """
+    from mnistlab.sweeps.ranking import HIGHER_IS_BETTER
+
+    monitor = OmegaConf.select(config, "callbacks.model_checkpoint.monitor", default=None)
+    if objective.startswith("val/") and objective.endswith("_best") and monitor != objective.removesuffix("_best"):
+        raise ConfigError(
+            f"hydra.sweeper.objective={objective}, but callbacks.model_checkpoint.monitor={monitor} records "
+            f"{monitor}_best instead: set hydra.sweeper.objective={monitor}_best (and its direction)"
+        )
+    wanted = {True: "maximize", False: "minimize"}
+    if objective in HIGHER_IS_BETTER and direction != wanted[HIGHER_IS_BETTER[objective]]:
+        raise ConfigError(
+            f"hydra.sweeper.direction={direction} with objective {objective}: set "
+            f"hydra.sweeper.direction={wanted[HIGHER_IS_BETTER[objective]]}"
+        )
+    pruned_on = OmegaConf.select(config, "callbacks.optuna_pruning.monitor", default=None)
+    if pruned_on and (pruned_on.endswith("loss") != (direction == "minimize")):
+        raise ConfigError(
+            f"callbacks.optuna_pruning.monitor={pruned_on} is pruned as if it were to {direction}: "
+            f"set callbacks.optuna_pruning.monitor={'val/loss' if direction == 'minimize' else 'val/acc'}"
+        )
+
+
 def check_not_fixed(arguments: Collection[str], searched: Collection[str]) -> None:
     """Refuses a command-line value of a searched key: every trial's own value came after it and replaced it.
 

@@ -137,7 +137,7 @@ def progress_line(
     if status == "pruned":
         return f"{head}: {error} ({seconds} s)"
     metrics = read_metrics(output_dir)
-    shown = " ".join(f"{k} {metrics[k]:.4f}" for k in ("test/acc", "val/acc_best") if k in metrics)
+    shown = " ".join(f"{k} {metrics[k]:.4f}" for k in ("test/acc", "val/acc_best", "val/loss_best") if k in metrics)
     return f"{head}: {shown} ({seconds} s)"
 
 

@@ -58,11 +58,12 @@ def register_resolvers() -> None:
     from mnistlab.config_keys import placement_keys
     from mnistlab.data.specs import dataset_folder
     from mnistlab.resume.run import resume_record_dir, resume_run_dir
-    from mnistlab.run_folders import eval_dir, new_folder
+    from mnistlab.run_folders import eval_dir, new_folder, one_folder
 
     resolvers = {
         "mnistlab.eval_dir": eval_dir,
         "mnistlab.new_folder": new_folder,
+        "mnistlab.one_folder": one_folder,
         "mnistlab.placement_keys": placement_keys,
         "mnistlab.dataset_folder": dataset_folder,
         "mnistlab.val_size": val_size,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from mnistlab.atomic_files import write_json
 from mnistlab.config_keys import override_key
+from mnistlab.sweeps.ranking import best_first, ranking_key
 
 if TYPE_CHECKING:  # the summary imports this module
     from mnistlab.sweeps.summary import JobRecord
@@ -29,14 +30,6 @@ SEED_KEY = "seed"
 PER_FOLD = (FOLD_KEY, SEED_KEY)
 ENSEMBLES = "ensembles"
 ENSEMBLE_FILE = "ensemble.json"
-STATS = ("val/acc_best", "test/acc")
-CSV_COLUMNS = (
-    "overrides",
-    "folds",
-    "finished",
-    *(f"{k} {s}" for k in STATS for s in ("mean", "std")),
-    "ensemble test/acc",
-)
 
 
 @dataclass
@@ -82,6 +75,13 @@ def _one_per_fold(jobs: Sequence[JobRecord]) -> list[JobRecord]:
     return [kept[fold] for fold in sorted(kept)]
 
 
+def stats(groups: Sequence[FoldGroup]) -> tuple[str, str]:
+    """What the folds report: their validation score (``val/acc_best`` or ``val/loss_best``, as the sweep's
+    ranking reads it) and ``test/acc``."""
+    key = ranking_key([job for group in groups for job in group.jobs])
+    return ("val/acc_best" if key == "test/acc" else key), "test/acc"
+
+
 def read_ensembles(sweep_dir: Path) -> dict[tuple[str, ...], dict[str, float]]:
     """The tested ensembles of a sweep: their configuration's overrides -> their ``metrics.json``."""
     found = {}
@@ -96,7 +96,7 @@ def read_ensembles(sweep_dir: Path) -> dict[tuple[str, ...], dict[str, float]]:
 
 
 def fold_groups(jobs: Sequence[JobRecord], sweep_dir: Path | None = None) -> list[FoldGroup]:
-    """The jobs with a ``data.fold`` override, one group per configuration, best mean ``val/acc_best`` first.
+    """The jobs with a ``data.fold`` override, one group per configuration, best mean validation score first.
 
     The test set never ranks them: a group without validation accuracy goes last.
     """
@@ -107,7 +107,8 @@ def fold_groups(jobs: Sequence[JobRecord], sweep_dir: Path | None = None) -> lis
             groups.setdefault(configuration, []).append(job)
     ensembles = read_ensembles(sweep_dir) if sweep_dir is not None else {}
     rows = [FoldGroup(list(k), _one_per_fold(v), ensembles.get(k, {})) for k, v in groups.items()]
-    return sorted(rows, key=lambda g: -(g.stat("val/acc_best") or (-1.0, 0.0))[0])
+    key = stats(rows)[0]
+    return sorted(rows, key=lambda g: best_first(s[0] if (s := g.stat(key)) else None, key))
 
 
 def markdown_section(groups: Sequence[FoldGroup]) -> list[str]:
@@ -115,10 +116,12 @@ def markdown_section(groups: Sequence[FoldGroup]) -> list[str]:
     if not groups:
         return []
     lines = ["", "## Cross-validation: mean ± std over folds", ""]
-    lines += ["Ranked by the mean validation accuracy over the folds; test/acc is only reported.", ""]
-    lines += ["| overrides | folds | val/acc_best | test/acc | ensemble test/acc |", "|---|---|---|---|---|"]
+    keys = stats(groups)
+    score = "accuracy" if keys[0] == "val/acc_best" else "loss"
+    lines += [f"Ranked by the mean validation {score} over the folds; test/acc is only reported.", ""]
+    lines += [f"| overrides | folds | {keys[0]} | test/acc | ensemble test/acc |", "|---|---|---|---|---|"]
     for group in groups:
-        cells = [f"{s[0]:.4f} ± {s[1]:.4f}" if (s := group.stat(k)) else "" for k in STATS]
+        cells = [f"{s[0]:.4f} ± {s[1]:.4f}" if (s := group.stat(k)) else "" for k in keys]
         ensemble = group.ensemble.get("test/acc")
         done, total = len(group.finished), len(group.jobs)
         folds = str(total) if done == total else f"{done} of {total}"
@@ -132,14 +135,17 @@ def to_csv(groups: Sequence[FoldGroup]) -> str:
     """The cross-validation table as CSV (``cross_validation.csv``)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    keys = stats(groups)
+    writer.writerow(
+        ["overrides", "folds", "finished", *(f"{k} {s}" for k in keys for s in ("mean", "std")), "ensemble test/acc"]
+    )
     for group in groups:
-        stats = []
-        for key in STATS:
+        cells = []
+        for key in keys:
             stat = group.stat(key)
-            stats += [f"{v:.6f}" for v in stat] if stat else ["", ""]
+            cells += [f"{v:.6f}" for v in stat] if stat else ["", ""]
         ensemble = group.ensemble.get("test/acc")
-        row = [" ".join(group.overrides), len(group.jobs), len(group.finished), *stats]
+        row = [" ".join(group.overrides), len(group.jobs), len(group.finished), *cells]
         writer.writerow([*row, "" if ensemble is None else f"{ensemble:.6f}"])
     return out.getvalue()
 
@@ -199,7 +205,7 @@ def evaluate_ensembles(
 def parent_metrics(group: FoldGroup) -> dict[str, float]:
     """What a cross-validation's parent run records: the ensemble's test metrics and the folds' mean and std."""
     metrics = {f"ensemble/{k}": v for k, v in group.ensemble.items()}
-    for key in STATS:
+    for key in stats([group]):
         if stat := group.stat(key):
             metrics |= {f"folds/{key}_mean": stat[0], f"folds/{key}_std": stat[1]}
     return metrics

@@ -22,11 +22,14 @@ import yaml
 from mnistlab.atomic_files import write_atomic
 from mnistlab.config_keys import override_key
 from mnistlab.sweeps import folds
+from mnistlab.sweeps.ranking import best_first, describe, ranking_key
 
 JOB_FILE = "job.json"
-GROUP_KEYS = ("test/acc", "test/loss", "val/acc_best")
+GROUP_KEYS = ("test/acc", "test/loss", "val/acc_best", "val/loss_best")
 STUDY_FILE = "optuna.json"
 COLUMNS = ("job", "overrides", "test/acc", "test/loss", "val/acc_best", "epochs", "seconds", "status", "error")
+# Only in a sweep where some run kept its best checkpoint by val/loss: after val/acc_best.
+LOSS_COLUMN = "val/loss_best"
 
 
 @dataclass
@@ -58,14 +61,6 @@ def read_metrics(job_dir: Path) -> dict[str, Any]:
     return _read_json(job_dir / "metrics.json")
 
 
-def ranking_key(jobs: Sequence[JobRecord]) -> str:
-    """What ranks the jobs: the best ``val/acc``, or ``test/acc`` only when no job has validation.
-
-    The test set never chooses between runs while there is a validation set to choose with.
-    """
-    return "val/acc_best" if any(job.get("val/acc_best") is not None for job in jobs) else "test/acc"
-
-
 def read_job(job_dir: Path, exclude_keys: Sequence[str] = ()) -> JobRecord:
     """Reads one job folder; a job with neither ``job.json`` nor ``metrics.json`` counts as failed."""
     overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
@@ -81,7 +76,7 @@ def collect_jobs(sweep_dir: Path, exclude_keys: Sequence[str] = ()) -> list[JobR
     """All job folders of ``sweep_dir``, best first (see ``ranking_key``), failed jobs last."""
     jobs = [read_job(p.parent.parent, exclude_keys) for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
     key = ranking_key(jobs)
-    return sorted(jobs, key=lambda j: (j.get(key) is None, -(j.get(key) or 0.0), j.name))
+    return sorted(jobs, key=lambda j: (*best_first(j.get(key), key), j.name))
 
 
 def _without_seed(job: JobRecord) -> tuple[str, ...]:
@@ -110,7 +105,7 @@ def seed_groups(jobs: Sequence[JobRecord], keys: Sequence[str] = GROUP_KEYS) -> 
                 stats[key] = (statistics.fmean(values), statistics.stdev(values))
         rows.append((list(overrides), len(members), stats))
     key = ranking_key(jobs)
-    return sorted(rows, key=lambda r: -r[2].get(key, (0.0, 0.0))[0])
+    return sorted(rows, key=lambda r: best_first(r[2][key][0] if key in r[2] else None, key))
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -119,25 +114,31 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
-def _row(job: JobRecord) -> list[str]:
-    return [
-        job.name,
-        " ".join(job.overrides),
-        _fmt(job.get("test/acc")),
-        _fmt(job.get("test/loss")),
-        _fmt(job.get("val/acc_best")),
-        "" if job.get("epochs") is None else str(int(job.get("epochs"))),
-        _fmt(job.seconds, 1),
-        job.status,
-        job.error,
-    ]
+def _columns(jobs: Sequence[JobRecord]) -> tuple[str, ...]:
+    if any(job.get(LOSS_COLUMN) is not None for job in jobs):
+        at = COLUMNS.index("val/acc_best") + 1
+        return (*COLUMNS[:at], LOSS_COLUMN, *COLUMNS[at:])
+    return COLUMNS
+
+
+def _row(job: JobRecord, columns: Sequence[str]) -> list[str]:
+    epochs = job.get("epochs")
+    cells = {
+        "job": job.name,
+        "overrides": " ".join(job.overrides),
+        "epochs": "" if epochs is None else str(int(epochs)),
+        "seconds": _fmt(job.seconds, 1),
+        "status": job.status,
+        "error": job.error,
+    }
+    return [cells[c] if c in cells else _fmt(job.get(c)) for c in columns]
 
 
 def to_csv(jobs: Sequence[JobRecord]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    writer.writerows(_row(job) for job in jobs)
+    writer.writerow(columns := _columns(jobs))
+    writer.writerows(_row(job, columns) for job in jobs)
     return out.getvalue()
 
 
@@ -154,20 +155,19 @@ def to_markdown(jobs: Sequence[JobRecord], study: dict[str, Any] | None = None) 
     counts = f"{len(jobs) - failed - pruned - retried} finished, " + (f"{pruned} pruned, " if pruned else "")
     counts += (f"{retried} retried, " if retried else "") + f"{failed} failed"
     lines = [f"# Sweep summary: {len(jobs)} jobs, {counts}", ""]
-    if key == "val/acc_best":
-        lines += ["Ranked by the best validation accuracy (val/acc_best); test/acc is only reported.", ""]
-    else:
-        lines += ["Ranked by test/acc: these runs have no validation set (data.val_size=0).", ""]
-    lines += ["| best | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
+    lines += [describe(key), ""]
+    columns = _columns(jobs)
+    lines += ["| best | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
     best = next((job for job in jobs if job.status == "ok" and job.get(key) is not None), None)
     for job in jobs:
         mark = "**best**" if job is best else " "
-        lines.append(f"| {mark} | " + " | ".join(_md_cell(c) for c in _row(job)) + " |")
+        lines.append(f"| {mark} | " + " | ".join(_md_cell(c) for c in _row(job, columns)) + " |")
     if groups := seed_groups(jobs):
-        lines += ["", "## Mean ± std over seeds", "", "| overrides | seeds | test/acc | test/loss | val/acc_best |"]
-        lines.append("|---|---|---|---|---|")
+        keys = [k for k in GROUP_KEYS if k in columns]
+        lines += ["", "## Mean ± std over seeds", "", f"| overrides | seeds | {' | '.join(keys)} |"]
+        lines.append("|---|---|" + "---|" * len(keys))
         for overrides, n, stats in groups:
-            cells = [f"{s[0]:.4f} ± {s[1]:.4f}" if (s := stats.get(k)) else "" for k in GROUP_KEYS]
+            cells = [f"{s[0]:.4f} ± {s[1]:.4f}" if (s := stats.get(k)) else "" for k in keys]
             lines.append(f"| {_md_cell(' '.join(overrides))} | {n} | " + " | ".join(cells) + " |")
     if study and study.get("best"):
         best_trial = study["best"]
@@ -193,7 +193,7 @@ def configuration_values(jobs: Sequence[JobRecord], key: str) -> tuple[list[tupl
     # What every configuration shares goes under the title; with one configuration, its label keeps it all.
     shared = [o for o in next(iter(groups), ()) if all(o in setting for setting in groups)] if len(groups) > 1 else []
     rows = [(" ".join(o for o in setting if o not in shared) or "(no override)", v) for setting, v in groups.items()]
-    return sorted(rows, key=lambda row: -statistics.fmean(row[1])), shared
+    return sorted(rows, key=lambda row: best_first(statistics.fmean(row[1]), key)), shared
 
 
 def write_summary(sweep_dir: Path, exclude_keys: Sequence[str] = ()) -> tuple[list[JobRecord], str]:

@@ -47,12 +47,8 @@ class Classifier(pl.LightningModule):
     Out of the box it is a plain Lightning module: automatic optimization, one ``(images,
     labels)`` batch per ``training_step``. Built with an ``engine`` whose ``fast_path`` is set
     (``mnistlab.engine``), its ``training_step`` delegates to that path instead, which takes
-    several batches per step (manual optimization). Either way ``train/loss_step`` is logged at
-    Lightning's logging steps only (every ``log_every_n_steps`` batches, the steps a logger
-    writes), so between them ``trainer.callback_metrics`` and the progress bar hold the last
-    logged loss; epoch metrics are accumulated on the device and read once per epoch, and the
-    loss is checked for NaN/inf only where Lightning reads it anyway, so the hot loop never
-    waits on the host.
+    several batches per step (manual optimization). Either way the training results go through
+    ``_record_training``: the hot loop never waits on the host.
 
     Checkpoints hold plain values only (they load with ``torch.load(weights_only=True)``):
     ``hparams["net"]`` is the network's record ``{"_target_": class path, **arguments}``
