@@ -64,3 +64,16 @@ def test_image_grid_places_each_image_and_makes_room_for_captions() -> None:
     assert black == 10 * (tile * tile - (8 * PIXEL_SCALE) ** 2)  # ten tiles, each with its white square
     captioned = image_grid(images, [f"true {k}\n99.0%" for k in range(10)], ncols=4, title="Most confident mistakes")
     assert captioned.shape[0] > grid.shape[0] + 3 * 13 and captioned.shape[1] == grid.shape[1]
+
+
+def test_a_strip_chart_wraps_a_long_note_instead_of_cutting_it_at_the_edges() -> None:
+    """Before: a sweep's shared overrides ran off both sides of summary.png in one line."""
+    from mnistlab.figures import strip_chart
+
+    note = "every job: " + " ".join(f"callbacks.model_checkpoint.setting_{i}=val/loss" for i in range(8))
+    rows = [("optimizer.lr=0.01", [0.4, 0.45]), ("optimizer.lr=0.1", [1.2])]
+    short = np.asarray(strip_chart(rows, "val/loss_best", "title", "every job: seed=1"))
+    chart = np.asarray(strip_chart(rows, "val/loss_best", "title", note))  # (H, W, 3)
+    assert chart.shape[1] == short.shape[1] and chart.shape[0] > short.shape[0] + 3 * 13  # more lines, same width
+    inked = np.flatnonzero((chart < 200).any(axis=(0, 2)))  # columns holding any text or drawing
+    assert inked.min() > 5 and inked.max() < chart.shape[1] - 6  # nothing runs into the image's edges

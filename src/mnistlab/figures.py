@@ -173,6 +173,17 @@ def _ticks(lo: float, hi: float) -> tuple[list[float], int]:
     return [k * step for k in range(first, math.floor(hi / step) + 1)], max(0, -math.floor(math.log10(step)))
 
 
+def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: float) -> list[str]:
+    """``text`` in lines of at most ``width`` pixels, broken at spaces (a longer word keeps a line of its own)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
 def strip_chart(rows: Sequence[tuple[str, Sequence[float]]], metric: str, title: str, note: str = "") -> Image.Image:
     """One row per configuration: a dot for each of its jobs' ``metric`` and a bar at their mean, on one axis.
 
@@ -191,9 +202,13 @@ def strip_chart(rows: Sequence[tuple[str, Sequence[float]]], metric: str, title:
     lo, hi = min(values) - pad, max(values) + pad
     labels = [label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 3] + "..." for label, _ in rows]
     left = int(max(font.getlength(label) for label in labels)) + 20
-    top = (3 if note else 2) * FONT_SIZE + 14
+    width = left + STRIP_WIDTH + 30
+    # A sweep's shared overrides run long: wrapped to the chart's width, not cut at the image's edges.
+    heading = [(line, "black") for line in _wrap(title, font, width - 20)]
+    heading += [(line, (90, 90, 90)) for line in _wrap(note, font, width - 20)]
+    top = (len(heading) + 1) * (FONT_SIZE + 4) + 6
     bottom = top + len(rows) * STRIP_ROW
-    img = Image.new("RGB", (left + STRIP_WIDTH + 30, bottom + 2 * FONT_SIZE + 16), "white")
+    img = Image.new("RGB", (width, bottom + 2 * FONT_SIZE + 16), "white")
     draw = ImageDraw.Draw(img)
 
     def x(value: float) -> int:
@@ -211,7 +226,7 @@ def strip_chart(rows: Sequence[tuple[str, Sequence[float]]], metric: str, title:
         for v in vs:
             draw.ellipse([x(v) - 4, y - 4, x(v) + 4, y + 4], fill=tuple(BLUES[6].astype(int)))
     draw.rectangle([left, top, left + STRIP_WIDTH, bottom], outline="black")
-    draw.text((img.width // 2, 6), title, fill="black", font=font, anchor="mt")
-    draw.text((img.width // 2, FONT_SIZE + 10), note, fill=(90, 90, 90), font=font, anchor="mt")
+    for i, (line, colour) in enumerate(heading):
+        draw.text((img.width // 2, 6 + i * (FONT_SIZE + 4)), line, fill=colour, font=font, anchor="mt")
     draw.text((left + STRIP_WIDTH // 2, img.height - 4), metric, fill="black", font=font, anchor="mb")
     return img
