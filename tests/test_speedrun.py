@@ -126,3 +126,17 @@ def test_speedrun_benchmark_runs_a_few_steps(tmp_path: Path) -> None:
     # (m) and (mr) went through scripts/train.py's path: compose, fit, test, metrics.json in their own folders.
     for name in ("m", "mr"):
         assert json.loads((tmp_path / "run" / name / "2" / "metrics.json").read_text())["epochs"] == 1
+
+
+def test_time_to_target_refuses_a_loss_or_an_unlogged_monitor() -> None:
+    """Before: ``monitor=val/loss`` "reached" 0.9 at the first validation (a loss of 1.4 is >= 0.9), and a
+    misspelled monitor was never read and said "no validation ran"."""
+    from mnistlab.callbacks import TimeToTarget
+    from mnistlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="a target is reached by rising to it, and a loss falls"):
+        TimeToTarget(0.9, monitor="val/loss")
+    with pytest.raises(ConfigError, match="val/accc is not a metric the run logs; did you mean val/acc"):
+        TimeToTarget(0.9, monitor="val/accc")
+    TimeToTarget(0.9, monitor="train/acc")
+    TimeToTarget(None, monitor="val/loss")  # off: nothing is watched

@@ -9,8 +9,20 @@ from typing import Any
 import lightning.pytorch as pl
 
 from mnistlab.config_checks import check_number
+from mnistlab.errors import ConfigError
+from mnistlab.spelling import nearest
+from mnistlab.systems.metrics import FIT_METRICS
 
 log = logging.getLogger(__name__)
+
+
+def _check_monitor(monitor: str) -> None:
+    where = f"callbacks.time_to_target.monitor={monitor}"
+    if monitor.endswith("loss"):
+        raise ConfigError(f"{where}: a target is reached by rising to it, and a loss falls; watch val/acc or train/acc")
+    if monitor.split("/")[0] in ("train", "val") and monitor not in FIT_METRICS:
+        near = nearest(monitor, list(FIT_METRICS))
+        raise ConfigError(f"{where} is not a metric the run logs{f'; did you mean {near}?' if near else ''}")
 
 
 class TimeToTarget(pl.Callback):
@@ -36,11 +48,16 @@ class TimeToTarget(pl.Callback):
     Args:
         target: The value to reach, e.g. 0.99; None turns the callback off.
         monitor: The logged metric to watch; higher is better.
+
+    Raises:
+        ConfigError: With a target, a ``monitor`` where lower is better (a loss would "reach" 0.99 at once),
+            or a ``train/`` or ``val/`` name the system does not log (it would never reach it, silently).
     """
 
     def __init__(self, target: float | None = None, monitor: str = "val/acc") -> None:
         if target is not None:
             check_number("callbacks.time_to_target.target", target, low=0, high=1)
+            _check_monitor(monitor)
         self.target, self.monitor = target, monitor
         self.bests: list[tuple[int, int, float, float]] = []  # (step, epoch, seconds, value) at each new best
         self._earlier_seconds = 0.0  # training time before a restart (from the checkpoint)
