@@ -227,4 +227,15 @@ def test_a_sweep_kept_by_val_loss_records_and_ranks_the_loss(tmp_path: Path) -> 
     assert wrong_way.returncode == 2 and wrong_way.stderr.strip().splitlines() == [
         "error: hydra.sweeper.direction=maximize with objective val/loss_best: set hydra.sweeper.direction=minimize"
     ], wrong_way.stderr[-3000:]
+    from hydra_plugins.mnistlab_sweeps._search_space import check_objective
+    from mnistlab.errors import ConfigError
+
+    config = OmegaConf.create({"callbacks": {"optuna_pruning": {"monitor": "val/acc"}}})
+    check_objective(config, "test/acc", "maximize")
+    config.callbacks.optuna_pruning.monitor = "val/ac"  # before: never logged, so no trial was ever pruned
+    with pytest.raises(ConfigError, match="monitor=val/ac is not a metric the run logs"):
+        check_objective(config, "test/acc", "maximize")
+    config.callbacks.optuna_pruning.monitor = "val/loss"
+    with pytest.raises(ConfigError, match="monitor=val/loss is pruned as if it were to maximize"):
+        check_objective(config, "test/acc", "maximize")
     assert not (tmp_path / "search").exists()

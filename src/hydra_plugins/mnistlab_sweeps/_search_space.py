@@ -69,6 +69,7 @@ def check_objective(config: DictConfig, objective: str, direction: str) -> None:
     fail. The median pruner compares each epoch's ``callbacks.optuna_pruning.monitor`` in the study's direction.
     """
     from mnistlab.sweeps.ranking import HIGHER_IS_BETTER
+    from mnistlab.systems.metrics import FIT_METRICS
 
     monitor = OmegaConf.select(config, "callbacks.model_checkpoint.monitor", default=None)
     if objective.startswith("val/") and objective.endswith("_best") and monitor != objective.removesuffix("_best"):
@@ -83,6 +84,10 @@ def check_objective(config: DictConfig, objective: str, direction: str) -> None:
             f"hydra.sweeper.direction={wanted[HIGHER_IS_BETTER[objective]]}"
         )
     pruned_on = OmegaConf.select(config, "callbacks.optuna_pruning.monitor", default=None)
+    if pruned_on and pruned_on not in FIT_METRICS:  # never logged: no trial would ever be pruned
+        raise ConfigError(
+            f"callbacks.optuna_pruning.monitor={pruned_on} is not a metric the run logs ({', '.join(FIT_METRICS)})"
+        )
     if pruned_on and (pruned_on.endswith("loss") != (direction == "minimize")):
         raise ConfigError(
             f"callbacks.optuna_pruning.monitor={pruned_on} is pruned as if it were to {direction}: "

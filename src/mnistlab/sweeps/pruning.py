@@ -64,4 +64,4 @@ class OptunaPruning(pl.Callback):
         if trainer.strategy.broadcast(prune, src=0):
             import optuna
 
-            raise optuna.TrialPruned(f"pruned at epoch {trainer.current_epoch} ({self.monitor} below the median)")
+            raise optuna.TrialPruned(f"pruned at epoch {trainer.current_epoch} ({self.monitor} worse than the median)")
