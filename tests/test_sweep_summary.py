@@ -115,6 +115,9 @@ def test_summary_png_needs_two_finished_jobs(tmp_path: Path) -> None:
     job(tmp_path, "1_b", ["model=hidden"], None, status="failed")
     write_summary(tmp_path)
     assert (tmp_path / "summary.md").is_file() and not (tmp_path / "summary.png").exists()
+    none = tmp_path / "none"  # before: "these runs have no validation set", of jobs that all failed
+    job(none, "0_a", ["model=linear"], None, status="failed")
+    assert write_summary(none)[1].splitlines()[2] == "No job has a result to rank by."
 
 
 def test_runs_kept_by_the_lowest_val_loss_rank_lowest_first(tmp_path: Path) -> None:

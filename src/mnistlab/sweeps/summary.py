@@ -155,7 +155,8 @@ def to_markdown(jobs: Sequence[JobRecord], study: dict[str, Any] | None = None) 
     counts = f"{len(jobs) - failed - pruned - retried} finished, " + (f"{pruned} pruned, " if pruned else "")
     counts += (f"{retried} retried, " if retried else "") + f"{failed} failed"
     lines = [f"# Sweep summary: {len(jobs)} jobs, {counts}", ""]
-    lines += [describe(key), ""]
+    ranked = any(job.get(key) is not None for job in jobs)
+    lines += [describe(key) if ranked else "No job has a result to rank by.", ""]
     columns = _columns(jobs)
     lines += ["| best | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
     best = next((job for job in jobs if job.status == "ok" and job.get(key) is not None), None)
