@@ -170,3 +170,29 @@ def test_the_progress_bar_moves_through_every_epoch_not_only_the_first(tiny_data
     )  # fmt: skip
     trainer.fit(Classifier(MLP(hidden_units=8), engine=engine), datamodule=dm)
     assert bar.shown == [(epoch, n) for epoch in (0, 1) for n in (3, 6, 9, 12, 15)]
+
+
+class BatchCountingClassifier(Classifier):
+    """A user's system: its own per-batch hook, which Lightning calls once a chunk under the chunked engine."""
+
+    batches = 0
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        type(self).batches += 1
+
+
+def test_a_system_subclass_with_a_batch_hook_of_its_own_takes_the_per_step_engine(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    """Before: the chunked engine was chosen and the hook ran once every 50 batches, silently."""
+    overrides = ["system._target_=test_chunked.BatchCountingClassifier", "model=linear", "data.val_size=0"]
+    cfg = compose_train([*overrides, "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0"], tmp_path)
+    cfg.data.root, cfg.data.download, cfg.data.verify, cfg.data.batch_size = str(tiny_data), False, False, 4
+    run = compose(cfg)
+    assert run.engine.chunk is None
+    assert run.engine.reason == "BatchCountingClassifier.on_train_batch_end needs Lightning's loop at every batch"
+    BatchCountingClassifier.batches = 0
+    run.trainer.fit(run.system, datamodule=run.datamodule)
+    assert BatchCountingClassifier.batches == run.trainer.global_step == 15  # 60 tiny images in batches of 4
+    with pytest.raises(MnistlabError, match=r"cannot honour BatchCountingClassifier\.on_train_batch_end"):
+        compose(compose_train([*overrides, "engine=chunked"], tmp_path))

@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -75,7 +75,8 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     net = build_net(cfg.model)
     check_trainable(net)  # here, not in the system: a checkpoint's network may be evaluated without training
     trainer = build_trainer(cfg, callbacks)
-    engine = choose_engine(trainer, cfg.get("engine", "auto"))
+    subclasses = [(get_class(cfg.system._target_), Classifier), (get_class(cfg.data._target_), MNISTDataModule)]
+    engine = choose_engine(trainer, cfg.get("engine", "auto"), [(c, b) for c, b in subclasses if issubclass(c, b)])
     # Called as partials: Hydra would turn the engine into a config, and instantiate net_config's _target_.
     datamodule = instantiate(cfg.data, _partial_=True)(engine=engine)
     check_validation_monitors(trainer, datamodule.has_validation)

@@ -44,6 +44,26 @@ CHUNK_SAFE_CALLBACKS: tuple[str, ...] = (
     "mnistlab.evaluation.callbacks.TestReport",
 )
 
+# What Lightning calls for every training batch, and under chunks once a chunk: a system or data module
+# subclass that overrides one of them over the class it extends needs Lightning's loop at every batch.
+BATCH_HOOKS = (
+    "training_step",
+    "on_train_batch_start",
+    "on_train_batch_end",
+    "on_before_backward",
+    "backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "configure_gradient_clipping",
+    "optimizer_step",
+    "on_before_zero_grad",
+    "optimizer_zero_grad",
+    "lr_scheduler_step",
+    "on_before_batch_transfer",
+    "transfer_batch_to_device",
+    "on_after_batch_transfer",
+)
+
 
 @dataclass(frozen=True)
 class Engine:
@@ -145,28 +165,37 @@ def chunk_size(intervals: list[int], limit: int = MAX_CHUNK) -> int:
     return max(d for d in range(1, min(g, limit) + 1) if g % d == 0)
 
 
-def choose_engine(trainer: pl.Trainer, engine: str = "auto") -> Engine:
+def overridden_batch_hooks(cls: type, base: type) -> list[str]:
+    """The ``BATCH_HOOKS`` that ``cls`` defines over ``base``, as ``Class.hook``."""
+    return [
+        f"{cls.__name__}.{hook}" for hook in BATCH_HOOKS if getattr(cls, hook, None) is not getattr(base, hook, None)
+    ]
+
+
+def choose_engine(trainer: pl.Trainer, engine: str = "auto", subclasses: Iterable[tuple[type, type]] = ()) -> Engine:
     """Decides the engine for ``trainer`` and says which, in one log line.
 
     Args:
         trainer: The run's Trainer, with its callbacks.
         engine: ``auto``, ``chunked`` or ``per_step``.
+        subclasses: (class, the mnistlab class it extends) of the system and the data module to be built:
+            a per-batch hook of their own needs per-step.
 
     Raises:
         MnistlabError: For an unknown ``engine``, or ``chunked`` with a setting it cannot honour.
     """
-    choice = _decide(trainer, engine)
+    choice = _decide(trainer, engine, [hook for cls, base in subclasses for hook in overridden_batch_hooks(cls, base)])
     label = "per-step" if choice.chunk is None else f"chunked ({choice.chunk} batches per Lightning step)"
     log.info("engine: %s: %s", label, choice.reason)
     return choice
 
 
-def _decide(trainer: pl.Trainer, engine: str) -> Engine:
+def _decide(trainer: pl.Trainer, engine: str, own_hooks: list[str]) -> Engine:
     if engine not in ENGINES:
         raise MnistlabError(f"engine={engine!r} is unknown; choose one of {', '.join(ENGINES)}")
     if engine == "per_step":
         return Engine(None, "engine=per_step")
-    needs = per_step_needs(trainer)
+    needs = per_step_needs(trainer) + own_hooks
     if needs and engine == "chunked":
         raise MnistlabError(
             f"engine=chunked cannot honour {', '.join(needs)}: those need Lightning's loop at every batch; "
