@@ -150,12 +150,15 @@ class RecordingBar(BatchProgressBar):
     def __init__(self) -> None:
         super().__init__(refresh_rate=3)
         self.shown: list[tuple[int, int]] = []
+        self.descriptions: list[tuple[str, int | None, int]] = []  # (description, total, count) at each refresh
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         before = self.train_progress_bar.n
         super().on_train_batch_end(trainer, *args)
-        if self.train_progress_bar.n != before:
-            self.shown.append((trainer.current_epoch, self.train_progress_bar.n))
+        bar = self.train_progress_bar
+        if bar.n != before:
+            self.shown.append((trainer.current_epoch, bar.n))
+            self.descriptions.append((bar.desc.removesuffix(": "), bar.total, bar.n))
 
 
 def test_the_progress_bar_moves_through_every_epoch_not_only_the_first(tiny_data: Path, tmp_path: Path) -> None:
@@ -196,3 +199,36 @@ def test_a_system_subclass_with_a_batch_hook_of_its_own_takes_the_per_step_engin
     assert BatchCountingClassifier.batches == run.trainer.global_step == 15  # 60 tiny images in batches of 4
     with pytest.raises(MnistlabError, match=r"cannot honour BatchCountingClassifier\.on_train_batch_end"):
         compose(compose_train([*overrides, "engine=chunked"], tmp_path))
+
+
+@pytest.mark.parametrize("engine", [Engine(3, "chunked"), Engine(None, "per_step")], ids=lambda e: e.name)
+def test_the_progress_bar_of_a_run_resumed_mid_epoch_shows_its_epoch_and_total(
+    engine: Engine, tiny_data: Path, tmp_path: Path
+) -> None:
+    # Lightning calls on_train_epoch_start only as an epoch starts, not for the epoch a checkpoint resumes
+    # mid-way: the bar kept its opening state, "Training: 7/?", until the next epoch.
+    from mnistlab.callbacks import LastCheckpoint
+
+    class Killed(Exception):
+        pass
+
+    class KillAfterStep6(pl.Callback):  # at the next hook: Lightning runs checkpoint callbacks last
+        def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+            if trainer.global_step > 6:
+                raise Killed
+
+    def fit(ckpt_path: Path | None, *callbacks: pl.Callback) -> None:
+        dm = MNISTDataModule(str(tiny_data), download=False, verify=False, val_size=0, batch_size=4, engine=engine)
+        trainer = pl.Trainer(
+            max_epochs=2, logger=False, enable_model_summary=False, default_root_dir=tmp_path,
+            callbacks=[LastCheckpoint(str(tmp_path / "checkpoints"), every_n_steps=6), *callbacks],
+        )  # fmt: skip
+        trainer.fit(Classifier(MLP(hidden_units=8), engine=engine), datamodule=dm, ckpt_path=ckpt_path)
+
+    with pytest.raises(Killed):
+        fit(None, BatchProgressBar(), KillAfterStep6())  # step 6 of the first epoch's 15, saved there
+    bar = RecordingBar()
+    fit(tmp_path / "checkpoints" / "last.ckpt", bar)
+    # From the next multiple of 3 after the 6 batches done, in the first epoch, as an uninterrupted run shows it.
+    epoch_0, epoch_1 = [("Epoch 0", 15, n) for n in (9, 12, 15)], [("Epoch 1", 15, n) for n in (3, 6, 9, 12, 15)]
+    assert bar.descriptions == epoch_0 + epoch_1

@@ -10,6 +10,7 @@ Attributes touched (``PRIVATE_ATTRIBUTES`` lists them for the test):
 - ``Trainer._detect_anomaly``: read; ``Trainer(detect_anomaly=...)`` has no public getter.
 - ``Trainer._logger_connector.should_update_logs``: read; whether Lightning writes this step's logs.
 - ``Trainer.fit_loop._load_combined_loader_states``: called; hands a restored loader its saved position.
+- ``Trainer.fit_loop.restarted_mid_epoch``: read; a fit resumed mid-epoch, whose epoch start hooks Lightning skips.
 - ``Trainer.fit_loop._data_fetcher`` (``fetched``, ``length``, ``done``): advanced by a step of several batches.
 - ``Trainer.fit_loop.epoch_loop._batches_that_stepped``: advanced likewise (the logging interval, the loggers' x-axis),
   and read where a chunked epoch starts, to end its chunks at the logging steps.
@@ -48,6 +49,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("Trainer", "_detect_anomaly"),
     ("Trainer", "_logger_connector.should_update_logs"),
     ("Trainer", "fit_loop._load_combined_loader_states"),
+    ("Trainer", "fit_loop.restarted_mid_epoch"),
     ("Trainer", "fit_loop._data_fetcher.fetched"),
     ("Trainer", "fit_loop._data_fetcher.length"),
     ("Trainer", "fit_loop._data_fetcher.done"),
@@ -91,6 +93,11 @@ def restore_loader_position(trainer: pl.Trainer) -> None:
     ``trainer.estimated_stepping_batches`` in ``configure_optimizers`` builds it before.
     """
     trainer.fit_loop._load_combined_loader_states()
+
+
+def restarted_mid_epoch(trainer: pl.Trainer) -> bool:
+    """Whether this fit resumed a checkpoint saved mid-epoch: Lightning then skips ``on_train_epoch_start``."""
+    return trainer.fit_loop.restarted_mid_epoch
 
 
 def batches_done(trainer: pl.Trainer) -> int:

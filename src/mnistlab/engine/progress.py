@@ -7,8 +7,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 
-from mnistlab.lightning_private import batches_done
+from mnistlab.lightning_private import batches_done, restarted_mid_epoch
 
 
 class BatchProgressBar(TQDMProgressBar):
@@ -31,6 +32,19 @@ class BatchProgressBar(TQDMProgressBar):
         for name in ("train_progress_bar", "val_progress_bar", "test_progress_bar", "predict_progress_bar"):
             with suppress(TypeError):  # Lightning's getter raises it for a bar never opened
                 getattr(self, name).close()
+
+    def on_train_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_start(trainer, *args)
+        if not restarted_mid_epoch(trainer):
+            return
+        # Lightning calls on_train_epoch_start only as an epoch starts, not for the epoch a checkpoint resumes
+        # mid-way: the bar would keep its opening state ("Training: 101/?") to the epoch's end. It starts as
+        # that hook would have started it, at the batches already done (``initial``: tqdm's rate counts from there).
+        # The bar is new (Lightning's on_train_start just opened it): set in place, it is drawn once.
+        bar = self.train_progress_bar
+        bar.total = convert_inf(self.total_train_batches)
+        bar.initial = bar.n = self._shown = batches_done(trainer)
+        bar.set_description(f"Epoch {trainer.current_epoch}")
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         super().on_train_epoch_start(trainer, *args)
