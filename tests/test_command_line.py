@@ -223,3 +223,42 @@ def test_the_sweeps_continue_line_quotes_a_folder_hydra_cannot_read_bare() -> No
     assert plain.startswith(
         "interrupted; continue with the same command plus hydra.sweep.dir=multirun/2026-12-06/04-30-00 "
     )
+
+
+def test_a_list_or_a_dict_is_refused_where_lightning_takes_a_flag_or_a_word() -> None:
+    # A word is not checked for a setting that takes one (Hydra reads a folder named 123 as a number), and [..]
+    # and {..} passed as words: trainer.deterministic=[true], which Lightning tests for truth, ran without a word.
+    train = ROOT / "scripts" / "train.py"
+    refused = {
+        "trainer.deterministic=[true]": "trainer.deterministic=[True] is not true, false or 'warn'",
+        "trainer.deterministic={warn:1}": "trainer.deterministic={'warn': 1} is not true, false or 'warn'",
+        "trainer.accelerator=[cpu]": "trainer.accelerator=['cpu'] is a list, not a string",
+        "trainer.precision=[32]": "trainer.precision=[32] is a list, not an integer or a string",
+        "trainer.profiler={simple:1}": "trainer.profiler={'simple': 1} is a dict, not a string",
+        "trainer.enable_progress_bar=[true]": "trainer.enable_progress_bar=[True] is a list, not true or false",
+    }
+    for override, mistake in refused.items():
+        assert config_mistake(train, "train", [override]) == mistake, override
+    assert "[True]" in config_mistake(train, "train", ["-m", "trainer.deterministic=true,[true]"])
+    for valid in (
+        ["trainer.devices=[0]"],  # Lightning takes a list of devices
+        ["trainer.strategy={_target_:lightning.pytorch.strategies.DDPStrategy}"],  # an object Hydra builds
+        ["+trainer.max_time={days:1}"],
+    ):
+        assert config_mistake(train, "train", valid) is None, valid
+
+
+def test_a_setting_annotated_with_a_bare_list_takes_one(tmp_path: Path) -> None:
+    """An own network's ``widths: int | list``: the bare ``list`` was dropped from its types, so [32,64] was refused."""
+    from omegaconf import OmegaConf
+
+    from mnistlab.setting_types import expected_types, type_mistake
+
+    (tmp_path / "widenet.py").write_text("class Net:\n    def __init__(self, widths: int | list = 64) -> None: ...\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        node = OmegaConf.create({"_target_": "widenet.Net", "widths": 64})
+        assert expected_types(node, "widths") is None  # not checked: a list is one of its values
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert type_mistake("model.widths", [32, 64], {int}) == "model.widths=[32, 64] is a list, not an integer"

@@ -116,7 +116,8 @@ def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
     elif override.type is OverrideType.CHANGE:
         expected = expected_types(node, parts[-1])
         for value in values_of(override) if expected else []:
-            if mistake := type_mistake(key, value, expected) or flag_mistake(node, parts[-1], key, value):
+            # A flag first: it names its words (trainer.deterministic=[true] is not true, false or 'warn').
+            if mistake := flag_mistake(node, parts[-1], key, value) or type_mistake(key, value, expected):
                 return mistake
     return None
 

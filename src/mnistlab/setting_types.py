@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import importlib
 import inspect
 import types
@@ -14,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 _ABSENT = object()
+CONTAINERS = (collections.abc.Sequence, collections.abc.Mapping, collections.abc.Set)
 
 
 def _primitive_types(annotation: Any) -> set[type] | None:
@@ -29,6 +31,8 @@ def _primitive_types(annotation: Any) -> set[type] | None:
             if arg is type(None):
                 continue
             inner = _primitive_types(arg)
+            if isinstance(arg, type) and issubclass(arg, CONTAINERS) and not issubclass(arg, str | bytes):
+                return None  # a bare `list` or `dict`: the command line's [..] or {..}, not checked
             if inner is None and typing.get_origin(arg) is None and isinstance(arg, type):
                 continue  # a tensor or another object the command line cannot give
             if inner is None:
@@ -50,14 +54,14 @@ def expected_types(parent: DictConfig, key: str) -> set[type] | None:
 
 
 def flag_mistake(parent: DictConfig, leaf: str, key: str, value: Any) -> str | None:
-    """A word that a yes/no setting of a ``_target_`` does not take besides true and false, else None.
+    """A word, list or dict that a yes/no setting of a ``_target_`` does not take besides true and false, else None.
 
     Such a flag names its other modes as literals (``trainer.deterministic``: ``"warn"``), and Lightning
-    tests it for truth (``if deterministic:``): any other word, a misspelled ``true`` included, switched
-    part of it on without a word.
+    tests it for truth (``if deterministic:``): any other word, a misspelled ``true`` included, or a
+    non-empty list (``[true]``) switched part of it on without a word.
     """
     target = parent.get("_target_") if "_target_" in parent else None
-    if not isinstance(value, str) or not isinstance(target, str):
+    if not isinstance(value, str | list | dict) or not isinstance(target, str) or _instantiated(value):
         return None
     if (annotation := _annotation(target, leaf)) is _ABSENT:
         return None
@@ -96,11 +100,30 @@ def _annotation(target: str, key: str) -> Any:
 
 
 def type_mistake(key: str, value: Any, expected: set[type]) -> str | None:
+    """Why ``value`` is not of the ``expected`` types (``expected_types``), else None."""
+    if isinstance(value, list | dict) and not _instantiated(value):
+        # Hydra's [..] and {..}: never meant as a word, and expected_types leaves a setting that takes a list
+        # unchecked. Lightning would test [true] for truth or hand {a: 1} on, not refuse it.
+        return f"{key}={value!r} is a {type(value).__name__}, not {_wanted(expected)}"
     if value is None or type(value) in expected or (type(value) is int and float in expected):
         return None
     if str in expected:  # Hydra reads `data.root=123` as a number: a folder named 123 is still meant
         return None
-    wanted = "true or false" if expected == {bool} else "an integer" if expected == {int} else "a number"
-    if not expected <= {int, float, bool}:
-        wanted = " or ".join(sorted(t.__name__ for t in expected))
-    return f"{key}={value!r} is not {wanted}"
+    return f"{key}={value!r} is not {_wanted(expected)}"
+
+
+_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _wanted(expected: set[type]) -> str:
+    """``expected`` in words: ``{int, str}`` -> ``an integer or a string`` (a number takes integers too)."""
+    kinds = [t for t in _NAMES if t in expected and not (t is int and float in expected)]
+    names = [_NAMES[t] for t in kinds]
+    if kinds[0] is bool and len(kinds) > 1:
+        names[0] = "true, false"
+    return " or ".join(names)
+
+
+def _instantiated(value: Any) -> bool:
+    """A ``{_target_: ...}`` node: Hydra builds an object of it, which its ``_target_``'s checks judge."""
+    return isinstance(value, dict) and "_target_" in value
