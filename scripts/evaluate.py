@@ -5,6 +5,11 @@ The report goes into the checkpoint's own run folder, ``<run>/eval/<date>_<time>
 as one ensemble, the mean of the members' probabilities, with one line per member.
 """
 
+if __name__ == "__main__":  # first: a Ctrl-C during the imports below exits with one line, not a traceback
+    from mnistlab.process import interrupts_while_starting
+
+    interrupts_while_starting()
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 

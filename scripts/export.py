@@ -4,6 +4,11 @@ Writes ``model.onnx`` (or ``model.pt``) beside the checkpoint, or into ``output_
 (e.g. the folds of ``cv=5``) is exported into that folder as one ensemble: the mean of its jobs' probabilities.
 """
 
+if __name__ == "__main__":  # first: a Ctrl-C during the imports below exits with one line, not a traceback
+    from mnistlab.process import interrupts_while_starting
+
+    interrupts_while_starting()
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 

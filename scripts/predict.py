@@ -1,5 +1,10 @@
 """Predict digits: ``python scripts/predict.py ckpt_path=outputs/.../last.ckpt index=998`` (or ``image=FILE``)."""
 
+if __name__ == "__main__":  # first: a Ctrl-C during the imports below exits with one line, not a traceback
+    from mnistlab.process import interrupts_while_starting
+
+    interrupts_while_starting()
+
 import sys
 
 import hydra

@@ -4,6 +4,11 @@
 ``GET /`` is a page to draw digits on. Needs the serve extra: ``pip install -e ".[serve]"``.
 """
 
+if __name__ == "__main__":  # first: a Ctrl-C during the imports below exits with one line, not a traceback
+    from mnistlab.process import interrupts_while_starting
+
+    interrupts_while_starting()
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 

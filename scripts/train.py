@@ -3,6 +3,11 @@
 ``python scripts/train.py resume=RUN_DIR`` continues an interrupted run in its own folder.
 """
 
+if __name__ == "__main__":  # first: a Ctrl-C during the imports below exits with one line, not a traceback
+    from mnistlab.process import interrupts_while_starting
+
+    interrupts_while_starting()
+
 import os
 from contextlib import nullcontext
 from pathlib import Path

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 PROGRAM = """
 import atexit, gc, sys
@@ -212,3 +215,36 @@ def test_an_interrupted_evaluation_leaves_no_half_report(tmp_path: Path) -> None
     proc = subprocess.run(evaluate, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode != 0 and "interrupted" in proc.stderr, proc.stderr[-2000:]
     assert not (run / "eval").exists(), sorted(str(p.relative_to(run)) for p in (run / "eval").rglob("*"))
+
+
+# On PYTHONPATH as sitecustomize, which Python imports before the script: a Ctrl-C as the script's imports reach
+# Hydra (the first of its heavy imports), at the same moment of every run.
+CTRL_C_AT_IMPORT = """
+import os, signal, sys
+
+class CtrlCAtHydra:
+    def find_spec(self, name, path=None, target=None):
+        if name == "hydra":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlCAtHydra())
+"""
+
+
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py", "predict.py", "export.py", "serve.py"])
+def test_ctrl_c_during_a_scripts_imports_is_one_line(script: str, tmp_path: Path) -> None:
+    """Before, a Ctrl-C in a script's first second (its imports, before ``process.setup``) printed a traceback
+    through importlib and the process died of SIGINT; ``process.interrupts_while_starting`` comes first now."""
+    from conftest import ROOT
+
+    (tmp_path / "sitecustomize.py").write_text(CTRL_C_AT_IMPORT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert proc.stderr.strip() == "interrupted while starting: nothing was run"  # no traceback
+    assert not (tmp_path / "run").exists()

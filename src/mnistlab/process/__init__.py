@@ -9,6 +9,8 @@ that train) call these, and the sweep plugin's callbacks, which Hydra runs in th
 use ``JobConsole`` and ``pin_gpu`` (and ``configure_job`` before the folds' ensemble is tested in the
 sweep's process; the sweepers ``hint_on_interrupt``). What is set, and why:
 
+- ``interrupts_while_starting``, the scripts' first statement, before their imports: a Ctrl-C until the job
+  starts exits with one line and 130, not a traceback (``setup`` sets it too, for other callers).
 - ``setup``, first thing, before Hydra composes:
   - OmegaConf resolvers ``${mnistlab.*}``: the configs' run folders (evaluate's, a resumed run's) and
     Hydra's exclude keys (``mnistlab.config_keys``), a dataset's folder (``mnistlab.data.specs``).
@@ -40,7 +42,7 @@ from mnistlab.process.endings import (
     stop_server_on_signals,
 )
 from mnistlab.process.jobs import ddp_children_join_this_job
-from mnistlab.process.startup import configure_job, setup
+from mnistlab.process.startup import configure_job, interrupts_while_starting, setup
 
 __all__ = [
     "configure_job",
@@ -48,6 +50,7 @@ __all__ = [
     "exit_on_user_error",
     "hint_on_interrupt",
     "ignore_interrupts_in_worker",
+    "interrupts_while_starting",
     "setup",
     "stop_server_on_signals",
 ]
