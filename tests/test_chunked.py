@@ -232,3 +232,24 @@ def test_the_progress_bar_of_a_run_resumed_mid_epoch_shows_its_epoch_and_total(
     # From the next multiple of 3 after the 6 batches done, in the first epoch, as an uninterrupted run shows it.
     epoch_0, epoch_1 = [("Epoch 0", 15, n) for n in (9, 12, 15)], [("Epoch 1", 15, n) for n in (3, 6, 9, 12, 15)]
     assert bar.descriptions == epoch_0 + epoch_1
+
+
+@pytest.mark.parametrize("engine", [Engine(3, "chunked"), Engine(None, "per_step")], ids=lambda e: e.name)
+def test_the_progress_bar_moves_from_the_start_of_an_epoch_longer_than_the_checkpoints(
+    engine: Engine, tiny_data: Path, tmp_path: Path
+) -> None:
+    # ckpt_path= from a run of shorter epochs (a larger batch size, limit_train_batches): the bar took the
+    # checkpoint's count of 6 batches for a mid-epoch resume's and stayed at 0 for the new epoch's first 6.
+    def fit(ckpt_path: Path | None, bar: pl.Callback, limit: int | float) -> pl.Trainer:
+        dm = MNISTDataModule(str(tiny_data), download=False, verify=False, val_size=0, batch_size=4, engine=engine)
+        trainer = pl.Trainer(
+            max_epochs=2 if ckpt_path else 1, limit_train_batches=limit, callbacks=[bar], logger=False,
+            enable_checkpointing=False, enable_model_summary=False, default_root_dir=tmp_path,
+        )  # fmt: skip
+        trainer.fit(Classifier(MLP(hidden_units=8), engine=engine), datamodule=dm, ckpt_path=ckpt_path)
+        return trainer
+
+    fit(None, BatchProgressBar(), 6).save_checkpoint(tmp_path / "short.ckpt")  # one epoch of 6 batches
+    bar = RecordingBar()
+    fit(tmp_path / "short.ckpt", bar, 1.0)  # epochs of 15 batches
+    assert bar.descriptions == [("Epoch 1", 15, n) for n in (3, 6, 9, 12, 15)]

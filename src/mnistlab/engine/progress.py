@@ -48,10 +48,10 @@ class BatchProgressBar(TQDMProgressBar):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         super().on_train_epoch_start(trainer, *args)
-        # Lightning calls this hook before it resets the epoch's batch count: a count that has reached the
-        # epoch's length is the last epoch's (or a checkpoint's at an epoch end), one below it a mid-epoch resume.
-        done = batches_done(trainer)
-        self._shown = done if done < trainer.num_training_batches else 0
+        # An epoch starts at 0. The batch count, which Lightning resets after this hook, is the last epoch's,
+        # or a checkpoint's of other epoch lengths (ckpt_path= with another batch size); an epoch resumed
+        # mid-way does not come here (on_train_start).
+        self._shown = 0
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
