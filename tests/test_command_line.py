@@ -262,3 +262,28 @@ def test_a_setting_annotated_with_a_bare_list_takes_one(tmp_path: Path) -> None:
     finally:
         sys.path.remove(str(tmp_path))
     assert type_mistake("model.widths", [32, 64], {int}) == "model.widths=[32, 64] is a list, not an integer"
+
+
+def test_an_added_lightning_setting_is_typed_as_a_changed_one() -> None:
+    # +trainer.enable_checkpointing=nope (the docs' own +trainer.enable_checkpointing=false, misspelled) ran with
+    # checkpoints on, without a word: a setting that conf/trainer/default.yaml lacks was not checked at all.
+    train = ROOT / "scripts" / "train.py"
+    refused = {
+        "+trainer.enable_checkpointing=nope": "trainer.enable_checkpointing='nope' is not true or false",
+        "+trainer.benchmark=[true]": "trainer.benchmark=[True] is a list, not true or false",
+        "+trainer.min_epochs=x": "trainer.min_epochs='x' is not an integer",
+    }
+    for override, mistake in refused.items():
+        assert config_mistake(train, "train", [override]) == mistake, override
+    early = ["+callbacks.es._target_=lightning.pytorch.callbacks.EarlyStopping", "+callbacks.es.monitor=val/acc"]
+    assert config_mistake(train, "train", [*early, "+callbacks.es.patience=abc"]) == (
+        "callbacks.es.patience='abc' is not an integer"
+    )
+    for valid in (
+        ["+trainer.enable_checkpointing=false"],
+        ["+trainer.max_time={days:1}"],  # a dict is one of its types: not checked
+        ["+optimizer.amsgrad=true"],
+        [*early, "+callbacks.es.patience=3"],
+        ["+callbacks.early_stopping.patience=1"],  # no class named: judged by the callbacks' own check
+    ):
+        assert config_mistake(train, "train", valid) is None, valid

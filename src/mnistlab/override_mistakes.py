@@ -96,8 +96,10 @@ def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
         if found is ABSENT:
             if override.type is OverrideType.ADD and i == len(parts) - 1:
                 params = _target_parameters(node) if isinstance(node, DictConfig) else None
-                if params is None or part in params:
+                if params is None:
                     return None  # +key=value adds what the config lacks: Hydra's job
+                if part in params:  # an argument the config lacks (+trainer.benchmark=...): typed as a change is
+                    return _typed_mistake(node, part, override)
             elif override.type is OverrideType.ADD:
                 return None
             return _unknown_key(cfg, override, parts, i, node)
@@ -114,11 +116,18 @@ def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
             except ValidationError as e:
                 return f"{key}={value!r}: {str(e).splitlines()[0]}"
     elif override.type is OverrideType.CHANGE:
-        expected = expected_types(node, parts[-1])
-        for value in values_of(override) if expected else []:
-            # A flag first: it names its words (trainer.deterministic=[true] is not true, false or 'warn').
-            if mistake := flag_mistake(node, parts[-1], key, value) or type_mistake(key, value, expected):
-                return mistake
+        return _typed_mistake(node, parts[-1], override)
+    return None
+
+
+def _typed_mistake(node: DictConfig, leaf: str, override: Override) -> str | None:
+    """A value of ``override`` that ``node[leaf]`` does not take by its type (``setting_types``), else None."""
+    key = override.key_or_group
+    expected = expected_types(node, leaf)
+    for value in values_of(override) if expected else []:
+        # A flag first: it names its words (trainer.deterministic=[true] is not true, false or 'warn').
+        if mistake := flag_mistake(node, leaf, key, value) or type_mistake(key, value, expected):
+            return mistake
     return None
 
 

@@ -43,11 +43,14 @@ def _primitive_types(annotation: Any) -> set[type] | None:
 
 
 def expected_types(parent: DictConfig, key: str) -> set[type] | None:
-    """The types a value of ``parent[key]`` may have, from its ``_target_``'s annotation or its current value."""
+    """The types a value of ``parent[key]`` may have, from its ``_target_``'s annotation or its current value.
+
+    None: not known (no annotation that says, and no current value of a plain type), so not checked.
+    """
     target = parent.get("_target_") if "_target_" in parent else None
     if isinstance(target, str) and (annotation := _annotation(target, key)) is not _ABSENT:
         return _primitive_types(annotation)
-    if OmegaConf.is_interpolation(parent, key) or OmegaConf.is_missing(parent, key):
+    if key not in parent or OmegaConf.is_interpolation(parent, key) or OmegaConf.is_missing(parent, key):
         return None
     value = parent[key]
     return {type(value)} if type(value) in (int, float, bool) else None
