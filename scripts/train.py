@@ -9,6 +9,7 @@ if __name__ == "__main__":  # first: a Ctrl-C during the imports below exits wit
     interrupts_while_starting()
 
 import os
+import sys
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from mnistlab.resume.run import interrupted_hint
 
 
 def build_and_run(cfg: DictConfig) -> float:
+    from mnistlab.callbacks import JobProgress
     from mnistlab.composition import compose
     from mnistlab.config_checks import check_cv, check_search
     from mnistlab.hparams import run_hparams
@@ -36,7 +38,9 @@ def build_and_run(cfg: DictConfig) -> float:
     check_search(HydraConfig.get().overrides.task, in_sweep)
     cfg = continued_config(cfg, HydraConfig.get().overrides.task)  # resume=RUN_DIR or ckpt_path=...
     config = OmegaConf.to_container(cfg, resolve=True)
-    run = compose(cfg)
+    # A sweep's job writes into its log; its progress, a line every 30 s, goes to the sweep's console.
+    progress = [JobProgress(HydraConfig.get().job.num, sys.__stdout__)] if in_sweep and sys.__stdout__ else []
+    run = compose(cfg, callbacks=progress)
     if cfg.ckpt_path and not cfg.resume:  # a new run from a checkpoint: one it cannot take up is refused
         check_continuable(run.system, cfg.ckpt_path)
     mark_restart(run.trainer, cfg.ckpt_path)

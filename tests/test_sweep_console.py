@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import optuna
@@ -101,3 +102,35 @@ def test_the_summary_ranks_by_validation_not_test(tmp_path: Path) -> None:
     jobs, markdown = write_summary(tmp_path / "b")
     assert [j.name for j in jobs] == ["1_y", "0_x"]
     assert "Ranked by test/acc: these runs have no validation set (data.val_size=0)." in markdown
+
+
+def test_a_long_job_shows_its_progress_on_the_sweep_console(tmp_path: Path) -> None:
+    """Before: a sweep job's output all went to its train.log; a CNN fold showed nothing for minutes."""
+    import io
+
+    import lightning.pytorch as pl
+
+    from mnistlab.callbacks import JobProgress
+    from mnistlab.data import MNISTDataModule
+    from mnistlab.engine import choose_engine
+    from mnistlab.models import MLP
+    from mnistlab.systems import Classifier
+
+    console = io.StringIO()
+    quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
+    trainer = pl.Trainer(max_epochs=2, callbacks=[JobProgress(3, console, every=0)], **quiet, default_root_dir=tmp_path)
+    engine = choose_engine(trainer)
+    assert engine.chunk == 50  # it keeps the chunked engine: its batch hook is read at chunk ends
+    data = write_idx_set(tmp_path / "tiny")  # 60 training images, 10 of them for validation: 13 batches of 4
+    dm = MNISTDataModule(str(data), download=False, verify=False, val_size=10, batch_size=4, engine=engine)
+    trainer.fit(Classifier(MLP(hidden_units=8), engine=engine), datamodule=dm)
+    lines = console.getvalue().splitlines()
+    assert [line.split(" s")[0].rsplit(", ", 1)[0] for line in lines] == [
+        "  job 3: epoch 1/2, batch 13/13",
+        "  job 3: epoch 2/2, batch 13/13",
+    ]
+    assert "val/acc" not in lines[0] and re.fullmatch(r"  job 3: .*, \d+ s; val/acc \d\.\d{4}", lines[1])
+    quiet_console = io.StringIO()
+    trainer = pl.Trainer(max_epochs=1, callbacks=[JobProgress(3, quiet_console)], **quiet, default_root_dir=tmp_path)
+    trainer.fit(Classifier(MLP(hidden_units=8), engine=engine), datamodule=dm)
+    assert quiet_console.getvalue() == ""  # shorter than 30 s: no line

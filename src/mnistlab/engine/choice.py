@@ -38,6 +38,7 @@ CHUNK_SAFE_CALLBACKS: tuple[str, ...] = (
     "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
     "mnistlab.engine.progress.BatchProgressBar",
     "mnistlab.callbacks.checkpoints.LastCheckpoint",
+    "mnistlab.callbacks.job_progress.JobProgress",
     "mnistlab.callbacks.time_to_target.TimeToTarget",
     "mnistlab.systems.divergence.DivergenceCheck",
     "mnistlab.evaluation.callbacks.SampleImages",
