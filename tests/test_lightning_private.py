@@ -131,3 +131,9 @@ def test_early_stoppings_missing_metric_is_a_user_error() -> None:
     assert user_error(raised.value).startswith("Early stopping conditioned on metric `val/accuracy` which is not")
     assert not lightning_private.monitor_refused_by_lightning(RuntimeError("raised here"))
     assert user_error(RuntimeError("raised here")) is None  # any other RuntimeError is a bug: its traceback stays
+
+
+def test_only_the_engine_package_knows_about_chunks() -> None:
+    """The redesign's rule (docs/architecture.md): the chunk idea lives in ``mnistlab.engine`` alone."""
+    knowing = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if "chunk" in p.read_text().lower())
+    assert knowing and all(p.startswith("engine/") for p in knowing), knowing

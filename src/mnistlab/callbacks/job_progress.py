@@ -16,8 +16,8 @@ class JobProgress(pl.Callback):
 
     A sweep sends each job's output, its progress bar included, into the job's ``train.log``, so that the
     console holds one line per job. A long job (a CNN fold: minutes an epoch) then showed nothing until it
-    ended. This line comes at the first training batch end (a chunk's end under the chunked engine, which
-    this callback keeps) after ``every`` seconds, with the last validation's ``val/acc`` once there is one.
+    ended. This line comes at the first training batch end after ``every`` seconds (under the engine's fast
+    path, the end of a step of several batches: the engine keeps it), with the last ``val/acc`` once there is one.
     Shorter jobs print none.
 
     Args:
