@@ -130,6 +130,41 @@ def test_a_sigterm_saves_its_step_and_the_resumed_run_ends_with_the_uninterrupte
         assert torch.equal(resumed["state_dict"][name], weight), name
 
 
+# The same, with a Ctrl-C: SIGINT to its own process during optimizer step 300.
+SELF_INT = SELF_TERM.replace("SelfTerm", "SelfInt").replace("SIGTERM", "SIGINT")
+
+
+def test_a_ctrl_c_mid_epoch_saves_its_step_and_the_resumed_run_ends_with_the_uninterrupted_weights(
+    tmp_path: Path,
+) -> None:
+    """Before: a Ctrl-C stopped at once and the run resumed from its last epoch end, losing every step since."""
+    (tmp_path / "selfint.py").write_text(SELF_INT)
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    data = write_idx_set(tmp_path / "tiny", n_train=400)
+    args = [f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10", "model=linear",
+            "data.batch_size=2", "trainer.max_epochs=3", "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
+    whole = run_script("train.py", *args, f"hydra.run.dir={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    stopped = run_script(
+        "train.py", *args, "+callbacks.self_int._target_=selfint.SelfInt", f"hydra.run.dir={run_dir}", env=env
+    )
+    assert stopped.returncode == 1 and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]  # Lightning's exit
+    lines = stopped.stderr.strip().splitlines()
+    assert lines[-2].startswith("Ctrl-C: stopping at the end of this training step, with checkpoints/last.ckpt saved")
+    assert lines[-1] == (
+        f"interrupted; continue with: python scripts/train.py resume={run_dir} (checkpoints/last.ckpt: 1 epoch, "
+        "300 steps done)"  # 195 steps an epoch: saved at the step of the Ctrl-C, not at the epoch's end (195)
+    )
+    assert run_script("train.py", f"resume={run_dir}", env=env).returncode == 0
+    resumed, uninterrupted = (
+        torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (run_dir, tmp_path / "whole")
+    )
+    assert resumed["global_step"] == uninterrupted["global_step"] == 3 * 195
+    for name, weight in uninterrupted["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][name], weight), name
+
+
 def test_ctrl_c_says_how_to_continue_and_that_command_finishes_the_run(tmp_path: Path) -> None:
     import os
     import signal

@@ -10,6 +10,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from mnistlab import interrupts
 from mnistlab.config_checks import check_number
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,8 @@ GRADIENTS_KEY = "accumulated_gradients"  # a checkpoint's gradients of an optimi
 
 
 class LastCheckpoint(Checkpoint):
-    """Overwrites ``dirpath/last.ckpt`` at every epoch end, every ``every_n_steps`` optimizer steps and at a SIGTERM.
+    """Overwrites ``dirpath/last.ckpt`` at every epoch end, every ``every_n_steps`` optimizer steps, and at a SIGTERM
+    or a Ctrl-C (at the end of the step it came in, ``mnistlab.interrupts``).
 
     A save between the optimizer steps of ``trainer.accumulate_grad_batches`` holds the gradients summed so far
     (``GRADIENTS_KEY``), which a resume puts back: the run continues exactly where it stopped.
@@ -53,10 +55,19 @@ class LastCheckpoint(Checkpoint):
     ) -> None:
         self._batches_done = batch_idx + 1
         step = trainer.global_step
-        if self.every_n_steps is not None and step % self.every_n_steps == 0 and step != self._saved_at:
+        due = self.every_n_steps is not None and step % self.every_n_steps == 0
+        if (due or interrupts.stop_requested()) and step != self._saved_at:
             self._save(trainer)
+        self._stop_if_requested()
+
+    def _stop_if_requested(self) -> None:
+        # A Ctrl-C that came during this step (mnistlab.interrupts): the step is whole and saved, stop here.
+        if interrupts.stop_requested():
+            interrupts.close_window()
+            raise KeyboardInterrupt
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        interrupts.close_window()
         # Lightning stops a fit that received SIGTERM (a cluster's time limit, `kill`) after a whole training
         # step, its state complete: saved, the run continues from that step rather than the last save.
         # Between the optimizer steps of accumulate_grad_batches, the gradients summed so far go with it.
@@ -91,6 +102,8 @@ class LastCheckpoint(Checkpoint):
         self._gradients = checkpoint.get(GRADIENTS_KEY) or {}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.world_size == 1 and not trainer.fast_dev_run:  # a Ctrl-C waits for the step's end and its save
+            interrupts.open_window()
         # Lightning zeroes the gradients as the fit starts, after restoring, and then only at the first batch of
         # an accumulation: the resumed batches add to these.
         for name, p in pl_module.named_parameters():
@@ -114,6 +127,10 @@ class LastCheckpoint(Checkpoint):
         # Runs after validation and after ModelCheckpoint (listed before it), so the best-checkpoint
         # state saved with it is current.
         self._save(trainer)
+        self._stop_if_requested()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        interrupts.close_window()  # a Ctrl-C during the test stops at once
 
     def _save(self, trainer: pl.Trainer) -> None:
         if trainer.fast_dev_run:  # a smoke test, as for Lightning's ModelCheckpoint: nothing to resume from

@@ -13,6 +13,8 @@ import threading
 import warnings
 from typing import Any
 
+from mnistlab import interrupts
+
 log = logging.getLogger(__name__)
 
 # Warnings that say nothing the user can act on, matched by the start of their message.
@@ -126,10 +128,25 @@ def _interrupted_while_starting(signum: int, frame: Any) -> None:
 
 
 def started() -> None:
-    """Hands Ctrl-C back (``KeyboardInterrupt``) once a job or a sweep begins; ``setup`` made it a quiet exit."""
+    """Hands Ctrl-C back (``KeyboardInterrupt``) once a job or a sweep begins; ``setup`` made it a quiet exit.
+
+    During a fit that takes it (``mnistlab.interrupts``), a first Ctrl-C stops at the end of the training step
+    it came in, with ``last.ckpt`` saved there: a Ctrl-C in a long epoch lost every step since the epoch began.
+    """
     main = threading.current_thread() is threading.main_thread()
     if main and signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, _interrupt)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    if not interrupts.request_stop():
+        raise KeyboardInterrupt
+    # sys.__stderr__: a sweep's job writes sys.stderr into its log (JobConsole), the user is at the console.
+    print(
+        "Ctrl-C: stopping at the end of this training step, with checkpoints/last.ckpt saved (Ctrl-C again: at once)",
+        file=sys.__stderr__,
+        flush=True,
+    )
 
 
 def configure_job() -> None:
