@@ -9,6 +9,7 @@ import pytest
 
 from mnistlab.sweeps import collect_jobs, seed_groups, write_summary
 from mnistlab.sweeps.gpus import claim_slot, release_slots
+from mnistlab.sweeps.summary import configuration_values
 
 
 def job(sweep: Path, name: str, overrides: list[str], acc: float | None, status: str | None = None) -> None:
@@ -134,3 +135,17 @@ def test_runs_kept_by_the_lowest_val_loss_rank_lowest_first(tmp_path: Path) -> N
     assert "| **best** | 1_b | model=b seed=1 | 0.9000 | 0.1000 |   | 0.1000 | 1 |" in markdown
     header = (tmp_path / "summary.csv").read_text().splitlines()[0]
     assert header == "job,overrides,test/acc,test/loss,val/acc_best,val/loss_best,epochs,seconds,status,error"
+
+
+def test_a_fold_run_twice_with_its_seed_is_no_second_seed(tmp_path: Path) -> None:
+    # A cv=2 Optuna trial killed in fold 1 and asked again: fold 0 (seed 42) ran and finished twice.
+    trial = ["cv=2", "optimizer.lr=0.01"]
+    job(tmp_path, "0_a", [*trial, "data.fold=0", "seed=42"], 0.90, status="ok")
+    job(tmp_path, "1_a", [*trial, "data.fold=1", "seed=43"], None, status="retried")
+    job(tmp_path, "2_a", [*trial, "data.fold=0", "seed=42"], 0.90, status="ok")
+    job(tmp_path, "3_a", [*trial, "data.fold=1", "seed=43"], 0.80, status="ok")
+    jobs, markdown = write_summary(tmp_path)
+    assert seed_groups(jobs) == []  # before: one configuration "over 2 seeds", 42 twice, std 0
+    assert "Mean ± std over seeds" not in markdown
+    rows, _ = configuration_values(jobs, "val/acc_best")
+    assert [sorted(values) for _, values in rows] == [[0.80, 0.90]]  # each fold once: the chart's mean is 0.85

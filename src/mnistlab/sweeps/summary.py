@@ -79,6 +79,24 @@ def collect_jobs(sweep_dir: Path, exclude_keys: Sequence[str] = ()) -> list[JobR
     return sorted(jobs, key=lambda j: (*best_first(j.get(key), key), j.name))
 
 
+def _number(job: JobRecord) -> int:
+    head = job.name.split("_", 1)[0]  # Hydra's <job number>_<overrides>
+    return int(head) if head.isdigit() else -1
+
+
+def distinct_runs(jobs: Sequence[JobRecord]) -> list[JobRecord]:
+    """One job per set of overrides: where the same job ran twice (a ``cv=K`` Optuna trial killed and asked
+    again runs its finished folds again), the last finished run of it, else its last run.
+
+    Statistics over seeds or folds count each run once: twice the same seed is no second seed.
+    """
+    kept: dict[tuple[str, ...], JobRecord] = {}
+    for job in sorted(jobs, key=lambda j: (j.status == "ok", _number(j))):
+        kept[tuple(sorted(job.overrides))] = job
+    chosen = {id(job) for job in kept.values()}
+    return [job for job in jobs if id(job) in chosen]  # in the order given
+
+
 def _without_seed(job: JobRecord) -> tuple[str, ...]:
     return tuple(sorted(o for o in job.overrides if override_key(o) != folds.SEED_KEY))
 
@@ -91,7 +109,7 @@ def seed_groups(jobs: Sequence[JobRecord], keys: Sequence[str] = GROUP_KEYS) -> 
         run with two or more seeds that finished, best mean first (see ``ranking_key``).
     """
     groups: dict[tuple[str, ...], list[JobRecord]] = {}
-    for job in jobs:
+    for job in distinct_runs(jobs):
         if job.status == "ok" and any(override_key(o) == folds.SEED_KEY for o in job.overrides):
             groups.setdefault(_without_seed(job), []).append(job)
     rows = []
@@ -187,7 +205,7 @@ def configuration_values(jobs: Sequence[JobRecord], key: str) -> tuple[list[tupl
         (label, values) per configuration, each label without the overrides that every job shares; and those.
     """
     groups: dict[tuple[str, ...], list[float]] = {}
-    for job in jobs:
+    for job in distinct_runs(jobs):
         if job.status == "ok" and (value := job.get(key)) is not None:
             setting = tuple(o for o in job.overrides if override_key(o) not in folds.PER_FOLD)
             groups.setdefault(setting, []).append(value)
