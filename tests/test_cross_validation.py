@@ -377,3 +377,25 @@ def test_fold_seeds_follow_the_command_seed_and_leave_null_random() -> None:
     config = OmegaConf.create({"cv": 2, "seed": 42})
     assert fold_overrides(config, ["seed=7", "model=linear"]) == [["data.fold=0", "seed=7"], ["data.fold=1", "seed=8"]]
     assert fold_overrides(config, ["seed=7", "seed=null"]) == [["data.fold=0"], ["data.fold=1"]]
+
+
+def test_folds_swept_by_hand_with_seeds_are_one_row_per_seed(tmp_path: Path) -> None:
+    # -m data.folds=2 data.fold=0,1 data.val_size=0 seed=1,2: no cv=K gave these seeds, the command did.
+    for number, (seed, fold) in enumerate([(1, 0), (1, 1), (2, 0), (2, 1)]):
+        acc = {"val/acc_best": 0.9 + number / 100, "test/acc": 0.9}
+        _job(tmp_path, f"{number}_x", ["data.folds=2", "data.val_size=0", f"data.fold={fold}", f"seed={seed}"], acc)
+    _, markdown = write_summary(tmp_path)
+    rows = [line for line in markdown.splitlines() if line.startswith("| data.folds=2")]
+    assert rows == [  # before: one row of "2" folds, seed 1's two jobs silently left out
+        "| data.folds=2 data.val_size=0 seed=2 | 2 | 0.9250 ± 0.0071 | 0.9000 ± 0.0000 |  |",
+        "| data.folds=2 data.val_size=0 seed=1 | 2 | 0.9050 ± 0.0071 | 0.9000 ± 0.0000 |  |",
+    ]
+    # cv=K from a config file (no cv= override): the folds' seeds S+i stay one configuration.
+    for number in range(4):
+        shutil.rmtree(next(tmp_path.glob(f"{number}_x")))
+    for fold in range(2):
+        overrides = ["experiment=mine", f"data.fold={fold}", f"seed={42 + fold}"]
+        _job(tmp_path, f"{fold}_y", overrides, {"val/acc_best": 0.9})
+    _, markdown = write_summary(tmp_path)
+    rows = [line for line in markdown.splitlines() if line.startswith("| experiment")]
+    assert rows == ["| experiment=mine | 2 | 0.9000 ± 0.0000 |  |  |"]

@@ -82,6 +82,26 @@ def stats(groups: Sequence[FoldGroup]) -> tuple[str, str]:
     return ("val/acc_best" if key == "test/acc" else key), "test/acc"
 
 
+def _by_seed(configuration: tuple[str, ...], jobs: Sequence[JobRecord]) -> dict[tuple[str, ...], list[JobRecord]]:
+    """One configuration's fold jobs, split by seed where a fold ran with several (``-m data.fold=0,1 seed=1,2``).
+
+    Under ``cv=K`` a fold's seed goes with its fold (S+i), so the seed is no setting of the configuration.
+    """
+    seeds: dict[int, set[str]] = {}
+    for job in jobs:
+        seeds.setdefault(_fold(job), set()).add(_seed(job))
+    if all(len(s) == 1 for s in seeds.values()):
+        return {configuration: list(jobs)}
+    split: dict[tuple[str, ...], list[JobRecord]] = {}
+    for job in jobs:
+        split.setdefault(tuple(sorted({*configuration, _seed(job)} - {""})), []).append(job)
+    return split
+
+
+def _seed(job: JobRecord) -> str:
+    return next((o for o in job.overrides if override_key(o) == SEED_KEY), "")
+
+
 def read_ensembles(sweep_dir: Path) -> dict[tuple[str, ...], dict[str, float]]:
     """The tested ensembles of a sweep: their configuration's overrides -> their ``metrics.json``."""
     found = {}
@@ -105,6 +125,7 @@ def fold_groups(jobs: Sequence[JobRecord], sweep_dir: Path | None = None) -> lis
         if any(override_key(o) == FOLD_KEY for o in job.overrides):
             configuration = tuple(sorted(o for o in job.overrides if override_key(o) not in PER_FOLD))
             groups.setdefault(configuration, []).append(job)
+    groups = {k: v for configuration, members in groups.items() for k, v in _by_seed(configuration, members).items()}
     ensembles = read_ensembles(sweep_dir) if sweep_dir is not None else {}
     rows = [FoldGroup(list(k), _one_per_fold(v), ensembles.get(k, {})) for k, v in groups.items()]
     key = stats(rows)[0]
