@@ -239,3 +239,27 @@ def test_a_sweep_kept_by_val_loss_records_and_ranks_the_loss(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match="monitor=val/loss is pruned as if it were to maximize"):
         check_objective(config, "test/acc", "maximize")
     assert not (tmp_path / "search").exists()
+
+
+def test_a_validation_objective_without_a_validation_set_is_refused(tmp_path: Path) -> None:
+    """Before: ``experiment=notebook_hidden`` (data.val_size=0) trained every trial to its end, marked each failed
+    for its missing val/acc_best, and the search exited 0 with no best trial."""
+    search = ("hparams_search=optuna", "experiment=notebook_hidden", "hydra.sweeper.n_trials=1")
+    result = sweep(tmp_path / "search", *search)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(
+        "error: hydra.sweeper.objective=val/acc_best is measured on a validation set"
+    ), result.stderr[-3000:]
+    assert not (tmp_path / "search").exists()
+
+    from conftest import compose_train
+
+    from hydra_plugins.mnistlab_sweeps._search_space import check_validation
+    from mnistlab.errors import ConfigError
+
+    space = ["optimizer", "optimizer.lr"]
+    with pytest.raises(ConfigError, match=r"objective=val/acc_best .* hold out none \(data.val_size=0\)"):
+        check_validation(compose_train(["experiment=notebook_hidden"], tmp_path), "val/acc_best", space)
+    for overrides in (["experiment=notebook_hidden", "data.val_size=1000"], ["experiment=notebook_hidden", "cv=3"], []):
+        check_validation(compose_train(overrides, tmp_path), "val/acc_best", space)
+    check_validation(compose_train(["experiment=notebook_hidden"], tmp_path), "test/acc", space)  # the user's choice
+    check_validation(compose_train(["experiment=notebook_hidden"], tmp_path), "val/acc_best", [*space, "data.val_size"])

@@ -41,6 +41,7 @@ from hydra_plugins.mnistlab_sweeps._search_space import (
     check_not_fixed,
     check_objective,
     check_searched_key,
+    check_validation,
     distribution,
     override_value,
 )
@@ -150,6 +151,8 @@ class OptunaSearch:
                 check_searched_key(self.config, key, self.distributions)
             check_not_fixed(arguments, self.distributions)
             check_objective(self.config, self.conf.objective, self.conf.direction)
+
+            check_validation(self.config, self.conf.objective, self.distributions)
         except ConfigError as e:
             refuse(str(e))
         folds = fold_overrides(self.config, arguments, list(self.conf.params))

@@ -110,6 +110,26 @@ def check_not_fixed(arguments: Collection[str], searched: Collection[str]) -> No
         )
 
 
+def check_validation(config: DictConfig, objective: str, searched: Collection[str]) -> None:
+    """Refuses a validation objective for runs that hold out no validation set (``data.val_size=0`` without ``cv``).
+
+    ``experiment=notebook_hidden`` holds out none: each trial trained to its end, had no ``val/acc_best`` and
+    was marked failed, and the search ended with exit status 0 and no best trial.
+    """
+    keys = {key.lstrip("+~") for key in searched}
+    if not objective.startswith("val/") or keys & {"data", "data.val_size", "data.folds", "experiment"}:
+        return  # a trial's own choice decides
+    try:
+        val_size, folds = OmegaConf.select(config, "data.val_size"), OmegaConf.select(config, "data.folds")
+    except Exception:  # an interpolation the sweep's own process cannot resolve: the jobs judge it
+        return
+    if val_size == 0 and folds is None:
+        raise ConfigError(
+            f"hydra.sweeper.objective={objective} is measured on a validation set, but these runs hold out none "
+            "(data.val_size=0): every trial would fail; give data.val_size=5000, or cross-validate with cv=5"
+        )
+
+
 def override_value(value: Any) -> str:
     """A trial's value on its job's command line: four significant digits keep job folder names readable."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
