@@ -119,3 +119,20 @@ def test_a_job_folder_name_is_one_folder_that_can_be_made(tmp_path: Path) -> Non
     name = one_folder(long)
     assert len(name.encode()) <= 200 and name.endswith("...") and long.startswith(name[:-3])
     (tmp_path / f"12_{name}").mkdir()  # the job number goes before it
+
+
+def test_a_run_into_a_sweep_folder_is_refused(tmp_path: Path) -> None:
+    """Before: the run wrote checkpoints/ beside the sweep's jobs, and ``evaluate.py ckpt_path=<sweep>`` then
+    tested that one run instead of the ensemble of the sweep's jobs, without a word."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    result = run_script(
+        "train.py", f"hydra.run.dir={sweep}", "trainer.max_epochs=1", "trainer.limit_train_batches=1", cwd=tmp_path
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: hydra.run.dir={sweep} is a sweep folder (multirun.yaml): a run written into it would stand for "
+        "the sweep when the folder is given as ckpt_path; give a new folder"
+    )
+    assert sorted(p.name for p in sweep.iterdir()) == ["multirun.yaml"]

@@ -74,6 +74,12 @@ def run_folder_mistake(cfg: DictConfig, run_dir: Path, existed: bool) -> str | N
                 f"add trainer.max_epochs=N (N > {done}) to train it further"
             )
         return None
+    if existed and (run_dir / "multirun.yaml").is_file():
+        # Its checkpoints/ would make evaluate.py, predict.py and export.py take the folder for this one run.
+        return (
+            f"hydra.run.dir={run_dir} is a sweep folder (multirun.yaml): a run written into it would stand for "
+            "the sweep when the folder is given as ckpt_path; give a new folder"
+        )
     if existed and ((run_dir / "checkpoints").is_dir() or (run_dir / "metrics.json").is_file()):
         return (
             f"hydra.run.dir={run_dir} holds another run (checkpoints/, metrics.json), which this one would "
