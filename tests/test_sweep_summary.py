@@ -149,3 +149,30 @@ def test_a_fold_run_twice_with_its_seed_is_no_second_seed(tmp_path: Path) -> Non
     assert "Mean ± std over seeds" not in markdown
     rows, _ = configuration_values(jobs, "val/acc_best")
     assert [sorted(values) for _, values in rows] == [[0.80, 0.90]]  # each fold once: the chart's mean is 0.85
+
+
+def test_a_swept_placement_key_tells_the_jobs_apart(tmp_path: Path) -> None:
+    # -m trainer.limit_train_batches=5,50 seed=1,2: Hydra's folder names leave the key out, as every placement key.
+    exclude = ["data.root", "trainer.limit_train_batches", "trainer.accelerator", "resume"]
+    for number, (batches, seed) in enumerate([(5, 1), (5, 2), (50, 1), (50, 2)]):
+        where = ["data.root=/x", f"trainer.accelerator={'cpu' if number < 2 else 'gpu'}"]  # continued on a GPU
+        resumed = ["resume='/s/2_seed=1'"] if number == 2 else []
+        job(
+            tmp_path,
+            f"{number}_seed={seed}",
+            [f"trainer.limit_train_batches={batches}", f"seed={seed}", *where, *resumed],
+            0.8 + number / 100,
+        )
+    jobs, _ = write_summary(tmp_path, exclude)
+    assert sorted(" ".join(j.overrides) for j in jobs) == [  # before: "seed=1" twice and "seed=2" twice
+        "trainer.limit_train_batches=5 seed=1",
+        "trainer.limit_train_batches=5 seed=2",
+        "trainer.limit_train_batches=50 seed=1",
+        "trainer.limit_train_batches=50 seed=2",
+    ]
+    assert [(overrides, n) for overrides, n, _ in seed_groups(jobs)] == [
+        (["trainer.limit_train_batches=50"], 2),
+        (["trainer.limit_train_batches=5"], 2),
+    ]
+    rows, _ = configuration_values(jobs, "val/acc_best")
+    assert [label for label, _ in rows] == ["trainer.limit_train_batches=50", "trainer.limit_train_batches=5"]

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from mnistlab.atomic_files import write_atomic
-from mnistlab.config_keys import override_key
+from mnistlab.config_keys import HARDWARE, PRESENTATION, override_key
 from mnistlab.sweeps import folds
 from mnistlab.sweeps.ranking import best_first, describe, ranking_key
 
@@ -61,10 +61,30 @@ def read_metrics(job_dir: Path) -> dict[str, Any]:
     return _read_json(job_dir / "metrics.json")
 
 
+def _overrides(job_dir: Path) -> list[str]:
+    return yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+
+
+def hidden_keys(job_dirs: Sequence[Path], exclude_keys: Sequence[str]) -> list[str]:
+    """``exclude_keys`` less those the sweep sweeps (``-m trainer.limit_train_batches=10,100``).
+
+    Hydra leaves ``exclude_keys`` out of the folder names, as they say where or how fast a job runs; but a
+    swept one tells the jobs apart, and its rows read as one setting without it. How a job shows its progress,
+    its hardware (a killed sweep continues on other hardware) and the bookkeeping of a continued job or an
+    Optuna trial stay out.
+    """
+    always = (*PRESENTATION, *HARDWARE, "resume", "callbacks.optuna_pruning.trial")
+    values: dict[str, set[str | None]] = {key: set() for key in exclude_keys if key not in always}
+    for job_dir in job_dirs:
+        given = {override_key(o): o for o in _overrides(job_dir)}
+        for key, seen in values.items():
+            seen.add(given.get(key))
+    return [key for key in exclude_keys if len(values.get(key, ())) < 2]
+
+
 def read_job(job_dir: Path, exclude_keys: Sequence[str] = ()) -> JobRecord:
     """Reads one job folder; a job with neither ``job.json`` nor ``metrics.json`` counts as failed."""
-    overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
-    shown = [o for o in overrides if override_key(o) not in exclude_keys]
+    shown = [o for o in _overrides(job_dir) if override_key(o) not in exclude_keys]
     metrics = read_metrics(job_dir)
     job = _read_json(job_dir / JOB_FILE)
     status = job.get("status", "ok" if metrics else "failed")
@@ -73,8 +93,13 @@ def read_job(job_dir: Path, exclude_keys: Sequence[str] = ()) -> JobRecord:
 
 
 def collect_jobs(sweep_dir: Path, exclude_keys: Sequence[str] = ()) -> list[JobRecord]:
-    """All job folders of ``sweep_dir``, best first (see ``ranking_key``), failed jobs last."""
-    jobs = [read_job(p.parent.parent, exclude_keys) for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
+    """All job folders of ``sweep_dir``, best first (see ``ranking_key``), failed jobs last.
+
+    Their overrides leave out ``exclude_keys``, except those the sweep sweeps (``hidden_keys``).
+    """
+    folders = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
+    hidden = hidden_keys(folders, exclude_keys)
+    jobs = [read_job(folder, hidden) for folder in folders]
     key = ranking_key(jobs)
     return sorted(jobs, key=lambda j: (*best_first(j.get(key), key), j.name))
 
