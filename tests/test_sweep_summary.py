@@ -118,7 +118,9 @@ def test_summary_png_needs_two_finished_jobs(tmp_path: Path) -> None:
     assert (tmp_path / "summary.md").is_file() and not (tmp_path / "summary.png").exists()
     none = tmp_path / "none"  # before: "these runs have no validation set", of jobs that all failed
     job(none, "0_a", ["model=linear"], None, status="failed")
-    assert write_summary(none)[1].splitlines()[2] == "No job has a result to rank by."
+    assert (
+        write_summary(none)[1].splitlines()[2] == "Not ranked: no job recorded val/acc_best, val/loss_best, test/acc."
+    )
 
 
 def test_runs_kept_by_the_lowest_val_loss_rank_lowest_first(tmp_path: Path) -> None:
@@ -176,3 +178,15 @@ def test_a_swept_placement_key_tells_the_jobs_apart(tmp_path: Path) -> None:
     ]
     rows, _ = configuration_values(jobs, "val/acc_best")
     assert [label for label, _ in rows] == ["trainer.limit_train_batches=50", "trainer.limit_train_batches=5"]
+
+
+def test_a_sweep_without_results_does_not_claim_a_ranking(tmp_path: Path) -> None:
+    # -m trainer.fast_dev_run=true model=linear,hidden: each job ok, none writes metrics.json.
+    job(tmp_path, "0_a", ["model=linear", "trainer.fast_dev_run=True"], None, status="ok")
+    job(tmp_path, "1_b", ["model=hidden", "trainer.fast_dev_run=True"], None, status="ok")
+    _, markdown = write_summary(tmp_path)
+    assert (
+        markdown.splitlines()[2] == "Not ranked: no job recorded val/acc_best, val/loss_best, test/acc."
+    )  # before: "Ranked by
+    assert "no validation set" not in markdown  # test/acc: these runs have no validation set (data.val_size=0)."
+    assert "**best**" not in markdown

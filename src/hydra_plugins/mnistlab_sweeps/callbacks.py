@@ -138,7 +138,7 @@ def progress_line(
         return f"{head}: {error} ({seconds} s)"
     metrics = read_metrics(output_dir)
     shown = " ".join(f"{k} {metrics[k]:.4f}" for k in ("test/acc", "val/acc_best", "val/loss_best") if k in metrics)
-    return f"{head}: {shown} ({seconds} s)"
+    return f"{head}: {shown or 'no metrics.json (a trainer.fast_dev_run smoke test writes none)'} ({seconds} s)"
 
 
 class OneGpuPerJob(Callback):

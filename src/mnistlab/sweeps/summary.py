@@ -22,7 +22,7 @@ import yaml
 from mnistlab.atomic_files import write_atomic
 from mnistlab.config_keys import HARDWARE, PRESENTATION, override_key
 from mnistlab.sweeps import folds
-from mnistlab.sweeps.ranking import best_first, describe, ranking_key
+from mnistlab.sweeps.ranking import HIGHER_IS_BETTER, best_first, describe, ranking_key
 
 JOB_FILE = "job.json"
 GROUP_KEYS = ("test/acc", "test/loss", "val/acc_best", "val/loss_best")
@@ -198,8 +198,8 @@ def to_markdown(jobs: Sequence[JobRecord], study: dict[str, Any] | None = None) 
     counts = f"{len(jobs) - failed - pruned - retried} finished, " + (f"{pruned} pruned, " if pruned else "")
     counts += (f"{retried} retried, " if retried else "") + f"{failed} failed"
     lines = [f"# Sweep summary: {len(jobs)} jobs, {counts}", ""]
-    ranked = any(job.get(key) is not None for job in jobs)
-    lines += [describe(key) if ranked else "No job has a result to rank by.", ""]
+    ranked = any(job.get(key) is not None for job in jobs)  # none: all failed, or smoke tests (fast_dev_run)
+    lines += [describe(key) if ranked else f"Not ranked: no job recorded {', '.join(HIGHER_IS_BETTER)}.", ""]
     columns = _columns(jobs)
     lines += ["| best | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
     best = next((job for job in jobs if job.status == "ok" and job.get(key) is not None), None)
