@@ -399,3 +399,16 @@ def test_folds_swept_by_hand_with_seeds_are_one_row_per_seed(tmp_path: Path) -> 
     _, markdown = write_summary(tmp_path)
     rows = [line for line in markdown.splitlines() if line.startswith("| experiment")]
     assert rows == ["| experiment=mine | 2 | 0.9000 ± 0.0000 |  |  |"]
+
+
+def test_folds_without_checkpoints_warn_in_one_line(tiny_root: Path, tmp_path: Path) -> None:
+    """``-m cv=2 trainer.fast_dev_run=true``: smoke tests save no checkpoint, so there is no ensemble to test.
+    Before: the warning came with a traceback on the console, and its line twice."""
+    sweep = tmp_path / "smoke"
+    result = run_script("train.py", "-m", "cv=2", "trainer.fast_dev_run=true", f"data.root={tiny_root}", *TINY,
+                        f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    assert "Traceback" not in console, console[-3000:]
+    warnings = [line for line in console.splitlines() if "the fold ensemble could not be tested" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: "), warnings

@@ -125,6 +125,7 @@ class FoldEnsembles(Callback):
         if config.get("cv") is None:
             return
         from mnistlab import process
+        from mnistlab.errors import MnistlabError
         from mnistlab.sweeps.folds import evaluate_ensembles
         from mnistlab.sweeps.summary import collect_jobs
         from mnistlab.user_errors import one_line
@@ -143,7 +144,8 @@ class FoldEnsembles(Callback):
                 if OmegaConf.select(config, "logger.mlflow") is not None:
                     self._mlflow_parent(sweep_dir, group, folder)
         except Exception as exc:  # the folds' own results stand; the summary shows no ensemble column then
-            log.warning("the fold ensemble could not be tested: %s", one_line(exc), exc_info=exc)
+            if not isinstance(exc, MnistlabError):  # a bug: its traceback; a user's case (no checkpoint) is its line
+                log.warning("the fold ensemble could not be tested: %s", one_line(exc), exc_info=exc)
             print(f"warning: the fold ensemble could not be tested: {one_line(exc)}", file=sys.stderr)
         sys.stdout.flush()
 
