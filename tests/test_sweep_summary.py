@@ -190,3 +190,14 @@ def test_a_sweep_without_results_does_not_claim_a_ranking(tmp_path: Path) -> Non
     )  # before: "Ranked by
     assert "no validation set" not in markdown  # test/acc: these runs have no validation set (data.val_size=0)."
     assert "**best**" not in markdown
+
+
+def test_a_study_without_a_completed_trial_says_so(tmp_path: Path) -> None:
+    # -m hparams_search=optuna hydra.sweeper.objective=val/acc: no metrics.json holds it, every trial failed.
+    job(tmp_path, "0_a", ["optimizer.lr=0.01"], 0.9, status="ok")
+    study = {"study_name": "mnistlab", "objective": "val/acc", "states": {"FAIL": 1}}
+    (tmp_path / "optuna.json").write_text(json.dumps(study))
+    _, markdown = write_summary(tmp_path)
+    # Before: no word of the study, whose jobs all read "ok".
+    assert "## Optuna study `mnistlab`" in markdown
+    assert "Trials: 1 fail." in markdown and "No trial completed: no best trial by val/acc" in markdown

@@ -213,13 +213,15 @@ def to_markdown(jobs: Sequence[JobRecord], study: dict[str, Any] | None = None) 
         for overrides, n, stats in groups:
             cells = [f"{s[0]:.4f} ± {s[1]:.4f}" if (s := stats.get(k)) else "" for k in keys]
             lines.append(f"| {_md_cell(' '.join(overrides))} | {n} | " + " | ".join(cells) + " |")
-    if study and study.get("best"):
-        best_trial = study["best"]
+    if study and study.get("states"):
         lines += ["", f"## Optuna study `{study['study_name']}`", ""]
         lines.append(f"Trials: {', '.join(f'{n} {state.lower()}' for state, n in sorted(study['states'].items()))}.")
-        lines.append(f"Best trial {best_trial['number']}: {study['objective']} = {best_trial['value']:.4f} with")
-        lines.append("")
-        lines += [f"- `{k}` = {v}" for k, v in best_trial["params"].items()]
+        if best_trial := study.get("best"):
+            lines.append(f"Best trial {best_trial['number']}: {study['objective']} = {best_trial['value']:.4f} with")
+            lines.append("")
+            lines += [f"- `{k}` = {v}" for k, v in best_trial["params"].items()]
+        else:  # e.g. an objective that no job's metrics.json holds: each trial failed, however its job ended
+            lines.append(f"No trial completed: no best trial by {study['objective']} (each job's metrics.json).")
     return "\n".join(lines) + "\n"
 
 
