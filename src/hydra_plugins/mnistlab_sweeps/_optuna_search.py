@@ -44,6 +44,7 @@ from hydra_plugins.mnistlab_sweeps._search_space import (
     check_validation,
     distribution,
     override_value,
+    study_mistake,
 )
 from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
 from hydra_plugins.mnistlab_sweeps.hydra_private import job_exception
@@ -167,6 +168,8 @@ class OptunaSearch:
             direction=c.direction,
             load_if_exists=True,
         )
+        if mistake := study_mistake(study, c.objective, c.direction):
+            refuse(mistake)
         # A resumed study must not replay the random start-up trials of the first run.
         seed = None if c.seed is None else c.seed + len(study.trials)
         study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=c.n_startup_trials)

@@ -130,6 +130,31 @@ def check_validation(config: DictConfig, objective: str, searched: Collection[st
         )
 
 
+OBJECTIVE_ATTR = "mnistlab_objective"
+
+
+def study_mistake(study: optuna.Study, objective: str, direction: str) -> str | None:
+    """Why a study (new, or continued in its sweep folder) cannot take this launch's objective and direction.
+
+    Optuna loads a stored study with its own direction and takes any value told: a continued search with
+    another objective mixed the two in one ranking (and reported the old trials' values under the new name).
+
+    Returns:
+        The reason in one line, or None (a new study records ``objective``).
+    """
+    stored = study.user_attrs.get(OBJECTIVE_ATTR)
+    if stored is None and not study.trials:
+        study.set_user_attr(OBJECTIVE_ATTR, objective)
+    kept = study.direction.name.lower()
+    if (stored or objective) != objective or kept != str(direction).lower():
+        return (
+            f"the study {study.study_name} in this sweep folder {'maximises' if kept == 'maximize' else 'minimises'} "
+            f"{stored or 'its objective'}: continue it with hydra.sweeper.objective={stored or objective} "
+            f"hydra.sweeper.direction={kept}, or give a new hydra.sweep.dir"
+        )
+    return None
+
+
 def override_value(value: Any) -> str:
     """A trial's value on its job's command line: four significant digits keep job folder names readable."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
