@@ -291,3 +291,23 @@ def test_a_continued_study_keeps_its_objective_and_direction(tmp_path: Path, set
         result.stderr.strip().splitlines()[-1].startswith(f"error: the study mnistlab in this sweep folder {message}")
     )
     assert len(optuna.load_study(study_name="mnistlab", storage=f"sqlite:///{sweep_dir}/optuna.db").trials) == 0
+
+
+def test_a_sweep_folder_whose_job_numbers_now_mean_other_jobs_is_refused(tmp_path: Path) -> None:
+    """The sweep's own command, but an experiment file's hydra.sweeper.params changed (model: linear,hidden ->
+    linear,cnn). Before: job 1 ran again as model=cnn beside the old 1_model=hidden, and one summary held both."""
+    from mnistlab.errors import MnistlabError
+    from mnistlab.resume.sweep import jobs_to_launch
+
+    for num, model in enumerate(["linear", "hidden"]):
+        record = tmp_path / f"{num}_model={model}" / ".hydra"
+        record.mkdir(parents=True)
+        (record / "hydra.yaml").write_text(f"hydra:\n  job:\n    num: {num}\n")
+        (record / "overrides.yaml").write_text(f"- model={model}\n- trainer.accelerator=cpu\n")
+        (record.parent / "job.json").write_text('{"status": "ok"}')
+    kept = [(0, ["model=linear", "trainer.accelerator=gpu"]), (1, ["model=hidden", "trainer.accelerator=gpu"])]
+    assert jobs_to_launch(tmp_path, kept, ["trainer.accelerator"]) == []  # continued on other hardware
+    with pytest.raises(MnistlabError, match=r"holds job 1 of another sweep \(1_model=hidden\), where this one's job 1"):
+        jobs_to_launch(tmp_path, [(0, ["model=linear"]), (1, ["model=cnn"])], ["trainer.accelerator"])
+    (tmp_path / "1_model=hidden" / ".hydra" / "overrides.yaml").unlink()  # killed while Hydra wrote its record
+    assert jobs_to_launch(tmp_path, [(1, ["model=cnn"])]) == [(1, ["model=cnn"])]

@@ -14,6 +14,7 @@ from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config_keys import HARDWARE, PRESENTATION, override_key
+from mnistlab.errors import MnistlabError
 from mnistlab.resume.sweep import jobs_to_launch
 from mnistlab.run_folders import release_claimed_folders
 from mnistlab.user_errors import EXIT_USER_ERROR
@@ -100,7 +101,10 @@ def launch_missing(
     number, hence its folder.
     """
     exclude = list(config.hydra.job.config.override_dirname.exclude_keys)
-    todo = jobs_to_launch(Path(config.hydra.sweep.dir), list(enumerate(batch, initial_job_idx)), exclude)
+    try:
+        todo = jobs_to_launch(Path(config.hydra.sweep.dir), list(enumerate(batch, initial_job_idx)), exclude)
+    except MnistlabError as e:
+        refuse(str(e))
     returns: list[JobReturn] = []
     for _, run in itertools.groupby(enumerate(todo), key=lambda item: item[1][0] - item[0]):
         jobs = [job for _, job in run]

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mnistlab.config_keys import override_key
+from mnistlab.errors import MnistlabError
 from mnistlab.resume.run import RECORD_DIR
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,11 @@ def job_folders(sweep_dir: Path) -> dict[int, Path]:
     return folders
 
 
-def _same_job(folder: Path, overrides: Sequence[str], exclude_keys: Sequence[str]) -> bool:
-    """Whether ``folder`` was launched with ``overrides``, apart from ``exclude_keys`` (Hydra's folder naming)."""
+def _same_job(folder: Path, overrides: Sequence[str], exclude_keys: Sequence[str]) -> bool | None:
+    """Whether ``folder`` was launched with ``overrides``, apart from ``exclude_keys`` (Hydra's folder naming).
+
+    None where its record cannot be read (a job killed while Hydra wrote it).
+    """
     import yaml
 
     def shown(items: Sequence[str]) -> list[str]:
@@ -40,7 +44,7 @@ def _same_job(folder: Path, overrides: Sequence[str], exclude_keys: Sequence[str
     try:
         saved = yaml.safe_load((folder / RECORD_DIR / "overrides.yaml").read_text()) or []
     except (OSError, yaml.YAMLError):
-        return False
+        return None
     return shown(saved) == shown(overrides)
 
 
@@ -72,7 +76,15 @@ def jobs_to_launch(
     todo = []
     for num, overrides in jobs:
         folder = folders.get(num)
-        if folder is None or not _same_job(folder, overrides, exclude_keys):
+        same = None if folder is None else _same_job(folder, overrides, exclude_keys)
+        if folder is not None and same is False:
+            # The command is the sweep's own (launchers.check_same_sweep), but the jobs it makes are not: the
+            # sweeper's params (an experiment file's hydra.sweeper.params) changed. Job n twice, in one summary.
+            raise MnistlabError(
+                f"hydra.sweep.dir={sweep_dir} holds job {num} of another sweep ({folder.name}), where this one's "
+                f"job {num} is {' '.join(overrides)}: its hydra.sweeper.params changed since; give a new folder"
+            )
+        if not same:
             todo.append((num, list(overrides)))
         elif job_status(folder) in FINISHED:
             print(f"job {num} kept: it finished in an earlier launch ({folder.name})", flush=True)
