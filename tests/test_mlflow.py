@@ -243,3 +243,34 @@ def test_without_the_extra_logger_mlflow_says_what_to_install(tmp_path: Path) ->
     assert result.stderr.strip().splitlines()[-1] == (
         'error: logger=mlflow needs MLflow, which is not installed: pip install -e ".[mlflow]"'
     )
+
+
+def test_a_continued_cross_validation_keeps_its_one_parent_run(tmp_path: Path) -> None:
+    """The same cv=K command again (continued, or all kept) tests its ensembles again. Before: each launch made
+    another parent run of the same name, the earlier one left without its folds."""
+    from mlflow import MlflowClient
+
+    from mnistlab.mlflow_runs import nest_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("sweep")
+    folds = []
+    for fold in range(2):
+        run = client.create_run(experiment, run_name=f"fold {fold}").info.run_id
+        folder = tmp_path / f"{fold}_fold"
+        folder.mkdir()
+        record = {"tracking_uri": uri, "run_id": run, "experiment_id": experiment}
+        (folder / "mlflow_run.json").write_text(json.dumps(record))
+        folds.append(folder)
+    report = tmp_path / "ensembles" / "0"
+    report.mkdir(parents=True)
+    first = nest_runs(folds, "cv cv=2", {"ensemble/test/acc": 0.9}, report)
+    again = nest_runs(folds, "cv cv=2", {"ensemble/test/acc": 0.9}, report)
+    assert again == first
+    parents = [r for r in client.search_runs([experiment]) if r.info.run_name == "cv cv=2"]
+    assert [r.info.run_id for r in parents] == [first]
+    children = {
+        r.data.tags.get("mlflow.parentRunId") for r in client.search_runs([experiment]) if r.info.run_id != first
+    }
+    assert children == {first}

@@ -11,11 +11,18 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from mnistlab.atomic_files import write_json
 from mnistlab.mlflow_logger import RUN_FILE, record_error, with_retry
+
+if TYPE_CHECKING:  # mlflow is the [mlflow] extra
+    from mlflow import MlflowClient
 
 # The run folder's report (written by mnistlab.evaluation.TestReport and fit_and_test), uploaded as artifacts.
 REPORT_FILES = ("confusion_matrix.png", "confusion_matrix.csv", "per_class.csv", "metrics.json")
+# In an ensemble's report folder: the parent run that nest_runs made for it.
+PARENT_FILE = "mlflow_parent.json"
 # The composed config as Hydra saved it; uploaded under config/.
 CONFIG_FILES = (".hydra/config.yaml", ".hydra/overrides.yaml")
 
@@ -65,7 +72,11 @@ def nest_runs(run_dirs: Sequence[Path], name: str, metrics: Mapping[str, float],
         return None
     client = MlflowClient(saved[0]["tracking_uri"])
     tags = {"cv.folds": str(len(run_dirs)), "report_dir": str(report_dir.resolve())}
-    parent = with_retry(lambda: client.create_run(saved[0]["experiment_id"], run_name=name, tags=tags)).info.run_id
+    # A continued sweep tests its ensembles again: their parent runs are those of the first launch, not new ones.
+    parent = _earlier_parent(client, report_dir / PARENT_FILE, saved[0])
+    if parent is None:
+        parent = with_retry(lambda: client.create_run(saved[0]["experiment_id"], run_name=name, tags=tags)).info.run_id
+        write_json(report_dir / PARENT_FILE, {"tracking_uri": saved[0]["tracking_uri"], "run_id": parent})
     for child in saved:
         with_retry(lambda child=child: client.set_tag(child["run_id"], "mlflow.parentRunId", parent))
     now = int(time.time() * 1000)
@@ -76,3 +87,15 @@ def nest_runs(run_dirs: Sequence[Path], name: str, metrics: Mapping[str, float],
             with_retry(lambda file=file: client.log_artifact(parent, str(report_dir / file)))
     with_retry(lambda: client.set_terminated(parent, "FINISHED"))
     return parent
+
+
+def _earlier_parent(client: MlflowClient, record: Path, child: Mapping[str, str]) -> str | None:
+    """The parent run an earlier launch recorded in ``record``, if it is still in the children's experiment."""
+    try:
+        earlier = json.loads(record.read_text())
+        if earlier["tracking_uri"] != child["tracking_uri"]:
+            return None
+        run = client.get_run(earlier["run_id"])
+    except Exception:  # no record, a damaged one, or a run deleted since: a new parent
+        return None
+    return run.info.run_id if run.info.experiment_id == child["experiment_id"] else None
