@@ -83,6 +83,19 @@ def test_a_grid_of_configurations_names_each_ensemble_on_its_line(tiny_root: Pat
         assert line.startswith(f"ensemble of the folds of {' '.join(overrides)}: test/acc ")
 
 
+def test_a_grid_names_its_one_tested_ensemble_where_the_other_configuration_failed(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    sweep = tmp_path / "grid"
+    result = run_script("train.py", "-m", "cv=2", "optimizer.lr=0,0.001", f"data.root={tiny_root}", *TINY,
+                        f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]  # lr=0's folds failed
+    lines = [line for line in result.stdout.splitlines() if line.startswith("ensemble of the folds")]
+    # Before: "ensemble of the folds: test/acc ..." in a grid of two configurations: which one?
+    assert len(lines) == 1 and lines[0].startswith("ensemble of the folds of cv=2 "), lines
+    assert "optimizer.lr=0.001" in lines[0].split(":")[0], lines
+
+
 def _job(sweep: Path, name: str, overrides: list[str], metrics: dict[str, float]) -> None:
     (sweep / name / ".hydra").mkdir(parents=True)
     (sweep / name / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))

@@ -126,7 +126,7 @@ class FoldEnsembles(Callback):
             return
         from mnistlab import process
         from mnistlab.errors import MnistlabError
-        from mnistlab.sweeps.folds import evaluate_ensembles
+        from mnistlab.sweeps.folds import evaluate_ensembles, fold_groups
         from mnistlab.sweeps.summary import collect_jobs
         from mnistlab.user_errors import one_line
 
@@ -137,9 +137,10 @@ class FoldEnsembles(Callback):
         process.configure_job()
         try:
             tested = evaluate_ensembles(sweep_dir, jobs, accelerator)  # best mean val/acc first, as the summary
+            grid = len(fold_groups(jobs)) > 1  # even where only one configuration had folds enough to test
             for group, folder in tested:
                 # A grid of configurations: each line names its own (cv=3 model=linear).
-                which = f" of {' '.join(group.overrides)}" if len(tested) > 1 else ""
+                which = f" of {' '.join(group.overrides)}" if grid else ""
                 print(f"ensemble of the folds{which}: test/acc {group.ensemble['test/acc']:.4f} (report in {folder})")
                 if OmegaConf.select(config, "logger.mlflow") is not None:
                     self._mlflow_parent(sweep_dir, group, folder)
