@@ -201,3 +201,14 @@ def test_a_study_without_a_completed_trial_says_so(tmp_path: Path) -> None:
     # Before: no word of the study, whose jobs all read "ok".
     assert "## Optuna study `mnistlab`" in markdown
     assert "Trials: 1 fail." in markdown and "No trial completed: no best trial by val/acc" in markdown
+
+
+def test_summary_png_title_says_every_job_only_of_what_failed_jobs_share_too(tmp_path: Path) -> None:
+    # -m model=linear,hidden optimizer.lr=0,0.1: lr=0's jobs failed; lr=0.1 is not every job's.
+    job(tmp_path, "0_a", ["model=linear", "optimizer.lr=0", "trainer.max_epochs=1"], None, status="failed")
+    job(tmp_path, "1_b", ["model=linear", "optimizer.lr=0.1", "trainer.max_epochs=1"], 0.90)
+    job(tmp_path, "2_c", ["model=hidden", "optimizer.lr=0", "trainer.max_epochs=1"], None, status="failed")
+    job(tmp_path, "3_d", ["model=hidden", "optimizer.lr=0.1", "trainer.max_epochs=1"], 0.95)
+    rows, shared = configuration_values(collect_jobs(tmp_path), "val/acc_best")
+    assert shared == ["trainer.max_epochs=1"]  # before: also optimizer.lr=0.1, under "every job:"
+    assert [label for label, _ in rows] == ["model=hidden optimizer.lr=0.1", "model=linear optimizer.lr=0.1"]

@@ -236,8 +236,10 @@ def configuration_values(jobs: Sequence[JobRecord], key: str) -> tuple[list[tupl
         if job.status == "ok" and (value := job.get(key)) is not None:
             setting = tuple(o for o in job.overrides if override_key(o) not in folds.PER_FOLD)
             groups.setdefault(setting, []).append(value)
-    # What every configuration shares goes under the title; with one configuration, its label keeps it all.
-    shared = [o for o in next(iter(groups), ()) if all(o in setting for setting in groups)] if len(groups) > 1 else []
+    # What every job shares goes under the title ("every job: ..."), failed ones too, which a value the finished
+    # ones share may not be theirs; with one configuration, its label keeps it all.
+    every = [[o for o in job.overrides if override_key(o) not in folds.PER_FOLD] for job in jobs]
+    shared = [o for o in next(iter(groups), ()) if all(o in setting for setting in every)] if len(groups) > 1 else []
     rows = [(" ".join(o for o in setting if o not in shared) or "(no override)", v) for setting, v in groups.items()]
     return sorted(rows, key=lambda row: best_first(statistics.fmean(row[1]), key)), shared
 
