@@ -168,6 +168,15 @@ def test_a_sweep_folder_leaves_out_a_job_that_is_running_or_was_interrupted(
     assert find_checkpoints(sweep) == [find_checkpoints(j)[0] for j in jobs]
 
 
+def test_a_sweep_folder_counts_a_job_run_twice_once(cv_sweep: tuple[Path, str], tmp_path: Path) -> None:
+    # A cv=K Optuna trial killed after its fold 0 is asked again: fold 0 runs again, same overrides and seed.
+    sweep = Path(shutil.copytree(cv_sweep[0], tmp_path / "retried"))
+    jobs = _jobs(sweep)
+    again = shutil.copytree(jobs[0], sweep / jobs[0].name.replace("0_", "3_", 1))
+    # Before: four members, fold 0's model twice in the mean.
+    assert find_checkpoints(sweep) == [find_checkpoints(j)[0] for j in [*jobs[1:], again]]
+
+
 @pytest.mark.parametrize("stage", ["ensembles", "summary"])
 def test_a_ctrl_c_after_the_jobs_prints_the_continue_line_not_a_traceback(
     stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

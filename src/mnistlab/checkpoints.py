@@ -177,9 +177,13 @@ def _finished(job: Path) -> bool:
 def sweep_members(sweep_dir: Path) -> list[Path]:
     """The run folders of a sweep's finished jobs (``-m``), in job order.
 
-    A failed or pruned job is left out, and so is one still running or interrupted.
+    A failed or pruned job is left out, and so is one still running or interrupted. A job that finished
+    twice with the same overrides (a killed ``cv=K`` Optuna trial's folds, run again by its retry: the same
+    seed, the same model) counts once, as its last run: it would weigh twice in the ensemble's mean.
     """
-    return [job for job in _sweep_jobs(sweep_dir) if _finished(job) and _is_run_folder(job)]
+    finished = [job for job in _sweep_jobs(sweep_dir) if _finished(job) and _is_run_folder(job)]
+    last = {(job / ".hydra" / "overrides.yaml").read_text(): job for job in finished}
+    return [job for job in finished if job in last.values()]
 
 
 def unfinished_jobs(sweep_dir: Path) -> list[Path]:
