@@ -96,6 +96,21 @@ def test_a_grid_names_its_one_tested_ensemble_where_the_other_configuration_fail
     assert "optimizer.lr=0.001" in lines[0].split(":")[0], lines
 
 
+def test_a_grid_sweep_folder_as_ckpt_path_says_it_mixes_configurations(
+    cv_sweep: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two configurations' tested ensembles (a grid x folds): the folder is all their folds in one mean.
+    sweep = Path(shutil.copytree(cv_sweep[0], tmp_path / "grid"))
+    shutil.copytree(sweep / "ensembles" / "0", sweep / "ensembles" / "3")
+    find_checkpoints(sweep)
+    err = capsys.readouterr().err  # before: only "is a sweep: an ensemble of its 3 finished jobs"
+    assert f"ckpt_path={sweep} is a sweep: an ensemble of its 3 finished jobs (best.ckpt); its 2 configurations " in err
+    assert f"together, one is e.g. ckpt_path={sweep / 'ensembles' / '0'}\n" in err
+    shutil.rmtree(sweep / "ensembles" / "3")
+    find_checkpoints(sweep)
+    assert "configurations" not in capsys.readouterr().err
+
+
 def _job(sweep: Path, name: str, overrides: list[str], metrics: dict[str, float]) -> None:
     (sweep / name / ".hydra").mkdir(parents=True)
     (sweep / name / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))

@@ -18,7 +18,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from mnistlab.atomic_files import write_atomic
 from mnistlab.config_keys import shell_path_override
 from mnistlab.errors import MnistlabError
-from mnistlab.resume.sweep import job_status
+from mnistlab.resume.sweep import is_run_folder as _is_run_folder
+from mnistlab.resume.sweep import sweep_members, unfinished_jobs
 from mnistlab.systems import Classifier
 
 # Which model files the scripts take, for messages about the wrong kind of file.
@@ -151,50 +152,6 @@ def find_checkpoint(
     raise MnistlabError(f"{setting}={path} is a folder without {' or '.join(prefer)} (in it or in checkpoints/)")
 
 
-def _is_run_folder(path: Path) -> bool:
-    return (path / "checkpoints").is_dir() or any(path.glob("*.ckpt"))
-
-
-def _job_number(folder: Path) -> tuple[int, str]:
-    head = folder.name.split("_", 1)[0]  # Hydra's <job number>_<overrides>
-    return (int(head) if head.isdigit() else -1, folder.name)
-
-
-def _sweep_jobs(sweep_dir: Path) -> list[Path]:
-    return sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=_job_number)
-
-
-def _finished(job: Path) -> bool:
-    """Whether a sweep job ended well: its ``job.json`` says ok, or, without one, its ``metrics.json`` is there.
-
-    A job without ``job.json`` is still running or was interrupted (its checkpoints are half-trained), or is
-    of a sweep from before ``job.json``: only the test's ``metrics.json``, written as the job ends, tells.
-    """
-    status = job_status(job)
-    return status == "ok" if status is not None else (job / "metrics.json").is_file()
-
-
-def sweep_members(sweep_dir: Path) -> list[Path]:
-    """The run folders of a sweep's finished jobs (``-m``), in job order.
-
-    A failed or pruned job is left out, and so is one still running or interrupted. A job that finished
-    twice with the same overrides (a killed ``cv=K`` Optuna trial's folds, run again by its retry: the same
-    seed, the same model) counts once, as its last run: it would weigh twice in the ensemble's mean.
-    """
-    finished = [job for job in _sweep_jobs(sweep_dir) if _finished(job) and _is_run_folder(job)]
-    last = {(job / ".hydra" / "overrides.yaml").read_text(): job for job in finished}
-    return [job for job in finished if job in last.values()]
-
-
-def unfinished_jobs(sweep_dir: Path) -> list[Path]:
-    """The job folders of a sweep that hold checkpoints of a job still running or interrupted."""
-    return [
-        job
-        for job in _sweep_jobs(sweep_dir)
-        if job_status(job) is None and not (job / "metrics.json").is_file() and _is_run_folder(job)
-    ]
-
-
 def _tested_ensemble(folder: Path, setting: str) -> list[Path] | None:
     """The members of an ensemble a ``cv=K`` sweep tested (``<sweep>/ensembles/<n>/``); None for another folder.
 
@@ -249,7 +206,12 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
         )
     found = [find_checkpoint(job, announce=False) for job in members]
     names = ", ".join(sorted({f.name for f in found}))
-    print(f"{setting}={folder} is a sweep: an ensemble of its {len(found)} finished jobs ({names})", file=sys.stderr)
+    grid = sorted(folder.glob("ensembles/*/ensemble.json"))  # a grid x folds: not one configuration's folds
+    mixed = f"; its {len(grid)} configurations together, one is e.g. {setting}={grid[0].parent}" if grid[1:] else ""
+    print(
+        f"{setting}={folder} is a sweep: an ensemble of its {len(found)} finished jobs ({names}){mixed}",
+        file=sys.stderr,
+    )
     if unfinished := unfinished_jobs(folder):  # half-trained: their checkpoints would weigh in unnoticed
         numbers = ", ".join(job.name.split("_", 1)[0] for job in unfinished)
         print(

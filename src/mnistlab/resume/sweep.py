@@ -96,3 +96,47 @@ def jobs_to_launch(
             shutil.rmtree(folder)  # logs of a start that saved nothing; the job's new start writes its own
             todo.append((num, list(overrides)))
     return todo
+
+
+def is_run_folder(path: Path) -> bool:
+    """A run folder: its ``checkpoints/``, or checkpoint files of its own."""
+    return (path / "checkpoints").is_dir() or any(path.glob("*.ckpt"))
+
+
+def _job_number(folder: Path) -> tuple[int, str]:
+    head = folder.name.split("_", 1)[0]  # Hydra's <job number>_<overrides>
+    return (int(head) if head.isdigit() else -1, folder.name)
+
+
+def _sweep_jobs(sweep_dir: Path) -> list[Path]:
+    return sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=_job_number)
+
+
+def _finished(job: Path) -> bool:
+    """Whether a sweep job ended well: its ``job.json`` says ok, or, without one, its ``metrics.json`` is there.
+
+    A job without ``job.json`` is still running or was interrupted (its checkpoints are half-trained), or is
+    of a sweep from before ``job.json``: only the test's ``metrics.json``, written as the job ends, tells.
+    """
+    status = job_status(job)
+    return status == "ok" if status is not None else (job / "metrics.json").is_file()
+
+
+def sweep_members(sweep_dir: Path) -> list[Path]:
+    """The run folders of a sweep's finished jobs (``-m``), in job order.
+
+    A failed or pruned job is left out, and so is one still running or interrupted. A job finished twice with the
+    same overrides (a killed ``cv=K`` Optuna trial's fold, run again by its retry) counts once, as its last run.
+    """
+    finished = [job for job in _sweep_jobs(sweep_dir) if _finished(job) and is_run_folder(job)]
+    last = {(job / ".hydra" / "overrides.yaml").read_text(): job for job in finished}
+    return [job for job in finished if job in last.values()]
+
+
+def unfinished_jobs(sweep_dir: Path) -> list[Path]:
+    """The job folders of a sweep that hold checkpoints of a job still running or interrupted."""
+    return [
+        job
+        for job in _sweep_jobs(sweep_dir)
+        if job_status(job) is None and not (job / "metrics.json").is_file() and is_run_folder(job)
+    ]
