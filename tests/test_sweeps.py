@@ -311,3 +311,39 @@ def test_a_sweep_folder_whose_job_numbers_now_mean_other_jobs_is_refused(tmp_pat
         jobs_to_launch(tmp_path, [(0, ["model=linear"]), (1, ["model=cnn"])], ["trainer.accelerator"])
     (tmp_path / "1_model=hidden" / ".hydra" / "overrides.yaml").unlink()  # killed while Hydra wrote its record
     assert jobs_to_launch(tmp_path, [(1, ["model=cnn"])]) == [(1, ["model=cnn"])]
+
+
+HOLD_SWEEP = """
+import sys, time
+from pathlib import Path
+from mnistlab.run_folders import lock_run_folder
+assert lock_run_folder(Path(sys.argv[1])) is None
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_same_sweep_twice_at_once_is_refused(tmp_path: Path) -> None:
+    """Before: the second launch took the first's running job 0 (no job.json, no last.ckpt yet) for a start
+    that saved nothing, emptied its folder and trained into it beside it."""
+    import subprocess
+    import sys
+
+    sweep_dir = tmp_path / "sweep"
+    running = sweep_dir / "0_model=linear"  # the first launch's job 0, in its first epoch
+    (running / ".hydra").mkdir(parents=True)
+    (running / ".hydra" / "hydra.yaml").write_text("hydra:\n  job:\n    num: 0\n")
+    (running / ".hydra" / "overrides.yaml").write_text("- model=linear\n- trainer.max_epochs=1\n")
+    (running / "train.log").write_text("epoch 0 ...\n")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_SWEEP, str(sweep_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = sweep(sweep_dir, "model=linear")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: hydra.sweep.dir={sweep_dir} is in use by another sweep that is still going: give a new folder"
+    )
+    assert (running / "train.log").read_text() == "epoch 0 ...\n"

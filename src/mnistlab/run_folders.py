@@ -146,7 +146,7 @@ def note_existing(run_dir: str | Path) -> bool:
     return True
 
 
-def lock_run_folder(run_dir: Path) -> str | None:
+def lock_run_folder(run_dir: Path, setting: str = "hydra.run.dir", kind: str = "run") -> str | None:
     """Takes ``run_dir`` for this process (an exclusive lock, released when the process ends); None, or why not.
 
     Two runs given the same ``hydra.run.dir`` (or two ``resume=`` of one run) at once would both train
@@ -154,6 +154,11 @@ def lock_run_folder(run_dir: Path) -> str | None:
     checks (``resume.run.run_folder_mistake``) look at what is on disk; only a lock sees a run still going.
     The lock is an ``flock`` on the folder itself, so nothing is added to it. POSIX only (``fcntl``);
     elsewhere, or on a file system without locks, nothing is locked.
+
+    Args:
+        run_dir: The folder.
+        setting: The setting that named it, for the message.
+        kind: What uses it (a run; a sweep locks its ``hydra.sweep.dir``).
     """
     try:
         import fcntl
@@ -168,7 +173,7 @@ def lock_run_folder(run_dir: Path) -> str | None:
     except BlockingIOError:
         os.close(folder)
         _EXISTED.add(run_dir.resolve())  # the other process's folder: never discarded by this one
-        return f"hydra.run.dir={run_dir} is in use by another run that is still going: give a new folder"
+        return f"{setting}={run_dir} is in use by another {kind} that is still going: give a new folder"
     except OSError:  # no locks here (some network file systems): the on-disk checks alone
         os.close(folder)
         return None

@@ -48,7 +48,7 @@ from hydra_plugins.mnistlab_sweeps._search_space import (
 )
 from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
 from hydra_plugins.mnistlab_sweeps.hydra_private import job_exception
-from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, check_same_sweep, refuse
+from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, check_same_sweep, lock_sweep_folder, refuse
 from hydra_plugins.mnistlab_sweeps.optuna_sweeper import OptunaSweeperConf
 from mnistlab.atomic_files import write_json
 from mnistlab.config_checks import check_number
@@ -159,6 +159,7 @@ class OptunaSearch:
         folds = fold_overrides(self.config, arguments, list(self.conf.params))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        lock_sweep_folder(sweep_dir)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         c = self.conf
         db = storage(c)

@@ -20,7 +20,13 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
 from hydra_plugins.mnistlab_sweeps.hydra_private import basic_sweeper, basic_sweeper_conf, sweep_params
-from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, check_same_sweep, continue_hint, launch_missing
+from hydra_plugins.mnistlab_sweeps.launchers import (
+    check_launcher,
+    check_same_sweep,
+    continue_hint,
+    launch_missing,
+    lock_sweep_folder,
+)
 from mnistlab import process
 
 
@@ -50,6 +56,7 @@ class GridSweeper(basic_sweeper()):  # type: ignore[misc]
             self.overrides = [jobs[i : i + size] for i in range(0, len(jobs), size)]
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        lock_sweep_folder(sweep_dir)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns: list[list[JobReturn]] = []
         initial_job_idx = 0

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnistlab.config_keys import HARDWARE, PRESENTATION, override_key
 from mnistlab.errors import MnistlabError
 from mnistlab.resume.sweep import jobs_to_launch
-from mnistlab.run_folders import release_claimed_folders
+from mnistlab.run_folders import lock_run_folder, release_claimed_folders
 from mnistlab.user_errors import EXIT_USER_ERROR
 
 
@@ -74,6 +74,16 @@ def check_same_sweep(config: DictConfig) -> None:
             f"hydra.sweep.dir={config.hydra.sweep.dir} holds another sweep ({' '.join(before) or 'no overrides'}), "
             "whose jobs this one's would mix with: continue it with its own command, or give a new folder"
         )
+
+
+def lock_sweep_folder(folder: Path) -> None:
+    """Holds the sweep folder for this process (``run_folders.lock_run_folder``), made before any job.
+
+    Refuses one that another sweep is using: the same command twice at once, whose second launch would
+    empty the first's running jobs' folders (``jobs_to_launch``) and train into them.
+    """
+    if busy := lock_run_folder(folder, "hydra.sweep.dir", "sweep"):
+        refuse(busy)
 
 
 def continue_hint(config: DictConfig, search: bool = False) -> str:
