@@ -287,3 +287,26 @@ def test_an_added_lightning_setting_is_typed_as_a_changed_one() -> None:
         ["+callbacks.early_stopping.patience=1"],  # no class named: judged by the callbacks' own check
     ):
         assert config_mistake(train, "train", valid) is None, valid
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        ("trainer.max_epochs=1 -m cv=3", "error: -m goes before the overrides (Hydra reads none after a flag that "
+         "follows one): -m trainer.max_epochs=1 cv=3"),
+        ("model=linear --config-name train seed=1", "error: --config-name goes before the overrides (Hydra reads "
+         "none after a flag that follows one): --config-name train model=linear seed=1"),
+    ],
+)  # fmt: skip
+def test_a_flag_between_overrides_is_one_line(args: str, line: str, tmp_path: Path) -> None:
+    """Before: Hydra's usage text (four lines) and "train.py: error: unrecognized arguments: cv=3"."""
+    result = run("train.py", args, tmp_path)
+    assert result.returncode == 2 and (result.stdout + result.stderr).strip().splitlines() == [line], result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_flags_before_or_after_every_override_pass_the_check() -> None:
+    train = ROOT / "scripts" / "train.py"
+    for args in (["-m", "model=linear", "seed=1"], ["model=linear", "seed=1", "-m"], ["-cn", "train", "-m", "seed=1"]):
+        mistake = config_mistake(train, "train", args)
+        assert mistake is None or "goes before the overrides" not in mistake, (args, mistake)

@@ -74,6 +74,17 @@ def _overrides(args: list[str]) -> tuple[list[str], dict[str, str]] | None:
     return overrides, flags
 
 
+def _flag_among_overrides(args: list[str]) -> str | None:
+    """A flag (with its value) after an override and before others (``a=1 -m b=2``), which Hydra's argparse refuses."""
+    seen, i = False, 0
+    while i < len(args):
+        arg, step = args[i], 2 if args[i] in FLAGS_WITH_VALUE else 1  # -cn NAME: NAME is no override
+        if arg.startswith("-") and seen and any(not a.startswith("-") for a in args[i + step :]):
+            return " ".join(args[i : i + step])
+        seen, i = seen or not arg.startswith("-"), i + (step if arg.startswith("-") else 1)
+    return None
+
+
 def _several_values(overrides: list[Override], config_name: str) -> str | None:
     """A sweep's values outside a multirun (Hydra's answer: four lines about ambiguity, exit 1)."""
     for o in overrides:
@@ -101,6 +112,9 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
     parsed = _overrides(args)
     if parsed is None:
         return None
+    if flag := _flag_among_overrides(args):  # Hydra: its usage text and "unrecognized arguments: <the rest>"
+        where = f"{flag} {' '.join(parsed[0])}"
+        return f"{flag.split()[0]} goes before the overrides (Hydra reads none after a flag that follows one): {where}"
     strings, flags = parsed
     if "dir" in flags or "package" in flags:
         return None  # another search path or package: Hydra's own checks apply
