@@ -152,7 +152,6 @@ class OptunaSearch:
                 check_searched_key(self.config, key, self.distributions)
             check_not_fixed(arguments, self.distributions)
             check_objective(self.config, self.conf.objective, self.conf.direction)
-
             check_validation(self.config, self.conf.objective, self.distributions)
         except ConfigError as e:
             refuse(str(e))
