@@ -269,23 +269,31 @@ def test_a_validation_objective_without_a_validation_set_is_refused(tmp_path: Pa
     ("setting", "message"),
     [
         (
-            "hydra.sweeper.objective=test/acc",
+            ("hydra.sweeper.objective=test/acc",),
             "maximises val/acc_best: continue it with hydra.sweeper.objective=val/acc",
         ),
-        (
-            "hydra.sweeper.direction=minimize",
+        (  # a minimising search of its own, consistent in itself (check_objective), but not the stored study's
+            (
+                "hydra.sweeper.direction=minimize",
+                "hydra.sweeper.objective=val/loss_best",
+                "callbacks.model_checkpoint.monitor=val/loss",
+                "callbacks.model_checkpoint.mode=min",
+                "callbacks.optuna_pruning.monitor=val/loss",
+            ),
             "maximises val/acc_best: continue it with hydra.sweeper.objective=val/acc",
         ),
     ],
 )
-def test_a_continued_study_keeps_its_objective_and_direction(tmp_path: Path, setting: str, message: str) -> None:
+def test_a_continued_study_keeps_its_objective_and_direction(
+    tmp_path: Path, setting: tuple[str, ...], message: str
+) -> None:
     """Before: the continued search told test/acc means into a study of val/acc_best values, and the summary
     named the old best trial's val/acc_best "test/acc"; a new direction was silently ignored."""
     sweep_dir = tmp_path / "search"
     sweep_dir.mkdir()
     study = optuna.create_study(study_name="mnistlab", storage=f"sqlite:///{sweep_dir}/optuna.db", direction="maximize")
     study.set_user_attr("mnistlab_objective", "val/acc_best")  # as the first launch records it
-    result = sweep(sweep_dir, "hparams_search=optuna", "hydra.sweeper.n_trials=1", setting)
+    result = sweep(sweep_dir, "hparams_search=optuna", "hydra.sweeper.n_trials=1", *setting)
     assert result.returncode == 2, result.stderr[-3000:]
     assert (
         result.stderr.strip().splitlines()[-1].startswith(f"error: the study mnistlab in this sweep folder {message}")
