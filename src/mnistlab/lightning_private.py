@@ -111,6 +111,15 @@ def step_counts(trainer: pl.Trainer) -> tuple[int, int]:
     return trainer.fit_loop.epoch_loop._batches_that_stepped, trainer.global_step
 
 
+def logging_step(trainer: pl.Trainer) -> int:
+    """The step Lightning hands the loggers for what is logged now (its ``log_metrics`` default).
+
+    Not ``trainer.global_step``: an epoch's or a validation's metrics are logged at the step of the batch
+    just trained, one below the optimizer steps counted after it.
+    """
+    return trainer.fit_loop.epoch_loop._batches_that_stepped
+
+
 def count_batches(trainer: pl.Trainer, extra: int) -> None:
     """Counts ``extra`` more batches for the Lightning step running now.
 

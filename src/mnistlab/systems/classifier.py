@@ -15,7 +15,12 @@ from mnistlab.config_checks import check_number
 from mnistlab.data.loaders import Batch
 from mnistlab.errors import ConfigError
 from mnistlab.figures import confusion_matrix_image
-from mnistlab.lightning_private import align_optimizer_step_counts, restore_loader_position, should_update_logs
+from mnistlab.lightning_private import (
+    align_optimizer_step_counts,
+    logging_step,
+    restore_loader_position,
+    should_update_logs,
+)
 from mnistlab.systems.distillation import Teacher, TrainingLoss, check_teacher
 from mnistlab.systems.divergence import DivergenceCheck, check_finite, check_finite_weights
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
@@ -308,6 +313,7 @@ class Classifier(pl.LightningModule):
         self._log_confmat_image("test")
 
     def _log_confmat_image(self, stage: str) -> None:
+        step = logging_step(self.trainer)  # the step of this stage's scalars, so the image sits beside them
         for writer in tensorboard_writers(self.trainer):
             image = confusion_matrix_image(self.confmats[stage], self.class_names, f"{stage} confusion matrix")
-            writer.add_image(f"{stage}/confusion_matrix", image, self.global_step, dataformats="HWC")  # (H, W, 3)
+            writer.add_image(f"{stage}/confusion_matrix", image, step, dataformats="HWC")  # (H, W, 3)
