@@ -1,7 +1,8 @@
-"""What TensorBoard shows of a run: each picture beside its scalars, and a resumed run as one run."""
+"""What TensorBoard and the other loggers show of a run: each picture beside its scalars, the best validation score."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from conftest import train, write_idx_set
@@ -22,3 +23,13 @@ def test_the_confusion_matrices_sit_at_the_steps_of_their_stage_scalars(tmp_path
         images = [e.step for e in events.Images(f"{stage}/confusion_matrix")]
         assert images == [e.step for e in events.Scalars(f"{stage}/acc")], stage
     assert [e.step for e in events.Images("val/confusion_matrix")] == [38, 77]
+
+
+def test_the_csv_logger_gets_the_best_validation_score_tensorboard_gets(tmp_path: Path) -> None:
+    """val/acc_best, which a sweep ranks its jobs by, went to TensorBoard alone: metrics.csv (and MLflow's run,
+    through the same logger call) had no column for it."""
+    data = write_idx_set(tmp_path / "tiny", n_train=400)
+    run = train(tmp_path / "run", *TINY, f"data.root={data}", "trainer.max_epochs=1", "logger=csv")
+    with (run.dir / "csv" / "metrics.csv").open(newline="") as file:
+        rows = [row for row in csv.DictReader(file) if row.get("val/acc_best")]
+    assert [(int(row["step"]), float(row["val/acc_best"])) for row in rows] == [(39, run.metrics["val/acc_best"])]

@@ -59,6 +59,19 @@ def log_hparams(
         writer.flush()
 
 
+def log_best_scores(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+    """Logs ``val/acc_best`` (or ``val/loss_best``) to the loggers other than TensorBoard, at the final step.
+
+    TensorBoard gets it with its HParams record (``log_hparams``); CSV's ``metrics.csv`` and MLflow's run
+    would otherwise lack the score a sweep ranks its jobs by. Their loggers were finalized by the test: saved again.
+    """
+    values = {k: v for k, v in metrics.items() if k in SUMMARY_METRICS and not k.startswith("test/")}
+    for logger in trainer.loggers:
+        if values and not isinstance(logger, TensorBoardLogger):
+            logger.log_metrics(values, trainer.global_step)
+            logger.save()
+
+
 def best_score(callback: ModelCheckpoint) -> float:
     """The monitored value of ``callback``'s best checkpoint.
 
@@ -155,6 +168,7 @@ def fit_and_test(
             print(f"fast_dev_run: test/acc {metrics['test/acc']:.4f} on a few batches, a smoke test: nothing written")
         elif trainer.is_global_zero:
             write_metrics(output_dir, metrics)
+            log_best_scores(trainer, metrics)
             log_hparams(trainer, hparams or {}, metrics, config)
             print(f"test/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}  ({output_dir})")
         return metrics
