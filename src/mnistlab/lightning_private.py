@@ -13,7 +13,8 @@ Attributes touched (``PRIVATE_ATTRIBUTES`` lists them for the test):
 - ``Trainer.fit_loop.restarted_mid_epoch``: read; a fit resumed mid-epoch, whose epoch start hooks Lightning skips.
 - ``Trainer.fit_loop._data_fetcher`` (``fetched``, ``length``, ``done``): advanced by a step of several batches.
 - ``Trainer.fit_loop.epoch_loop._batches_that_stepped``: advanced likewise (the logging interval, the loggers' x-axis),
-  and read where an epoch of the engine's fast path starts, to end its steps at the logging steps.
+  and read where an epoch of the engine's fast path starts, to end its steps at the logging steps, and for the
+  step of the confusion-matrix images (``logging_step``).
 - ``Trainer.fit_loop.epoch_loop.batch_progress``: its progress tracker, read and advanced likewise.
 - ``Trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress`` and
   ``Trainer.fit_loop.epoch_loop.automatic_optimization.optim_progress.optimizer.step``: the optimizer-step
