@@ -28,13 +28,23 @@ class SampleImages(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: Classifier) -> None:
         train_set = getattr(trainer.datamodule, "train_set", None)
         writers = tensorboard_writers(trainer)
-        if train_set is None or not writers or trainer.global_step > 0:  # once, not again on resume
+        if train_set is None or not writers or _continues_its_folder(trainer):  # once, not again on resume
             return
         images, labels = (t[: self.count] for t in train_set)  # (K, 1, 28, 28), (K,)
         names = [pl_module.class_names[i] for i in labels.tolist()]
         grid = image_grid(images, names, title="Training samples")  # (H, W, 3)
         for writer in writers:
             writer.add_image("train/samples", grid, 0, dataformats="HWC")
+
+
+def _continues_its_folder(trainer: pl.Trainer) -> bool:
+    """Whether the fit resumes a checkpoint of its own run folder (``resume=``), whose first launch logged the samples.
+
+    Not ``global_step > 0``: a new run from another run's checkpoint (``ckpt_path=``) starts a folder of its own.
+    """
+    if not trainer.ckpt_path or trainer.log_dir is None:
+        return False
+    return Path(trainer.log_dir).resolve() in Path(trainer.ckpt_path).resolve().parents
 
 
 class TestReport(pl.Callback):
