@@ -39,7 +39,9 @@ def build_and_run(cfg: DictConfig) -> float:
     cfg = continued_config(cfg, HydraConfig.get().overrides.task)  # resume=RUN_DIR or ckpt_path=...
     config = OmegaConf.to_container(cfg, resolve=True)
     # A sweep's job writes into its log; its progress, a line every 30 s, goes to the sweep's console.
-    progress = [JobProgress(HydraConfig.get().job.num, sys.__stdout__)] if in_sweep and sys.__stdout__ else []
+    # Not in a DDP rank that Lightning started (LOCAL_RANK): it re-runs the job outside the sweep, without its number.
+    job = HydraConfig.get().mode == RunMode.MULTIRUN and sys.__stdout__
+    progress = [JobProgress(HydraConfig.get().job.num, sys.__stdout__)] if job else []
     run = compose(cfg, callbacks=progress)
     if cfg.ckpt_path and not cfg.resume:  # a new run from a checkpoint: one it cannot take up is refused
         check_continuable(run.system, cfg.ckpt_path)
