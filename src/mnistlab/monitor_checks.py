@@ -33,14 +33,17 @@ def check_monitors(callbacks: dict[str, pl.Callback], log_every_n_steps: int) ->
         monitor = getattr(cb, "monitor", None)
         if not strict or not isinstance(monitor, str) or monitor.split("/")[0] not in ("train", "val"):
             continue
-        if monitor not in FIT_METRICS:
-            near = nearest(monitor, list(FIT_METRICS))
-            hint = f"; did you mean {near}?" if near else ""
-            raise ConfigError(
-                f"{name}.monitor={monitor!r} is not a metric the run logs{hint} (logged: {', '.join(FIT_METRICS)})"
-            )
+        check_logged(f"{name}.monitor={monitor!r}", monitor)
         if monitor == STEP_LOSS:
             check_step_loss_monitor(name, cb, log_every_n_steps)
+
+
+def check_logged(where: str, monitor: str) -> None:
+    """Refuses ``monitor`` (set at ``where``) when it names a ``train/`` or ``val/`` metric the system never logs."""
+    if monitor.split("/")[0] in ("train", "val") and monitor not in FIT_METRICS:
+        near = nearest(monitor, list(FIT_METRICS))
+        hint = f"; did you mean {near}?" if near else ""
+        raise ConfigError(f"{where} is not a metric the run logs{hint} (logged: {', '.join(FIT_METRICS)})")
 
 
 def check_step_loss_monitor(name: str, callback: pl.Callback, log_every_n_steps: int) -> None:

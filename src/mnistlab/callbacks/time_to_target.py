@@ -10,8 +10,7 @@ import lightning.pytorch as pl
 
 from mnistlab.config_checks import check_number
 from mnistlab.errors import ConfigError
-from mnistlab.spelling import nearest
-from mnistlab.systems.metrics import FIT_METRICS
+from mnistlab.monitor_checks import check_logged
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +19,7 @@ def _check_monitor(monitor: str) -> None:
     where = f"callbacks.time_to_target.monitor={monitor}"
     if monitor.endswith("loss"):
         raise ConfigError(f"{where}: a target is reached by rising to it, and a loss falls; watch val/acc or train/acc")
-    if monitor.split("/")[0] in ("train", "val") and monitor not in FIT_METRICS:
-        near = nearest(monitor, list(FIT_METRICS))
-        raise ConfigError(f"{where} is not a metric the run logs{f'; did you mean {near}?' if near else ''}")
+    check_logged(where, monitor)
 
 
 class TimeToTarget(pl.Callback):
