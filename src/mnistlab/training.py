@@ -1,23 +1,31 @@
-"""Fit, test and record one run: the plain function behind ``scripts/train.py``."""
+"""Fit, test and record one run: the plain function behind ``scripts/train.py``, and its launch from a config."""
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.atomic_files import write_atomic, write_metrics
-from mnistlab.callbacks import LastCheckpoint, TimeToTarget
+from mnistlab.callbacks import JobProgress, LastCheckpoint, TimeToTarget
 from mnistlab.checkpoints import read_checkpoint
-from mnistlab.config_checks import check_number
+from mnistlab.composition import compose
+from mnistlab.config_checks import check_cv, check_number, check_search
 from mnistlab.data import MNISTDataModule
+from mnistlab.hparams import run_hparams
 from mnistlab.lightning_private import file_writer
-from mnistlab.resume.checkpoint import finished_epochs
+from mnistlab.resume.checkpoint import check_continuable, finished_epochs
+from mnistlab.resume.run import continued_config, launch_record, mark_restart
 from mnistlab.systems import Classifier
 from mnistlab.tb_writers import tensorboard_write_errors, tensorboard_writers
 
@@ -172,3 +180,38 @@ def fit_and_test(
             log_hparams(trainer, hparams or {}, metrics, config)
             print(f"test/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}  ({output_dir})")
         return metrics
+
+
+def train(cfg: DictConfig) -> float:
+    """The run of ``scripts/train.py``: ``cfg`` checked, continued, composed, fitted, tested and recorded.
+
+    Args:
+        cfg: This Hydra job's composed ``conf/train.yaml`` (its overrides and job number come from Hydra).
+
+    Returns:
+        The run's ``test/acc``.
+    """
+    hydra_cfg = HydraConfig.get()
+    # cv=K is a sweep of K folds; a DDP rank started by Lightning (LOCAL_RANK) re-runs one job of it.
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN or "LOCAL_RANK" in os.environ
+    check_cv(cfg.get("cv"), in_sweep)
+    check_search(hydra_cfg.overrides.task, in_sweep)
+    cfg = continued_config(cfg, hydra_cfg.overrides.task)  # resume=RUN_DIR or ckpt_path=...
+    config = OmegaConf.to_container(cfg, resolve=True)
+    # A sweep's job writes into its log; its progress, a line every 30 s, goes to the sweep's console.
+    # Not in a DDP rank that Lightning started (LOCAL_RANK): it re-runs the job outside the sweep, without its number.
+    job = hydra_cfg.mode == RunMode.MULTIRUN and sys.__stdout__
+    run = compose(cfg, callbacks=[JobProgress(hydra_cfg.job.num, sys.__stdout__)] if job else [])
+    if cfg.ckpt_path and not cfg.resume:  # a new run from a checkpoint: one it cannot take up is refused
+        check_continuable(run.system, cfg.ckpt_path)
+    mark_restart(run.trainer, cfg.ckpt_path)
+    metrics = fit_and_test(
+        run.trainer,
+        run.system,
+        run.datamodule,
+        Path(cfg.paths.output_dir),
+        ckpt_path=cfg.ckpt_path,
+        hparams=run_hparams(config, *launch_record(cfg)),
+        config=config,
+    )
+    return metrics["test/acc"]
