@@ -14,17 +14,15 @@ from mnistlab.checkpoint_records import build_network, factory_from_record, netw
 from mnistlab.config_checks import check_number
 from mnistlab.data.loaders import Batch
 from mnistlab.errors import ConfigError
-from mnistlab.figures import confusion_matrix_image
 from mnistlab.lightning_private import (
     align_optimizer_step_counts,
-    logging_step,
     restore_loader_position,
     should_update_logs,
 )
 from mnistlab.systems.distillation import Teacher, TrainingLoss, check_teacher
-from mnistlab.systems.divergence import DivergenceCheck, check_finite, check_finite_weights
+from mnistlab.systems.divergence import DivergenceCheck, check_finite_weights
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
-from mnistlab.systems.metrics import batch_weights, stage_metrics
+from mnistlab.systems.metrics import batch_weights, log_confmat_image, log_epoch, stage_metrics
 from mnistlab.systems.one_image_batch import check_one_image_batches
 from mnistlab.systems.optimizers import (
     NOTEBOOK_ADAM,
@@ -33,7 +31,6 @@ from mnistlab.systems.optimizers import (
     check_factories,
     describe,
 )
-from mnistlab.tb_writers import tensorboard_writers
 
 if TYPE_CHECKING:
     from mnistlab.engine import Engine
@@ -278,42 +275,19 @@ class Classifier(pl.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self.probabilities(self.net(x))  # (B, C)
 
-    def _log_epoch(self, stage: str, metrics: nn.ModuleDict) -> None:
-        for name, metric in metrics.items():
-            value = metric.compute()  # synchronised across processes by torchmetrics
-            if stage == "train" and name == "loss":
-                check_finite("train/loss", value, self.global_step, self.current_epoch)
-            if name == "confmat":
-                self.confmats[stage] = value.cpu()
-            elif name == "per_class":
-                self.per_class[stage] = {k: v.cpu() for k, v in value.items()}
-                for k, v in value.items():
-                    # Unweighted mean over classes; equal on every rank (see below).
-                    self.log(f"{stage}/{k}_macro", v.mean(), sync_dist=True, reduce_fx="max")
-            else:
-                # Already equal on every rank; "max" of equal values keeps them exact and tells
-                # Lightning they are synchronised (no per-epoch sync_dist warning under DDP).
-                self.log(f"{stage}/{name}", value, prog_bar=stage != "train", sync_dist=True, reduce_fx="max")
-            metric.reset()
-
     def on_train_epoch_end(self) -> None:
         self._update_train_metrics()
-        self._log_epoch("train", self.train_metrics)
+        log_epoch(self, "train", self.train_metrics)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             for metric in self.val_metrics.values():
                 metric.reset()
             return
-        self._log_epoch("val", self.val_metrics)
-        self._log_confmat_image("val")
+        self.confmats["val"] = log_epoch(self, "val", self.val_metrics)["confmat"]
+        log_confmat_image(self.trainer, self.confmats["val"], self.class_names, "val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_epoch("test", self.test_metrics)
-        self._log_confmat_image("test")
-
-    def _log_confmat_image(self, stage: str) -> None:
-        step = logging_step(self.trainer)  # the step of this stage's scalars, so the image sits beside them
-        for writer in tensorboard_writers(self.trainer):
-            image = confusion_matrix_image(self.confmats[stage], self.class_names, f"{stage} confusion matrix")
-            writer.add_image(f"{stage}/confusion_matrix", image, step, dataformats="HWC")  # (H, W, 3)
+        kept = log_epoch(self, "test", self.test_metrics)
+        self.confmats["test"], self.per_class["test"] = kept["confmat"], kept["per_class"]
+        log_confmat_image(self.trainer, self.confmats["test"], self.class_names, "test")

@@ -1,9 +1,11 @@
-"""The metrics of one stage (train, val or test), kept on the device and read once per epoch."""
+"""The metrics of one stage (train, val or test), kept on the device and read once per epoch, at its end."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
@@ -14,6 +16,11 @@ from torchmetrics.classification import (
     MulticlassPrecision,
     MulticlassRecall,
 )
+
+from mnistlab.figures import confusion_matrix_image
+from mnistlab.lightning_private import logging_step
+from mnistlab.systems.divergence import check_finite
+from mnistlab.tb_writers import tensorboard_writers
 
 # What Classifier logs to trainer.callback_metrics in a fit (train/loss_step at the logging steps, the others
 # at epoch ends): the values an EarlyStopping or ModelCheckpoint can monitor.
@@ -52,3 +59,38 @@ def batch_weights(targets: Sequence[torch.Tensor]) -> torch.Tensor:
         if n != sizes[0]:  # only an epoch's last batch may be smaller
             weights[i] = n
     return weights
+
+
+def log_epoch(system: pl.LightningModule, stage: str, metrics: nn.ModuleDict) -> dict[str, Any]:
+    """Computes one stage's metrics at its epoch's end, logs the scalars through ``system.log`` and resets them.
+
+    Returns:
+        The matrices, on the CPU, of a stage that keeps them: ``confmat`` (C, C), rows = actual, and
+        ``per_class``, precision/recall/F1, (C,) each.
+    """
+    kept: dict[str, Any] = {}
+    for name, metric in metrics.items():
+        value = metric.compute()  # synchronised across processes by torchmetrics
+        if stage == "train" and name == "loss":
+            check_finite("train/loss", value, system.global_step, system.current_epoch)
+        if name == "confmat":
+            kept[name] = value.cpu()
+        elif name == "per_class":
+            kept[name] = {k: v.cpu() for k, v in value.items()}
+            for k, v in value.items():
+                # Unweighted mean over classes; equal on every rank (see below).
+                system.log(f"{stage}/{k}_macro", v.mean(), sync_dist=True, reduce_fx="max")
+        else:
+            # Already equal on every rank; "max" of equal values keeps them exact and tells
+            # Lightning they are synchronised (no per-epoch sync_dist warning under DDP).
+            system.log(f"{stage}/{name}", value, prog_bar=stage != "train", sync_dist=True, reduce_fx="max")
+        metric.reset()
+    return kept
+
+
+def log_confmat_image(trainer: pl.Trainer, confmat: torch.Tensor, class_names: list[str], stage: str) -> None:
+    """Draws a stage's (C, C) confusion matrix into every TensorBoard writer, beside the stage's scalars."""
+    step = logging_step(trainer)  # the step of this stage's scalars, so the image sits beside them
+    for writer in tensorboard_writers(trainer):
+        image = confusion_matrix_image(confmat, class_names, f"{stage} confusion matrix")
+        writer.add_image(f"{stage}/confusion_matrix", image, step, dataformats="HWC")  # (H, W, 3)
