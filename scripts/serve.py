@@ -22,16 +22,16 @@ def run(cfg: DictConfig) -> None:
     require("serving", "serve", "litserve", "fastapi", "multipart")
     from mnistlab.serving.server import serve
 
-    process.stop_server_on_signals()
     # A list of checkpoints (or a sweep folder) is served as one ensemble.
     model = OmegaConf.to_object(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else cfg.ckpt_path
-    serve(model, cfg.host, int(cfg.port), cfg.accelerator, cfg.max_batch_size, cfg.batch_timeout, cfg.timeout)
+    with process.stop_server_on_signals():
+        serve(model, cfg.host, int(cfg.port), cfg.accelerator, cfg.max_batch_size, cfg.batch_timeout, cfg.timeout)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="serve")
 def main(cfg: DictConfig) -> None:
     process.configure_job()
-    with process.exit_on_user_error():
+    with process.exit_on_user_error(), process.hint_on_interrupt(lambda: "interrupted"):
         run(cfg)
 
 

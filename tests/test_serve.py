@@ -131,8 +131,10 @@ def running_server(model: Path, log: Path, ctrl_c: bool = False) -> Iterator[str
         leftovers = group_alive(process.pid)
         if leftovers:
             os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 0 and not leftovers, log.read_text()[-3000:]
+    # Ctrl+C: the shell's status and one line, as every script; SIGTERM: a service manager's orderly stop.
+    assert process.returncode == (130 if ctrl_c else 0) and not leftovers, log.read_text()[-3000:]
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    assert (log.read_text().splitlines()[-1] == "interrupted") == ctrl_c, log.read_text()[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -259,6 +261,14 @@ def test_serves_an_exported_onnx_file(one_epoch_run: TrainedRun, png_998: Path, 
         info = json.loads(request(f"{url}/info")[1])
     assert status == 200 and info["model"]["class_names"] == [str(d) for d in range(10)]
     assert np.allclose(json.loads(body)["probabilities"], by_file["probabilities"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_server_with_one_line_and_130(one_epoch_run: TrainedRun, tmp_path: Path) -> None:
+    """Before, LitServe took the Ctrl+C and serve.py exited with 0, silent; the other scripts exit with 130."""
+    with running_server(one_epoch_run.checkpoint, tmp_path / "serve.log", ctrl_c=True) as url:
+        assert request(f"{url}/health")[0] == 200
+    # running_server sent SIGINT to the whole group and checked the status, the last line and no traceback.
 
 
 def test_serve_errors_are_one_line(tmp_path: Path) -> None:

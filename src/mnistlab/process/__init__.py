@@ -32,7 +32,8 @@ sweep's process; the sweepers ``hint_on_interrupt``). What is set, and why:
 - ``JobConsole``: ``sys.stdout``/``sys.stderr`` and the root logger's console handlers of a sweep job.
 - ``pin_gpu``: ``CUDA_VISIBLE_DEVICES`` of a sweep worker.
 - ``stop_server_on_signals``: Ctrl+C and SIGTERM stop the server once, from its main process, without
-  tracebacks from LitServe's children; ``ignore_interrupts_in_worker`` in its inference workers.
+  tracebacks from LitServe's children (a Ctrl+C then ends it as every script: ``interrupted``, 130);
+  ``ignore_interrupts_in_worker`` in its inference workers.
 """
 
 from mnistlab.process.endings import (

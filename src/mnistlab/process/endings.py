@@ -72,15 +72,21 @@ def _print_hint(hint: Callable[[], str], whole: bool = False) -> None:
         print(hint(), file=sys.__stderr__)  # the console: an interrupted sweep job never handed it back (JobConsole)
 
 
-def stop_server_on_signals() -> None:
-    """Makes Ctrl+C and ``kill`` shut the server down once, quietly, from its main process.
+@contextmanager
+def stop_server_on_signals() -> Iterator[None]:
+    """Makes Ctrl+C and ``kill`` shut the server served in its body down once, quietly, from its main process.
 
     A terminal's Ctrl+C reaches every process of the group, and LitServe's children each printed a
     traceback: the processes it forks (its manager, uvicorn) inherit this handler and leave the
     shutdown to the main process; its spawned inference workers ignore Ctrl+C from their start
     (``ignore_interrupts_in_worker``). A second signal during the shutdown is ignored, as Lightning does.
+
+    LitServe takes the ``KeyboardInterrupt`` that starts its shutdown and returns: after a Ctrl+C it is
+    raised again here, so that the script's ``hint_on_interrupt`` ends the process as every script does
+    (one line, status 130). A SIGTERM, how a service manager stops a server, is its orderly end: status 0.
     """
     main = os.getpid()
+    received: list[int] = []
 
     def stop(signum: int, frame: object) -> None:
         if os.getpid() != main:  # a forked child: the main process stops it
@@ -88,12 +94,20 @@ def stop_server_on_signals() -> None:
                 signal.signal(signum, signal.SIG_DFL)
                 os.kill(os.getpid(), signum)
             return
+        received.append(signum)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if received != [signal.SIGTERM]:
+            raise
+    if received == [signal.SIGINT]:
+        raise KeyboardInterrupt
 
 
 def ignore_interrupts_in_worker() -> None:
