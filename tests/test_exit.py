@@ -218,33 +218,48 @@ def test_an_interrupted_evaluation_leaves_no_half_report(tmp_path: Path) -> None
 
 
 # On PYTHONPATH as sitecustomize, which Python imports before the script: a Ctrl-C as the script's imports reach
-# Hydra (the first of its heavy imports), at the same moment of every run.
+# MODULE (Hydra: the first of its heavy imports), at the same moment of every run.
 CTRL_C_AT_IMPORT = """
 import os, signal, sys
 
-class CtrlCAtHydra:
+class CtrlCAtImport:
     def find_spec(self, name, path=None, target=None):
-        if name == "hydra":
+        if name == MODULE:
             sys.meta_path.remove(self)
             os.kill(os.getpid(), signal.SIGINT)
         return None
 
-sys.meta_path.insert(0, CtrlCAtHydra())
+sys.meta_path.insert(0, CtrlCAtImport())
 """
+
+
+def interrupted_at_import(script: str, module: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Runs ``script`` with a Ctrl-C sent as its imports first reach ``module``."""
+    from conftest import ROOT
+
+    (tmp_path / "sitecustomize.py").write_text(CTRL_C_AT_IMPORT.replace("MODULE", repr(module)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("script", ["train.py", "evaluate.py", "predict.py", "export.py", "serve.py"])
 def test_ctrl_c_during_a_scripts_imports_is_one_line(script: str, tmp_path: Path) -> None:
     """Before, a Ctrl-C in a script's first second (its imports, before ``process.setup``) printed a traceback
     through importlib and the process died of SIGINT; ``process.interrupts_while_starting`` comes first now."""
-    from conftest import ROOT
-
-    (tmp_path / "sitecustomize.py").write_text(CTRL_C_AT_IMPORT)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
-    )  # fmt: skip
+    proc = interrupted_at_import(script, "hydra", tmp_path)
     assert proc.returncode == 130, proc.stderr[-3000:]
     assert proc.stderr.strip() == "interrupted while starting: nothing was run"  # no traceback
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("module", ["logging", "re"])
+def test_the_first_statement_sets_the_handler_before_any_heavy_import(module: str, tmp_path: Path) -> None:
+    """Before, the scripts' first statement loaded all of ``mnistlab.process`` (logging, re, ctypes, threading:
+    some 30 ms, most of a script's first 50) before it set the handler: a Ctrl-C there printed a traceback.
+    It loads ``process/starting.py`` alone now, which imports ``signal`` and ``sys``."""
+    proc = interrupted_at_import("train.py", module, tmp_path)
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert proc.stderr.strip() == "interrupted while starting: nothing was run"  # no traceback

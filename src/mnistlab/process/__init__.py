@@ -1,8 +1,9 @@
 """Process setup: every process-wide setting mnistlab makes, each with its reason, for the entry scripts.
 
-``startup.py`` sets what a process and a job start with, ``endings.py`` how a process ends (a user's
-error, Ctrl-C, SIGTERM, a server's signals), ``jobs.py`` what a job changes for its own duration
-(DDP's re-launch, a sweep job's console and GPU). The entry scripts' calls are named here.
+``starting.py`` is the scripts' first statement, ``startup.py`` sets what a process and a job start with,
+``endings.py`` how a process ends (a user's error, Ctrl-C, SIGTERM, a server's signals), ``jobs.py`` what a
+job changes for its own duration (DDP's re-launch, a sweep job's console and GPU). The entry scripts' calls
+are named here.
 
 Library code changes no process-wide state; the entry scripts (``scripts/*.py``, the benchmarks
 that train) call these, and the sweep plugin's callbacks, which Hydra runs in the job's process,
@@ -36,22 +37,26 @@ sweep's process; the sweepers ``hint_on_interrupt``). What is set, and why:
   ``ignore_interrupts_in_worker`` in its inference workers.
 """
 
-from mnistlab.process.endings import (
-    exit_on_user_error,
-    hint_on_interrupt,
-    ignore_interrupts_in_worker,
-    stop_server_on_signals,
-)
-from mnistlab.process.jobs import ddp_children_join_this_job
-from mnistlab.process.startup import configure_job, interrupts_while_starting, setup
+from mnistlab.process.starting import interrupts_while_starting
 
-__all__ = [
-    "configure_job",
-    "ddp_children_join_this_job",
-    "exit_on_user_error",
-    "hint_on_interrupt",
-    "ignore_interrupts_in_worker",
-    "interrupts_while_starting",
-    "setup",
-    "stop_server_on_signals",
-]
+# The rest is loaded when a script first asks for it: the scripts' first statement, which sets the handler of a
+# Ctrl-C while starting, loads ``starting`` alone (see there).
+_MODULES = {
+    "configure_job": "startup",
+    "ddp_children_join_this_job": "jobs",
+    "exit_on_user_error": "endings",
+    "hint_on_interrupt": "endings",
+    "ignore_interrupts_in_worker": "endings",
+    "setup": "startup",
+    "stop_server_on_signals": "endings",
+}
+
+__all__ = ["interrupts_while_starting", *_MODULES]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"{__name__}.{_MODULES[name]}"), name)

@@ -14,6 +14,7 @@ import warnings
 from typing import Any
 
 from mnistlab import interrupts
+from mnistlab.process.starting import exit_while_starting, interrupts_while_starting
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +48,6 @@ def setup() -> None:
     # A single run whose config names ${hydra:sweep.dir} (logger=mlflow, hparams_search=optuna) made the
     # sweep's folder when it was resolved: left empty, it goes at exit.
     atexit.register(release_claimed_folders)
-
-
-def interrupts_while_starting() -> None:
-    """Makes a Ctrl-C a quiet exit, one line and status 130, until the job starts (``started``).
-
-    An entry script calls it first, under ``__main__`` and before its own imports (Hydra's and mnistlab's,
-    a second or more on a busy machine): a Ctrl-C there printed a traceback through importlib, and the
-    process died of SIGINT. It imports nothing and only sets the signal handler.
-    """
-    if threading.current_thread() is threading.main_thread():  # signal handlers: the main thread's alone
-        signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 
 def register_resolvers() -> None:
@@ -114,27 +104,14 @@ class _NoTips(logging.Filter):
         return not str(record.msg).startswith(DROPPED_PREFIXES)
 
 
-def _interrupted_while_starting(signum: int, frame: Any) -> None:
-    # Ctrl-C during the script's imports, the command-line check, Hydra's composition or configure_job: nothing has
-    # run, nothing is to be saved, and a traceback through importlib would say nothing. The folder Hydra
-    # made for the job holds its records alone: it goes. configure_job hands Ctrl-C back as it ends.
-    # No import here: during the script's imports one could meet a module the interrupted import left half
-    # made; and until setup() imported run_folders, no folder was made.
-    folders = sys.modules.get("mnistlab.run_folders")
-    if (discard_run_dir := getattr(folders, "discard_run_dir", None)) is not None:
-        discard_run_dir()
-    print("interrupted while starting: nothing was run", file=sys.stderr)
-    raise SystemExit(130)
-
-
 def started() -> None:
-    """Hands Ctrl-C back (``KeyboardInterrupt``) once a job or a sweep begins; ``setup`` made it a quiet exit.
+    """Hands Ctrl-C back (``KeyboardInterrupt``) once a job or a sweep begins; the script made it a quiet exit.
 
     During a fit that takes it (``mnistlab.interrupts``), a first Ctrl-C stops at the end of the training step
     it came in, with ``last.ckpt`` saved there: a Ctrl-C in a long epoch lost every step since the epoch began.
     """
     main = threading.current_thread() is threading.main_thread()
-    if main and signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+    if main and signal.getsignal(signal.SIGINT) is exit_while_starting:
         signal.signal(signal.SIGINT, _interrupt)
 
 
