@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import pickle
 from pathlib import Path
@@ -10,11 +11,14 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import DATA_DIR, compose_train, run_script
+from conftest import DATA_DIR, compose_train, run_script, write_idx_set
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnistlab.checkpoints import load_system
 from mnistlab.composition import compose
 from mnistlab.data import MNISTDataModule
+from mnistlab.figures import image_grid
 
 pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
 
@@ -130,3 +134,23 @@ def test_an_error_in_a_spawned_process_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines()[-1] == (
         "error: train/loss_step is nan at step 50 (epoch 0): training diverged; lower optimizer.lr or check the data"
     )
+
+
+def test_the_mistakes_grid_shows_the_whole_test_sets_mistakes(tmp_path: Path) -> None:
+    """The grid of the most confident mistakes showed rank 0's share of the test set alone: test/acc and the
+    confusion matrix counted both ranks', the grid's 32 tiles came from rank 0's 20 images."""
+    data, run_dir = write_idx_set(tmp_path / "tiny", n_train=200, n_test=40), tmp_path / "run"
+    # Random pixels: about 36 of the 40 test images are mistakes, more than either rank's 20 images can hold.
+    tiny = (f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10")
+    result = run_script("train.py", *DDP, "model=linear", *tiny, *FAST, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    confmat = confusion_matrix(run_dir)
+    mistakes = sum(map(sum, confmat)) - sum(confmat[i][i] for i in range(10))
+    assert sum(map(sum, confmat)) == 40 and mistakes > 24, confmat  # whole-set counts; rows of 8 tiles
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    events.Reload()
+    [event] = events.Images("test/misclassified")
+    grid = Image.open(io.BytesIO(event.encoded_image_string))
+    shown = min(32, mistakes)  # callbacks.test_report.num_mistakes
+    expected = image_grid(torch.zeros(shown, 28, 28), ["true 0 pred 1\n99.0%"] * shown, title="Most confident mistakes")
+    assert (grid.height, grid.width) == expected.shape[:2]  # 4 rows of tiles; rank 0's 20 images filled 3 at most

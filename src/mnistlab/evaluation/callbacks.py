@@ -99,6 +99,7 @@ class TestReport(pl.Callback):
             per_class=pl_module.per_class["test"],
             class_names=list(pl_module.class_names),
         )
+        mistakes = self._whole_test_sets_mistakes(trainer, pl_module)  # on every rank: a collective under DDP
         if not trainer.is_global_zero:
             return
         if self.output_dir is not None and not trainer.fast_dev_run:  # a smoke test's few batches are no report
@@ -107,8 +108,8 @@ class TestReport(pl.Callback):
             write_atomic(self.output_dir / "confusion_matrix.png", png(fig))
         for writer in tensorboard_writers(trainer):
             writer.add_text("test/report", self.result.markdown(), trainer.global_step)
-            if self._mistakes:
-                confidence, images, labels, preds = (t.cpu() for t in self._mistakes)
+            if mistakes:
+                confidence, images, labels, preds = (t.cpu() for t in mistakes)
                 names = pl_module.class_names
                 titles = [
                     f"true {names[t]} pred {names[p]}\n{c:.1%}"
@@ -116,3 +117,20 @@ class TestReport(pl.Callback):
                 ]
                 grid = image_grid(images, titles, title="Most confident mistakes")  # (H, W, 3)
                 writer.add_image("test/misclassified", grid, trainer.global_step, dataformats="HWC")
+
+    def _whole_test_sets_mistakes(self, trainer: pl.Trainer, pl_module: Classifier) -> tuple[torch.Tensor, ...]:
+        """The most confident mistakes of the whole test set; under DDP each rank kept those of its own share.
+
+        Gathered as ``test/acc`` and the confusion matrix are: the grid showed rank 0's share alone.
+        """
+        if trainer.world_size == 1 or not self._mistakes:
+            return self._mistakes
+        confidence, *rest = self._mistakes
+        missing = self.num_mistakes - len(confidence)
+        # The gather takes equal shapes from every rank: rows past a rank's own mistakes get confidence -1.
+        padded = [torch.cat([confidence, confidence.new_full((missing,), -1.0)])]
+        padded += [torch.cat([t, t.new_zeros((missing, *t.shape[1:]))]) for t in rest]
+        gathered = [t.flatten(0, 1) for t in pl_module.all_gather(tuple(padded))]  # (world_size * k, ...) each
+        keep = gathered[0].topk(self.num_mistakes).indices
+        keep = keep[gathered[0][keep] >= 0]
+        return tuple(t[keep] for t in gathered)
