@@ -231,14 +231,34 @@ def test_a_sweep_kept_by_val_loss_records_and_ranks_the_loss(tmp_path: Path) -> 
     from mnistlab.errors import ConfigError
 
     config = OmegaConf.create({"callbacks": {"optuna_pruning": {"monitor": "val/acc"}}})
-    check_objective(config, "test/acc", "maximize")
+    check_objective(config, "val/acc", "maximize")
     config.callbacks.optuna_pruning.monitor = "val/ac"  # before: never logged, so no trial was ever pruned
     with pytest.raises(ConfigError, match="monitor=val/ac is not a metric the run logs"):
-        check_objective(config, "test/acc", "maximize")
+        check_objective(config, "val/acc", "maximize")
     config.callbacks.optuna_pruning.monitor = "val/loss"
     with pytest.raises(ConfigError, match="monitor=val/loss is pruned as if it were to maximize"):
-        check_objective(config, "test/acc", "maximize")
+        check_objective(config, "val/acc", "maximize")
     assert not (tmp_path / "search").exists()
+
+
+def test_a_test_set_objective_is_refused(tmp_path: Path) -> None:
+    """Before: ``hydra.sweeper.objective=test/acc`` ran the study on the test set, which chose the hyperparameters."""
+    result = sweep(
+        tmp_path / "search", "hparams_search=optuna", "hydra.sweeper.objective=test/acc", "hydra.sweeper.n_trials=1"
+    )
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: hydra.sweeper.objective=test/acc lets the test set choose the hyperparameters: search on a "
+        "validation score, hydra.sweeper.objective=val/acc_best (test/acc is reported for every trial)"
+    ], result.stderr[-3000:]
+    assert not (tmp_path / "search").exists()
+    from hydra_plugins.mnistlab_sweeps._search_space import check_objective
+    from mnistlab.errors import ConfigError
+
+    config = OmegaConf.create({"callbacks": {"model_checkpoint": {"monitor": "val/loss"}}})
+    for objective, direction in [("test/loss", "minimize"), ("ensemble/test/acc", "maximize")]:
+        with pytest.raises(ConfigError, match=f"objective={objective} lets the .*sweeper.objective=val/loss_best "):
+            check_objective(config, objective, direction)
+    check_objective(config, "val/loss_best", "minimize")
 
 
 def test_a_validation_objective_without_a_validation_set_is_refused(tmp_path: Path) -> None:
@@ -261,7 +281,6 @@ def test_a_validation_objective_without_a_validation_set_is_refused(tmp_path: Pa
         check_validation(compose_train(["experiment=notebook_hidden"], tmp_path), "val/acc_best", space)
     for overrides in (["experiment=notebook_hidden", "data.val_size=1000"], ["experiment=notebook_hidden", "cv=3"], []):
         check_validation(compose_train(overrides, tmp_path), "val/acc_best", space)
-    check_validation(compose_train(["experiment=notebook_hidden"], tmp_path), "test/acc", space)  # the user's choice
     check_validation(compose_train(["experiment=notebook_hidden"], tmp_path), "val/acc_best", [*space, "data.val_size"])
 
 
@@ -269,7 +288,7 @@ def test_a_validation_objective_without_a_validation_set_is_refused(tmp_path: Pa
     ("setting", "message"),
     [
         (
-            ("hydra.sweeper.objective=test/acc",),
+            ("hydra.sweeper.objective=val/acc",),
             "maximises val/acc_best: continue it with hydra.sweeper.objective=val/acc",
         ),
         (  # a minimising search of its own, consistent in itself (check_objective), but not the stored study's

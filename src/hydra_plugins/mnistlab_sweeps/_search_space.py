@@ -67,11 +67,18 @@ def check_objective(config: DictConfig, objective: str, direction: str) -> None:
     A run records its best checkpoint's score as ``<monitor>_best`` (``mnistlab.training.fit_and_test``):
     with ``callbacks.model_checkpoint.monitor=val/loss`` there is no ``val/acc_best``, and every trial would
     fail. The median pruner compares each epoch's ``callbacks.optuna_pruning.monitor`` in the study's direction.
+    A test-set score (``test/acc``, ``ensemble/test/acc``) would let the test set choose the hyperparameters.
     """
     from mnistlab.sweeps.ranking import HIGHER_IS_BETTER
     from mnistlab.systems.metrics import FIT_METRICS
 
     monitor = OmegaConf.select(config, "callbacks.model_checkpoint.monitor", default=None)
+    if any(part.startswith("test") for part in objective.split("/")):
+        raise ConfigError(
+            f"hydra.sweeper.objective={objective} lets the test set choose the hyperparameters: search on a "
+            f"validation score, hydra.sweeper.objective={monitor or 'val/acc'}_best (test/acc is reported for "
+            "every trial)"
+        )
     if objective.startswith("val/") and objective.endswith("_best") and monitor != objective.removesuffix("_best"):
         raise ConfigError(
             f"hydra.sweeper.objective={objective}, but callbacks.model_checkpoint.monitor={monitor} records "
