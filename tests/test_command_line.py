@@ -105,7 +105,7 @@ def test_plus_key_stays_available(tmp_path: Path, monkeypatch) -> None:
     assert config_mistake(train, "train", [early, "+callbacks.early.monitor=val/acc"]) is None
     typo = config_mistake(train, "train", [early, "+callbacks.early.monitr=x"])
     assert "did you mean +callbacks.early.monitor?" in typo
-    hydra_settings = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "+hydra.sweeper.params.seed=1,2"]
+    hydra_settings = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "+hydra.sweeper.params.seed='1,2'"]
     for valid in (
         ["logger=[tensorboard,csv]"],
         ["-m", "logger=mlflow,[tensorboard,csv]"],

@@ -241,6 +241,42 @@ def test_a_sweep_kept_by_val_loss_records_and_ranks_the_loss(tmp_path: Path) -> 
     assert not (tmp_path / "search").exists()
 
 
+def test_sweep_params_on_the_command_line(tmp_path: Path) -> None:
+    """Before: ``+hydra.sweeper.params.model='linear,hidden'`` ended in OmegaConf's "Unexpected type for root:
+    NoneType" traceback (the grid's params were null), the same entry under ``hparams_search=optuna`` in a
+    ``ValueError`` traceback, and an unquoted list in Hydra's two lines with exit status 1."""
+    grid = sweep(tmp_path / "grid", "+hydra.sweeper.params.model='linear,hidden'", "trainer.limit_train_batches=2")
+    assert grid.returncode == 0, grid.stderr[-3000:]
+    assert "# Sweep summary: 2 jobs, 2 finished, 0 failed" in grid.stdout
+    search = ("hparams_search=optuna", "hydra.sweeper.n_trials=1", "trainer.limit_train_batches=2")
+    optuna_run = sweep(tmp_path / "search", *search, "hydra.sweeper.params.optimizer='sgd,adam'")
+    assert optuna_run.returncode == 0 and "Trials: 1 complete." in optuna_run.stdout, optuna_run.stderr[-3000:]
+
+    from hydra_plugins.mnistlab_sweeps._search_space import distribution
+    from mnistlab.command_line import config_mistake
+    from mnistlab.errors import ConfigError
+
+    train = Path(__file__).parents[1] / "scripts" / "train.py"
+    assert config_mistake(train, "train", ["-m", "+hydra.sweeper.params.model=linear,hidden"]) == (
+        "+hydra.sweeper.params.model=linear,hidden: an entry of hydra.sweeper.params is one string; quote it: "
+        "\"+hydra.sweeper.params.model='linear,hidden'\""
+    )
+    assert config_mistake(train, "train", ["-m", 'hydra.sweeper.params={model:"linear,hidden"}']) == (
+        'hydra.sweeper.params has no model yet: add to it with ++hydra.sweeper.params={model:"linear,hidden"}'
+    )
+    for valid in ("++hydra.sweeper.params.model='linear,hidden'", '++hydra.sweeper.params={model:"linear,hidden"}'):
+        assert config_mistake(train, "train", ["-m", valid]) is None, valid
+    assert distribution("model", "linear,hidden").choices == ("linear", "hidden")
+    assert distribution("seed", "range(1,4)").choices == (1, 2, 3)
+    lr = distribution("optimizer.lr", "tag(log,interval(1e-4,0.1))")
+    assert isinstance(lr, optuna.distributions.FloatDistribution) and (lr.low, lr.high, lr.log) == (1e-4, 0.1, True)
+    assert isinstance(distribution("seed", "int(interval(0,9))"), optuna.distributions.IntDistribution)
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.params.seed=7 is one value, nothing to search"):
+        distribution("seed", "7")
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.params.seed=\[1, 2\]: an entry is \{type"):
+        distribution("seed", [1, 2])
+
+
 def test_a_test_set_objective_is_refused(tmp_path: Path) -> None:
     """Before: ``hydra.sweeper.objective=test/acc`` ran the study on the test set, which chose the hyperparameters."""
     result = sweep(

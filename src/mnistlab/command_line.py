@@ -101,6 +101,18 @@ def _several_values(overrides: list[Override], config_name: str) -> str | None:
     return None
 
 
+def _swept_hydra_setting(overrides: list[Override]) -> str | None:
+    """A comma list for a Hydra setting (Hydra: "Sweeping over Hydra's configuration is not supported", exit 1)."""
+    for o in overrides:
+        if not o.is_sweep_override() or not o.key_or_group.startswith("hydra."):
+            continue
+        if o.key_or_group.startswith("hydra.sweeper.params."):  # the grid sweeper's entry is one string
+            key, value = o.input_line.split("=", 1)
+            return f"{o.input_line}: an entry of hydra.sweeper.params is one string; quote it: \"{key}='{value}'\""
+        return f"{o.input_line}: a Hydra setting takes one value; a sweep runs over the job's settings, not Hydra's"
+    return None
+
+
 def config_mistake(script: Path, config_name: str, args: list[str]) -> str | None:
     """The first mistake of a script's command line, as one sentence, or None.
 
@@ -131,6 +143,8 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
                 quoted = f'\'{key}=["...","..."]\'' if value.startswith("[") else shell_path_override(key, value)
                 return f"cannot read the override {text!r}: {reason}; a path with = in it goes in quotes: {quoted}"
             return f"cannot read the override {text!r}: {reason} (key=value, see hydra.cc's override grammar)"
+    if mistake := _swept_hydra_setting(overrides):
+        return mistake
     swept: dict[str, str] = {}
     for o in overrides:  # Hydra takes the last value: a sweep's list given before it was dropped without a word
         if o.key_or_group in swept and not o.key_or_group.startswith("hydra"):

@@ -90,17 +90,18 @@ def group_mistake(override: Override, options: list[str]) -> str | None:
 
 def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
     parts = override.key_or_group.split(".")
+    adding = override.type in (OverrideType.ADD, OverrideType.FORCE_ADD)  # ++key=value adds what is absent, too
     node: Any = cfg
     for i, part in enumerate(parts):
         found = child(node, part)
         if found is ABSENT:
-            if override.type is OverrideType.ADD and i == len(parts) - 1:
+            if adding and i == len(parts) - 1:
                 params = _target_parameters(node) if isinstance(node, DictConfig) else None
                 if params is None:
                     return None  # +key=value adds what the config lacks: Hydra's job
                 if part in params:  # an argument the config lacks (+trainer.benchmark=...): typed as a change is
                     return _typed_mistake(node, part, override)
-            elif override.type is OverrideType.ADD:
+            elif adding:
                 return None
             return _unknown_key(cfg, override, parts, i, node)
         if i < len(parts) - 1:
@@ -111,6 +112,12 @@ def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
     if override.type is OverrideType.CHANGE and key.startswith("hydra."):
         # Hydra's node is typed: its schema judges (hydra.verbose takes a bool, a logger's name or a list of them).
         for value in values_of(override):
+            if isinstance(value, dict) and isinstance(found, DictConfig) and (new := value.keys() - found.keys()):
+                # Hydra merges a mapping into its node, which refuses new keys ("not in struct", a traceback).
+                return (
+                    f"{key} has no {', '.join(sorted(map(str, new)))} yet: add to it with "
+                    f"++{override.input_line.lstrip('+')}"
+                )
             try:
                 node[parts[-1]] = value
             except ValidationError as e:

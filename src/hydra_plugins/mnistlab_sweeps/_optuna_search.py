@@ -147,7 +147,10 @@ class OptunaSearch:
         try:
             for key in ("n_trials", "n_jobs"):
                 check_number(f"hydra.sweeper.{key}", getattr(self.conf, key), integer=True, low=1)
-            self.distributions = {k: distribution(k, dict(v)) for k, v in self.conf.params.items()}
+            params = {
+                k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in self.conf.params.items()
+            }
+            self.distributions = {k: distribution(k, v) for k, v in params.items()}
             for key in self.distributions:
                 check_searched_key(self.config, key, self.distributions)
             check_not_fixed(arguments, self.distributions)

@@ -3,7 +3,7 @@ trial's values as its job gets them."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import optuna
@@ -15,14 +15,20 @@ from mnistlab.errors import ConfigError
 FIELDS = {"float": ({"low", "high"}, {"log"}), "int": ({"low", "high"}, {"log"}), "categorical": ({"choices"}, set())}
 
 
-def distribution(name: str, spec: dict[str, Any]) -> optuna.distributions.BaseDistribution:
-    """``{type: float|int|categorical, low, high, log, choices}`` -> an Optuna distribution.
+def distribution(name: str, spec: Any) -> optuna.distributions.BaseDistribution:
+    """``{type: float|int|categorical, low, high, log, choices}``, or Hydra's sweep syntax -> an Optuna distribution.
 
     Raises:
         ConfigError: An unknown type, a missing or unknown field (``+hydra.sweeper.params.optimizer.lr.low=...``
             nests ``lr`` under ``optimizer``, which was silently ignored), or a range Optuna refuses.
     """
     where = f"hydra.sweeper.params.{name}"
+    if isinstance(spec, str):  # +hydra.sweeper.params.model='linear,hidden': a grid's entry, also Hydra's Optuna's
+        spec = _from_sweep(where, spec)
+    if not isinstance(spec, Mapping):
+        raise ConfigError(
+            f"{where}={spec}: an entry is {{type: float|int|categorical, ...}} or a sweep (a,b, {SWEEPS})"
+        )
     kind = spec.get("type")
     if kind not in FIELDS:
         raise ConfigError(f"{where}: type must be float, int or categorical, not {kind!r}")
@@ -43,6 +49,37 @@ def distribution(name: str, spec: dict[str, Any]) -> optuna.distributions.BaseDi
         return cls(spec["low"], spec["high"], log=spec.get("log", False))
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+SWEEPS = "choice(a,b), range(1,5), interval(0.1,1), int(interval(1,9)), tag(log,interval(1e-4,0.1))"
+
+
+def _from_sweep(where: str, text: str) -> dict[str, Any]:
+    """Hydra's sweep syntax, read as its Optuna sweeper reads it, -> the fields of an entry.
+
+    A comma list, ``choice`` or ``range`` is categorical; an ``interval`` is a float range (an int range where
+    both ends are integers, ``int(interval(...))``), on a log scale when tagged ``log``.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+    from hydra.errors import HydraException
+
+    try:
+        override = OverridesParser.create().parse_override(f"{where}={text}")
+    except HydraException as e:
+        raise ConfigError(f"{where}={text}: {str(e).splitlines()[0]}") from None
+    value = override.value()
+    if isinstance(value, ChoiceSweep | RangeSweep):
+        return {"type": "categorical", "choices": list(override.sweep_iterator())}
+    if isinstance(value, IntervalSweep):
+        integers = isinstance(value.start, int) and isinstance(value.end, int)
+        return {
+            "type": "int" if integers else "float",
+            "low": value.start,
+            "high": value.end,
+            "log": "log" in value.tags,
+        }
+    raise ConfigError(f"{where}={text} is one value, nothing to search: give a sweep ({SWEEPS})")
 
 
 def check_searched_key(config: DictConfig, key: str, searched: Collection[str]) -> None:

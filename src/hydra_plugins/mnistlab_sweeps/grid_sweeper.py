@@ -9,7 +9,7 @@ With ``cv=K`` every combination runs once per fold (``data.fold=i seed=S+i``, ``
 and the folds of one configuration are consecutive jobs.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,9 @@ from mnistlab import process
 @dataclass
 class GridSweeperConf(basic_sweeper_conf()):  # type: ignore[misc]
     _target_: str = "hydra_plugins.mnistlab_sweeps.grid_sweeper.GridSweeper"
+    # A mapping, not Hydra's null: +hydra.sweeper.params.model='linear,hidden' on the command line adds a key to
+    # it (OmegaConf cannot add one under null: an AssertionError traceback).
+    params: dict[str, str] = field(default_factory=dict)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf, provider="mnistlab")
