@@ -277,6 +277,19 @@ def test_sweep_params_on_the_command_line(tmp_path: Path) -> None:
         distribution("seed", [1, 2])
 
 
+def test_an_optuna_trial_without_its_objective_shows_failed(tmp_path: Path) -> None:
+    """Before: a job that finished without the study's objective (here ``val/acc``, which no metrics.json holds)
+    was a failed trial in the study, but ``ok`` on the console and in summary.md, and the sweep exited 0."""
+    search = ("hparams_search=optuna", "hydra.sweeper.n_trials=1", "hydra.sweeper.objective=val/acc")
+    result = sweep(tmp_path / "search", *search, "trainer.limit_train_batches=2")
+    assert result.returncode == 1, result.stderr[-3000:]
+    reason = "the Optuna trial failed: its objective val/acc is missing from its metrics.json"
+    assert any(line.startswith(f"job 0 failed: {reason} (") for line in result.stdout.splitlines()), result.stdout
+    assert "Trials: 1 fail." in result.stdout
+    [row] = summary_rows(tmp_path / "search")
+    assert (row["status"], row["error"]) == ("failed", reason)
+
+
 def test_a_test_set_objective_is_refused(tmp_path: Path) -> None:
     """Before: ``hydra.sweeper.objective=test/acc`` ran the study on the test set, which chose the hyperparameters."""
     result = sweep(

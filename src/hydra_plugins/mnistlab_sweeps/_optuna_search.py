@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import threading
 import time
 import warnings
@@ -54,7 +53,7 @@ from mnistlab.atomic_files import write_json
 from mnistlab.config_checks import check_number
 from mnistlab.errors import ConfigError
 from mnistlab.resume.sweep import job_folders, job_status
-from mnistlab.sweeps.summary import JOB_FILE, STUDY_FILE, read_metrics
+from mnistlab.sweeps.summary import JOB_FILE, STUDY_FILE, objective_value
 
 log = logging.getLogger(__name__)
 # A cv trial's job numbers, recorded in the study before each fold's launch (a plain trial's job is its number).
@@ -135,11 +134,10 @@ class OptunaSearch:
             pruned = isinstance(job_exception(ret), optuna.TrialPruned)
             return (optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.FAIL), None
         job_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
-        value = read_metrics(job_dir).get(self.conf.objective)  # None for a missing or damaged metrics.json
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            log.warning("%s: %s is %s; the trial is marked failed", job_dir.name, self.conf.objective, value)
+        value = objective_value(job_dir, self.conf.objective)  # its job.json says failed (SweepSummary) where None
+        if value is None:
             return optuna.trial.TrialState.FAIL, None
-        return optuna.trial.TrialState.COMPLETE, float(value)
+        return optuna.trial.TrialState.COMPLETE, value
 
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
         check_launcher(self.config)
@@ -218,10 +216,10 @@ class OptunaSearch:
         for trial in study.get_trials(deepcopy=False, states=running):
             folder = None if JOBS_ATTR in trial.user_attrs else folders.get(trial.number)
             status = job_status(folder) if folder else None
-            value = read_metrics(folder).get(self.conf.objective) if folder else None
+            value = objective_value(folder, self.conf.objective) if folder else None
             try:
-                if status == "ok" and value is not None and math.isfinite(value):
-                    study.tell(trial.number, float(value))  # it finished; the sweep was killed before telling
+                if status == "ok" and value is not None:
+                    study.tell(trial.number, value)  # it finished; the sweep was killed before telling
                 elif status in ("pruned", "failed"):
                     state = optuna.trial.TrialState.PRUNED if status == "pruned" else optuna.trial.TrialState.FAIL
                     study.tell(trial.number, state=state)

@@ -20,7 +20,7 @@ from mnistlab.atomic_files import write_json
 from mnistlab.errors import WriteError
 from mnistlab.process.jobs import JobConsole, pin_gpu
 from mnistlab.sweeps.gpus import claim_slot, visible_gpus
-from mnistlab.sweeps.summary import JOB_FILE, read_metrics, write_summary
+from mnistlab.sweeps.summary import JOB_FILE, objective_mistake, read_metrics, write_summary
 from mnistlab.user_errors import one_line
 
 log = logging.getLogger(__name__)
@@ -94,9 +94,13 @@ class SweepSummary(Callback):
             return
         seconds = round(time.perf_counter() - self._start, 1)
         status, error = job_outcome(job_return)
-        if status == "failed":
+        raised = status == "failed"
+        if raised:
             log.error("job %s failed", config.hydra.job.num, exc_info=job_exception(job_return))  # into its log
         output_dir = Path(config.hydra.runtime.output_dir)
+        objective = OmegaConf.select(config, "hydra.sweeper.objective", default=None)  # an Optuna trial's job
+        if status == "ok" and objective and (mistake := objective_mistake(output_dir, objective)):
+            status, error = "failed", mistake  # the study marks the trial failed: so do its row and its line
         log_file = None
         if self._console is not None:
             log_file = self._console.path
@@ -106,7 +110,7 @@ class SweepSummary(Callback):
             write_json(output_dir / JOB_FILE, {"status": status, "error": error, "seconds": seconds})
         except WriteError as e:
             refuse(str(e))  # what the jobs left stays: the same command continues the sweep
-        print(progress_line(config, status, error, seconds, output_dir, log_file), flush=True)
+        print(progress_line(config, status, error, seconds, output_dir, log_file, raised), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from mnistlab import process
@@ -127,14 +131,23 @@ class SweepSummary(Callback):
 
 
 def progress_line(
-    config: DictConfig, status: str, error: str, seconds: float, output_dir: Path, log_file: Path | None
+    config: DictConfig,
+    status: str,
+    error: str,
+    seconds: float,
+    output_dir: Path,
+    log_file: Path | None,
+    raised: bool = True,
 ) -> str:
-    """The console's one line for a finished job, e.g. ``job 2 ok: test/acc 0.9494 val/acc_best 0.9418 (59.1 s)``."""
+    """The console's one line for a finished job, e.g. ``job 2 ok: test/acc 0.9494 val/acc_best 0.9418 (59.1 s)``.
+
+    A failed job that did not raise (its Optuna trial got no value) has no traceback to point to.
+    """
     head = f"job {config.hydra.job.num} {status}"
-    if status == "failed":
+    if status == "failed" and raised:
         where = f"{output_dir.name}/{log_file.name}" if log_file else output_dir.name
         return f"{head}: {error} (traceback in {where})"
-    if status == "pruned":
+    if status in ("failed", "pruned"):
         return f"{head}: {error} ({seconds} s)"
     metrics = read_metrics(output_dir)
     shown = " ".join(f"{k} {metrics[k]:.4f}" for k in ("test/acc", "val/acc_best", "val/loss_best") if k in metrics)

@@ -61,6 +61,21 @@ def read_metrics(job_dir: Path) -> dict[str, Any]:
     return _read_json(job_dir / "metrics.json")
 
 
+def objective_mistake(job_dir: Path, objective: str) -> str | None:
+    """Why a finished job gives its Optuna trial no value: ``objective`` missing from its ``metrics.json``, or not a
+    finite number (the study then marks the trial failed); None where it has one (``objective_value``)."""
+    value = read_metrics(job_dir).get(objective)  # None for a missing or damaged metrics.json
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        found = "missing from its metrics.json" if value is None else f"{value!r} in its metrics.json"
+        return f"the Optuna trial failed: its objective {objective} is {found}"
+    return None
+
+
+def objective_value(job_dir: Path, objective: str) -> float | None:
+    """A finished job's value for its Optuna trial: ``objective`` from its ``metrics.json``, None where it has none."""
+    return None if objective_mistake(job_dir, objective) else float(read_metrics(job_dir)[objective])
+
+
 def _overrides(job_dir: Path) -> list[str]:
     return yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
 
