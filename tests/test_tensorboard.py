@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import yaml
 from conftest import run_script, train, write_idx_set
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
@@ -56,3 +57,48 @@ def test_a_new_run_from_another_runs_checkpoint_shows_its_training_samples(tmp_p
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [step for tag, step, _ in logged(second.dir) if tag == "train/samples"] == [0]
     assert [step for tag, step, _ in logged(first.dir) if tag == "train/samples"] == [0]  # not again on resume
+
+
+def hparams_record(run_dir: Path) -> dict[str, object]:
+    """The HParams tab's record of a run: its session start info, as TensorBoard's hparams plugin reads it."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    records = [plugin_data_pb2.HParamsPluginData.FromString(c) for c in events.PluginTagToContent("hparams").values()]
+    [start] = [r.session_start_info for r in records if r.HasField("session_start_info")]
+    return {k: v.string_value or v.number_value for k, v in start.hparams.items()}
+
+
+def scalar_steps(run_dir: Path, tag: str) -> list[int]:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return [e.step for e in events.Scalars(tag)]
+
+
+def test_an_ensemble_and_an_evaluation_sit_beside_the_runs_they_tested(tmp_path: Path) -> None:
+    """A cv sweep's ensemble and evaluate.py's report had an empty hparams.yaml, no HParams record and their
+    test/* scalars at step 0, far left of the training runs' test points at their last step."""
+    data = write_idx_set(tmp_path / "tiny", n_train=90, n_test=30)
+    sweep = tmp_path / "sweep"
+    tiny = ("data.download=false", "data.verify=false", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0")
+    result = run_script(
+        "train.py", "-m", "cv=2", "model=linear", f"data.root={data}", *tiny, f"hydra.sweep.dir={sweep}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    folds = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
+    [trained_step] = {step for fold in folds for step in scalar_steps(fold, "test/acc")}
+    ensemble = sweep / "ensembles" / "0"
+    assert scalar_steps(ensemble, "test/acc") == [trained_step]
+    record = hparams_record(ensemble)
+    assert record["members"] == 2 and record["model"] == "linear" and record["cv"] == 2
+    assert "data.fold" not in record and "seed" not in record  # each fold's own: no setting of the ensemble
+    assert yaml.safe_load((ensemble / "hparams.yaml").read_text())["members"] == 2
+    evaluated = run_script("evaluate.py", f"ckpt_path='{folds[0] / 'checkpoints' / 'last.ckpt'}'", f"data.root={data}")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    [report] = (folds[0] / "eval").iterdir()
+    assert scalar_steps(report, "test/acc") == [trained_step]
+    texts = EventAccumulator(str(report)).Reload().Tensors("test/report/text_summary")
+    assert [e.step for e in texts] == [trained_step]
+    record = hparams_record(report)
+    assert record["checkpoint"] == "last.ckpt" and record["members"] == 1 and record["data.fold"] == 0

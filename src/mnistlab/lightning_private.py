@@ -14,7 +14,7 @@ Attributes touched (``PRIVATE_ATTRIBUTES`` lists them for the test):
 - ``Trainer.fit_loop._data_fetcher`` (``fetched``, ``length``, ``done``): advanced by a step of several batches.
 - ``Trainer.fit_loop.epoch_loop._batches_that_stepped``: advanced likewise (the logging interval, the loggers' x-axis),
   and read where an epoch of the engine's fast path starts, to end its steps at the logging steps, and for the
-  step of the confusion-matrix images (``logging_step``).
+  step of the confusion-matrix images (``logging_step``); set before an evaluation's test, whose scalars it places.
 - ``Trainer.fit_loop.epoch_loop.batch_progress``: its progress tracker, read and advanced likewise.
 - ``Trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress`` and
   ``Trainer.fit_loop.epoch_loop.automatic_optimization.optim_progress.optimizer.step``: the optimizer-step
@@ -119,6 +119,15 @@ def logging_step(trainer: pl.Trainer) -> int:
     just trained, one below the optimizer steps counted after it.
     """
     return trainer.fit_loop.epoch_loop._batches_that_stepped
+
+
+def start_logging_at(trainer: pl.Trainer, step: int) -> None:
+    """Makes a trainer that has not fitted log what it logs now (a test's scalars) at ``step``.
+
+    Lightning logs a test's metrics at the batches that stepped in this trainer's fit: 0 without one.
+    An evaluation of a checkpoint trained for N steps belongs at step N, beside the training run's points.
+    """
+    trainer.fit_loop.epoch_loop._batches_that_stepped = step
 
 
 def count_batches(trainer: pl.Trainer, extra: int) -> None:

@@ -11,6 +11,7 @@ import torch
 from mnistlab.atomic_files import write_atomic
 from mnistlab.evaluation.report import TestResult
 from mnistlab.figures import confusion_matrix_report, image_grid, png
+from mnistlab.lightning_private import logging_step
 from mnistlab.systems import Classifier
 from mnistlab.tb_writers import tensorboard_writers
 
@@ -106,8 +107,9 @@ class TestReport(pl.Callback):
             self.result.write(self.output_dir)
             fig = confusion_matrix_report(self.result.confmat, self.result.class_names, "Test confusion matrix")
             write_atomic(self.output_dir / "confusion_matrix.png", png(fig))
+        step = logging_step(trainer)  # the step of the test scalars, so the report sits beside them
         for writer in tensorboard_writers(trainer):
-            writer.add_text("test/report", self.result.markdown(), trainer.global_step)
+            writer.add_text("test/report", self.result.markdown(), step)
             if mistakes:
                 confidence, images, labels, preds = (t.cpu() for t in mistakes)
                 names = pl_module.class_names
@@ -116,7 +118,7 @@ class TestReport(pl.Callback):
                     for t, p, c in zip(labels.tolist(), preds.tolist(), confidence.tolist(), strict=True)
                 ]
                 grid = image_grid(images, titles, title="Most confident mistakes")  # (H, W, 3)
-                writer.add_image("test/misclassified", grid, trainer.global_step, dataformats="HWC")
+                writer.add_image("test/misclassified", grid, step, dataformats="HWC")
 
     def _whole_test_sets_mistakes(self, trainer: pl.Trainer, pl_module: Classifier) -> tuple[torch.Tensor, ...]:
         """The most confident mistakes of the whole test set; under DDP each rank kept those of its own share.

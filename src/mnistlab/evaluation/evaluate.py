@@ -19,8 +19,11 @@ from mnistlab.data.specs import SPECS
 from mnistlab.errors import DataError, MnistlabError
 from mnistlab.evaluation.callbacks import TestReport
 from mnistlab.evaluation.ensemble import Ensemble, load_model
+from mnistlab.evaluation.record import evaluation_record
 from mnistlab.evaluation.report import TestResult
+from mnistlab.lightning_private import start_logging_at
 from mnistlab.systems import Classifier
+from mnistlab.training import log_hparams
 
 MEMBERS_FILE = "members.csv"
 
@@ -126,6 +129,9 @@ def evaluate(
         trainer: A trainer whose callbacks include a ``TestReport`` (it writes the files).
         data_overrides: ``MNISTDataModule`` arguments replacing the saved ones.
 
+    The loggers record what was tested (``mnistlab.evaluation.record``): TensorBoard shows the test scalars at
+    the checkpoints' training step, and an HParams record with the members' training settings and the result.
+
     Returns:
         The test result (accuracy, loss, confusion matrix and per-class metrics) and the members' accuracies.
     """
@@ -135,8 +141,14 @@ def evaluate(
     paths = [ckpt_path] if isinstance(ckpt_path, (str, Path)) else list(ckpt_path)
     system, saved = load_model(paths)
     datamodule = saved_datamodule(saved, data_overrides)
+    record, step = evaluation_record([Path(p) for p in paths])
+    for logger in trainer.loggers:
+        logger.log_hyperparams(record)
+    start_logging_at(trainer, step)
     trainer.test(system, datamodule=datamodule, verbose=False)
     report = reports[0]
+    if trainer.is_global_zero and not trainer.fast_dev_run:
+        log_hparams(trainer, record, report.result.summary())
     members = list(zip(map(Path, paths), member_accuracies(system, datamodule), strict=False))
     if report.output_dir is not None and trainer.is_global_zero:
         write_metrics(report.output_dir, report.result.summary())

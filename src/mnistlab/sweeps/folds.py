@@ -200,7 +200,7 @@ def evaluate_ensembles(
             trainer = pl.Trainer(
                 accelerator=accelerator or "auto",
                 devices=1,
-                logger=TensorBoardLogger(save_dir=str(out), name="", version=""),
+                logger=TensorBoardLogger(save_dir=str(out), name="", version="", default_hp_metric=False),
                 callbacks=[TestReport(str(out))],
                 enable_progress_bar=False,
                 enable_model_summary=False,
