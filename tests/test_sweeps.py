@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from conftest import run_script
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -61,16 +62,23 @@ def test_grid_sweep_gives_named_job_folders_and_a_ranked_summary(grid_sweep: Pat
 
 
 def test_each_job_is_a_tensorboard_run_with_real_hparams_metrics(grid_sweep: Path) -> None:
+    # The HParams tab's columns: the sweep's one experiment, in its own folder (mnistlab.sweeps.hparams_columns).
+    events = EventAccumulator(str(grid_sweep))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert {m.name.tag for m in experiment.metric_infos} == {"test/acc", "test/loss", "val/acc_best"}
     for job_dir in (p for p in grid_sweep.iterdir() if p.is_dir()):
         metrics = json.loads((job_dir / "metrics.json").read_text())
         events = EventAccumulator(str(job_dir), size_guidance={"scalars": 0})
         events.Reload()
         content = events.PluginTagToContent("hparams")
-        experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-        assert {m.name.tag for m in experiment.metric_infos} == {"test/acc", "test/loss", "val/acc_best"}
-        hparams = [h.name for h in experiment.hparam_infos]
+        assert "_hparams_/experiment" not in content  # TensorBoard would take one job's as every job's columns
+        start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+        hparams = list(yaml.safe_load((job_dir / "hparams.yaml").read_text()))  # the record, in its order
         # The swept keys first, then the run's other hyperparameters under short names.
         assert hparams[:2] == ["model", "optimizer"] and "optimizer.lr" in hparams and len(hparams) <= 25
+        assert set(start.session_start_info.hparams) == set(hparams) <= {h.name for h in experiment.hparam_infos}
         for tag in ("test/acc", "test/loss", "val/acc_best"):
             assert events.Scalars(tag)[-1].value == pytest.approx(metrics[tag], rel=1e-6)
 

@@ -102,3 +102,43 @@ def test_an_ensemble_and_an_evaluation_sit_beside_the_runs_they_tested(tmp_path:
     assert [e.step for e in texts] == [trained_step]
     record = hparams_record(report)
     assert record["checkpoint"] == "last.ckpt" and record["members"] == 1 and record["data.fold"] == 0
+
+
+def hparams_tab_columns(logdir: Path) -> list[str]:
+    """The columns TensorBoard's HParams tab shows for ``tensorboard --logdir logdir``, from its own backend."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import backend_context
+
+    runs = plugin_event_multiplexer.EventMultiplexer()
+    runs.AddRunsFromDirectory(str(logdir))
+    runs.Reload()
+    provider = data_provider.MultiplexerDataProvider(runs, str(logdir))
+    tab = backend_context.Context(base_plugin.TBContext(logdir=str(logdir), multiplexer=runs, data_provider=provider))
+    ctx = context.RequestContext()
+    found = tab.hparams_metadata(ctx, "")
+    return [h.name for h in tab.experiment_from_metadata(ctx, "", False, found, None).hparam_infos]
+
+
+def test_every_job_of_a_sweep_shows_under_the_same_hparams_columns(tmp_path: Path) -> None:
+    """Each job wrote its own HParams experiment, and TensorBoard took one job's as the tab's columns: an adam
+    job's had no optimizer.momentum, so the sgd jobs' momentum never showed."""
+    data = write_idx_set(tmp_path / "tiny", n_train=90, n_test=30)
+    sweep = tmp_path / "sweep"
+    tiny = ("data.download=false", "data.verify=false", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0")
+    result = run_script(
+        "train.py",
+        "-m",
+        "optimizer=adam,sgd",
+        "model=linear",
+        "data.val_size=10",
+        f"data.root={data}",
+        *tiny,
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [yaml.safe_load(path.read_text()) for path in sorted(sweep.glob("*/hparams.yaml"))]
+    assert "optimizer.momentum" not in records[0] and "optimizer.momentum" in records[1]  # adam's, sgd's
+    columns = hparams_tab_columns(sweep)
+    assert set(columns) == set(records[0]) | set(records[1])

@@ -43,12 +43,18 @@ def _refresh_hparams_file(logger: Any) -> None:
 
 
 def log_hparams(
-    trainer: pl.Trainer, hparams: dict[str, Any], metrics: dict[str, float], config: dict[str, Any] | None = None
+    trainer: pl.Trainer,
+    hparams: dict[str, Any],
+    metrics: dict[str, float],
+    config: dict[str, Any] | None = None,
+    columns: bool = True,
 ) -> None:
     """Writes the HParams-tab record with the run's real final metrics (no ``hp_metric`` placeholder).
 
     ``hparams`` is the short record of ``mnistlab.hparams.run_hparams``; the full composed
-    ``config`` goes into a text entry (``config``) beside it.
+    ``config`` goes into a text entry (``config``) beside it. ``columns``: whether the record also
+    names the HParams tab's columns (its "experiment"); a sweep's runs leave that to the sweep,
+    whose one experiment names every run's keys (``mnistlab.sweeps.hparams_columns``).
     """
     import yaml
     from torch.utils.tensorboard.summary import hparams as hparams_summary
@@ -59,7 +65,8 @@ def log_hparams(
         for k, v in values.items():
             if k not in ("test/acc", "test/loss"):
                 writer.add_scalar(k, v, trainer.global_step)
-        for summary in hparams_summary(hparams, values):
+        experiment, *session = hparams_summary(hparams, values)
+        for summary in [experiment, *session] if columns else session:
             file_writer(writer).add_summary(summary)
         if config is not None:  # indented: a Markdown code block in TensorBoard's text tab
             text = yaml.safe_dump(config, sort_keys=False)
@@ -113,6 +120,7 @@ def fit_and_test(
     ckpt_path: str | None = None,
     hparams: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
+    columns: bool = True,
 ) -> dict[str, float]:
     """Trains, tests on the official test set and writes ``metrics.json`` into ``output_dir``.
 
@@ -124,7 +132,8 @@ def fit_and_test(
 
     ``hparams`` (the short record of ``mnistlab.hparams.run_hparams``) goes to every logger:
     TensorBoard's HParams tab gets it at the end with the final metrics, the others (MLflow's
-    params, CSV's ``hparams.yaml``) before the fit. ``config`` is the full composed config.
+    params, CSV's ``hparams.yaml``) before the fit. ``config`` is the full composed config. ``columns``:
+    see ``log_hparams`` (False for a sweep's job).
 
     Returns:
         ``test/acc``, ``test/loss``, the best checkpoint's score as ``<monitor>_best`` (``val/acc_best``, or
@@ -177,7 +186,7 @@ def fit_and_test(
         elif trainer.is_global_zero:
             write_metrics(output_dir, metrics)
             log_best_scores(trainer, metrics)
-            log_hparams(trainer, hparams or {}, metrics, config)
+            log_hparams(trainer, hparams or {}, metrics, config, columns)
             print(f"test/acc {metrics['test/acc']:.4f}  test/loss {metrics['test/loss']:.4f}  ({output_dir})")
         return metrics
 
@@ -213,5 +222,6 @@ def train(cfg: DictConfig) -> float:
         ckpt_path=cfg.ckpt_path,
         hparams=run_hparams(config, *launch_record(cfg)),
         config=config,
+        columns=not in_sweep,  # a sweep's HParams columns are the sweep's, written when it ends
     )
     return metrics["test/acc"]

@@ -120,6 +120,7 @@ class SweepSummary(Callback):
         try:
             with process.hint_on_interrupt(lambda: continue_hint(config)):  # a Ctrl-C: the line, not a traceback
                 jobs, markdown = write_summary(sweep_dir, exclude)
+                write_hparams_columns(sweep_dir)
         except WriteError as e:
             refuse(str(e))  # what the jobs left stays: the same command continues the sweep
         chart = (sweep_dir / "summary.png").is_file()
@@ -128,6 +129,18 @@ class SweepSummary(Callback):
         if failed := sum(job.status == "failed" for job in jobs):
             print(f"error: {failed} of {len(jobs)} jobs failed (see {sweep_dir / 'summary.md'})", file=sys.stderr)
             sys.exit(1)
+
+
+def write_hparams_columns(sweep_dir: Path) -> None:
+    """The sweep's HParams columns (``mnistlab.sweeps.hparams_columns``); a failure costs only the HParams tab."""
+    from mnistlab.sweeps.hparams_columns import write_columns
+    from mnistlab.training import SUMMARY_METRICS
+
+    try:
+        write_columns(sweep_dir, SUMMARY_METRICS)
+    except Exception as exc:  # the jobs' results and the summary stand
+        log.warning("could not write the sweep's HParams columns: %s", exc)
+        print(f"warning: TensorBoard's HParams tab: {one_line(exc)}", file=sys.stderr)
 
 
 def progress_line(

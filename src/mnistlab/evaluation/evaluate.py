@@ -119,7 +119,10 @@ def member_accuracies(system: Classifier, datamodule: MNISTDataModule, batch_siz
 
 
 def evaluate(
-    ckpt_path: str | Path | Sequence[str | Path], trainer: pl.Trainer, data_overrides: dict[str, Any] | None = None
+    ckpt_path: str | Path | Sequence[str | Path],
+    trainer: pl.Trainer,
+    data_overrides: dict[str, Any] | None = None,
+    columns: bool = True,
 ) -> Evaluation:
     """Tests a checkpoint's system, or an ensemble of several, on the test set of the data it was trained on.
 
@@ -128,6 +131,7 @@ def evaluate(
             (``mnistlab.evaluation.ensemble``), whose members are also tested one by one.
         trainer: A trainer whose callbacks include a ``TestReport`` (it writes the files).
         data_overrides: ``MNISTDataModule`` arguments replacing the saved ones.
+        columns: Whether its HParams record names the HParams tab's columns (``training.log_hparams``).
 
     The loggers record what was tested (``mnistlab.evaluation.record``): TensorBoard shows the test scalars at
     the checkpoints' training step, and an HParams record with the members' training settings and the result.
@@ -148,7 +152,7 @@ def evaluate(
     trainer.test(system, datamodule=datamodule, verbose=False)
     report = reports[0]
     if trainer.is_global_zero and not trainer.fast_dev_run:
-        log_hparams(trainer, record, report.result.summary())
+        log_hparams(trainer, record, report.result.summary(), columns=columns)
     members = list(zip(map(Path, paths), member_accuracies(system, datamodule), strict=False))
     if report.output_dir is not None and trainer.is_global_zero:
         write_metrics(report.output_dir, report.result.summary())

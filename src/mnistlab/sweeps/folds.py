@@ -207,7 +207,8 @@ def evaluate_ensembles(
             )
             # The folds' own data folder, not the first one evaluate.py would search: the test set they were tested on.
             saved = read_checkpoint(checkpoints[0]).get("datamodule_hyper_parameters") or {}
-            evaluation = evaluate(checkpoints, trainer, {"root": saved.get("root")})
+            # Columns: the sweep's (mnistlab.sweeps.hparams_columns).
+            evaluation = evaluate(checkpoints, trainer, {"root": saved.get("root")}, columns=False)
         write_json(
             out / ENSEMBLE_FILE,
             {

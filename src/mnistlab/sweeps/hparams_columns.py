@@ -1,0 +1,70 @@
+"""The columns of a sweep's HParams tab: one record of every hyperparameter that any of its runs has.
+
+TensorBoard's HParams tab takes its columns from one "experiment" summary, and where each run wrote its
+own it picks one of them: the columns of that run alone (an ``optimizer=adam,sgd`` sweep lost
+``optimizer.momentum`` wherever it picked an adam job). A sweep's jobs and ensembles therefore write
+their records without one (``training.log_hparams(columns=False)``), and the sweep writes the one
+experiment into its own folder when it ends: every key of the runs' ``hparams.yaml``, in the order
+they first appear, so TensorBoard shows every job under the same columns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mnistlab.hparams import Scalar
+
+# The runs of a sweep that record hyperparameters: the jobs, and the ensembles of a cv=K sweep.
+RUNS = ("*", "ensembles/*")
+EVENTS = "events.out.tfevents.*"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        record = yaml.safe_load(path.read_text())  # JSON is YAML
+    except (OSError, yaml.YAMLError):
+        return {}  # a job that failed before writing it: its columns are the others'
+    return record if isinstance(record, dict) else {}
+
+
+def sweep_columns(sweep_dir: Path, metrics: tuple[str, ...]) -> tuple[dict[str, Scalar], list[str]]:
+    """Each hyperparameter of the sweep's runs with its first value (its type names the column's), in order,
+    and those of ``metrics`` that any run's ``metrics.json`` holds."""
+    columns: dict[str, Scalar] = {}
+    logged: set[str] = set()
+    for pattern in RUNS:
+        for run in sorted(sweep_dir.glob(pattern)):
+            for key, value in _read(run / "hparams.yaml").items():
+                columns.setdefault(str(key), value)
+            logged |= set(_read(run / "metrics.json"))
+    return columns, [m for m in metrics if m in logged]
+
+
+def write_columns(sweep_dir: Path, metrics: tuple[str, ...]) -> bool:
+    """Writes the sweep's one HParams experiment (``sweep_columns``: its runs' keys and metrics) into ``sweep_dir``.
+
+    A continued sweep writes it again, over its earlier one: TensorBoard keeps the first experiment it reads.
+
+    Returns:
+        Whether one was written (a sweep whose runs wrote no record has none).
+    """
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    from mnistlab.lightning_private import file_writer
+
+    columns, logged = sweep_columns(sweep_dir, metrics)
+    if not columns:
+        return False
+    for old in sweep_dir.glob(EVENTS):  # written only here: the sweep folder's own TensorBoard run
+        old.unlink()
+    experiment, _, _ = hparams_summary(columns, dict.fromkeys(logged, 0.0))
+    writer: Any = SummaryWriter(str(sweep_dir))
+    try:
+        file_writer(writer).add_summary(experiment)
+    finally:
+        writer.close()
+    return True
