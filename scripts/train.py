@@ -24,13 +24,14 @@ from mnistlab.resume.run import interrupted_hint
 def main(cfg: DictConfig) -> float:
     process.configure_job()
     # In a sweep a failing job must not exit the process: the sweep records it and goes on.
-    single = HydraConfig.get().mode != RunMode.MULTIRUN
+    hydra_cfg = HydraConfig.get()
+    single = hydra_cfg.mode != RunMode.MULTIRUN
     errors = process.exit_on_user_error() if single else nullcontext()
     interrupted = process.hint_on_interrupt(lambda: interrupted_hint(cfg.paths.output_dir)) if single else nullcontext()
     with errors, interrupted, process.ddp_children_join_this_job(__file__):
         from mnistlab.training import train  # here: torch and Lightning load once the command line is checked
 
-        return train(cfg)
+        return train(cfg, hydra_cfg.overrides.task, job_num=None if single else hydra_cfg.job.num)
 
 
 if __name__ == "__main__":

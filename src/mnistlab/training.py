@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import yaml
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
@@ -191,26 +190,27 @@ def fit_and_test(
         return metrics
 
 
-def train(cfg: DictConfig) -> float:
+def train(cfg: DictConfig, overrides: Sequence[str], job_num: int | None) -> float:
     """The run of ``scripts/train.py``: ``cfg`` checked, continued, composed, fitted, tested and recorded.
 
     Args:
-        cfg: This Hydra job's composed ``conf/train.yaml`` (its overrides and job number come from Hydra).
+        cfg: This job's composed ``conf/train.yaml``.
+        overrides: Its command-line overrides (Hydra's ``overrides.task``).
+        job_num: Its number in a multirun sweep; None for a single run.
 
     Returns:
         The run's ``test/acc``.
     """
-    hydra_cfg = HydraConfig.get()
     # cv=K is a sweep of K folds; a DDP rank started by Lightning (LOCAL_RANK) re-runs one job of it.
-    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN or "LOCAL_RANK" in os.environ
+    in_sweep = job_num is not None or "LOCAL_RANK" in os.environ
     check_cv(cfg.get("cv"), in_sweep)
-    check_search(hydra_cfg.overrides.task, in_sweep)
-    cfg = continued_config(cfg, hydra_cfg.overrides.task)  # resume=RUN_DIR or ckpt_path=...
+    check_search(overrides, in_sweep)
+    cfg = continued_config(cfg, overrides)  # resume=RUN_DIR or ckpt_path=...
     config = OmegaConf.to_container(cfg, resolve=True)
     # A sweep's job writes into its log; its progress, a line every 30 s, goes to the sweep's console.
     # Not in a DDP rank that Lightning started (LOCAL_RANK): it re-runs the job outside the sweep, without its number.
-    job = hydra_cfg.mode == RunMode.MULTIRUN and sys.__stdout__
-    run = compose(cfg, callbacks=[JobProgress(hydra_cfg.job.num, sys.__stdout__)] if job else [])
+    progress = [JobProgress(job_num, sys.__stdout__)] if job_num is not None and sys.__stdout__ else []
+    run = compose(cfg, callbacks=progress)
     if cfg.ckpt_path and not cfg.resume:  # a new run from a checkpoint: one it cannot take up is refused
         check_continuable(run.system, cfg.ckpt_path)
     mark_restart(run.trainer, cfg.ckpt_path)
