@@ -298,6 +298,29 @@ def test_an_optuna_trial_without_its_objective_shows_failed(tmp_path: Path) -> N
     assert (row["status"], row["error"]) == ("failed", reason)
 
 
+def test_a_resumed_sweep_job_counts_the_time_of_its_earlier_launches(tmp_path: Path) -> None:
+    """Before: a job killed after its first checkpoint and resumed by the same command showed only its last
+    launch's seconds in summary.md, as if its first launch's training had cost nothing."""
+    from conftest import kill_at_first_checkpoint
+
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "model=linear", "data.batch_size=128", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep_dir}"]
+    args += ["callbacks.last_checkpoint.every_n_steps=100", "callbacks.progress_bar.refresh_rate=0"]
+    job = sweep_dir / ",".join(["0_callbacks.last_checkpoint.every_n_steps=100", *sorted(args[1:4])])
+    kill_at_first_checkpoint(args, job / "checkpoints" / "last.ckpt")
+    result = run_script("train.py", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    earlier = json.loads((job / "metrics.json").read_text())["fit_seconds_earlier"]
+    launch = json.loads((job / "job.json").read_text())["seconds"]
+    assert earlier > 0
+    [row] = summary_rows(sweep_dir)
+    assert float(row["seconds"]) == round(launch + earlier, 1)
+    assert f"({launch} s; {launch + earlier:.1f} s with its earlier launches)" in result.stdout
+    fresh = sweep(tmp_path / "fresh", "model=linear", "trainer.limit_train_batches=2")  # one launch: nothing to add
+    assert fresh.returncode == 0 and "earlier launches" not in fresh.stdout, fresh.stdout[-3000:]
+    assert "fit_seconds_earlier" not in json.loads(next((tmp_path / "fresh").glob("0_*/metrics.json")).read_text())
+
+
 def test_a_test_set_objective_is_refused(tmp_path: Path) -> None:
     """Before: ``hydra.sweeper.objective=test/acc`` ran the study on the test set, which chose the hyperparameters."""
     result = sweep(

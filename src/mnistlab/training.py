@@ -137,7 +137,8 @@ def fit_and_test(
     Returns:
         ``test/acc``, ``test/loss``, the best checkpoint's score as ``<monitor>_best`` (``val/acc_best``, or
         ``val/loss_best`` for a checkpoint kept by ``val/loss``), ``epochs``, ``fit_seconds`` (this launch's)
-        and, with a ``TimeToTarget`` callback on, ``time_to_target/target``, ``/step`` and ``/seconds``.
+        and, with a ``TimeToTarget`` callback on, ``time_to_target/target``, ``/step`` and ``/seconds``; a resumed
+        run's ``fit_seconds_earlier``, the training time of its earlier launches up to the checkpoint it took up.
     """
     if trainer.max_steps == -1:  # max_epochs=-1 with max_steps=N is Lightning's way to train by steps
         check_number("trainer.max_epochs", trainer.max_epochs, integer=True, low=1)
@@ -161,6 +162,8 @@ def fit_and_test(
         # Loads go through SafeCheckpointIO (weights_only=True) whatever this says; say it anyway.
         trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         fit_seconds = time.perf_counter() - start
+        # Read before the test, whose ckpt_path loads the best checkpoint's callback states, its time among them.
+        earlier = next((cb.earlier_seconds for cb in trainer.callbacks if isinstance(cb, TimeToTarget)), 0.0)
         best = next((cb for cb in checkpoints if cb.monitor and cb.best_model_path), None)
         results = trainer.test(
             system,
@@ -180,6 +183,8 @@ def fit_and_test(
         for cb in trainer.callbacks:
             if isinstance(cb, TimeToTarget):
                 metrics.update(cb.summary())
+        if earlier:  # resumed: fit_seconds is this launch's; the sweep summary adds these
+            metrics["fit_seconds_earlier"] = round(earlier, 2)
         if trainer.fast_dev_run and trainer.is_global_zero:  # Lightning's smoke test: its few batches are no result
             print(f"fast_dev_run: test/acc {metrics['test/acc']:.4f} on a few batches, a smoke test: nothing written")
         elif trainer.is_global_zero:

@@ -164,7 +164,10 @@ def progress_line(
         return f"{head}: {error} ({seconds} s)"
     metrics = read_metrics(output_dir)
     shown = " ".join(f"{k} {metrics[k]:.4f}" for k in ("test/acc", "val/acc_best", "val/loss_best") if k in metrics)
-    return f"{head}: {shown or 'no metrics.json (a trainer.fast_dev_run smoke test writes none)'} ({seconds} s)"
+    took = f"{seconds} s"
+    if isinstance(earlier := metrics.get("fit_seconds_earlier"), int | float):  # resumed: the summary's count too
+        took += f"; {seconds + earlier:.1f} s with its earlier launches"
+    return f"{head}: {shown or 'no metrics.json (a trainer.fast_dev_run smoke test writes none)'} ({took})"
 
 
 class OneGpuPerJob(Callback):

@@ -72,6 +72,11 @@ class TimeToTarget(pl.Callback):
         self.bests = [(int(s), int(e), float(t), float(v)) for s, e, t, v in state_dict.get("bests", [])]
         self._earlier_seconds, self._announced = state_dict.get("seconds", 0.0), state_dict.get("announced")
 
+    @property
+    def earlier_seconds(self) -> float:
+        """Training time of a resumed run's earlier launches, up to the checkpoint it took up (0 for a new run)."""
+        return self._earlier_seconds
+
     def _seconds(self) -> float:
         return self._earlier_seconds + (time.perf_counter() - self._start if self._start is not None else 0.0)
 

@@ -104,7 +104,10 @@ def read_job(job_dir: Path, exclude_keys: Sequence[str] = ()) -> JobRecord:
     job = _read_json(job_dir / JOB_FILE)
     status = job.get("status", "ok" if metrics else "failed")
     error = job.get("error", "" if metrics else "no metrics.json (the job did not finish)")
-    return JobRecord(job_dir.name, shown, status, error, metrics, job.get("seconds"))
+    seconds = job.get("seconds")  # this launch's; a resumed job adds its earlier launches' training time
+    if isinstance(seconds, int | float) and isinstance(earlier := metrics.get("fit_seconds_earlier"), int | float):
+        seconds = round(seconds + earlier, 1)
+    return JobRecord(job_dir.name, shown, status, error, metrics, seconds)
 
 
 def collect_jobs(sweep_dir: Path, exclude_keys: Sequence[str] = ()) -> list[JobRecord]:
