@@ -14,23 +14,21 @@ from mnistlab.checkpoint_records import build_network, factory_from_record, netw
 from mnistlab.config_checks import check_number
 from mnistlab.data.loaders import Batch
 from mnistlab.errors import ConfigError
-from mnistlab.lightning_private import (
-    align_optimizer_step_counts,
-    restore_loader_position,
-    should_update_logs,
-)
+from mnistlab.lightning_private import align_optimizer_step_counts, restore_loader_position, should_update_logs
 from mnistlab.systems.distillation import Teacher, TrainingLoss, check_teacher
 from mnistlab.systems.divergence import DivergenceCheck, check_finite_weights
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
-from mnistlab.systems.metrics import batch_weights, log_confmat_image, log_epoch, stage_metrics
-from mnistlab.systems.one_image_batch import check_one_image_batches
-from mnistlab.systems.optimizers import (
-    NOTEBOOK_ADAM,
-    OptimizerFactory,
-    SchedulerFactory,
-    check_factories,
-    describe,
+from mnistlab.systems.metrics import (
+    TRAIN_METRICS_KEY,
+    batch_weights,
+    log_confmat_image,
+    log_epoch,
+    metric_states,
+    restore_metric_states,
+    stage_metrics,
 )
+from mnistlab.systems.one_image_batch import check_one_image_batches
+from mnistlab.systems.optimizers import NOTEBOOK_ADAM, OptimizerFactory, SchedulerFactory, check_factories, describe
 
 if TYPE_CHECKING:
     from mnistlab.engine import Engine
@@ -52,12 +50,9 @@ class Classifier(pl.LightningModule):
     several batches per step (manual optimization). Either way the training results go through
     ``_record_training``: the hot loop never waits on the host.
 
-    Checkpoints hold plain values only (they load with ``torch.load(weights_only=True)``):
-    ``hparams["net"]`` is the network's record ``{"_target_": class path, **arguments}``
-    (``mnistlab.checkpoint_records``), and the optimizer and scheduler are ``{"target": ..., **kwargs}``
-    records. ``Classifier.load_from_checkpoint(path)`` passes these records back to
-    ``__init__``, which rebuilds the network by calling its ``torch.nn.Module`` subclass and
-    nothing else.
+    Checkpoints hold plain values only (they load with ``torch.load(weights_only=True)``): the network's record
+    ``{"_target_": class path, **arguments}`` and the optimizer's and scheduler's ``{"target": ..., **kwargs}``
+    (``mnistlab.checkpoint_records``), which ``Classifier.load_from_checkpoint(path)`` passes back to ``__init__``.
 
     Args:
         net: The network, or its record (as ``load_from_checkpoint`` passes it).
@@ -193,11 +188,18 @@ class Classifier(pl.LightningModule):
         if teacher is not None:  # provenance only: evaluating the student never reads it
             checkpoint["teacher"] = {**teacher.provenance(), "temperature": self.hparams.temperature,
                                      "alpha": self.hparams.alpha}  # fmt: skip
+        # Mid-epoch, the epoch's batches so far: a resumed epoch's train/loss and train/acc count them too. Under
+        # DDP one file cannot hand each process its own share (as LastCheckpoint's gradients): it counts its own.
+        if self.trainer.world_size == 1:
+            self._update_train_metrics()
+            checkpoint[TRAIN_METRICS_KEY] = metric_states(self.train_metrics)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        restore_metric_states(self.train_metrics, checkpoint.get(TRAIN_METRICS_KEY) or {})
 
     def on_train_start(self) -> None:
-        # configure_optimizers reads trainer.estimated_stepping_batches, which makes Lightning build the
-        # training loader before a resumed checkpoint is restored; Lightning then never hands the loader
-        # its saved position. Hand it over now, before the first batch is drawn (a no-op otherwise).
+        # configure_optimizers reads trainer.estimated_stepping_batches, which makes Lightning build the training
+        # loader before a resumed checkpoint is restored and never hand it its saved position: done here instead.
         restore_loader_position(self.trainer)
         align_optimizer_step_counts(self.trainer)  # resumes a checkpoint of either optimization mode
         check_one_image_batches(self.trainer, self.net)  # BatchNorm1d: before the first batch, not an epoch later
@@ -221,12 +223,11 @@ class Classifier(pl.LightningModule):
     def _record_training(self, outputs: list[StepOutput]) -> None:
         """Keeps the batches' results for the epoch metrics; at Lightning's logging steps, logs the last loss.
 
-        Metric updates cost ~40 us each in torchmetrics' wrappers, so they are made for all kept
-        batches at once, at the logging steps and the epoch's end (the epoch values are the same).
-        ``self.log`` costs about 0.5 ms, a quarter of a per-step batch on the CPU, and loggers
-        receive on-step values only every ``log_every_n_steps`` batches, so the loss is logged at
-        those steps alone. Lightning reads it to the host after the step; the divergence check
-        (``DivergenceCheck``) reads it then too, so the step itself never waits for the device.
+        Metric updates cost ~40 us each in torchmetrics' wrappers, so they are made for all kept batches at once,
+        at the logging steps and the epoch's end (the epoch values are the same). ``self.log`` costs about 0.5 ms,
+        a quarter of a per-step batch on the CPU, and loggers receive on-step values only every
+        ``log_every_n_steps`` batches, so the loss is logged at those steps alone. Lightning reads it to the host
+        after the step, as ``DivergenceCheck`` does, so the step itself never waits for the device.
         """
         self._pending.extend(outputs)
         if should_update_logs(self.trainer):

@@ -25,6 +25,8 @@ from mnistlab.tb_writers import tensorboard_writers
 # What Classifier logs to trainer.callback_metrics in a fit (train/loss_step at the logging steps, the others
 # at epoch ends): the values an EarlyStopping or ModelCheckpoint can monitor.
 FIT_METRICS = ("train/loss_step", "train/loss", "train/acc", "val/loss", "val/acc")
+# The checkpoint entry holding the training metrics' state (``metric_states``) at a mid-epoch save.
+TRAIN_METRICS_KEY = "train_metrics_state"
 
 
 def stage_metrics(num_classes: int, confmat: bool, per_class: bool = False, checks: bool = True) -> nn.ModuleDict:
@@ -94,3 +96,19 @@ def log_confmat_image(trainer: pl.Trainer, confmat: torch.Tensor, class_names: l
     for writer in tensorboard_writers(trainer):
         image = confusion_matrix_image(confmat, class_names, f"{stage} confusion matrix")
         writer.add_image(f"{stage}/confusion_matrix", image, step, dataformats="HWC")  # (H, W, 3)
+
+
+def metric_states(metrics: nn.ModuleDict) -> dict[str, dict[str, torch.Tensor]]:
+    """The accumulated state of each metric (torchmetrics keeps it out of ``state_dict``), on the CPU."""
+    return {
+        name: {key: value.detach().cpu() for key, value in metric.metric_state.items()}
+        for name, metric in metrics.items()
+    }
+
+
+def restore_metric_states(metrics: nn.ModuleDict, saved: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Puts ``metric_states``' record back into freshly reset metrics (their states are added to the record's)."""
+    for name, metric in metrics.items():
+        if name in saved:
+            device = next(iter(metric.metric_state.values())).device
+            metric.merge_state({key: value.to(device) for key, value in saved[name].items()})
