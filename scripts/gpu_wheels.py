@@ -3,7 +3,7 @@
 ``python scripts/gpu_wheels.py missing``: one requirement per line (``name>=x,<y``) for each package of
 scripts/gpu_wheels.txt that this interpreter lacks or has outside its range; scripts/gpu_check.sh installs
 those from a wheel folder. A package that pyproject.toml names takes its range from there (dependencies
-and every extra); one that only a listed package needs (omegaconf, antlr4, ...) takes the ranges that the
+and every extra); one that only a listed package needs (antlr4, alembic, ...) takes the ranges that the
 installed packages' own metadata give it, so no version is ever kept by hand.
 
 ``python scripts/gpu_wheels.py resolve``: the versions pip resolves today from pyproject's ranges, one
