@@ -321,6 +321,43 @@ def test_a_resumed_sweep_job_counts_the_time_of_its_earlier_launches(tmp_path: P
     assert "fit_seconds_earlier" not in json.loads(next((tmp_path / "fresh").glob("0_*/metrics.json")).read_text())
 
 
+def test_a_sweep_whose_experiment_file_changed_is_refused_when_continued(tmp_path: Path) -> None:
+    """Before: an experiment file edited between two launches of a sweep (optimizer.lr 1e-3 -> 0.5) gave the
+    jobs of the second launch the new recipe beside the first launch's kept jobs, in one summary, silently."""
+    import shutil
+
+    conf = tmp_path / "conf"
+    (conf / "experiment").mkdir(parents=True)
+    recipe = conf / "experiment" / "mine.yaml"
+    recipe.write_text("# @package _global_\ndefaults:\n  - override /model: linear\noptimizer:\n  lr: 1.0e-3\n")
+    sweep_dir = tmp_path / "sweep"
+    command = (f"hydra.searchpath=[file://{conf}]", "experiment=mine", "seed=1,2", "trainer.limit_train_batches=2")
+    first = sweep(sweep_dir, *command)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for job in sweep_dir.glob("1_*"):  # as if the first launch had been killed before job 1
+        shutil.rmtree(job)
+    recipe.write_text(recipe.read_text().replace("1.0e-3", "0.5"))
+    second = sweep(sweep_dir, *command)
+    assert second.returncode == 2 and second.stderr.strip().splitlines() == [
+        f"error: hydra.sweep.dir={sweep_dir} was launched with optimizer.lr=0.001, but its command now gives "
+        "optimizer.lr=0.5: a config file it reads (e.g. conf/experiment/*.yaml) changed since, and its jobs would "
+        "mix two recipes; restore the file, or give a new folder"
+    ], second.stderr[-3000:]
+    assert not list(sweep_dir.glob("1_*"))
+    recipe.write_text(recipe.read_text().replace("0.5", "1.0e-3"))  # restored: the sweep continues
+    third = sweep(sweep_dir, *command)
+    assert third.returncode == 0 and "# Sweep summary: 2 jobs, 2 finished, 0 failed" in third.stdout
+
+    from hydra_plugins.mnistlab_sweeps.launchers import changed_settings
+
+    before = OmegaConf.create({"model": {"_target_": "a.B"}, "trainer": {"accelerator": "cpu"}, "hydra": {"x": 1}})
+    now = OmegaConf.create({"model": {"_target_": "a.C", "k": 2}, "trainer": {"accelerator": "gpu"}, "hydra": {}})
+    assert changed_settings(before, now, ["trainer.accelerator"]) == [
+        ("model._target_", "a.B", "a.C"),
+        ("model.k", "<absent>", 2),
+    ]
+
+
 def test_a_test_set_objective_is_refused(tmp_path: Path) -> None:
     """Before: ``hydra.sweeper.objective=test/acc`` ran the study on the test set, which chose the hyperparameters."""
     result = sweep(

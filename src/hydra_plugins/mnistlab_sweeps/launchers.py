@@ -74,6 +74,40 @@ def check_same_sweep(config: DictConfig) -> None:
             f"hydra.sweep.dir={config.hydra.sweep.dir} holds another sweep ({' '.join(before) or 'no overrides'}), "
             "whose jobs this one's would mix with: continue it with its own command, or give a new folder"
         )
+    # The same command, but a config file it reads (conf/experiment/*.yaml) edited since: the kept and resumed
+    # jobs ran the recipe that multirun.yaml recorded, the new ones would run another, in one summary.
+    if changed := changed_settings(OmegaConf.load(saved), config, free):
+        key, old, new = changed[0]
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        refuse(
+            f"hydra.sweep.dir={config.hydra.sweep.dir} was launched with {key}={old}, but its command now gives "
+            f"{key}={new}{more}: a config file it reads (e.g. conf/experiment/*.yaml) changed since, and its jobs "
+            "would mix two recipes; restore the file, or give a new folder"
+        )
+
+
+def _settings(node: object, prefix: str = "") -> dict[str, object]:
+    """A plain config as dotted keys and leaf values (``_target_`` included: it names the class)."""
+    if isinstance(node, dict) and node:
+        return {k: v for key, value in node.items() for k, v in _settings(value, f"{prefix}{key}.").items()}
+    return {prefix.removesuffix("."): node}
+
+
+def _job_settings(config: DictConfig) -> dict[str, object]:
+    """The settings a sweep's jobs train with, as written; Hydra's own node says how to run them, not what."""
+    plain = OmegaConf.to_container(config, resolve=False)
+    return _settings({key: value for key, value in plain.items() if key != "hydra"})
+
+
+def changed_settings(before: DictConfig, now: DictConfig, free: Sequence[str] = ()) -> list[tuple[str, object, object]]:
+    """``(key, before, now)`` for each setting of a sweep's jobs (``free`` keys aside) whose value differs between
+    two launches, as written (interpolations unresolved)."""
+    old, new = _job_settings(before), _job_settings(now)
+    kept = [k for k in sorted(old.keys() | new.keys()) if not any(k == f or k.startswith(f"{f}.") for f in free)]
+    return [(k, old.get(k, "<absent>"), new.get(k, "<absent>")) for k in kept if old.get(k, _NONE) != new.get(k, _NONE)]
+
+
+_NONE = object()
 
 
 def lock_sweep_folder(folder: Path) -> None:
