@@ -142,3 +142,19 @@ def test_every_job_of_a_sweep_shows_under_the_same_hparams_columns(tmp_path: Pat
     assert "optimizer.momentum" not in records[0] and "optimizer.momentum" in records[1]  # adam's, sgd's
     columns = hparams_tab_columns(sweep)
     assert set(columns) == set(records[0]) | set(records[1])
+
+
+def test_a_resumed_run_shows_each_step_once_to_a_reader_that_ignores_the_restart_marker(tmp_path: Path) -> None:
+    """TensorBoard's data server ignores purge_step: the points a killed process logged after its checkpoint
+    showed beside the resumed run's points for the same steps. Simulated here by resuming from an earlier
+    last.ckpt of a run that had logged one more epoch."""
+    data = write_idx_set(tmp_path / "tiny", n_train=400)
+    run = train(tmp_path / "run", *TINY, f"data.root={data}", "trainer.max_epochs=1")
+    epoch_one = (run.dir / "checkpoints" / "last.ckpt").read_bytes()
+    for _ in range(2):  # the second launch resumes epoch 1's checkpoint again: epoch 2's points are there already
+        (run.dir / "checkpoints" / "last.ckpt").write_bytes(epoch_one)
+        resumed = run_script("train.py", f"resume={run.dir}", "trainer.max_epochs=2")
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+    points = [(tag, step) for tag, step, _ in logged(run.dir) if tag in ("train/loss_step", "train/loss", "val/acc")]
+    assert sorted(points) == sorted(set(points)) and ("train/loss", 77) in points
+    assert len(list(run.dir.glob("events.out.tfevents.*"))) >= 3  # every file kept

@@ -246,7 +246,8 @@ def mark_restart(trainer: pl.Trainer, ckpt_path: str | None) -> None:
     same folder:
     - TensorBoard drops every event at a step from ``step`` on that came before a restart
       marker (``SummaryWriter(purge_step=...)`` writes the same marker, but to every new
-      writer, and Lightning opens a new one for ``trainer.test``);
+      writer, and Lightning opens a new one for ``trainer.test``); its newer data server does not,
+      so those events are also taken out of the earlier event files (``resume.events``);
     - Lightning's CSV logger deletes ``metrics.csv`` as it opens; its rows below ``step`` are
       written back through the logger (``_keep_csv_rows``).
     So each step appears once and the curves stay continuous. A no-op for a new run and off rank zero.
@@ -258,12 +259,14 @@ def mark_restart(trainer: pl.Trainer, ckpt_path: str | None) -> None:
 
     from mnistlab.checkpoints import read_checkpoint
     from mnistlab.lightning_private import file_writer
+    from mnistlab.resume.events import drop_events_from
     from mnistlab.tb_writers import tensorboard_writers
 
     # Batch b is logged at step b, so what the checkpoint holds was logged below ``step``.
     step = int(read_checkpoint(ckpt_path).get("global_step", 0))
     marker = Event(step=step, session_log=SessionLog(status=SessionLog.START))
     for writer in tensorboard_writers(trainer):
+        drop_events_from(Path(writer.log_dir), step)  # TensorBoard's data server ignores the marker
         file_writer(writer).add_event(marker)  # torch's SummaryWriter has no public way to add an event
     for logger in trainer.loggers:
         if isinstance(logger, CSVLogger):
