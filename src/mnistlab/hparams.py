@@ -1,14 +1,20 @@
-"""The run's hyperparameters as a person compares them: a short, flat record for TensorBoard and MLflow."""
+"""The run's hyperparameters as a person compares them: a short, flat record for TensorBoard and MLflow,
+and its HParams-tab record with the run's final metrics (``log_hparams``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mnistlab.config_keys import PLACEMENT
 
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
 Scalar = bool | int | float | str
 
+# The metrics every run reports; TensorBoard's HParams tab compares runs on these.
+SUMMARY_METRICS = ("test/acc", "test/loss", "val/acc_best", "val/loss_best")
 # TensorBoard's HParams table and MLflow's run table stay readable up to about this many columns.
 MAX_HPARAMS = 25
 # Override keys (prefixes) that say where, how fast or how verbosely to run, not what is trained: the
@@ -156,3 +162,38 @@ def _core(config: Mapping[str, Any], choices: Mapping[str, str | None]) -> list[
         if name in node or key == "data.augment":  # no augment node: no augmentation
             items.append((key, node.get(name)))
     return [(k, _scalar(v, k)) for k, v in items]
+
+
+def log_hparams(
+    trainer: pl.Trainer,
+    hparams: dict[str, Any],
+    metrics: dict[str, float],
+    config: dict[str, Any] | None = None,
+    columns: bool = True,
+) -> None:
+    """Writes the HParams-tab record with the run's real final metrics (no ``hp_metric`` placeholder).
+
+    ``hparams`` is the short record of ``mnistlab.hparams.run_hparams``; the full composed
+    ``config`` goes into a text entry (``config``) beside it. ``columns``: whether the record also
+    names the HParams tab's columns (its "experiment"); a sweep's runs leave that to the sweep,
+    whose one experiment names every run's keys (``mnistlab.sweeps.hparams_columns``).
+    """
+    import yaml
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    from mnistlab.lightning_private import file_writer
+    from mnistlab.tb_writers import tensorboard_writers
+
+    values = {k: v for k, v in metrics.items() if k in SUMMARY_METRICS}
+    for writer in tensorboard_writers(trainer):
+        # The metric values themselves are the scalars already logged under these tags.
+        for k, v in values.items():
+            if k not in ("test/acc", "test/loss"):
+                writer.add_scalar(k, v, trainer.global_step)
+        experiment, *session = hparams_summary(hparams, values)
+        for summary in [experiment, *session] if columns else session:
+            file_writer(writer).add_summary(summary)
+        if config is not None:  # indented: a Markdown code block in TensorBoard's text tab
+            text = yaml.safe_dump(config, sort_keys=False)
+            writer.add_text("config", "\n".join("    " + line for line in text.splitlines()), trainer.global_step)
+        writer.flush()

@@ -21,15 +21,11 @@ from mnistlab.checkpoints import read_checkpoint
 from mnistlab.composition import compose
 from mnistlab.config_checks import check_cv, check_number, check_search
 from mnistlab.data import MNISTDataModule
-from mnistlab.hparams import run_hparams
-from mnistlab.lightning_private import file_writer
+from mnistlab.hparams import SUMMARY_METRICS, log_hparams, run_hparams
 from mnistlab.resume.checkpoint import check_continuable, finished_epochs
 from mnistlab.resume.run import continued_config, launch_record, mark_restart
 from mnistlab.systems import Classifier
-from mnistlab.tb_writers import tensorboard_write_errors, tensorboard_writers
-
-# The metrics every run reports; TensorBoard's HParams tab compares runs on these.
-SUMMARY_METRICS = ("test/acc", "test/loss", "val/acc_best", "val/loss_best")
+from mnistlab.tb_writers import tensorboard_write_errors
 
 
 def _refresh_hparams_file(logger: Any) -> None:
@@ -39,38 +35,6 @@ def _refresh_hparams_file(logger: Any) -> None:
     """
     if isinstance(logger, TensorBoardLogger) and (path := Path(logger.log_dir) / logger.NAME_HPARAMS_FILE).is_file():
         write_atomic(path, yaml.safe_dump(dict(logger.hparams), sort_keys=False).encode())
-
-
-def log_hparams(
-    trainer: pl.Trainer,
-    hparams: dict[str, Any],
-    metrics: dict[str, float],
-    config: dict[str, Any] | None = None,
-    columns: bool = True,
-) -> None:
-    """Writes the HParams-tab record with the run's real final metrics (no ``hp_metric`` placeholder).
-
-    ``hparams`` is the short record of ``mnistlab.hparams.run_hparams``; the full composed
-    ``config`` goes into a text entry (``config``) beside it. ``columns``: whether the record also
-    names the HParams tab's columns (its "experiment"); a sweep's runs leave that to the sweep,
-    whose one experiment names every run's keys (``mnistlab.sweeps.hparams_columns``).
-    """
-    import yaml
-    from torch.utils.tensorboard.summary import hparams as hparams_summary
-
-    values = {k: v for k, v in metrics.items() if k in SUMMARY_METRICS}
-    for writer in tensorboard_writers(trainer):
-        # The metric values themselves are the scalars already logged under these tags.
-        for k, v in values.items():
-            if k not in ("test/acc", "test/loss"):
-                writer.add_scalar(k, v, trainer.global_step)
-        experiment, *session = hparams_summary(hparams, values)
-        for summary in [experiment, *session] if columns else session:
-            file_writer(writer).add_summary(summary)
-        if config is not None:  # indented: a Markdown code block in TensorBoard's text tab
-            text = yaml.safe_dump(config, sort_keys=False)
-            writer.add_text("config", "\n".join("    " + line for line in text.splitlines()), trainer.global_step)
-        writer.flush()
 
 
 def log_best_scores(trainer: pl.Trainer, metrics: dict[str, float]) -> None:

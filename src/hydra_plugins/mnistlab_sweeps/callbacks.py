@@ -133,8 +133,8 @@ class SweepSummary(Callback):
 
 def write_hparams_columns(sweep_dir: Path) -> None:
     """The sweep's HParams columns (``mnistlab.sweeps.hparams_columns``); a failure costs only the HParams tab."""
+    from mnistlab.hparams import SUMMARY_METRICS
     from mnistlab.sweeps.hparams_columns import write_columns
-    from mnistlab.training import SUMMARY_METRICS
 
     try:
         write_columns(sweep_dir, SUMMARY_METRICS)

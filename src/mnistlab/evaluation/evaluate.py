@@ -21,9 +21,9 @@ from mnistlab.evaluation.callbacks import TestReport
 from mnistlab.evaluation.ensemble import Ensemble, load_model
 from mnistlab.evaluation.record import evaluation_record
 from mnistlab.evaluation.report import TestResult
+from mnistlab.hparams import log_hparams
 from mnistlab.lightning_private import start_logging_at
 from mnistlab.systems import Classifier
-from mnistlab.training import log_hparams
 
 MEMBERS_FILE = "members.csv"
 
@@ -131,7 +131,7 @@ def evaluate(
             (``mnistlab.evaluation.ensemble``), whose members are also tested one by one.
         trainer: A trainer whose callbacks include a ``TestReport`` (it writes the files).
         data_overrides: ``MNISTDataModule`` arguments replacing the saved ones.
-        columns: Whether its HParams record names the HParams tab's columns (``training.log_hparams``).
+        columns: Whether its HParams record names the HParams tab's columns (``hparams.log_hparams``).
 
     The loggers record what was tested (``mnistlab.evaluation.record``): TensorBoard shows the test scalars at
     the checkpoints' training step, and an HParams record with the members' training settings and the result.

@@ -3,7 +3,7 @@
 TensorBoard's HParams tab takes its columns from one "experiment" summary, and where each run wrote its
 own it picks one of them: the columns of that run alone (an ``optimizer=adam,sgd`` sweep lost
 ``optimizer.momentum`` wherever it picked an adam job). A sweep's jobs and ensembles therefore write
-their records without one (``training.log_hparams(columns=False)``), and the sweep writes the one
+their records without one (``hparams.log_hparams(columns=False)``), and the sweep writes the one
 experiment into its own folder when it ends: every key of the runs' ``hparams.yaml``, in the order
 they first appear, so TensorBoard shows every job under the same columns.
 """
