@@ -9,12 +9,16 @@ from typing import TYPE_CHECKING, Any
 from mnistlab.config_keys import PLACEMENT
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import lightning.pytorch as pl
 
 Scalar = bool | int | float | str
 
 # The metrics every run reports; TensorBoard's HParams tab compares runs on these.
 SUMMARY_METRICS = ("test/acc", "test/loss", "val/acc_best", "val/loss_best")
+# The file in which Lightning's TensorBoardLogger keeps a run's record (TensorBoardLogger.NAME_HPARAMS_FILE).
+HPARAMS_FILE = "hparams.yaml"
 # TensorBoard's HParams table and MLflow's run table stay readable up to about this many columns.
 MAX_HPARAMS = 25
 # Override keys (prefixes) that say where, how fast or how verbosely to run, not what is trained: the
@@ -162,6 +166,17 @@ def _core(config: Mapping[str, Any], choices: Mapping[str, str | None]) -> list[
         if name in node or key == "data.augment":  # no augment node: no augmentation
             items.append((key, node.get(name)))
     return [(k, _scalar(v, k)) for k, v in items]
+
+
+def read_hparams_file(run_dir: Path) -> dict[str, Scalar]:
+    """The record in a run folder's ``hparams.yaml``; {} where there is none, or none readable."""
+    import yaml
+
+    try:
+        record = yaml.safe_load((run_dir / HPARAMS_FILE).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return dict(record) if isinstance(record, dict) else {}
 
 
 def log_hparams(

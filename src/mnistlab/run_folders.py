@@ -12,6 +12,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+# The files of a run folder that TensorBoard reads: one per writer (training, the test, an HParams record).
+EVENT_FILES = "events.out.tfevents.*"
 _START = datetime.now()  # one time stamp per process, however often Hydra resolves the run folder
 _CLAIMED: dict[str, str] = {}  # base path -> the folder this process made for it
 _EXISTED: set[Path] = set()  # run folders that were there before Hydra wrote into them: never discarded
@@ -183,7 +185,7 @@ def lock_run_folder(run_dir: Path, setting: str = "hydra.run.dir", kind: str = "
 
 def _empty_event_file(path: Path) -> bool:
     """A TensorBoard event file holding its header alone: Lightning opens one before the data is set up."""
-    if not path.name.startswith("events.out.tfevents."):
+    if not path.match(EVENT_FILES):
         return False
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 

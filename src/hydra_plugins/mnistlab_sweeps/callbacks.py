@@ -20,7 +20,7 @@ from mnistlab.atomic_files import write_json
 from mnistlab.errors import WriteError
 from mnistlab.process.jobs import JobConsole, pin_gpu
 from mnistlab.sweeps.gpus import claim_slot, visible_gpus
-from mnistlab.sweeps.summary import JOB_FILE, objective_mistake, read_metrics, write_summary
+from mnistlab.sweeps.summary import JOB_FILE, objective_mistake, read_metrics, with_earlier_launches, write_summary
 from mnistlab.user_errors import one_line
 
 log = logging.getLogger(__name__)
@@ -165,8 +165,8 @@ def progress_line(
     metrics = read_metrics(output_dir)
     shown = " ".join(f"{k} {metrics[k]:.4f}" for k in ("test/acc", "val/acc_best", "val/loss_best") if k in metrics)
     took = f"{seconds} s"
-    if isinstance(earlier := metrics.get("fit_seconds_earlier"), int | float):  # resumed: the summary's count too
-        took += f"; {seconds + earlier:.1f} s with its earlier launches"
+    if isinstance(metrics.get("fit_seconds_earlier"), int | float):  # resumed: the summary's count too
+        took += f"; {with_earlier_launches(seconds, metrics):.1f} s with its earlier launches"
     return f"{head}: {shown or 'no metrics.json (a trainer.fast_dev_run smoke test writes none)'} ({took})"
 
 

@@ -11,13 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
 from mnistlab.checkpoints import read_checkpoint
-from mnistlab.hparams import MAX_HPARAMS, Scalar
-
-# The file in which Lightning's TensorBoardLogger keeps a run's HParams record (TensorBoardLogger.NAME_HPARAMS_FILE).
-HPARAMS_FILE = "hparams.yaml"
+from mnistlab.hparams import MAX_HPARAMS, Scalar, read_hparams_file
 
 
 def training_record(checkpoint: Path) -> dict[str, Scalar]:
@@ -25,12 +20,7 @@ def training_record(checkpoint: Path) -> dict[str, Scalar]:
 
     A checkpoint copied out of its run folder has no record beside it: its evaluation records what was tested only.
     """
-    run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    try:
-        record = yaml.safe_load((run / HPARAMS_FILE).read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return dict(record) if isinstance(record, dict) else {}
+    return read_hparams_file(checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent)
 
 
 def evaluation_record(paths: Sequence[Path]) -> tuple[dict[str, Scalar], int]:

@@ -13,8 +13,7 @@ import io
 from pathlib import Path
 
 from mnistlab.atomic_files import write_atomic
-
-EVENTS = "events.out.tfevents.*"
+from mnistlab.run_folders import EVENT_FILES
 
 
 def drop_events_from(log_dir: Path, step: int) -> list[Path]:
@@ -30,7 +29,7 @@ def drop_events_from(log_dir: Path, step: int) -> list[Path]:
     from tensorboard.summary.writer.record_writer import RecordWriter
 
     rewritten = []
-    for path in sorted(log_dir.glob(EVENTS)):
+    for path in sorted(log_dir.glob(EVENT_FILES)):
         records = list(RawEventFileLoader(str(path)).Load())
         events = [Event.FromString(record) for record in records]
         kept = [r for r, e in zip(records, events, strict=True) if not (e.HasField("summary") and e.step >= step)]

@@ -103,9 +103,14 @@ def is_run_folder(path: Path) -> bool:
     return (path / "checkpoints").is_dir() or any(path.glob("*.ckpt"))
 
 
+def job_number(name: str) -> int:
+    """A sweep job folder's number, from Hydra's ``<job number>_<overrides>`` name; -1 for another name."""
+    head = name.split("_", 1)[0]
+    return int(head) if head.isdigit() else -1
+
+
 def _job_number(folder: Path) -> tuple[int, str]:
-    head = folder.name.split("_", 1)[0]  # Hydra's <job number>_<overrides>
-    return (int(head) if head.isdigit() else -1, folder.name)
+    return job_number(folder.name), folder.name
 
 
 def _sweep_jobs(sweep_dir: Path) -> list[Path]:

@@ -12,18 +12,21 @@ import csv
 import io
 import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from mnistlab.atomic_files import write_json
 from mnistlab.config_keys import override_key
+from mnistlab.resume.sweep import job_number
+from mnistlab.run_folders import EVENT_FILES
 from mnistlab.sweeps.ranking import best_first, ranking_key
 
 if TYPE_CHECKING:  # the summary imports this module
     from mnistlab.sweeps.summary import JobRecord
 
+K = TypeVar("K")
 FOLD_KEY = "data.fold"
 SEED_KEY = "seed"
 # cv=K gives fold i the seed S+i (hydra_plugins.mnistlab_sweeps.folds): not part of the configuration.
@@ -58,20 +61,22 @@ class FoldGroup:
         return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _number(job: JobRecord) -> int:
-    return int(job.name.split("_", 1)[0])
-
-
 def _fold(job: JobRecord) -> int:
     return next(int(o.split("=", 1)[1]) for o in job.overrides if override_key(o) == FOLD_KEY)
 
 
+def last_runs(jobs: Sequence[JobRecord], key: Callable[[JobRecord], K]) -> dict[K, JobRecord]:
+    """One job per ``key``: where it ran twice (a ``cv=K`` Optuna trial killed and asked again runs its finished
+    folds again), the last finished run of it, else its last run."""
+    kept: dict[K, JobRecord] = {}
+    for job in sorted(jobs, key=lambda j: (j.status == "ok", job_number(j.name))):
+        kept[key(job)] = job
+    return kept
+
+
 def _one_per_fold(jobs: Sequence[JobRecord]) -> list[JobRecord]:
-    """Each fold's job, in fold order: where a fold ran twice (an Optuna trial killed and asked again), the
-    last finished run of it, else its last run."""
-    kept: dict[int, JobRecord] = {}
-    for job in sorted(jobs, key=lambda j: (j.status == "ok", _number(j))):
-        kept[_fold(job)] = job
+    """Each fold's job, in fold order (``last_runs``)."""
+    kept = last_runs(jobs, _fold)
     return [kept[fold] for fold in sorted(kept)]
 
 
@@ -192,8 +197,8 @@ def evaluate_ensembles(
         if len(group.finished) < 2:
             continue
         # Named by the configuration's first job, not its rank, which a continued sweep may change.
-        out = sweep_dir / ENSEMBLES / str(min(_number(job) for job in group.jobs))
-        for old in out.glob("events.out.tfevents.*"):  # a continued sweep tests it again: one TensorBoard run
+        out = sweep_dir / ENSEMBLES / str(min(job_number(job.name) for job in group.jobs))
+        for old in out.glob(EVENT_FILES):  # a continued sweep tests it again: one TensorBoard run
             old.unlink()
         checkpoints = [find_checkpoint(sweep_dir / job.name, announce=False) for job in group.finished]
         with quiet("lightning.pytorch"):  # its "GPU available" notes, once per ensemble

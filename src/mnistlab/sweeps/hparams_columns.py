@@ -13,21 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mnistlab.hparams import Scalar
+from mnistlab.hparams import Scalar, read_hparams_file
+from mnistlab.run_folders import EVENT_FILES
+from mnistlab.sweeps.summary import read_metrics
 
 # The runs of a sweep that record hyperparameters: the jobs, and the ensembles of a cv=K sweep.
 RUNS = ("*", "ensembles/*")
-EVENTS = "events.out.tfevents.*"
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        record = yaml.safe_load(path.read_text())  # JSON is YAML
-    except (OSError, yaml.YAMLError):
-        return {}  # a job that failed before writing it: its columns are the others'
-    return record if isinstance(record, dict) else {}
 
 
 def sweep_columns(sweep_dir: Path, metrics: tuple[str, ...]) -> tuple[dict[str, Scalar], list[str]]:
@@ -37,9 +28,10 @@ def sweep_columns(sweep_dir: Path, metrics: tuple[str, ...]) -> tuple[dict[str, 
     logged: set[str] = set()
     for pattern in RUNS:
         for run in sorted(sweep_dir.glob(pattern)):
-            for key, value in _read(run / "hparams.yaml").items():
+            # A job that failed before writing them has none: its columns are the others'.
+            for key, value in read_hparams_file(run).items():
                 columns.setdefault(str(key), value)
-            logged |= set(_read(run / "metrics.json"))
+            logged |= set(read_metrics(run))
     return columns, [m for m in metrics if m in logged]
 
 
@@ -59,7 +51,7 @@ def write_columns(sweep_dir: Path, metrics: tuple[str, ...]) -> bool:
     columns, logged = sweep_columns(sweep_dir, metrics)
     if not columns:
         return False
-    for old in sweep_dir.glob(EVENTS):  # written only here: the sweep folder's own TensorBoard run
+    for old in sweep_dir.glob(EVENT_FILES):  # written only here: the sweep folder's own TensorBoard run
         old.unlink()
     experiment, _, _ = hparams_summary(columns, dict.fromkeys(logged, 0.0))
     writer: Any = SummaryWriter(str(sweep_dir))

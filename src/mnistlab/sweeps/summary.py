@@ -61,19 +61,33 @@ def read_metrics(job_dir: Path) -> dict[str, Any]:
     return _read_json(job_dir / "metrics.json")
 
 
-def objective_mistake(job_dir: Path, objective: str) -> str | None:
-    """Why a finished job gives its Optuna trial no value: ``objective`` missing from its ``metrics.json``, or not a
-    finite number (the study then marks the trial failed); None where it has one (``objective_value``)."""
+def _objective(job_dir: Path, objective: str) -> tuple[float | None, str | None]:
+    """A finished job's value for its Optuna trial, or why it has none (the study then marks the trial failed)."""
     value = read_metrics(job_dir).get(objective)  # None for a missing or damaged metrics.json
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         found = "missing from its metrics.json" if value is None else f"{value!r} in its metrics.json"
-        return f"the Optuna trial failed: its objective {objective} is {found}"
-    return None
+        return None, f"the Optuna trial failed: its objective {objective} is {found}"
+    return float(value), None
+
+
+def objective_mistake(job_dir: Path, objective: str) -> str | None:
+    """Why a finished job gives its Optuna trial no value: ``objective`` missing from its ``metrics.json``, or not a
+    finite number; None where it has one (``objective_value``)."""
+    return _objective(job_dir, objective)[1]
 
 
 def objective_value(job_dir: Path, objective: str) -> float | None:
     """A finished job's value for its Optuna trial: ``objective`` from its ``metrics.json``, None where it has none."""
-    return None if objective_mistake(job_dir, objective) else float(read_metrics(job_dir)[objective])
+    return _objective(job_dir, objective)[0]
+
+
+def with_earlier_launches(seconds: Any, metrics: dict[str, Any]) -> Any:
+    """A job's ``seconds`` (its launch's) plus the training time of a resumed job's earlier launches, up to the
+    checkpoint it resumed from (``fit_seconds_earlier`` in its ``metrics.json``); as given for another job."""
+    earlier = metrics.get("fit_seconds_earlier")
+    if isinstance(seconds, int | float) and isinstance(earlier, int | float):
+        return round(seconds + earlier, 1)
+    return seconds
 
 
 def _overrides(job_dir: Path) -> list[str]:
@@ -104,9 +118,7 @@ def read_job(job_dir: Path, exclude_keys: Sequence[str] = ()) -> JobRecord:
     job = _read_json(job_dir / JOB_FILE)
     status = job.get("status", "ok" if metrics else "failed")
     error = job.get("error", "" if metrics else "no metrics.json (the job did not finish)")
-    seconds = job.get("seconds")  # this launch's; a resumed job adds its earlier launches' training time
-    if isinstance(seconds, int | float) and isinstance(earlier := metrics.get("fit_seconds_earlier"), int | float):
-        seconds = round(seconds + earlier, 1)
+    seconds = with_earlier_launches(job.get("seconds"), metrics)
     return JobRecord(job_dir.name, shown, status, error, metrics, seconds)
 
 
@@ -122,21 +134,13 @@ def collect_jobs(sweep_dir: Path, exclude_keys: Sequence[str] = ()) -> list[JobR
     return sorted(jobs, key=lambda j: (*best_first(j.get(key), key), j.name))
 
 
-def _number(job: JobRecord) -> int:
-    head = job.name.split("_", 1)[0]  # Hydra's <job number>_<overrides>
-    return int(head) if head.isdigit() else -1
-
-
 def distinct_runs(jobs: Sequence[JobRecord]) -> list[JobRecord]:
     """One job per set of overrides: where the same job ran twice (a ``cv=K`` Optuna trial killed and asked
     again runs its finished folds again), the last finished run of it, else its last run.
 
     Statistics over seeds or folds count each run once: twice the same seed is no second seed.
     """
-    kept: dict[tuple[str, ...], JobRecord] = {}
-    for job in sorted(jobs, key=lambda j: (j.status == "ok", _number(j))):
-        kept[tuple(sorted(job.overrides))] = job
-    chosen = {id(job) for job in kept.values()}
+    chosen = {id(job) for job in folds.last_runs(jobs, lambda job: tuple(sorted(job.overrides))).values()}
     return [job for job in jobs if id(job) in chosen]  # in the order given
 
 
