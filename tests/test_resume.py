@@ -88,27 +88,35 @@ def test_a_killed_run_with_a_schedule_resumes_and_ends_its_schedule(tmp_path: Pa
     assert final["global_step"] == schedule["last_epoch"] == schedule["total_steps"] == 3 * 195
 
 
-# A callback of the test's own (on PYTHONPATH): the run sends itself SIGTERM after optimizer step 300.
+# A callback of the test's own (on PYTHONPATH): the run sends itself SIGTERM once past optimizer step 300 (at it
+# per step; the default engine may step several batches at once), mid-way through its second epoch (195 steps an
+# epoch: 390 training images in batches of 2), and not again in its resume.
 SELF_TERM = """
 import os, signal
 import lightning.pytorch as pl
 
 class SelfTerm(pl.Callback):
+    sent = False
+
     def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step == 300:
+        if trainer.global_step >= 300 and trainer.ckpt_path is None and not self.sent:
+            self.sent = True
             os.kill(os.getpid(), signal.SIGTERM)
 """
 
 
-def test_a_sigterm_saves_its_step_and_the_resumed_run_ends_with_the_uninterrupted_weights(tmp_path: Path) -> None:
-    """A cluster's time limit sends SIGTERM: Lightning ended the fit with status 0 and the work since the
-    last save was lost. Now the step is saved, the status is 143 and the last line says how to continue."""
+def interrupted_at_step_300(tmp_path: Path, *args: str) -> tuple[Path, dict[str, str], str]:
+    """Trains a linear model on 390 tiny images with ``args`` to its end (in ``tmp_path/whole``), then again in
+    ``tmp_path/run``, where it sends itself SIGTERM past step 300 (exit 143).
+
+    Returns:
+        The interrupted run's folder, the environment its resume needs (``SELF_TERM`` importable) and its stderr.
+    """
     (tmp_path / "selfterm.py").write_text(SELF_TERM)
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     data = write_idx_set(tmp_path / "tiny", n_train=400)
-    args = [f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10", "model=linear",
-            "data.batch_size=2", "trainer.max_epochs=3", "engine=per_step",
-            "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
+    args = (f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10", "model=linear",
+            "data.batch_size=2", "callbacks.progress_bar.refresh_rate=0", *args)  # fmt: skip
     whole = run_script("train.py", *args, f"hydra.run.dir={tmp_path / 'whole'}")
     assert whole.returncode == 0, whole.stderr[-3000:]
     run_dir = tmp_path / "run"
@@ -116,7 +124,14 @@ def test_a_sigterm_saves_its_step_and_the_resumed_run_ends_with_the_uninterrupte
         "train.py", *args, "+callbacks.self_term._target_=selfterm.SelfTerm", f"hydra.run.dir={run_dir}", env=env
     )
     assert stopped.returncode == 143, stopped.stderr[-3000:]
-    assert stopped.stderr.strip().splitlines()[-1] == (
+    return run_dir, env, stopped.stderr
+
+
+def test_a_sigterm_saves_its_step_and_the_resumed_run_ends_with_the_uninterrupted_weights(tmp_path: Path) -> None:
+    """A cluster's time limit sends SIGTERM: Lightning ended the fit with status 0 and the work since the
+    last save was lost. Now the step is saved, the status is 143 and the last line says how to continue."""
+    run_dir, env, stderr = interrupted_at_step_300(tmp_path, "trainer.max_epochs=3", "engine=per_step")
+    assert stderr.strip().splitlines()[-1] == (
         f"interrupted; continue with: python scripts/train.py resume={run_dir} (checkpoints/last.ckpt: 1 epoch, "
         "300 steps done)"  # 195 steps an epoch (390 training images in batches of 2): mid-epoch, saved at the signal
     )
