@@ -214,7 +214,7 @@ def test_a_printed_path_reads_back_as_that_path(name: str, tmp_path: Path) -> No
 def test_the_sweeps_continue_line_quotes_a_folder_hydra_cannot_read_bare() -> None:
     from omegaconf import OmegaConf
 
-    from hydra_plugins.mnistlab_sweeps.launchers import continue_hint
+    from hydra_plugins.mnistlab_sweeps.interruptions import continue_hint
 
     hint = continue_hint(OmegaConf.create({"hydra": {"sweep": {"dir": "/tmp/lr=0.1,run#2"}}}))
     # Before: "... plus hydra.sweep.dir=/tmp/lr=0.1,run#2", which Hydra could not read back.

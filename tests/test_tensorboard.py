@@ -9,6 +9,7 @@ import yaml
 from conftest import run_script, train, write_idx_set
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+from test_chaos import sweep as chaos_sweep
 
 # 390 training images in batches of 10: 39 optimizer steps an epoch.
 TINY = ("model=linear", "data.download=false", "data.verify=false", "data.val_size=10", "data.batch_size=10")
@@ -104,8 +105,9 @@ def test_an_ensemble_and_an_evaluation_sit_beside_the_runs_they_tested(tmp_path:
     assert record["checkpoint"] == "last.ckpt" and record["members"] == 1 and record["data.fold"] == 0
 
 
-def hparams_tab_columns(logdir: Path) -> list[str]:
-    """The columns TensorBoard's HParams tab shows for ``tensorboard --logdir logdir``, from its own backend."""
+def hparams_tab(logdir: Path) -> tuple[list[str], list[str]]:
+    """The columns TensorBoard's HParams tab shows for ``tensorboard --logdir logdir``, from its own backend:
+    the hyperparameters' and the metrics'."""
     from tensorboard import context
     from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
     from tensorboard.plugins import base_plugin
@@ -117,8 +119,8 @@ def hparams_tab_columns(logdir: Path) -> list[str]:
     provider = data_provider.MultiplexerDataProvider(runs, str(logdir))
     tab = backend_context.Context(base_plugin.TBContext(logdir=str(logdir), multiplexer=runs, data_provider=provider))
     ctx = context.RequestContext()
-    found = tab.hparams_metadata(ctx, "")
-    return [h.name for h in tab.experiment_from_metadata(ctx, "", False, found, None).hparam_infos]
+    experiment = tab.experiment_from_metadata(ctx, "", True, tab.hparams_metadata(ctx, ""), None)
+    return [h.name for h in experiment.hparam_infos], [m.name.tag for m in experiment.metric_infos]
 
 
 def test_every_job_of_a_sweep_shows_under_the_same_hparams_columns(tmp_path: Path) -> None:
@@ -140,8 +142,29 @@ def test_every_job_of_a_sweep_shows_under_the_same_hparams_columns(tmp_path: Pat
     assert result.returncode == 0, result.stderr[-3000:]
     records = [yaml.safe_load(path.read_text()) for path in sorted(sweep.glob("*/hparams.yaml"))]
     assert "optimizer.momentum" not in records[0] and "optimizer.momentum" in records[1]  # adam's, sgd's
-    columns = hparams_tab_columns(sweep)
+    columns, _ = hparams_tab(sweep)
     assert set(columns) == set(records[0]) | set(records[1])
+
+
+def test_an_interrupted_sweep_shows_its_finished_jobs_under_the_sweeps_hparams_columns(tmp_path: Path) -> None:
+    """The sweep wrote its HParams columns only when it ended: after a Ctrl-C or a SIGTERM its folder had none, and
+    TensorBoard made up its own from the finished jobs, with every scalar they logged as a metric column, until a
+    continued sweep completed. Each launch now writes them, over the earlier launch's."""
+    data = write_idx_set(tmp_path / "tiny", n_train=300, n_test=40)
+    sweep = tmp_path / "sweep"
+    jobs = ("model=linear", "data.batch_size=32", "callbacks.last_checkpoint.every_n_steps=3", "optimizer=adam,sgd")
+    written = []
+    # Ctrl-C in job 1 (sgd) after job 0 (adam) finished; SIGTERM in job 1 again, continued; the last launch completes.
+    for kill, signal_name, status in (("step:1:4", "INT", 1), ("step:1:2", "TERM", 143), (None, "KILL", 0)):
+        result = chaos_sweep(sweep, data, kill=kill, jobs=jobs, signal_name=signal_name)
+        assert result.returncode == status, result.stderr[-3000:]
+        events = list(sweep.glob("events.out.tfevents.*"))
+        assert len(events) == 1 and events[0].name not in written  # the earlier launch's replaced
+        written.append(events[0].name)
+        columns, metrics = hparams_tab(sweep)
+        assert metrics == ["test/acc", "test/loss", "val/acc_best"]  # the sweep's, not every scalar of job 0
+        records = [yaml.safe_load(path.read_text()) for path in sorted(sweep.glob("*/hparams.yaml"))]
+        assert set(columns) == set(records[0]) | set(records[1]) and "optimizer.momentum" in records[1]
 
 
 def test_a_resumed_run_shows_each_step_once_to_a_reader_that_ignores_the_restart_marker(tmp_path: Path) -> None:

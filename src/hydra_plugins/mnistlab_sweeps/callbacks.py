@@ -15,7 +15,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.hydra_private import job_exception
-from hydra_plugins.mnistlab_sweeps.launchers import continue_hint, refuse
+from hydra_plugins.mnistlab_sweeps.interruptions import ending_interrupted, write_hparams_columns
+from hydra_plugins.mnistlab_sweeps.launchers import refuse
 from mnistlab.atomic_files import write_json
 from mnistlab.errors import WriteError
 from mnistlab.process.jobs import JobConsole, pin_gpu
@@ -113,12 +114,10 @@ class SweepSummary(Callback):
         print(progress_line(config, status, error, seconds, output_dir, log_file, raised), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from mnistlab import process
-
         sweep_dir = Path(config.hydra.sweep.dir)
         exclude = list(config.hydra.job.config.override_dirname.exclude_keys)
         try:
-            with process.hint_on_interrupt(lambda: continue_hint(config)):  # a Ctrl-C: the line, not a traceback
+            with ending_interrupted(config):  # a Ctrl-C: the line, not a traceback
                 jobs, markdown = write_summary(sweep_dir, exclude)
                 write_hparams_columns(sweep_dir)
         except WriteError as e:
@@ -129,18 +128,6 @@ class SweepSummary(Callback):
         if failed := sum(job.status == "failed" for job in jobs):
             print(f"error: {failed} of {len(jobs)} jobs failed (see {sweep_dir / 'summary.md'})", file=sys.stderr)
             sys.exit(1)
-
-
-def write_hparams_columns(sweep_dir: Path) -> None:
-    """The sweep's HParams columns (``mnistlab.sweeps.hparams_columns``); a failure costs only the HParams tab."""
-    from mnistlab.hparams import SUMMARY_METRICS
-    from mnistlab.sweeps.hparams_columns import write_columns
-
-    try:
-        write_columns(sweep_dir, SUMMARY_METRICS)
-    except Exception as exc:  # the jobs' results and the summary stand
-        log.warning("could not write the sweep's HParams columns: %s", exc)
-        print(f"warning: TensorBoard's HParams tab: {one_line(exc)}", file=sys.stderr)
 
 
 def progress_line(

@@ -20,7 +20,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.hydra_private import IN_PROCESS_LAUNCHER
-from hydra_plugins.mnistlab_sweeps.launchers import continue_hint, refuse
+from hydra_plugins.mnistlab_sweeps.interruptions import ending_interrupted
+from hydra_plugins.mnistlab_sweeps.launchers import refuse
 from mnistlab.config_keys import override_key
 from mnistlab.data.specs import TRAIN_SIZE
 from mnistlab.sweeps.folds import SEED_KEY
@@ -112,11 +113,9 @@ class FoldEnsembles(Callback):
             self._preload.start()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from mnistlab import process
-
         # A Ctrl-C while the ensembles are tested (seconds to minutes, after the sweeper's own hint ended):
         # the line that continues, not a traceback; the same command keeps every job and tests them again.
-        with process.hint_on_interrupt(lambda: continue_hint(config)):
+        with ending_interrupted(config):
             self._test_ensembles(config)
 
     def _test_ensembles(self, config: DictConfig) -> None:

@@ -20,14 +20,8 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
 from hydra_plugins.mnistlab_sweeps.hydra_private import basic_sweeper, basic_sweeper_conf, sweep_params
-from hydra_plugins.mnistlab_sweeps.launchers import (
-    check_launcher,
-    check_same_sweep,
-    continue_hint,
-    launch_missing,
-    lock_sweep_folder,
-)
-from mnistlab import process
+from hydra_plugins.mnistlab_sweeps.interruptions import ending_interrupted
+from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, check_same_sweep, launch_missing, lock_sweep_folder
 
 
 @dataclass
@@ -63,7 +57,7 @@ class GridSweeper(basic_sweeper()):  # type: ignore[misc]
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns: list[list[JobReturn]] = []
         initial_job_idx = 0
-        with process.hint_on_interrupt(lambda: continue_hint(self.config)):
+        with ending_interrupted(self.config):
             while not self.is_done():
                 batch = self.get_job_batch()
                 self.validate_batch_is_legal(batch)

@@ -120,20 +120,6 @@ def lock_sweep_folder(folder: Path) -> None:
         refuse(busy)
 
 
-def continue_hint(config: DictConfig, search: bool = False) -> str:
-    """The line a Ctrl-C on a sweep ends with (``mnistlab.process.hint_on_interrupt`` prints it).
-
-    Args:
-        config: The sweep's config.
-        search: An Optuna search, whose interrupted trial is tried again from its start, not resumed.
-    """
-    from mnistlab.config_keys import shell_path_override
-
-    interrupted = "the interrupted trial runs again" if search else "interrupted ones resume from their last checkpoint"
-    folder = shell_path_override("hydra.sweep.dir", config.hydra.sweep.dir)  # as a shell reads it back
-    return f"interrupted; continue with the same command plus {folder} (finished jobs are kept, {interrupted})"
-
-
 def launch_missing(
     launcher: Launcher, config: DictConfig, batch: Sequence[Sequence[str]], initial_job_idx: int
 ) -> list[JobReturn]:

@@ -50,8 +50,7 @@ class OptunaSweeper(Sweeper):
         self.search.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
-        from hydra_plugins.mnistlab_sweeps.launchers import continue_hint
-        from mnistlab import process
+        from hydra_plugins.mnistlab_sweeps.interruptions import ending_interrupted
 
-        with process.hint_on_interrupt(lambda: continue_hint(self.search.config, search=True)):
+        with ending_interrupted(self.search.config, search=True):
             return self.search.sweep(arguments)

@@ -4,8 +4,9 @@ TensorBoard's HParams tab takes its columns from one "experiment" summary, and w
 own it picks one of them: the columns of that run alone (an ``optimizer=adam,sgd`` sweep lost
 ``optimizer.momentum`` wherever it picked an adam job). A sweep's jobs and ensembles therefore write
 their records without one (``hparams.log_hparams(columns=False)``), and the sweep writes the one
-experiment into its own folder when it ends: every key of the runs' ``hparams.yaml``, in the order
-they first appear, so TensorBoard shows every job under the same columns.
+experiment into its own folder when it ends, also interrupted (``hydra_plugins.mnistlab_sweeps.interruptions``):
+every key of the runs' ``hparams.yaml``, in the order they first appear, so TensorBoard shows every job under
+the same columns.
 """
 
 from __future__ import annotations
