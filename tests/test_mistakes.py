@@ -80,6 +80,9 @@ def run_row(row: str, base: Path, tiny_run: Path) -> tuple[subprocess.CompletedP
         torch.save(torch.zeros(3), root / "weights.pt")
     if row == "export-folder":
         (root / "notes.txt").write_text("a file where a folder would go")
+    if row == "sweep-params-changed":  # what the first launch of seed=1,2 recorded that the check reads
+        sweeper = "_target_: hydra_plugins.mnistlab_sweeps.grid_sweeper.GridSweeper\n    params:\n      seed: 1,2\n"
+        (root / "multirun.yaml").write_text(f"hydra:\n  overrides:\n    task: []\n  sweeper:\n    {sweeper}")
     fill = {"root": str(root), "run": str(tiny_run)}
     args = [filled(a, fill) for a in overrides.split()]
     if row == "finished-checkpoint":  # tiny data: where the checkpoint's run found it

@@ -10,7 +10,7 @@ import optuna
 import pytest
 import yaml
 from conftest import run_script
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -355,6 +355,45 @@ def test_a_sweep_whose_experiment_file_changed_is_refused_when_continued(tmp_pat
     assert changed_settings(before, now, ["trainer.accelerator"]) == [
         ("model._target_", "a.B", "a.C"),
         ("model.k", "<absent>", 2),
+    ]
+
+
+def test_a_sweep_whose_hydra_sweeper_params_changed_is_refused_when_continued(tmp_path: Path) -> None:
+    """Before: the continued sweep compared its jobs' settings, not Hydra's: an experiment file's
+    hydra.sweeper.params edited between two launches (seed: 1,2 -> 1,2,3) ran job 2 (seed=3) into the sweep of
+    seeds 1 and 2, silently, and its multirun.yaml then recorded the new sweep."""
+    conf = tmp_path / "conf"
+    (conf / "experiment").mkdir(parents=True)
+    recipe = conf / "experiment" / "mine.yaml"
+    recipe.write_text(
+        "# @package _global_\nmodel:\n  hidden_units: 8\nhydra:\n  sweeper:\n    params:\n      seed: 1,2\n"
+    )
+    sweep_dir = tmp_path / "sweep"
+    command = (f"hydra.searchpath=[file://{conf}]", "experiment=mine", "trainer.limit_train_batches=2")
+    first = sweep(sweep_dir, *command)
+    assert first.returncode == 0 and "# Sweep summary: 2 jobs, 2 finished, 0 failed" in first.stdout
+    launched = (sweep_dir / "multirun.yaml").read_text()
+    recipe.write_text(recipe.read_text().replace("1,2", "1,2,3"))
+    second = sweep(sweep_dir, *command)
+    assert second.returncode == 2 and second.stderr.strip().splitlines() == [
+        f"error: hydra.sweep.dir={sweep_dir} was launched with hydra.sweeper.params.seed=1,2, but its command now "
+        "gives hydra.sweeper.params.seed=1,2,3, which makes other jobs: its command or a config file it reads (e.g. "
+        "conf/experiment/*.yaml) changed since; restore it, or give a new folder"
+    ], second.stderr[-3000:]
+    assert not list(sweep_dir.glob("2_*")) and (sweep_dir / "multirun.yaml").read_text() == launched
+
+    from hydra_plugins.mnistlab_sweeps.launchers import changed_sweep
+
+    def search(**sweeper: object) -> DictConfig:
+        return OmegaConf.create({"hydra": {"sweeper": {"_target_": "a.Search", **sweeper}, "launcher": {"n_jobs": 1}}})
+
+    before = search(n_trials=5, n_jobs=1, params={"optimizer.lr": {"type": "float", "low": 0.1, "high": 1}})
+    # More trials, more at once, another launcher: the same search continues.
+    assert changed_sweep(before, search(n_trials=9, n_jobs=2, params=before.hydra.sweeper.params)) == []
+    now = search(n_trials=5, n_jobs=1, seed=3, params={"optimizer.lr": {"type": "float", "low": 0.2, "high": 1}})
+    assert changed_sweep(before, now) == [
+        ("hydra.sweeper.params.optimizer.lr.low", 0.1, 0.2),
+        ("hydra.sweeper.seed", "<absent>", 3),
     ]
 
 

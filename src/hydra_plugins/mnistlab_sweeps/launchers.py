@@ -48,7 +48,8 @@ def check_same_sweep(config: DictConfig) -> None:
     """Refuses a sweep folder that holds another sweep: the two sweeps' jobs would mix in one summary.
 
     A sweep continues in its folder with its own command, which its ``multirun.yaml`` recorded; Hydra's
-    settings (the ``hydra.sweep.dir`` that names the folder, a launcher) and where the jobs run may differ.
+    settings (the ``hydra.sweep.dir`` that names the folder, a launcher) and where the jobs run may differ,
+    but not the sweeper's that make its jobs (``changed_sweep``), nor the jobs' settings (``changed_settings``).
     """
     folder = Path(config.hydra.sweep.dir)
     saved = folder / "multirun.yaml"
@@ -60,9 +61,10 @@ def check_same_sweep(config: DictConfig) -> None:
     if not saved.is_file():
         return
     free = (*PRESENTATION, *HARDWARE)  # how it is shown, where it runs
+    launched = OmegaConf.load(saved)
     before, now = (
         [o for o in overrides if not override_key(o).startswith(("hydra.", "hydra/")) and override_key(o) not in free]
-        for overrides in (OmegaConf.load(saved).hydra.overrides.task, config.hydra.overrides.task)
+        for overrides in (launched.hydra.overrides.task, config.hydra.overrides.task)
     )
     if sorted(before) == sorted(now) and before != now:  # the order of the lists numbers the jobs, hence the folders
         refuse(
@@ -74,9 +76,19 @@ def check_same_sweep(config: DictConfig) -> None:
             f"hydra.sweep.dir={config.hydra.sweep.dir} holds another sweep ({' '.join(before) or 'no overrides'}), "
             "whose jobs this one's would mix with: continue it with its own command, or give a new folder"
         )
+    # Hydra's settings are free on the command line, but not those that say which jobs the sweep runs: an edited
+    # hydra.sweeper.params (in an experiment file, or its override) made the new launch run other jobs than the first.
+    if changed := changed_sweep(launched, config):
+        key, old, new = changed[0]
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        refuse(
+            f"hydra.sweep.dir={config.hydra.sweep.dir} was launched with {key}={old}, but its command now gives "
+            f"{key}={new}{more}, which makes other jobs: its command or a config file it reads (e.g. "
+            "conf/experiment/*.yaml) changed since; restore it, or give a new folder"
+        )
     # The same command, but a config file it reads (conf/experiment/*.yaml) edited since: the kept and resumed
     # jobs ran the recipe that multirun.yaml recorded, the new ones would run another, in one summary.
-    if changed := changed_settings(OmegaConf.load(saved), config, free):
+    if changed := changed_settings(launched, config, free):
         key, old, new = changed[0]
         more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
         refuse(
@@ -99,12 +111,45 @@ def _job_settings(config: DictConfig) -> dict[str, object]:
     return _settings({key: value for key, value in plain.items() if key != "hydra"})
 
 
+# The sweeper's settings that do not say which jobs it runs: how many at once, how many in all (a continued
+# search runs to its new n_trials), how a killed trial is retried; and an Optuna search's objective and direction,
+# which the continued study refuses itself, naming the ones it keeps (_search_space.study_mistake).
+SWEEPER_FREE = (
+    "max_batch_size",
+    "n_jobs",
+    "n_trials",
+    "heartbeat_interval",
+    "grace_period",
+    "max_retry",
+    "objective",
+    "direction",
+)
+
+
+def _sweep_settings(config: DictConfig) -> dict[str, object]:
+    """Hydra's settings that say which jobs a sweep runs: its sweeper (``_target_``) and the sweeper's settings, the
+    grid's or the search space's ``params`` included (``SWEEPER_FREE`` aside), as written."""
+    sweeper = OmegaConf.to_container(config.hydra.sweeper, resolve=False)
+    return _settings({key: value for key, value in sweeper.items() if key not in SWEEPER_FREE}, "hydra.sweeper.")
+
+
+def _changes(
+    old: dict[str, object], new: dict[str, object], free: Sequence[str] = ()
+) -> list[tuple[str, object, object]]:
+    kept = [k for k in sorted(old.keys() | new.keys()) if not any(k == f or k.startswith(f"{f}.") for f in free)]
+    return [(k, old.get(k, "<absent>"), new.get(k, "<absent>")) for k in kept if old.get(k, _NONE) != new.get(k, _NONE)]
+
+
 def changed_settings(before: DictConfig, now: DictConfig, free: Sequence[str] = ()) -> list[tuple[str, object, object]]:
     """``(key, before, now)`` for each setting of a sweep's jobs (``free`` keys aside) whose value differs between
     two launches, as written (interpolations unresolved)."""
-    old, new = _job_settings(before), _job_settings(now)
-    kept = [k for k in sorted(old.keys() | new.keys()) if not any(k == f or k.startswith(f"{f}.") for f in free)]
-    return [(k, old.get(k, "<absent>"), new.get(k, "<absent>")) for k in kept if old.get(k, _NONE) != new.get(k, _NONE)]
+    return _changes(_job_settings(before), _job_settings(now), free)
+
+
+def changed_sweep(before: DictConfig, now: DictConfig) -> list[tuple[str, object, object]]:
+    """``(key, before, now)`` for each of Hydra's settings that say which jobs a sweep runs (``_sweep_settings``)
+    whose value differs between two launches, as written."""
+    return _changes(_sweep_settings(before), _sweep_settings(now))
 
 
 _NONE = object()
