@@ -2,14 +2,14 @@
 
 ``python benchmarks/gpu_report.py WORK_DIR OUT_DIR`` reads what the script's steps left in WORK_DIR
 (``steps.tsv``: one ``name, exit code, seconds, log file, benchmark JSON or -`` line per step;
-``junit.xml`` of ``pytest -m gpu``) and writes ``OUT_DIR/gpu_report.md`` and ``OUT_DIR/gpu_report.json``
+``junit.xml`` of ``pytest -m gpu``; ``packages.json``: each package the check uses, judged against its
+range by ``scripts/gpu_wheels.py judge``) and writes ``OUT_DIR/gpu_report.md`` and ``OUT_DIR/gpu_report.json``
 with the same figures, the JSON also holding every step's log.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import json
 import os
 import platform
@@ -20,7 +20,6 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("torch", "lightning", "torchmetrics", "hydra-core", "omegaconf", "optuna", "numpy", "onnxruntime")
 LOG_CHARS = 50_000  # tail of each step's log kept in the JSON
 
 
@@ -50,14 +49,21 @@ def device() -> dict[str, Any]:
     return info
 
 
-def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+def read_packages(work: Path) -> list[dict[str, Any]]:
+    """``packages.json``: name, version (None: not installed), range, whether it ``admits`` the version, and
+    whether the check ``installed`` it from the wheels (else the host had it); [] where it was not judged."""
+    path = work / "packages.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def package_line(package: dict[str, Any]) -> str:
+    """One package of the report, e.g. ``- pytest: 8.4.1, **outside the range** >=9.0.3 (the host's)``."""
+    name, version, spec = package["name"], package["version"], package["range"]
+    if version is None:
+        return f"- {name}: not installed (range {spec or 'none'})"
+    verdict = f"in the range {spec}" if package["admits"] else f"**outside the range** {spec}"
+    source = "installed from the wheels" if package["installed"] else "the host's"
+    return f"- {name}: {version}, {verdict if spec else 'no range'} ({source})"
 
 
 def test_results(junit: Path) -> dict[str, Any]:
@@ -125,7 +131,11 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Versions",
         "",
-        *[f"- {k}: {v}" for k, v in report["versions"].items()],
+        f"Python {report['versions']['python']}. Each package the check uses, against its range in pyproject.toml",
+        "(one that pyproject does not name: what the installed packages require of it). The host's own packages",
+        "stay as they are: one outside its range is reported here, not a failure.",
+        "",
+        *([package_line(p) for p in report["packages"]] or ["(not judged: see logs/install.log)"]),
         "",
         "## Targets",
         "",
@@ -158,13 +168,15 @@ def write_report(work: Path, out: Path, mode: str, total_seconds: float) -> dict
 
     steps = read_steps(work)
     tests = test_results(work / "junit.xml")
+    packages = read_packages(work)
     report = {
         "mode": mode,
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "total_seconds": total_seconds,
         "rc": max((s["rc"] for s in steps), default=0),
         "device": device(),
-        "versions": versions(),
+        "versions": {"python": platform.python_version(), **{p["name"]: p["version"] for p in packages}},
+        "packages": packages,
         "benchmark_device": "cpu" if mode == "cpu" else "cuda",
         "targets": targets(steps, tests, mode),
         "tests": tests,
@@ -178,4 +190,8 @@ def write_report(work: Path, out: Path, mode: str, total_seconds: float) -> dict
 
 if __name__ == "__main__":
     work_dir, out_dir, run_mode, seconds = sys.argv[1:5]
-    write_report(Path(work_dir), Path(out_dir), run_mode, float(seconds))
+    written = write_report(Path(work_dir), Path(out_dir), run_mode, float(seconds))
+    for package in written["packages"]:
+        if package["version"] is not None and not package["admits"]:  # the host's image: said, not failed
+            name, version, spec = package["name"], package["version"], package["range"]
+            print(f"note: {name} {version} is outside its range {spec}, the host's own (see gpu_report.md)")

@@ -5,7 +5,9 @@
 #    from WHEELS_DIR (made by scripts/gpu_wheels.sh), into a temporary folder put on PYTHONPATH;
 # 2. runs `pytest -m gpu` (real MNIST from $MNISTLAB_DATA_DIR/mnist);
 # 3. runs benchmarks/benchmark.py device=cuda: batch 32, batch 512 and experiment=notebook_hidden;
-# 4. writes the report. Exit code: the worst of the steps'.
+# 4. writes the report, with each package the check uses (the host's own: torch, Pillow, onnx, pytest...)
+#    judged against pyproject.toml's range: one outside it is reported, not a failure (the image stays).
+#    Exit code: the worst of the steps'.
 # --cpu: a dry run of every step on the CPU (GPU tests skipped, benchmarks of a few steps), which
 # tests/test_gpu_check.py runs so that this script cannot rot. PYTHON picks the interpreter (python3).
 set -uo pipefail
@@ -93,6 +95,9 @@ for bench in "batch 32" "batch 512:data.batch_size=512" "experiment=notebook_hid
     "$python" benchmarks/benchmark.py device=$device "${overrides[@]}" "${few_steps[@]}" json="$work/$file.json" \
     hydra.run.dir="$work/$file" callbacks.progress_bar.refresh_rate=0
 done
+# Against pyproject.toml's ranges, with the PYTHONPATH of the install: the report lists each package the check used.
+"$python" "$repo/scripts/gpu_wheels.py" judge "$work/site" >"$work/packages.json" 2>>"$out/logs/install.log" \
+  || rm -f "$work/packages.json"
 "$python" "$repo/benchmarks/gpu_report.py" "$work" "$out" $mode $((SECONDS - start)) || exit 1
 rc=$(cut -f2 "$work/steps.tsv" | sort -n | tail -n 1)
 echo "wrote $out/gpu_report.md and gpu_report.json in $((SECONDS - start)) s (exit code $rc)"

@@ -8,6 +8,11 @@ installed packages' own metadata give it, so no version is ever kept by hand.
 
 ``python scripts/gpu_wheels.py resolve``: the versions pip resolves today from pyproject's ranges, one
 ``name==version`` line for each listed package, for scripts/gpu_wheels.sh to download.
+
+``python scripts/gpu_wheels.py judge SITE``: each package the GPU check uses (``used``) as this interpreter has
+it, judged against its range, as JSON for the check's report: most come from the host (torch, Pillow, onnx,
+pytest...), whose image cannot be changed, so one outside its range is reported there, not installed over;
+SITE is the folder the check installed the missing wheels into.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sys
 import tempfile
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
@@ -32,9 +38,18 @@ def listed(path: Path = ROOT / "scripts" / "gpu_wheels.txt") -> list[str]:
     return [line.split("#")[0].split()[0] for line in path.read_text().splitlines() if line.split("#")[0].strip()]
 
 
+# Beside pyproject's dependencies, the packages of its extras that the GPU check uses: pytest and its workers
+# (pytest -m gpu -n 4), packaging (this script), the export test's ONNX packages, Optuna (the install step's check).
+CHECK_EXTRAS_USED = ("pytest", "pytest-xdist", "packaging", "onnx", "onnxruntime", "onnxscript", "optuna")
+
+
+def _project(path: Path) -> dict[str, Any]:
+    return tomllib.loads(path.read_text())["project"]
+
+
 def project_ranges(path: Path = ROOT / "pyproject.toml") -> dict[str, SpecifierSet]:
     """Each package pyproject.toml names (dependencies and extras) with its range."""
-    project = tomllib.loads(path.read_text())["project"]
+    project = _project(path)
     lines = list(project["dependencies"])
     for extra in project.get("optional-dependencies", {}).values():
         lines += extra
@@ -68,14 +83,29 @@ def needed_ranges(names: list[str], ranges: dict[str, SpecifierSet]) -> dict[str
     return wanted
 
 
-def missing(names: list[str], ranges: dict[str, SpecifierSet]) -> list[str]:
-    """Requirements of the listed packages that this interpreter does not satisfy."""
+def used(path: Path = ROOT / "pyproject.toml") -> list[str]:
+    """The packages the GPU check uses: pyproject's dependencies, ``CHECK_EXTRAS_USED``, the wheel list's."""
+    names = [Requirement(line).name for line in _project(path)["dependencies"]]
+    return list(dict.fromkeys(canonicalize_name(n) for n in [*names, *CHECK_EXTRAS_USED, *listed()]))
+
+
+def judged(names: list[str], ranges: dict[str, SpecifierSet], site: Path | None = None) -> list[dict[str, Any]]:
+    """Each package of ``names`` as this interpreter has it: ``version`` (None: not installed), the ``range`` it is
+    judged by (``needed_ranges``), whether that range ``admits`` it, and ``installed``: whether it was installed into
+    ``site`` (by scripts/gpu_check.sh, from the wheels) rather than found on the host."""
     out = []
     for name, spec in needed_ranges(names, ranges).items():
         version = installed_version(name)
-        if version is None or not spec.contains(version, prereleases=True):
-            out.append(f"{name}{spec}")
+        where = Path(importlib.metadata.distribution(name).locate_file("")) if version is not None else None
+        admits = version is not None and spec.contains(version, prereleases=True)
+        installed = site is not None and where is not None and where.resolve() == site.resolve()
+        out.append({"name": name, "version": version, "range": str(spec), "admits": admits, "installed": installed})
     return out
+
+
+def missing(names: list[str], ranges: dict[str, SpecifierSet]) -> list[str]:
+    """Requirements of the listed packages that this interpreter does not satisfy."""
+    return [f"{j['name']}{j['range']}" for j in judged(names, ranges) if not j["admits"]]
 
 
 def resolve(names: list[str], ranges: dict[str, SpecifierSet]) -> list[str]:
@@ -94,8 +124,11 @@ def resolve(names: list[str], ranges: dict[str, SpecifierSet]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["judge"] and len(argv) == 2:
+        print(json.dumps(judged(used(), project_ranges(), Path(argv[1]))))
+        return 0
     if argv not in (["missing"], ["resolve"]):
-        print("usage: python scripts/gpu_wheels.py missing|resolve", file=sys.stderr)
+        print("usage: python scripts/gpu_wheels.py missing|resolve|judge SITE", file=sys.stderr)
         return 2
     names, ranges = listed(), project_ranges()
     print("\n".join((missing if argv == ["missing"] else resolve)(names, ranges)))
