@@ -28,6 +28,9 @@ CASES = [
     ("train.py", "model.hidden_unit=50", "not a setting of mnistlab.models.MLP; did you mean model.hidden_units?"),
     ("train.py", "optimzer.lr=0.1", "did you mean optimizer.lr?"),
     ("train.py", "data/augment=afine", "did you mean data/augment=affine?"),
+    # A misspelled group (experiment: packaged at the top) was answered with hydra.runtime.choices.experiment.
+    ("train.py", "experment=cnn", "experment is not a top-level setting; did you mean experiment=cnn?"),
+    ("train.py", "augment=affine", "did you mean data/augment=affine?"),
     ("train.py", "optimizer.weight_decy=0.1", "did you mean optimizer.weight_decay?"),
     ("train.py", "optimizer.amsgrad=true", "add it with +optimizer.amsgrad=true"),
     ("train.py", "+trainer.max_epochs=3", "give it without the +"),

@@ -25,12 +25,14 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from hydra.errors import HydraException, OverrideParseException
+from omegaconf import DictConfig
 
 from mnistlab.config_keys import shell_path_override
 from mnistlab.config_tree import ConfigTree, has_key
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
 from mnistlab.override_mistakes import group_mistake, values_mistake, values_of
 from mnistlab.run_folders import folder_mistake
+from mnistlab.spelling import nearest
 
 # Flags after which the command only shows something (help, the config): nothing is run, nothing checked.
 SHOW_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
@@ -193,18 +195,21 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         for o in groups:
             if mistake := group_mistake(o, tree.options(o.key_or_group)):
                 return mistake
-        if not values:
-            return None
         # The tree of the chosen options (a sweep's first); the value overrides are checked against it.
         choices = [
             f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
             for o in groups
         ]
         name = flags.get("name") or config_name
+        if not values:
+            return None
         try:
             cfg = tree.compose(name, choices)
         except HydraException:  # a group this config never chooses, or choices that clash (Hydra's message says how)
             return _unchosen_group(script, name, groups)
+        for o in values:
+            if mistake := _group_as_a_key(tree, cfg, o):
+                return mistake
         found = values_mistake(cfg, values)
         if found is None:
             return None
@@ -212,6 +217,30 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         if not has_key(cfg, o.key_or_group) and (other := tree.option_with(o.key_or_group, name, choices)):
             mistake += f"; {other} has it"
         return mistake
+
+
+def _group_as_a_key(tree: ConfigTree, cfg: DictConfig, override: Override) -> str | None:
+    """A group's option given under a name that is no setting (``experment=cnn``, ``augment=affine``), or None.
+
+    The key check alone would name the nearest setting, which for a group packaged at the top level
+    (``experiment``) was Hydra's record of the choice, ``hydra.runtime.choices.experiment``.
+    """
+    key = override.key_or_group
+    if "." in key or "/" in key or override.type is OverrideType.DEL or has_key(cfg, key):
+        return None
+    paths = tree.group_paths()
+    ends = [path.rsplit("/", 1)[-1] for path in paths]
+    end = key if key in ends else nearest(key, ends)
+    values = values_of(override)
+    if end is None or not values or any(isinstance(v, list) or v is None for v in values):
+        return None
+    group = paths[ends.index(end)]
+    options = tree.options(group)
+    fixed = [str(v) if str(v) in options else nearest(str(v), options) for v in values]
+    if None in fixed:
+        return None
+    choice = f"{'' if group in cfg.hydra.runtime.choices else '+'}{group}={','.join(map(str, fixed))}"
+    return f"{key} is not a top-level setting; did you mean {choice}? ({', '.join(options)})"
 
 
 def _searchpath_folders(entries: Any) -> list[Path] | None:

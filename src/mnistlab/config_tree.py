@@ -39,6 +39,14 @@ class ConfigTree:
             found |= {p.name for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else set()
         return found
 
+    def group_paths(self, parent: str = "") -> list[str]:
+        """Every config group under ``parent``, nested ones as paths (``data/augment``, ``hydra/launcher``)."""
+        found = []
+        for group in sorted(self.groups(parent)):
+            path = f"{parent}/{group}" if parent else group
+            found += [path, *self.group_paths(path)]
+        return found
+
     def options(self, group: str) -> list[str]:
         found = set(self.loader.get_group_options(group))
         for folder in self.folders:

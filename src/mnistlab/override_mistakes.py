@@ -46,19 +46,7 @@ def _unknown_key(cfg: DictConfig, override: Override, parts: list[str], i: int, 
     if bad in (params or {}) and bad not in listed:  # an argument its config leaves unset (data.augment)
         return f"{key}: {owner}.{bad} is not set in the config"
     candidates = listed + [p for p in (params or {}) if p not in listed]
-    close = nearest(bad, candidates)
-    suggestion = None
-    if close is not None:
-        plus = "+" if close not in listed else ""
-        suggestion = plus + ".".join([*parts[:i], close, *parts[i + 1 :]])
-    elif i == 0:  # a key given without its group: the same name (or a near one) deeper down
-        leaves = {k: k.rsplit(".", 1)[1] for k in all_keys(cfg) if "." in k}
-        exact = [k for k, leaf in leaves.items() if leaf == bad]
-        near = nearest(bad, list(leaves.values()))
-        found = exact or [k for k, leaf in leaves.items() if leaf == near]
-        if found:
-            best = min(found, key=lambda k: (k.count("."), len(k)))
-            suggestion = ".".join([best, *parts[1:]])
+    suggestion = _suggested_key(cfg, parts, i, candidates, listed)
     where = "a top-level setting" if i == 0 else f"a setting of {parent.get('_target_', owner) or owner}"
     message = f"{key} is not {where}"
     if suggestion is not None:
@@ -66,6 +54,25 @@ def _unknown_key(cfg: DictConfig, override: Override, parts: list[str], i: int, 
     if i > 0 or suggestion is None:
         message += f" (allowed: {_listing(candidates)})" if candidates else " (it takes no settings)"
     return message
+
+
+def _suggested_key(cfg: DictConfig, parts: list[str], i: int, candidates: list[str], listed: list[str]) -> str | None:
+    """The key nearest to ``parts`` with ``parts[i]`` unknown (``+`` before one the config does not list), or None."""
+    close = nearest(parts[i], candidates)
+    if close is not None:
+        plus = "+" if close not in listed else ""
+        return plus + ".".join([*parts[:i], close, *parts[i + 1 :]])
+    if i > 0:
+        return None
+    # A key given without its group: the same name (or a near one) deeper down. Hydra's runtime record
+    # (hydra.runtime.choices.experiment for experment=cnn) is what Hydra writes, never what a user sets.
+    leaves = {k: k.rsplit(".", 1)[1] for k in all_keys(cfg) if "." in k and not k.startswith("hydra.runtime.")}
+    exact = [k for k, leaf in leaves.items() if leaf == parts[0]]
+    near = nearest(parts[0], list(leaves.values()))
+    found = exact or [k for k, leaf in leaves.items() if leaf == near]
+    if not found:
+        return None
+    return ".".join([min(found, key=lambda k: (k.count("."), len(k))), *parts[1:]])
 
 
 def values_of(override: Override) -> list[Any]:
