@@ -34,6 +34,11 @@ CASES = [
     ("train.py", "optimizer.weight_decy=0.1", "did you mean optimizer.weight_decay?"),
     ("train.py", "optimizer.amsgrad=true", "add it with +optimizer.amsgrad=true"),
     ("train.py", "+trainer.max_epochs=3", "give it without the +"),
+    # A group of the defaults list with a + (Hydra: "Multiple values for scheduler", two lines, exit 1).
+    ("train.py", "+scheduler=cosine", "scheduler=null); give it without the +: scheduler=cosine"),
+    ("train.py", "++logger=csv", "logger=tensorboard); give it without the +: logger=csv"),
+    # A misspelled key added with a +: every job of the sweep would have been the same run.
+    ("train.py", "-m +seeds=1,2", "seeds is not a top-level setting; did you mean seed?"),
     ("train.py", "trainer.max_epochs=abc", "trainer.max_epochs='abc' is not an integer"),
     ("train.py", "trainer.max_epochs=2.5", "is not an integer"),
     ("train.py", "optimizer.lr=fast", "optimizer.lr='fast' is not a number"),
@@ -113,6 +118,7 @@ def test_plus_key_stays_available(tmp_path: Path, monkeypatch) -> None:
         ["logger=[tensorboard,csv]"],
         ["-m", "logger=mlflow,[tensorboard,csv]"],
         ["scheduler=null"],
+        ["+tag=a"],  # a new top-level key near no setting: added, as Hydra does
         hydra_settings,
         ["+hydra.job.env_set.FOO=1", f"hydra.run.dir={tmp_path}/new/run", "hydra.job.chdir=true"],
         ["hydra.verbose=mnistlab"],  # typed Any in Hydra's schema: a bool, a logger's name or a list of them

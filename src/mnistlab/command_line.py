@@ -201,6 +201,8 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
             for o in groups
         ]
         name = flags.get("name") or config_name
+        if mistake := _added_group(tree, name, groups, choices):
+            return mistake
         if not values:
             return None
         try:
@@ -217,6 +219,26 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         if not has_key(cfg, o.key_or_group) and (other := tree.option_with(o.key_or_group, name, choices)):
             mistake += f"; {other} has it"
         return mistake
+
+
+def _added_group(tree: ConfigTree, name: str, groups: list[Override], choices: list[str]) -> str | None:
+    """``+group=option`` for a group the defaults list chooses already (Hydra: "Multiple values for ...", exit 1)."""
+    added = [o for o in groups if o.type in (OverrideType.ADD, OverrideType.FORCE_ADD)]
+    if not added:
+        return None
+    others = [choice for o, choice in zip(groups, choices, strict=True) if o not in added]
+    try:
+        chosen = tree.compose(name, others).hydra.runtime.choices
+    except HydraException:
+        return None  # choices that clash: Hydra's message says how
+    for o in added:
+        group, plain = o.key_or_group, o.input_line.lstrip("+")
+        if group in chosen:
+            now = f"{group}={chosen[group] if chosen[group] is not None else 'null'}"
+            return f"{o.input_line}: {group} is chosen by the config already ({now}); give it without the +: {plain}"
+        if o.type is OverrideType.FORCE_ADD:
+            return f"{o.input_line}: ++ does not add a config group; give +{plain}"
+    return None
 
 
 def _group_as_a_key(tree: ConfigTree, cfg: DictConfig, override: Override) -> str | None:

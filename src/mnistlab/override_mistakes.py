@@ -105,6 +105,11 @@ def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
             if adding and i == len(parts) - 1:
                 params = _target_parameters(node) if isinstance(node, DictConfig) else None
                 if params is None:
+                    top = [str(k) for k in cfg] if i == 0 else []
+                    near = _suggested_key(cfg, parts, 0, top, top) if top else None
+                    if near is not None and not near.startswith("hydra."):
+                        # +seeds=1,2 beside seed: a key nothing reads, so every job would be the same run.
+                        return _unknown_key(cfg, override, parts, i, node)
                     return None  # +key=value adds what the config lacks: Hydra's job
                 if part in params:  # an argument the config lacks (+trainer.benchmark=...): typed as a change is
                     return _typed_mistake(node, part, override)
