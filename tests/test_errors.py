@@ -81,6 +81,11 @@ class Payload:
         return (os.mkdir, (str(self.marker),))
 
 
+def mnist_files(root: Path) -> None:
+    """The real MNIST files, as a folder of Fashion-MNIST's would hold them."""
+    root.symlink_to(DATA_DIR / "mnist", target_is_directory=True)
+
+
 def evil_checkpoint(root: Path) -> None:
     root.mkdir(parents=True)
     torch.save({"state_dict": {}, "global_step": Payload(root / "pwned")}, root / "evil.ckpt")
@@ -100,6 +105,7 @@ TINY = ("data.download=false", "data.verify=false", "data.val_size=10")
 SETUPS: dict[str, tuple[Callable[[Path], None] | None, tuple[str, ...]]] = {
     "missing-data": (None, ()),
     "checksum": (tiny, ("data.val_size=10",)),
+    "other-dataset-files": (mnist_files, ()),
     "truncated-idx": (truncated, TINY),
     "wrong-magic": (wrong_magic, TINY),
     "count-mismatch": (count_mismatch, TINY),

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from mnistlab.data.idx import md5, parse_idx, read_bytes
-from mnistlab.data.specs import SPECS, DatasetSpec, Resource
+from mnistlab.data.specs import CHECKSUMS, FILE_NAMES, SPECS, DatasetSpec, Resource
 from mnistlab.errors import DataError, first_line
 
 IMAGE_SIZE = (28, 28)
@@ -148,10 +148,19 @@ def download(root: Path, spec: DatasetSpec, missing: Sequence[Resource]) -> None
 
 
 def _check_content(path: Path, resource: Resource, data: bytes) -> None:
-    if (found := md5(data)) != resource.md5:
+    if (found := md5(data)) == resource.md5:
+        return
+    # The same file of another dataset here (MNIST's where Fashion-MNIST's belong): say whose, not an MD5.
+    column = {name: sums[FILE_NAMES.index(resource.name)][0] for name, sums in CHECKSUMS.items()}
+    if (other := next((name for name, digest in column.items() if digest == found), None)) is not None:
+        ours = next(name for name, digest in column.items() if digest == resource.md5)
         raise DataError(
-            f"{path}: checksum mismatch: expected md5 {resource.md5} of the uncompressed content, found {found}"
+            f"{path} is {other}'s {resource.name}, not {ours}'s, which this run reads: "
+            f"point data.root at a folder of {ours}'s files (data={other} reads these)"
         )
+    raise DataError(
+        f"{path}: checksum mismatch: expected md5 {resource.md5} of the uncompressed content, found {found}"
+    )
 
 
 def check_files(root: Path, spec: DatasetSpec, test_only: bool = False) -> None:
