@@ -55,6 +55,33 @@ def test_messages_suggest_only_what_applies(tmp_path: Path, monkeypatch: pytest.
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing created by a lookup
 
 
+def test_a_folder_one_level_off_is_named_and_not_downloaded_into(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: data.root at the folder above mnist/ (or MNISTLAB_DATA_DIR at mnist/ itself) started a download of
+    # a second copy there; offline, the message said only "point data.root at a folder holding them".
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MNISTLAB_DATA_DIR", raising=False)
+    monkeypatch.setitem(SPECS, "mnist", dataclasses.replace(MNIST, mirrors=("http://127.0.0.1:9/",)))
+    shared = tmp_path / "shared"
+    (shared / "mnist").mkdir(parents=True)
+    for name in FILES:
+        (shared / "mnist" / f"{name}.gz").write_bytes(b"")
+    with pytest.raises(DataError) as err:
+        MNISTDataModule(root=str(shared), download=True).prepare_data()
+    lines = str(err.value).splitlines()
+    assert lines[0] == f"mnist data not found in {shared} (files missing, not downloaded)"
+    assert lines[-1] == f"  fix: they are in {shared / 'mnist'}: give data.root={shared / 'mnist'}"
+    monkeypatch.setenv("MNISTLAB_DATA_DIR", str(shared / "mnist"))
+    too_deep = shared / "mnist" / "mnist"
+    assert (
+        missing_message(too_deep).splitlines()[-1]
+        == f"  fix: they are in {shared / 'mnist'}: set MNISTLAB_DATA_DIR={shared}"
+    )
+    assert sorted(p.name for p in shared.iterdir()) == ["mnist"]  # nothing downloaded beside it
+    assert len(list((shared / "mnist").iterdir())) == len(FILES)
+
+
 def test_a_failed_download_says_why_and_leaves_nothing(tmp_path: Path) -> None:
     unreachable = dataclasses.replace(MNIST, mirrors=("http://127.0.0.1:9/",))  # nothing listens on port 9
     root = tmp_path / "new" / "deeper" / "mnist"

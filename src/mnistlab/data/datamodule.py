@@ -11,7 +11,14 @@ import torch
 
 from mnistlab.config_checks import check_number
 from mnistlab.data.augment import RandomAffine
-from mnistlab.data.files import check_files, download, load_split, missing_data_message, missing_resources
+from mnistlab.data.files import (
+    check_files,
+    download,
+    found_elsewhere,
+    load_split,
+    missing_data_message,
+    missing_resources,
+)
 from mnistlab.data.folds import check_folds, fold_split
 from mnistlab.data.loaders import EvalBatches, TrainBatches
 from mnistlab.data.specs import SPECS, TRAIN_SIZE, DatasetSpec, Resource
@@ -108,6 +115,8 @@ class MNISTDataModule(pl.LightningDataModule):
         if missing := self._missing(stage):
             if not self.hparams.download:
                 raise DataError(missing_data_message(self.root, self.spec, missing, "data.download=false"))
+            if found_elsewhere(self.root, self.spec, missing):  # a folder one level off: no second copy
+                raise DataError(missing_data_message(self.root, self.spec, missing, "files missing, not downloaded"))
             download(self.root, self.spec, missing)
         test_only = stage in ("test", "predict")
         # Here, before Lightning opens the loggers' files (setup comes after them). training.fit_and_test

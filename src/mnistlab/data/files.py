@@ -46,10 +46,25 @@ def root_origin(root: Path, spec: DatasetSpec) -> str:
     return "data.root"
 
 
-def remedy(root: Path, spec: DatasetSpec, download_off: bool) -> str:
+def found_elsewhere(root: Path, spec: DatasetSpec, missing: Sequence[Resource]) -> Path | None:
+    """The folder one level off ``root`` that holds the ``missing`` files, or None.
+
+    Its subfolder named for the dataset (``data.root`` or ``$MNISTLAB_DATA_DIR`` given as the folder above
+    ``mnist/``), or its parent (``$MNISTLAB_DATA_DIR`` given as ``mnist/`` itself).
+    """
+    for folder in (root / spec.folder, root.parent):
+        if folder != root and missing and all(find_file(folder, r) for r in missing):
+            return folder
+    return None
+
+
+def remedy(root: Path, spec: DatasetSpec, download_off: bool, missing: Sequence[Resource] = ()) -> str:
     """What the user can do, for the way ``root`` was chosen only."""
     folder = spec.folder
     origin = root_origin(root, spec)
+    if (there := found_elsewhere(root, spec, missing)) is not None:
+        fix = f"set {ENV}={there.parent}" if origin == "env" and there.name == folder else f"give data.root={there}"
+        return f"  fix: they are in {there}: {fix}"
     if origin == "env":
         where = f"put the files into {root}, or set {ENV} to a folder with a {folder}/ subfolder holding them"
     elif origin == "default":
@@ -75,7 +90,7 @@ def missing_data_message(
     if searched:
         lines.append("  also searched: " + ", ".join(str(p) for p in searched if p != root))
     lines.append("  missing: " + ", ".join(r.name + "[.gz]" for r in missing))
-    lines.append(remedy(root, spec, download_off=why == "data.download=false"))
+    lines.append(remedy(root, spec, why == "data.download=false", missing))
     return "\n".join(lines)
 
 
