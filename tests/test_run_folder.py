@@ -97,6 +97,36 @@ def test_a_folder_another_run_is_using_is_refused(tmp_path: Path) -> None:
     assert lock_run_folder(run_dir) is None
 
 
+def test_a_resume_of_a_run_still_going_names_the_resume(tmp_path: Path) -> None:
+    """``resume=X`` while X trains: the line names resume=X, not hydra.run.dir, and asks to let X end."""
+    data = write_idx_set(tmp_path / "tiny")
+    run_dir = tmp_path / "run"
+    args = [f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10"]
+    args += ["model=linear", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0"]
+    assert run_script("train.py", *args, f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = run_script("train.py", f"resume={run_dir}", "trainer.max_epochs=2", cwd=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2, result.stderr[-2000:]
+    line = f"error: resume={run_dir} is in use by another run that is still going: let it end (or stop it), then resume"
+    assert result.stderr.strip().splitlines()[-1] == line, result.stderr[-2000:]
+    # Before its first checkpoint, too (it heard "nothing to resume, no checkpoints/last.ckpt was saved yet").
+    (run_dir / "checkpoints" / "last.ckpt").unlink()
+    (run_dir / "metrics.json").unlink()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = run_script("train.py", f"resume={run_dir}", cwd=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == line, result.stderr[-2000:]
+
+
 HOLD = """
 import sys, time
 from pathlib import Path

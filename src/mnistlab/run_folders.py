@@ -175,7 +175,9 @@ def lock_run_folder(run_dir: Path, setting: str = "hydra.run.dir", kind: str = "
     except BlockingIOError:
         os.close(folder)
         _EXISTED.add(run_dir.resolve())  # the other process's folder: never discarded by this one
-        return f"{setting}={run_dir} is in use by another {kind} that is still going: give a new folder"
+        # A resume continues this very folder: another one would not do.
+        fix = "let it end (or stop it), then resume" if setting == "resume" else "give a new folder"
+        return f"{setting}={run_dir} is in use by another {kind} that is still going: {fix}"
     except OSError:  # no locks here (some network file systems): the on-disk checks alone
         os.close(folder)
         return None

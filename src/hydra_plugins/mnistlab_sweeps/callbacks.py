@@ -57,11 +57,17 @@ class RunFolder(Callback):
         run_dir = Path(str(config.hydra.run.dir)).expanduser().resolve()
         existed = note_existing(run_dir)
         train = "resume" in config and "LOCAL_RANK" not in os.environ  # train.py; a DDP rank joins its job's folder
-        if train and (mistake := run_folder_mistake(config, run_dir, existed)):
-            refuse(mistake)
         # srun's tasks (docs/usage.md, SLURM) all start train.py into one folder: the first holds it for them all.
         first = os.environ.get("SLURM_PROCID", "0") == "0" and os.environ.get("RANK", "0") == "0"
-        if train and first and (busy := lock_run_folder(run_dir)):
+        setting = "resume" if train and config.resume is not None else "hydra.run.dir"  # the one the user gave
+        # A folder a run is still using is refused as such, before what it holds at this instant is judged (a
+        # resume of a run before its first checkpoint heard "nothing to resume"); a new folder is locked once made.
+        held = train and first and run_dir.is_dir()
+        if held and (busy := lock_run_folder(run_dir, setting)):
+            refuse(busy)
+        if train and (mistake := run_folder_mistake(config, run_dir, existed)):
+            refuse(mistake)
+        if train and first and not held and (busy := lock_run_folder(run_dir, setting)):
             refuse(busy)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
