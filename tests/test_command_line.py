@@ -39,6 +39,9 @@ CASES = [
     ("train.py", "++logger=csv", "logger=tensorboard); give it without the +: logger=csv"),
     # A misspelled key added with a +: every job of the sweep would have been the same run.
     ("train.py", "-m +seeds=1,2", "seeds is not a top-level setting; did you mean seed?"),
+    # A deletion of what the run needs (before: an OmegaConf traceback, exit 1, or a failed job in a sweep).
+    ("train.py", "~model", "~model leaves the run without its model (mnistlab.models.MLP), which it needs"),
+    ("train.py", "-m ~seed", "~seed: data.seed refers to it, so the run could not read data.seed"),
     ("train.py", "trainer.max_epochs=abc", "trainer.max_epochs='abc' is not an integer"),
     ("train.py", "trainer.max_epochs=2.5", "is not an integer"),
     ("train.py", "optimizer.lr=fast", "optimizer.lr='fast' is not a number"),
@@ -119,6 +122,7 @@ def test_plus_key_stays_available(tmp_path: Path, monkeypatch) -> None:
         ["-m", "logger=mlflow,[tensorboard,csv]"],
         ["scheduler=null"],
         ["+tag=a"],  # a new top-level key near no setting: added, as Hydra does
+        ["~callbacks.model_checkpoint", "~logger"],  # what the run can go without
         hydra_settings,
         ["+hydra.job.env_set.FOO=1", f"hydra.run.dir={tmp_path}/new/run", "hydra.job.chdir=true"],
         ["hydra.verbose=mnistlab"],  # typed Any in Hydra's schema: a bool, a logger's name or a list of them

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from typing import Any
 
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
@@ -75,6 +76,31 @@ def _suggested_key(cfg: DictConfig, parts: list[str], i: int, candidates: list[s
     return ".".join([min(found, key=lambda k: (k.count("."), len(k))), *parts[1:]])
 
 
+def _deletion_mistake(cfg: DictConfig, key: str, found: Any) -> str | None:
+    """``~key`` of what the run cannot go without (before: an OmegaConf traceback at composition, exit 1).
+
+    A top-level node the run builds (``~model``: its ``_target_``), or a setting another one refers to
+    (``~seed``: ``data.seed`` is ``${seed}``). ``~callbacks.NAME`` and ``~logger`` leave out what is optional.
+    """
+    if "." not in key and isinstance(found, DictConfig) and isinstance(target := found.get("_target_"), str):
+        return f"~{key} leaves the run without its {key} ({target}), which it needs: choose another with {key}=..."
+    for user in _referring(OmegaConf.to_container(cfg, resolve=False), key):
+        return f"~{key}: {user} refers to it, so the run could not read {user}; give {key} a value instead"
+    return None
+
+
+def _referring(node: Any, key: str, prefix: str = "") -> Iterator[str]:
+    """The dotted keys under ``node`` (a plain container) whose value interpolates ``key``: ``${key}``, ``${key.a}``."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            yield from _referring(value, key, f"{prefix}{name}.")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _referring(value, key, f"{prefix}{i}.")
+    elif isinstance(node, str) and ("${" + key + "}" in node or "${" + key + "." in node):
+        yield prefix.rstrip(".")
+
+
 def values_of(override: Override) -> list[Any]:
     if override.value_type in (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP, ValueType.RANGE_SWEEP):
         return list(override.sweep_iterator())
@@ -121,6 +147,8 @@ def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
     key = override.key_or_group
     if override.type is OverrideType.ADD:
         return f"+{key}: {key} is set already; give it without the +"
+    if override.type is OverrideType.DEL:
+        return _deletion_mistake(cfg, key, found)
     if override.type is OverrideType.CHANGE and key.startswith("hydra."):
         # Hydra's node is typed: its schema judges (hydra.verbose takes a bool, a logger's name or a list of them).
         for value in values_of(override):
