@@ -299,6 +299,8 @@ def test_members_that_disagree_are_refused_in_one_line(cv_sweep: tuple[Path, str
         (3, ["data.val_size=5000"], "cv=3 validates each job on its fold: drop data.val_size=5000"),
         (3, ["data.val_size=0"], None),
         (3, ["seed=1,2"], "cv=3 gives fold i the seed S+i: set one seed S (e.g. seed=7), not a list"),
+        ("abc", ["seed=1,2"], "cv='abc' is not an integer: must be an integer >= 2 (the number of folds)"),
+        (1, ["seed=1,2"], "cv=1 is out of range: must be an integer >= 2 (the number of folds)"),
         (3, ["seed=7"], None),
         (None, ["seed=1,2"], None),
         (3, ["model=linear,hidden"], None),

@@ -40,14 +40,15 @@ def cv_mistake(cv: object, arguments: list[str], searched: Sequence[str] = ()) -
     swept = [o for o in OverridesParser.create().parse_overrides(arguments) if o.is_sweep_override()]
     if any(o.key_or_group == "cv" for o in swept):  # Hydra leaves a swept key out of the sweep's own config
         return "cv takes one number of folds per sweep (e.g. cv=5), not a list; run one sweep per K"
-    if cv is not None and any(o.key_or_group == SEED_KEY for o in swept):
-        return f"cv={cv} gives fold i the seed S+i: set one seed S (e.g. seed=7), not a list"
     if cv is None:
         return None
+    # cv itself first: -m seed=1,2 cv=abc was told about the seeds, as if cv=abc were a number of folds.
     if isinstance(cv, bool) or not isinstance(cv, int):
         return f"cv={cv!r} is not an integer: must be an integer >= 2 (the number of folds)"
     if cv < 2:
         return f"cv={cv!r} is out of range: must be an integer >= 2 (the number of folds)"
+    if any(o.key_or_group == SEED_KEY for o in swept):
+        return f"cv={cv} gives fold i the seed S+i: set one seed S (e.g. seed=7), not a list"
     if cv > TRAIN_SIZE:  # refused now: Hydra composes every job of a batch before the first one runs
         return f"cv={cv} is more than the {TRAIN_SIZE} training images: a fold needs at least one"
     if given := [a for a in arguments if override_key(a) in FOLD_KEYS]:
