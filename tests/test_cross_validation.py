@@ -16,10 +16,11 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.folds import FoldEnsembles, cv_mistake, fold_overrides
 from mnistlab.checkpoints import find_checkpoints
+from mnistlab.config_keys import PLACEMENT
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.ensemble import load_ensemble
 from mnistlab.evaluation.predictors import CheckpointPredictor, OnnxPredictor
-from mnistlab.sweeps.summary import write_summary
+from mnistlab.sweeps.summary import collect_jobs, distinct_runs, write_summary
 
 TINY = ("data.download=false", "data.verify=false", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0")
 
@@ -190,6 +191,32 @@ def test_a_sweep_folder_counts_a_job_run_twice_once(cv_sweep: tuple[Path, str], 
     again = shutil.copytree(jobs[0], sweep / jobs[0].name.replace("0_", "3_", 1))
     # Before: four members, fold 0's model twice in the mean.
     assert find_checkpoints(sweep) == [find_checkpoints(j)[0] for j in [*jobs[1:], again]]
+
+
+def test_a_sweep_folder_counts_a_job_run_again_on_other_hardware_once_as_the_summary_does(
+    cv_sweep: tuple[Path, str], tmp_path: Path
+) -> None:
+    # The retried fold 0 ran after the sweep continued with trainer.accelerator=cpu: the same job (Hydra leaves
+    # the key out of its folder name, the summary counts it once), but its other overrides.yaml made it a fourth
+    # member, fold 0's model twice in the mean.
+    sweep = Path(shutil.copytree(cv_sweep[0], tmp_path / "moved"))
+    jobs = _jobs(sweep)
+
+    def run_again(number: int, *placement: str) -> Path:
+        again = Path(shutil.copytree(jobs[0], sweep / jobs[0].name.replace("0_", f"{number}_", 1)))
+        record = again / ".hydra" / "overrides.yaml"
+        record.write_text(yaml.safe_dump([*yaml.safe_load(record.read_text()), *placement]))
+        return again
+
+    again = run_again(3, "trainer.accelerator=cpu", "trainer.devices=1")
+    members = find_checkpoints(sweep)
+    assert members == [find_checkpoints(j)[0] for j in [*jobs[1:], again]]
+    summary = distinct_runs(collect_jobs(sweep, PLACEMENT))
+    assert sorted(job.name for job in summary) == sorted(m.parent.parent.name for m in members)
+    # A placement key the sweep sweeps tells its jobs apart, in both.
+    shorter = run_again(4, "trainer.limit_train_batches=5")
+    assert find_checkpoints(sweep) == [find_checkpoints(j)[0] for j in [*jobs[1:], again, shorter]]
+    assert len(distinct_runs(collect_jobs(sweep, PLACEMENT))) == 4
 
 
 @pytest.mark.parametrize("stage", ["ensembles", "summary"])

@@ -6,10 +6,12 @@ import logging
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
-from mnistlab.config_keys import override_key
+from mnistlab.config_keys import PLACEMENT
 from mnistlab.errors import MnistlabError
 from mnistlab.resume.run import RECORD_DIR
+from mnistlab.sweep_runs import hidden_keys, job_number, last_runs, read_overrides, same_job, shown_overrides
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +40,12 @@ def _same_job(folder: Path, overrides: Sequence[str], exclude_keys: Sequence[str
     """
     import yaml
 
-    def shown(items: Sequence[str]) -> list[str]:
-        return sorted(o for o in items if override_key(o) not in (*exclude_keys, "resume"))
-
+    hidden = (*exclude_keys, "resume")
     try:
-        saved = yaml.safe_load((folder / RECORD_DIR / "overrides.yaml").read_text()) or []
+        saved = read_overrides(folder)
     except (OSError, yaml.YAMLError):
         return None
-    return shown(saved) == shown(overrides)
+    return same_job(shown_overrides(saved, hidden)) == same_job(shown_overrides(overrides, hidden))
 
 
 def job_status(folder: Path) -> str | None:
@@ -103,12 +103,6 @@ def is_run_folder(path: Path) -> bool:
     return (path / "checkpoints").is_dir() or any(path.glob("*.ckpt"))
 
 
-def job_number(name: str) -> int:
-    """A sweep job folder's number, from Hydra's ``<job number>_<overrides>`` name; -1 for another name."""
-    head = name.split("_", 1)[0]
-    return int(head) if head.isdigit() else -1
-
-
 def _job_number(folder: Path) -> tuple[int, str]:
     return job_number(folder.name), folder.name
 
@@ -127,15 +121,28 @@ def _finished(job: Path) -> bool:
     return status == "ok" if status is not None else (job / "metrics.json").is_file()
 
 
+class _JobRun(NamedTuple):
+    """A sweep job folder as ``last_runs`` orders it: ok where it finished (``_finished``)."""
+
+    name: str
+    status: str
+    folder: Path
+
+
 def sweep_members(sweep_dir: Path) -> list[Path]:
     """The run folders of a sweep's finished jobs (``-m``), in job order.
 
-    A failed or pruned job is left out, and so is one still running or interrupted. A job finished twice with the
-    same overrides (a killed ``cv=K`` Optuna trial's fold, run again by its retry) counts once, as its last run.
+    A failed or pruned job is left out, and so is one still running or interrupted. A job finished twice (a killed
+    ``cv=K`` Optuna trial's fold, run again by its retry, perhaps on other hardware) counts once, as its last
+    finished run: the summary's rule (``mnistlab.sweep_runs``), with the keys ``conf/hydra/default.yaml``'s
+    ``exclude_keys`` leaves out of the folder names.
     """
-    finished = [job for job in _sweep_jobs(sweep_dir) if _finished(job) and is_run_folder(job)]
-    last = {(job / ".hydra" / "overrides.yaml").read_text(): job for job in finished}
-    return [job for job in finished if job in last.values()]
+    jobs = _sweep_jobs(sweep_dir)
+    hidden = hidden_keys(jobs, PLACEMENT)
+    runs = [_JobRun(job.name, "ok" if _finished(job) else "unfinished", job) for job in jobs]
+    kept = last_runs(runs, lambda run: same_job(shown_overrides(read_overrides(run.folder), hidden)))
+    last = {id(run) for run in kept.values()}
+    return [run.folder for run in runs if id(run) in last and run.status == "ok" and is_run_folder(run.folder)]
 
 
 def unfinished_jobs(sweep_dir: Path) -> list[Path]:

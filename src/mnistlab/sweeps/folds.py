@@ -12,21 +12,20 @@ import csv
 import io
 import json
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from mnistlab.atomic_files import write_json
 from mnistlab.config_keys import override_key
-from mnistlab.resume.sweep import job_number
 from mnistlab.run_folders import EVENT_FILES
+from mnistlab.sweep_runs import job_number, last_runs
 from mnistlab.sweeps.ranking import best_first, ranking_key
 
 if TYPE_CHECKING:  # the summary imports this module
     from mnistlab.sweeps.summary import JobRecord
 
-K = TypeVar("K")
 FOLD_KEY = "data.fold"
 SEED_KEY = "seed"
 # cv=K gives fold i the seed S+i (hydra_plugins.mnistlab_sweeps.folds): not part of the configuration.
@@ -65,17 +64,8 @@ def _fold(job: JobRecord) -> int:
     return next(int(o.split("=", 1)[1]) for o in job.overrides if override_key(o) == FOLD_KEY)
 
 
-def last_runs(jobs: Sequence[JobRecord], key: Callable[[JobRecord], K]) -> dict[K, JobRecord]:
-    """One job per ``key``: where it ran twice (a ``cv=K`` Optuna trial killed and asked again runs its finished
-    folds again), the last finished run of it, else its last run."""
-    kept: dict[K, JobRecord] = {}
-    for job in sorted(jobs, key=lambda j: (j.status == "ok", job_number(j.name))):
-        kept[key(job)] = job
-    return kept
-
-
 def _one_per_fold(jobs: Sequence[JobRecord]) -> list[JobRecord]:
-    """Each fold's job, in fold order (``last_runs``)."""
+    """Each fold's job, in fold order (``mnistlab.sweep_runs.last_runs``)."""
     kept = last_runs(jobs, _fold)
     return [kept[fold] for fold in sorted(kept)]
 

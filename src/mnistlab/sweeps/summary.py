@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mnistlab.atomic_files import write_atomic
-from mnistlab.config_keys import HARDWARE, PRESENTATION, override_key
+from mnistlab.config_keys import override_key
+from mnistlab.sweep_runs import hidden_keys, last_runs, read_overrides, same_job, shown_overrides
 from mnistlab.sweeps import folds
 from mnistlab.sweeps.ranking import HIGHER_IS_BETTER, best_first, describe, ranking_key
 
@@ -90,30 +89,9 @@ def with_earlier_launches(seconds: Any, metrics: dict[str, Any]) -> Any:
     return seconds
 
 
-def _overrides(job_dir: Path) -> list[str]:
-    return yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
-
-
-def hidden_keys(job_dirs: Sequence[Path], exclude_keys: Sequence[str]) -> list[str]:
-    """``exclude_keys`` less those the sweep sweeps (``-m trainer.limit_train_batches=10,100``).
-
-    Hydra leaves ``exclude_keys`` out of the folder names, as they say where or how fast a job runs; but a
-    swept one tells the jobs apart, and its rows read as one setting without it. How a job shows its progress,
-    its hardware (a killed sweep continues on other hardware) and the bookkeeping of a continued job or an
-    Optuna trial stay out.
-    """
-    always = (*PRESENTATION, *HARDWARE, "resume", "callbacks.optuna_pruning.trial")
-    values: dict[str, set[str | None]] = {key: set() for key in exclude_keys if key not in always}
-    for job_dir in job_dirs:
-        given = {override_key(o): o for o in _overrides(job_dir)}
-        for key, seen in values.items():
-            seen.add(given.get(key))
-    return [key for key in exclude_keys if len(values.get(key, ())) < 2]
-
-
 def read_job(job_dir: Path, exclude_keys: Sequence[str] = ()) -> JobRecord:
     """Reads one job folder; a job with neither ``job.json`` nor ``metrics.json`` counts as failed."""
-    shown = [o for o in _overrides(job_dir) if override_key(o) not in exclude_keys]
+    shown = shown_overrides(read_overrides(job_dir), exclude_keys)
     metrics = read_metrics(job_dir)
     job = _read_json(job_dir / JOB_FILE)
     status = job.get("status", "ok" if metrics else "failed")
@@ -140,7 +118,7 @@ def distinct_runs(jobs: Sequence[JobRecord]) -> list[JobRecord]:
 
     Statistics over seeds or folds count each run once: twice the same seed is no second seed.
     """
-    chosen = {id(job) for job in folds.last_runs(jobs, lambda job: tuple(sorted(job.overrides))).values()}
+    chosen = {id(job) for job in last_runs(jobs, lambda job: same_job(job.overrides)).values()}
     return [job for job in jobs if id(job) in chosen]  # in the order given
 
 
