@@ -12,7 +12,7 @@ from PIL import Image
 
 from mnistlab.data.files import load_split
 from mnistlab.data.specs import MNIST
-from mnistlab.evaluation.images import read_gray
+from mnistlab.evaluation.images import decode_image, read_gray
 from mnistlab.evaluation.preprocess import NO_DIGIT, mnist_style
 
 pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
@@ -93,6 +93,20 @@ def test_mnist_style_undoes_scale_shift_and_polarity(digit_998: np.ndarray, tmp_
     assert np.corrcoef(restored.ravel(), original.ravel())[0, 1] > 0.95
     blank, warning = mnist_style(np.ones((50, 40)))
     assert warning == f"{NO_DIGIT} (the image is blank)" and not blank.any()
+
+
+def test_a_16_bit_png_reads_like_its_8_bit_copy(digit_998: np.ndarray, tmp_path: Path) -> None:
+    # Before: Pillow's convert("L") clipped 16-bit values at 255, so the dark digit on white paper was a blank
+    # page and the white digit on black a solid block, each predicted without a warning (served alike).
+    for name, pixels in (("mnist", digit_998), ("paper", 255 - digit_998)):
+        Image.fromarray(pixels.astype(np.uint16) * 257).save(tmp_path / f"{name}16.png")  # full 16-bit scale
+        assert Image.open(tmp_path / f"{name}16.png").mode == "I;16"
+        gray = read_gray(tmp_path / f"{name}16.png")
+        assert np.allclose(gray, pixels / 255, atol=1e-12)
+        with (tmp_path / f"{name}16.png").open("rb") as stream:  # a served request's bytes
+            assert np.array_equal(decode_image(stream), gray)
+        image, warning = mnist_style(gray)
+        assert warning is None and np.corrcoef(image.ravel(), digit_998.ravel())[0, 1] > 0.95
 
 
 def one_line_error(*overrides: str) -> str:

@@ -14,6 +14,8 @@ from PIL import Image, UnidentifiedImageError
 from mnistlab.errors import MnistlabError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
+# Pillow's modes of 16-bit grayscale (PNG opens as I;16; "I" holds the same values as 32-bit integers).
+SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 class NotAnImage(MnistlabError):
@@ -58,6 +60,8 @@ def decode_image(source: Path | IO[bytes]) -> np.ndarray:
     try:
         with Image.open(source) as image:
             image.load()
+            if image.mode in SIXTEEN_BIT:
+                return _sixteen_bit(image)
             if "A" in image.getbands() or "transparency" in image.info:
                 image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
             gray = image.convert("L")
@@ -66,6 +70,19 @@ def decode_image(source: Path | IO[bytes]) -> np.ndarray:
     except Image.DecompressionBombError:
         raise MnistlabError("image too large: too many pixels to decode") from None
     return np.asarray(gray, dtype=np.float64) / 255
+
+
+def _sixteen_bit(image: Image.Image) -> np.ndarray:
+    """A 16-bit grayscale image (a scanner's or a camera's PNG) as (H, W) float64 in [0, 1].
+
+    Pillow's ``convert("L")`` clips these values at 255 instead of scaling them, so every pixel above
+    1/256 of full scale read as white: a dark digit on white paper became a blank page, a light one a solid block.
+    """
+    values = np.asarray(image, dtype=np.float64)
+    gray = values / 65535
+    if "transparency" in image.info:  # PNG's one transparent grey level: white paper, as for the other modes
+        gray[values == image.info["transparency"]] = 1.0
+    return gray.clip(0, 1)
 
 
 def image_files(pattern: str | Path, skipped: list[str] | None = None) -> list[Path]:
