@@ -109,6 +109,23 @@ def test_a_16_bit_png_reads_like_its_8_bit_copy(digit_998: np.ndarray, tmp_path:
         assert warning is None and np.corrcoef(image.ravel(), digit_998.ravel())[0, 1] > 0.95
 
 
+def test_a_photo_is_turned_upright_as_its_exif_orientation_says(digit_998: np.ndarray, tmp_path: Path) -> None:
+    # Before: a phone's photo, stored as the sensor lay with EXIF orientation 6 or 8 (every viewer shows it upright),
+    # was read as stored, so the model got the digit on its side, and predicted it, without a word (served alike).
+    page = np.full((60, 40), 230, np.uint8)  # a dark digit on a portrait page
+    page[10:38, 6:34] = 255 - digit_998
+    upright = tmp_path / "upright.png"
+    Image.fromarray(page).save(upright)
+    for orientation, stored in ((6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270)):
+        exif = Image.Exif()
+        exif[0x0112] = orientation  # the EXIF Orientation tag
+        tagged = tmp_path / f"phone_{orientation}.png"
+        Image.fromarray(page).transpose(stored).save(tagged, exif=exif.tobytes())
+        assert np.array_equal(read_gray(tagged), read_gray(upright))
+        with tagged.open("rb") as stream:  # a served request's bytes
+            assert np.array_equal(decode_image(stream), read_gray(upright))
+
+
 def one_line_error(*overrides: str) -> str:
     result = run_script("predict.py", *overrides)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnistlab.errors import MnistlabError
 
@@ -54,12 +54,16 @@ def read_gray(path: Path) -> np.ndarray:
 def decode_image(source: Path | IO[bytes]) -> np.ndarray:
     """A PNG or JPEG, a file or a binary stream (a served request), as a (H, W) float64 grayscale array in [0, 1].
 
-    Transparent pixels count as white paper. Raises ``NotAnImage`` for anything that is not an image,
-    and ``MnistlabError`` for one of more pixels than PIL decodes (a small file can unpack to billions).
+    Turned upright as its EXIF orientation says; transparent pixels count as white paper. Raises ``NotAnImage``
+    for anything that is not an image, and ``MnistlabError`` for one of more pixels than PIL decodes (a small
+    file can unpack to billions).
     """
     try:
-        with Image.open(source) as image:
-            image.load()
+        with Image.open(source) as opened:
+            opened.load()
+            # A phone saves a photo as its sensor lay, with an EXIF tag that says how to turn it upright, and
+            # every viewer turns it: read as stored, the digit the user saw upright reached the model on its side.
+            image = ImageOps.exif_transpose(opened)
             if image.mode in SIXTEEN_BIT:
                 return _sixteen_bit(image)
             if "A" in image.getbands() or "transparency" in image.info:
