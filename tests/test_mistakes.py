@@ -78,6 +78,9 @@ def run_row(row: str, base: Path, tiny_run: Path) -> tuple[subprocess.CompletedP
             torch.jit.trace(torch.nn.Linear(784, 10), torch.rand(1, 784)).save(str(root / "model.pt"))
     if row == "not-a-checkpoint":
         torch.save(torch.zeros(3), root / "weights.pt")
+    if row == "folder-of-runs":  # outputs/<date>/ of two runs, no sweep
+        for name in ("a", "b"):
+            shutil.copytree(tiny_run, root / name)
     if row == "export-folder":
         (root / "notes.txt").write_text("a file where a folder would go")
     if row == "sweep-params-changed":  # what the first launch of seed=1,2 recorded that the check reads

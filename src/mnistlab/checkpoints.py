@@ -19,7 +19,7 @@ from mnistlab.atomic_files import write_atomic
 from mnistlab.config_keys import shell_path_override
 from mnistlab.errors import MnistlabError
 from mnistlab.resume.sweep import is_run_folder as _is_run_folder
-from mnistlab.resume.sweep import sweep_members, unfinished_jobs
+from mnistlab.resume.sweep import is_sweep_folder, sweep_members, unfinished_jobs
 from mnistlab.systems import Classifier
 
 # Which model files the scripts take, for messages about the wrong kind of file.
@@ -198,6 +198,14 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
         return [find_checkpoint(folder, setting=setting)]
     if (tested := _tested_ensemble(folder, setting)) is not None:
         return tested
+    runs = sorted(p for p in folder.iterdir() if p.is_dir() and _is_run_folder(p))
+    if runs and not is_sweep_folder(folder):  # e.g. outputs/<date>: that day's runs, of any models, are no one model
+        shown = ",".join(str(run) for run in runs[:2]) + (",..." if runs[2:] else "")
+        raise MnistlabError(
+            f"{setting}={folder} is no sweep folder (no multirun.yaml) but holds {len(runs)} "
+            f"run{'s' * (len(runs) != 1)}: give one run folder, e.g. {setting}={runs[0]}, or list the runs "
+            f"to average them as one ensemble, {setting}=[{shown}]"
+        )
     members = sweep_members(folder)
     if not members:
         raise MnistlabError(

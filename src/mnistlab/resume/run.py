@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 # continued run a different experiment in the same folder.
 RESUMABLE = ("trainer.max_epochs", "trainer.accelerator", "trainer.devices", "callbacks.time_to_target.target")
 RECORD_DIR, RESUME_RECORD_DIR = ".hydra", ".hydra/resume"
+SWEEP_RECORD = "multirun.yaml"  # Hydra writes it into a sweep's folder as the sweep starts (-m), never into a run's
 
 
 def resume_run_dir(resume: str | None, root: str) -> str:
@@ -74,7 +75,7 @@ def run_folder_mistake(cfg: DictConfig, run_dir: Path, existed: bool) -> str | N
                 f"add trainer.max_epochs=N (N > {done}) to train it further"
             )
         return None
-    if existed and (run_dir / "multirun.yaml").is_file():
+    if existed and (run_dir / SWEEP_RECORD).is_file():
         # Its checkpoints/ would make evaluate.py, predict.py and export.py take the folder for this one run.
         return (
             f"hydra.run.dir={run_dir} is a sweep folder (multirun.yaml): a run written into it would stand for "
@@ -99,7 +100,7 @@ def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
     if run.is_file():
         folder = run.parent.parent if run.parent.name == "checkpoints" else run.parent
         raise MnistlabError(f"resume={run_dir} is a file: give the run's folder, resume={folder}")
-    if (run / "multirun.yaml").is_file():
+    if (run / SWEEP_RECORD).is_file():
         raise MnistlabError(
             f"resume={run_dir} is a sweep folder: a sweep continues with its own command plus hydra.sweep.dir={run_dir}"
         )

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from mnistlab.config_keys import PLACEMENT
 from mnistlab.errors import MnistlabError
-from mnistlab.resume.run import RECORD_DIR
+from mnistlab.resume.run import RECORD_DIR, SWEEP_RECORD
 from mnistlab.sweep_runs import hidden_keys, job_number, last_runs, read_overrides, same_job, shown_overrides
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,11 @@ def jobs_to_launch(
             shutil.rmtree(folder)  # logs of a start that saved nothing; the job's new start writes its own
             todo.append((num, list(overrides)))
     return todo
+
+
+def is_sweep_folder(path: Path) -> bool:
+    """A sweep's folder (``-m``), not any folder of runs (``outputs/<date>/``): Hydra's record of the sweep is in it."""
+    return (path / SWEEP_RECORD).is_file()
 
 
 def is_run_folder(path: Path) -> bool:
