@@ -107,6 +107,8 @@ def test_a_16_bit_png_reads_like_its_8_bit_copy(digit_998: np.ndarray, tmp_path:
             assert np.array_equal(decode_image(stream), gray)
         image, warning = mnist_style(gray)
         assert warning is None and np.corrcoef(image.ravel(), digit_998.ravel())[0, 1] > 0.95
+        np.save(tmp_path / f"{name}16.npy", pixels.astype(np.uint16) * 257)  # the same as an array: divided by 255
+        assert np.allclose(read_gray(tmp_path / f"{name}16.npy"), pixels / 255, atol=1e-12)
 
 
 def test_a_photo_is_turned_upright_as_its_exif_orientation_says(digit_998: np.ndarray, tmp_path: Path) -> None:

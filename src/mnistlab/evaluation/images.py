@@ -26,7 +26,7 @@ def read_gray(path: Path) -> np.ndarray:
     """A PNG, JPEG or ``.npy`` file as a (H, W) float64 grayscale array in [0, 1].
 
     Transparent pixels count as white paper (``decode_image``). ``.npy`` arrays may be (H, W), (1, H, W) or
-    (H, W, 3|4), in [0, 1] or 0-255.
+    (H, W, 3|4), in [0, 1], 0-255 or 0-65535 (16 bits).
     """
     if path.suffix.lower() == ".npy":
         try:
@@ -42,7 +42,9 @@ def read_gray(path: Path) -> np.ndarray:
             raise MnistlabError(f"{path}: a .npy image must be a 2-D array, got shape {array.shape}")
         if not np.isfinite(array).all():
             raise MnistlabError(f"{path}: the array holds NaN or infinite values")
-        return (array / 255 if array.max() > 1 else array).clip(0, 1)
+        # Its range, from its largest value: 16-bit data (a scan's) divided by 255 read as a solid block.
+        full = 65535 if array.max() > 255 else 255 if array.max() > 1 else 1
+        return (array / full).clip(0, 1)
     try:
         return decode_image(path)
     except NotAnImage:
