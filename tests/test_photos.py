@@ -93,6 +93,13 @@ def test_pictures_without_a_digit_get_a_warning(tmp_path: Path) -> None:
     for blank in (np.ones((50, 40)), np.zeros((28, 28)), np.full((30, 30), 0.6)):
         x, warning = mnist_style(blank)
         assert warning == f"{NO_DIGIT} (the image is blank)" and not x.any()
+    # A lone dot on the page: before, it was fitted into 20x20 and the model, given a solid block, was answered
+    # without a warning (a served request got a prediction instead of a 400).
+    for shape, dot in (((28, 28), np.s_[14, 14]), ((300, 400), np.s_[100:103, 200:203])):
+        page = np.full(shape, 0.95)
+        page[dot] = 0.05
+        x, warning = mnist_style(page)
+        assert warning is not None and warning.startswith(f"{NO_DIGIT} (a dot "), warning
 
 
 def test_an_mnist_image_passes_unchanged(test_digits: tuple[torch.Tensor, torch.Tensor]) -> None:

@@ -28,6 +28,7 @@ WORK = 256  # long side of the working copy of large photos, in pixels
 MIN_CONTRAST = 0.15  # ink level above the paper's noise, as a fraction of the paper's brightness
 MAX_INK_FRACTION = 0.35  # a digit covers less of the picture than this; texture and noise cover more
 MIN_MAIN_SHARE = 0.6  # share of the ink in the largest few connected parts: a digit's ink hangs together
+MIN_EXTENT = 4  # pixels the ink must span at least: a lone dot, fitted into 20x20, reaches the model as a solid block
 NO_DIGIT = "no digit-like ink found"
 
 
@@ -153,6 +154,10 @@ def ink_image(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
     if floor > 0 or level < 0.9:  # noise or weak ink: stretch the ink between the noise floor and its level
         ink = ((ink - floor) / max(level - floor, 1e-6)).clip(0, 1)
     clean = ink * region  # specks away from the digit are paper; an MNIST image passes unchanged
+    rows, cols = np.nonzero(clean > INK)
+    extent = int(max(np.ptp(rows), np.ptp(cols))) + 1 if rows.size else 0
+    if warning is None and extent < MIN_EXTENT:
+        warning = f"{NO_DIGIT} (a dot {extent} pixels across, no strokes)"
     return clean, warning
 
 
