@@ -175,13 +175,41 @@ def lock_run_folder(run_dir: Path, setting: str = "hydra.run.dir", kind: str = "
     except BlockingIOError:
         os.close(folder)
         _EXISTED.add(run_dir.resolve())  # the other process's folder: never discarded by this one
-        # A resume continues this very folder: another one would not do.
-        fix = "let it end (or stop it), then resume" if setting == "resume" else "give a new folder"
-        return f"{setting}={run_dir} is in use by another {kind} that is still going: {fix}"
+        return _in_use_line(run_dir, setting, kind)
     except OSError:  # no locks here (some network file systems): the on-disk checks alone
         os.close(folder)
         return None
     _LOCKS.append(folder)
+    return None
+
+
+def _in_use_line(run_dir: Path, setting: str, kind: str = "run") -> str:
+    # A resume continues this very folder: another one would not do.
+    fix = "let it end (or stop it), then resume" if setting == "resume" else "give a new folder"
+    return f"{setting}={run_dir} is in use by another {kind} that is still going: {fix}"
+
+
+def in_use_by_another(run_dir: Path, setting: str) -> str | None:
+    """Why ``run_dir`` cannot be taken, if another process holds its lock (``lock_run_folder``); else None.
+
+    It only looks (a shared lock, let go at once), so two refused commands never block each other.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        folder = os.open(run_dir, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(folder, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _in_use_line(run_dir, setting)
+    except OSError:
+        return None
+    finally:
+        os.close(folder)  # closing the descriptor lets go of a lock taken through it
     return None
 
 

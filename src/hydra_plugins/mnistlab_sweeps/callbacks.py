@@ -52,7 +52,7 @@ class RunFolder(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mnistlab.resume.run import run_folder_mistake
-        from mnistlab.run_folders import lock_run_folder, note_existing
+        from mnistlab.run_folders import in_use_by_another, lock_run_folder, note_existing
 
         run_dir = Path(str(config.hydra.run.dir)).expanduser().resolve()
         existed = note_existing(run_dir)
@@ -60,14 +60,13 @@ class RunFolder(Callback):
         # srun's tasks (docs/usage.md, SLURM) all start train.py into one folder: the first holds it for them all.
         first = os.environ.get("SLURM_PROCID", "0") == "0" and os.environ.get("RANK", "0") == "0"
         setting = "resume" if train and config.resume is not None else "hydra.run.dir"  # the one the user gave
-        # A folder a run is still using is refused as such, before what it holds at this instant is judged (a
-        # resume of a run before its first checkpoint heard "nothing to resume"); a new folder is locked once made.
-        held = train and first and run_dir.is_dir()
-        if held and (busy := lock_run_folder(run_dir, setting)):
-            refuse(busy)
         if train and (mistake := run_folder_mistake(config, run_dir, existed)):
+            # A resume of a run still going, before its first checkpoint: that it runs is the reason, not that
+            # it saved nothing yet. Only looked at (a shared lock), so refused commands never block each other.
+            if setting == "resume":
+                mistake = in_use_by_another(run_dir, setting) or mistake
             refuse(mistake)
-        if train and first and not held and (busy := lock_run_folder(run_dir, setting)):
+        if train and first and (busy := lock_run_folder(run_dir, setting)):
             refuse(busy)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
