@@ -78,18 +78,21 @@ def test_runs_started_together_never_share_a_folder(tmp_path: Path) -> None:
     print("run folders:", [str(run.relative_to(tmp_path)) for run in runs])
 
 
-def test_a_folder_another_run_is_using_is_refused(tmp_path: Path) -> None:
-    """``hydra.run.dir=X`` while another process trains in X: refused in one line, X left as it is."""
-    run_dir = tmp_path / "same"
-    holder = subprocess.Popen(  # holds X's lock as a running train.py does
-        [sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True
-    )
+def while_held(run_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``train.py *args`` while another process holds ``run_dir``'s lock, as a running train.py does."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        result = run_script("train.py", f"hydra.run.dir={run_dir}", "trainer.max_epochs=1", cwd=tmp_path)
+        return run_script("train.py", *args, cwd=cwd)
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_folder_another_run_is_using_is_refused(tmp_path: Path) -> None:
+    """``hydra.run.dir=X`` while another process trains in X: refused in one line, X left as it is."""
+    run_dir = tmp_path / "same"
+    result = while_held(run_dir, f"hydra.run.dir={run_dir}", "trainer.max_epochs=1", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"error: hydra.run.dir={run_dir} is in use by another run that is still going" in result.stderr
     assert list(run_dir.iterdir()) == []  # nothing written into the other run's folder
@@ -104,26 +107,14 @@ def test_a_resume_of_a_run_still_going_names_the_resume(tmp_path: Path) -> None:
     args = [f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10"]
     args += ["model=linear", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0"]
     assert run_script("train.py", *args, f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        result = run_script("train.py", f"resume={run_dir}", "trainer.max_epochs=2", cwd=tmp_path)
-    finally:
-        holder.kill()
-        holder.wait()
+    result = while_held(run_dir, f"resume={run_dir}", "trainer.max_epochs=2", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     line = f"error: resume={run_dir} is in use by another run that is still going: let it end (or stop it), then resume"
     assert result.stderr.strip().splitlines()[-1] == line, result.stderr[-2000:]
     # Before its first checkpoint, too (it heard "nothing to resume, no checkpoints/last.ckpt was saved yet").
     (run_dir / "checkpoints" / "last.ckpt").unlink()
     (run_dir / "metrics.json").unlink()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        result = run_script("train.py", f"resume={run_dir}", cwd=tmp_path)
-    finally:
-        holder.kill()
-        holder.wait()
+    result = while_held(run_dir, f"resume={run_dir}", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == line, result.stderr[-2000:]
 
 

@@ -79,23 +79,25 @@ def check_same_sweep(config: DictConfig) -> None:
     # Hydra's settings are free on the command line, but not those that say which jobs the sweep runs: an edited
     # hydra.sweeper.params (in an experiment file, or its override) made the new launch run other jobs than the first.
     if changed := changed_sweep(launched, config):
-        key, old, new = changed[0]
-        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
         refuse(
-            f"hydra.sweep.dir={config.hydra.sweep.dir} was launched with {key}={old}, but its command now gives "
-            f"{key}={new}{more}, which makes other jobs: its command or a config file it reads (e.g. "
+            f"{_launched_with(config, changed)}, which makes other jobs: its command or a config file it reads (e.g. "
             "conf/experiment/*.yaml) changed since; restore it, or give a new folder"
         )
     # The same command, but a config file it reads (conf/experiment/*.yaml) edited since: the kept and resumed
     # jobs ran the recipe that multirun.yaml recorded, the new ones would run another, in one summary.
     if changed := changed_settings(launched, config, free):
-        key, old, new = changed[0]
-        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
         refuse(
-            f"hydra.sweep.dir={config.hydra.sweep.dir} was launched with {key}={old}, but its command now gives "
-            f"{key}={new}{more}: a config file it reads (e.g. conf/experiment/*.yaml) changed since, and its jobs "
-            "would mix two recipes; restore the file, or give a new folder"
+            f"{_launched_with(config, changed)}: a config file it reads (e.g. conf/experiment/*.yaml) changed since, "
+            "and its jobs would mix two recipes; restore the file, or give a new folder"
         )
+
+
+def _launched_with(config: DictConfig, changed: Sequence[tuple[str, object, object]]) -> str:
+    """The head of a continued sweep's refusal: the first setting that differs between launches, and how many more."""
+    key, old, new = changed[0]
+    more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+    folder = config.hydra.sweep.dir
+    return f"hydra.sweep.dir={folder} was launched with {key}={old}, but its command now gives {key}={new}{more}"
 
 
 def _settings(node: object, prefix: str = "") -> dict[str, object]:
