@@ -159,3 +159,33 @@ def test_refused_teachers(tmp_path: Path) -> None:
     hostile = tmp_path / "hostile.ckpt"
     torch.save({"hyper_parameters": {"net": {}}, "where": pathlib.PurePosixPath("/etc")}, hostile)
     assert "refused" in _refusal(tmp_path, str(hostile))
+
+
+def test_a_run_that_has_not_finished_is_refused_as_a_teacher_unless_its_file_is_named(tmp_path: Path) -> None:
+    """A Ctrl-C'd teacher's folder holds checkpoints/last.ckpt and no metrics.json: it taught, half-trained,
+    without a word (a sweep folder leaves such jobs out of its ensemble and says so)."""
+    run = tmp_path / "teacher"
+    (run / "checkpoints").mkdir(parents=True)
+    record = {"_target_": "mnistlab.models.MLP", "hidden_units": 0}
+    last = _checkpoint(run / "checkpoints" / "last.ckpt", MLP(hidden_units=0), record)
+    for given in (run, run / "checkpoints"):
+        assert _refusal(tmp_path, str(given)) == (
+            f"system.teacher={given} is a run that has not finished (still running, interrupted or failed: its test "
+            f"never ran), so its checkpoints/last.ckpt is half-trained: finish it first (python scripts/train.py "
+            f"resume={run}), or name the file, system.teacher={last}, to teach with it as it is"
+        )
+    assert compose(
+        compose_train(["model=linear", f"system.teacher={last}"], tmp_path, DATA_DIR)
+    ).system.training_loss.teacher
+    (run / "metrics.json").write_text("{}")  # its test ran: the run finished
+    assert compose(
+        compose_train(["model=linear", f"system.teacher={run}"], tmp_path, DATA_DIR)
+    ).system.training_loss.teacher
+    # A failed job of a sweep (job.json) is refused too, and finished by its sweep.
+    job = tmp_path / "sweep" / "0_seed"  # (a real name holds "=", which an override must quote)
+    shutil.copytree(run, job)
+    (job.parent / "multirun.yaml").write_text("{}")
+    (job / "job.json").write_text('{"status": "failed"}')
+    assert f"finish its sweep first (the sweep's own command plus hydra.sweep.dir={job.parent})" in _refusal(
+        tmp_path, str(job)
+    )

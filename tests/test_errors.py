@@ -101,6 +101,12 @@ def run_without_checkpointing(root: Path) -> None:
     (root / ".hydra" / "config.yaml").write_text("seed: 1\ntrainer:\n  enable_checkpointing: false\n")
 
 
+def interrupted_run(root: Path) -> None:
+    """What a Ctrl-C'd run leaves: its last checkpoint, no metrics.json."""
+    (root / "checkpoints").mkdir(parents=True)
+    (root / "checkpoints" / "last.ckpt").write_bytes(b"")
+
+
 TINY = ("data.download=false", "data.verify=false", "data.val_size=10")
 SETUPS: dict[str, tuple[Callable[[Path], None] | None, tuple[str, ...]]] = {
     "missing-data": (None, ()),
@@ -115,6 +121,7 @@ SETUPS: dict[str, tuple[Callable[[Path], None] | None, tuple[str, ...]]] = {
     "pickle-checkpoint": (evil_checkpoint, ()),
     "resume-no-checkpoint": (run_without_checkpoint, ()),
     "resume-no-checkpointing": (run_without_checkpointing, ()),
+    "teacher-unfinished": (interrupted_run, ()),
 }
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mnistlab.checkpoints import find_checkpoints, load_system
+from mnistlab.checkpoints import find_checkpoint, find_checkpoints, load_system
+from mnistlab.config_keys import shell_path_override
 from mnistlab.data.specs import input_stats
 from mnistlab.errors import MnistlabError
+from mnistlab.resume.sweep import finished_run, is_run_folder, is_sweep_folder
 from mnistlab.systems.distillation import Teacher
 
 
@@ -14,6 +16,34 @@ def input_affine(student: tuple[float, float], member: tuple[float, float]) -> t
     """(scale, shift) taking inputs standardised by ``student``'s (mean, std) to ``member``'s."""
     (s_mean, s_std), (m_mean, m_std) = student, member
     return s_std / m_std, (s_mean - m_mean) / m_std
+
+
+def check_finished(source: str | Path) -> None:
+    """Refuses a run folder whose run has not finished (its test never ran): its checkpoints are half-trained.
+
+    A sweep folder leaves such jobs out of its ensemble by itself (``find_checkpoints``); a checkpoint file
+    named as such is taken as it is, which is how to teach with a half-trained run on purpose.
+
+    Raises:
+        MnistlabError: For a run folder, or its ``checkpoints/``, of a run still running, interrupted or failed.
+    """
+    folder = Path(source).expanduser()
+    if not (folder.is_dir() and is_run_folder(folder)):
+        return
+    ckpt = find_checkpoint(folder, announce=False, setting="system.teacher")
+    run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    if finished_run(run):
+        return
+    finish = (
+        f"finish its sweep first (the sweep's own command plus {shell_path_override('hydra.sweep.dir', run.parent)})"
+        if is_sweep_folder(run.parent)
+        else f"finish it first (python scripts/train.py {shell_path_override('resume', run)})"
+    )
+    raise MnistlabError(
+        f"system.teacher={folder} is a run that has not finished (still running, interrupted "
+        f"or failed: its test never ran), so its {ckpt.relative_to(run)} is half-trained: {finish}, or name the "
+        f"file, {shell_path_override('system.teacher', ckpt)}, to teach with it as it is"
+    )
 
 
 def load_teacher(source: str | Path | list[str], student_input: tuple[float, float] = (0.0, 1.0)) -> Teacher:
@@ -25,10 +55,14 @@ def load_teacher(source: str | Path | list[str], student_input: tuple[float, flo
     standardisation, (0, 1) for plain [0, 1] pixels).
 
     Raises:
-        MnistlabError: A missing, unsafe or foreign file, or members whose classes differ.
+        MnistlabError: A missing, unsafe or foreign file, a run folder whose run has not finished, or
+            members whose classes differ.
     """
     sources = [source] if isinstance(source, (str, Path)) else list(source)
     try:
+        for item in sources:
+            if isinstance(item, (str, Path)):  # anything else is no path, which find_checkpoints says
+                check_finished(item)
         files = find_checkpoints(sources, "system.teacher")
         loaded = [load_system(f) for f in files]
     except MnistlabError as e:

@@ -116,18 +116,19 @@ def _sweep_jobs(sweep_dir: Path) -> list[Path]:
     return sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")), key=_job_number)
 
 
-def _finished(job: Path) -> bool:
-    """Whether a sweep job ended well: its ``job.json`` says ok, or, without one, its ``metrics.json`` is there.
+def finished_run(job: Path) -> bool:
+    """Whether a run or sweep job ended well: its ``job.json`` says ok, or, without one, its ``metrics.json`` is there.
 
     A job without ``job.json`` is still running or was interrupted (its checkpoints are half-trained), or is
-    of a sweep from before ``job.json``: only the test's ``metrics.json``, written as the job ends, tells.
+    a plain run (``train.py`` without ``-m``) or of a sweep from before ``job.json``: only the test's
+    ``metrics.json``, written as the run ends, tells.
     """
     status = job_status(job)
     return status == "ok" if status is not None else (job / "metrics.json").is_file()
 
 
 class _JobRun(NamedTuple):
-    """A sweep job folder as ``last_runs`` orders it: ok where it finished (``_finished``)."""
+    """A sweep job folder as ``last_runs`` orders it: ok where it finished (``finished_run``)."""
 
     name: str
     status: str
@@ -144,7 +145,7 @@ def sweep_members(sweep_dir: Path) -> list[Path]:
     """
     jobs = _sweep_jobs(sweep_dir)
     hidden = hidden_keys(jobs, PLACEMENT)
-    runs = [_JobRun(job.name, "ok" if _finished(job) else "unfinished", job) for job in jobs]
+    runs = [_JobRun(job.name, "ok" if finished_run(job) else "unfinished", job) for job in jobs]
     kept = last_runs(runs, lambda run: same_job(shown_overrides(read_overrides(run.folder), hidden)))
     last = {id(run) for run in kept.values()}
     return [run.folder for run in runs if id(run) in last and run.status == "ok" and is_run_folder(run.folder)]
