@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,32 @@ def test_time_to_target_refuses_a_loss_or_an_unlogged_monitor() -> None:
         TimeToTarget(0.9, monitor="val/accc")
     TimeToTarget(0.9, monitor="train/acc")
     TimeToTarget(None, monitor="val/loss")  # off: nothing is watched
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        (["experiment=speedrun"], "this run holds out no validation set (data.val_size=0)"),
+        (["data.val_size=5000", "+trainer.limit_val_batches=0"], "trainer.limit_val_batches=0 runs no validation"),
+        (["data.val_size=0", "callbacks.time_to_target.monitor=train/acc"], "this run holds out no validation set"),
+    ],
+)
+def test_a_time_target_without_validation_is_refused_before_any_work(
+    overrides: list[str], why: str, tmp_path: Path
+) -> None:
+    """Before: the whole run trained, then said 'did not reach 0.99 ... (no validation ran)', for train/acc too,
+    which the callback also reads only at validations (it had reached 0.83 > 0.5)."""
+    from mnistlab.errors import ConfigError
+
+    cfg = compose_train([*overrides, "callbacks.time_to_target.target=0.5"], tmp_path)
+    with pytest.raises(ConfigError, match=re.escape("looked for at validations only, and " + why)):
+        compose(cfg)
+
+
+def test_time_to_target_refuses_a_test_metric() -> None:
+    """Before: ``monitor=test/acc`` was accepted and never read (the test comes after training)."""
+    from mnistlab.callbacks import TimeToTarget
+    from mnistlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="the test logs it after training"):
+        TimeToTarget(0.9, monitor="test/acc")

@@ -19,6 +19,8 @@ def _check_monitor(monitor: str) -> None:
     where = f"callbacks.time_to_target.monitor={monitor}"
     if monitor.endswith("loss"):
         raise ConfigError(f"{where}: a target is reached by rising to it, and a loss falls; watch val/acc or train/acc")
+    if monitor.startswith("test/"):
+        raise ConfigError(f"{where}: the test logs it after training, when no target can be timed; watch val/acc")
     check_logged(where, monitor)
 
 
@@ -48,7 +50,8 @@ class TimeToTarget(pl.Callback):
 
     Raises:
         ConfigError: With a target, a ``monitor`` where lower is better (a loss would "reach" 0.99 at once),
-            or a ``train/`` or ``val/`` name the system does not log (it would never reach it, silently).
+            a ``test/`` metric (logged after training) or a ``train/`` or ``val/`` name the system does not log
+            (it would never reach it, silently). A run without validation is refused by ``mnistlab.monitor_checks``.
     """
 
     def __init__(self, target: float | None = None, monitor: str = "val/acc") -> None:
