@@ -148,14 +148,12 @@ def test_time_to_target_refuses_a_loss_or_an_unlogged_monitor() -> None:
     [
         (["experiment=speedrun"], "this run holds out no validation set (data.val_size=0)"),
         (["data.val_size=5000", "+trainer.limit_val_batches=0"], "trainer.limit_val_batches=0 runs no validation"),
-        (["data.val_size=0", "callbacks.time_to_target.monitor=train/acc"], "this run holds out no validation set"),
     ],
 )
 def test_a_time_target_without_validation_is_refused_before_any_work(
     overrides: list[str], why: str, tmp_path: Path
 ) -> None:
-    """Before: the whole run trained, then said 'did not reach 0.99 ... (no validation ran)', for train/acc too,
-    which the callback also reads only at validations (it had reached 0.83 > 0.5)."""
+    """Before: the whole run trained, then said 'did not reach 0.99 ... (no validation ran)'."""
     from mnistlab.errors import ConfigError
 
     cfg = compose_train([*overrides, "callbacks.time_to_target.target=0.5"], tmp_path)
@@ -170,3 +168,27 @@ def test_time_to_target_refuses_a_test_metric() -> None:
 
     with pytest.raises(ConfigError, match="the test logs it after training"):
         TimeToTarget(0.9, monitor="test/acc")
+
+
+def test_time_to_target_on_train_acc_is_the_epoch_it_was_reached(tmp_path: Path) -> None:
+    """Before: train/acc was read at validations, where it is still the previous epoch's (the system logs it after
+    the epoch's validation): epoch 0's value was reported at epoch 1's step, and a run without validation never
+    read it and said 'did not reach'. Now it is stamped at its own epoch's end, and in that epoch's last.ckpt."""
+    metrics, _ = _fit_tiny(
+        tmp_path, "callbacks.time_to_target.target=0.0", "callbacks.time_to_target.monitor=train/acc"
+    )
+    assert metrics["time_to_target/step"] == 5  # the end of epoch 0, 5 steps an epoch
+    one_epoch = tmp_path / "one"
+    one_epoch.mkdir()
+    cfg = compose_train(
+        ["data.val_size=0", "data.batch_size=10", "data.verify=false", f"data.root={tmp_path / 'tiny'}",
+         "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0", "logger=csv",
+         "callbacks.time_to_target.target=0.0",
+         "callbacks.time_to_target.monitor=train/acc"],
+        one_epoch,
+    )  # fmt: skip
+    run = compose(cfg)  # no validation: a train/ target is still read
+    metrics = fit_and_test(run.trainer, run.system, run.datamodule, one_epoch / "run")
+    assert metrics["time_to_target/step"] == 6  # 60 images at batch 10, no validation split
+    saved = torch.load(one_epoch / "run" / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]
+    assert [best[:2] for best in saved["TimeToTarget"]["bests"]] == [[6, 0]]  # saved at that epoch's end

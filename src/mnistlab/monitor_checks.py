@@ -80,14 +80,13 @@ def check_no_validation_monitor(callbacks: Sequence[pl.Callback], why: str) -> N
     """Refuses an ``EarlyStopping`` on a ``val/`` metric, or a time target, in a run without validation (``why``).
 
     Lightning would train an epoch and then raise with a traceback. A ``ModelCheckpoint`` ranked by one
-    is no error: ``fit_and_test`` turns it off and tests the final weights. ``TimeToTarget`` reads its
-    monitor, ``train/acc`` too, only at validations: it trained the whole run and then said the target
-    was not reached.
+    is no error: ``fit_and_test`` turns it off and tests the final weights. ``TimeToTarget`` reads a
+    ``val/`` monitor only at validations: it trained the whole run and then said the target was not reached.
     """
     from mnistlab.callbacks.time_to_target import TimeToTarget  # it imports this module
 
     for cb in callbacks:
-        if isinstance(cb, TimeToTarget) and cb.target is not None:
+        if isinstance(cb, TimeToTarget) and cb.target is not None and not cb.monitor.startswith("train/"):
             raise ConfigError(
                 f"callbacks.time_to_target.target={cb.target} is looked for at validations only, and {why}: "
                 "it could never be reached; validate, or leave the target out"

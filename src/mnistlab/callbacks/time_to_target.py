@@ -44,6 +44,11 @@ class TimeToTarget(pl.Callback):
     ``trainer.val_check_interval=N`` validates every N batches and so catches the target
     within an epoch (such a run takes the per-step engine, see ``mnistlab.engine``).
 
+    A ``train/`` monitor (``train/acc``) is the epoch's value, which the system logs in its own
+    ``on_train_epoch_end``, after this callback's and after the epoch's validation: it is stamped with
+    the step and time of the epoch's end here and read at the next hook (the next epoch's start, the
+    end of training, or a checkpoint saved at that epoch end), once per epoch, validation or not.
+
     Args:
         target: The value to reach, e.g. 0.99; None turns the callback off.
         monitor: The logged metric to watch; higher is better.
@@ -63,6 +68,7 @@ class TimeToTarget(pl.Callback):
         self._earlier_seconds = 0.0  # training time before a restart (from the checkpoint)
         self._announced: float | None = None  # the target whose time was logged, here or before a restart
         self._start: float | None = None
+        self._epoch_end: tuple[int, int, float] | None = None  # (step, epoch, seconds) of a train/ value to read
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":  # a new fit; a checkpoint's state (load_state_dict) comes after this
@@ -93,15 +99,43 @@ class TimeToTarget(pl.Callback):
         self._start = time.perf_counter()
         self._announce(trainer)  # a target given at a restart may have been reached before it
 
+    def _per_epoch(self) -> bool:
+        """Whether ``monitor`` is a training epoch's value (read at the epoch's end), not a validation's."""
+        return self.monitor.startswith("train/")
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self._start is None:
-            return
+        if trainer.sanity_checking or self._start is None or self._per_epoch():
+            return  # at a validation, a train/ metric is still the previous epoch's
+        self._record(trainer, (trainer.global_step, trainer.current_epoch, self._seconds()))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._per_epoch() and self._start is not None:
+            self._epoch_end = (trainer.global_step, trainer.current_epoch, self._seconds())  # the value comes next
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._read_epoch_end(trainer)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        # Lightning took state_dict() before this hook: a checkpoint of the epoch's end gets its value too.
+        if self._read_epoch_end(trainer) and self.state_key in checkpoint.get("callbacks", {}):
+            checkpoint["callbacks"][self.state_key] = self.state_dict()
+
+    def _read_epoch_end(self, trainer: pl.Trainer) -> bool:
+        """Records the training epoch's value stamped at its end, once logged; whether there was one to read."""
+        if self._epoch_end is None or self.monitor not in trainer.callback_metrics:
+            return False
+        stamp, self._epoch_end = self._epoch_end, None
+        self._record(trainer, stamp)
+        return True
+
+    def _record(self, trainer: pl.Trainer, stamp: tuple[int, int, float]) -> None:
+        """Keeps ``monitor``'s value, already computed by the system, with ``stamp`` if it is a new best."""
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             return
-        value = float(value)  # already computed by the system at this validation's end
+        value = float(value)
         if not self.bests or value > self.bests[-1][3]:
-            self.bests.append((trainer.global_step, trainer.current_epoch, self._seconds(), value))
+            self.bests.append((*stamp, value))
             self._announce(trainer)
 
     def _announce(self, trainer: pl.Trainer) -> None:
@@ -117,6 +151,7 @@ class TimeToTarget(pl.Callback):
         self._announced = self.target
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._read_epoch_end(trainer)
         if self.target is not None and self.reached() is None:
             best = f"best {self.bests[-1][3]:.4f}" if self.bests else "no validation ran"
             log.info(
