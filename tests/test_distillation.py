@@ -189,3 +189,12 @@ def test_a_run_that_has_not_finished_is_refused_as_a_teacher_unless_its_file_is_
     assert f"finish its sweep first (the sweep's own command plus hydra.sweep.dir={job.parent})" in _refusal(
         tmp_path, str(job)
     )
+
+
+@pytest.mark.parametrize(("given", "shown"), [("", "''"), ("[]", "[]")])
+def test_an_empty_teacher_is_refused_not_taken_for_null(given: str, shown: str, tmp_path: Path) -> None:
+    """Before: ``system.teacher=$TEACHER`` with the variable unset trained on the labels alone without a word."""
+    assert _refusal(tmp_path, given) == (
+        f"system.teacher={shown} names no teacher: give a run folder, a checkpoint or a sweep folder, "
+        "or system.teacher=null to train on the labels alone"
+    )

@@ -64,8 +64,8 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
         check_number("seed", cfg.seed, integer=True, low=0, high=2**32 - 1)  # numpy's range: Lightning seeds it too
     network_class(cfg.model.get("_target_"), "model")  # an importable nn.Module class, before any work
     # Read before seeding: building the teacher's networks must not move the random stream of the student's.
-    source = cfg.system.get("teacher")  # a path, or a list of them (an ensemble)
-    if source:
+    source = cfg.system.get("teacher")  # a path, or a list of them (an ensemble); null: the labels alone
+    if source is not None:  # an empty one (an unset shell variable) is refused, not taken for null
         source = OmegaConf.to_object(source) if OmegaConf.is_config(source) else source
         student_input = input_stats({"normalize": cfg.data.get("normalize"), "dataset": cfg.data.get("dataset")})
         teacher = load_teacher(source, student_input)

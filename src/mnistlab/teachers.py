@@ -55,10 +55,15 @@ def load_teacher(source: str | Path | list[str], student_input: tuple[float, flo
     standardisation, (0, 1) for plain [0, 1] pixels).
 
     Raises:
-        MnistlabError: A missing, unsafe or foreign file, a run folder whose run has not finished, or
-            members whose classes differ.
+        MnistlabError: No path (an empty string or list), a missing, unsafe or foreign file, a run folder
+            whose run has not finished, or members whose classes differ.
     """
     sources = [source] if isinstance(source, (str, Path)) else list(source)
+    if not sources or (isinstance(source, str) and not source.strip()):
+        raise MnistlabError(
+            f"system.teacher={source!r} names no teacher: give a run folder, a checkpoint or a sweep folder, "
+            "or system.teacher=null to train on the labels alone"
+        )
     try:
         for item in sources:
             if isinstance(item, (str, Path)):  # anything else is no path, which find_checkpoints says
