@@ -198,3 +198,13 @@ def test_an_empty_teacher_is_refused_not_taken_for_null(given: str, shown: str, 
         f"system.teacher={shown} names no teacher: give a run folder, a checkpoint or a sweep folder, "
         "or system.teacher=null to train on the labels alone"
     )
+
+
+def test_an_infinite_temperature_is_refused_before_any_work() -> None:
+    """Before: T=inf passed the range check, gave T^2 * KL = inf * 0, and the run trained until the divergence check
+    said 'train/loss is nan ...: lower optimizer.lr'."""
+    from mnistlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^system.temperature=inf is out of range: must be a finite number > 0$"):
+        TrainingLoss(loss_fn("softmax"), None, temperature=float("inf"))
+    TrainingLoss(loss_fn("softmax"), None, temperature=1e6)  # large but finite: the soft targets are nearly flat

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ def check_number(
     low: float | None = None,
     high: float | None = None,
     low_open: bool = False,
+    finite: bool = False,
 ) -> None:
     """Raises ``ConfigError`` unless ``value`` is a number in the given range.
 
@@ -28,8 +30,9 @@ def check_number(
         low: Smallest allowed value (or lower bound, see ``low_open``); None for no bound.
         high: Largest allowed value; None for no bound.
         low_open: ``low`` itself is not allowed (``> low`` instead of ``>= low``).
+        finite: Refuse ``inf`` where there is no ``high`` (where infinity means nothing, such as a divisor).
     """
-    kind = "an integer" if integer else "a number"
+    kind = "an integer" if integer else ("a finite number" if finite else "a number")
     if low is not None and high is not None:
         allowed = f"{kind} > {low} and <= {high}" if low_open else f"{kind} in {low}-{high}"
     elif low is not None:
@@ -44,6 +47,8 @@ def check_number(
         ok = value > low if low_open else value >= low
     if ok and high is not None:
         ok = value <= high
+    if ok and finite:
+        ok = math.isfinite(value)
     if not ok:
         raise ConfigError(f"{key}={value!r} is out of range: must be {allowed}")
 

@@ -132,7 +132,7 @@ class TrainingLoss:
     """
 
     def __init__(self, hard_loss: Loss, teacher: Teacher | None = None, temperature: float = 4.0, alpha: float = 0.5):
-        check_number("system.temperature", temperature, low=0, low_open=True)
+        check_number("system.temperature", temperature, low=0, low_open=True, finite=True)  # inf: a NaN loss
         check_number("system.alpha", alpha, low=0, high=1)
         self.hard_loss, self.teacher, self.temperature, self.alpha = hard_loss, teacher, temperature, alpha
 
