@@ -148,6 +148,10 @@ def test_time_to_target_refuses_a_loss_or_an_unlogged_monitor() -> None:
     [
         (["experiment=speedrun"], "this run holds out no validation set (data.val_size=0)"),
         (["data.val_size=5000", "+trainer.limit_val_batches=0"], "trainer.limit_val_batches=0 runs no validation"),
+        (
+            ["trainer.check_val_every_n_epoch=3", "trainer.max_epochs=2"],
+            "trainer.check_val_every_n_epoch=3 validates first after epoch 3, past trainer.max_epochs=2",
+        ),
     ],
 )
 def test_a_time_target_without_validation_is_refused_before_any_work(

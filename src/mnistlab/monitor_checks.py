@@ -67,13 +67,18 @@ def check_step_loss_monitor(name: str, callback: pl.Callback, log_every_n_steps:
 
 
 def check_validation_monitors(trainer: pl.Trainer, has_validation: bool) -> None:
-    """Refuses an ``EarlyStopping`` on a ``val/`` metric that the run's validation schedule never gives it."""
+    """Refuses an ``EarlyStopping`` on a ``val/`` metric, or a ``val/`` time target, that the run's validation schedule
+    never gives it."""
     if not has_validation:
         check_no_validation_monitor(trainer.callbacks, "this run holds out no validation set (data.val_size=0)")
     elif trainer.limit_val_batches == 0:
         check_no_validation_monitor(trainer.callbacks, "trainer.limit_val_batches=0 runs no validation")
     elif (every := trainer.check_val_every_n_epoch or 1) > 1:  # None: validation by val_check_interval alone
         check_every_epoch_monitor(trainer.callbacks, every)
+        # Lightning validates after epochs every, 2 * every, ...: none at all in fewer epochs.
+        if isinstance(epochs := trainer.max_epochs, int) and 0 < epochs < every:
+            why = f"trainer.check_val_every_n_epoch={every} validates first after epoch {every}"
+            check_no_validation_monitor(trainer.callbacks, f"{why}, past trainer.max_epochs={epochs}")
 
 
 def check_no_validation_monitor(callbacks: Sequence[pl.Callback], why: str) -> None:
