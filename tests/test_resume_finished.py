@@ -19,3 +19,18 @@ def test_a_run_ended_by_max_steps_is_not_resumed_into_nothing(tmp_path: Path) ->
             f"error: resume={run.dir}: the run has finished its trainer.max_steps=12 steps and its test, "
             "and a resumed run keeps its max_steps: there is nothing left to train"
         )
+
+
+def test_a_max_epochs_that_cannot_be_honoured_is_refused_before_any_output_or_write(tmp_path: Path) -> None:
+    """Before: the Trainer was built (two log lines), a logger opened a new event file in the finished run's
+    folder and Hydra rewrote its ``.hydra/resume`` records; only then the range check refused it."""
+    run = train(tmp_path / "run", "model=linear", "trainer.limit_train_batches=5", "trainer.max_epochs=1")
+    before = {p: p.read_bytes() for p in run.dir.rglob("*") if p.is_file()}
+    for epochs in (0, -1):
+        result = run_script("train.py", f"resume={run.dir}", f"trainer.max_epochs={epochs}", cwd=tmp_path)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert result.stdout == "" and result.stderr.splitlines() == [
+            f"error: trainer.max_epochs={epochs} is out of range: must be an integer >= 1"
+        ]
+    assert {p: p.read_bytes() for p in run.dir.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no outputs/ either

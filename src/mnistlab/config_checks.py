@@ -143,8 +143,10 @@ def check_trainer_counts(trainer: dict[str, Any]) -> None:
     and ``val_check_interval=0`` fail inside the loop, ``limit_test_batches=0`` after the whole fit; a
     negative ``gradient_clip_val`` is taken as no clipping at all, and a negative ``log_every_n_steps`` as
     logging at every batch (Python's ``%``; 0 turns step logging off), which no documented value means.
-    ``num_sanity_val_steps`` below -1 (-1: all batches) and a negative ``min_epochs`` or ``min_steps`` run as
-    if unset, without a word. None (the setting's off value, where Lightning has one) passes.
+    ``max_epochs=0`` would test the untrained network as the run's result, and ``max_epochs=-1`` without
+    ``max_steps`` would train without end. ``num_sanity_val_steps`` below -1 (-1: all batches) and a negative
+    ``min_epochs`` or ``min_steps`` run as if unset, without a word. None (the setting's off value, where
+    Lightning has one) passes.
     """
     for key, low in (("log_every_n_steps", 0), ("num_sanity_val_steps", -1), ("min_epochs", 0), ("min_steps", 0)):
         if trainer.get(key) is not None:
@@ -160,6 +162,8 @@ def check_trainer_counts(trainer: dict[str, Any]) -> None:
     _check_count_or_fraction("trainer.limit_test_batches", trainer.get("limit_test_batches"))
     if (steps := trainer.get("max_steps")) is not None and steps != -1:
         check_number("trainer.max_steps", steps, integer=True, low=1)
+    elif trainer.get("max_epochs") is not None:  # max_epochs=-1 with max_steps=N is Lightning's way to train by steps
+        check_number("trainer.max_epochs", trainer["max_epochs"], integer=True, low=1)
     _check_count_or_fraction("trainer.val_check_interval", trainer.get("val_check_interval"))
 
 

@@ -19,7 +19,7 @@ from mnistlab.atomic_files import write_atomic, write_metrics
 from mnistlab.callbacks import JobProgress, LastCheckpoint, TimeToTarget
 from mnistlab.checkpoints import read_checkpoint
 from mnistlab.composition import compose
-from mnistlab.config_checks import check_cv, check_number, check_search
+from mnistlab.config_checks import check_cv, check_search
 from mnistlab.data import MNISTDataModule
 from mnistlab.hparams import SUMMARY_METRICS, log_hparams, run_hparams
 from mnistlab.resume.checkpoint import check_continuable, finished_epochs
@@ -104,8 +104,6 @@ def fit_and_test(
         and, with a ``TimeToTarget`` callback on, ``time_to_target/target``, ``/step`` and ``/seconds``; a resumed
         run's ``fit_seconds_earlier``, the training time of its earlier launches up to the checkpoint it took up.
     """
-    if trainer.max_steps == -1:  # max_epochs=-1 with max_steps=N is Lightning's way to train by steps
-        check_number("trainer.max_epochs", trainer.max_epochs, integer=True, low=1)
     checkpoints = [cb for cb in trainer.callbacks if ranks_by_validation(cb)]
     if not datamodule.has_validation:
         for cb in checkpoints:

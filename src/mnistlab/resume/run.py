@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab.config_checks import check_devices, check_trainer_counts
 from mnistlab.config_keys import PRESENTATION, override_key, shell_path_override
 from mnistlab.errors import MnistlabError
 from mnistlab.resume.checkpoint import continue_from, finished_epochs, restart_hint
@@ -52,6 +53,9 @@ def run_folder_mistake(cfg: DictConfig, run_dir: Path, existed: bool) -> str | N
 
         try:
             saved = resumed_config(cfg.resume, cfg, list(cfg.hydra.overrides.task))
+            # What may change is checked as compose would, but before Hydra or a logger writes into the folder.
+            check_devices(trainer := OmegaConf.to_container(saved.trainer, resolve=True))
+            check_trainer_counts(trainer)
         except MnistlabError as e:
             return str(e)
         try:
