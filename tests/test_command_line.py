@@ -133,6 +133,22 @@ def test_plus_key_stays_available(tmp_path: Path, monkeypatch) -> None:
     assert result.returncode == 0 and "amsgrad: true" in result.stdout, result.stderr
 
 
+def test_removing_an_optional_group_runs_without_it(tmp_path: Path) -> None:
+    """``~scheduler`` was refused as "scheduler is not a top-level setting"; Hydra removes the group, and the run
+    trains without a schedule, as with ``scheduler=null``, also where an experiment chose one."""
+    train = ROOT / "scripts" / "train.py"
+    for valid in (["~scheduler"], ["~scheduler=null"], ["experiment=cnn", "~scheduler"], ["~experiment"]):
+        assert config_mistake(train, "train", valid) is None, valid
+    assert config_mistake(train, "train", ["experiment=cnn", "~scheduler=cosine"]) == (
+        "~scheduler=cosine: the run chooses scheduler=one_cycle, so there is no scheduler=cosine to remove; "
+        "~scheduler alone removes it"
+    )
+    assert config_mistake(train, "train", ["~optimizer"]).startswith("~optimizer leaves the run without its optimizer")
+    result = run("train.py", "experiment=cnn ~scheduler --cfg job", tmp_path)
+    assert result.returncode == 0 and "scheduler:" not in result.stdout and "OneCycle" not in result.stdout
+    assert "model:\n  _target_: mnistlab.models.CNN" in result.stdout, result.stdout[-2000:]  # the rest of it
+
+
 def test_a_word_for_a_yes_no_flag_is_one_of_its_modes() -> None:
     # Lightning tests trainer.deterministic for truth: 'ture' set cuDNN's half of it and left PyTorch's
     # deterministic algorithms off, without a word.

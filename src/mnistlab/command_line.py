@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 from mnistlab.config_keys import shell_path_override
 from mnistlab.config_tree import ConfigTree, has_key
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
-from mnistlab.override_mistakes import group_mistake, values_mistake, values_of
+from mnistlab.override_mistakes import group_mistake, removal_mistake, values_mistake, values_of
 from mnistlab.run_folders import folder_mistake
 from mnistlab.spelling import nearest
 
@@ -187,11 +187,16 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
     overrides = [o for o in overrides if o is not searchpath]
     with initialize_config_dir(str(conf.resolve()), version_base="1.3"):
         tree = ConfigTree(searchpath.input_line if searchpath else None, folders)
-        groups, values = [], []
+        name = flags.get("name") or config_name
+        groups, values, removed = [], [], []
         for o in overrides:
             parent, _, leaf = o.key_or_group.rpartition("/")
-            is_group = o.type is not OverrideType.DEL and leaf in tree.groups(parent)
-            (groups if is_group else values).append(o)
+            is_group = leaf in tree.groups(parent)
+            if is_group and o.type is OverrideType.DEL:
+                # ~scheduler: Hydra removes it and the run goes without; ~optimizer is judged as a value it needs.
+                (removed if tree.optional(name, o.key_or_group) else values).append(o)
+            else:
+                (groups if is_group else values).append(o)
         for o in groups:
             if mistake := group_mistake(o, tree.options(o.key_or_group)):
                 return mistake
@@ -200,9 +205,11 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
             f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
             for o in groups
         ]
-        name = flags.get("name") or config_name
         if mistake := _added_group(tree, name, groups, choices):
             return mistake
+        for o in removed:
+            if mistake := removal_mistake(tree, name, o, choices):
+                return mistake
         if not values:
             return None
         try:

@@ -57,6 +57,11 @@ class ConfigTree:
         """The config with Hydra's own node (``hydra.launcher.n_job=2`` is checked as any other key)."""
         return compose(config_name, overrides=[*self.searchpath, *overrides], return_hydra_config=True)
 
+    def optional(self, config_name: str, group: str) -> bool:
+        """Whether the config's defaults list leaves ``group`` unchosen (``scheduler: null``): runs go without it."""
+        choices = self.compose(config_name, []).hydra.runtime.choices
+        return group in choices and choices[group] is None
+
     def option_with(self, key: str, config_name: str, choices: list[str]) -> str | None:
         """A config group option whose config has ``key`` (``model.channels``: ``model=cnn``), or None.
 

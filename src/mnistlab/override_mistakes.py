@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
 from mnistlab.config_checks import target_arguments
-from mnistlab.config_tree import ABSENT, all_keys, child
+from mnistlab.config_tree import ABSENT, ConfigTree, all_keys, child
 from mnistlab.setting_types import expected_types, flag_mistake, type_mistake
 from mnistlab.spelling import nearest
 
@@ -87,6 +87,22 @@ def _deletion_mistake(cfg: DictConfig, key: str, found: Any) -> str | None:
     for user in _referring(OmegaConf.to_container(cfg, resolve=False), key):
         return f"~{key}: {user} refers to it, so the run could not read {user}; give {key} a value instead"
     return None
+
+
+def removal_mistake(tree: ConfigTree, name: str, override: Override, choices: list[str]) -> str | None:
+    """``~group=option`` of an optional group (``ConfigTree.optional``) that names an option the run does not
+    choose (Hydra: "Could not delete ... No match in the defaults list", a traceback), else None.
+
+    ``~scheduler`` removes whatever schedule was chosen (``experiment=cnn``'s too): a run without one, as
+    ``scheduler=null``.
+    """
+    group, option = override.key_or_group, override.value()
+    chosen = tree.compose(name, choices).hydra.runtime.choices.get(group)
+    if option is None or str(option) == str(chosen):
+        return None
+    now = f"{group}={chosen if chosen is not None else 'null'}"
+    alone = f"; ~{group} alone removes it" if chosen is not None else ""
+    return f"{override.input_line}: the run chooses {now}, so there is no {group}={option} to remove{alone}"
 
 
 def _referring(node: Any, key: str, prefix: str = "") -> Iterator[str]:
