@@ -12,7 +12,8 @@ from PIL import Image
 
 from mnistlab.data.files import load_split
 from mnistlab.data.specs import MNIST
-from mnistlab.evaluation.images import decode_image, read_gray
+from mnistlab.errors import MnistlabError
+from mnistlab.evaluation.images import FORMATS, decode_image, image_files, read_gray
 from mnistlab.evaluation.preprocess import NO_DIGIT, mnist_style
 
 pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
@@ -70,7 +71,7 @@ def test_files_in_both_polarities_predict_like_the_index(
     assert with_notes.returncode == 0, with_notes.stderr[-3000:]
     assert [Path(r["file"]).name for r in json.loads(with_notes.stdout)] == [Path(r["file"]).name for r in by_file]
     assert with_notes.stderr.strip().splitlines()[-1] == (
-        f"warning: skipped {folder}/e_notes.png: not an image (expected PNG, JPEG or .npy)"
+        f"warning: skipped {folder}/e_notes.png: not an image (expected {FORMATS})"
     )
     # A folder's files of other kinds are named, not silently passed over; a list of files is predicted too.
     (folder / "f_readme.txt").write_text("about these digits")
@@ -78,7 +79,7 @@ def test_files_in_both_polarities_predict_like_the_index(
     assert listed.returncode == 0, listed.stderr[-3000:]
     names = [Path(r["file"]).name for r in json.loads(listed.stdout)]
     assert names == ["a_mnist.png", *(Path(r["file"]).name for r in by_file)]
-    assert f"warning: skipped 1 file(s) of {folder} that are no PNG, JPEG or .npy (f_readme.txt)" in listed.stderr
+    assert f"warning: skipped 1 file(s) of {folder} that are none of {FORMATS} (f_readme.txt)" in listed.stderr
 
 
 def test_mnist_style_undoes_scale_shift_and_polarity(digit_998: np.ndarray, tmp_path: Path) -> None:
@@ -93,6 +94,43 @@ def test_mnist_style_undoes_scale_shift_and_polarity(digit_998: np.ndarray, tmp_
     assert np.corrcoef(restored.ravel(), original.ravel())[0, 1] > 0.95
     blank, warning = mnist_style(np.ones((50, 40)))
     assert warning == f"{NO_DIGIT} (the image is blank)" and not blank.any()
+
+
+def test_every_format_pillow_opens_is_read_and_a_non_image_is_refused_naming_them(
+    digit_998: np.ndarray, tmp_path: Path
+) -> None:
+    """Before: a folder's GIF, BMP, TIFF and WebP files were skipped as "no PNG, JPEG or .npy" though the reader
+    takes them as single files, and every refusal (the server's too) said "expected PNG or JPEG"."""
+    import asyncio
+
+    from mnistlab.serving.checks import BadRequest, check_body
+
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for name in ("a.png", "b.gif", "c.bmp", "d.tiff", "e.webp"):
+        Image.fromarray(255 - digit_998).save(folder / name, **({"lossless": True} if name.endswith("webp") else {}))
+    (folder / "notes.txt").write_text("about these digits")
+    skipped: list[str] = []
+    files = image_files(folder, skipped)
+    assert [p.name for p in files] == ["a.png", "b.gif", "c.bmp", "d.tiff", "e.webp"]
+    every = "PNG, JPEG, GIF, BMP, TIFF, WebP or another format Pillow opens"  # the messages' words, written out
+    assert skipped == [f"1 file(s) of {folder} that are none of {every}, or .npy (notes.txt)"]
+    for path in files:
+        assert np.allclose(read_gray(path), 1 - digit_998 / 255, rtol=0, atol=1e-12), path.name
+        with path.open("rb") as stream:  # a served request's bytes
+            assert np.array_equal(decode_image(stream), read_gray(path)), path.name
+    (tmp_path / "notes.gif").write_text("not a picture")
+    with pytest.raises(MnistlabError) as refused:
+        read_gray(tmp_path / "notes.gif")
+    assert str(refused.value) == f"{tmp_path}/notes.gif: not an image (expected {every}, or .npy)"
+    with pytest.raises(MnistlabError) as refused, (tmp_path / "notes.gif").open("rb") as stream:
+        decode_image(stream)
+    assert (
+        str(refused.value) == "not an image (expected PNG, JPEG, GIF, BMP, TIFF, WebP or another format Pillow opens)"
+    )
+    with pytest.raises(BadRequest) as refused:
+        asyncio.run(check_body({}, b'{"picture": 1}', "application/json"))
+    assert str(refused.value) == 'expected a JSON object {"image": "<base64 image: ' + every + '>"}'
 
 
 def test_a_16_bit_png_reads_like_its_8_bit_copy(digit_998: np.ndarray, tmp_path: Path) -> None:
@@ -141,11 +179,11 @@ def test_errors_are_one_line(notebook_hidden_run: TrainedRun, tmp_path: Path) ->
     )
     (tmp_path / "notes.png").write_text("not a picture")
     assert one_line_error(ckpt, f"image={tmp_path}/notes.png") == (
-        f"error: {tmp_path}/notes.png: not an image (expected PNG, JPEG or .npy)"
+        f"error: {tmp_path}/notes.png: not an image (expected {FORMATS})"
     )
     (tmp_path / "empty").mkdir()
     assert one_line_error(ckpt, f"image={tmp_path}/empty") == (
-        f"error: {tmp_path}/empty: the folder holds no images (PNG, JPEG or .npy)"
+        f"error: {tmp_path}/empty: the folder holds no images ({FORMATS})"
     )
     assert one_line_error(ckpt, "index=10000") == "error: index=10000 is outside the test set (0-9999)"
     assert one_line_error(ckpt, "index=abc") == (

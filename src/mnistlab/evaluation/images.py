@@ -1,4 +1,4 @@
-"""Images from outside MNIST: reading PNG/JPEG/.npy files, finding them, drawing them in the terminal.
+"""Images from outside MNIST: reading image and .npy files, finding them, drawing them in the terminal.
 
 MNIST's preprocessing recipe itself is ``mnistlab.evaluation.preprocess.mnist_style``.
 """
@@ -13,7 +13,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnistlab.errors import MnistlabError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
+# What the reader takes, as every message names it: each format Pillow opens (the common ones first), and .npy.
+PILLOW_FORMATS = "PNG, JPEG, GIF, BMP, TIFF, WebP or another format Pillow opens"
+FORMATS = f"{PILLOW_FORMATS}, or .npy"
 # Pillow's modes of 16-bit grayscale (PNG opens as I;16; "I" holds the same values as 32-bit integers).
 SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -23,7 +25,7 @@ class NotAnImage(MnistlabError):
 
 
 def read_gray(path: Path) -> np.ndarray:
-    """A PNG, JPEG or ``.npy`` file as a (H, W) float64 grayscale array in [0, 1].
+    """An image file (``FORMATS``) as a (H, W) float64 grayscale array in [0, 1].
 
     Transparent pixels count as white paper (``decode_image``). ``.npy`` arrays may be (H, W), (1, H, W) or
     (H, W, 3|4), in [0, 1], 0-255 or 0-65535 (16 bits).
@@ -48,13 +50,13 @@ def read_gray(path: Path) -> np.ndarray:
     try:
         return decode_image(path)
     except NotAnImage:
-        raise MnistlabError(f"{path}: not an image (expected PNG, JPEG or .npy)") from None
+        raise MnistlabError(f"{path}: not an image (expected {FORMATS})") from None
     except MnistlabError as e:
         raise MnistlabError(f"{path}: {e}") from None
 
 
 def decode_image(source: Path | IO[bytes]) -> np.ndarray:
-    """A PNG or JPEG, a file or a binary stream (a served request), as a (H, W) float64 grayscale array in [0, 1].
+    """An image Pillow opens, a file or a binary stream (a served request), as (H, W) float64 grayscale in [0, 1].
 
     Turned upright as its EXIF orientation says; transparent pixels count as white paper. Raises ``NotAnImage``
     for anything that is not an image, and ``MnistlabError`` for one of more pixels than PIL decodes (a small
@@ -72,7 +74,7 @@ def decode_image(source: Path | IO[bytes]) -> np.ndarray:
                 image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
             gray = image.convert("L")
     except (UnidentifiedImageError, OSError):
-        raise NotAnImage("not an image (expected PNG or JPEG)") from None
+        raise NotAnImage(f"not an image (expected {PILLOW_FORMATS})") from None
     except Image.DecompressionBombError:
         raise MnistlabError("image too large: too many pixels to decode") from None
     return np.asarray(gray, dtype=np.float64) / 255
@@ -92,7 +94,7 @@ def _sixteen_bit(image: Image.Image) -> np.ndarray:
 
 
 def image_files(pattern: str | Path, skipped: list[str] | None = None) -> list[Path]:
-    """The image files named by a file, a folder (its PNG/JPEG/.npy files) or a glob, sorted.
+    """The image files named by a file, a folder (its files of ``FORMATS``, by their endings) or a glob, sorted.
 
     A folder's other files are left out; with ``skipped`` given, a line saying so is appended there.
     """
@@ -101,13 +103,13 @@ def image_files(pattern: str | Path, skipped: list[str] | None = None) -> list[P
         return [path]
     if path.is_dir():
         found = sorted(p for p in path.iterdir() if p.is_file())
-        files = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
+        files = [p for p in found if p.suffix.lower() in image_suffixes()]
         if not files:
-            raise MnistlabError(f"{path}: the folder holds no images (PNG, JPEG or .npy)")
+            raise MnistlabError(f"{path}: the folder holds no images ({FORMATS})")
         others = [p.name for p in found if p not in files and not p.name.startswith(".")]  # not .DS_Store
         if others and skipped is not None:
             shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-            skipped.append(f"{len(others)} file(s) of {path} that are no PNG, JPEG or .npy ({shown})")
+            skipped.append(f"{len(others)} file(s) of {path} that are none of {FORMATS} ({shown})")
         return files
     if any(c in str(pattern) for c in "*?["):
         anchor = Path(path.anchor or ".")
@@ -116,6 +118,13 @@ def image_files(pattern: str | Path, skipped: list[str] | None = None) -> list[P
             raise MnistlabError(f"image={pattern}: no files match")
         return files
     raise MnistlabError(f"image={pattern}: no such file or folder")
+
+
+def image_suffixes() -> set[str]:
+    """The file endings of a folder's images: those of every format Pillow opens (a single file is tried
+    whatever its ending), and ``.npy``."""
+    Image.init()  # loads Pillow's format plugins, which register their endings
+    return {suffix for suffix, kind in Image.registered_extensions().items() if kind in Image.OPEN} | {".npy"}
 
 
 def render(image: np.ndarray, threshold: float = 0.35) -> str:

@@ -195,7 +195,7 @@ def mnist_style(gray: np.ndarray) -> tuple[np.ndarray, str | None]:
     """MNIST's recipe for any picture of a digit: white ink on black, cropped, fitted into 20x20, centred in 28x28.
 
     Args:
-        gray: (H, W) grayscale in [0, 1], either polarity (``images.read_gray`` of a PNG, JPEG or .npy).
+        gray: (H, W) grayscale in [0, 1], either polarity (``images.read_gray`` of an image file).
 
     Returns:
         (28, 28) float32 in [0, 1], a white digit on black (all black when there is no ink), and

@@ -61,7 +61,7 @@ def image_bytes(payload: Any) -> tuple[bytes, bool]:
 
 
 def preprocess(data: bytes, dataset: str | None = None) -> np.ndarray:
-    """Encoded PNG/JPEG bytes -> (28, 28) float32 in [0, 1], by exactly the functions ``predict.py`` uses."""
+    """Encoded image bytes -> (28, 28) float32 in [0, 1], by exactly the functions ``predict.py`` uses."""
     if not data:
         raise MnistlabError("the image is empty")
     gray = decode_image(io.BytesIO(data))  # predict.py's reader of image files
