@@ -27,8 +27,10 @@ def run(cfg: DictConfig) -> str:
         if OmegaConf.is_list(cfg.ckpt_path):
             raise MnistlabError("an ensemble of listed checkpoints has no folder of its own: add output_dir=...")
         output_dir = cfg.ckpt_path
-    path, diff = export(ckpt_paths, output_dir, cfg.format, OmegaConf.to_container(cfg.data), cfg.tolerance)
+    path, diff, replaced = export(ckpt_paths, output_dir, cfg.format, OmegaConf.to_container(cfg.data), cfg.tolerance)
     print(f"wrote {path}: (N, 1, 28, 28) pixels in [0, 1] -> (N, 10) probabilities")
+    if replaced:
+        print(replaced)
     print(f"checked on {CHECK_IMAGES} test images: max |{cfg.format} - pytorch| = {diff:.1e}")
     return str(path)
 

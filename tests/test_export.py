@@ -50,6 +50,26 @@ def test_onnx_export_predicts_like_the_checkpoint(notebook_hidden_run: TrainedRu
         assert probs.shape == (batch, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
+def test_an_export_that_replaces_another_says_which_and_from_which_checkpoint(
+    notebook_hidden_run: TrainedRun, tmp_path: Path
+) -> None:
+    """Before: exporting best.ckpt, then last.ckpt of the same run, replaced the first model.onnx without a word."""
+    out = tmp_path / "run" / "checkpoints"
+    out.mkdir(parents=True)
+    for name in ("best.ckpt", "last.ckpt"):
+        shutil.copy(notebook_hidden_run.checkpoint, out / name)
+    for fmt, model in (("onnx", out / "model.onnx"), ("torchscript", out / "model.pt")):
+        first = run_script("export.py", f"ckpt_path={out / 'best.ckpt'}", f"format={fmt}", cwd=tmp_path)
+        assert first.returncode == 0 and "replaced" not in first.stdout, first.stderr[-3000:]
+        second = run_script("export.py", f"ckpt_path={out / 'last.ckpt'}", f"format={fmt}", cwd=tmp_path)
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert second.stdout.splitlines()[:2] == [
+            f"wrote {model}: (N, 1, 28, 28) pixels in [0, 1] -> (N, 10) probabilities",
+            f"replaced the earlier {model}, exported from {out / 'best.ckpt'} (output_dir=... keeps both)",
+        ]
+    assert sorted(p.name for p in out.iterdir()) == ["best.ckpt", "last.ckpt", "model.onnx", "model.pt"]
+
+
 def test_torchscript_export(notebook_hidden_run: TrainedRun, tmp_path: Path) -> None:
     out = tmp_path / "export"
     result = run_script(

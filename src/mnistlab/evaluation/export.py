@@ -23,6 +23,9 @@ from mnistlab.extras import require
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 CHECK_IMAGES = 100
+# The checkpoints an export was made from, recorded in it (ONNX metadata, a TorchScript extra file): a later
+# export into the same folder names them as it replaces the file.
+SOURCE = META_PREFIX + "checkpoints"
 
 
 def write_onnx(model: ProbabilityNet, path: Path, metadata: dict[str, str]) -> None:
@@ -46,13 +49,30 @@ def write_onnx(model: ProbabilityNet, path: Path, metadata: dict[str, str]) -> N
     onnx.save(proto, str(path))
 
 
+def exported_from(path: Path) -> str:
+    """The checkpoints an earlier export at ``path`` records, for the line that says it is replaced."""
+    try:
+        if path.suffix == ".onnx":
+            import onnx
+
+            recorded = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+            sources = json.loads(recorded[SOURCE])
+        else:
+            extra = {SOURCE: ""}
+            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            sources = json.loads(extra[SOURCE])
+    except Exception:  # an export from before the record, or a file of another tool's: it names no checkpoint
+        return "a checkpoint it does not record"
+    return ", ".join(sources) if len(sources) <= 2 else f"an ensemble of {len(sources)} checkpoints ({sources[0]}, ...)"
+
+
 def export(
     ckpt_path: str | Path | Sequence[str | Path],
     output_dir: str | Path,
     fmt: str = "onnx",
     data_overrides: dict[str, Any] | None = None,
     tolerance: float = 1e-5,
-) -> tuple[Path, float]:
+) -> tuple[Path, float, str | None]:
     """Writes ``model.onnx`` or ``model.pt`` into ``output_dir`` and checks it against PyTorch.
 
     The file maps (N, 1, 28, 28) float pixels in [0, 1] to (N, C) probabilities for any N; the
@@ -61,8 +81,11 @@ def export(
     than ``tolerance``. Several checkpoints are exported as their ensemble, one graph whose output
     is the mean of the members' probabilities (``mnistlab.evaluation.ensemble``).
 
+    A file there already is replaced, as ``torch.save`` and ``onnx.save`` would; the third value says so,
+    with the checkpoints the replaced file was exported from, so that no export is lost without a word.
+
     Returns:
-        The file and the largest absolute difference found.
+        The file, the largest absolute difference found, and the line about the file it replaced (or None).
     """
     if fmt not in SUFFIXES:
         raise MnistlabError(f"format={fmt} must be one of {sorted(SUFFIXES)}")
@@ -90,21 +113,26 @@ def _export(
     fmt: str,
     data_overrides: dict[str, Any] | None,
     tolerance: float,
-) -> tuple[Path, float]:
-    system, saved = load_model([ckpt_path] if isinstance(ckpt_path, (str, Path)) else list(ckpt_path))
+) -> tuple[Path, float, str | None]:
+    sources = [ckpt_path] if isinstance(ckpt_path, (str, Path)) else list(ckpt_path)
+    system, saved = load_model(sources)
     mean, std = input_stats(saved)
     model = ProbabilityNet(system.net, system.head, mean, std).eval()
     images = official_test_set(saved, data_overrides)[0][:CHECK_IMAGES]  # (100, 1, 28, 28) in [0, 1]
     # Written beside it and checked before it replaces the file: a failed check leaves an earlier export as it was.
     staged = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
     try:
-        diff = _write_and_check(system, model, saved, images, staged, fmt, mean, std)
+        record = json.dumps([str(Path(source).resolve()) for source in sources])
+        diff = _write_and_check(system, model, saved, images, staged, fmt, mean, std, record)
         if not diff <= tolerance:
             raise MnistlabError(f"export check failed: {fmt} output differs from PyTorch by {diff:.2e} > {tolerance:g}")
+        replaced = None
+        if path.exists():
+            replaced = f"replaced the earlier {path}, exported from {exported_from(path)} (output_dir=... keeps both)"
         os.replace(staged, path)
     finally:
         staged.unlink(missing_ok=True)
-    return path, diff
+    return path, diff, replaced
 
 
 def _write_and_check(
@@ -116,6 +144,7 @@ def _write_and_check(
     fmt: str,
     mean: float,
     std: float,
+    record: str,
 ) -> float:
     """Writes ``model`` to ``path`` and returns the largest difference of its probabilities from the checkpoint's.
 
@@ -128,18 +157,19 @@ def _write_and_check(
         fmt: ``onnx`` or ``torchscript``.
         mean: The run's input mean (0 without standardisation).
         std: The run's input std (1 without standardisation).
+        record: The checkpoints it is made from (a JSON list), recorded in the file (``SOURCE``).
     """
     with torch.no_grad():
         expected = system.probabilities(system((images - mean) / std))  # (100, C), as the checkpoint predicts
         if fmt == "onnx":
             meta = zip(META_KEYS, (system.class_names, system.head, saved), strict=True)
-            write_onnx(model, path, {META_PREFIX + key: json.dumps(value) for key, value in meta})
+            write_onnx(model, path, {META_PREFIX + key: json.dumps(value) for key, value in meta} | {SOURCE: record})
             actual = OnnxPredictor(path)(images)
         else:
             with warnings.catch_warnings():  # TorchScript is deprecated in PyTorch, but still what many servers load
                 warnings.simplefilter("ignore", FutureWarning)
                 traced = torch.jit.trace(model, images[:2])
                 path.parent.mkdir(parents=True, exist_ok=True)
-                traced.save(str(path))
+                torch.jit.save(traced, str(path), _extra_files={SOURCE: record})
                 actual = torch.jit.load(str(path))(images)
     return float((actual - expected).abs().max())
