@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import run_script, train
+from conftest import run_script, train, write_idx_set
 
 
 def test_a_run_ended_by_max_steps_is_not_resumed_into_nothing(tmp_path: Path) -> None:
@@ -34,3 +34,16 @@ def test_a_max_epochs_that_cannot_be_honoured_is_refused_before_any_output_or_wr
         ]
     assert {p: p.read_bytes() for p in run.dir.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no outputs/ either
+
+
+def test_a_scheduled_one_epoch_run_is_refused_a_new_length_in_the_singular(tmp_path: Path) -> None:
+    """Before: "its scheduler was sized for 1 epochs"."""
+    data = write_idx_set(tmp_path / "tiny")
+    args = (f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10")
+    run = train(tmp_path / "run", "model=linear", "scheduler=one_cycle", "trainer.max_epochs=1", *args)
+    result = run_script("train.py", f"resume={run.dir}", "trainer.max_epochs=2", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.splitlines() == [
+        f"error: resume={run.dir} cannot change trainer.max_epochs: its scheduler was sized for 1 epoch, and a "
+        "scheduled checkpoint cannot start a new run either; train a new run for longer"
+    ]

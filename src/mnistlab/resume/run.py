@@ -166,7 +166,8 @@ def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> D
     if saved.get("scheduler") and saved.trainer.max_epochs != epochs:
         raise MnistlabError(
             f"resume={run_dir} cannot change trainer.max_epochs: its scheduler was sized for "
-            f"{epochs} epochs, and a scheduled checkpoint cannot start a new run either; train a new run for longer"
+            f"{epochs} epoch{'s' * (epochs != 1)}, and a scheduled checkpoint cannot start a new run either; "
+            "train a new run for longer"
         )
     saved.paths.output_dir, saved.ckpt_path, saved.resume = str(config.parents[1]), str(last), run_dir
     if saved.get("system", {}).get("teacher") and (teacher := recorded_teacher(run_dir, last)):
