@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import pathlib
+import re
 import shutil
 from pathlib import Path
 
 import lightning
 import pytest
 import torch
-from conftest import DATA_DIR, compose_train, run_script, train, write_idx_set
+from conftest import DATA_DIR, ROOT, compose_train, run_script, train, write_idx_set
 
 from mnistlab.checkpoints import read_checkpoint
 from mnistlab.composition import compose
@@ -148,7 +149,12 @@ def _refusal(tmp_path: Path, teacher: str) -> str:
 
 def test_refused_teachers(tmp_path: Path) -> None:
     nowhere = tmp_path / "nowhere"
-    assert _refusal(tmp_path, str(nowhere)) == f"system.teacher: checkpoint not found: {nowhere}"
+    # Before: it stopped at "checkpoint not found", without a word on how to make the teacher.
+    assert _refusal(tmp_path, str(nowhere)) == (
+        f"system.teacher: checkpoint not found: {nowhere}; train the teacher there first (the command is in "
+        "docs/usage.md#distillation-a-trained-model-teaches-another-network), or name an existing run folder, "
+        "checkpoint or sweep folder"
+    )
     five = _checkpoint(tmp_path / "five.ckpt", MLP(hidden_units=0, num_classes=5),
                        {"_target_": "mnistlab.models.MLP", "hidden_units": 0, "num_classes": 5})  # fmt: skip
     assert "5 classes, the student 10" in _refusal(tmp_path, str(five))
@@ -159,6 +165,22 @@ def test_refused_teachers(tmp_path: Path) -> None:
     hostile = tmp_path / "hostile.ckpt"
     torch.save({"hyper_parameters": {"net": {}}, "where": pathlib.PurePosixPath("/etc")}, hostile)
     assert "refused" in _refusal(tmp_path, str(hostile))
+
+
+def test_the_preset_before_its_teacher_says_where_the_teacher_command_is(tmp_path: Path) -> None:
+    """Before: ``experiment=distill_hidden`` in a fresh folder said only "checkpoint not found"."""
+    result = run_script("train.py", "experiment=distill_hidden", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == "", result.stderr[-2000:]
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: system.teacher: checkpoint not found: {tmp_path}/outputs/teacher_cnn; train ")
+    assert list(tmp_path.iterdir()) == []  # refused before Hydra made a run folder
+    # The docs section it names (a GitHub heading anchor) holds the preset's own teacher command.
+    slug = re.search(r"docs/usage\.md#([\w-]+)", line).group(1)
+    sections = re.split(r"^## ", (ROOT / "docs" / "usage.md").read_text(), flags=re.M)
+    [section] = [s for s in sections if re.sub(r"[^\w -]", "", s.splitlines()[0].lower()).replace(" ", "-") == slug]
+    preset = (ROOT / "conf" / "experiment" / "distill_hidden.yaml").read_text()
+    command = re.search(r"^#\s+(python scripts/train\.py .*)$", preset, flags=re.M).group(1)
+    assert command in section
 
 
 def test_a_run_that_has_not_finished_is_refused_as_a_teacher_unless_its_file_is_named(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from mnistlab.atomic_files import write_atomic
 from mnistlab.config_keys import shell_path_override
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import CheckpointNotFoundError, MnistlabError
 from mnistlab.resume.sweep import is_run_folder as _is_run_folder
 from mnistlab.resume.sweep import is_sweep_folder, sweep_members, unfinished_jobs
 from mnistlab.systems import Classifier
@@ -54,7 +54,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise MnistlabError(f"checkpoint not found: {path}")
+        raise CheckpointNotFoundError(f"checkpoint not found: {path}")
     if is_torchscript(path):
         raise MnistlabError(f"{path} is a TorchScript model (load it with torch.jit.load); {ACCEPTED}")
     try:
@@ -141,7 +141,7 @@ def find_checkpoint(
     path = Path(path).expanduser()
     if not path.is_dir():
         if not path.is_file():
-            raise MnistlabError(f"checkpoint not found: {path}")
+            raise CheckpointNotFoundError(f"checkpoint not found: {path}")
         return path
     for name in prefer:
         for candidate in (path / "checkpoints" / name, path / name):

@@ -18,6 +18,10 @@ class ConfigError(MnistlabError, ValueError):
     """A setting outside its allowed range, caught before any work starts."""
 
 
+class CheckpointNotFoundError(MnistlabError):
+    """A checkpoint file or run folder that does not exist, e.g. a distillation teacher not trained yet."""
+
+
 class NonFiniteLossError(MnistlabError):
     """Training diverged: the loss became NaN or infinite."""
 

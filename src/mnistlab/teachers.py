@@ -7,7 +7,7 @@ from pathlib import Path
 from mnistlab.checkpoints import find_checkpoint, find_checkpoints, load_system
 from mnistlab.config_keys import shell_path_override
 from mnistlab.data.specs import input_stats
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import CheckpointNotFoundError, MnistlabError
 from mnistlab.resume.sweep import finished_run, is_run_folder, is_sweep_folder
 from mnistlab.systems.distillation import Teacher
 
@@ -70,6 +70,12 @@ def load_teacher(source: str | Path | list[str], student_input: tuple[float, flo
                 check_finished(item)
         files = find_checkpoints(sources, "system.teacher")
         loaded = [load_system(f) for f in files]
+    except CheckpointNotFoundError as e:  # most often a preset's teacher (distill_hidden's) not trained yet
+        raise MnistlabError(
+            f"system.teacher: {e}; train the teacher there first (the command is in "
+            "docs/usage.md#distillation-a-trained-model-teaches-another-network), or name an existing run folder, "
+            "checkpoint or sweep folder"
+        ) from None
     except MnistlabError as e:
         raise MnistlabError(f"system.teacher: {e}" if not str(e).startswith("system.teacher") else str(e)) from None
     systems = [system for system, _ in loaded]
