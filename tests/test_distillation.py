@@ -19,7 +19,7 @@ from mnistlab.data.specs import MNIST
 from mnistlab.errors import MnistlabError
 from mnistlab.models import MLP
 from mnistlab.systems import Classifier
-from mnistlab.systems.distillation import TrainingLoss, distillation_loss, sha256
+from mnistlab.systems.distillation import Teacher, TrainingLoss, distillation_loss, sha256
 from mnistlab.systems.losses import loss_fn
 from mnistlab.teachers import load_teacher
 
@@ -89,6 +89,24 @@ def test_the_soft_term_moves_the_step(teacher_dir: Path) -> None:
     standardised = load_teacher(teacher_dir, (MNIST.mean, MNIST.std))
     assert torch.allclose(standardised((x - MNIST.mean) / MNIST.std, 2.0), teacher(x, 2.0), atol=1e-6)
     assert not torch.allclose(teacher((x - MNIST.mean) / MNIST.std, 2.0), teacher(x, 2.0), atol=1e-3)
+
+
+def test_a_teacher_without_weight_is_not_run_and_the_loss_is_the_same_bit_for_bit() -> None:
+    """Before: ``system.alpha=0`` still ran the teacher's forward at every step, for a term weighted 0."""
+    torch.manual_seed(0)
+    teacher = Teacher([MLP(hidden_units=0)], ["softmax"])
+    calls = []
+    teacher.nets[0].register_forward_hook(lambda *_: calls.append(1))
+    x, y, hard = torch.rand(8, 1, 28, 28), torch.arange(8) % 10, loss_fn("softmax")
+    skipped_logits = torch.randn(8, 10, requires_grad=True)
+    full_logits = skipped_logits.detach().clone().requires_grad_()
+    skipped = TrainingLoss(hard, teacher, 4.0, 0.0)(skipped_logits, y, x)
+    assert calls == []  # no teacher forward
+    full = distillation_loss(full_logits, y, teacher(x, 4.0), hard, 4.0, 0.0)  # as before, with the forward
+    assert calls == [1]
+    skipped.backward()
+    full.backward()
+    assert torch.equal(skipped, full) and torch.equal(skipped_logits.grad, full_logits.grad)
 
 
 def test_a_student_evaluates_after_its_teacher_is_deleted(teacher_dir: Path, tmp_path: Path) -> None:

@@ -137,7 +137,9 @@ class TrainingLoss:
         self.hard_loss, self.teacher, self.temperature, self.alpha = hard_loss, teacher, temperature, alpha
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if self.teacher is None:
+        if self.teacher is None or self.alpha == 0:
+            # alpha=0: (1 - 0) * hard + 0 * soft is the hard loss bit for bit (the soft term is finite), so the
+            # teacher's forward, which draws no random numbers (eval mode), would be spent on nothing.
             return self.hard_loss(logits, labels)
         teacher_p = self.teacher(x, self.temperature)  # (B, C), no graph of its own: the teacher is frozen
         return distillation_loss(logits, labels, teacher_p, self.hard_loss, self.temperature, self.alpha)
