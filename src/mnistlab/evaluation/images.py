@@ -103,7 +103,8 @@ def image_files(pattern: str | Path, skipped: list[str] | None = None) -> list[P
         return [path]
     if path.is_dir():
         found = sorted(p for p in path.iterdir() if p.is_file())
-        files = [p for p in found if p.suffix.lower() in image_suffixes()]
+        suffixes = image_suffixes()  # once: it loads Pillow's plugins and builds the set
+        files = [p for p in found if p.suffix.lower() in suffixes]
         if not files:
             raise MnistlabError(f"{path}: the folder holds no images ({FORMATS})")
         others = [p.name for p in found if p not in files and not p.name.startswith(".")]  # not .DS_Store
