@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from launcher import run_python
 
 from mnistlab.process.startup import register_resolvers
 
@@ -75,14 +76,7 @@ def run_script(
 ) -> subprocess.CompletedProcess:
     """Runs ``scripts/<script>`` with Hydra overrides, as a user would, and captures its output."""
     env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *overrides],
-        cwd=cwd or ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_python([str(ROOT / "scripts" / script), *overrides], cwd=cwd or ROOT, env=env, timeout=timeout)
 
 
 def compose_train(overrides: list[str], tmp_path: Path, data_dir: Path | None = None):

@@ -6,14 +6,13 @@ internals (``HYDRA_FULL_ERROR``, ``full_key``, search paths), and no run folder 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import DATA_DIR, ROOT
+from conftest import ROOT, run_script
 
 from mnistlab.command_line import config_mistake
 from mnistlab.spelling import distance, nearest
@@ -78,9 +77,7 @@ CASES = [
 
 
 def run(script: str, args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
-    command = [sys.executable, str(ROOT / "scripts" / script), *args.split()]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return run_script(script, *args.split(), cwd=cwd, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,6 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import DATA_DIR, ROOT
+from launcher import run_python
 from PIL import Image
 
 from mnistlab.data.files import load_split
@@ -210,10 +210,7 @@ def missing_lines(shown: list[str], printed: str, numbers_vary: bool) -> list[st
 def run(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        timeout=900,
-    )  # fmt: skip
+    done = run_python(args, cwd=cwd, env=env, timeout=900, merge_stderr=True)
     return done, time.perf_counter() - start
 
 

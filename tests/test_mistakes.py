@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import DATA_DIR, ROOT, write_idx_set
+from launcher import run_python
 
 TABLE = ROOT / "docs" / "errors.md"
 TINY = ("data.download=false", "data.verify=false", "data.val_size=10", "callbacks.progress_bar.refresh_rate=0")
@@ -36,14 +36,7 @@ def rows() -> dict[str, tuple[str, str, int, str]]:
 
 def run(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_python([str(ROOT / "scripts" / script), *args], cwd=cwd, env=env, timeout=600)
 
 
 @pytest.fixture(scope="module")
