@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_script, write_idx_set
+from torch import nn
 
 from mnistlab.models import CNN, MLP
-from mnistlab.systems.losses import keras_sigmoid_nll, probabilities
+from mnistlab.systems.losses import keras_sigmoid_nll, probabilities, probability_outputs
 from mnistlab.systems.one_image_batch import _fails_on_one_image
 
 
@@ -74,3 +78,50 @@ def test_the_one_image_probe_leaves_the_network_and_the_random_stream_as_they_we
     running_mean = cnn.features[1].running_mean.clone()
     assert _fails_on_one_image(cnn) is None and cnn.training
     assert torch.equal(cnn.features[1].running_mean, running_mean)  # the probe's batch statistics are not kept
+
+
+def test_a_network_that_returns_probabilities_is_told_apart_from_logits() -> None:
+    flat = [nn.Flatten(), nn.Linear(784, 10)]
+    assert probability_outputs(nn.Sequential(*flat, nn.Softmax(-1))) == "nn.Softmax"
+    assert probability_outputs(nn.Sequential(*flat, nn.Sigmoid())) == "nn.Sigmoid"
+    assert probability_outputs(nn.Sequential(*flat, nn.LogSoftmax(-1))) is None  # log-probabilities are logits
+    for seed in range(50):  # freshly built logits of every shipped network have both signs
+        torch.manual_seed(seed)
+        assert [probability_outputs(net) for net in (MLP(0), MLP(100), CNN())] == [None, None, None]
+    net = CNN().train()
+    probability_outputs(net)
+    assert net.training  # the probe's eval mode is undone
+
+
+SOFTMAX_NET = """
+from torch import nn
+
+
+class SoftmaxNet(nn.Module):  # a Keras Dense(10, activation="softmax"), ported as it is
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.Softmax(dim=1))
+
+    def forward(self, x):
+        return self.layers(x)
+"""
+
+
+def test_training_a_network_that_returns_probabilities_says_so_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "mynets.py").write_text(SOFTMAX_NET)
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "softmax_net.yaml").write_text("_target_: mynets.SoftmaxNet\n")
+    result = run_script(
+        "train.py", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=softmax_net",
+        f"data.root={write_idx_set(tmp_path / 'tiny')}", "data.download=false", "data.verify=false",
+        "data.val_size=10", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}",
+        env={"PYTHONPATH": os.pathsep.join([str(tmp_path / "code"), os.environ.get("PYTHONPATH", "")])},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stdout.splitlines() if "returns probabilities" in line]
+    assert len(warnings) == 1, result.stdout[-3000:]
+    assert warnings[0].endswith(
+        "model: mynets.SoftmaxNet returns probabilities (its outputs lie in [0, 1] and sum to 1), but the loss "
+        "takes logits: it trains, slowly and to a worse accuracy; drop the network's final nn.Softmax"
+    )

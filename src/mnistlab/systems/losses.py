@@ -8,7 +8,9 @@ from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from mnistlab.checkpoint_records import blank_image
 from mnistlab.errors import ConfigError
 
 Head = Literal["softmax", "sigmoid"]
@@ -56,3 +58,26 @@ def loss_fn(head: str, label_smoothing: float = 0.0) -> Callable[[torch.Tensor, 
             )
         return keras_sigmoid_nll
     return partial(F.cross_entropy, label_smoothing=label_smoothing)
+
+
+def probability_outputs(net: nn.Module) -> str | None:
+    """What the final layer of a network that returns probabilities instead of logits is, or None for logits.
+
+    Softmax outputs lie in [0, 1] and sum to 1 for any input, sigmoid outputs lie in [0, 1]: a network
+    ending in ``nn.Softmax`` or ``nn.Sigmoid`` (a Keras ``Dense(10, activation=...)`` ported as it is)
+    trains under either head, since both take logits, but slowly and to a worse accuracy, without an error.
+    Logits of a freshly built network have both signs. Probed in eval mode on a blank and a white image.
+
+    Returns:
+        ``"nn.Softmax"``, ``"nn.Sigmoid"`` or None.
+    """
+    blank = blank_image(net)
+    training = net.training
+    try:
+        with torch.no_grad():
+            out = net.eval()(torch.cat([blank, torch.ones_like(blank)])).float()  # (2, C)
+    finally:
+        net.train(training)
+    if out.ndim != 2 or not bool(((out >= 0) & (out <= 1)).all()):
+        return None
+    return "nn.Softmax" if torch.allclose(out.sum(-1), torch.ones(2, device=out.device), atol=1e-4) else "nn.Sigmoid"
