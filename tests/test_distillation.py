@@ -107,6 +107,9 @@ def test_a_teacher_without_weight_is_not_run_and_the_loss_is_the_same_bit_for_bi
     skipped.backward()
     full.backward()
     assert torch.equal(skipped, full) and torch.equal(skipped_logits.grad, full_logits.grad)
+    # The teacher of the step that a CUDA graph records (mnistlab.engine.chunks): none at alpha=0 either.
+    assert TrainingLoss(hard, teacher, 4.0, 0.0).step_teacher is None
+    assert TrainingLoss(hard, teacher, 4.0, 0.5).step_teacher is teacher
 
 
 def test_a_student_evaluates_after_its_teacher_is_deleted(teacher_dir: Path, tmp_path: Path) -> None:

@@ -121,7 +121,7 @@ class ChunkedSteps:
         plain = type(trainer.precision_plugin) is Precision
         blockers = graph_blockers(
             module.device, self.raw_steps, plain, module.net, optimizer, module.lr_schedulers(), self.cuda_graph,
-            teacher=module.training_loss.teacher,  # its forward is part of the recorded step
+            teacher=module.training_loss.step_teacher,  # its forward is part of the recorded step (not at alpha=0)
         )  # fmt: skip
         if blockers:
             log.info("training step: eager, not a CUDA graph: %s", "; ".join(blockers))

@@ -136,12 +136,19 @@ class TrainingLoss:
         check_number("system.alpha", alpha, low=0, high=1)
         self.hard_loss, self.teacher, self.temperature, self.alpha = hard_loss, teacher, temperature, alpha
 
+    @property
+    def step_teacher(self) -> Teacher | None:
+        """The teacher whose forward a training step runs (and a CUDA graph records): None at ``alpha=0``.
+
+        alpha=0: (1 - 0) * hard + 0 * soft is the hard loss bit for bit (the soft term is finite), so the
+        teacher's forward, which draws no random numbers (eval mode), would be spent on nothing.
+        """
+        return None if self.alpha == 0 else self.teacher
+
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if self.teacher is None or self.alpha == 0:
-            # alpha=0: (1 - 0) * hard + 0 * soft is the hard loss bit for bit (the soft term is finite), so the
-            # teacher's forward, which draws no random numbers (eval mode), would be spent on nothing.
+        if (teacher := self.step_teacher) is None:
             return self.hard_loss(logits, labels)
-        teacher_p = self.teacher(x, self.temperature)  # (B, C), no graph of its own: the teacher is frozen
+        teacher_p = teacher(x, self.temperature)  # (B, C), no graph of its own: the teacher is frozen
         return distillation_loss(logits, labels, teacher_p, self.hard_loss, self.temperature, self.alpha)
 
     def to(self, device: torch.device) -> TrainingLoss:
