@@ -102,6 +102,25 @@ def test_pictures_without_a_digit_get_a_warning(tmp_path: Path) -> None:
         assert warning is not None and warning.startswith(f"{NO_DIGIT} (a dot "), warning
 
 
+def test_a_number_of_several_digits_gets_a_warning_and_single_digits_do_not(mnist_dir: Path, tmp_path: Path) -> None:
+    """Before: the digits of "37" were fitted together into one 20x20 box and read as one digit, without a word."""
+    images, _ = load_split(mnist_dir, MNIST, train=False)
+    digits = images.numpy()
+    rng = np.random.default_rng(2)
+    for k in range(20):
+        a, b, c = rng.integers(0, len(digits), 3)
+        parts = [digits[i][:, 4:24] for i in (a, b, c)[: 2 + k % 2]]  # 2 or 3 digits, 2 pixels apart
+        number = np.concatenate([np.pad(p, ((0, 0), (0, 2))) for p in parts], axis=1)
+        page = 255 - np.kron(number, np.ones((4, 4), np.uint8))  # dark on white paper, enlarged
+        Image.fromarray(np.pad(page, 30, constant_values=255)).save(tmp_path / f"{k}.jpg", quality=85)
+        _, warning = mnist_style(read_gray(tmp_path / f"{k}.jpg"))
+        assert (
+            warning == f"{len(parts)} digits side by side (a picture holds one digit: crop each into a file of its own)"
+        )
+    # None of the first 2,000 MNIST test digits (of all 10,000: one broken 1) is taken for several.
+    assert [i for i, d in enumerate(digits[:2000]) if mnist_style(d / 255)[1] is not None] == []
+
+
 def test_an_mnist_image_passes_unchanged(test_digits: tuple[torch.Tensor, torch.Tensor]) -> None:
     images, _ = test_digits
     for digit in images[:20].numpy():

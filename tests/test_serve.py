@@ -205,6 +205,8 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server: str, png_998:
     Image.fromarray(big).save(tmp_path / "big.png")
     white = tmp_path / "white.png"
     Image.new("L", (50, 50), 255).save(white)
+    eight = np.asarray(Image.open(png_998).convert("L"))
+    Image.fromarray(np.concatenate([eight, eight], axis=1)).save(tmp_path / "88.png")
     cases = {
         "not an image (file)": (*multipart(b"just some text"), 400),
         "not an image (base64)": (
@@ -214,6 +216,7 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server: str, png_998:
         ),
         "not base64": (b'{"image": "!!!"}', "application/json", 400),
         "no digit on the image": (*multipart(white.read_bytes()), 400),
+        "two digits on the image": (*multipart((tmp_path / "88.png").read_bytes()), 400),
         "empty body (json)": (b"", "application/json", 400),
         "empty body (form)": (b"", "multipart/form-data; boundary=x", 400),
         "empty file": (*multipart(b""), 400),
