@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA_DIR, ROOT, write_idx_set
-from launcher import run_python
+from conftest import DATA_DIR, ROOT, run_script, write_idx_set
 
 TABLE = ROOT / "docs" / "errors.md"
 TINY = ("data.download=false", "data.verify=false", "data.val_size=10", "callbacks.progress_bar.refresh_rate=0")
@@ -34,17 +33,12 @@ def rows() -> dict[str, tuple[str, str, int, str]]:
     return found
 
 
-def run(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1", **(env or {})}
-    return run_python([str(ROOT / "scripts" / script), *args], cwd=cwd, env=env, timeout=600)
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 1-epoch run on tiny synthetic data, in a run folder of its own."""
     base = tmp_path_factory.mktemp("tiny_run")
     data = write_idx_set(base / "tiny")
-    result = run(
+    result = run_script(
         "train.py", f"data.root={data}", *TINY, "trainer.max_epochs=1", "logger=[tensorboard,csv]",
         f"hydra.run.dir={base}/run", cwd=base,
     )  # fmt: skip
@@ -83,7 +77,7 @@ def run_row(row: str, base: Path, tiny_run: Path) -> tuple[subprocess.CompletedP
     args = [filled(a, fill) for a in overrides.split()]
     if row == "finished-checkpoint":  # tiny data: where the checkpoint's run found it
         args += [f"data.root={tiny_run.parent / 'tiny'}", *TINY]
-    return run(script, *args, cwd=cwd), fill, cwd
+    return run_script(script, *args, cwd=cwd), fill, cwd
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +115,9 @@ def test_mistake(row: str, results: dict) -> None:
 def test_continuing_counts_the_checkpoints_epochs(tiny_run: Path, tmp_path: Path) -> None:
     """``ckpt_path=RUN_DIR`` continues its last.ckpt; max_epochs is the total, as in Lightning."""
     data = tiny_run.parent / "tiny"
-    result = run("train.py", f"ckpt_path={tiny_run}", "trainer.max_epochs=2", f"data.root={data}", *TINY, cwd=tmp_path)
+    result = run_script(
+        "train.py", f"ckpt_path={tiny_run}", "trainer.max_epochs=2", f"data.root={data}", *TINY, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"ckpt_path={tiny_run} is a folder: using {tiny_run}/checkpoints/last.ckpt" in result.stderr
     [new_run] = (tmp_path / "outputs").glob("*/*")
@@ -134,7 +130,7 @@ NOISE = ("💡", "litlogger", "litmodels", "LeafSpec", "Total length of", "will 
 def test_the_console_is_quiet(tiny_run: Path, tmp_path: Path) -> None:
     """No Lightning tips, no deprecation notes or warnings about intended settings, each log line once."""
     trained = (tiny_run.parent / "console.txt").read_text()  # with the CSV logger too
-    no_validation = run(
+    no_validation = run_script(
         "train.py", f"data.root={tiny_run.parent / 'tiny'}", *TINY, "data.val_size=0", "trainer.max_epochs=1",
         f"hydra.run.dir={tmp_path}/run", cwd=tmp_path,
     )  # fmt: skip
@@ -146,7 +142,7 @@ def test_the_console_is_quiet(tiny_run: Path, tmp_path: Path) -> None:
     log = (tiny_run / "train.log").read_text()
     assert "GPU available" in log  # Lightning's info lines go to the log ...
     data = f"data.root={tiny_run.parent / 'tiny'}"
-    result = run("evaluate.py", f"ckpt_path={tiny_run}", data, *TINY[:2], cwd=tiny_run)
+    result = run_script("evaluate.py", f"ckpt_path={tiny_run}", data, *TINY[:2], cwd=tiny_run)
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert not [noise for noise in NOISE if noise in output], output
@@ -218,12 +214,12 @@ def test_a_scheduled_checkpoint_is_continued_by_resume_alone(tiny_run: Path, tmp
     that rate, while its record said optimizer.lr=0.001."""
     data = tiny_run.parent / "tiny"
     first = tmp_path / "scheduled"
-    made = run("train.py", "scheduler=one_cycle", f"data.root={data}", *TINY, "trainer.max_epochs=1",
-               f"hydra.run.dir={first}", cwd=tmp_path)  # fmt: skip
+    made = run_script("train.py", "scheduler=one_cycle", f"data.root={data}", *TINY, "trainer.max_epochs=1",
+                      f"hydra.run.dir={first}", cwd=tmp_path)  # fmt: skip
     assert made.returncode == 0, made.stderr[-3000:]
     args = (f"ckpt_path={first}", f"data.root={data}", *TINY, "trainer.max_epochs=2")
     for schedule in (("scheduler=one_cycle",), ()):
-        refused = run("train.py", *args, *schedule, cwd=tmp_path)
+        refused = run_script("train.py", *args, *schedule, cwd=tmp_path)
         last = refused.stderr.strip().splitlines()[-1]
         assert refused.returncode == 2 and last.startswith(
             f"error: ckpt_path={first}/checkpoints/last.ckpt was trained under a learning-rate schedule: its "
@@ -238,8 +234,12 @@ def test_data_that_fails_its_check_in_setup_leaves_no_folder(tiny_run: Path, tmp
     # found the wrong files, and <run>/eval/<time>/ or outputs/<date>/<time>/ stayed behind.
     other = DATA_DIR / "fashion-mnist"  # found, but Fashion-MNIST's files, not MNIST's
     reports = set((tiny_run / "eval").glob("*"))  # other tests' evaluations of the same run
-    evaluated = run("evaluate.py", f"ckpt_path={tiny_run}", f"data.root={other}", "data.verify=true", cwd=tmp_path)
-    trained = run("train.py", f"data.root={other}", "trainer.max_epochs=1", "logger=[tensorboard,csv]", cwd=tmp_path)
+    evaluated = run_script(
+        "evaluate.py", f"ckpt_path={tiny_run}", f"data.root={other}", "data.verify=true", cwd=tmp_path
+    )
+    trained = run_script(
+        "train.py", f"data.root={other}", "trainer.max_epochs=1", "logger=[tensorboard,csv]", cwd=tmp_path
+    )
     for result in (evaluated, trained):
         last = result.stderr.splitlines()[-1]
         assert result.returncode == 2 and "is fashion_mnist's " in last and "-idx3-ubyte, not mnist's" in last, last
