@@ -22,6 +22,7 @@ import json
 import os
 import runpy
 import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -170,8 +171,8 @@ def _server(env: dict[str, str]) -> _Server | None:
     """This test process's server, started at the first launch with ``env``; None where ``env`` needs a new process."""
     with _servers_lock:
         server = _servers.get(os.getpid())
-        if server is None:
-            server = _servers[os.getpid()] = _Server(env)
+        if server is None:  # not a PYTHONPATH the first launch brings (a user's code): every later launch would differ
+            server = _servers[os.getpid()] = _Server({k: v for k, v in env.items() if k != "PYTHONPATH"})
     differs = {k for k in set(env) | set(server.env) if env.get(k) != server.env.get(k)}
     return server if all(k.startswith(LATE_VARIABLES) for k in differs) else None
 
@@ -202,7 +203,7 @@ def run_python(
         pid = server.start(request)
         code = server.wait(pid, timeout)
         if code is None:
-            os.kill(pid, 9)
+            os.kill(pid, signal.SIGKILL)
             server.wait(pid, 60)
             raise subprocess.TimeoutExpired(command, timeout, out.read_text(errors="replace"))
         # Read as text=True reads a pipe: universal newlines (a progress bar's \r becomes \n), the locale's encoding.
