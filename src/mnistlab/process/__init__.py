@@ -23,6 +23,8 @@ sweep's process; the sweepers ``hint_on_interrupt``). What is set, and why:
   - ``PYTORCH_NVML_BASED_CUDA_CHECK=0`` where NVML cannot load: Adam asks CUDA at every step.
   - ``threading.excepthook``: a TensorBoard writer thread's failed write (a full disk) prints no
     traceback of its own; the run reports it in one line.
+  - the progress bars' lock, a thread lock: tqdm's default adds a semaphore that a joblib worker stopped
+    by Ctrl-C leaves behind, and Python's resource tracker then warns of it after the sweep's last line.
   - the ``gc.freeze`` exit hook of ``setup`` in a parallel launcher's worker, which never ran ``setup``.
   - glibc's malloc keeps freed tensor memory for reuse (``keep_freed_memory``): a CNN epoch spent a
     sixth of its time in the kernel, mapping and unmapping its activations.

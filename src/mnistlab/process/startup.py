@@ -134,6 +134,7 @@ def configure_job() -> None:
       Hydra's handler on the root logger prints the same records again: Hydra's (console and log
       file) is kept, so each line is printed once. Lightning's tips are filtered out.
     - ``skip_nvml_probe_without_driver``.
+    - ``thread_lock_for_progress_bars``.
     - ``skip_final_collection``: a parallel launcher's worker (joblib) runs jobs without the script's
       ``setup``, and the sweep waits for its exit (about 1 s a worker without it).
     - Ctrl-C raises ``KeyboardInterrupt`` again (``setup`` made it a quiet exit while the process started):
@@ -154,6 +155,7 @@ def configure_job() -> None:
             logger.addFilter(_NoTips())
     skip_nvml_probe_without_driver()
     quiet_event_writer_threads()
+    thread_lock_for_progress_bars()
     skip_final_collection()
     keep_freed_memory()
     started()  # last: a Ctrl-C during `import lightning` (seconds on a busy machine) is one while starting
@@ -180,6 +182,18 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     trimmed = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     return bool(trimmed and mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+
+
+def thread_lock_for_progress_bars() -> None:
+    """Gives Lightning's progress bars a thread lock instead of tqdm's default, which adds a process-shared semaphore.
+
+    A parallel launcher's worker (joblib) that a Ctrl-C stops is killed before it can remove that
+    semaphore, and Python's resource tracker then ends the sweep with "There appear to be 2 leaked
+    semaphore objects". Only one process of a job draws bars (DDP's rank 0), so a thread lock is enough.
+    """
+    from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+
+    Tqdm.set_lock(threading.RLock())  # a job's bars are drawn between jobs' runs, never across them
 
 
 def quiet_event_writer_threads() -> None:
