@@ -169,6 +169,13 @@ def test_bad_input(row: str, results: dict) -> None:
     assert not (Path(fill["root"]) / "pwned").exists()  # a pickled payload never ran
 
 
+@pytest.mark.parametrize("row", ["batch-size", "val-size", "lr-zero"])
+def test_a_setting_refused_while_the_run_is_built_is_not_preceded_by_the_engine_line(row: str, results: dict) -> None:
+    """The data module and the system refuse these; the engine's line ("every setting ... is exact") came first."""
+    result, _ = results[row]
+    assert "engine: " not in result.stdout + result.stderr, result.stderr[-3000:]
+
+
 def test_read_checkpoint_refuses_pickled_objects(tmp_path: Path) -> None:
     evil_checkpoint(tmp_path / "c")
     with pytest.raises(MnistlabError, match=r"refused, it holds a pickled posix\.mkdir"):

@@ -48,7 +48,7 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
 
     Misspelled keys and bad values are refused here, before any data is read. The engine
     (``cfg.engine``, ``mnistlab.engine``) is decided from the built Trainer, and the
-    data module and the system are built with it.
+    data module and the system are built with it; its log line comes once both are.
 
     Args:
         cfg: The composed config.
@@ -90,6 +90,7 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
         engine=engine,
         teacher=teacher,
     )
+    engine.announce()
     if (layer := probability_outputs(net)) is not None:  # after the system checked the network's contract
         summed = " and sum to 1" if layer == "nn.Softmax" else ""
         log.warning(

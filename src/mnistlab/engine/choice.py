@@ -90,6 +90,12 @@ class Engine:
         """The system's training step for chunks (None per-step: Lightning's automatic optimization)."""
         return None if self.chunk is None else ChunkedSteps(cuda_graph)
 
+    def announce(self) -> None:
+        """Says which engine runs and why, in one log line: after the run is built, so that a setting refused
+        while the data module or the system is built is not preceded by it."""
+        label = "per-step" if self.chunk is None else f"chunked ({self.chunk} batches per Lightning step)"
+        log.info("engine: %s: %s", label, self.reason)
+
 
 def _qualname(obj: object) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
@@ -174,7 +180,7 @@ def overridden_batch_hooks(cls: type, base: type) -> list[str]:
 
 
 def choose_engine(trainer: pl.Trainer, engine: str = "auto", subclasses: Iterable[tuple[type, type]] = ()) -> Engine:
-    """Decides the engine for ``trainer`` and says which, in one log line.
+    """Decides the engine for ``trainer``; ``Engine.announce`` says which, once the run is built.
 
     Args:
         trainer: The run's Trainer, with its callbacks.
@@ -185,10 +191,7 @@ def choose_engine(trainer: pl.Trainer, engine: str = "auto", subclasses: Iterabl
     Raises:
         MnistlabError: For an unknown ``engine``, or ``chunked`` with a setting it cannot honour.
     """
-    choice = _decide(trainer, engine, [hook for cls, base in subclasses for hook in overridden_batch_hooks(cls, base)])
-    label = "per-step" if choice.chunk is None else f"chunked ({choice.chunk} batches per Lightning step)"
-    log.info("engine: %s: %s", label, choice.reason)
-    return choice
+    return _decide(trainer, engine, [hook for cls, base in subclasses for hook in overridden_batch_hooks(cls, base)])
 
 
 def _decide(trainer: pl.Trainer, engine: str, own_hooks: list[str]) -> Engine:
