@@ -43,6 +43,10 @@ class Ensemble(nn.Module):
         """(M, N, C) probabilities of each member."""
         return torch.stack([member(images) for member in self.members])
 
+    def member_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """(M, N, C) logits of each member."""
+        return torch.stack([member.logits(images) for member in self.members])
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         mean = self.member_probabilities(images).mean(0)  # (N, C)
         # A class no member gives any probability would be log 0; the smallest normal float keeps it finite.

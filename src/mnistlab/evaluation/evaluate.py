@@ -105,7 +105,11 @@ class Evaluation:
 
 
 def member_accuracies(system: Classifier, datamodule: MNISTDataModule, batch_size: int = 1000) -> list[float]:
-    """Each ensemble member's accuracy on the data module's test set; [] for a single network."""
+    """Each ensemble member's accuracy on the data module's test set; [] for a single network.
+
+    The argmax of each member's logits, as its own run's test takes it: a sigmoid head's probabilities tie
+    at 1.0 in float32 once logits pass about 17, and their argmax would score the member otherwise.
+    """
     if not isinstance(system.net, Ensemble):
         return []
     images, labels = datamodule.test_set  # (N, 1, 28, 28) pixels in [0, 1], (N,), on the test device
@@ -113,8 +117,8 @@ def member_accuracies(system: Classifier, datamodule: MNISTDataModule, batch_siz
     correct = torch.zeros(len(ensemble.members), dtype=torch.long, device=images.device)
     with torch.no_grad():
         for start in range(0, len(labels), batch_size):
-            probs = ensemble.member_probabilities(images[start : start + batch_size])  # (M, B, C)
-            correct += (probs.argmax(-1) == labels[start : start + batch_size]).sum(1)
+            logits = ensemble.member_logits(images[start : start + batch_size])  # (M, B, C)
+            correct += (logits.argmax(-1) == labels[start : start + batch_size]).sum(1)
     return (correct.double() / len(labels)).tolist()
 
 

@@ -42,8 +42,12 @@ class ProbabilityNet(nn.Module):
         super().__init__()
         self.net, self.head, self.mean, self.std = net, head, mean, std
 
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C) logits of the network, from pixels in [0, 1]: what its own test takes the argmax of."""
+        return self.net((images - self.mean) / self.std)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return probabilities(self.net((images - self.mean) / self.std), self.head)  # (N, C)
+        return probabilities(self.logits(images), self.head)  # (N, C)
 
 
 @contextmanager
