@@ -1,12 +1,17 @@
-"""An ensemble's members, each tested alone: the accuracy each member's own test measured."""
+"""An ensemble's members: each one's own test accuracy, and the folds a sweep folder's ensemble lacks."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import torch
+import yaml
 from torch import nn
 
+from mnistlab.checkpoints import find_checkpoints
 from mnistlab.evaluation.ensemble import Ensemble
 from mnistlab.evaluation.evaluate import member_accuracies
 from mnistlab.evaluation.predictors import ProbabilityNet
@@ -35,3 +40,36 @@ def test_a_saturated_sigmoid_member_is_scored_as_its_own_test_scores_it() -> Non
     own_tests = [float((net(images).argmax(-1) == labels).float().mean()) for net in (saturated, plain)]
     assert own_tests == [1.0, 0.0]
     assert member_accuracies(system, SimpleNamespace(test_set=(images, labels))) == own_tests
+
+
+def _fold_job(sweep: Path, number: int, lr: str, fold: int, status: str) -> None:
+    job = sweep / f"{number}_cv=2,data.fold={fold},optimizer.lr={lr},seed={42 + fold}"
+    (job / ".hydra").mkdir(parents=True)
+    overrides = ["cv=2", f"optimizer.lr={lr}", f"data.fold={fold}", f"seed={42 + fold}"]
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (job / "checkpoints").mkdir()
+    (job / "checkpoints" / "best.ckpt").write_bytes(b"")  # which files count is all that is read here
+    (job / "job.json").write_text(json.dumps({"status": status}))
+
+
+def test_a_sweep_folder_short_of_a_fold_names_the_fold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # -m cv=2 optimizer.lr=0.1,0.01 where lr=0.01's fold 1 failed (or is still to run: the sweep is running).
+    # Before: "is a sweep: an ensemble of its 3 finished jobs (best.ckpt)", and no word that one configuration's
+    # cross-validation is one fold short (a failed job is left out without a line).
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("{}")
+    for number, lr, fold, status in [(0, "0.1", 0, "ok"), (1, "0.1", 1, "ok"), (2, "0.01", 0, "ok")]:
+        _fold_job(sweep, number, lr, fold, status)
+    assert len(find_checkpoints(sweep)) == 3
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (
+        f"ckpt_path={sweep}: its finished jobs lack fold 1 of cv=2 optimizer.lr=0.01 "
+        "(failed, pruned, interrupted or still to run)"
+    ), err
+    _fold_job(sweep, 3, "0.01", 1, "failed")
+    find_checkpoints(sweep)
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"ckpt_path={sweep}: its finished jobs lack fold 1 ")
+    (sweep / "3_cv=2,data.fold=1,optimizer.lr=0.01,seed=43" / "job.json").write_text(json.dumps({"status": "ok"}))
+    find_checkpoints(sweep)
+    assert "lack" not in capsys.readouterr().err

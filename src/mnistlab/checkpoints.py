@@ -19,7 +19,7 @@ from mnistlab.atomic_files import write_atomic
 from mnistlab.config_keys import shell_path_override
 from mnistlab.errors import CheckpointNotFoundError, MnistlabError
 from mnistlab.resume.sweep import is_run_folder as _is_run_folder
-from mnistlab.resume.sweep import is_sweep_folder, sweep_members, unfinished_jobs
+from mnistlab.resume.sweep import is_sweep_folder, missing_folds, sweep_members, unfinished_jobs
 from mnistlab.systems import Classifier
 
 # Which model files the scripts take, for messages about the wrong kind of file.
@@ -225,6 +225,13 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
         print(
             f"{setting}={folder}: left out job {numbers}, still running or interrupted "
             f"(the sweep's own command plus {shell_path_override('hydra.sweep.dir', folder)} finishes it)",
+            file=sys.stderr,
+        )
+    if lacking := missing_folds(members):  # a cross-validation short of a fold is no full one; say which
+        more = f"; and {len(lacking) - 3} more configurations" if lacking[3:] else ""  # e.g. pruned Optuna trials
+        print(
+            f"{setting}={folder}: its finished jobs lack {'; '.join(lacking[:3])}{more} "
+            "(failed, pruned, interrupted or still to run)",
             file=sys.stderr,
         )
     return found

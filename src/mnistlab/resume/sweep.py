@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from mnistlab.config_keys import PLACEMENT
+from mnistlab.config_keys import PLACEMENT, override_key
 from mnistlab.errors import MnistlabError
 from mnistlab.resume.run import RECORD_DIR, SWEEP_RECORD
 from mnistlab.sweep_runs import hidden_keys, job_number, last_runs, read_overrides, same_job, shown_overrides
@@ -158,3 +158,26 @@ def unfinished_jobs(sweep_dir: Path) -> list[Path]:
         for job in _sweep_jobs(sweep_dir)
         if job_status(job) is None and not (job / "metrics.json").is_file() and is_run_folder(job)
     ]
+
+
+def missing_folds(members: Sequence[Path]) -> list[str]:
+    """The folds each ``cv=K`` configuration of a sweep's finished jobs (``sweep_members``) lacks.
+
+    E.g. ``["fold 2 of cv=3"]``, or ``["folds 0, 1 of cv=2 optimizer.lr=0.1"]`` in a grid x folds: a fold that
+    failed, was pruned or interrupted, or is still to run (a sweep folder read while its sweep runs) leaves
+    its configuration's ensemble short of a full cross-validation. [] for a sweep without ``cv``.
+    """
+    hidden = [*hidden_keys(members, PLACEMENT), "cv", "data.fold", "seed"]  # what the folds of one setting share
+    folds: dict[tuple[str, ...], tuple[int, set[int]]] = {}
+    for job in members:
+        given = {override_key(o): o.split("=", 1)[1] for o in read_overrides(job) if "=" in o}
+        if not given.get("cv", "").isdigit() or not given.get("data.fold", "").isdigit():
+            continue  # not a fold of a cv=K sweep
+        setting = same_job(shown_overrides(read_overrides(job), hidden))
+        folds.setdefault(setting, (int(given["cv"]), set()))[1].add(int(given["data.fold"]))
+    lacking = []
+    for setting, (k, done) in folds.items():
+        if missing := sorted(set(range(k)) - done):
+            which = f"fold{'s' * (len(missing) > 1)} {', '.join(map(str, missing))} of cv={k}"
+            lacking.append(" ".join([which, *setting]) if len(folds) > 1 else which)
+    return lacking
