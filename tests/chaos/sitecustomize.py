@@ -13,7 +13,8 @@ the moments are found from outside, by wrapping what the sweep calls.
 - ``summary:-1``: the sweep's ``summary.csv`` is written, ``summary.md`` not yet.
 
 The whole process group goes (the sweep and its joblib workers), as when a scheduler preempts a job.
-``CHAOS_SIGNAL=INT`` sends SIGINT instead, as a Ctrl-C in the terminal does.
+``CHAOS_SIGNAL=INT`` sends SIGINT instead, as a Ctrl-C in the terminal does. ``CHAOS_SCOPE=process``
+kills the process of the moment alone, as the system's out-of-memory killer takes one joblib worker.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 
 SPEC = os.environ.get("CHAOS_KILL", "")
 SIGNAL = "SIG" + os.environ.get("CHAOS_SIGNAL", "KILL")
+ALONE = os.environ.get("CHAOS_SCOPE") == "process"
 
 
 def _job() -> int:
@@ -35,7 +37,10 @@ def _job() -> int:
 def _kill(moment: str) -> None:
     # The process's own stderr: a sweep job's sys.stderr goes to its log file.
     print(f"chaos: {SIGNAL} {moment}", file=sys.__stderr__, flush=True)
-    os.killpg(os.getpgrp(), getattr(signal, SIGNAL))
+    if ALONE:
+        os.kill(os.getpid(), getattr(signal, SIGNAL))
+    else:
+        os.killpg(os.getpgrp(), getattr(signal, SIGNAL))
 
 
 def _install(moment: str, job: int, n: int) -> None:

@@ -8,6 +8,7 @@ without hyperparameters until the continued sweep completed. The continued sweep
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -50,7 +51,8 @@ def continue_hint(config: DictConfig, search: bool = False) -> str:
 @contextmanager
 def ending_interrupted(config: DictConfig, search: bool = False) -> Iterator[None]:
     """Around a sweep's work in its own process: a Ctrl-C or a SIGTERM ends it (``process.hint_on_interrupt``: the
-    status, no traceback) with the HParams columns of the jobs that finished and ``continue_hint``'s line.
+    status, no traceback) with the HParams columns of the jobs that finished and ``continue_hint``'s line; so
+    does a joblib worker that died (``error: ...``, status 1).
 
     Args:
         config: The sweep's config.
@@ -62,5 +64,21 @@ def ending_interrupted(config: DictConfig, search: bool = False) -> Iterator[Non
             write_hparams_columns(Path(config.hydra.sweep.dir))
         return continue_hint(config, search)
 
-    with process.hint_on_interrupt(ending):
-        yield
+    try:
+        with process.hint_on_interrupt(ending):
+            yield
+    except Exception as exc:
+        if type(exc).__name__ != "TerminatedWorkerError":  # joblib's (loky); joblib is imported only if it launched
+            raise
+        # A worker killed (the out-of-memory killer, kill -9) or crashed: joblib stops every worker and raised
+        # a traceback. The jobs' checkpoints stand, so the sweep continues as after a Ctrl-C.
+        codes = re.search(r"exit codes of the workers are \{([^}]*)\}", str(exc))
+        with suppress(KeyboardInterrupt):
+            write_hparams_columns(Path(config.hydra.sweep.dir))
+        going_on = continue_hint(config, search).removeprefix("interrupted; ")
+        print(
+            f"error: a joblib worker died while it ran this sweep's jobs (exit code {codes[1] if codes else '?'}: "
+            f"killed, e.g. for lack of memory, or crashed); {going_on}",
+            file=sys.stderr,
+        )
+        sys.exit(1)
