@@ -12,6 +12,7 @@ import yaml
 from torch import nn
 
 from mnistlab.checkpoints import find_checkpoints
+from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.ensemble import Ensemble
 from mnistlab.evaluation.evaluate import member_accuracies
 from mnistlab.evaluation.predictors import ProbabilityNet
@@ -73,3 +74,21 @@ def test_a_sweep_folder_short_of_a_fold_names_the_fold(tmp_path: Path, capsys: p
     (sweep / "3_cv=2,data.fold=1,optimizer.lr=0.01,seed=43" / "job.json").write_text(json.dumps({"status": "ok"}))
     find_checkpoints(sweep)
     assert "lack" not in capsys.readouterr().err
+
+
+def test_a_sweep_folder_whose_only_job_is_unfinished_says_so_in_its_error(tmp_path: Path) -> None:
+    # A cv=3 sweep stopped (or still running) in its first fold: job 0 has a last.ckpt but no job.json.
+    # Before: "... is a folder without best.ckpt or last.ckpt (in it or in checkpoints/) and without finished
+    # sweep jobs", and no word of job 0, whose checkpoints are right there.
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("{}")
+    _fold_job(sweep, 0, "0.1", 0, "ok")
+    job = sweep / "0_cv=2,data.fold=0,optimizer.lr=0.1,seed=42"
+    (job / "job.json").unlink()
+    with pytest.raises(MnistlabError) as caught:
+        find_checkpoints(sweep)
+    assert str(caught.value) == (
+        f"ckpt_path={sweep} is a sweep folder without finished jobs: job 0 is still running or was interrupted "
+        f"(the sweep's own command plus hydra.sweep.dir={sweep} finishes it)"
+    )

@@ -206,7 +206,15 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
             f"run{'s' * (len(runs) != 1)}: give one run folder, e.g. {setting}={runs[0]}, or list the runs "
             f"to average them as one ensemble, {setting}=[{shown}]"
         )
-    members = sweep_members(folder)
+    members, unfinished = sweep_members(folder), unfinished_jobs(folder)
+    numbers = ", ".join(job.name.split("_", 1)[0] for job in unfinished)
+    finish = f"(the sweep's own command plus {shell_path_override('hydra.sweep.dir', folder)} finishes it)"
+    if not members and unfinished:  # its only checkpoints are half-trained: say whose, and what finishes them
+        several = len(unfinished) > 1
+        raise MnistlabError(
+            f"{setting}={folder} is a sweep folder without finished jobs: job{'s' * several} {numbers} "
+            f"{'are' if several else 'is'} still running or {'were' if several else 'was'} interrupted {finish}"
+        )
     if not members:
         raise MnistlabError(
             f"{setting}={folder} is a folder without best.ckpt or last.ckpt (in it or in checkpoints/) "
@@ -220,13 +228,8 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
         f"{setting}={folder} is a sweep: an ensemble of its {len(found)} finished jobs ({names}){mixed}",
         file=sys.stderr,
     )
-    if unfinished := unfinished_jobs(folder):  # half-trained: their checkpoints would weigh in unnoticed
-        numbers = ", ".join(job.name.split("_", 1)[0] for job in unfinished)
-        print(
-            f"{setting}={folder}: left out job {numbers}, still running or interrupted "
-            f"(the sweep's own command plus {shell_path_override('hydra.sweep.dir', folder)} finishes it)",
-            file=sys.stderr,
-        )
+    if unfinished:  # half-trained: their checkpoints would weigh in unnoticed
+        print(f"{setting}={folder}: left out job {numbers}, still running or interrupted {finish}", file=sys.stderr)
     if lacking := missing_folds(members):  # a cross-validation short of a fold is no full one; say which
         more = f"; and {len(lacking) - 3} more configurations" if lacking[3:] else ""  # e.g. pruned Optuna trials
         print(
