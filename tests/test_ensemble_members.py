@@ -15,7 +15,7 @@ from mnistlab.checkpoints import find_checkpoints
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.ensemble import Ensemble
 from mnistlab.evaluation.evaluate import member_accuracies
-from mnistlab.evaluation.predictors import ProbabilityNet
+from mnistlab.evaluation.predictors import ProbabilityNet, load_predictor
 from mnistlab.systems import Classifier
 
 
@@ -92,3 +92,20 @@ def test_a_sweep_folder_whose_only_job_is_unfinished_says_so_in_its_error(tmp_pa
         f"ckpt_path={sweep} is a sweep folder without finished jobs: job 0 is still running or was interrupted "
         f"(the sweep's own command plus hydra.sweep.dir={sweep} finishes it)"
     )
+
+
+def test_a_list_with_an_onnx_model_is_refused_in_one_line_that_says_why(tmp_path: Path) -> None:
+    # Before: "<path>/model.onnx: not a readable checkpoint (no file of torch.save); ... predict.py and serve.py
+    # also take an ONNX model written by export.py (model.onnx)": predict.py was given one, and read it was fine.
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"not read")
+    with pytest.raises(MnistlabError) as caught:
+        load_predictor([str(tmp_path / "run"), str(onnx)], accelerator="cpu")
+    assert str(caught.value) == (
+        f"ckpt_path lists an ONNX model, {onnx}: a list is one ensemble of training checkpoints (.ckpt) or run "
+        f"folders; give the ONNX model alone (ckpt_path={onnx}), or export the list's ensemble as one model.onnx "
+        "(python scripts/export.py ckpt_path=[...] format=onnx output_dir=...)"
+    )
+    with pytest.raises(MnistlabError) as alone:  # one ONNX model listed alone is that model, as serve.py reads it
+        load_predictor([str(onnx)], accelerator="cpu")
+    assert "lists an ONNX model" not in str(alone.value) and str(onnx) in str(alone.value), alone.value

@@ -148,6 +148,8 @@ def load_predictor(
     Raises:
         MnistlabError: Before any work, for an ``accelerator`` that cannot run the model here.
     """
+    if not isinstance(path, (str, Path)) and len(path) == 1:  # [model.onnx] is that model, as serve.py reads it
+        path = path[0]
     if isinstance(path, (str, Path)) and Path(path).suffix.lower() == ".onnx":
         if accelerator not in ("auto", "cpu"):
             raise MnistlabError(
@@ -155,6 +157,13 @@ def load_predictor(
                 "leave accelerator out, or give the checkpoint"
             )
         return OnnxPredictor(path)
+    listed = [] if isinstance(path, (str, Path)) else [str(p) for p in path]  # averaged by CheckpointPredictor
+    if onnx := next((p for p in listed if p.lower().endswith(".onnx")), None):  # which cannot take an ONNX file
+        raise MnistlabError(
+            f"ckpt_path lists an ONNX model, {onnx}: a list is one ensemble of training checkpoints (.ckpt) or "
+            f"run folders; give the ONNX model alone (ckpt_path={onnx}), or export the list's ensemble as one "
+            "model.onnx (python scripts/export.py ckpt_path=[...] format=onnx output_dir=...)"
+        )
     check_accelerator(accelerator)
     return CheckpointPredictor(path, accelerator)
 
