@@ -68,6 +68,10 @@ def run_row(row: str, base: Path, tiny_run: Path) -> tuple[subprocess.CompletedP
     if row == "folder-of-runs":  # outputs/<date>/ of two runs, no sweep
         for name in ("a", "b"):
             shutil.copytree(tiny_run, root / name)
+    if row == "sweep-unfinished":  # job 0 of a sweep, stopped: its checkpoints, no job.json nor metrics.json
+        job = shutil.copytree(tiny_run, root / "0_seed=1")
+        (job / "metrics.json").unlink()
+        (root / "multirun.yaml").write_text("{}")
     if row == "export-folder":
         (root / "notes.txt").write_text("a file where a folder would go")
     if row == "sweep-params-changed":  # what the first launch of seed=1,2 recorded that the check reads
