@@ -14,9 +14,14 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from conftest import DATA_DIR, ROOT, run_script, write_idx_set
+
+from mnistlab.data import MNISTDataModule
+from mnistlab.models import MLP
+from mnistlab.systems import Classifier
 
 TABLE = ROOT / "docs" / "errors.md"
 TINY = ("data.download=false", "data.verify=false", "data.val_size=10", "callbacks.progress_bar.refresh_rate=0")
@@ -54,7 +59,21 @@ def filled(text: str, fill: dict[str, str]) -> str:
     return text
 
 
-def run_row(row: str, base: Path, tiny_run: Path) -> tuple[subprocess.CompletedProcess, dict[str, str], Path]:
+@pytest.fixture(scope="module")
+def python_checkpoint(tiny_run: Path) -> Path:
+    """A checkpoint of ``Classifier(MLP(hidden_units=8))`` fitted by a plain Trainer in Python, without net_config."""
+    path = tiny_run.parent / "python.ckpt"
+    dm = MNISTDataModule(str(tiny_run.parent / "tiny"), download=False, verify=False, val_size=0, batch_size=20)
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tiny_run.parent)  # fmt: skip
+    trainer.fit(Classifier(MLP(hidden_units=8)), datamodule=dm)
+    trainer.save_checkpoint(path)
+    return path
+
+
+def run_row(
+    row: str, base: Path, tiny_run: Path, python_ckpt: Path
+) -> tuple[subprocess.CompletedProcess, dict[str, str], Path]:
     script, overrides, _, _ = rows()[row]
     root, cwd = base / "input", base / "cwd"
     root.mkdir()
@@ -72,6 +91,8 @@ def run_row(row: str, base: Path, tiny_run: Path) -> tuple[subprocess.CompletedP
         job = shutil.copytree(tiny_run, root / "0_seed=1")
         (job / "metrics.json").unlink()
         (root / "multirun.yaml").write_text("{}")
+    if row == "ckpt-python-arguments":
+        shutil.copy(python_ckpt, root / "python.ckpt")
     if row == "export-folder":
         (root / "notes.txt").write_text("a file where a folder would go")
     if row == "sweep-params-changed":  # what the first launch of seed=1,2 recorded that the check reads
@@ -85,11 +106,11 @@ def run_row(row: str, base: Path, tiny_run: Path) -> tuple[subprocess.CompletedP
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> dict:
+def results(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path, python_checkpoint: Path) -> dict:
     """Every row at once: each is mostly interpreter and import start-up."""
     names = sorted(rows())
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        runs = pool.map(lambda r: run_row(r, tmp_path_factory.mktemp(r), tiny_run), names)
+        runs = pool.map(lambda r: run_row(r, tmp_path_factory.mktemp(r), tiny_run, python_checkpoint), names)
         return dict(zip(names, runs, strict=True))
 
 

@@ -34,6 +34,7 @@ DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 # Hydra keys that only steer instantiation; they do not change the network a config builds.
 HYDRA_KEYS = ("_recursive_", "_convert_")
 SCHEDULES = "mnistlab.systems.schedules"
+NETWORK_REPR_KEY = "network_repr"  # a checkpoint's repr(net), kept where its record names the class alone
 
 
 def class_path(cls: type) -> str:
@@ -142,7 +143,45 @@ def build_network(record: Mapping[str, Any], where: str = "checkpoint network") 
     try:
         return cls(**args)
     except TypeError as e:  # arguments that do not fit the class, e.g. from a renamed parameter
-        raise MnistlabError(f"{where}: {record['_target_']}(**{args}) failed: {e}") from None
+        hint = "" if args else f"; {_pass_the_network(record['_target_'])}"
+        raise MnistlabError(f"{where}: {record['_target_']}(**{args}) failed: {e}{hint}") from None
+
+
+def _pass_the_network(target: str) -> str:
+    """How to load a checkpoint whose record names the class alone, and how to record the arguments next time."""
+    name = target.rpartition(".")[2]
+    return (
+        "its record holds no arguments (a Classifier built in Python without net_config): load it with "
+        f"Classifier.load_from_checkpoint(path, net={name}(...)) and the network's arguments, and build the "
+        f"Classifier with net_config={{'_target_': '{target}', ...}} so that its checkpoints record them"
+    )
+
+
+def note_network(checkpoint: dict[str, Any], record: Mapping[str, Any], net: nn.Module) -> None:
+    """Keeps ``repr(net)`` in a checkpoint whose record names the class alone (see ``check_rebuilt``).
+
+    Such a record rebuilds the network with its default arguments, a guess: ``MLP(hidden_units=32)`` would come
+    back with 100 units, and a network whose arguments change no weight shape (an activation) would load silently.
+    """
+    if set(record) == {"_target_"}:
+        checkpoint[NETWORK_REPR_KEY] = repr(net)
+
+
+def check_rebuilt(checkpoint: Mapping[str, Any], record: Mapping[str, Any], net: nn.Module) -> None:
+    """Refuses a network rebuilt from a class-alone record that is not the one saved (its layers' ``repr`` differ).
+
+    Raises:
+        MnistlabError: Naming the first layer that differs and how to load the checkpoint instead.
+    """
+    saved = checkpoint.get(NETWORK_REPR_KEY)
+    if not isinstance(saved, str) or saved == repr(net):
+        return
+    pairs = zip(saved.splitlines(), repr(net).splitlines(), strict=False)
+    was, now = next(((a.strip(), b.strip()) for a, b in pairs if a != b), ("?", "?"))
+    raise MnistlabError(
+        f"checkpoint network: {record['_target_']} with its default arguments is not the network that was saved "
+        f"({now!r} where the saved one has {was!r}); {_pass_the_network(record['_target_'])}"
+    )
 
 
 def factory_from_record(record: Mapping[str, Any], base: type, where: str) -> Callable:

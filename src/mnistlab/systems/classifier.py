@@ -10,6 +10,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from mnistlab import checkpoint_records
 from mnistlab.checkpoint_records import build_network, factory_from_record, network_record, output_width
 from mnistlab.config_checks import check_number
 from mnistlab.data.loaders import Batch
@@ -94,6 +95,7 @@ class Classifier(pl.LightningModule):
         alpha: float = 0.5,
     ) -> None:
         super().__init__()
+        self._net_rebuilt = isinstance(net, Mapping)  # from a record, not handed in: on_load_checkpoint checks it
         if isinstance(net, Mapping):  # a checkpoint's record
             record = dict(net)
             net = build_network(record)
@@ -184,6 +186,7 @@ class Classifier(pl.LightningModule):
         # The loss is checked at logging steps only; a checkpoint due between two of them (last.ckpt's
         # every_n_steps, a best.ckpt after a late divergence) must not keep diverged weights to resume from.
         check_finite_weights(self.net, self.global_step, self.current_epoch)
+        checkpoint_records.note_network(checkpoint, self.hparams.net, self.net)
         teacher = self.training_loss.teacher
         if teacher is not None:  # provenance only: evaluating the student never reads it
             checkpoint["teacher"] = {**teacher.provenance(), "temperature": self.hparams.temperature,
@@ -195,6 +198,8 @@ class Classifier(pl.LightningModule):
             checkpoint[TRAIN_METRICS_KEY] = metric_states(self.train_metrics)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._net_rebuilt:  # before Lightning loads the weights into a guessed network
+            checkpoint_records.check_rebuilt(checkpoint, self.hparams.net, self.net)
         restore_metric_states(self.train_metrics, checkpoint.get(TRAIN_METRICS_KEY) or {})
 
     def on_train_start(self) -> None:

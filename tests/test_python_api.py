@@ -1,0 +1,93 @@
+"""mnistlab from Python, as a notebook uses it: the data module and the system under a plain Lightning Trainer.
+
+No Hydra here: ``MNISTDataModule`` and ``Classifier`` built with explicit arguments, fitted by
+``lightning.pytorch.Trainer``, and their checkpoints read back with ``Classifier.load_from_checkpoint``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import nn
+
+from mnistlab.data import MNISTDataModule
+from mnistlab.errors import MnistlabError
+from mnistlab.models import MLP
+from mnistlab.systems import Classifier
+
+
+class ActNet(nn.Module):
+    """A network whose argument changes no weight shape: the same state_dict fits either activation."""
+
+    def __init__(self, act: str = "relu") -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.Tanh() if act == "tanh" else nn.ReLU(),
+                                    nn.Linear(16, 10))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def fitted_checkpoint(system: Classifier, data: Path, path: Path) -> Path:
+    """``system`` trained for two steps by a plain Trainer on the tiny data set, saved as ``path``."""
+    trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=path.parent)  # fmt: skip
+    dm = MNISTDataModule(str(data), download=False, verify=False, val_size=0, batch_size=20)
+    trainer.fit(system, datamodule=dm)
+    trainer.save_checkpoint(path)
+    return path
+
+
+def test_arguments_the_record_lacks_are_one_error_not_a_state_dict_traceback(tiny_data: Path, tmp_path: Path) -> None:
+    """``Classifier(MLP(hidden_units=8))`` records the class alone: its defaults (100 units) cannot take the weights."""
+    path = fitted_checkpoint(Classifier(MLP(hidden_units=8)), tiny_data, tmp_path / "mlp.ckpt")
+    with pytest.raises(MnistlabError) as caught:
+        Classifier.load_from_checkpoint(path)
+    message = str(caught.value)
+    assert message.startswith(
+        "checkpoint network: mnistlab.models.mlp.MLP with its default arguments is not the network that was saved "
+        "('(1): Linear(in_features=784, out_features=100, bias=True)' where the saved one has "
+        "'(1): Linear(in_features=784, out_features=8, bias=True)')"
+    ), message
+    assert "Classifier.load_from_checkpoint(path, net=MLP(...))" in message and "\n" not in message
+    # What the message advises loads the weights.
+    loaded = Classifier.load_from_checkpoint(path, net=MLP(hidden_units=8))
+    assert torch.equal(
+        loaded.net.layers[1].weight, torch.load(path, weights_only=True)["state_dict"]["net.layers.1.weight"]
+    )
+
+
+def test_a_default_network_of_another_activation_is_refused_not_loaded(tiny_data: Path, tmp_path: Path) -> None:
+    """Same weight shapes, another network: before, it loaded without a word and predicted with ReLU for Tanh."""
+    path = fitted_checkpoint(Classifier(ActNet("tanh")), tiny_data, tmp_path / "act.ckpt")
+    with pytest.raises(MnistlabError, match=r"\('\(2\): ReLU\(\)' where the saved one has '\(2\): Tanh\(\)'\)"):
+        Classifier.load_from_checkpoint(path)
+    assert isinstance(Classifier.load_from_checkpoint(path, net=ActNet("tanh")).net.layers[2], nn.Tanh)
+
+
+def test_recorded_or_default_arguments_load_as_before(tiny_data: Path, tmp_path: Path) -> None:
+    """A net_config records the arguments (no repr is kept), and a network of default arguments needs none."""
+    config = {"_target_": f"{__name__}.ActNet", "act": "tanh"}
+    recorded = fitted_checkpoint(Classifier(ActNet("tanh"), net_config=config), tiny_data, tmp_path / "rec.ckpt")
+    assert "network_repr" not in torch.load(recorded, weights_only=True)
+    assert isinstance(Classifier.load_from_checkpoint(recorded).net.layers[2], nn.Tanh)
+    defaults = fitted_checkpoint(Classifier(MLP()), tiny_data, tmp_path / "default.ckpt")
+    assert Classifier.load_from_checkpoint(defaults).net.layers[1].out_features == 100
+
+
+def test_a_class_alone_record_whose_class_needs_arguments_says_how_to_load(tiny_data: Path, tmp_path: Path) -> None:
+    path = fitted_checkpoint(Classifier(MLP(hidden_units=8)), tiny_data, tmp_path / "mlp.ckpt")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["hyper_parameters"]["net"] = {"_target_": f"{__name__}.NeedsWidth"}
+    torch.save(ckpt, path)
+    with pytest.raises(MnistlabError, match=r"NeedsWidth\(\.\.\.\)\) and the network's arguments"):
+        Classifier.load_from_checkpoint(path)
+
+
+class NeedsWidth(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.layer = nn.Linear(784, width)
