@@ -6,6 +6,7 @@ No Hydra here: ``MNISTDataModule`` and ``Classifier`` built with explicit argume
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -91,3 +92,16 @@ class NeedsWidth(nn.Module):
     def __init__(self, width: int) -> None:
         super().__init__()
         self.layer = nn.Linear(784, width)
+
+
+@pytest.mark.parametrize("stage", ["fit", "validate", "predict"])
+def test_a_network_narrower_than_the_data_is_refused(tiny_data: Path, tmp_path: Path, stage: str) -> None:
+    """A 5-logit network on 10-class MNIST: before, torch's ``IndexError: Target 6 is out of bounds`` at a step."""
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    dm = MNISTDataModule(str(tiny_data), download=False, verify=False, val_size=20, batch_size=20)
+    system = Classifier(MLP(hidden_units=0, num_classes=5))
+    message = "the network returns 5 logits but the data module has 10 classes (MNISTDataModule.classes); "
+    with pytest.raises(MnistlabError, match=re.escape(message + "give the network 10 outputs, e.g. num_classes=10")):
+        getattr(trainer, stage)(system, datamodule=dm)
+    assert trainer.global_step == 0

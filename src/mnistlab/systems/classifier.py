@@ -16,6 +16,7 @@ from mnistlab.config_checks import check_number
 from mnistlab.data.loaders import Batch
 from mnistlab.errors import ConfigError
 from mnistlab.lightning_private import align_optimizer_step_counts, restore_loader_position, should_update_logs
+from mnistlab.systems.classes import check_class_names, check_data_classes
 from mnistlab.systems.distillation import Teacher, TrainingLoss, check_teacher
 from mnistlab.systems.divergence import DivergenceCheck, check_finite_weights
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
@@ -113,11 +114,7 @@ class Classifier(pl.LightningModule):
         check_number("system.label_smoothing", label_smoothing, low=0, high=0.999)
         check_factories(optimizer, scheduler)
         num_classes = output_width(net)
-        if class_names is not None and len(class_names) != num_classes:
-            raise ConfigError(
-                f"the network returns {num_classes} logits but there are {len(class_names)} classes "
-                f"(set model.num_classes={len(class_names)} or the like)"
-            )
+        check_class_names(class_names, num_classes)
         # How the step runs (cuda_graph, engine) is no hyperparameter: checkpoints do not record it.
         if teacher is not None:
             check_teacher(teacher, num_classes, class_names, head)
@@ -170,6 +167,7 @@ class Classifier(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def setup(self, stage: str) -> None:
+        check_data_classes(self.trainer, len(self.class_names))  # a Python-built system never saw the data
         # ddp_spawn on the CPU hands every process the same shared memory for each tensor of the pickled
         # module: weights and metric states would be stepped and counted once per process. Own copies here.
         for tensor in [*self.parameters(), *self.buffers()]:
