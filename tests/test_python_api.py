@@ -6,6 +6,7 @@ No Hydra here: ``MNISTDataModule`` and ``Classifier`` built with explicit argume
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -105,3 +106,21 @@ def test_a_network_narrower_than_the_data_is_refused(tiny_data: Path, tmp_path: 
     with pytest.raises(MnistlabError, match=re.escape(message + "give the network 10 outputs, e.g. num_classes=10")):
         getattr(trainer, stage)(system, datamodule=dm)
     assert trainer.global_step == 0
+
+
+def test_a_network_that_returns_probabilities_gets_its_warning_in_python_too(
+    tiny_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Keras ``Dense(10, activation="softmax")`` ported as it is: before, only scripts/train.py said so."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.Softmax(dim=1))
+    with caplog.at_level(logging.WARNING, logger="mnistlab"):
+        fitted_checkpoint(Classifier(net), tiny_data, tmp_path / "softmax.ckpt")
+    said = [r.getMessage() for r in caplog.records if "returns probabilities" in r.getMessage()]
+    assert said == [
+        "model: torch.nn.modules.container.Sequential returns probabilities (its outputs lie in [0, 1] and sum to 1), "
+        "but the loss takes logits: it trains, slowly and to a worse accuracy; drop the network's final nn.Softmax"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mnistlab"):
+        fitted_checkpoint(Classifier(MLP(hidden_units=8)), tiny_data, tmp_path / "logits.ckpt")
+    assert not [r for r in caplog.records if "returns probabilities" in r.getMessage()]

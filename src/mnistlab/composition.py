@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from mnistlab.checkpoint_records import HYDRA_KEYS, check_trainable, class_path, network_class
+from mnistlab.checkpoint_records import HYDRA_KEYS, check_trainable, network_class
 from mnistlab.config_checks import check_built_groups, check_devices, check_number, check_targets, check_trainer_counts
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.specs import input_stats
@@ -27,7 +27,6 @@ from mnistlab.engine.profiler import no_profiler_for
 from mnistlab.errors import ConfigError, first_line
 from mnistlab.monitor_checks import check_monitors, check_validation_monitors
 from mnistlab.systems import Classifier
-from mnistlab.systems.losses import probability_outputs
 from mnistlab.teachers import load_teacher
 
 log = logging.getLogger(__name__)
@@ -91,13 +90,6 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
         teacher=teacher,
     )
     engine.announce()
-    if (layer := probability_outputs(net)) is not None:  # after the system checked the network's contract
-        summed = " and sum to 1" if layer == "nn.Softmax" else ""
-        log.warning(
-            f"model: {class_path(type(net))} returns probabilities (its outputs lie in [0, 1]{summed}), but the loss "
-            f"takes logits: it trains, slowly and to a worse accuracy; drop the network's final {layer}"
-            + ("" if layer == "nn.Softmax" else " (system.head=sigmoid applies the notebook's sigmoid to logits)")
-        )
     return Run(trainer, system, datamodule, engine)
 
 

@@ -19,7 +19,7 @@ from mnistlab.lightning_private import align_optimizer_step_counts, restore_load
 from mnistlab.systems.classes import check_class_names, check_data_classes
 from mnistlab.systems.distillation import Teacher, TrainingLoss, check_teacher
 from mnistlab.systems.divergence import DivergenceCheck, check_finite_weights
-from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities
+from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities, warn_of_probability_outputs
 from mnistlab.systems.metrics import (
     TRAIN_METRICS_KEY,
     batch_weights,
@@ -179,6 +179,8 @@ class Classifier(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self.training_loss.to(self.device)  # the teacher, which is no submodule, to the training device
+        if self.trainer.is_global_zero:  # once, not once per DDP process
+            warn_of_probability_outputs(self.net)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The loss is checked at logging steps only; a checkpoint due between two of them (last.ckpt's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Literal, get_args
@@ -10,8 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistlab.checkpoint_records import blank_image
+from mnistlab.checkpoint_records import blank_image, class_path
 from mnistlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 Head = Literal["softmax", "sigmoid"]
 HEADS: tuple[str, ...] = get_args(Head)
@@ -81,3 +84,17 @@ def probability_outputs(net: nn.Module) -> str | None:
     if out.ndim != 2 or not bool(((out >= 0) & (out <= 1)).all()):
         return None
     return "nn.Softmax" if torch.allclose(out.sum(-1), torch.ones(2, device=out.device), atol=1e-4) else "nn.Sigmoid"
+
+
+def warn_of_probability_outputs(net: nn.Module) -> None:
+    """One warning line when ``net`` returns probabilities (``probability_outputs``): it trains, but badly.
+
+    Logged when a fit starts, so that a system fitted by a Trainer of one's own says it as ``scripts/train.py`` does.
+    """
+    if (layer := probability_outputs(net)) is not None:
+        summed = " and sum to 1" if layer == "nn.Softmax" else ""
+        log.warning(
+            f"model: {class_path(type(net))} returns probabilities (its outputs lie in [0, 1]{summed}), but the loss "
+            f"takes logits: it trains, slowly and to a worse accuracy; drop the network's final {layer}"
+            + ("" if layer == "nn.Softmax" else " (system.head=sigmoid applies the notebook's sigmoid to logits)")
+        )
