@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -124,3 +125,19 @@ def test_a_network_that_returns_probabilities_gets_its_warning_in_python_too(
     with caplog.at_level(logging.WARNING, logger="mnistlab"):
         fitted_checkpoint(Classifier(MLP(hidden_units=8)), tiny_data, tmp_path / "logits.ckpt")
     assert not [r for r in caplog.records if "returns probabilities" in r.getMessage()]
+
+
+def test_an_optimizer_no_checkpoint_could_rebuild_is_refused_when_the_system_is_built() -> None:
+    """Before: an ``AttributeError`` about ``__qualname__`` for a built optimizer, and a lambda trained, saved its
+    checkpoint and only then failed to load it (``_target_='__main__.<lambda>' is not a dotted path``)."""
+    net = MLP(hidden_units=8)
+    built = "optimizer: got a built Adam object, not its factory; give a class or a module-level function, or a "
+    with pytest.raises(
+        MnistlabError, match=re.escape(built + "functools.partial of one, e.g. partial(torch.optim.Adam")
+    ):
+        Classifier(net, optimizer=torch.optim.Adam(net.parameters()))
+    with pytest.raises(MnistlabError, match=r"optimizer: \S*<lambda> cannot be recorded in a checkpoint"):
+        Classifier(net, optimizer=lambda params: torch.optim.SGD(params, lr=0.1))
+    with pytest.raises(MnistlabError, match=r"positional settings \(.*0\.1\), which .*; give them by keyword"):
+        Classifier(net, optimizer=partial(torch.optim.SGD, net.parameters(), 0.1))
+    assert Classifier(net, optimizer=torch.optim.SGD).hparams.optimizer == {"target": "torch.optim.sgd.SGD"}

@@ -108,7 +108,7 @@ class Classifier(pl.LightningModule):
             scheduler = factory_from_record(scheduler, torch.optim.lr_scheduler.LRScheduler, "checkpoint scheduler")
         if head not in HEADS:
             raise ConfigError(f"system.head={head!r} must be one of {list(HEADS)}")
-        optimizer_record = describe(optimizer)
+        optimizer_record = describe(optimizer, "optimizer")
         if optimizer_record and "lr" in optimizer_record:
             check_number("optimizer.lr", optimizer_record["lr"], low=0, low_open=True)
         check_number("system.label_smoothing", label_smoothing, low=0, high=0.999)
@@ -123,7 +123,7 @@ class Classifier(pl.LightningModule):
         # Plain records instead of pickled objects: checkpoints load with weights_only=True.
         self.hparams["net"] = record
         self.hparams["optimizer"] = optimizer_record
-        self.hparams["scheduler"] = describe(scheduler)
+        self.hparams["scheduler"] = describe(scheduler, "scheduler")
         self.net = net
         self.head = head
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler

@@ -9,19 +9,40 @@ from typing import Any
 import torch
 from torch import nn
 
+from mnistlab.checkpoint_records import check_plain
 from mnistlab.errors import ConfigError
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 NOTEBOOK_ADAM: OptimizerFactory = partial(torch.optim.Adam, lr=1e-3)
+EXAMPLES = {
+    "optimizer": "partial(torch.optim.Adam, lr=1e-3)",
+    "scheduler": "partial(mnistlab.systems.schedules.one_cycle, max_lr=1e-2)",
+}
 
 
-def describe(factory: Callable | None) -> dict[str, Any] | None:
-    """A plain-value record of a ``functools.partial`` (kept in checkpoints instead of a pickle)."""
+def describe(factory: Callable | None, group: str) -> dict[str, Any] | None:
+    """A plain-value record of a ``functools.partial`` (kept in checkpoints instead of a pickle).
+
+    Raises:
+        ConfigError: For what no record could rebuild, before any work (a checkpoint would save, then fail to
+            load): a built optimizer instead of its factory, a lambda or local function, positional settings.
+    """
     if factory is None:
         return None
     func = factory.func if isinstance(factory, partial) else factory
+    how = f"give a class or a module-level function, or a functools.partial of one, e.g. {EXAMPLES[group]}"
+    if not callable(func) or not hasattr(func, "__qualname__"):
+        raise ConfigError(
+            f"{group}: got a built {type(func).__name__} object, not its factory; {how} (the system builds it itself)"
+        )
+    if "<" in func.__qualname__:  # <lambda>, <locals>: no import path leads back to it
+        raise ConfigError(f"{group}: {func.__qualname__} cannot be recorded in a checkpoint; {how}")
+    if isinstance(factory, partial) and factory.args:
+        raise ConfigError(f"{group}: functools.partial of {func.__qualname__} with positional settings {factory.args}, "
+                          "which a checkpoint's record cannot hold; give them by keyword")  # fmt: skip
     keywords = dict(factory.keywords) if isinstance(factory, partial) else {}
+    check_plain(keywords, group)
     return {"target": f"{func.__module__}.{func.__qualname__}", **keywords}
 
 
