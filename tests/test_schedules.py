@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,16 @@ def test_the_system_refuses_what_torch_refuses_before_any_work() -> None:
         Classifier(MLP(), scheduler=partial(cosine, eta_min=-1))
     system = Classifier(MLP(), scheduler=partial(one_cycle, max_lr=1e-3))  # accepted settings build as before
     assert system.hparams.scheduler["target"] == "mnistlab.systems.schedules.one_cycle"
+
+
+def test_a_torch_scheduler_is_told_what_the_system_calls_it_with() -> None:
+    """Before: only torch's ``unexpected keyword argument 'total_steps'``, which the user never passed."""
+    from functools import partial
+
+    from mnistlab.errors import ConfigError
+    from mnistlab.models import MLP
+    from mnistlab.systems import Classifier
+
+    step_lr = partial(torch.optim.lr_scheduler.StepLR, step_size=5)
+    with pytest.raises(ConfigError, match=re.escape("'total_steps' (a scheduler is called as scheduler(optimizer, ")):
+        Classifier(MLP(), scheduler=step_lr)

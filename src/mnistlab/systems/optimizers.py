@@ -68,4 +68,7 @@ def check_factories(optimizer: OptimizerFactory, scheduler: SchedulerFactory | N
 
 def _refused(group: str, factory: Callable, exc: Exception) -> ConfigError:
     name = getattr(factory.func if isinstance(factory, partial) else factory, "__qualname__", group)
-    return ConfigError(f"{group}: {name} refused its settings: {exc}")
+    # A torch scheduler (StepLR, CosineAnnealingLR) takes no total_steps: say what the system calls instead.
+    called = " (a scheduler is called as scheduler(optimizer, total_steps=N), N the run's optimizer steps, as "
+    called += "mnistlab.systems.schedules.one_cycle and cosine are: wrap a torch scheduler in such a function)"
+    return ConfigError(f"{group}: {name} refused its settings: {exc}" + (called if "'total_steps'" in str(exc) else ""))
