@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from mnistlab.data import MNISTDataModule
+from mnistlab.data import FASHION_MNIST, MNISTDataModule
 from mnistlab.errors import MnistlabError
 from mnistlab.models import MLP
 from mnistlab.systems import Classifier
@@ -141,3 +141,18 @@ def test_an_optimizer_no_checkpoint_could_rebuild_is_refused_when_the_system_is_
     with pytest.raises(MnistlabError, match=r"positional settings \(.*0\.1\), which .*; give them by keyword"):
         Classifier(net, optimizer=partial(torch.optim.SGD, net.parameters(), 0.1))
     assert Classifier(net, optimizer=torch.optim.SGD).hparams.optimizer == {"target": "torch.optim.sgd.SGD"}
+
+
+def test_a_system_without_class_names_takes_the_data_modules(tiny_data: Path, tmp_path: Path) -> None:
+    """Before: a Python-built system on Fashion-MNIST named a coat "4" in its tables, predictions and checkpoints."""
+    system = Classifier(MLP())
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    dm = MNISTDataModule(str(tiny_data), dataset="fashion_mnist", download=False, verify=False, val_size=0)
+    trainer.fit(system, datamodule=dm)
+    assert system.class_names == list(FASHION_MNIST.classes) and system.class_names[4] == "Coat"
+    trainer.save_checkpoint(tmp_path / "fashion.ckpt")
+    assert Classifier.load_from_checkpoint(tmp_path / "fashion.ckpt").class_names == list(FASHION_MNIST.classes)
+    named = Classifier(MLP(hidden_units=8), class_names=list("abcdefghij"))  # given names are kept
+    trainer.test(named, datamodule=dm, verbose=False)
+    assert named.class_names == list("abcdefghij")

@@ -16,7 +16,7 @@ from mnistlab.config_checks import check_number
 from mnistlab.data.loaders import Batch
 from mnistlab.errors import ConfigError
 from mnistlab.lightning_private import align_optimizer_step_counts, restore_loader_position, should_update_logs
-from mnistlab.systems.classes import check_class_names, check_data_classes
+from mnistlab.systems.classes import check_class_names, take_data_classes
 from mnistlab.systems.distillation import Teacher, TrainingLoss, check_teacher
 from mnistlab.systems.divergence import DivergenceCheck, check_finite_weights
 from mnistlab.systems.losses import HEADS, Head, loss_fn, probabilities, warn_of_probability_outputs
@@ -167,7 +167,7 @@ class Classifier(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def setup(self, stage: str) -> None:
-        check_data_classes(self.trainer, len(self.class_names))  # a Python-built system never saw the data
+        take_data_classes(self)  # a system built in Python never saw the data
         # ddp_spawn on the CPU hands every process the same shared memory for each tensor of the pickled
         # module: weights and metric states would be stepped and counted once per process. Own copies here.
         for tensor in [*self.parameters(), *self.buffers()]:
