@@ -9,7 +9,7 @@ import torch
 
 from mnistlab.data import MNISTDataModule
 from mnistlab.engine import Engine
-from mnistlab.errors import DataError
+from mnistlab.errors import ConfigError, DataError
 
 
 def make(root: Path, **kwargs) -> MNISTDataModule:
@@ -52,3 +52,16 @@ def test_missing_data_message(tmp_path: Path) -> None:
     assert str(tmp_path / "nowhere") in message
     assert "train-images-idx3-ubyte" in message and "data.root" in message
     assert "MNISTLAB_DATA_DIR" not in message  # an explicit folder: the variable would not change it
+
+
+@pytest.mark.parametrize("root", [None, "", "  "])
+def test_a_root_that_names_no_folder_is_refused_before_any_download(
+    root: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: None downloaded MNIST into ./None, an empty root (an unset variable) into the working folder."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"^data\.root=.* names no folder: give the folder of the dataset's IDX files"
+    ):
+        MNISTDataModule(root=root, download=False).prepare_data()
+    assert list(tmp_path.iterdir()) == []

@@ -22,7 +22,7 @@ from mnistlab.data.files import (
 from mnistlab.data.folds import check_folds, fold_split
 from mnistlab.data.loaders import EvalBatches, TrainBatches
 from mnistlab.data.specs import SPECS, TRAIN_SIZE, DatasetSpec, Resource
-from mnistlab.errors import DataError, MnistlabError
+from mnistlab.errors import ConfigError, DataError, MnistlabError
 
 if TYPE_CHECKING:
     from mnistlab.engine import Engine
@@ -78,6 +78,10 @@ class MNISTDataModule(pl.LightningDataModule):
         super().__init__()
         if dataset not in SPECS:
             raise MnistlabError(f"data.dataset={dataset!r} is unknown; choose one of {sorted(SPECS)}")
+        if root is None or not str(root).strip():  # None would download into ./None, '' into the working folder
+            raise ConfigError(
+                f"data.root={root!r} names no folder: give the folder of the dataset's IDX files, e.g. data/mnist"
+            )
         # Checked here, before any file is read; the split is re-checked against the real count in setup.
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             check_number(f"data.{key}", value, integer=True, low=1)
