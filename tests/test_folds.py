@@ -60,3 +60,15 @@ def test_impossible_fold_settings_are_refused_before_reading(kwargs: dict, messa
     kwargs = {"val_size": 0, **kwargs}
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         MNISTDataModule(root="/nonexistent", download=False, **kwargs)
+
+
+def test_a_run_of_one_fold_says_so(tiny_data: Path, tmp_path: Path) -> None:
+    """``data.folds=3`` alone trains fold 0 (data.fold's default), which its log now says, with what trains each."""
+    from conftest import run_script
+
+    args = (f"data.root={tiny_data}", "data.download=false", "data.verify=false", "data.val_size=0", "data.folds=3")
+    run = run_script("train.py", *args, "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0",
+                     f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    line = "data: fold 0 of 3 validates (20 images), the other 2 train (40); a run trains one fold, -m cv=3 trains each"
+    assert line in run.stdout + run.stderr, (run.stdout + run.stderr)[-3000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +27,8 @@ from mnistlab.errors import ConfigError, DataError, MnistlabError
 
 if TYPE_CHECKING:
     from mnistlab.engine import Engine
+
+log = logging.getLogger(__name__)
 
 
 class MNISTDataModule(pl.LightningDataModule):
@@ -161,6 +164,12 @@ class MNISTDataModule(pl.LightningDataModule):
                 train_idx, val_idx = self.split_indices(len(labels))
             else:  # stratified folds need the labels
                 train_idx, val_idx = fold_split(labels, h.folds, h.fold, h.split_seed)
+                if self.trainer is None or self.trainer.is_global_zero:  # data.folds=5 alone is one fold, not a CV
+                    log.info(
+                        "data: fold %d of %d validates (%d images), the other %d train (%d); a run trains one fold, "
+                        "-m cv=%d trains each",
+                        h.fold, h.folds, len(val_idx), h.folds - 1, len(train_idx), h.folds,
+                    )  # fmt: skip
             # Split the uint8 images, then convert: a quarter of the memory traffic of splitting floats.
             self.train_set = (self._to_float(images[train_idx]), labels[train_idx].to(self._device()))
             if self.has_validation:
