@@ -204,6 +204,16 @@ def blank_image(net: nn.Module) -> torch.Tensor:
                        dtype=param.dtype if param is not None else None)  # fmt: skip
 
 
+def eval_forward(net: nn.Module, x: torch.Tensor) -> Any:
+    """``net(x)`` in eval mode without a graph, the network's mode restored after: a probe, not a step."""
+    training = net.training
+    try:
+        with torch.no_grad():
+            return net.eval()(x)
+    finally:
+        net.train(training)
+
+
 def output_width(net: nn.Module) -> int:
     """C of the (1, C) logits that ``net`` returns for one blank (1, 1, 28, 28) image, in eval mode.
 
@@ -211,11 +221,8 @@ def output_width(net: nn.Module) -> int:
         ConfigError: When the forward pass fails on the image (a network that breaks the contract, e.g. one
             that expects flat (B, 784) inputs) or its output is not (1, C).
     """
-    x = blank_image(net)
-    training = net.training
     try:
-        with torch.no_grad():
-            out = net.eval()(x)
+        out = eval_forward(net, blank_image(net))
     except (RuntimeError, ValueError, TypeError, IndexError) as e:
         # What torch raises for inputs of the wrong shape or type: the contract is broken, not mnistlab.
         reason = first_line(e)
@@ -223,8 +230,6 @@ def output_width(net: nn.Module) -> int:
             f"{class_path(type(net))} failed on a (1, 1, 28, 28) image: {reason}; "
             "a network must map (B, 1, 28, 28) images to (B, C) logits (flatten them itself if it needs (B, 784))"
         ) from None
-    finally:
-        net.train(training)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or len(out) != 1:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ConfigError(

@@ -73,9 +73,7 @@ def ending_interrupted(config: DictConfig, search: bool = False) -> Iterator[Non
         # A worker killed (the out-of-memory killer, kill -9) or crashed: joblib stops every worker and raised
         # a traceback. The jobs' checkpoints stand, so the sweep continues as after a Ctrl-C.
         codes = re.search(r"exit codes of the workers are \{([^}]*)\}", str(exc))
-        with suppress(KeyboardInterrupt):
-            write_hparams_columns(Path(config.hydra.sweep.dir))
-        going_on = continue_hint(config, search).removeprefix("interrupted; ")
+        going_on = ending().removeprefix("interrupted; ")  # the HParams columns written, then the continue line
         print(
             f"error: a joblib worker died while it ran this sweep's jobs (exit code {codes[1] if codes else '?'}: "
             f"killed, e.g. for lack of memory, or crashed); {going_on}",

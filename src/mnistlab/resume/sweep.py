@@ -170,10 +170,11 @@ def missing_folds(members: Sequence[Path]) -> list[str]:
     hidden = [*hidden_keys(members, PLACEMENT), "cv", "data.fold", "seed"]  # what the folds of one setting share
     folds: dict[tuple[str, ...], tuple[int, set[int]]] = {}
     for job in members:
-        given = {override_key(o): o.split("=", 1)[1] for o in read_overrides(job) if "=" in o}
+        overrides = read_overrides(job)
+        given = {override_key(o): o.split("=", 1)[1] for o in overrides if "=" in o}
         if not given.get("cv", "").isdigit() or not given.get("data.fold", "").isdigit():
             continue  # not a fold of a cv=K sweep
-        setting = same_job(shown_overrides(read_overrides(job), hidden))
+        setting = same_job(shown_overrides(overrides, hidden))
         folds.setdefault(setting, (int(given["cv"]), set()))[1].add(int(given["data.fold"]))
     lacking = []
     for setting, (k, done) in folds.items():

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistlab.checkpoint_records import blank_image, class_path
+from mnistlab.checkpoint_records import blank_image, class_path, eval_forward
 from mnistlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -75,12 +75,7 @@ def probability_outputs(net: nn.Module) -> str | None:
         ``"nn.Softmax"``, ``"nn.Sigmoid"`` or None.
     """
     blank = blank_image(net)
-    training = net.training
-    try:
-        with torch.no_grad():
-            out = net.eval()(torch.cat([blank, torch.ones_like(blank)])).float()  # (2, C)
-    finally:
-        net.train(training)
+    out = eval_forward(net, torch.cat([blank, torch.ones_like(blank)])).float()  # (2, C)
     if out.ndim != 2 or not bool(((out >= 0) & (out <= 1)).all()):
         return None
     return "nn.Softmax" if torch.allclose(out.sum(-1), torch.ones(2, device=out.device), atol=1e-4) else "nn.Sigmoid"
