@@ -147,8 +147,13 @@ def test_ensemble_probabilities_are_the_mean_of_the_members(cv_sweep: tuple[Path
     assert torch.allclose(ensemble, members.mean(0), rtol=0, atol=1e-6)
     assert torch.allclose(ensemble.sum(-1), torch.ones(16), atol=1e-6)
     assert torch.equal(CheckpointPredictor([str(c) for c in checkpoints], accelerator="cpu")(images), ensemble)
-    # What a server keeps on its device computes what Trainer.predict does, bit for bit.
-    assert torch.equal(CheckpointPredictor(sweep, accelerator="cpu").resident("cpu")(images), ensemble)
+    # What a server keeps on its device computes what Trainer.predict does, bit for bit; its class is the one
+    # evaluate.py counts, the argmax of the ensemble's logits (the log of the mean probabilities).
+    predictor = CheckpointPredictor(sweep, accelerator="cpu")
+    resident, classes = predictor.resident("cpu")(images)
+    assert torch.equal(resident, ensemble)
+    assert torch.equal(classes, predictor.classify(images)[1])
+    assert torch.equal(classes, predictor.system.net(images).argmax(-1))
 
 
 def test_the_sweeps_tested_ensemble_folder_is_that_ensemble_where_the_sweep_moves(

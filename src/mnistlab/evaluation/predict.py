@@ -27,6 +27,8 @@ class Prediction:
         source: ``{"index": i, "label": y}`` for a test image, ``{"file": path}`` for a file.
         image: (28, 28) pixels in [0, 1], what the model saw.
         probabilities: (C,) probabilities summing to 1.
+        predicted: The predicted class: the one the model's test counts (``predictors.CheckpointPredictor.classify``:
+            the argmax of the logits, never the first of tied probabilities).
         class_names: C names.
         warning: Why the image does not look like a digit (then the prediction is no reading), or None.
     """
@@ -34,16 +36,18 @@ class Prediction:
     source: dict[str, Any]
     image: np.ndarray
     probabilities: torch.Tensor
+    predicted: int
     class_names: list[str]
     warning: str | None = None
 
     @property
     def prediction(self) -> int:
-        return int(self.probabilities.argmax())
+        return self.predicted
 
     @property
     def confidence(self) -> float:
-        return float(self.probabilities.max())
+        # The largest probability: the probabilities rise with the logits, so the predicted class holds it.
+        return float(self.probabilities[self.predicted])
 
     def record(self) -> dict[str, Any]:
         """The JSON object of this prediction."""
@@ -115,10 +119,10 @@ def predict(
         images = torch.from_numpy(np.stack([img for _, img, _ in styled]))  # (N, 28, 28)
         warnings = [warning for _, _, warning in styled]
         sources = [{"file": str(f)} for f, _, _ in styled]
-    probabilities = predictor(images.unsqueeze(1).float())  # (N, C)
+    probabilities, classes = predictor.classify(images.unsqueeze(1).float())  # (N, C), (N,)
     return [
-        Prediction(src, img.numpy(), p, predictor.class_names, warning)
-        for src, img, p, warning in zip(sources, images, probabilities, warnings, strict=True)
+        Prediction(src, img.numpy(), p, int(c), predictor.class_names, warning)
+        for src, img, p, c, warning in zip(sources, images, probabilities, classes, warnings, strict=True)
     ]
 
 

@@ -1,7 +1,10 @@
 """What predicts: a checkpoint through Lightning's predict loop, or an exported ONNX file.
 
 Both take (N, 1, 28, 28) float images in [0, 1] and return (N, C) probabilities, so the
-caller never needs to know whether the run standardised its inputs.
+caller never needs to know whether the run standardised its inputs; ``classify`` also returns the
+predicted classes. A checkpoint's class is the argmax of its logits, the class its test counts
+(``Classifier._eval_step``): a sigmoid head's probabilities tie at 1.0 in float32 once logits pass
+about 17, and their argmax would name the first of the tied classes instead.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import lightning.pytorch as pl
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -50,6 +54,24 @@ class ProbabilityNet(nn.Module):
         return probabilities(self.logits(images), self.head)  # (N, C)
 
 
+class Classify(pl.LightningModule):
+    """A system's predict step with the class its test counts: (probabilities (B, C), argmax of the logits (B,)).
+
+    The system's own ``predict_step`` returns the probabilities alone, whose argmax can differ (module docstring).
+
+    Args:
+        system: The checkpoint's system (an ensemble's: its logits are the log of the mean probabilities).
+    """
+
+    def __init__(self, system: Classifier) -> None:
+        super().__init__()
+        self.system = system
+
+    def predict_step(self, batch: list[torch.Tensor], batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.system.net(batch[0])  # (B, C)
+        return self.system.probabilities(logits), logits.argmax(-1)
+
+
 @contextmanager
 def quiet(*loggers: str) -> Iterator[None]:
     """Raises the given loggers to WARNING for a while, e.g. to hide Lightning's "GPU available" notes."""
@@ -85,8 +107,11 @@ class CheckpointPredictor:
         self.accelerator, self.batch_size = accelerator, batch_size
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        import lightning.pytorch as pl
+        """(N, C) probabilities of (N, 1, 28, 28) images in [0, 1]."""
+        return self.classify(images)[0]
 
+    def classify(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, C) probabilities and the (N,) classes the model's test counts (the argmax of its logits)."""
         mean, std = input_stats(self.data_args)
         loader = DataLoader(TensorDataset((images - mean) / std), batch_size=self.batch_size)
         with quiet("lightning.pytorch"):
@@ -98,22 +123,24 @@ class CheckpointPredictor:
                 enable_progress_bar=False,
                 enable_model_summary=False,
             )
-            batches = trainer.predict(self.system, dataloaders=loader)
-        return torch.cat(batches).cpu()  # (N, C)
+            batches = trainer.predict(Classify(self.system), dataloaders=loader)
+        probs, classes = zip(*batches, strict=True)
+        return torch.cat(probs).cpu(), torch.cat(classes).cpu()  # (N, C), (N,)
 
-    def resident(self, device: str | torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-        """This model kept on ``device``, computing what ``predict_step`` computes: for a server's many small batches.
+    def resident(self, device: str | torch.device) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """This model kept on ``device``, computing what ``classify`` computes: for a server's many small batches.
 
         Each call of the predictor itself builds a Trainer, which moves the weights to the device and back.
         """
         mean, std = input_stats(self.data_args)
         net = ProbabilityNet(self.system.net, self.head, mean, std).to(device).eval()
 
-        def predict(images: torch.Tensor) -> torch.Tensor:
+        def classify(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.inference_mode():
-                return net(images.to(device)).cpu()  # (N, C)
+                logits = net.logits(images.to(device))  # (N, C)
+                return probabilities(logits, net.head).cpu(), logits.argmax(-1).cpu()
 
-        return predict
+        return classify
 
 
 class OnnxPredictor:
@@ -138,6 +165,15 @@ class OnnxPredictor:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         (probs,) = self.session.run(None, {"images": images.float().numpy()})
         return torch.from_numpy(probs)  # (N, C)
+
+    def classify(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, C) probabilities and their argmax (N,).
+
+        The file outputs no logits: for a saturated sigmoid head (module docstring) its class can be
+        the first of tied classes, where the checkpoint names the argmax of its logits.
+        """
+        probs = self(images)
+        return probs, probs.argmax(-1)
 
 
 def load_predictor(
@@ -175,8 +211,6 @@ def check_accelerator(accelerator: str) -> None:
         MnistlabError: ``accelerator`` is no name Lightning knows (``cpux``), or names a device this
             machine does not have (``gpu`` without one); Lightning would say so later, in a traceback.
     """
-    import lightning.pytorch as pl
-
     from mnistlab.user_errors import user_error
 
     try:

@@ -97,7 +97,7 @@ class DigitAPI(ls.LitAPI):
         predictor = load_predictor(self.model_path, self.accelerator)
         self.class_names, self.dataset = predictor.class_names, predictor.data_args.get("dataset")
         # A checkpoint stays on LitServe's device between batches (ONNX Runtime runs where it was loaded).
-        self.predictor = predictor.resident(device) if isinstance(predictor, CheckpointPredictor) else predictor
+        self.classify = predictor.resident(device) if isinstance(predictor, CheckpointPredictor) else predictor.classify
 
     # decode_request's `request` and encode_response's return stay unannotated: LitServe turns these annotations
     # into the FastAPI route's parameter and response types (none = the raw request, any response).
@@ -124,12 +124,11 @@ class DigitAPI(ls.LitAPI):
         images = [item.image for item in items if isinstance(item, Decoded)]
         if not images:
             return list(items)
-        probabilities = iter(self.predictor(torch.from_numpy(np.stack(images)).unsqueeze(1)))  # (N, C) rows
+        probabilities, classes = self.classify(torch.from_numpy(np.stack(images)).unsqueeze(1))  # (N, C), (N,)
+        rows = zip(probabilities, classes.tolist(), strict=True)
         names = self.class_names
         return [
-            (Prediction({}, item.image, next(probabilities), names), item.return_input)
-            if isinstance(item, Decoded)
-            else item
+            (Prediction({}, item.image, *next(rows), names), item.return_input) if isinstance(item, Decoded) else item
             for item in items
         ]
 
