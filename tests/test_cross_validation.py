@@ -314,7 +314,7 @@ def test_members_that_disagree_are_refused_in_one_line(cv_sweep: tuple[Path, str
     with pytest.raises(MnistlabError, match=r"^ensemble members disagree on their input: .*data.dataset=fashion_mnist"):
         load_ensemble([first, other_data])
     # The same member twice (a file and its run folder) would weigh twice in the mean.
-    with pytest.raises(MnistlabError, match=r"^ckpt_path names .*best.ckpt twice: each member of an ensemble"):
+    with pytest.raises(MnistlabError, match=r"^ckpt_path names one checkpoint twice, as .*best.ckpt and as .*"):
         find_checkpoints([first, first.parent.parent])
 
 

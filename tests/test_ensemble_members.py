@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -109,3 +110,31 @@ def test_a_list_with_an_onnx_model_is_refused_in_one_line_that_says_why(tmp_path
     with pytest.raises(MnistlabError) as alone:  # one ONNX model listed alone is that model, as serve.py reads it
         load_predictor([str(onnx)], accelerator="cpu")
     assert "lists an ONNX model" not in str(alone.value) and str(onnx) in str(alone.value), alone.value
+
+
+def test_a_run_named_twice_is_refused_naming_both_spellings(tmp_path: Path) -> None:
+    # ckpt_path=[<run>/checkpoints/last.ckpt,<run>], where the folder stands for best.ckpt. Before: evaluate.py
+    # tested "ensemble of 2 members", member 0 last.ckpt and member 1 best.ckpt, one run weighing twice.
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("best.ckpt", "last.ckpt"):
+        (run / "checkpoints" / name).write_bytes(b"")  # which files there are is all that is read here
+    best, last = run / "checkpoints" / "best.ckpt", run / "checkpoints" / "last.ckpt"
+    with pytest.raises(MnistlabError) as refused:
+        find_checkpoints([str(last), str(run)])
+    assert str(refused.value) == (
+        f"ckpt_path names the run {run} twice, as {last} and as {run} ({best}): "
+        "a run counts once in an ensemble; give it once"
+    )
+    with pytest.raises(MnistlabError) as refused:
+        find_checkpoints([str(run), str(best)])
+    assert str(refused.value) == (
+        f"ckpt_path names one checkpoint twice, as {run} ({best}) and as {best}: "
+        "each member of an ensemble counts once; give it once"
+    )
+    with pytest.raises(MnistlabError, match=r"^system.teacher names .*/run twice: each member of an ensemble"):
+        find_checkpoints([str(run), str(run)], "system.teacher")
+    # Two checkpoints of one run, each named, are a snapshot ensemble the user chose; other runs count once each.
+    other = shutil.copytree(run, tmp_path / "other")
+    assert find_checkpoints([str(last), str(best)]) == [last, best]
+    assert find_checkpoints([str(run), str(other)]) == [best, other / "checkpoints" / "best.ckpt"]

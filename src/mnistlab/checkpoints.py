@@ -173,6 +173,30 @@ def _tested_ensemble(folder: Path, setting: str) -> list[Path] | None:
     return found
 
 
+def _refuse_a_member_twice(found: list[tuple[str | Path, Path]], setting: str) -> None:
+    """Refuses, naming both spellings, a list's ``(item, checkpoint it means)`` pairs that hold one member twice.
+
+    One checkpoint twice, or one run twice where a folder stands for one of its checkpoints and the list names
+    another (``[<run>/checkpoints/last.ckpt,<run>]``, the folder meaning ``best.ckpt``): it would weigh twice in
+    the mean. Two files of one run, each named, are the user's choice (a snapshot ensemble).
+    """
+    seen: dict[Path, tuple[str, bool]] = {}  # a checkpoint, and its run, -> how the list named it, by a folder?
+    for item, file in found:
+        named = str(item) if Path(item).expanduser() == file else f"{item} ({file})"
+        by_folder = Path(item).expanduser().is_dir()
+        run = file.parent.parent if file.parent.name == "checkpoints" else file.parent  # as find_checkpoint looks
+        if (earlier := seen.get(file.resolve())) is not None:
+            again = f"{item} twice" if earlier[0] == named else f"one checkpoint twice, as {earlier[0]} and as {named}"
+            raise MnistlabError(f"{setting} names {again}: each member of an ensemble counts once; give it once")
+        if (other := seen.get(run.resolve())) is not None and (by_folder or other[1]):
+            raise MnistlabError(
+                f"{setting} names the run {run} twice, as {other[0]} and as {named}: "
+                "a run counts once in an ensemble; give it once"
+            )
+        seen.setdefault(run.resolve(), (named, by_folder))
+        seen[file.resolve()] = (named, by_folder)
+
+
 def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ckpt_path") -> list[Path]:
     """The checkpoint files ``ckpt_path`` means: one for a file or a run folder, several for an ensemble.
 
@@ -186,13 +210,11 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
     if not isinstance(path, (str, Path)):
         if isinstance(path, Mapping) or not isinstance(path, Sequence):  # {a: 1} would read as its keys
             raise MnistlabError(f"{setting}={path} is not a path: give a .ckpt file, a run or sweep folder, or a list")
-        found = [f for item in path for f in find_checkpoints(item, setting)]
+        found = [(item, f) for item in path for f in find_checkpoints(item, setting)]
         if not found:
             raise MnistlabError(f"{setting}=[] names no checkpoint")
-        twice = next((f for i, f in enumerate(found) if f.resolve() in {g.resolve() for g in found[:i]}), None)
-        if twice is not None:  # it would weigh twice in the ensemble's mean
-            raise MnistlabError(f"{setting} names {twice} twice: each member of an ensemble counts once")
-        return found
+        _refuse_a_member_twice(found, setting)
+        return [f for _, f in found]
     folder = Path(path).expanduser()
     if not folder.is_dir() or _is_run_folder(folder):
         return [find_checkpoint(folder, setting=setting)]
