@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 import pathlib
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning
@@ -251,3 +254,38 @@ def test_an_infinite_temperature_is_refused_before_any_work() -> None:
     with pytest.raises(ConfigError, match=r"^system.temperature=inf is out of range: must be a finite number > 0$"):
         TrainingLoss(loss_fn("softmax"), None, temperature=float("inf"))
     TrainingLoss(loss_fn("softmax"), None, temperature=1e6)  # large but finite: the soft targets are nearly flat
+
+
+OPENS = """
+import atexit, runpy, sys
+watched, opens = sys.argv[1], []
+sys.addaudithook(lambda event, args: opens.append(1) if event == "open" and str(args[0]) == watched else None)
+atexit.register(lambda: print(f"opens of the teacher: {len(opens)}", file=sys.stderr))
+sys.argv = ["scripts/train.py", *sys.argv[2:]]
+runpy.run_path("scripts/train.py", run_name="__main__")
+"""
+
+
+def _teacher_opens(teacher: Path, *overrides: str) -> int:
+    """How often one launch of scripts/train.py opens the teacher's checkpoint file (the interpreter's audit events)."""
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
+    done = subprocess.run(
+        [sys.executable, "-c", OPENS, str(teacher), *overrides, "callbacks.progress_bar.refresh_rate=0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return int(re.findall(r"^opens of the teacher: (\d+)$", done.stderr, re.M)[-1])
+
+
+def test_a_resumed_student_reads_its_teacher_once_as_its_first_launch_did(tmp_path: Path) -> None:
+    # Before: the first launch opened the teacher's best.ckpt 6 times (its safety checks, the load and one
+    # SHA-256), the resume 8: the file was hashed in full twice more, by the check of the teacher against the
+    # checkpoint's record before Hydra writes into the run folder, again as the job starts, and as it loads.
+    quick = ("model=linear", "trainer.max_epochs=1", "trainer.limit_train_batches=20")
+    teacher = train(tmp_path / "teacher", *quick).dir / "checkpoints" / "best.ckpt"
+    student = tmp_path / "student"
+    first = _teacher_opens(teacher, *quick, f"system.teacher={teacher}", f"hydra.run.dir={student}")
+    resumed = _teacher_opens(teacher, f"resume={student}", "trainer.max_epochs=2")
+    assert resumed == first
+    [member] = read_checkpoint(student / "checkpoints" / "last.ckpt")["teacher"]["members"]
+    assert member["sha256"] == sha256(teacher)  # what the resume checked is what it records

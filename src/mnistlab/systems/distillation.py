@@ -13,6 +13,7 @@ records only where its teacher came from (``Teacher.provenance``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -115,6 +116,18 @@ class Teacher(nn.Module):
 
 
 def sha256(path: Path) -> str:
+    """The SHA-256 of a file, read once while it stays the same file (path, inode, size, modification time).
+
+    A resumed distillation run checks its teacher's files against its checkpoint's record before Hydra writes
+    into its folder and again as the job starts (``resume.run.recorded_teacher``), then records them as the
+    teacher is loaded (``Teacher``): each was a full read of every teacher checkpoint.
+    """
+    stat = path.stat()
+    return _file_sha256(path.resolve(), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: Path, inode: int, size: int, mtime_ns: int, ctime_ns: int) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
