@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
+from omegaconf import OmegaConf
 from torch import nn
 
 from mnistlab.checkpoints import find_checkpoints
@@ -110,6 +111,9 @@ def test_a_list_with_an_onnx_model_is_refused_in_one_line_that_says_why(tmp_path
     with pytest.raises(MnistlabError) as alone:  # one ONNX model listed alone is that model, as serve.py reads it
         load_predictor([str(onnx)], accelerator="cpu")
     assert "lists an ONNX model" not in str(alone.value) and str(onnx) in str(alone.value), alone.value
+    with pytest.raises(MnistlabError) as from_hydra:  # ckpt_path=[model.onnx] as predict.py passes it: a ListConfig
+        load_predictor(OmegaConf.create({"ckpt_path": [str(onnx)]}).ckpt_path, accelerator="cpu")
+    assert str(from_hydra.value) == str(alone.value)
 
 
 def test_a_run_named_twice_is_refused_naming_both_spellings(tmp_path: Path) -> None:

@@ -253,3 +253,13 @@ def test_a_mapping_as_ckpt_path_is_refused_as_no_path() -> None:
     # Before: "checkpoint not found: a" (the mapping was read as the list of its keys).
     with pytest.raises(MnistlabError, match=r"ckpt_path=\{'a': 1\} is not a path: give a \.ckpt file"):
         find_checkpoints({"a": 1})
+
+
+@pytest.mark.parametrize("given", [None, 5, {"a": 1}, [None]])
+def test_predict_refuses_what_is_no_path_in_one_line(given: object) -> None:
+    from mnistlab.evaluation.predictors import load_predictor
+
+    # Before: predict.py ckpt_path=null index=1 ended in "TypeError: object of type 'NoneType' has no len()",
+    # a traceback and exit 1 (evaluate.py, export.py and serve.py said "ckpt_path=None is not a path: ...").
+    with pytest.raises(MnistlabError, match=r"^ckpt_path=(None|5|\{'a': 1\}) is not a path: give a \.ckpt file"):
+        load_predictor(given, "cpu")

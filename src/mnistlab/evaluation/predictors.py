@@ -184,8 +184,10 @@ def load_predictor(
     Raises:
         MnistlabError: Before any work, for an ``accelerator`` that cannot run the model here.
     """
-    if not isinstance(path, (str, Path)) and len(path) == 1:  # [model.onnx] is that model, as serve.py reads it
+    several = isinstance(path, Sequence) and not isinstance(path, str)  # a list, a tuple or Hydra's ListConfig
+    if several and len(path) == 1:  # [model.onnx] is that model, as serve.py reads it
         path = path[0]
+        several = False
     if isinstance(path, (str, Path)) and Path(path).suffix.lower() == ".onnx":
         if accelerator not in ("auto", "cpu"):
             raise MnistlabError(
@@ -193,7 +195,8 @@ def load_predictor(
                 "leave accelerator out, or give the checkpoint"
             )
         return OnnxPredictor(path)
-    listed = [] if isinstance(path, (str, Path)) else [str(p) for p in path]  # averaged by CheckpointPredictor
+    # Averaged by CheckpointPredictor; anything else (null, a number, a mapping) find_checkpoints refuses as no path.
+    listed = [str(p) for p in path] if several else []
     if onnx := next((p for p in listed if p.lower().endswith(".onnx")), None):  # which cannot take an ONNX file
         raise MnistlabError(
             f"ckpt_path lists an ONNX model, {onnx}: a list is one ensemble of training checkpoints (.ckpt) or "
