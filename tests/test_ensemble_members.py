@@ -18,6 +18,7 @@ from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.ensemble import Ensemble
 from mnistlab.evaluation.evaluate import member_accuracies
 from mnistlab.evaluation.predictors import ProbabilityNet, load_predictor
+from mnistlab.resume.checkpoint import continue_from
 from mnistlab.systems import Classifier
 
 
@@ -142,3 +143,23 @@ def test_a_run_named_twice_is_refused_naming_both_spellings(tmp_path: Path) -> N
     other = shutil.copytree(run, tmp_path / "other")
     assert find_checkpoints([str(last), str(best)]) == [last, best]
     assert find_checkpoints([str(run), str(other)]) == [best, other / "checkpoints" / "best.ckpt"]
+
+
+@pytest.mark.parametrize("given", ["", "  ", ["", "run"]])
+def test_an_empty_checkpoint_path_is_refused_not_taken_for_the_working_folder(
+    given: str | list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ckpt_path=$CKPT with the variable unset. Before: Path('') is '.', so inside a run folder predict.py,
+    # evaluate.py, export.py and serve.py took that run without a word (elsewhere: "ckpt_path=. is a folder
+    # without best.ckpt ..."), and train.py built the whole run before "checkpoint not found: .".
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "best.ckpt").write_bytes(b"")
+    monkeypatch.chdir(tmp_path / ("." if isinstance(given, list) else "run"))
+    with pytest.raises(MnistlabError) as refused:
+        find_checkpoints(given)
+    blank = given[0] if isinstance(given, list) else given
+    assert str(refused.value) == (
+        f"ckpt_path={blank!r} names no checkpoint: give a .ckpt file or a run folder (. for this one)"
+    )
+    with pytest.raises(MnistlabError, match=r"^ckpt_path='' names no checkpoint"):
+        continue_from("", max_epochs=2)  # train.py's ckpt_path=

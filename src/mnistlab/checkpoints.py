@@ -138,6 +138,10 @@ def find_checkpoint(
     Raises:
         MnistlabError: When the path does not exist, or the folder holds none of ``prefer``.
     """
+    if isinstance(path, str) and not path.strip():  # an unset shell variable: Path('') is the working folder
+        raise MnistlabError(
+            f"{setting}={path!r} names no checkpoint: give a .ckpt file or a run folder (. for this one)"
+        )
     path = Path(path).expanduser()
     if not path.is_dir():
         if not path.is_file():
@@ -216,8 +220,8 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
         _refuse_a_member_twice(found, setting)
         return [f for _, f in found]
     folder = Path(path).expanduser()
-    if not folder.is_dir() or _is_run_folder(folder):
-        return [find_checkpoint(folder, setting=setting)]
+    if not folder.is_dir() or _is_run_folder(folder) or not str(path).strip():  # '': find_checkpoint refuses it
+        return [find_checkpoint(path, setting=setting)]
     if (tested := _tested_ensemble(folder, setting)) is not None:
         return tested
     runs = sorted(p for p in folder.iterdir() if p.is_dir() and _is_run_folder(p))

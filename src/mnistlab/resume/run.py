@@ -212,7 +212,7 @@ def continued_config(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
             "ckpt_path= of train.py is one checkpoint or run folder to continue; a list is an ensemble, "
             "which evaluate.py, predict.py, export.py and serve.py take"
         )
-    if cfg.ckpt_path:  # a file or a run folder; max_epochs counts the checkpoint's epochs too
+    if cfg.ckpt_path is not None:  # a file or a run folder ('' refused); max_epochs counts the checkpoint's epochs too
         cfg.ckpt_path = str(continue_from(cfg.ckpt_path, cfg.trainer.max_epochs))
     return cfg
 
