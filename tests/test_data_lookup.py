@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TrainedRun
+from conftest import ROOT, TrainedRun, write_idx_set
 
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.files import download, missing_resources
 from mnistlab.data.specs import MNIST, SPECS
 from mnistlab.errors import DataError
-from mnistlab.evaluation.evaluate import data_root
+from mnistlab.evaluation.evaluate import data_root, official_test_set
 
 pytestmark = pytest.mark.slow  # real-MNIST runs; the lowest-versions CI step skips them
 
@@ -101,6 +101,18 @@ def test_evaluate_downloads_and_names_only_the_test_files(tmp_path: Path, monkey
     with pytest.raises(DataError) as err:
         data_root({"dataset": "mnist", "root": None}, download=True)
     assert "train-" not in str(err.value) and "t10k-images-idx3-ubyte" in str(err.value)
+
+
+def test_predict_and_export_read_a_data_root_of_the_test_files_alone(tmp_path: Path) -> None:
+    # Before: predict.py and export.py with data.root=<a folder of the t10k files> said "missing:
+    # train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]" (or downloaded them), where evaluate.py ran.
+    root = write_idx_set(tmp_path / "tiny")
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (root / name).unlink()
+    saved = {"root": "/where/it/trained", "dataset": "mnist", "verify": False, "val_size": 0}
+    images, labels = official_test_set(saved, {"root": str(root), "download": False})
+    assert images.shape == (20, 1, 28, 28) and labels.tolist() == [i % 10 for i in range(20)]
+    assert sorted(p.name for p in root.iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
 
 def test_a_checkpoint_reads_data_where_this_machine_keeps_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -117,8 +117,15 @@ class MNISTDataModule(pl.LightningDataModule):
         """
         return missing_resources(self.root, self.spec, test_only=stage in ("test", "predict"))
 
-    def prepare_data(self) -> None:
-        stage = self.trainer.state.fn.value if self.trainer is not None else None
+    def prepare_data(self, stage: str | None = None) -> None:
+        """Checks (and downloads, if allowed) the files the stage needs: the Trainer's, else ``stage``.
+
+        Args:
+            stage: Outside a Trainer, what the data is for: ``"test"`` needs the test split alone
+                (``evaluation.evaluate.official_test_set``, which predict.py and export.py read); None: all of it.
+        """
+        if self.trainer is not None:
+            stage = self.trainer.state.fn.value
         if missing := self._missing(stage):
             if not self.hparams.download:
                 raise DataError(missing_data_message(self.root, self.spec, missing, "data.download=false"))

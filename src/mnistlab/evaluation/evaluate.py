@@ -79,7 +79,7 @@ def official_test_set(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The official test set of a run's data as pixels in [0, 1], (N, 1, 28, 28), and its labels (N,), on the CPU."""
     datamodule = saved_datamodule({**saved, "normalize": False}, overrides)  # its input standardisation left out
-    datamodule.prepare_data()
+    datamodule.prepare_data(stage="test")  # a data.root of the test files alone is enough, as for evaluate.py
     datamodule.setup("test")
     images, labels = datamodule.test_set
     return images.cpu(), labels.cpu()
