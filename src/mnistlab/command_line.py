@@ -87,6 +87,15 @@ def _flag_among_overrides(args: list[str]) -> str | None:
     return None
 
 
+# -m ran these as a training sweep's jobs: their console (the predictions, the server's address) went into
+# multirun/<date>/<n>/<script>.log, and the console showed Hydra's launch lines and a summary of "0 jobs".
+ONE_RUN = {
+    "predict": "prints its predictions here and runs no sweep: drop -m (index=[1,2] predicts several test "
+    "images, ckpt_path=[a,b] is one ensemble)",
+    "serve": "serves one model and runs no sweep: drop -m (ckpt_path=[a,b] serves one ensemble)",
+}
+
+
 def _several_values(overrides: list[Override], config_name: str) -> str | None:
     """A sweep's values outside a multirun (Hydra's answer: four lines about ambiguity, exit 1)."""
     for o in overrides:
@@ -167,6 +176,8 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         return f"{mistake} (where {root}/ goes): launch from a writable folder or give {where}=..."
     if not multirun and (mistake := _several_values(overrides, config_name)):
         return mistake
+    if multirun and config_name in ONE_RUN:  # a train.py sweep's jobs, folders and summary, for what prints or serves
+        return f"{config_name}.py {ONE_RUN[config_name]}"
     for o in overrides:  # a feature of an optional extra: the install line, before anything else
         values = values_of(o) if o.key_or_group in {group for group, _ in GROUP_EXTRAS} else []
         for value in [v for choice in values for v in (choice if isinstance(choice, list) else [choice])]:
