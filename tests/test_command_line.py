@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_script
+from hydra import initialize_config_dir
 
 from mnistlab.command_line import config_mistake
+from mnistlab.config_tree import ConfigTree
 from mnistlab.spelling import distance, nearest
 
 # (script, arguments, the fix the line must name)
@@ -144,6 +146,34 @@ def test_removing_an_optional_group_runs_without_it(tmp_path: Path) -> None:
     result = run("train.py", "experiment=cnn ~scheduler --cfg job", tmp_path)
     assert result.returncode == 0 and "scheduler:" not in result.stdout and "OneCycle" not in result.stdout
     assert "model:\n  _target_: mnistlab.models.CNN" in result.stdout, result.stdout[-2000:]  # the rest of it
+
+
+def test_removals_cost_at_most_one_composition_more(monkeypatch) -> None:
+    """Each ``~group`` composed the default config and the chosen one again (0.1 s each): two removals beside
+    ``model=cnn`` composed 6 configs, where the command without them composes 1."""
+    import mnistlab.config_tree
+
+    composed: list[list[str]] = []
+
+    def counted(name: str, overrides: list[str], **kwargs):
+        composed.append(overrides)
+        return compose(name, overrides=overrides, **kwargs)
+
+    compose = mnistlab.config_tree.compose
+    monkeypatch.setattr(mnistlab.config_tree, "compose", counted)
+    train = ROOT / "scripts" / "train.py"
+    for chosen in ([], ["model=cnn"]):
+        composed.clear()
+        assert config_mistake(train, "train", [*chosen, "trainer.max_epochs=1"]) is None
+        plain = len(composed)
+        composed.clear()
+        assert config_mistake(train, "train", [*chosen, "~scheduler", "~experiment", "trainer.max_epochs=1"]) is None
+        assert len(composed) <= plain + 1, composed
+    # The copy a check changes (values_mistake sets a chosen _target_) is its own: the next one is as composed.
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        tree = ConfigTree()
+        tree.compose("train", []).optimizer.lr = 5.0
+        assert tree.compose("train", []).optimizer.lr != 5.0
 
 
 def test_a_word_for_a_yes_no_flag_is_one_of_its_modes() -> None:
