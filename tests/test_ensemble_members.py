@@ -97,6 +97,34 @@ def test_a_sweep_folder_whose_only_job_is_unfinished_says_so_in_its_error(tmp_pa
     )
 
 
+def _devices_job(sweep: Path, number: int, devices: int) -> None:
+    job = sweep / f"{number}_trainer.accelerator=cpu,trainer.devices={devices}"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump(["trainer.accelerator=cpu", f"trainer.devices={devices}"])
+    )
+    (job / "checkpoints").mkdir()
+    (job / "checkpoints" / "best.ckpt").write_bytes(b"")  # which files count is all that is read here
+    (job / "job.json").write_text(json.dumps({"status": "ok"}))
+
+
+@pytest.mark.parametrize(("exclude_keys", "members"), [("${mnistlab.placement_keys:}", 1), ("[]", 2)])
+def test_a_sweeps_members_are_told_apart_by_its_own_exclude_keys(
+    tmp_path: Path, exclude_keys: str, members: int
+) -> None:
+    # -m trainer.accelerator=cpu trainer.devices=1,2 'hydra.job.config.override_dirname.exclude_keys=[]': two jobs,
+    # two rows of its summary. Before: "an ensemble of its 1 finished jobs", job 1 alone, as if job 0 were the same
+    # job run again on other hardware (the project's exclude_keys, the default's, hide the hardware).
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    record = f"hydra:\n  job:\n    config:\n      override_dirname:\n        exclude_keys: {exclude_keys}\n"
+    (sweep / "multirun.yaml").write_text(record)
+    for number, devices in [(0, 1), (1, 2)]:
+        _devices_job(sweep, number, devices)
+    found = find_checkpoints(sweep)
+    assert [f.parents[1].name.split("_")[0] for f in found] == ["0", "1"][-members:]
+
+
 def test_a_list_with_an_onnx_model_is_refused_in_one_line_that_says_why(tmp_path: Path) -> None:
     # Before: "<path>/model.onnx: not a readable checkpoint (no file of torch.save); ... predict.py and serve.py
     # also take an ONNX model written by export.py (model.onnx)": predict.py was given one, and read it was fine.

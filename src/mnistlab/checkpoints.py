@@ -19,7 +19,7 @@ from mnistlab.atomic_files import write_atomic
 from mnistlab.config_keys import shell_path_override
 from mnistlab.errors import CheckpointNotFoundError, MnistlabError
 from mnistlab.resume.sweep import is_run_folder as _is_run_folder
-from mnistlab.resume.sweep import is_sweep_folder, missing_folds, sweep_members, unfinished_jobs
+from mnistlab.resume.sweep import is_sweep_folder, missing_folds, sweep_exclude_keys, sweep_members, unfinished_jobs
 from mnistlab.systems import Classifier
 
 # Which model files the scripts take, for messages about the wrong kind of file.
@@ -256,7 +256,9 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
     )
     if unfinished:  # half-trained: their checkpoints would weigh in unnoticed
         print(f"{setting}={folder}: left out job {numbers}, still running or interrupted {finish}", file=sys.stderr)
-    if lacking := missing_folds(members):  # a cross-validation short of a fold is no full one; say which
+    if lacking := missing_folds(
+        members, sweep_exclude_keys(folder)
+    ):  # a cross-validation short of a fold is no full one; say which
         more = f"; and {len(lacking) - 3} more configurations" if lacking[3:] else ""  # e.g. pruned Optuna trials
         print(
             f"{setting}={folder}: its finished jobs lack {'; '.join(lacking[:3])}{more} "

@@ -135,16 +135,33 @@ class _JobRun(NamedTuple):
     folder: Path
 
 
+def sweep_exclude_keys(sweep_dir: Path) -> list[str]:
+    """The keys a sweep left out of its job folders' names: its own ``hydra.job.config.override_dirname.exclude_keys``
+    as its ``multirun.yaml`` saved it, which a command may have changed (``...exclude_keys=[]``).
+
+    The summary was written with these; ``PLACEMENT`` where the record holds the project's default, saved
+    unresolved (``${mnistlab.placement_keys:}``), or no list (an unreadable record, another interpolation).
+    """
+    import yaml
+
+    try:
+        record = yaml.safe_load((sweep_dir / SWEEP_RECORD).read_text())
+        keys = record["hydra"]["job"]["config"]["override_dirname"]["exclude_keys"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return list(PLACEMENT)
+    return [str(key) for key in keys] if isinstance(keys, list) else list(PLACEMENT)
+
+
 def sweep_members(sweep_dir: Path) -> list[Path]:
     """The run folders of a sweep's finished jobs (``-m``), in job order.
 
     A failed or pruned job is left out, and so is one still running or interrupted. A job finished twice (a killed
     ``cv=K`` Optuna trial's fold, run again by its retry, perhaps on other hardware) counts once, as its last
-    finished run: the summary's rule (``mnistlab.sweep_runs``), with the keys ``conf/hydra/default.yaml``'s
-    ``exclude_keys`` leaves out of the folder names.
+    finished run: the summary's rule (``mnistlab.sweep_runs``), with the keys the sweep's own ``exclude_keys``
+    left out of its folder names (``sweep_exclude_keys``).
     """
     jobs = _sweep_jobs(sweep_dir)
-    hidden = hidden_keys(jobs, PLACEMENT)
+    hidden = hidden_keys(jobs, sweep_exclude_keys(sweep_dir))
     runs = [_JobRun(job.name, "ok" if finished_run(job) else "unfinished", job) for job in jobs]
     kept = last_runs(runs, lambda run: same_job(shown_overrides(read_overrides(run.folder), hidden)))
     last = {id(run) for run in kept.values()}
@@ -160,14 +177,15 @@ def unfinished_jobs(sweep_dir: Path) -> list[Path]:
     ]
 
 
-def missing_folds(members: Sequence[Path]) -> list[str]:
-    """The folds each ``cv=K`` configuration of a sweep's finished jobs (``sweep_members``) lacks.
+def missing_folds(members: Sequence[Path], exclude_keys: Sequence[str] = PLACEMENT) -> list[str]:
+    """The folds each ``cv=K`` configuration of a sweep's finished jobs (``sweep_members``) lacks; ``exclude_keys``:
+    the sweep's (``sweep_exclude_keys``).
 
     E.g. ``["fold 2 of cv=3"]``, or ``["folds 0, 1 of cv=2 optimizer.lr=0.1"]`` in a grid x folds: a fold that
     failed, was pruned or interrupted, or is still to run (a sweep folder read while its sweep runs) leaves
     its configuration's ensemble short of a full cross-validation. [] for a sweep without ``cv``.
     """
-    hidden = [*hidden_keys(members, PLACEMENT), "cv", "data.fold", "seed"]  # what the folds of one setting share
+    hidden = [*hidden_keys(members, exclude_keys), "cv", "data.fold", "seed"]  # what the folds of one setting share
     folds: dict[tuple[str, ...], tuple[int, set[int]]] = {}
     for job in members:
         overrides = read_overrides(job)
