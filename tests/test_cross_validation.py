@@ -436,18 +436,20 @@ def test_optuna_trial_is_the_mean_over_its_folds_and_is_pruned_between_folds(tin
             assert trial.intermediate_values == {0: pytest.approx(folds[0])}
 
 
-def test_fold_seeds_follow_the_command_seed_and_leave_null_random() -> None:
+def test_fold_seeds_follow_the_command_seed_and_refuse_null() -> None:
     assert fold_overrides(OmegaConf.create({"cv": 2, "seed": 7}), []) == [
         ["data.fold=0", "seed=7"],
         ["data.fold=1", "seed=8"],
     ]
-    assert fold_overrides(OmegaConf.create({"cv": 2, "seed": None}), []) == [["data.fold=0"], ["data.fold=1"]]
+    with pytest.raises(SystemExit):  # seed=null: Lightning would seed every fold with 0 (before: no seed= per fold)
+        fold_overrides(OmegaConf.create({"cv": 2, "seed": None}), [])
     assert fold_overrides(OmegaConf.create({"cv": None, "seed": 7}), []) == []
     # A grid sweeper's hydra.sweeper.params come before the command's overrides, and the sweep's own
     # config does not hold them: the last seed=S of either is S.
     config = OmegaConf.create({"cv": 2, "seed": 42})
     assert fold_overrides(config, ["seed=7", "model=linear"]) == [["data.fold=0", "seed=7"], ["data.fold=1", "seed=8"]]
-    assert fold_overrides(config, ["seed=7", "seed=null"]) == [["data.fold=0"], ["data.fold=1"]]
+    with pytest.raises(SystemExit):
+        fold_overrides(config, ["seed=7", "seed=null"])
 
 
 def test_folds_swept_by_hand_with_seeds_are_one_row_per_seed(tmp_path: Path) -> None:

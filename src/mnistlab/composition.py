@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from mnistlab.checkpoint_records import HYDRA_KEYS, check_trainable, network_class
-from mnistlab.config_checks import check_built_groups, check_devices, check_number, check_targets, check_trainer_counts
+from mnistlab.config_checks import check_built_groups, check_devices, check_seed, check_targets, check_trainer_counts
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.specs import input_stats
 from mnistlab.engine import Engine, choose_engine
@@ -60,8 +60,7 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     check_devices(trainer_args)
     check_trainer_counts(trainer_args)
-    if cfg.seed is not None:  # null: Lightning draws one
-        check_number("seed", cfg.seed, integer=True, low=0, high=2**32 - 1)  # numpy's range: Lightning seeds it too
+    check_seed(cfg.seed)
     network_class(cfg.model.get("_target_"), "model")  # an importable nn.Module class, before any work
     # Read before seeding: building the teacher's networks must not move the random stream of the student's.
     source = cfg.system.get("teacher")  # a path, or a list of them (an ensemble); null: the labels alone

@@ -176,6 +176,24 @@ def _check_count_or_fraction(key: str, value: Any) -> None:
         check_number(key, value, low=0, high=1.0, low_open=True)
 
 
+# Lightning's seed_everything(None) takes $PL_GLOBAL_SEED, else 0: every such run, and every job of a sweep, the same.
+SEED_NULL = (
+    "seed=null: Lightning would seed the run with 0 (or $PL_GLOBAL_SEED), the same for every such run, not draw "
+    "a seed of its own: give seed=N, an integer in 0-4294967295 (a sweep over seeds: -m seed=1,2,3)"
+)
+
+
+def check_seed(seed: Any) -> None:
+    """Refuses a ``seed`` numpy cannot take (Lightning seeds it too), and ``null`` (``SEED_NULL``).
+
+    Before, ``seed=null`` trained until the data module's setup inside ``trainer.fit``, whose split needs a
+    number (``data.seed`` is ``${seed}``): ``RuntimeError: manual_seed expected a long, but got NoneType``.
+    """
+    if seed is None:
+        raise ConfigError(SEED_NULL)
+    check_number("seed", seed, integer=True, low=0, high=2**32 - 1)
+
+
 def check_cv(cv: Any, in_sweep: bool) -> None:
     """Refuses ``cv=K`` outside a sweep: it means one job per fold, which only ``-m`` launches.
 

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from hydra_plugins.mnistlab_sweeps.hydra_private import IN_PROCESS_LAUNCHER
 from hydra_plugins.mnistlab_sweeps.interruptions import ending_interrupted
 from hydra_plugins.mnistlab_sweeps.launchers import refuse
+from mnistlab.config_checks import SEED_NULL
 from mnistlab.config_keys import override_key
 from mnistlab.data.specs import TRAIN_SIZE
 from mnistlab.sweeps.folds import SEED_KEY
@@ -66,7 +67,7 @@ def fold_overrides(config: DictConfig, arguments: list[str], searched: Sequence[
 
     ``searched`` are the keys a search sets per trial (``hydra.sweeper.params``).
 
-    With ``seed=null`` the folds get no seed: each job draws its own, as any run without a seed does.
+    ``seed=null`` is refused (``mnistlab.config_checks.SEED_NULL``): Lightning would seed every fold with 0.
 
     ``[]`` without ``cv``. Exits with one ``error:`` line (code 2) for a setting that cannot run, before any
     job starts.
@@ -82,8 +83,8 @@ def fold_overrides(config: DictConfig, arguments: list[str], searched: Sequence[
     seed = given[-1] if given else config.get(SEED_KEY)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         refuse(f"seed={seed!r} is not an integer")
-    if seed is None:  # seed=null: every job draws its own seed already (Lightning's seed_everything(None))
-        return [[f"data.fold={i}"] for i in range(cv)]
+    if seed is None:  # before any job: each would be refused (Lightning's seed_everything(None) seeds all with 0)
+        refuse(SEED_NULL)
     return [[f"data.fold={i}", f"{SEED_KEY}={seed + i}"] for i in range(cv)]
 
 
