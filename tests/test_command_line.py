@@ -43,6 +43,9 @@ CASES = [
     # A deletion of what the run needs (before: an OmegaConf traceback, exit 1, or a failed job in a sweep).
     ("train.py", "~model", "~model leaves the run without its model (mnistlab.models.MLP), which it needs"),
     ("train.py", "-m ~seed", "~seed: data.seed refers to it, so the run could not read data.seed"),
+    # A group set to null (Hydra: "Config group override must be a string or a list. Got NoneType", a traceback).
+    ("train.py", "logger=null", "logger=null: Hydra takes no null for a config group; give ~logger to run without one"),
+    ("train.py", "model=null", "model=null: the run needs a model; choose one: cnn, hidden, linear, record_cnn"),
     ("train.py", "trainer.max_epochs=abc", "trainer.max_epochs='abc' is not an integer"),
     ("train.py", "trainer.max_epochs=2.5", "is not an integer"),
     ("train.py", "optimizer.lr=fast", "optimizer.lr='fast' is not a number"),
@@ -115,11 +118,12 @@ def test_plus_key_stays_available(tmp_path: Path, monkeypatch) -> None:
     assert config_mistake(train, "train", [early, "+callbacks.early.monitor=val/acc"]) is None
     typo = config_mistake(train, "train", [early, "+callbacks.early.monitr=x"])
     assert "did you mean +callbacks.early.monitor?" in typo
+    # Passed here, then Hydra's "Config group override must be a string or a list. Got NoneType" traceback.
+    assert config_mistake(train, "train", ["scheduler=null"]).endswith("give ~scheduler to run without one")
     hydra_settings = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "+hydra.sweeper.params.seed='1,2'"]
     for valid in (
         ["logger=[tensorboard,csv]"],
         ["-m", "logger=mlflow,[tensorboard,csv]"],
-        ["scheduler=null"],
         ["+tag=a"],  # a new top-level key near no setting: added, as Hydra does
         ["~callbacks.model_checkpoint", "~logger"],  # what the run can go without
         hydra_settings,

@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 from mnistlab.config_keys import shell_path_override
 from mnistlab.config_tree import ConfigTree, has_key
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
-from mnistlab.override_mistakes import group_mistake, removal_mistake, values_mistake, values_of
+from mnistlab.override_mistakes import group_mistake, null_group_mistake, removal_mistake, values_mistake, values_of
 from mnistlab.run_folders import folder_mistake
 from mnistlab.spelling import nearest
 
@@ -216,6 +216,10 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
             f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
             for o in groups
         ]
+        for o in groups:
+            others = [choice for g, choice in zip(groups, choices, strict=True) if g.value() is not None]
+            if mistake := null_group_mistake(tree, name, o, others):
+                return mistake
         if mistake := _added_group(tree, name, groups, choices):
             return mistake
         for o in removed:

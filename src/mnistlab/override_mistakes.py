@@ -105,6 +105,26 @@ def removal_mistake(tree: ConfigTree, name: str, override: Override, choices: li
     return f"{override.input_line}: the run chooses {now}, so there is no {group}={option} to remove{alone}"
 
 
+def null_group_mistake(tree: ConfigTree, name: str, override: Override, choices: list[str]) -> str | None:
+    """``group=null`` on the command line, which Hydra cannot take ("Config group override must be a string or a
+    list. Got NoneType", a traceback, exit 1), else None. ``choices``: the command's other group choices.
+
+    ``~group`` runs without the group where the run can go without it (``logger``, ``scheduler``); a group it needs
+    (``model``) is told to choose an option.
+    """
+    if override.type is not OverrideType.CHANGE or override.is_sweep_override() or override.value() is not None:
+        return None
+    group = override.key_or_group
+    needed = group.startswith("hydra/")  # Hydra's launcher, sweeper, ...
+    if not needed and not tree.optional(name, group) and "/" not in group:
+        cfg = tree.compose(name, choices)
+        found = child(cfg, group)
+        needed = found is not ABSENT and _deletion_mistake(cfg, group, found) is not None
+    if needed:
+        return f"{override.input_line}: the run needs a {group}; choose one: {', '.join(tree.options(group))}"
+    return f"{override.input_line}: Hydra takes no null for a config group; give ~{group} to run without one"
+
+
 def _referring(node: Any, key: str, prefix: str = "") -> Iterator[str]:
     """The dotted keys under ``node`` (a plain container) whose value interpolates ``key``: ``${key}``, ``${key.a}``."""
     if isinstance(node, dict):
