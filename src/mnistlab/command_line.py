@@ -163,6 +163,10 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         if o.is_sweep_override():
             swept[o.key_or_group] = o.input_line
     for o in overrides:  # Hydra would make it only as the job starts, and fail with a traceback
+        if o.key_or_group in ("hydra.run.dir", "hydra.sweep.dir") and not str(o.value() or "").strip():
+            # An unset shell variable ($RUN): '' wrote the run into the launch folder, null into ./None.
+            default = "outputs/<date>/<time>" if o.key_or_group == "hydra.run.dir" else "multirun/<date>/<time>"
+            return f"{o.key_or_group}={o.value()!r} names no folder: give one, or leave it out for {default}"
         folder = str(o.value()) if o.key_or_group in ("hydra.run.dir", "hydra.sweep.dir") else "${"
         if "${" not in folder and (mistake := folder_mistake(folder)):
             return f"{o.input_line}: {mistake}"
