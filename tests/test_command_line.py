@@ -46,6 +46,9 @@ CASES = [
     # A group set to null (Hydra: "Config group override must be a string or a list. Got NoneType", a traceback).
     ("train.py", "logger=null", "logger=null: Hydra takes no null for a config group; give ~logger to run without one"),
     ("train.py", "model=null", "model=null: the run needs a model; choose one: cnn, hidden, linear, record_cnn"),
+    # Another script's setting: it named Hydra's hydra.job_logging.formatters.simple.format, or the keys alone.
+    ("train.py", "format=onnx", "format is a setting of export.py and predict.py, not of train.py"),
+    ("train.py", "index=1", "index is a setting of predict.py, not of train.py"),
     ("train.py", "trainer.max_epochs=abc", "trainer.max_epochs='abc' is not an integer"),
     ("train.py", "trainer.max_epochs=2.5", "is not an integer"),
     ("train.py", "optimizer.lr=fast", "optimizer.lr='fast' is not a number"),

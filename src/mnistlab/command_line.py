@@ -28,7 +28,7 @@ from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig
 
 from mnistlab.config_keys import shell_path_override
-from mnistlab.config_tree import ConfigTree, has_key
+from mnistlab.config_tree import ConfigTree, has_key, scripts_with_key
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
 from mnistlab.override_mistakes import group_mistake, null_group_mistake, removal_mistake, values_mistake, values_of
 from mnistlab.run_folders import folder_mistake
@@ -244,6 +244,8 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         o, mistake = found
         if not has_key(cfg, o.key_or_group) and (other := tree.option_with(o.key_or_group, name, choices)):
             mistake += f"; {other} has it"
+        elif scripts := scripts_with_key(conf, name, o.key_or_group):
+            mistake += f"; {o.key_or_group} is a setting of {' and '.join(scripts)}, not of {script.name}"
         return mistake
 
 

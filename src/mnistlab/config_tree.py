@@ -98,6 +98,22 @@ class ConfigTree:
         return None
 
 
+def scripts_with_key(conf: Path, config_name: str, key: str) -> list[str]:
+    """The other entry scripts (``scripts/<name>.py`` of ``conf/<name>.yaml``) whose config has the top-level ``key``.
+
+    For a setting given to the wrong script: ``train.py index=1`` is ``predict.py``'s. Their files are read, not
+    composed: only the error path pays for it.
+    """
+    import yaml
+
+    found = []
+    for path in sorted(conf.glob("*.yaml")):
+        script = conf.parent / "scripts" / f"{path.stem}.py"
+        if path.stem != config_name and script.is_file() and key in (yaml.safe_load(path.read_text()) or {}):
+            found.append(script.name)
+    return found
+
+
 def child(node: Any, key: str) -> Any:
     """``node[key]`` unresolved: ``ABSENT`` when there is no such key, None for a missing value or an interpolation."""
     if not isinstance(node, DictConfig) or not (key in node or OmegaConf.is_missing(node, key)):

@@ -66,8 +66,10 @@ def _suggested_key(cfg: DictConfig, parts: list[str], i: int, candidates: list[s
     if i > 0:
         return None
     # A key given without its group: the same name (or a near one) deeper down. Hydra's runtime record
-    # (hydra.runtime.choices.experiment for experment=cnn) is what Hydra writes, never what a user sets.
-    leaves = {k: k.rsplit(".", 1)[1] for k in all_keys(cfg) if "." in k and not k.startswith("hydra.runtime.")}
+    # (hydra.runtime.choices.experiment for experment=cnn) is what Hydra writes, never what a user sets; its
+    # logging's formatters (export.py's format=onnx given to train.py) are not what a newcomer means either.
+    internal = ("hydra.runtime.", "hydra.job_logging.", "hydra.hydra_logging.")
+    leaves = {k: k.rsplit(".", 1)[1] for k in all_keys(cfg) if "." in k and not k.startswith(internal)}
     exact = [k for k, leaf in leaves.items() if leaf == parts[0]]
     near = nearest(parts[0], list(leaves.values()))
     found = exact or [k for k, leaf in leaves.items() if leaf == near]
