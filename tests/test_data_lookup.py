@@ -158,3 +158,28 @@ def test_a_moved_checkpoint_evaluates_with_moved_data(
     [report] = (run / "eval").iterdir()  # into the checkpoint's own run folder
     assert json.loads((report / "metrics.json").read_text())["test/acc"] == notebook_hidden_run.metrics["test/acc"]
     assert not Path("/cluster").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["laptop"]
+
+
+def test_a_checkpoint_of_unverified_files_is_tested_on_its_own_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: a run trained on its own IDX files (data.root=... data.verify=false) was evaluated, predicted and
+    # checked on export against the published MNIST test set of $MNISTLAB_DATA_DIR, without a word.
+    for folder in ("own", "shared/mnist"):
+        (tmp_path / folder).mkdir(parents=True)
+        for name in FILES:
+            (tmp_path / folder / f"{name}.gz").write_bytes(b"")
+    monkeypatch.setenv("MNISTLAB_DATA_DIR", str(tmp_path / "shared"))
+    saved = {"dataset": "mnist", "root": str(tmp_path / "own"), "verify": False}
+    assert data_root(saved, download=False) == tmp_path / "own"
+    assert capsys.readouterr().err == (
+        f"data: reading the checkpoint's own files in {tmp_path / 'own'} (it trained with data.verify=false)\n"
+    )
+    assert data_root({**saved, "verify": True}, download=False) == tmp_path / "shared" / "mnist"  # published files
+    shutil.rmtree(tmp_path / "own")  # a moved checkpoint: other files, and the line says so
+    assert data_root(saved, download=False) == tmp_path / "shared" / "mnist"
+    assert capsys.readouterr().err == (
+        f"data: the checkpoint trained on unverified files in {tmp_path / 'own'} (data.verify=false), which are not "
+        f"there; testing on the files in {tmp_path / 'shared' / 'mnist'} instead (data.root=... names the folder "
+        "to test on)\n"
+    )

@@ -35,16 +35,30 @@ def data_root(saved: dict[str, Any], download: bool) -> Path:
     With none, the data is downloaded into the first (``$MNISTLAB_DATA_DIR/<folder>`` or ``data/<folder>``),
     never into the saved absolute path.
 
+    A run trained with ``data.verify=false`` read files that need not be the published ones (its own IDX
+    files): its saved folder comes first, so that the checkpoint is tested on the test split it was trained
+    beside, not on whatever files ``$MNISTLAB_DATA_DIR`` holds; where that folder is gone, one line says which
+    other files are read.
+
     Raises:
         DataError: No candidate holds the files and the download is off or fails; names every folder searched.
     """
     spec = SPECS[saved.get("dataset", "mnist")]
     roots = candidate_roots(spec.name, saved.get("root"))
+    # Unverified files kept apart from this machine's data folder: the run's own, maybe not the published ones.
+    own = roots.pop() if saved.get("verify") is False and len(roots) > 1 else None
+    if own is not None and not missing_resources(own, spec, test_only=True):
+        print(f"data: reading the checkpoint's own files in {own} (it trained with data.verify=false)", file=sys.stderr)
+        return own
     for root in roots:
         if not missing_resources(root, spec, test_only=True):
-            if root != roots[0]:
+            if own is not None:
+                print(_other_files(own, root), file=sys.stderr)
+            elif root != roots[0]:
                 print(f"data: not in {roots[0]}; reading the checkpoint's saved folder {root}", file=sys.stderr)
             return root
+    if own is not None:
+        roots.append(own)  # named in the message as searched
     missing = missing_resources(roots[0], spec, test_only=True)
     if not download:
         raise DataError(missing_data_message(roots[0], spec, missing, "data.download=false", roots[1:]))
@@ -55,7 +69,17 @@ def data_root(saved: dict[str, Any], download: bool) -> Path:
             raise
         first, rest = str(e).split("\n", 1)
         raise DataError(f"{first}\n  also searched: {', '.join(map(str, roots[1:]))}\n{rest}") from None
+    if own is not None:
+        print(_other_files(own, roots[0]), file=sys.stderr)
     return roots[0]
+
+
+def _other_files(own: Path, root: Path) -> str:
+    """The line that says a checkpoint of unverified files is tested on other files than its own."""
+    return (
+        f"data: the checkpoint trained on unverified files in {own} (data.verify=false), which are not there; "
+        f"testing on the files in {root} instead (data.root=... names the folder to test on)"
+    )
 
 
 def saved_datamodule(saved: dict[str, Any], overrides: dict[str, Any] | None = None) -> MNISTDataModule:
