@@ -152,7 +152,8 @@ SELF_INT = SELF_TERM.replace("SelfTerm", "SelfInt").replace("SIGTERM", "SIGINT")
 def test_a_ctrl_c_mid_epoch_saves_its_step_and_the_resumed_run_ends_with_the_uninterrupted_weights(
     tmp_path: Path,
 ) -> None:
-    """Before: a Ctrl-C stopped at once and the run resumed from its last epoch end, losing every step since."""
+    """Before: a Ctrl-C stopped at once and the run resumed from its last epoch end, losing every step since;
+    then it stopped before Lightning logged the saved step, so its train/loss_step point (299) was never logged."""
     (tmp_path / "selfint.py").write_text(SELF_INT)
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     data = write_idx_set(tmp_path / "tiny", n_train=400)
@@ -171,6 +172,7 @@ def test_a_ctrl_c_mid_epoch_saves_its_step_and_the_resumed_run_ends_with_the_uni
         f"interrupted; continue with: python scripts/train.py resume={run_dir} (checkpoints/last.ckpt: 1 epoch, "
         "300 steps done)"  # 195 steps an epoch: saved at the step of the Ctrl-C, not at the epoch's end (195)
     )
+    assert 299 in scalar_steps(run_dir, "train/loss_step")  # logged every 50 steps: the saved step's point
     assert run_script("train.py", f"resume={run_dir}", env=env).returncode == 0
     resumed, uninterrupted = (
         torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (run_dir, tmp_path / "whole")
@@ -178,6 +180,7 @@ def test_a_ctrl_c_mid_epoch_saves_its_step_and_the_resumed_run_ends_with_the_uni
     assert resumed["global_step"] == uninterrupted["global_step"] == 3 * 195
     for name, weight in uninterrupted["state_dict"].items():
         assert torch.equal(resumed["state_dict"][name], weight), name
+    assert scalar_steps(run_dir, "train/loss_step") == scalar_steps(tmp_path / "whole", "train/loss_step")
 
 
 def test_ctrl_c_says_how_to_continue_and_that_command_finishes_the_run(tmp_path: Path) -> None:

@@ -1,12 +1,12 @@
 """A Ctrl-C during training, taken at the end of the training step it came in, so that ``last.ckpt`` holds that step.
 
 The entry scripts' SIGINT handler (``mnistlab.process``) calls ``request_stop``. ``LastCheckpoint`` opens the
-window for its fit; at the next end of a training step it saves ``last.ckpt`` and raises ``KeyboardInterrupt``
-there, so Lightning's graceful shutdown and every callback's ``on_exception`` see the Ctrl-C as they always do.
-A Ctrl-C in the middle of an optimizer step would leave weights half-updated, which no checkpoint may hold.
-Outside a window (a script starting, a test, a DDP fit, whose ranks would stop at different steps) or at a
-second Ctrl-C, the handler raises at once, as Python's default does; without the scripts' handler (a
-notebook) nothing changes.
+window for its fit; at the next end of a training step it saves ``last.ckpt`` and raises ``KeyboardInterrupt`` at
+its next hook, once Lightning has logged that step, so Lightning's graceful shutdown and every callback's
+``on_exception`` see the Ctrl-C as they always do. A Ctrl-C in the middle of an optimizer step would leave weights
+half-updated, which no checkpoint may hold. Outside a window (a script starting, a test, a DDP fit, whose ranks
+would stop at different steps) or at a second Ctrl-C, the handler raises at once, as Python's default does; without
+the scripts' handler (a notebook) nothing changes.
 """
 
 from __future__ import annotations

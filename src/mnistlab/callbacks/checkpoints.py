@@ -49,6 +49,7 @@ class LastCheckpoint(Checkpoint):
         self._saved_at = -1  # global_step of the last save: one file per step, however many hooks see it
         self._batches_done = 0  # batches of this epoch through on_train_batch_end: where an accumulation stands
         self._gradients: dict[str, Any] = {}  # a resumed checkpoint's GRADIENTS_KEY, put back as training starts
+        self._stop_pending = False  # a Ctrl-C's step is saved: stop at the next hook, once Lightning logged it
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -58,13 +59,29 @@ class LastCheckpoint(Checkpoint):
         due = self.every_n_steps is not None and step % self.every_n_steps == 0
         if (due or interrupts.stop_requested()) and step != self._saved_at:
             self._save(trainer)
-        self._stop_if_requested()
+        # A Ctrl-C that came during this step (mnistlab.interrupts): the step is whole and saved. Lightning logs
+        # its metrics only after on_train_batch_end, so the stop waits for the next hook (a stop here lost the
+        # step's train/loss_step point, which the resumed run, starting after it, never logged).
+        self._stop_pending = interrupts.stop_requested() and self._saved_at == step
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._stop_pending:
+            self._stop()
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._stop_pending:  # a validation due after the saved step is the resumed run's to do
+            self._stop()
 
     def _stop_if_requested(self) -> None:
-        # A Ctrl-C that came during this step (mnistlab.interrupts): the step is whole and saved, stop here.
         if interrupts.stop_requested():
-            interrupts.close_window()
-            raise KeyboardInterrupt
+            self._stop()
+
+    def _stop(self) -> None:
+        self._stop_pending = False
+        interrupts.close_window()
+        raise KeyboardInterrupt
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         interrupts.close_window()
