@@ -173,8 +173,10 @@ def _check_content(path: Path, resource: Resource, data: bytes) -> None:
             f"{path} is {other}'s {resource.name}, not {ours}'s, which this run reads: "
             f"point data.root at a folder of {ours}'s files (data={other} reads these)"
         )
+    # A damaged download or files of the user's own (hand-made IDX files): the one setting that reads the latter.
     raise DataError(
-        f"{path}: checksum mismatch: expected md5 {resource.md5} of the uncompressed content, found {found}"
+        f"{path}: checksum mismatch: expected md5 {resource.md5} of the uncompressed content, found {found}; "
+        f"if these are files of your own, not the published {resource.name}, add data.verify=false"
     )
 
 
