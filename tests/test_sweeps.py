@@ -180,6 +180,15 @@ def test_searched_keys_the_run_does_not_have_are_refused() -> None:
         check_searched_key(config, key, searched)
     with pytest.raises(ConfigError, match="sead is not a setting or config group of this run"):
         check_searched_key(config, "sead", searched)
+    # Before: `-m hparams_search=optuna model=cnn` said only that model.hidden_units is no setting of the run.
+    cnn = OmegaConf.create({"hydra": {"runtime": {"choices": {"model": "cnn"}}}, "model": {"channels": [32, 64]}})
+    with pytest.raises(ConfigError) as err:
+        check_searched_key(cnn, "model.hidden_units", ["model.hidden_units"])
+    assert str(err.value) == (
+        "hydra.sweeper.params.model.hidden_units: model.hidden_units is not a setting of this run's model=cnn; "
+        "search without it in a copy of conf/hparams_search/optuna.yaml (hparams_search=<the copy's name>), or give "
+        "a model that has it"
+    )
 
 
 def test_a_command_line_value_of_a_searched_key_is_refused(tmp_path: Path) -> None:

@@ -92,6 +92,13 @@ def check_searched_key(config: DictConfig, key: str, searched: Collection[str]) 
     if key.startswith("+") or (dot and group in searched) or key in (config.hydra.runtime.choices or {}):
         return
     if OmegaConf.select(config, key, default=_ABSENT) is _ABSENT:
+        choices = config.hydra.runtime.choices or {}
+        if dot and choices.get(group):  # another option's setting: the search space was written for that one
+            raise ConfigError(
+                f"hydra.sweeper.params.{key}: {key} is not a setting of this run's {group}={choices[group]}; "
+                f"search without it in a copy of conf/hparams_search/optuna.yaml (hparams_search=<the copy's name>), "
+                f"or give a {group} that has it"
+            )
         raise ConfigError(f"hydra.sweeper.params.{key}: {key} is not a setting or config group of this run")
 
 
