@@ -194,6 +194,17 @@ def check_seed(seed: Any) -> None:
     check_number("seed", seed, integer=True, low=0, high=2**32 - 1)
 
 
+def check_ckpt_path(ckpt_path: Any) -> None:
+    """Refuses an empty ``ckpt_path`` (``ckpt_path=$CKPT``, the variable unset), which train.py would otherwise take
+    for no checkpoint at first and then, after building the Trainer, for the launch folder ("checkpoint not found: .").
+    """
+    if isinstance(ckpt_path, str) and not ckpt_path.strip():
+        raise ConfigError(
+            f"ckpt_path={ckpt_path!r} names no checkpoint: give a .ckpt file or a run folder to continue, "
+            "or leave it out to train from the start"
+        )
+
+
 def check_cv(cv: Any, in_sweep: bool) -> None:
     """Refuses ``cv=K`` outside a sweep: it means one job per fold, which only ``-m`` launches.
 

@@ -19,7 +19,7 @@ from mnistlab.atomic_files import write_atomic, write_metrics
 from mnistlab.callbacks import JobProgress, LastCheckpoint, TimeToTarget
 from mnistlab.checkpoints import read_checkpoint
 from mnistlab.composition import compose
-from mnistlab.config_checks import check_cv, check_search
+from mnistlab.config_checks import check_ckpt_path, check_cv, check_search
 from mnistlab.data import MNISTDataModule
 from mnistlab.hparams import SUMMARY_METRICS, log_hparams, run_hparams
 from mnistlab.resume.checkpoint import check_continuable, finished_epochs
@@ -172,6 +172,7 @@ def train(cfg: DictConfig, overrides: Sequence[str], job_num: int | None) -> flo
     in_sweep = job_num is not None or "LOCAL_RANK" in os.environ
     check_cv(cfg.get("cv"), in_sweep)
     check_search(overrides, in_sweep)
+    check_ckpt_path(cfg.get("ckpt_path"))
     cfg = continued_config(cfg, overrides)  # resume=RUN_DIR or ckpt_path=...
     config = OmegaConf.to_container(cfg, resolve=True)
     # A sweep's job writes into its log; its progress, a line every 30 s, goes to the sweep's console.
