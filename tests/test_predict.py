@@ -218,3 +218,14 @@ def test_an_onnx_model_on_a_gpu_is_refused_not_run_on_the_cpu(tmp_path: Path) ->
 
     with pytest.raises(MnistlabError, match=r"accelerator=gpu: an ONNX model runs on the CPU here"):
         load_predictor(tmp_path / "model.onnx", "gpu")
+
+
+def test_a_folders_link_to_no_file_is_named_not_passed_over(tmp_path: Path) -> None:
+    # Before: image=digits/ with digits/b.png a link to a deleted file predicted a.png alone, without a word.
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(folder / "a.png")
+    (folder / "b.png").symlink_to(tmp_path / "deleted.png")
+    skipped: list[str] = []
+    assert image_files(folder, skipped) == [folder / "a.png"]
+    assert skipped == [f"1 link(s) of {folder} to no file (b.png)"]

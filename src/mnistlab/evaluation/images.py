@@ -96,7 +96,8 @@ def _sixteen_bit(image: Image.Image) -> np.ndarray:
 def image_files(pattern: str | Path, skipped: list[str] | None = None) -> list[Path]:
     """The image files named by a file, a folder (its files of ``FORMATS``, by their endings) or a glob, sorted.
 
-    A folder's other files are left out; with ``skipped`` given, a line saying so is appended there.
+    A folder's other files, and its links to no file, are left out; with ``skipped`` given, a line saying so is
+    appended there.
     """
     path = Path(pattern).expanduser()
     if path.is_file():
@@ -108,9 +109,14 @@ def image_files(pattern: str | Path, skipped: list[str] | None = None) -> list[P
         if not files:
             raise MnistlabError(f"{path}: the folder holds no images ({FORMATS})")
         others = [p.name for p in found if p not in files and not p.name.startswith(".")]  # not .DS_Store
-        if others and skipped is not None:
-            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-            skipped.append(f"{len(others)} file(s) of {path} that are none of {FORMATS} ({shown})")
+        broken = sorted(p.name for p in path.iterdir() if p.is_symlink() and not p.exists())  # is_file() said no
+        for names, what in (
+            (others, f"file(s) of {path} that are none of {FORMATS}"),
+            (broken, f"link(s) of {path} to no file"),
+        ):
+            if names and skipped is not None:
+                shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+                skipped.append(f"{len(names)} {what} ({shown})")
         return files
     if any(c in str(pattern) for c in "*?["):
         anchor = Path(path.anchor or ".")
