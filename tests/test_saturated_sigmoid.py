@@ -66,3 +66,22 @@ def test_serve_names_the_class_evaluate_counts(saturated: tuple[Path, Path]) -> 
     answers = [api.encode_response(out) for out in api.predict_all([Decoded(img, False) for img in images])]
     assert [(a["prediction"], a["class"]) for a in answers] == [(1, "1")] * 3
     assert all(a["probabilities"][0] == a["probabilities"][1] == a["confidence"] for a in answers)
+
+
+def test_the_grid_of_mistakes_shows_the_class_test_acc_counts(saturated: tuple[Path, Path], tmp_path: Path) -> None:
+    # Before: evaluate.py's "Most confident mistakes" took the argmax of the tied probabilities: 18 images
+    # titled "pred 0" (those of label 1, counted right by test/acc, among them), none "pred 1".
+    import lightning.pytorch as pl
+
+    from mnistlab.checkpoints import load_system
+    from mnistlab.evaluation import TestReport
+    from mnistlab.evaluation.evaluate import saved_datamodule
+
+    ckpt, data = saturated
+    system, saved = load_system(ckpt)
+    report = TestReport(None, num_mistakes=32)
+    trainer = pl.Trainer(callbacks=[report], logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.test(system, datamodule=saved_datamodule(saved, {"root": str(data)}), verbose=False)
+    _, _, labels, preds = report._mistakes
+    assert report.result.accuracy == pytest.approx(0.1)  # labels 0-9 twice, class 1 counted: images 1 and 11
+    assert preds.tolist() == [1] * 18 and 1 not in labels.tolist()

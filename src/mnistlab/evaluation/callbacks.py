@@ -82,6 +82,10 @@ class TestReport(pl.Callback):
     ) -> None:
         x, y = batch
         confidence, pred = outputs.max(-1)  # (B,), (B,)
+        # The class test/acc counts is the logits' argmax: where a saturated sigmoid head's probabilities tie at
+        # 1.0 in float32, theirs is the first of the tied classes. The few tied images are run again for it.
+        if (tied := (outputs == confidence.unsqueeze(-1)).sum(-1) > 1).any():
+            pred[tied] = pl_module.net(x[tied]).argmax(-1)
         wrong = pred != y
         # Keep a running top-k of confident mistakes: k rows at most, on the device.
         found = (confidence[wrong], x[wrong], y[wrong], pred[wrong])
