@@ -373,3 +373,33 @@ def test_flags_before_or_after_every_override_pass_the_check() -> None:
     for args in (["-m", "model=linear", "seed=1"], ["model=linear", "seed=1", "-m"], ["-cn", "train", "-m", "seed=1"]):
         mistake = config_mistake(train, "train", args)
         assert mistake is None or "goes before the overrides" not in mistake, (args, mistake)
+
+
+@pytest.mark.parametrize(
+    ("args", "override"),
+    [("--epochs 3", "trainer.max_epochs=3"), ("--lr 0.01", "optimizer.lr=0.01"),
+     ("--batch-size=64", "data.batch_size=64"), ("model=linear --max-epochs 2", "trainer.max_epochs=2")],
+)  # fmt: skip
+def test_an_argparse_flag_is_answered_with_its_override(args: str, override: str, tmp_path: Path) -> None:
+    """Before: ``error: cannot read the override '3': LexerNoViableAltException ...`` (Hydra skipped --epochs)."""
+    result = run("train.py", args, tmp_path)
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    flag = args.split(" ", 1)[1] if args.startswith("model=") else args
+    want = f"error: {flag}: the scripts take Hydra overrides (key=value), not --flags: give {override}"
+    assert result.returncode == 2 and lines == [want], lines
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hydras_own_flags_are_no_argparse_mistake() -> None:
+    train = ROOT / "scripts" / "train.py"
+    assert "not --flags" in config_mistake(train, "train", ["--unknown-thing", "1"])
+    assert "see the settings with --cfg job" in config_mistake(train, "train", ["--unknown-thing", "1"])
+    assert config_mistake(train, "train", ["--device", "cuda"]).endswith("give trainer.accelerator=cuda")  # not devices
+    hydras = (
+        ["-m", "seed=1,2"], ["--multirun", "seed=1"], ["--multi", "seed=1"], ["-cn", "train", "seed=1"],
+        ["--config-name=train", "seed=1"], ["--cfg", "job"], ["-h"], ["--help"], ["--version"], ["--hydra-help"],
+        ["-c", "job", "-p", "trainer"], ["--resolve", "--cfg", "job"], ["-r", "seed=1"],
+    )  # fmt: skip
+    for args in hydras:
+        mistake = config_mistake(train, "train", args)
+        assert mistake is None or "not --flags" not in mistake, (args, mistake)

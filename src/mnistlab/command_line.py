@@ -27,6 +27,7 @@ from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig
 
+from mnistlab.argparse_flags import flag_mistake
 from mnistlab.config_keys import shell_path_override
 from mnistlab.config_tree import ConfigTree, has_key, scripts_with_key
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
@@ -135,6 +136,8 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
     parsed = _overrides(args)
     if parsed is None:
         return None
+    if mistake := flag_mistake(args, script.parent.parent / "conf", parsed[1].get("name") or config_name):
+        return mistake  # first: --epochs 3 is no misplaced flag of Hydra's, and 3 no override
     if flag := _flag_among_overrides(args):  # Hydra: its usage text and "unrecognized arguments: <the rest>"
         where = f"{flag} {' '.join(parsed[0])}"
         return f"{flag.split()[0]} goes before the overrides (Hydra reads none after a flag that follows one): {where}"

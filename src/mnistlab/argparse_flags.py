@@ -1,0 +1,104 @@
+"""An argparse-style flag (``--epochs 3``) given to an entry script, which takes Hydra overrides (``key=value``).
+
+Most PyTorch scripts read ``--epochs 3 --lr 0.01``; Hydra's parser took ``--epochs`` for nothing and ``3``
+for an override, and the line said ``cannot read the override '3': LexerNoViableAltException``. Here
+such a flag is answered with the override it stands for where the config has a close key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from mnistlab.config_tree import all_keys
+from mnistlab.spelling import nearest
+
+# Hydra 1.3's own flags (hydra._internal.utils.get_args_parser); argparse also takes a long one's prefix.
+HYDRA_LONG = (
+    "--help", "--hydra-help", "--version", "--cfg", "--resolve", "--package", "--run", "--multirun",
+    "--shell-completion", "--config-path", "--config-name", "--config-dir", "--experimental-rerun", "--info",
+)  # fmt: skip
+HYDRA_SHORT = ("-h", "-c", "-p", "-r", "-m", "-sc", "-cp", "-cn", "-cd", "-i")
+# The flags of the usual PyTorch example scripts whose name is not a key's, with the keys they may mean
+# (train.py's Trainer is under trainer., the other scripts take accelerator= at the top).
+ALIASES = {
+    "epochs": ("trainer.max_epochs",),
+    "lr": ("optimizer.lr",),
+    "learning_rate": ("optimizer.lr",),
+    "wd": ("optimizer.weight_decay",),
+    "bs": ("data.batch_size",),
+    "device": ("trainer.accelerator", "accelerator"),
+    "ckpt": ("ckpt_path",),
+    "checkpoint": ("ckpt_path",),
+}
+# Keys Hydra writes about itself, never what a flag means (the same leaves as a user's would match there).
+INTERNAL = ("hydra.runtime.", "hydra.job_logging.", "hydra.hydra_logging.", "hydra.overrides.")
+
+
+def _is_hydras(name: str) -> bool:
+    """Whether ``name`` (``--multirun``, ``-cn``, ``--multi``) is one of Hydra's flags, as argparse reads it."""
+    if name.startswith("--"):
+        return len(name) > 2 and any(flag.startswith(name) for flag in HYDRA_LONG)
+    return name in HYDRA_SHORT
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _foreign_flag(args: list[str]) -> tuple[str, str, str | None] | None:
+    """The first flag that is not Hydra's: as given (with its value), its name and value (None: none), or None."""
+    for i, arg in enumerate(args):
+        if not arg.startswith("-") or _is_number(arg) or arg in ("-", "--"):
+            continue
+        name, eq, value = arg.partition("=")
+        if _is_hydras(name):
+            continue
+        if eq:
+            return arg, name, value
+        following = args[i + 1] if i + 1 < len(args) else None
+        takes_it = following is not None and "=" not in following
+        takes_it = takes_it and (not following.startswith("-") or _is_number(following))
+        return (f"{arg} {following}", name, following) if takes_it else (arg, name, None)
+    return None
+
+
+def _key_for(name: str, keys: list[str]) -> str | None:
+    """The key the flag ``name`` (``epochs``, ``batch_size``) means among ``keys``, or None."""
+    if aliased := [key for key in ALIASES.get(name, ()) if key in keys]:
+        return aliased[0]
+    if name in keys:
+        return name
+    leaves = {key: key.rsplit(".", 1)[-1] for key in keys if not key.startswith(INTERNAL)}
+    close = name if name in leaves.values() else nearest(name, list(leaves.values()))
+    found = [key for key, leaf in leaves.items() if leaf == close]
+    return min(found, key=lambda k: (k.count("."), len(k))) if found else None
+
+
+def flag_mistake(args: list[str], conf: Path, config_name: str) -> str | None:
+    """The line for an argparse-style flag among ``args`` (``--epochs 3``), or None where there is none.
+
+    Args:
+        args: The command line after the script's name.
+        conf: The script's config folder.
+        config_name: The config the script composes (``train``, ``evaluate``, ...).
+    """
+    found = _foreign_flag(args)
+    if found is None:
+        return None
+    given, flag, value = found
+    line = f"{given}: the scripts take Hydra overrides (key=value), not --flags"
+    try:
+        with initialize_config_dir(str(conf.resolve()), version_base="1.3"):
+            keys = list(all_keys(compose(config_name)))
+    except Exception:  # a config that does not compose: Hydra says why once the flag is gone
+        keys = []
+    key = _key_for(flag.lstrip("-").replace("-", "_"), keys)
+    if key is None:
+        return f"{line}; see the settings with --cfg job"
+    return f"{line}: give {key}={value if value is not None else '...'}"
