@@ -86,3 +86,14 @@ def test_a_fold_or_a_trial_is_restarted_as_one_job(runs: dict[int, TrainedRun], 
         "; start a new run from its best weights: python scripts/train.py data.folds=5 data.val_size=0 "
         f"data.fold=2 seed=44 model=linear optimizer.lr=0.01 ckpt_path={best}"
     )
+
+
+def test_an_empty_resume_says_it_names_no_folder(tmp_path: Path) -> None:
+    """``resume=$RUN`` with the variable unset: before, "resume=: not a run folder (no .hydra/config.yaml)"."""
+    result = run_script("train.py", "resume=", cwd=tmp_path)
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 2 and lines == [
+        "error: resume='' names no run folder: give the folder of the run to continue "
+        "(resume=outputs/<date>/<time>), or leave it out to start a new run"
+    ], lines
+    assert list(tmp_path.iterdir()) == []

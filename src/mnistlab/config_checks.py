@@ -205,6 +205,17 @@ def check_ckpt_path(ckpt_path: Any) -> None:
         )
 
 
+def check_resume(resume: Any) -> None:
+    """Refuses an empty ``resume`` (``resume=$RUN``, the variable unset), which read as the launch folder and was
+    answered with "not a run folder (no .hydra/config.yaml)", as if a folder had been named.
+    """
+    if isinstance(resume, str) and not resume.strip():
+        raise ConfigError(
+            f"resume={resume!r} names no run folder: give the folder of the run to continue "
+            "(resume=outputs/<date>/<time>), or leave it out to start a new run"
+        )
+
+
 def check_cv(cv: Any, in_sweep: bool) -> None:
     """Refuses ``cv=K`` outside a sweep: it means one job per fold, which only ``-m`` launches.
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.config_checks import check_devices, check_trainer_counts
+from mnistlab.config_checks import check_devices, check_resume, check_trainer_counts
 from mnistlab.config_keys import PRESENTATION, override_key, shell_path_override
 from mnistlab.errors import MnistlabError
 from mnistlab.resume.checkpoint import continue_from, finished_epochs, restart_hint
@@ -99,6 +99,7 @@ def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
     Raises:
         MnistlabError: When ``run_dir`` is not a run folder or holds no ``last.ckpt`` yet.
     """
+    check_resume(run_dir)
     run = Path(run_dir).expanduser().resolve()
     config, last = run / RECORD_DIR / "config.yaml", run / "checkpoints" / "last.ckpt"
     if run.is_file():
