@@ -26,6 +26,7 @@ from mnistlab.systems import Classifier
 TABLE = ROOT / "docs" / "errors.md"
 TINY = ("data.download=false", "data.verify=false", "data.val_size=10", "callbacks.progress_bar.refresh_rate=0")
 NEEDS_NO_GPU = {"accelerator-gpu", "accelerator-gpu-predict", "accelerator-gpu-serve", "devices-without-gpu"}
+NEEDS_NO_GPU |= {"accelerator-cuda"}
 
 
 def rows() -> dict[str, tuple[str, str, int, str]]:
@@ -269,3 +270,23 @@ def test_data_that_fails_its_check_in_setup_leaves_no_folder(tiny_run: Path, tmp
         last = result.stderr.splitlines()[-1]
         assert result.returncode == 2 and "is fashion_mnist's " in last and "-idx3-ubyte, not mnist's" in last, last
     assert set((tiny_run / "eval").glob("*")) == reports and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["mps", "cuda"])
+def test_an_accelerator_this_machine_lacks_names_the_setting(name: str) -> None:
+    """Before: Lightning's "`MPSAccelerator` can not run on your system ..." without the setting it came from."""
+    import hydra
+    from omegaconf import OmegaConf
+
+    from mnistlab.user_errors import user_error
+
+    if {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}[name]:
+        pytest.skip(f"this machine has {name}")
+    config = OmegaConf.create({"_target_": "lightning.pytorch.Trainer", "accelerator": name, "logger": False})
+    for key, make in (("trainer.accelerator", lambda: hydra.utils.instantiate(config)),
+                      ("accelerator", lambda: pl.Trainer(accelerator=name, logger=False))):  # fmt: skip
+        with pytest.raises(Exception) as raised:
+            make()
+        message = user_error(raised.value)
+        assert message is not None and message.startswith(f"{key}={name}, but this machine has no usable "), message
+        assert f"; use {key}=cpu" in message, message  # what this machine has

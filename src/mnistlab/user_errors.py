@@ -15,6 +15,7 @@ for a ``ValueError`` once Lightning is loaded, ``mnistlab.lightning_private``).
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 
@@ -23,6 +24,12 @@ from mnistlab.errors import MnistlabError
 EXIT_USER_ERROR = 2
 # Lightning's wording for "accelerator=gpu on a machine without one", and what mnistlab says instead.
 NO_GPU = "No supported gpu backend found!"
+# Lightning's wording for an accelerator this machine lacks (trainer.accelerator=mps or cuda without one).
+UNAVAILABLE = re.compile(
+    r"`(\w+)Accelerator` can not run on your system since the accelerator is not available\. The following "
+    r"accelerator\(s\) is available and can be passed into `accelerator` argument of `Trainer`: \[(.*)\]\."
+)
+DEVICES = {"mps": "Apple GPU (MPS)", "cuda": "GPU (CUDA)"}
 # Hydra 1.3's InstantiationException has no attribute for the failing node's key; its message ends with it.
 FULL_KEY = "full_key: "
 
@@ -95,12 +102,12 @@ def user_error(exc: BaseException) -> str | None:
             )
         if _is_misconfiguration(seen) or _refused_by_lightning(seen):
             text = str(seen).strip()
+            # train.py's Trainer is the config's (Hydra wraps its errors); the other scripts take accelerator=.
+            wrapped = any(isinstance(e, InstantiationException) for e in exception_chain(exc))
+            key = "trainer.accelerator" if wrapped else "accelerator"
             if text == NO_GPU:
-                # train.py's Trainer is the config's (Hydra wraps its errors); the other scripts take accelerator=.
-                wrapped = any(isinstance(e, InstantiationException) for e in exception_chain(exc))
-                key = "trainer.accelerator" if wrapped else "accelerator"
                 return f"{key}=gpu, but this machine has no usable GPU; use {key}=cpu"
-            return text
+            return _unavailable_accelerator(text, key) or text
         if isinstance(seen, InstantiationException) and isinstance(seen.__cause__, (ValueError, TypeError)):
             # A constructor refused a value of the config (Trainer(precision='foo'), MLP(head='x')): the user's.
             key, cause = _instantiation_key(seen), str(seen.__cause__).strip()
@@ -109,6 +116,18 @@ def user_error(exc: BaseException) -> str | None:
             # Lightning's optional requirement of a chosen setting (trainer.accelerator=tpu: torch_xla).
             return f"{_instantiation_key(seen) or 'a setting'} needs a package that is not installed: {seen.__cause__}"
     return None
+
+
+def _unavailable_accelerator(text: str, key: str) -> str | None:
+    """Lightning's "`MPSAccelerator` can not run on your system ..." as the setting and what this machine has."""
+    found = UNAVAILABLE.fullmatch(text)
+    if found is None:
+        return None
+    name = found[1].lower() if found[1] != "XLA" else "tpu"
+    available = [a.strip().strip("'\"") for a in found[2].split(",") if a.strip()]
+    has = f", only {', '.join(available)}" if available else ""
+    use = " or ".join(f"{key}={a}" for a in available) or f"{key}=cpu"
+    return f"{key}={name}, but this machine has no usable {DEVICES.get(name, name)}{has}; use {use}"
 
 
 def one_line(exc: BaseException) -> str:
