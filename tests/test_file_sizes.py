@@ -19,3 +19,9 @@ def test_the_system_module_is_at_most_300_lines() -> None:
     """Before, classifier.py was 319 lines: the stage metrics' read at an epoch's end is in ``systems/metrics.py``."""
     lines = (ROOT / "src" / "mnistlab" / "systems" / "classifier.py").read_text().splitlines()
     assert len(lines) <= 300, f"systems/classifier.py is {len(lines)} lines: split out a concept of its own"
+
+
+def test_the_resume_module_is_at_most_300_lines() -> None:
+    """Before, resume/run.py was 306 lines: a continued run's loggers (``mark_restart``) are resume/loggers.py."""
+    lines = (ROOT / "src" / "mnistlab" / "resume" / "run.py").read_text().splitlines()
+    assert len(lines) <= 300, f"resume/run.py is {len(lines)} lines: split out a concept of its own"

@@ -377,7 +377,7 @@ def test_a_resumed_csv_run_keeps_the_rows_logged_before_the_kill(tmp_path: Path)
 def test_the_csv_rows_kept_on_resume_keep_their_names_under_a_prefix(tmp_path: Path) -> None:
     from lightning.pytorch.loggers import CSVLogger
 
-    from mnistlab.resume.run import _keep_csv_rows
+    from mnistlab.resume.loggers import _keep_csv_rows
 
     metrics = tmp_path / "csv" / "metrics.csv"
     metrics.parent.mkdir()
@@ -393,7 +393,7 @@ def test_a_resumed_csv_run_killed_before_its_first_rows_has_no_deletion_warning(
 
     from lightning.pytorch.loggers import CSVLogger
 
-    from mnistlab.resume.run import _keep_csv_rows
+    from mnistlab.resume.loggers import _keep_csv_rows
 
     (tmp_path / "csv").mkdir()
     (tmp_path / "csv" / "hparams.yaml").write_text("lr: 0.1\n")  # the killed run's, written before its first flush

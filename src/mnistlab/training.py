@@ -23,7 +23,8 @@ from mnistlab.config_checks import check_ckpt_path, check_cv, check_search
 from mnistlab.data import MNISTDataModule
 from mnistlab.hparams import SUMMARY_METRICS, log_hparams, run_hparams
 from mnistlab.resume.checkpoint import check_continuable, finished_epochs
-from mnistlab.resume.run import continued_config, launch_record, mark_restart
+from mnistlab.resume.loggers import mark_restart
+from mnistlab.resume.run import continued_config, launch_record
 from mnistlab.systems import Classifier
 from mnistlab.tb_writers import tensorboard_write_errors
 

@@ -1,7 +1,7 @@
 """Continuing a run, start to end: ``resume=RUN_DIR`` (the same run, in its folder) and ``ckpt_path=...`` (a new run).
 
-``run.py`` continues a run, ``checkpoint.py`` says what a checkpoint can continue, ``sweep.py`` continues
-a sweep's jobs.
+``run.py`` continues a run, ``loggers.py`` its TensorBoard and CSV steps, ``checkpoint.py`` says what a
+checkpoint can continue, ``sweep.py`` continues a sweep's jobs.
 
 The steps, in the order a continued run takes them:
 
@@ -13,7 +13,7 @@ The steps, in the order a continued run takes them:
    to continue from ``checkpoints/last.ckpt``; or, for ``ckpt_path=``,
    the checkpoint a folder stands for, refused when it has already trained ``trainer.max_epochs``.
 3. Its record (``launch_record``): the hyperparameters a resumed run reports are its first launch's.
-4. TensorBoard and CSV (``mark_restart``): steps logged after the checkpoint by the killed process are
+4. TensorBoard and CSV (``loggers.mark_restart``): steps logged after the checkpoint by the killed process are
    dropped, so every step appears once.
 5. The state: ``trainer.fit(ckpt_path=...)`` restores weights, optimizer, loops and the training
    loader's position (read through ``mnistlab.checkpoints.SafeCheckpointIO``, ``weights_only=True``).

@@ -1,6 +1,6 @@
 """A resumed run's TensorBoard events: what the interrupted process logged after its checkpoint goes.
 
-The restart marker (``SessionLog.START`` at the checkpoint's step, ``resume.run.mark_restart``) hides
+The restart marker (``SessionLog.START`` at the checkpoint's step, ``resume.loggers.mark_restart``) hides
 those points from TensorBoard's Python loader, but its newer data server ignores it and shows the
 killed process's points and the resumed run's for the same steps. The resumed run redoes that work
 exactly, so the earlier event files are rewritten without it: each file keeps its name and every
