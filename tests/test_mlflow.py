@@ -274,3 +274,30 @@ def test_a_continued_cross_validation_keeps_its_one_parent_run(tmp_path: Path) -
         r.data.tags.get("mlflow.parentRunId") for r in client.search_runs([experiment]) if r.info.run_id != first
     }
     assert children == {first}
+
+
+def test_a_run_resumed_after_a_ctrl_c_keeps_no_error_of_the_stopped_launch(tmp_path: Path) -> None:
+    """Before: the resumed run ended FINISHED with the Ctrl-C's ``error`` tag ("KeyboardInterrupt: ") and its
+    traceback as the description, which MLflow's UI shows as the run's error."""
+    run_dir, outputs = tmp_path / "run", tmp_path / "outputs"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    args = [f"hydra.run.dir={run_dir}", f"paths.mlflow_dir={outputs}", *QUICK, "trainer.max_epochs=200"]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's Ctrl-C reaches it
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.communicate(timeout=120)[1] and proc.returncode == 1
+    [stopped] = [run for name, run in local_runs(outputs / "mlflow.db") if name != "Default"]
+    assert stopped.data.tags["error"].startswith("KeyboardInterrupt")  # the stopped launch's, while it is stopped
+
+    done = torch.load(last, weights_only=True)["epoch"] + 1
+    result = run_script("train.py", f"resume={run_dir}", f"trainer.max_epochs={done + 1}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    [resumed] = [run for name, run in local_runs(outputs / "mlflow.db") if name != "Default"]
+    assert resumed.info.run_id == stopped.info.run_id and resumed.info.status == "FINISHED"
+    assert "error" not in resumed.data.tags and "mlflow.note.content" not in resumed.data.tags

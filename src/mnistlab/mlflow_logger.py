@@ -31,6 +31,7 @@ from mnistlab.lightning_private import mlflow_experiment_needed, mlflow_run_star
 from mnistlab.user_errors import exception_chain, one_line
 
 RUN_FILE = "mlflow_run.json"
+ERROR_TAGS = ("error", "mlflow.note.content")  # a failed launch's one-line error and its traceback
 # What SQLite says where the system would say ENOSPC or EACCES.
 SQLITE_WRITE_ERRORS = {"database or disk is full": errno.ENOSPC, "attempt to write a readonly database": errno.EACCES}
 
@@ -192,6 +193,12 @@ class MLflowLogger(MLFlowLogger):
     def _attach(self, client: Any) -> None:
         if self._resumed:
             client.update_run(self.run_id, status="RUNNING")
+            # The stopped launch's error (a Ctrl-C's KeyboardInterrupt, a SIGTERM, a full disk) is not this
+            # run's any more: left, a finished run showed it as its error and traceback.
+            held = client.get_run(self.run_id).data.tags
+            for key in ERROR_TAGS if ERROR_TAGS[0] in held else ():  # a description of the user's own stays
+                if key in held:
+                    with_retry(lambda key=key: client.delete_tag(self.run_id, key))
             for key in client.get_run(self.run_id).data.metrics:
                 self._logged_up_to[key] = max(m.step for m in client.get_metric_history(self.run_id, key))
         else:
@@ -280,5 +287,6 @@ def record_error(client: Any, run_id: str, error: BaseException) -> None:
     """Keeps the error on the run: a one-line ``error`` tag and the traceback as the run's description."""
     # The user's error, not Hydra's instantiation wrapper around it: its class and one-line message.
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    with_retry(lambda: client.set_tag(run_id, "error", one_line(error)[:5000]))
-    with_retry(lambda: client.set_tag(run_id, "mlflow.note.content", f"```\n{text[-7000:]}\n```"))
+    error_tag, note_tag = ERROR_TAGS
+    with_retry(lambda: client.set_tag(run_id, error_tag, one_line(error)[:5000]))
+    with_retry(lambda: client.set_tag(run_id, note_tag, f"```\n{text[-7000:]}\n```"))
