@@ -294,6 +294,7 @@ def test_a_run_resumed_after_a_ctrl_c_keeps_no_error_of_the_stopped_launch(tmp_p
     assert proc.communicate(timeout=120)[1] and proc.returncode == 1
     [stopped] = [run for name, run in local_runs(outputs / "mlflow.db") if name != "Default"]
     assert stopped.data.tags["error"].startswith("KeyboardInterrupt")  # the stopped launch's, while it is stopped
+    assert stopped.info.status == "KILLED"  # before: FAILED, as if the run had failed
 
     done = torch.load(last, weights_only=True)["epoch"] + 1
     result = run_script("train.py", f"resume={run_dir}", f"trainer.max_epochs={done + 1}")

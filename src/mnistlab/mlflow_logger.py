@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from mnistlab.atomic_files import write_json
@@ -238,6 +239,8 @@ class MLflowLogger(MLFlowLogger):
         # Lightning calls finalize("failed") while it handles the exception that stopped the fit.
         if status == "failed" and mlflow_run_started(self) and (error := sys.exc_info()[1]) is not None:
             record_error(self.experiment, self.run_id, error)
+            if isinstance(error, KeyboardInterrupt | SIGTERMException):  # stopped, not failed: resume= continues it
+                status = "KILLED"
         with_retry(lambda: super(MLflowLogger, self).finalize(status), tracking_uri=self.store_uri)
 
 

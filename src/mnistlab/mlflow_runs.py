@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
 from mnistlab.atomic_files import write_json
 from mnistlab.mlflow_logger import RUN_FILE, record_error, with_retry
 
@@ -31,7 +33,7 @@ def finish_run(run_dir: Path, error: BaseException | None = None, pruned: bool =
     """Ends the run saved in ``run_dir``: report files and config as artifacts, checkpoint path, final state.
 
     Checkpoints stay on disk; their path is a tag. A failed job's run ends ``FAILED`` with
-    its error, a pruned Optuna trial's ``KILLED``.
+    its error, a pruned Optuna trial's and one stopped by a Ctrl-C or a SIGTERM ``KILLED``.
     """
     from mlflow import MlflowClient
 
@@ -50,7 +52,8 @@ def finish_run(run_dir: Path, error: BaseException | None = None, pruned: bool =
             break
     if error is not None:
         record_error(client, run_id, error)
-    status = "FINISHED" if error is None else "KILLED" if pruned else "FAILED"
+    stopped = pruned or isinstance(error, KeyboardInterrupt | SIGTERMException)  # stopped, not failed
+    status = "FINISHED" if error is None else "KILLED" if stopped else "FAILED"
     with_retry(lambda: client.set_terminated(run_id, status))
 
 
