@@ -18,7 +18,7 @@ from mnistlab.command_line import exit_on_mistake
 
 
 def run(cfg: DictConfig) -> float:
-    from mnistlab.checkpoints import find_checkpoints
+    from mnistlab.checkpoint_paths import find_checkpoints
     from mnistlab.composition import build_trainer
     from mnistlab.evaluation.evaluate import evaluate
 

@@ -17,7 +17,7 @@ from mnistlab.command_line import exit_on_mistake
 
 
 def run(cfg: DictConfig) -> str:
-    from mnistlab.checkpoints import find_checkpoints
+    from mnistlab.checkpoint_paths import find_checkpoints
     from mnistlab.errors import MnistlabError
     from mnistlab.evaluation.export import CHECK_IMAGES, export
 

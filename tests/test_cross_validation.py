@@ -15,7 +15,7 @@ from conftest import run_script, write_idx_set
 from omegaconf import OmegaConf
 
 from hydra_plugins.mnistlab_sweeps.folds import FoldEnsembles, cv_mistake, fold_overrides
-from mnistlab.checkpoints import find_checkpoints
+from mnistlab.checkpoint_paths import find_checkpoints
 from mnistlab.config_keys import PLACEMENT
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.ensemble import load_ensemble

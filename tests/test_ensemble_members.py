@@ -13,7 +13,7 @@ import yaml
 from omegaconf import OmegaConf
 from torch import nn
 
-from mnistlab.checkpoints import find_checkpoints
+from mnistlab.checkpoint_paths import find_checkpoints
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.ensemble import Ensemble
 from mnistlab.evaluation.evaluate import member_accuracies

@@ -248,7 +248,7 @@ def test_an_error_inside_the_fit_prints_on_a_line_of_its_own_after_the_progress_
 
 
 def test_a_mapping_as_ckpt_path_is_refused_as_no_path() -> None:
-    from mnistlab.checkpoints import find_checkpoints
+    from mnistlab.checkpoint_paths import find_checkpoints
 
     # Before: "checkpoint not found: a" (the mapping was read as the list of its keys).
     with pytest.raises(MnistlabError, match=r"ckpt_path=\{'a': 1\} is not a path: give a \.ckpt file"):

@@ -25,15 +25,21 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from hydra.errors import HydraException, OverrideParseException
-from omegaconf import DictConfig
 
 from mnistlab.argparse_flags import flag_mistake
 from mnistlab.config_keys import shell_path_override
 from mnistlab.config_tree import ConfigTree, has_key, scripts_with_key
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
-from mnistlab.override_mistakes import group_mistake, null_group_mistake, removal_mistake, values_mistake, values_of
+from mnistlab.override_mistakes import (
+    added_group_mistake,
+    group_as_a_key_mistake,
+    group_mistake,
+    null_group_mistake,
+    removal_mistake,
+    values_mistake,
+    values_of,
+)
 from mnistlab.run_folders import folder_mistake
-from mnistlab.spelling import nearest
 
 # Flags after which the command only shows something (help, the config): nothing is run, nothing checked.
 SHOW_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
@@ -227,7 +233,7 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
             others = [choice for g, choice in zip(groups, choices, strict=True) if g.value() is not None]
             if mistake := null_group_mistake(tree, name, o, others):
                 return mistake
-        if mistake := _added_group(tree, name, groups, choices):
+        if mistake := added_group_mistake(tree, name, groups, choices):
             return mistake
         for o in removed:
             if mistake := removal_mistake(tree, name, o, choices):
@@ -239,7 +245,7 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         except HydraException:  # a group this config never chooses, or choices that clash (Hydra's message says how)
             return _unchosen_group(script, name, groups)
         for o in values:
-            if mistake := _group_as_a_key(tree, cfg, o):
+            if mistake := group_as_a_key_mistake(tree, cfg, o):
                 return mistake
         found = values_mistake(cfg, values)
         if found is None:
@@ -250,50 +256,6 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         elif scripts := scripts_with_key(conf, name, o.key_or_group):
             mistake += f"; {o.key_or_group} is a setting of {' and '.join(scripts)}, not of {script.name}"
         return mistake
-
-
-def _added_group(tree: ConfigTree, name: str, groups: list[Override], choices: list[str]) -> str | None:
-    """``+group=option`` for a group the defaults list chooses already (Hydra: "Multiple values for ...", exit 1)."""
-    added = [o for o in groups if o.type in (OverrideType.ADD, OverrideType.FORCE_ADD)]
-    if not added:
-        return None
-    others = [choice for o, choice in zip(groups, choices, strict=True) if o not in added]
-    try:
-        chosen = tree.compose(name, others).hydra.runtime.choices
-    except HydraException:
-        return None  # choices that clash: Hydra's message says how
-    for o in added:
-        group, plain = o.key_or_group, o.input_line.lstrip("+")
-        if group in chosen:
-            now = f"{group}={chosen[group] if chosen[group] is not None else 'null'}"
-            return f"{o.input_line}: {group} is chosen by the config already ({now}); give it without the +: {plain}"
-        if o.type is OverrideType.FORCE_ADD:
-            return f"{o.input_line}: ++ does not add a config group; give +{plain}"
-    return None
-
-
-def _group_as_a_key(tree: ConfigTree, cfg: DictConfig, override: Override) -> str | None:
-    """A group's option given under a name that is no setting (``experment=cnn``, ``augment=affine``), or None.
-
-    The key check alone would name the nearest setting, which for a group packaged at the top level
-    (``experiment``) was Hydra's record of the choice, ``hydra.runtime.choices.experiment``.
-    """
-    key = override.key_or_group
-    if "." in key or "/" in key or override.type is OverrideType.DEL or has_key(cfg, key):
-        return None
-    paths = tree.group_paths()
-    ends = [path.rsplit("/", 1)[-1] for path in paths]
-    end = key if key in ends else nearest(key, ends)
-    values = values_of(override)
-    if end is None or not values or any(isinstance(v, list) or v is None for v in values):
-        return None
-    group = paths[ends.index(end)]
-    options = tree.options(group)
-    fixed = [str(v) if str(v) in options else nearest(str(v), options) for v in values]
-    if None in fixed:
-        return None
-    choice = f"{'' if group in cfg.hydra.runtime.choices else '+'}{group}={','.join(map(str, fixed))}"
-    return f"{key} is not a top-level setting; did you mean {choice}? ({', '.join(options)})"
 
 
 def _searchpath_folders(entries: Any) -> list[Path] | None:

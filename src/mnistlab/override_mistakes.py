@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
 from mnistlab.config_checks import target_arguments
-from mnistlab.config_tree import ABSENT, ConfigTree, all_keys, child
+from mnistlab.config_tree import ABSENT, ConfigTree, all_keys, child, has_key
 from mnistlab.setting_types import expected_types, flag_mistake, type_mistake
 from mnistlab.spelling import nearest
 
@@ -230,3 +231,47 @@ def values_mistake(cfg: DictConfig, values: list[Override]) -> tuple[Override, s
         if o in targets and o.type is not OverrideType.CHANGE and o.type is not OverrideType.DEL:
             OmegaConf.update(cfg, o.key_or_group, o.value(), force_add=True)
     return None
+
+
+def added_group_mistake(tree: ConfigTree, name: str, groups: list[Override], choices: list[str]) -> str | None:
+    """``+group=option`` for a group the defaults list chooses already (Hydra: "Multiple values for ...", exit 1)."""
+    added = [o for o in groups if o.type in (OverrideType.ADD, OverrideType.FORCE_ADD)]
+    if not added:
+        return None
+    others = [choice for o, choice in zip(groups, choices, strict=True) if o not in added]
+    try:
+        chosen = tree.compose(name, others).hydra.runtime.choices
+    except HydraException:
+        return None  # choices that clash: Hydra's message says how
+    for o in added:
+        group, plain = o.key_or_group, o.input_line.lstrip("+")
+        if group in chosen:
+            now = f"{group}={chosen[group] if chosen[group] is not None else 'null'}"
+            return f"{o.input_line}: {group} is chosen by the config already ({now}); give it without the +: {plain}"
+        if o.type is OverrideType.FORCE_ADD:
+            return f"{o.input_line}: ++ does not add a config group; give +{plain}"
+    return None
+
+
+def group_as_a_key_mistake(tree: ConfigTree, cfg: DictConfig, override: Override) -> str | None:
+    """A group's option given under a name that is no setting (``experment=cnn``, ``augment=affine``), or None.
+
+    The key check alone would name the nearest setting, which for a group packaged at the top level
+    (``experiment``) was Hydra's record of the choice, ``hydra.runtime.choices.experiment``.
+    """
+    key = override.key_or_group
+    if "." in key or "/" in key or override.type is OverrideType.DEL or has_key(cfg, key):
+        return None
+    paths = tree.group_paths()
+    ends = [path.rsplit("/", 1)[-1] for path in paths]
+    end = key if key in ends else nearest(key, ends)
+    values = values_of(override)
+    if end is None or not values or any(isinstance(v, list) or v is None for v in values):
+        return None
+    group = paths[ends.index(end)]
+    options = tree.options(group)
+    fixed = [str(v) if str(v) in options else nearest(str(v), options) for v in values]
+    if None in fixed:
+        return None
+    choice = f"{'' if group in cfg.hydra.runtime.choices else '+'}{group}={','.join(map(str, fixed))}"
+    return f"{key} is not a top-level setting; did you mean {choice}? ({', '.join(options)})"

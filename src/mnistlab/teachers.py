@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mnistlab.checkpoints import find_checkpoint, find_checkpoints, load_system
+from mnistlab.checkpoint_paths import find_checkpoint, find_checkpoints
+from mnistlab.checkpoints import load_system
 from mnistlab.config_keys import shell_path_override
 from mnistlab.data.specs import input_stats
 from mnistlab.errors import CheckpointNotFoundError, MnistlabError

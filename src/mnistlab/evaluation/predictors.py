@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from mnistlab.checkpoints import find_checkpoints
+from mnistlab.checkpoint_paths import find_checkpoints
 from mnistlab.data.specs import input_stats
 from mnistlab.errors import MnistlabError
 from mnistlab.extras import require

@@ -30,7 +30,8 @@ def continue_from(ckpt_path: str | Path, max_epochs: int | None) -> Path:
     continues from a checkpoint: one that has finished them is refused before any work (Lightning
     would fail later with a traceback or, at equality, train nothing).
     """
-    from mnistlab.checkpoints import find_checkpoint, read_checkpoint
+    from mnistlab.checkpoint_paths import find_checkpoint
+    from mnistlab.checkpoints import read_checkpoint
 
     path = find_checkpoint(ckpt_path, prefer=("last.ckpt",))
     if max_epochs is not None and max_epochs >= 0 and (done := finished_epochs(read_checkpoint(path))) >= max_epochs:

@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException  # the base class: FastAPI's and the router's 404/405
 
-from mnistlab.checkpoints import find_checkpoints
+from mnistlab.checkpoint_paths import find_checkpoints
 from mnistlab.config_checks import check_number
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.predictors import load_predictor

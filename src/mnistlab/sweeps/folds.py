@@ -177,7 +177,8 @@ def evaluate_ensembles(
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from mnistlab.checkpoints import find_checkpoint, read_checkpoint
+    from mnistlab.checkpoint_paths import find_checkpoint
+    from mnistlab.checkpoints import read_checkpoint
     from mnistlab.evaluation.callbacks import TestReport
     from mnistlab.evaluation.evaluate import evaluate
     from mnistlab.evaluation.predictors import quiet
