@@ -1,4 +1,4 @@
-"""An argparse-style flag (``--epochs 3``) given to an entry script, which takes Hydra overrides (``key=value``).
+"""The command line's flags: Hydra's own, and an argparse-style one (``--epochs 3``) that Hydra cannot take.
 
 Most PyTorch scripts read ``--epochs 3 --lr 0.01``; Hydra's parser took ``--epochs`` for nothing and ``3``
 for an override, and the line said ``cannot read the override '3': LexerNoViableAltException``. Here
@@ -11,15 +11,22 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from mnistlab.config_tree import all_keys
+from mnistlab.config_tree import HYDRA_RECORDS, all_keys
 from mnistlab.spelling import nearest
 
-# Hydra 1.3's own flags (hydra._internal.utils.get_args_parser); argparse also takes a long one's prefix.
+# Hydra 1.3's own flags (as `python scripts/train.py --help` lists them); argparse also takes a long one's prefix.
 HYDRA_LONG = (
     "--help", "--hydra-help", "--version", "--cfg", "--resolve", "--package", "--run", "--multirun",
     "--shell-completion", "--config-path", "--config-name", "--config-dir", "--experimental-rerun", "--info",
 )  # fmt: skip
 HYDRA_SHORT = ("-h", "-c", "-p", "-r", "-m", "-sc", "-cp", "-cn", "-cd", "-i")
+# Of those, the ones after which the command only shows something (help, the config): nothing runs or is checked.
+SHOW_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
+# And the ones that take a value, by what the value is.
+FLAGS_WITH_VALUE = {
+    "--config-path": "path", "-cp": "path", "--config-name": "name", "-cn": "name",
+    "--config-dir": "dir", "-cd": "dir", "--package": "package", "-p": "package",
+}  # fmt: skip
 # The flags of the usual PyTorch example scripts whose name is not a key's, with the keys they may mean
 # (train.py's Trainer is under trainer., the other scripts take accelerator= at the top).
 ALIASES = {
@@ -32,8 +39,6 @@ ALIASES = {
     "ckpt": ("ckpt_path",),
     "checkpoint": ("ckpt_path",),
 }
-# Keys Hydra writes about itself, never what a flag means (the same leaves as a user's would match there).
-INTERNAL = ("hydra.runtime.", "hydra.job_logging.", "hydra.hydra_logging.", "hydra.overrides.")
 
 
 def _is_hydras(name: str) -> bool:
@@ -74,7 +79,7 @@ def _key_for(name: str, keys: list[str]) -> str | None:
         return aliased[0]
     if name in keys:
         return name
-    leaves = {key: key.rsplit(".", 1)[-1] for key in keys if not key.startswith(INTERNAL)}
+    leaves = {key: key.rsplit(".", 1)[-1] for key in keys if not key.startswith(HYDRA_RECORDS)}
     close = name if name in leaves.values() else nearest(name, list(leaves.values()))
     found = [key for key, leaf in leaves.items() if leaf == close]
     return min(found, key=lambda k: (k.count("."), len(k))) if found else None

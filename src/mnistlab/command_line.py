@@ -26,7 +26,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from hydra.errors import HydraException, OverrideParseException
 
-from mnistlab.argparse_flags import flag_mistake
+from mnistlab.argparse_flags import FLAGS_WITH_VALUE, SHOW_FLAGS, flag_mistake
 from mnistlab.config_keys import shell_path_override
 from mnistlab.config_tree import ConfigTree, has_key, scripts_with_key
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
@@ -40,13 +40,6 @@ from mnistlab.override_mistakes import (
     values_of,
 )
 from mnistlab.run_folders import folder_mistake
-
-# Flags after which the command only shows something (help, the config): nothing is run, nothing checked.
-SHOW_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
-FLAGS_WITH_VALUE = {
-    "--config-path": "path", "-cp": "path", "--config-name": "name", "-cn": "name",
-    "--config-dir": "dir", "-cd": "dir", "--package": "package", "-p": "package",
-}  # fmt: skip
 
 
 def _unchosen_group(script: Path, config_name: str, groups: list[Override]) -> str | None:

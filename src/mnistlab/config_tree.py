@@ -18,6 +18,9 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 ABSENT = object()
+# Keys that Hydra writes about a run (its choices, its logging's formatters, the overrides given): never a key a
+# user means, so no suggestion names them (experment=cnn is not hydra.runtime.choices.experiment).
+HYDRA_RECORDS = ("hydra.runtime.", "hydra.job_logging.", "hydra.hydra_logging.", "hydra.overrides.")
 
 
 class ConfigTree:

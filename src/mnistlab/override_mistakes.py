@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
 from mnistlab.config_checks import target_arguments
-from mnistlab.config_tree import ABSENT, ConfigTree, all_keys, child, has_key
+from mnistlab.config_tree import ABSENT, HYDRA_RECORDS, ConfigTree, all_keys, child, has_key
 from mnistlab.setting_types import expected_types, flag_mistake, type_mistake
 from mnistlab.spelling import nearest
 
@@ -66,11 +66,8 @@ def _suggested_key(cfg: DictConfig, parts: list[str], i: int, candidates: list[s
         return plus + ".".join([*parts[:i], close, *parts[i + 1 :]])
     if i > 0:
         return None
-    # A key given without its group: the same name (or a near one) deeper down. Hydra's runtime record
-    # (hydra.runtime.choices.experiment for experment=cnn) is what Hydra writes, never what a user sets; its
-    # logging's formatters (export.py's format=onnx given to train.py) are not what a newcomer means either.
-    internal = ("hydra.runtime.", "hydra.job_logging.", "hydra.hydra_logging.")
-    leaves = {k: k.rsplit(".", 1)[1] for k in all_keys(cfg) if "." in k and not k.startswith(internal)}
+    # A key given without its group: the same name (or a near one) deeper down, never among Hydra's records.
+    leaves = {k: k.rsplit(".", 1)[1] for k in all_keys(cfg) if "." in k and not k.startswith(HYDRA_RECORDS)}
     exact = [k for k, leaf in leaves.items() if leaf == parts[0]]
     near = nearest(parts[0], list(leaves.values()))
     found = exact or [k for k, leaf in leaves.items() if leaf == near]
