@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from mnistlab.checkpoint_paths import find_checkpoints
+from mnistlab.config_keys import shell_path_override
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.ensemble import Ensemble
 from mnistlab.evaluation.evaluate import member_accuracies
@@ -191,3 +192,40 @@ def test_an_empty_checkpoint_path_is_refused_not_taken_for_the_working_folder(
     )
     with pytest.raises(MnistlabError, match=r"^ckpt_path='' names no checkpoint"):
         continue_from("", max_epochs=2)  # train.py's ckpt_path=
+
+
+def _grid_job(sweep: Path, number: int, overrides: list[str], val_acc: float) -> Path:
+    job = sweep / f"{number}_{','.join(overrides)}"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (job / "checkpoints").mkdir()
+    (job / "checkpoints" / "best.ckpt").write_bytes(b"")  # which files count is all that is read here
+    (job / "job.json").write_text(json.dumps({"status": "ok"}))
+    (job / "metrics.json").write_text(json.dumps({"val/acc_best": val_acc, "test/acc": val_acc - 0.01}))
+    return job
+
+
+def test_a_sweep_of_several_configurations_as_one_ensemble_says_so_and_names_the_best_job(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: evaluate.py on an Optuna search's folder said "an ensemble of its 6 finished jobs" and scored 0.2674,
+    # with no word that its trials are different recipes, the worst ones included (the best validated at 0.5526).
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    (grid / "multirun.yaml").write_text("{}")
+    jobs = [
+        _grid_job(grid, i, [f"optimizer.lr={lr}", "model=hidden"], val)
+        for i, (lr, val) in enumerate([("0.1", 0.31), ("0.01", 0.55), ("0.001", 0.42)])
+    ]
+    assert len(find_checkpoints(grid)) == 3  # the ensemble is still every finished job, as documented
+    assert capsys.readouterr().err.splitlines()[1] == (
+        f"ckpt_path={grid}: its jobs are 3 configurations, not the folds or seeds of one, and the ensemble averages "
+        f"them all; the best by validation alone is {shell_path_override('ckpt_path', jobs[1])} (val/acc_best 0.5500)"
+    )
+    seeds = tmp_path / "seeds"  # -m seed=1,2: one recipe, as the folds of a cv=K sweep are
+    seeds.mkdir()
+    (seeds / "multirun.yaml").write_text("{}")
+    for i in (1, 2):
+        _grid_job(seeds, i, ["model=hidden", f"seed={i}"], 0.5)
+    assert len(find_checkpoints(seeds)) == 2
+    assert "configurations" not in capsys.readouterr().err

@@ -9,8 +9,15 @@ from pathlib import Path
 
 from mnistlab.config_keys import shell_path_override
 from mnistlab.errors import CheckpointNotFoundError, MnistlabError
+from mnistlab.resume.sweep import (
+    configurations,
+    is_sweep_folder,
+    missing_folds,
+    sweep_exclude_keys,
+    sweep_members,
+    unfinished_jobs,
+)
 from mnistlab.resume.sweep import is_run_folder as _is_run_folder
-from mnistlab.resume.sweep import is_sweep_folder, missing_folds, sweep_exclude_keys, sweep_members, unfinished_jobs
 
 
 def find_checkpoint(
@@ -143,11 +150,12 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
         f"{setting}={folder} is a sweep: an ensemble of its {len(found)} finished jobs ({names}){mixed}",
         file=sys.stderr,
     )
+    exclude_keys = sweep_exclude_keys(folder)
+    if not grid[1:] and (count := configurations(members, exclude_keys)) > 1:  # a grid or a search: say so
+        print(f"{setting}={folder}: {_several_configurations(members, count, setting)}", file=sys.stderr)
     if unfinished:  # half-trained: their checkpoints would weigh in unnoticed
         print(f"{setting}={folder}: left out job {numbers}, still running or interrupted {finish}", file=sys.stderr)
-    if lacking := missing_folds(
-        members, sweep_exclude_keys(folder)
-    ):  # a cross-validation short of a fold is no full one; say which
+    if lacking := missing_folds(members, exclude_keys):  # a cross-validation short of a fold is no full one; say which
         more = f"; and {len(lacking) - 3} more configurations" if lacking[3:] else ""  # e.g. pruned Optuna trials
         print(
             f"{setting}={folder}: its finished jobs lack {'; '.join(lacking[:3])}{more} "
@@ -155,3 +163,22 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
             file=sys.stderr,
         )
     return found
+
+
+def _several_configurations(members: list[Path], count: int, setting: str) -> str:
+    """What to know of an ensemble of a grid's or a search's jobs: they are ``count`` recipes, the worst ones
+    included (an Optuna search's ensemble scored 0.27 where its best trial alone validated at 0.55), and which
+    job validated best, as the sweep's summary ranks them (``val/acc_best``)."""
+    scored = []
+    for job in members:
+        try:
+            value = json.loads((job / "metrics.json").read_text()).get("val/acc_best")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            scored.append((value, str(job)))
+    text = f"its jobs are {count} configurations, not the folds or seeds of one, and the ensemble averages them all"
+    if scored:
+        value, job = max(scored)
+        text += f"; the best by validation alone is {shell_path_override(setting, job)} (val/acc_best {value:.4f})"
+    return text

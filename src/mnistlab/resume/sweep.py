@@ -200,3 +200,13 @@ def missing_folds(members: Sequence[Path], exclude_keys: Sequence[str] = PLACEME
             which = f"fold{'s' * (len(missing) > 1)} {', '.join(map(str, missing))} of cv={k}"
             lacking.append(" ".join([which, *setting]) if len(folds) > 1 else which)
     return lacking
+
+
+def configurations(members: Sequence[Path], exclude_keys: Sequence[str] = PLACEMENT) -> int:
+    """How many configurations a sweep's finished jobs (``sweep_members``) are, their folds and seeds aside.
+
+    One for the folds of a ``cv=K`` sweep or a sweep over seeds; more for a grid or a search, whose ensemble
+    averages different recipes, the worst ones included.
+    """
+    hidden = [*hidden_keys(members, exclude_keys), "cv", "data.fold", "seed"]
+    return len({same_job(shown_overrides(read_overrides(job), hidden)) for job in members})
