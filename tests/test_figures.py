@@ -77,3 +77,17 @@ def test_a_strip_chart_wraps_a_long_note_instead_of_cutting_it_at_the_edges() ->
     assert chart.shape[1] == short.shape[1] and chart.shape[0] > short.shape[0] + 3 * 13  # more lines, same width
     inked = np.flatnonzero((chart < 200).any(axis=(0, 2)))  # columns holding any text or drawing
     assert inked.min() > 5 and inked.max() < chart.shape[1] - 6  # nothing runs into the image's edges
+
+
+def test_a_strip_chart_shows_the_end_of_a_long_row_label() -> None:
+    """Before: labels were cut at 60 characters ("... optimizer.weight_dec..."), so an Optuna search's rows,
+    which differ in model.hidden_units and data.batch_size at their ends, read the same."""
+    from mnistlab.figures import strip_chart
+
+    head = "optimizer=adamw optimizer.lr=0.01207 optimizer.weight_decay=0.000123"
+    first = [(f"{head} model.hidden_units=64 data.batch_size=32", [0.9]), (f"{head} model.hidden_units=64", [0.8])]
+    other = [first[0], (f"{head} model.hidden_units=99", [0.8])]  # differs from first only after 80 characters
+    a, b = np.asarray(strip_chart(first, "val/acc_best", "t")), np.asarray(strip_chart(other, "val/acc_best", "t"))
+    assert a.shape == b.shape and (a != b).any()  # the second row's label is drawn to its end
+    inked = np.flatnonzero((a < 200).any(axis=(0, 2)))
+    assert inked.min() > 5 and inked.max() < a.shape[1] - 6

@@ -22,7 +22,7 @@ CELL = 40  # pixels per matrix cell
 FONT_SIZE = 13
 PIXEL_SCALE = 3  # a 28x28 digit is drawn as 84x84 in grids
 STRIP_WIDTH, STRIP_ROW = 480, 26  # a strip chart's axis and row heights, in pixels
-MAX_LABEL = 60  # characters of a strip chart's row label
+MAX_LABEL = 60  # characters of a strip chart's row label before it wraps onto another line
 # ColorBrewer's 9-class "Blues", light to dark; matplotlib's "Blues" interpolates the same colours.
 BLUES = np.array(
     [
@@ -191,7 +191,8 @@ def strip_chart(rows: Sequence[tuple[str, Sequence[float]]], metric: str, title:
     dots overlap.
 
     Args:
-        rows: (label, values) per configuration, drawn top to bottom; each holds one value or more.
+        rows: (label, values) per configuration, drawn top to bottom; each holds one value or more. A label
+            longer than ``MAX_LABEL`` characters wraps at its spaces onto more lines.
         metric: The axis's caption.
         title: Text above the chart.
         note: A second line under the title (what every row shares, say).
@@ -200,14 +201,17 @@ def strip_chart(rows: Sequence[tuple[str, Sequence[float]]], metric: str, title:
     values = [v for _, vs in rows for v in vs]
     pad = max((max(values) - min(values)) * 0.08, 5e-4)
     lo, hi = min(values) - pad, max(values) + pad
-    labels = [label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 3] + "..." for label, _ in rows]
-    left = int(max(font.getlength(label) for label in labels)) + 20
+    # Wrapped, not cut: an Optuna trial's label runs long, and its last overrides may be what tells rows apart.
+    labels = [_wrap(label, font, font.getlength("x" * MAX_LABEL)) or [""] for label, _ in rows]
+    left = int(max(font.getlength(line) for lines in labels for line in lines)) + 20
+    line_h = FONT_SIZE + 4
+    row_h = STRIP_ROW + (max(len(lines) for lines in labels) - 1) * line_h
     width = left + STRIP_WIDTH + 30
     # A sweep's shared overrides run long: wrapped to the chart's width, not cut at the image's edges.
     heading = [(line, "black") for line in _wrap(title, font, width - 20)]
     heading += [(line, (90, 90, 90)) for line in _wrap(note, font, width - 20)]
     top = (len(heading) + 1) * (FONT_SIZE + 4) + 6
-    bottom = top + len(rows) * STRIP_ROW
+    bottom = top + len(rows) * row_h
     img = Image.new("RGB", (width, bottom + 2 * FONT_SIZE + 16), "white")
     draw = ImageDraw.Draw(img)
 
@@ -218,9 +222,11 @@ def strip_chart(rows: Sequence[tuple[str, Sequence[float]]], metric: str, title:
     for tick in ticks:
         draw.line([(x(tick), top), (x(tick), bottom)], fill=(225, 225, 225))
         draw.text((x(tick), bottom + 4), f"{tick:.{decimals}f}", fill="black", font=font, anchor="mt")
-    for i, (label, (_, vs)) in enumerate(zip(labels, rows, strict=True)):
-        y = top + i * STRIP_ROW + STRIP_ROW // 2
-        draw.text((left - 10, y), label, fill="black", font=font, anchor="rm")
+    for i, (lines, (_, vs)) in enumerate(zip(labels, rows, strict=True)):
+        y = top + i * row_h + row_h // 2
+        for k, line in enumerate(lines):  # centred on the row's dots
+            line_y = y + round((k - (len(lines) - 1) / 2) * line_h)
+            draw.text((left - 10, line_y), line, fill="black", font=font, anchor="rm")
         mean = x(statistics.fmean(vs))
         draw.line([(mean, y - 10), (mean, y + 10)], fill=tuple(BLUES[8].astype(int)), width=3)
         for v in vs:
