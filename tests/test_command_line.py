@@ -403,3 +403,18 @@ def test_hydras_own_flags_are_no_argparse_mistake() -> None:
     for args in hydras:
         mistake = config_mistake(train, "train", args)
         assert mistake is None or "not --flags" not in mistake, (args, mistake)
+
+
+def test_a_search_entry_with_a_dot_in_its_key_is_named_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: ``~hydra.sweeper.params.model.hidden_units`` was "not a setting of hydra.sweeper.params; did you mean
+    hydra.sweeper.params.model.hidden_units.hidden_units?": Hydra splits the key, so nothing removes that entry."""
+    monkeypatch.chdir(tmp_path)
+    train = ROOT / "scripts" / "train.py"
+    search = ["-m", "hparams_search=optuna", "model=cnn"]
+    removed = config_mistake(train, "train", [*search, "~hydra.sweeper.params.model.hidden_units"])
+    assert removed.startswith("~hydra.sweeper.params.model.hidden_units: model.hidden_units is one key of ")
+    assert "no override removes it" in removed and "did you mean" not in removed
+    changed = config_mistake(train, "train", [*search, "hydra.sweeper.params.model.hidden_units.low=64"])
+    assert changed.endswith("'++hydra.sweeper.params={model.hidden_units:{low:64}}'")
+    # The mapping it names is one Hydra takes (and merges into the entry).
+    assert config_mistake(train, "train", [*search[:2], "++hydra.sweeper.params={model.hidden_units:{low:64}}"]) is None

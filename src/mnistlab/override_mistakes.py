@@ -37,6 +37,8 @@ def _unknown_key(cfg: DictConfig, override: Override, parts: list[str], i: int, 
     """The message for ``parts[i]``, absent under ``parent`` (the node at ``parts[:i]``)."""
     key, bad, value = ".".join(parts), parts[i], override.input_line.split("=", 1)[-1]
     owner = ".".join(parts[:i])
+    if dotted := _dotted_key(parent, parts[i:]):
+        return _dotted_key_message(override, parts, i, dotted)
     params = _target_parameters(parent) if isinstance(parent, DictConfig) else None
     listed = [str(k) for k in parent if not str(k).startswith("_")] if isinstance(parent, DictConfig) else []
     if params is not None and bad in params and i == len(parts) - 1:
@@ -56,6 +58,28 @@ def _unknown_key(cfg: DictConfig, override: Override, parts: list[str], i: int, 
     if i > 0 or suggestion is None:
         message += f" (allowed: {_listing(candidates)})" if candidates else " (it takes no settings)"
     return message
+
+
+def _dotted_key(parent: Any, rest: list[str]) -> str | None:
+    """The key of ``parent`` that holds a dot and that ``rest`` spells split at its dots (``model.hidden_units``)."""
+    keys = {str(k) for k in parent} if isinstance(parent, DictConfig) else set()
+    return next((k for n in range(len(rest), 1, -1) if (k := ".".join(rest[:n])) in keys), None)
+
+
+def _dotted_key_message(override: Override, parts: list[str], i: int, dotted: str) -> str:
+    """``parts[i:]`` spells ``dotted``, a key with a dot: a mapping's keys reach it as given; nothing removes it."""
+    key, owner = override.key_or_group, ".".join(parts[:i])
+    why = f"{dotted} is one key of {owner}, and Hydra splits an override's key at its dots, whatever its spelling"
+    if override.type is OverrideType.DEL:
+        if owner == "hydra.sweeper.params":  # a search space: conf/hparams_search/ holds it
+            fix = "search without it in a copy of conf/hparams_search/optuna.yaml (hparams_search=<the copy's name>)"
+        else:
+            fix = "leave it out in a copy of the config file that sets it"
+        return f"~{key}: {why}, so no override removes it; {fix}"
+    value = override.input_line.split("=", 1)[-1]
+    for part in reversed(parts[i + dotted.count(".") + 1 :]):
+        value = f"{{{part}:{value}}}"
+    return f"{key}: {why}; give it in a mapping, which Hydra merges: '++{owner}={{{dotted}:{value}}}'"
 
 
 def _suggested_key(cfg: DictConfig, parts: list[str], i: int, candidates: list[str], listed: list[str]) -> str | None:
