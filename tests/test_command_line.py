@@ -378,7 +378,10 @@ def test_flags_before_or_after_every_override_pass_the_check() -> None:
 @pytest.mark.parametrize(
     ("args", "override"),
     [("--epochs 3", "trainer.max_epochs=3"), ("--lr 0.01", "optimizer.lr=0.01"),
-     ("--batch-size=64", "data.batch_size=64"), ("model=linear --max-epochs 2", "trainer.max_epochs=2")],
+     ("--batch-size=64", "data.batch_size=64"), ("model=linear --max-epochs 2", "trainer.max_epochs=2"),
+     # Before: "see the settings with --cfg job", where Lightning 1.x's --gpus stands for two overrides
+     ("--gpus 1", "trainer.accelerator=gpu trainer.devices=1"), ("--gpus 0", "trainer.accelerator=cpu"),
+     ("--cpu", "trainer.accelerator=cpu")],
 )  # fmt: skip
 def test_an_argparse_flag_is_answered_with_its_override(args: str, override: str, tmp_path: Path) -> None:
     """Before: ``error: cannot read the override '3': LexerNoViableAltException ...`` (Hydra skipped --epochs)."""
@@ -395,6 +398,9 @@ def test_hydras_own_flags_are_no_argparse_mistake() -> None:
     assert "not --flags" in config_mistake(train, "train", ["--unknown-thing", "1"])
     assert "see the settings with --cfg job" in config_mistake(train, "train", ["--unknown-thing", "1"])
     assert config_mistake(train, "train", ["--device", "cuda"]).endswith("give trainer.accelerator=cuda")  # not devices
+    assert config_mistake(train, "train", ["--gpus=0,1"]).endswith("give trainer.accelerator=gpu trainer.devices=[0,1]")
+    predict = ROOT / "scripts" / "predict.py"  # its accelerator is at the top, and it has no devices
+    assert config_mistake(predict, "predict", ["--gpus", "2"]).endswith("give accelerator=gpu")
     hydras = (
         ["-m", "seed=1,2"], ["--multirun", "seed=1"], ["--multi", "seed=1"], ["-cn", "train", "seed=1"],
         ["--config-name=train", "seed=1"], ["--cfg", "job"], ["-h"], ["--help"], ["--version"], ["--hydra-help"],

@@ -41,6 +41,13 @@ ALIASES = {
 }
 
 
+# Lightning 1.x's device flags, which its argparse scripts took (``--gpus 2``; ``--gpus 0``: none); each stands for an
+# accelerator and a count, two keys here. Under train.py's Trainer they are under trainer., the other scripts'
+# accelerator is at the top.
+DEVICE_FLAGS = ("gpus", "cpu")
+ACCELERATOR_KEYS, DEVICES_KEYS = ("trainer.accelerator", "accelerator"), ("trainer.devices", "devices")
+
+
 def _is_hydras(name: str) -> bool:
     """Whether ``name`` (``--multirun``, ``-cn``, ``--multi``) is one of Hydra's flags, as argparse reads it."""
     if name.startswith("--"):
@@ -85,6 +92,22 @@ def _key_for(name: str, keys: list[str]) -> str | None:
     return min(found, key=lambda k: (k.count("."), len(k))) if found else None
 
 
+def _device_overrides(flag: str, value: str | None, keys: list[str]) -> str | None:
+    """The overrides a device flag (``gpus`` with ``value``, ``cpu``) stands for among ``keys``, or None."""
+    accelerator = next((key for key in ACCELERATOR_KEYS if key in keys), None)
+    devices = next((key for key in DEVICES_KEYS if key in keys), None)
+    if accelerator is None or (flag == "cpu" and value is not None):
+        return None
+    if flag == "cpu" or (value is not None and value.strip() == "0"):  # Lightning's gpus=0: no GPU, the CPU
+        return f"{accelerator}=cpu"
+    count = "..." if value is None else value.strip()
+    if "," in count:  # Lightning's gpus="0,1": those GPUs by index
+        count = f"[{count.strip(',')}]"
+    if count != "..." and not all(part.strip().lstrip("-").isdigit() for part in count.strip("[]").split(",")):
+        return None
+    return f"{accelerator}=gpu" + (f" {devices}={count}" if devices else "")
+
+
 def flag_mistake(args: list[str], conf: Path, config_name: str) -> str | None:
     """The line for an argparse-style flag among ``args`` (``--epochs 3``), or None where there is none.
 
@@ -103,7 +126,10 @@ def flag_mistake(args: list[str], conf: Path, config_name: str) -> str | None:
             keys = list(all_keys(compose(config_name)))
     except Exception:  # a config that does not compose: Hydra says why once the flag is gone
         keys = []
-    key = _key_for(flag.lstrip("-").replace("-", "_"), keys)
+    name = flag.lstrip("-").replace("-", "_")
+    if name in DEVICE_FLAGS and (overrides := _device_overrides(name, value, keys)):
+        return f"{line}: give {overrides}"
+    key = _key_for(name, keys)
     if key is None:
         return f"{line}; see the settings with --cfg job"
     return f"{line}: give {key}={value if value is not None else '...'}"
