@@ -97,20 +97,32 @@ def compose_train(overrides: list[str], tmp_path: Path, data_dir: Path | None = 
     return cfg
 
 
-def kill_at_first_checkpoint(args: list[str], last: Path) -> None:
-    """Starts ``scripts/train.py`` with ``args`` and SIGKILLs it as soon as ``last`` (its last.ckpt) exists."""
+def signal_at_first_checkpoint(args: list[str], last: Path, sig: int, cwd: Path = ROOT) -> tuple[int, str]:
+    """Starts ``scripts/train.py`` with ``args``, sends it ``sig`` as soon as ``last`` (its last.ckpt) exists, and
+    returns its exit code and stderr. SIGINT reaches it as a terminal's Ctrl-C does (default handling restored)."""
     import signal
     import time
 
     env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)}
     cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     deadline = time.monotonic() + 300
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    stderr = proc.communicate()[1].decode()
-    assert proc.returncode == -signal.SIGKILL, stderr[-3000:]
+    proc.send_signal(sig)
+    stderr = proc.communicate(timeout=120)[1]
+    return proc.returncode, stderr
+
+
+def kill_at_first_checkpoint(args: list[str], last: Path) -> None:
+    """Starts ``scripts/train.py`` with ``args`` and SIGKILLs it as soon as ``last`` (its last.ckpt) exists."""
+    import signal
+
+    code, stderr = signal_at_first_checkpoint(args, last, signal.SIGKILL)
+    assert code == -signal.SIGKILL, stderr[-3000:]
 
 
 # The suite's longest files, longest first (2026-12-05, 2 xdist workers). They are queued first so that the

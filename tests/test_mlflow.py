@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA_DIR, ROOT, kill_at_first_checkpoint, run_script
+from conftest import DATA_DIR, ROOT, kill_at_first_checkpoint, run_script, signal_at_first_checkpoint
 
 pytest.importorskip("mlflow", reason='the [mlflow] extra is not installed (pip install -e ".[mlflow]")')
 
@@ -282,16 +282,8 @@ def test_a_run_resumed_after_a_ctrl_c_keeps_no_error_of_the_stopped_launch(tmp_p
     run_dir, outputs = tmp_path / "run", tmp_path / "outputs"
     last = run_dir / "checkpoints" / "last.ckpt"
     args = [f"hydra.run.dir={run_dir}", f"paths.mlflow_dir={outputs}", *QUICK, "trainer.max_epochs=200"]
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)},
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's Ctrl-C reaches it
-    )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    assert proc.communicate(timeout=120)[1] and proc.returncode == 1
+    code, stderr = signal_at_first_checkpoint(args, last, signal.SIGINT, cwd=tmp_path)
+    assert stderr and code == 1
     [stopped] = [run for name, run in local_runs(outputs / "mlflow.db") if name != "Default"]
     assert stopped.data.tags["error"].startswith("KeyboardInterrupt")  # the stopped launch's, while it is stopped
     assert stopped.info.status == "KILLED"  # before: FAILED, as if the run had failed

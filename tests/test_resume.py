@@ -184,28 +184,15 @@ def test_a_ctrl_c_mid_epoch_saves_its_step_and_the_resumed_run_ends_with_the_uni
 
 
 def test_ctrl_c_says_how_to_continue_and_that_command_finishes_the_run(tmp_path: Path) -> None:
-    import os
     import signal
-    import subprocess
-    import sys
-    import time
 
-    from conftest import DATA_DIR, ROOT
+    from conftest import signal_at_first_checkpoint
 
     run_dir = tmp_path / "run"
     last = run_dir / "checkpoints" / "last.ckpt"
     args = [f"hydra.run.dir={run_dir}", *QUICK_MNIST, "trainer.max_epochs=200"]
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR)},
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's Ctrl-C reaches it
-    )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    stderr = proc.communicate(timeout=120)[1]
-    assert proc.returncode == 1 and "Traceback" not in stderr, stderr[-3000:]  # Lightning's graceful shutdown
+    code, stderr = signal_at_first_checkpoint(args, last, signal.SIGINT, cwd=tmp_path)
+    assert code == 1 and "Traceback" not in stderr, stderr[-3000:]  # Lightning's graceful shutdown
     hint = stderr.strip().splitlines()[-1]
     assert hint.startswith(f"interrupted; continue with: python scripts/train.py resume={run_dir} "), hint
     done = torch.load(last, weights_only=True)["epoch"] + 1
