@@ -168,17 +168,17 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
 def _several_configurations(members: list[Path], count: int, setting: str) -> str:
     """What to know of an ensemble of a grid's or a search's jobs: they are ``count`` recipes, the worst ones
     included (an Optuna search's ensemble scored 0.27 where its best trial alone validated at 0.55), and which
-    job validated best, as the sweep's summary ranks them (``val/acc_best``)."""
-    scored = []
-    for job in members:
-        try:
-            value = json.loads((job / "metrics.json").read_text()).get("val/acc_best")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            scored.append((value, str(job)))
+    job validated best, by the sweep summary's own ranking (``mnistlab.sweeps.ranking``); none where no job
+    validated (the summary would rank by the test set)."""
+    from mnistlab.sweeps.ranking import best_first, ranking_key  # the sweeps package builds on this module
+    from mnistlab.sweeps.summary import JobRecord, read_metrics
+
+    jobs = [JobRecord(str(job), [], metrics=read_metrics(job)) for job in members]
     text = f"its jobs are {count} configurations, not the folds or seeds of one, and the ensemble averages them all"
-    if scored:
-        value, job = max(scored)
-        text += f"; the best by validation alone is {shell_path_override(setting, job)} (val/acc_best {value:.4f})"
-    return text
+    key = ranking_key(jobs)
+    if key == "test/acc":  # no job validated: a best by the test set would be picked on it
+        return text
+    best = min(jobs, key=lambda j: best_first(j.get(key), key))
+    return (
+        f"{text}; the best by validation alone is {shell_path_override(setting, best.name)} ({key} {best.get(key):.4f})"
+    )
