@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -355,3 +356,30 @@ def test_page_in_headless_chromium(server: str, png_998: Path, tmp_path: Path) -
         assert Image.open(shot).size == Image.open(SCREENSHOT).size == (960, 520)
     finally:
         driver.quit()
+
+
+def test_shutdown_stops_litserves_monitoring_thread_before_closing_its_manager() -> None:
+    """Before, LitServe's monitoring thread kept asking the manager its shutdown had closed: now and then a
+    server's log ended with ``Monitoring worker crashed ... ConnectionResetError`` (a CI run's error)."""
+    import litserve as ls
+
+    from mnistlab.serving.litserve_private import MONITOR_THREAD, PRIVATE_NAMES, LitServer
+
+    class Echo(ls.LitAPI):
+        def setup(self, device: str) -> None:
+            pass
+
+        def predict(self, x: object) -> object:
+            return x
+
+    server = LitServer(Echo(), accelerator="cpu", devices=1)
+    manager = server._init_manager(1)  # what LitServer.run starts, without its workers and HTTP servers
+    for name in PRIVATE_NAMES:
+        assert hasattr(server, name), f"LitServe has no LitServer.{name} any more: see litserve_private.py"
+    server.inference_workers = []
+    server._start_worker_monitoring(manager, {})
+    monitors = [t for t in threading.enumerate() if t.name == MONITOR_THREAD]
+    assert len(monitors) == 1, f"LitServe's monitoring thread is no longer named {MONITOR_THREAD!r}"
+    server._perform_graceful_shutdown(manager, {})
+    # The manager is closed now: a thread still polling it would fail at its next question.
+    assert not monitors[0].is_alive()

@@ -19,6 +19,7 @@ from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.predictors import load_predictor
 from mnistlab.serving.api import DigitAPI
 from mnistlab.serving.checks import MAX_BYTES, RequestChecks, error_response
+from mnistlab.serving.litserve_private import LitServer
 
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # what LitServer.run binds to
 
@@ -56,7 +57,7 @@ def build_server(
     predictor = load_predictor(model, accelerator)
     api = DigitAPI(model, accelerator, max_batch_size=max_batch_size, batch_timeout=batch_timeout)
     onnx = isinstance(model, str) and Path(model).suffix.lower() == ".onnx"
-    server = ls.LitServer(
+    server = LitServer(
         api,
         accelerator="cpu" if onnx else accelerator,  # ONNX Runtime runs on the CPU here
         devices=1,
