@@ -88,31 +88,33 @@ def test_a_killed_run_with_a_schedule_resumes_and_ends_its_schedule(tmp_path: Pa
     assert final["global_step"] == schedule["last_epoch"] == schedule["total_steps"] == 3 * 195
 
 
-# A callback of the test's own (on PYTHONPATH): the run sends itself SIGTERM once past optimizer step 300 (at it
-# per step; the default engine may step several batches at once), mid-way through its second epoch (195 steps an
-# epoch: 390 training images in batches of 2), and not again in its resume.
-SELF_TERM = """
+# A callback of the test's own (on PYTHONPATH): the run sends itself SIGTERM (or, for a Ctrl-C, SIGINT) once past
+# optimizer step 300 (at it per step; the default engine may step several batches at once), mid-way through its
+# second epoch (195 steps an epoch: 390 training images in batches of 2), and not again in its resume.
+SELF_SIGNAL = """
 import os, signal
 import lightning.pytorch as pl
 
-class SelfTerm(pl.Callback):
+class SelfSignal(pl.Callback):
     sent = False
 
     def on_train_batch_end(self, trainer, *args):
         if trainer.global_step >= 300 and trainer.ckpt_path is None and not self.sent:
             self.sent = True
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.{signal})
 """
 
 
-def interrupted_at_step_300(tmp_path: Path, *args: str) -> tuple[Path, dict[str, str], str]:
+def interrupted_at_step_300(
+    tmp_path: Path, *args: str, signal: str = "SIGTERM", status: int = 143
+) -> tuple[Path, dict[str, str], str]:
     """Trains a linear model on 390 tiny images with ``args`` to its end (in ``tmp_path/whole``), then again in
-    ``tmp_path/run``, where it sends itself SIGTERM past step 300 (exit 143).
+    ``tmp_path/run``, where it sends itself ``signal`` past step 300 and exits with ``status``.
 
     Returns:
-        The interrupted run's folder, the environment its resume needs (``SELF_TERM`` importable) and its stderr.
+        The interrupted run's folder, the environment its resume needs (``SELF_SIGNAL`` importable) and its stderr.
     """
-    (tmp_path / "selfterm.py").write_text(SELF_TERM)
+    (tmp_path / "selfsignal.py").write_text(SELF_SIGNAL.format(signal=signal))
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     data = write_idx_set(tmp_path / "tiny", n_train=400)
     args = (f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10", "model=linear",
@@ -121,10 +123,19 @@ def interrupted_at_step_300(tmp_path: Path, *args: str) -> tuple[Path, dict[str,
     assert whole.returncode == 0, whole.stderr[-3000:]
     run_dir = tmp_path / "run"
     stopped = run_script(
-        "train.py", *args, "+callbacks.self_term._target_=selfterm.SelfTerm", f"hydra.run.dir={run_dir}", env=env
+        "train.py", *args, "+callbacks.self_signal._target_=selfsignal.SelfSignal", f"hydra.run.dir={run_dir}", env=env
     )
-    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert stopped.returncode == status and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
     return run_dir, env, stopped.stderr
+
+
+def assert_resumes_to_the_uninterrupted_weights(run_dir: Path, whole: Path, env: dict[str, str]) -> None:
+    """Resumes ``run_dir`` to its end: the same steps and weights, bit for bit, as the uninterrupted run ``whole``."""
+    assert run_script("train.py", f"resume={run_dir}", env=env).returncode == 0
+    resumed, uninterrupted = (torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (run_dir, whole))
+    assert resumed["global_step"] == uninterrupted["global_step"] == 3 * 195
+    for name, weight in uninterrupted["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][name], weight), name
 
 
 def test_a_sigterm_saves_its_step_and_the_resumed_run_ends_with_the_uninterrupted_weights(tmp_path: Path) -> None:
@@ -136,17 +147,7 @@ def test_a_sigterm_saves_its_step_and_the_resumed_run_ends_with_the_uninterrupte
         "300 steps done)"  # 195 steps an epoch (390 training images in batches of 2): mid-epoch, saved at the signal
     )
     assert not (run_dir / "metrics.json").exists()
-    assert run_script("train.py", f"resume={run_dir}", env=env).returncode == 0
-    resumed, uninterrupted = (
-        torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (run_dir, tmp_path / "whole")
-    )
-    assert resumed["global_step"] == uninterrupted["global_step"] == 3 * 195
-    for name, weight in uninterrupted["state_dict"].items():
-        assert torch.equal(resumed["state_dict"][name], weight), name
-
-
-# The same, with a Ctrl-C: SIGINT to its own process during optimizer step 300.
-SELF_INT = SELF_TERM.replace("SelfTerm", "SelfInt").replace("SIGTERM", "SIGINT")
+    assert_resumes_to_the_uninterrupted_weights(run_dir, tmp_path / "whole", env)
 
 
 def test_a_ctrl_c_mid_epoch_saves_its_step_and_the_resumed_run_ends_with_the_uninterrupted_weights(
@@ -154,32 +155,16 @@ def test_a_ctrl_c_mid_epoch_saves_its_step_and_the_resumed_run_ends_with_the_uni
 ) -> None:
     """Before: a Ctrl-C stopped at once and the run resumed from its last epoch end, losing every step since;
     then it stopped before Lightning logged the saved step, so its train/loss_step point (299) was never logged."""
-    (tmp_path / "selfint.py").write_text(SELF_INT)
-    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    data = write_idx_set(tmp_path / "tiny", n_train=400)
-    args = [f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10", "model=linear",
-            "data.batch_size=2", "trainer.max_epochs=3", "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
-    whole = run_script("train.py", *args, f"hydra.run.dir={tmp_path / 'whole'}")
-    assert whole.returncode == 0, whole.stderr[-3000:]
-    run_dir = tmp_path / "run"
-    stopped = run_script(
-        "train.py", *args, "+callbacks.self_int._target_=selfint.SelfInt", f"hydra.run.dir={run_dir}", env=env
-    )
-    assert stopped.returncode == 1 and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]  # Lightning's exit
-    lines = stopped.stderr.strip().splitlines()
+    # Lightning's exit status for a Ctrl-C it handled itself.
+    run_dir, env, stderr = interrupted_at_step_300(tmp_path, "trainer.max_epochs=3", signal="SIGINT", status=1)
+    lines = stderr.strip().splitlines()
     assert lines[-2].startswith("Ctrl-C: stopping at the end of this training step, with checkpoints/last.ckpt saved")
     assert lines[-1] == (
         f"interrupted; continue with: python scripts/train.py resume={run_dir} (checkpoints/last.ckpt: 1 epoch, "
         "300 steps done)"  # 195 steps an epoch: saved at the step of the Ctrl-C, not at the epoch's end (195)
     )
     assert 299 in scalar_steps(run_dir, "train/loss_step")  # logged every 50 steps: the saved step's point
-    assert run_script("train.py", f"resume={run_dir}", env=env).returncode == 0
-    resumed, uninterrupted = (
-        torch.load(d / "checkpoints" / "last.ckpt", weights_only=True) for d in (run_dir, tmp_path / "whole")
-    )
-    assert resumed["global_step"] == uninterrupted["global_step"] == 3 * 195
-    for name, weight in uninterrupted["state_dict"].items():
-        assert torch.equal(resumed["state_dict"][name], weight), name
+    assert_resumes_to_the_uninterrupted_weights(run_dir, tmp_path / "whole", env)
     assert scalar_steps(run_dir, "train/loss_step") == scalar_steps(tmp_path / "whole", "train/loss_step")
 
 
