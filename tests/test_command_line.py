@@ -381,7 +381,11 @@ def test_flags_before_or_after_every_override_pass_the_check() -> None:
      ("--batch-size=64", "data.batch_size=64"), ("model=linear --max-epochs 2", "trainer.max_epochs=2"),
      # Before: "see the settings with --cfg job", where Lightning 1.x's --gpus stands for two overrides
      ("--gpus 1", "trainer.accelerator=gpu trainer.devices=1"), ("--gpus 0", "trainer.accelerator=cpu"),
-     ("--cpu", "trainer.accelerator=cpu")],
+     ("--cpu", "trainer.accelerator=cpu"),
+     # Before: "see the settings with --cfg job"; other scripts' GPU counts, and PyTorch examples' GPU index
+     ("--num-gpus 2", "trainer.accelerator=gpu trainer.devices=2"), ("--ngpu=0", "trainer.accelerator=cpu"),
+     ("--gpu 1", "trainer.accelerator=gpu trainer.devices=[1]"), ("--gpu -1", "trainer.accelerator=cpu"),
+     ("--gpu", "trainer.accelerator=gpu")],
 )  # fmt: skip
 def test_an_argparse_flag_is_answered_with_its_override(args: str, override: str, tmp_path: Path) -> None:
     """Before: ``error: cannot read the override '3': LexerNoViableAltException ...`` (Hydra skipped --epochs)."""

@@ -41,10 +41,12 @@ ALIASES = {
 }
 
 
-# Lightning 1.x's device flags, which its argparse scripts took (``--gpus 2``; ``--gpus 0``: none); each stands for an
-# accelerator and a count, two keys here. Under train.py's Trainer they are under trainer., the other scripts'
-# accelerator is at the top.
-DEVICE_FLAGS = ("gpus", "cpu")
+# Lightning 1.x's device flags, which its argparse scripts took (``--gpus 2``; ``--gpus 0``: none), and other scripts'
+# GPU counts; each stands for an accelerator and a count, two keys here. ``--gpu N`` names one GPU by its index, as in
+# PyTorch's examples (``-1``: the CPU, as in the scripts that take -1 for none). Under train.py's Trainer the keys are
+# under trainer., the other scripts' accelerator is at the top.
+GPU_COUNT_FLAGS = ("gpus", "num_gpus", "n_gpus", "ngpus", "ngpu", "gpu_count")
+DEVICE_FLAGS = (*GPU_COUNT_FLAGS, "gpu", "cpu")
 ACCELERATOR_KEYS, DEVICES_KEYS = ("trainer.accelerator", "accelerator"), ("trainer.devices", "devices")
 
 
@@ -93,14 +95,21 @@ def _key_for(name: str, keys: list[str]) -> str | None:
 
 
 def _device_overrides(flag: str, value: str | None, keys: list[str]) -> str | None:
-    """The overrides a device flag (``gpus`` with ``value``, ``cpu``) stands for among ``keys``, or None."""
+    """The overrides a device flag (``gpus`` with ``value``, ``gpu``, ``cpu``) stands for among ``keys``, or None."""
     accelerator = next((key for key in ACCELERATOR_KEYS if key in keys), None)
     devices = next((key for key in DEVICES_KEYS if key in keys), None)
     if accelerator is None or (flag == "cpu" and value is not None):
         return None
-    if flag == "cpu" or (value is not None and value.strip() == "0"):  # Lightning's gpus=0: no GPU, the CPU
+    given = None if value is None else value.strip()
+    if flag == "gpu":  # one GPU by its index
+        if given == "-1":
+            return f"{accelerator}=cpu"
+        if given is not None and not given.isdigit():
+            return None
+        return f"{accelerator}=gpu" + (f" {devices}=[{given}]" if devices and given is not None else "")
+    if flag == "cpu" or given == "0":  # Lightning's gpus=0: no GPU, the CPU
         return f"{accelerator}=cpu"
-    count = "..." if value is None else value.strip()
+    count = "..." if given is None else given
     if "," in count:  # Lightning's gpus="0,1": those GPUs by index
         count = f"[{count.strip(',')}]"
     if count != "..." and not all(part.strip().lstrip("-").isdigit() for part in count.strip("[]").split(",")):
