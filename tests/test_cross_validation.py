@@ -68,7 +68,9 @@ def test_one_command_runs_every_fold_and_tests_their_ensemble(cv_sweep: tuple[Pa
     assert "| 3 | " in row and row.endswith(f" | {ensemble['test/acc']:.4f} |")
 
 
-def test_a_grid_of_configurations_names_each_ensemble_on_its_line(tiny_root: Path, tmp_path: Path) -> None:
+def test_a_grid_of_configurations_names_each_ensemble_on_its_line(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     sweep = tmp_path / "grid"
     result = run_script("train.py", "-m", "cv=2", "model=linear,hidden", f"data.root={tiny_root}", *TINY,
                         f"hydra.sweep.dir={sweep}")  # fmt: skip
@@ -82,6 +84,25 @@ def test_a_grid_of_configurations_names_each_ensemble_on_its_line(tiny_root: Pat
         report = Path(line.rsplit("(report in ", 1)[1].rstrip(")"))
         overrides = json.loads((report / "ensemble.json").read_text())["overrides"]
         assert line.startswith(f"ensemble of the folds of {' '.join(overrides)}: test/acc ")
+
+    # The folder as one model mixes both configurations: the line names the one the cross-validation table ranks
+    # first. Before: "its 2 configurations together, one is e.g. ckpt_path=<sweep>/ensembles/0", the first folder
+    # by name whatever its score. Here the configuration of the later jobs validates better (its records are set).
+    jobs = sorted(_jobs(sweep), key=lambda job: int(job.name.split("_")[0]))
+    later = [job for job in jobs if "model=hidden" in job.name]
+    assert len(later) == 2 and jobs[0] not in later  # the grid runs model=linear first
+    for job in jobs:
+        metrics = json.loads((job / "metrics.json").read_text())
+        metrics["val/acc_best"] = 0.9 + 0.01 * jobs.index(job) if job in later else 0.5
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    mean = sum(0.9 + 0.01 * jobs.index(job) for job in later) / 2
+    folder = sweep / "ensembles" / later[0].name.split("_")[0]
+    find_checkpoints(sweep)
+    err = capsys.readouterr().err
+    assert (
+        f"ckpt_path={sweep} is a sweep: an ensemble of its 4 finished jobs (best.ckpt); its 2 configurations together, "
+        f"the best by mean val/acc_best is ckpt_path={folder} ({mean:.4f})\n"
+    ) in err, err
 
 
 def test_a_grid_names_its_one_tested_ensemble_where_the_other_configuration_failed(
@@ -97,19 +118,12 @@ def test_a_grid_names_its_one_tested_ensemble_where_the_other_configuration_fail
     assert "optimizer.lr=0.001" in lines[0].split(":")[0], lines
 
 
-def test_a_grid_sweep_folder_as_ckpt_path_says_it_mixes_configurations(
-    cv_sweep: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_cross_validation_folder_as_ckpt_path_is_one_configuration(
+    cv_sweep: tuple[Path, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Two configurations' tested ensembles (a grid x folds): the folder is all their folds in one mean.
-    sweep = Path(shutil.copytree(cv_sweep[0], tmp_path / "grid"))
-    shutil.copytree(sweep / "ensembles" / "0", sweep / "ensembles" / "3")
-    find_checkpoints(sweep)
-    err = capsys.readouterr().err  # before: only "is a sweep: an ensemble of its 3 finished jobs"
-    assert f"ckpt_path={sweep} is a sweep: an ensemble of its 3 finished jobs (best.ckpt); its 2 configurations " in err
-    assert f"together, one is e.g. ckpt_path={sweep / 'ensembles' / '0'}\n" in err
-    shutil.rmtree(sweep / "ensembles" / "3")
-    find_checkpoints(sweep)
-    assert "configurations" not in capsys.readouterr().err
+    find_checkpoints(cv_sweep[0])
+    err = capsys.readouterr().err
+    assert "is a sweep: an ensemble of its 3 finished jobs" in err and "configurations" not in err, err
 
 
 def _job(sweep: Path, name: str, overrides: list[str], metrics: dict[str, float]) -> None:

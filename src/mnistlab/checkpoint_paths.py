@@ -144,14 +144,15 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
         )
     found = [find_checkpoint(job, announce=False) for job in members]
     names = ", ".join(sorted({f.name for f in found}))
+    exclude_keys = sweep_exclude_keys(folder)
+    count = configurations(members, exclude_keys)
     grid = sorted(folder.glob("ensembles/*/ensemble.json"))  # a grid x folds: not one configuration's folds
-    mixed = f"; its {len(grid)} configurations together, one is e.g. {setting}={grid[0].parent}" if grid[1:] else ""
+    mixed = f"; its {count} configurations together, {_best_tested(folder, exclude_keys, setting)}" if grid[1:] else ""
     print(
         f"{setting}={folder} is a sweep: an ensemble of its {len(found)} finished jobs ({names}){mixed}",
         file=sys.stderr,
     )
-    exclude_keys = sweep_exclude_keys(folder)
-    if not grid[1:] and (count := configurations(members, exclude_keys)) > 1:  # a grid or a search: say so
+    if not grid[1:] and count > 1:  # a grid or a search: say so
         print(f"{setting}={folder}: {_several_configurations(members, count, setting)}", file=sys.stderr)
     if unfinished:  # half-trained: their checkpoints would weigh in unnoticed
         print(f"{setting}={folder}: left out job {numbers}, still running or interrupted {finish}", file=sys.stderr)
@@ -163,6 +164,22 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
             file=sys.stderr,
         )
     return found
+
+
+def _best_tested(folder: Path, exclude_keys: Sequence[str], setting: str) -> str:
+    """Which tested ensemble of a grid x folds to take instead: the configuration the cross-validation table
+    ranks first (best mean validation score, ``mnistlab.sweeps.folds.fold_groups``)."""
+    from mnistlab.sweep_runs import job_number  # the sweeps package builds on this module
+    from mnistlab.sweeps.folds import ENSEMBLES, fold_groups, stats
+    from mnistlab.sweeps.summary import collect_jobs
+
+    groups = [group for group in fold_groups(collect_jobs(folder, exclude_keys), folder) if group.ensemble]
+    key = stats(groups)[0]
+    best = next((group for group in groups if group.stat(key)), None)
+    if best is None:  # no fold validated: nothing but the test set could rank them
+        return "each tested in its own ensembles/<n> folder"
+    path = folder / ENSEMBLES / str(min(job_number(job.name) for job in best.jobs))
+    return f"the best by mean {key} is {shell_path_override(setting, path)} ({best.stat(key)[0]:.4f})"
 
 
 def _several_configurations(members: list[Path], count: int, setting: str) -> str:
