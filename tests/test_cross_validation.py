@@ -404,6 +404,19 @@ def test_a_seed_list_in_the_grid_sweepers_params_is_refused(tiny_root: Path, tmp
 
 
 @pytest.mark.slow
+def test_joblib_jobs_write_into_the_default_sweep_folder(tiny_root: Path, tmp_path: Path) -> None:
+    # No hydra.sweep.dir: each joblib worker resolved ${mnistlab.new_folder:multirun} again, at its own start, and
+    # claimed a folder of its own (multirun/<date>/<later time>, then <time>_2); the sweep's summary found 0 jobs
+    # in the folder it had made, and no ensemble was tested.
+    parallel = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    result = run_script("train.py", "-m", "cv=2", f"data.root={tiny_root}", *TINY, *parallel, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [sweep] = [p for p in (tmp_path / "multirun").glob("*/*") if p.is_dir()]
+    assert len(_jobs(sweep)) == 2 and (sweep / "ensembles" / "0" / "metrics.json").is_file()
+    assert "# Sweep summary: 2 jobs, 2 finished, 0 failed" in result.stdout
+
+
+@pytest.mark.slow
 def test_joblib_folds_with_mlflow_nest_under_one_parent_run(tiny_root: Path, tmp_path: Path) -> None:
     from mlflow import MlflowClient
 

@@ -157,9 +157,7 @@ class OptunaSearch:
         except ConfigError as e:
             refuse(str(e))
         folds = fold_overrides(self.config, arguments, list(self.conf.params))
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        lock_sweep_folder(sweep_dir)
+        sweep_dir = lock_sweep_folder(self.config)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         c = self.conf
         db = storage(c)

@@ -10,7 +10,6 @@ and the folds of one configuration are consecutive jobs.
 """
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -51,9 +50,7 @@ class GridSweeper(basic_sweeper()):  # type: ignore[misc]
             jobs = [fold_job(job, fold) for batch in self.overrides for job in batch for fold in folds]
             size = self.max_batch_size or len(jobs)
             self.overrides = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        lock_sweep_folder(sweep_dir)
+        sweep_dir = lock_sweep_folder(self.config)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns: list[list[JobReturn]] = []
         initial_job_idx = 0

@@ -11,9 +11,9 @@ from typing import NoReturn
 
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from mnistlab.config_keys import HARDWARE, PRESENTATION, override_key
+from mnistlab.config_keys import HARDWARE, PRESENTATION, override_key, path_override
 from mnistlab.errors import MnistlabError
 from mnistlab.resume.sweep import jobs_to_launch
 from mnistlab.run_folders import lock_run_folder, release_claimed_folders
@@ -157,14 +157,26 @@ def changed_sweep(before: DictConfig, now: DictConfig) -> list[tuple[str, object
 _NONE = object()
 
 
-def lock_sweep_folder(folder: Path) -> None:
-    """Holds the sweep folder for this process (``run_folders.lock_run_folder``), made before any job.
+def lock_sweep_folder(config: DictConfig) -> Path:
+    """Makes the sweep folder, holds it for this process (``run_folders.lock_run_folder``) and pins it for the jobs.
 
     Refuses one that another sweep is using: the same command twice at once, whose second launch would
     empty the first's running jobs' folders (``jobs_to_launch``) and train into them.
+
+    ``hydra.sweep.dir`` is ``${mnistlab.new_folder:multirun}``, a folder made by the process that resolves it, and
+    Hydra composes each job's config again from the sweep's overrides: a parallel launcher's worker (joblib) made a
+    folder of its own, out of the summary's and the ensemble's sight. The folder resolved here is added to those
+    overrides (unless the command gives it).
     """
+    folder = Path(config.hydra.sweep.dir)
+    folder.mkdir(parents=True, exist_ok=True)
     if busy := lock_run_folder(folder, "hydra.sweep.dir", "sweep"):
         refuse(busy)
+    overrides = config.hydra.overrides.hydra
+    if not any(override_key(o) == "hydra.sweep.dir" for o in overrides):
+        with read_write(overrides), open_dict(overrides):
+            overrides.append(path_override("hydra.sweep.dir", folder))
+    return folder
 
 
 def launch_missing(
