@@ -417,6 +417,19 @@ def test_joblib_jobs_write_into_the_default_sweep_folder(tiny_root: Path, tmp_pa
 
 
 @pytest.mark.slow
+def test_a_joblib_search_leaves_no_empty_sweep_folders(tiny_root: Path, tmp_path: Path) -> None:
+    # Before: conf/hparams_search/optuna.yaml set hydra.sweeper.storage again over the sweeper's own default, and
+    # Hydra's merge resolved that interpolation, hence hydra.sweep.dir's ${mnistlab.new_folder:multirun}, in each
+    # joblib worker's composition: an empty multirun/<date>/<time> (and <time>_2) per worker beside the sweep.
+    search = ("hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2")
+    parallel = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    result = run_script("train.py", "-m", "cv=2", *search, *parallel, f"data.root={tiny_root}", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [sweep] = [p for p in (tmp_path / "multirun").glob("*/*") if p.is_dir()]
+    assert len(_jobs(sweep)) == 4 and (sweep / "optuna.db").is_file()
+
+
+@pytest.mark.slow
 def test_joblib_folds_with_mlflow_nest_under_one_parent_run(tiny_root: Path, tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
