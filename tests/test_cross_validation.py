@@ -20,6 +20,7 @@ from mnistlab.config_keys import PLACEMENT
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.ensemble import load_ensemble
 from mnistlab.evaluation.predictors import CheckpointPredictor, OnnxPredictor
+from mnistlab.sweeps.folds import fold_groups, parent_metrics
 from mnistlab.sweeps.summary import collect_jobs, distinct_runs, write_summary
 
 TINY = ("data.download=false", "data.verify=false", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0")
@@ -149,6 +150,21 @@ def test_summary_row_per_configuration_ranked_by_validation_never_test(tmp_path:
     ]
     csv_rows = (tmp_path / "cross_validation.csv").read_text().splitlines()
     assert csv_rows[1] == "cv=3 optimizer.lr=0.1,3,3,0.981000,0.001000,0.952000,0.002000,0.961200"
+
+
+def test_a_configuration_with_one_finished_fold_shows_no_spread_and_the_folds_it_lacks(tmp_path: Path) -> None:
+    # An Optuna trial pruned after its first fold (-m hparams_search=optuna cv=3 hydra.sweeper.n_warmup_steps=0):
+    # its other folds never ran, so no job folder says they were due. Before: "| 1 | 0.6117 ± 0.0000 |", one fold
+    # read as a whole cross-validation, with a spread of 0 that no single value can have.
+    metrics = {"val/acc_best": 0.61, "test/acc": 0.62}
+    _job(tmp_path, "0_a", ["cv=3", "optimizer.lr=0.2", "data.fold=0", "seed=42"], metrics)
+    _, markdown = write_summary(tmp_path)
+    rows = [line for line in markdown.splitlines() if line.startswith("| cv=3")]
+    assert rows == ["| cv=3 optimizer.lr=0.2 | 1 of 3 | 0.6100 | 0.6200 |  |"]
+    csv_rows = (tmp_path / "cross_validation.csv").read_text().splitlines()
+    assert csv_rows[1] == "cv=3 optimizer.lr=0.2,3,1,0.610000,,0.620000,,"
+    [group] = fold_groups(collect_jobs(tmp_path, list(PLACEMENT)), tmp_path)
+    assert parent_metrics(group) == {"folds/val/acc_best_mean": 0.61, "folds/test/acc_mean": 0.62}
 
 
 def test_ensemble_probabilities_are_the_mean_of_the_members(cv_sweep: tuple[Path, str], tiny_root: Path) -> None:

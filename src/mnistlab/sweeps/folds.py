@@ -52,12 +52,21 @@ class FoldGroup:
     def finished(self) -> list[JobRecord]:
         return [job for job in self.jobs if job.status == "ok"]
 
-    def stat(self, key: str) -> tuple[float, float] | None:
-        """Mean and sample standard deviation of ``key`` over the finished folds (std 0 for one fold)."""
+    @property
+    def planned(self) -> int:
+        """How many folds the configuration has: K of its ``cv=K`` or ``data.folds=K``, else its jobs.
+
+        A pruned Optuna trial's later folds never ran, so no job folder says they were due.
+        """
+        ks = [o.split("=", 1)[1] for o in self.overrides if override_key(o) in ("cv", "data.folds")]
+        return max([len(self.jobs), *(int(k) for k in ks if k.isdigit())])
+
+    def stat(self, key: str) -> tuple[float, float | None] | None:
+        """Mean and sample standard deviation of ``key`` over the finished folds (no std for one fold: it has none)."""
         values = [v for job in self.finished if (v := job.get(key)) is not None]
         if not values:
             return None
-        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def _fold(job: JobRecord) -> int:
@@ -137,14 +146,21 @@ def markdown_section(groups: Sequence[FoldGroup]) -> list[str]:
     lines += [f"Ranked by the mean validation {score} over the folds; test/acc is only reported.", ""]
     lines += [f"| overrides | folds | {keys[0]} | test/acc | ensemble test/acc |", "|---|---|---|---|---|"]
     for group in groups:
-        cells = [f"{s[0]:.4f} ± {s[1]:.4f}" if (s := group.stat(k)) else "" for k in keys]
+        cells = [_mean_std(group.stat(k)) for k in keys]
         ensemble = group.ensemble.get("test/acc")
-        done, total = len(group.finished), len(group.jobs)
+        done, total = len(group.finished), group.planned
         folds = str(total) if done == total else f"{done} of {total}"
         overrides = " ".join(group.overrides).replace("|", "\\|") or " "
         cells.append("" if ensemble is None else f"{ensemble:.4f}")
         lines.append(f"| {overrides} | {folds} | {' | '.join(cells)} |")
     return lines
+
+
+def _mean_std(stat: tuple[float, float | None] | None) -> str:
+    """A summary cell: ``mean ± std``, the value alone for one fold, empty for none."""
+    if stat is None:
+        return ""
+    return f"{stat[0]:.4f}" if stat[1] is None else f"{stat[0]:.4f} ± {stat[1]:.4f}"
 
 
 def to_csv(groups: Sequence[FoldGroup]) -> str:
@@ -159,9 +175,9 @@ def to_csv(groups: Sequence[FoldGroup]) -> str:
         cells = []
         for key in keys:
             stat = group.stat(key)
-            cells += [f"{v:.6f}" for v in stat] if stat else ["", ""]
+            cells += ["" if v is None else f"{v:.6f}" for v in stat] if stat else ["", ""]
         ensemble = group.ensemble.get("test/acc")
-        row = [" ".join(group.overrides), len(group.jobs), len(group.finished), *cells]
+        row = [" ".join(group.overrides), group.planned, len(group.finished), *cells]
         writer.writerow([*row, "" if ensemble is None else f"{ensemble:.6f}"])
     return out.getvalue()
 
@@ -225,5 +241,7 @@ def parent_metrics(group: FoldGroup) -> dict[str, float]:
     metrics = {f"ensemble/{k}": v for k, v in group.ensemble.items()}
     for key in stats([group]):
         if stat := group.stat(key):
-            metrics |= {f"folds/{key}_mean": stat[0], f"folds/{key}_std": stat[1]}
+            metrics[f"folds/{key}_mean"] = stat[0]
+            if stat[1] is not None:
+                metrics[f"folds/{key}_std"] = stat[1]
     return metrics
