@@ -466,6 +466,10 @@ def test_joblib_folds_with_mlflow_nest_under_one_parent_run(tiny_root: Path, tmp
     ensemble = json.loads((sweep / "ensembles" / "0" / "metrics.json").read_text())
     assert parent.data.metrics["ensemble/test/acc"] == pytest.approx(ensemble["test/acc"])
     assert {"folds/val/acc_best_mean", "folds/test/acc_std"} <= set(parent.data.metrics)
+    # The settings the folds share, as the ensemble's HParams record has them (before: no params, so MLflow's table
+    # and its compare view could not tell a grid's configurations apart).
+    assert parent.data.params["cv"] == "2" and parent.data.params["model"] == children[0].data.params["model"]
+    assert "data.fold" not in parent.data.params and "seed" not in parent.data.params
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"members.csv", "confusion_matrix.png"}
 
 

@@ -61,14 +61,15 @@ def nest_runs(run_dirs: Sequence[Path], name: str, metrics: Mapping[str, float],
     """A parent run over the MLflow runs saved in ``run_dirs`` (the folds of a cross-validation), in their experiment.
 
     The children are nested by MLflow's ``mlflow.parentRunId`` tag, set after they ended, so this works
-    whichever launcher ran them. The parent holds ``metrics`` and the report files of ``report_dir``
-    (plus its ``members.csv``).
+    whichever launcher ran them. The parent holds ``metrics``, the params all its children share (the
+    configuration: not ``data.fold`` nor ``seed``, so that the UI compares configurations by them) and the
+    report files of ``report_dir`` (plus its ``members.csv``).
 
     Returns:
         The parent's run id; None when no folder holds an MLflow run.
     """
     from mlflow import MlflowClient
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric, Param
 
     saved = [json.loads((d / RUN_FILE).read_text()) for d in run_dirs if (d / RUN_FILE).is_file()]
     if not saved:
@@ -84,7 +85,9 @@ def nest_runs(run_dirs: Sequence[Path], name: str, metrics: Mapping[str, float],
         with_retry(lambda child=child: client.set_tag(child["run_id"], "mlflow.parentRunId", parent))
     now = int(time.time() * 1000)
     points = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
-    with_retry(lambda: client.log_batch(parent, metrics=points))
+    children = [with_retry(lambda child=child: client.get_run(child["run_id"])).data.params for child in saved]
+    shared = [Param(k, v) for k, v in children[0].items() if all(params.get(k) == v for params in children[1:])]
+    with_retry(lambda: client.log_batch(parent, metrics=points, params=shared))
     for file in (*REPORT_FILES, "members.csv"):
         if (report_dir / file).exists():
             with_retry(lambda file=file: client.log_artifact(parent, str(report_dir / file)))
