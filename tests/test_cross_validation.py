@@ -440,9 +440,22 @@ def test_a_joblib_search_leaves_no_empty_sweep_folders(tiny_root: Path, tmp_path
     search = ("hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2")
     parallel = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     result = run_script("train.py", "-m", "cv=2", *search, *parallel, f"data.root={tiny_root}", *TINY, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr[-3000:]
     [sweep] = [p for p in (tmp_path / "multirun").glob("*/*") if p.is_dir()]
     assert len(_jobs(sweep)) == 4 and (sweep / "optuna.db").is_file()
+
+
+@pytest.mark.slow
+def test_a_search_with_more_joblib_workers_than_trials_at_a_time_says_so(tiny_root: Path, tmp_path: Path) -> None:
+    # Before: no word, and each launch ran one job (one fold of one trial) while the other worker sat idle.
+    search = ("hparams_search=optuna", "hydra.sweeper.n_trials=1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    result = run_script("train.py", "-m", "cv=2", *search, f"data.root={tiny_root}", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = (
+        "warning: hydra.launcher.n_jobs=2 joblib workers, but the search launches hydra.sweeper.n_jobs=1 trial at a "
+        "time, so only 1 of them works: set hydra.sweeper.n_jobs=2 too"
+    )
+    assert line in result.stderr.splitlines(), result.stderr[-3000:]
 
 
 @pytest.mark.slow

@@ -42,6 +42,18 @@ def check_launcher(config: DictConfig) -> None:
         )
     if target.endswith("JoblibLauncher") and launcher.get("n_jobs") == 0:
         refuse("hydra.launcher.n_jobs=0 runs no job: give the number of workers (-1: one per core)")
+    # An Optuna search launches hydra.sweeper.n_jobs jobs at a time (one fold of each trial under cv=K): more
+    # workers than that sit idle, and the search took as long as without them, without a word.
+    workers, trials = launcher.get("n_jobs"), config.hydra.sweeper.get("n_jobs")
+    optuna = str(config.hydra.sweeper.get("_target_", "")).endswith("OptunaSweeper") and isinstance(trials, int)
+    idle = isinstance(workers, int) and (workers > trials or (workers < 0 and trials == 1)) if optuna else False
+    if idle and target.endswith("JoblibLauncher"):
+        print(
+            f"warning: hydra.launcher.n_jobs={workers} joblib workers, but the search launches "
+            f"hydra.sweeper.n_jobs={trials} trial{'s' * (trials != 1)} at a time, so only {trials} of them "
+            f"work{'s' * (trials == 1)}: set hydra.sweeper.n_jobs={workers if workers > 0 else 'N'} too",
+            file=sys.stderr,
+        )
 
 
 def check_same_sweep(config: DictConfig) -> None:
