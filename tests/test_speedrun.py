@@ -174,6 +174,24 @@ def test_time_to_target_refuses_a_test_metric() -> None:
         TimeToTarget(0.9, monitor="test/acc")
 
 
+@pytest.mark.parametrize(
+    ("monitor", "message"),
+    [
+        ("val_acc", "val_acc is not a metric the run logs; did you mean val/acc? (watch val/acc or train/acc)"),
+        ("accuracy", "accuracy is not a metric the run logs (watch val/acc or train/acc)"),
+        ("train/loss_step", "a target is reached by rising to it, and a loss falls"),
+    ],
+)
+def test_time_to_target_refuses_a_monitor_outside_the_runs_accuracies(monitor: str, message: str) -> None:
+    """Before: ``monitor=val_acc`` (Keras' name) trained the whole run, then said ``val_acc did not reach 0.9 in
+    100 steps (no validation ran)``, though every validation had run; ``train/loss_step`` "reached" 0.9 at once."""
+    from mnistlab.callbacks import TimeToTarget
+    from mnistlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TimeToTarget(0.9, monitor=monitor)
+
+
 def test_time_to_target_on_train_acc_is_the_epoch_it_was_reached(tmp_path: Path) -> None:
     """Before: train/acc was read at validations, where it is still the previous epoch's (the system logs it after
     the epoch's validation): epoch 0's value was reported at epoch 1's step, and a run without validation never
