@@ -428,3 +428,24 @@ def test_a_search_entry_with_a_dot_in_its_key_is_named_whole(tmp_path: Path, mon
     assert changed.endswith("'++hydra.sweeper.params={model.hidden_units:{low:64}}'")
     # The mapping it names is one Hydra takes (and merges into the entry).
     assert config_mistake(train, "train", [*search[:2], "++hydra.sweeper.params={model.hidden_units:{low:64}}"]) is None
+
+
+@pytest.mark.parametrize(
+    ("override", "path"),
+    [("data.root=~/mnist", "{home}/mnist"), ("system.teacher=~", "{home}"), ("ckpt_path=/tmp/a~b", "/tmp/a~b")],
+)
+def test_a_tilde_hydra_cannot_read_is_answered_with_the_path(
+    override: str, path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: ``cannot read the override 'data.root=~/mnist': LexerNoViableAltException: data.root=~/mnist (key=value,
+    see hydra.cc's override grammar)``: the shell expands ~ only at a word's start or after a plain name's =."""
+    import shlex
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    mistake = config_mistake(ROOT / "scripts" / "train.py", "train", [override])
+    assert mistake.startswith(f"{override}: ") and "LexerNoViableAltException" not in mistake, mistake
+    (given,) = shlex.split(mistake.rsplit(": give ", 1)[1])  # what the shell hands the script
+    parsed = OverridesParser.create().parse_override(given)
+    assert (parsed.key_or_group, parsed.value()) == (override.split("=")[0], path.format(home=tmp_path / "me"))

@@ -17,6 +17,7 @@ Only Hydra's public API is used (its override parser, its compose API and its co
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,22 @@ def _swept_hydra_setting(overrides: list[Override]) -> str | None:
     return None
 
 
+def _unreadable(text: str, reason: str) -> str:
+    """The line for an override that Hydra's grammar cannot read (``reason``), with the fix where one is known."""
+    key, _, value = text.partition("=")
+    if "=" in value:  # a path holding = and , as a sweep's job folders do: Hydra needs it in quotes
+        quoted = f'\'{key}=["...","..."]\'' if value.startswith("[") else shell_path_override(key, value)
+        return f"cannot read the override {text!r}: {reason}; a path with = in it goes in quotes: {quoted}"
+    if "~" in value and not value.startswith(("'", '"', "[")):
+        # The shell expands ~ only at a word's start or after a plain name's = (ckpt_path=~/x), so data.root=~/x
+        # reaches Hydra as it is, whose grammar has no unquoted ~.
+        if (home := os.path.expanduser(value)) != value:
+            fix = shell_path_override(key, home)
+            return f"{text}: the shell does not expand ~ after {key}= and Hydra cannot read it: give {fix}"
+        return f"{text}: Hydra cannot read a ~ unquoted: give {shell_path_override(key, value)}"
+    return f"cannot read the override {text!r}: {reason} (key=value, see hydra.cc's override grammar)"
+
+
 def config_mistake(script: Path, config_name: str, args: list[str]) -> str | None:
     """The first mistake of a script's command line, as one sentence, or None.
 
@@ -150,12 +167,7 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         try:
             overrides += parser.parse_overrides([text])
         except OverrideParseException as e:
-            reason = str(e).splitlines()[0]
-            key, _, value = text.partition("=")
-            if "=" in value:  # a path holding = and , as a sweep's job folders do: Hydra needs it in quotes
-                quoted = f'\'{key}=["...","..."]\'' if value.startswith("[") else shell_path_override(key, value)
-                return f"cannot read the override {text!r}: {reason}; a path with = in it goes in quotes: {quoted}"
-            return f"cannot read the override {text!r}: {reason} (key=value, see hydra.cc's override grammar)"
+            return _unreadable(text, str(e).splitlines()[0])
     if mistake := _swept_hydra_setting(overrides):
         return mistake
     swept: dict[str, str] = {}
