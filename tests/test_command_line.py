@@ -449,3 +449,15 @@ def test_a_tilde_hydra_cannot_read_is_answered_with_the_path(
     (given,) = shlex.split(mistake.rsplit(": give ", 1)[1])  # what the shell hands the script
     parsed = OverridesParser.create().parse_override(given)
     assert (parsed.key_or_group, parsed.value()) == (override.split("=")[0], path.format(home=tmp_path / "me"))
+
+
+@pytest.mark.parametrize("override", ["data.augment=affine", "+data.augment=affine", "data.augment=afine"])
+def test_a_group_spelled_with_dots_is_answered_with_its_slash(override: str) -> None:
+    """Before: ``data.augment is not in the config of mnistlab.data.MNISTDataModule; add it with +data.augment=affine``,
+    and that override ended in ``TypeError: 'str' object is not callable`` (a traceback, exit 1) inside the run."""
+    mistake = config_mistake(ROOT / "scripts" / "train.py", "train", [override])
+    assert mistake == (
+        "data.augment is the group data/augment, chosen with a /; did you mean data/augment=affine? "
+        "(affine, best_fashion_mnist, best_mnist)"
+    )
+    assert config_mistake(ROOT / "scripts" / "train.py", "train", ["data/augment=affine"]) is None  # the fix

@@ -275,24 +275,26 @@ def added_group_mistake(tree: ConfigTree, name: str, groups: list[Override], cho
 
 
 def group_as_a_key_mistake(tree: ConfigTree, cfg: DictConfig, override: Override) -> str | None:
-    """A group's option given under a name that is no setting (``experment=cnn``, ``augment=affine``), or None.
+    """A group's option given under a name that is no setting (``experment=cnn``, ``data.augment=affine``), or None.
 
     The key check alone would name the nearest setting, which for a group packaged at the top level
     (``experiment``) was Hydra's record of the choice, ``hydra.runtime.choices.experiment``.
     """
     key = override.key_or_group
-    if "." in key or "/" in key or override.type is OverrideType.DEL or has_key(cfg, key):
+    if "/" in key or override.type is OverrideType.DEL or has_key(cfg, key):
         return None
     paths = tree.group_paths()
     ends = [path.rsplit("/", 1)[-1] for path in paths]
     end = key if key in ends else nearest(key, ends)
+    # data.augment=affine spells the group data/augment; "+data.augment=affine" handed the module a string.
+    group = key.replace(".", "/") if "." in key else paths[ends.index(end)] if end is not None else None
     values = values_of(override)
-    if end is None or not values or any(isinstance(v, list) or v is None for v in values):
+    if group not in paths or not values or any(isinstance(v, list) or v is None for v in values):
         return None
-    group = paths[ends.index(end)]
     options = tree.options(group)
     fixed = [str(v) if str(v) in options else nearest(str(v), options) for v in values]
     if None in fixed:
         return None
     choice = f"{'' if group in cfg.hydra.runtime.choices else '+'}{group}={','.join(map(str, fixed))}"
-    return f"{key} is not a top-level setting; did you mean {choice}? ({', '.join(options)})"
+    where = f"the group {group}, chosen with a /" if "." in key else "not a top-level setting"
+    return f"{key} is {where}; did you mean {choice}? ({', '.join(options)})"
