@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import pathlib
@@ -189,6 +190,26 @@ def test_refused_teachers(tmp_path: Path) -> None:
     hostile = tmp_path / "hostile.ckpt"
     torch.save({"hyper_parameters": {"net": {}}, "where": pathlib.PurePosixPath("/etc")}, hostile)
     assert "refused" in _refusal(tmp_path, str(hostile))
+
+
+@pytest.mark.parametrize("layer", ["Softmax", "Sigmoid"])
+def test_a_teacher_returning_probabilities_is_refused(layer: str, tmp_path: Path, monkeypatch) -> None:
+    """Before: a Keras-style teacher (ending in nn.Softmax) taught without a word; its probabilities p were taken as
+    logits, and softmax(p / T) is nearly uniform (top class 0.12 of 10 at T=4 for p = 0.9)."""
+    module = f"keras_{layer.lower()}"  # one module per case: Python keeps the first one it imports
+    last = "nn.Softmax(-1)" if layer == "Softmax" else "nn.Sigmoid()"
+    (tmp_path / f"{module}.py").write_text(
+        "from torch import nn\n\n\nclass KerasNet(nn.Sequential):\n    def __init__(self) -> None:\n"
+        f"        super().__init__(nn.Flatten(), nn.Linear(784, 10), {last})\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    net = importlib.import_module(module).KerasNet()
+    teacher = _checkpoint(tmp_path / "keras.ckpt", net, {"_target_": f"{module}.KerasNet"})
+    assert _refusal(tmp_path, str(teacher)) == (
+        f"system.teacher: {module}.KerasNet ({teacher}) returns probabilities (a final nn.{layer}), which the soft "
+        f"targets would take as logits, so they would be nearly uniform and teach nothing; train the teacher without "
+        f"its final nn.{layer}"
+    )
 
 
 def test_the_preset_before_its_teacher_says_where_the_teacher_command_is(tmp_path: Path) -> None:

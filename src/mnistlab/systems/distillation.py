@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnistlab.checkpoint_records import class_path
 from mnistlab.config_checks import check_number
 from mnistlab.errors import ConfigError, first_line
+from mnistlab.systems.losses import probability_outputs
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits (B, C), labels (B,)) -> scalar
 
@@ -171,7 +173,7 @@ class TrainingLoss:
 
 
 def check_teacher(teacher: Teacher, num_classes: int, class_names: Sequence[str] | None, head: str) -> None:
-    """Refuses, in one line, a teacher whose classes or input differ from the student's."""
+    """Refuses, in one line, a teacher whose classes or input differ from the student's, or returning probabilities."""
     if head != "softmax":
         raise ConfigError("system.teacher needs system.head=softmax (the soft targets are a softmax's)")
     try:
@@ -179,6 +181,14 @@ def check_teacher(teacher: Teacher, num_classes: int, class_names: Sequence[str]
     except RuntimeError as e:
         reason = first_line(e)
         raise ConfigError(f"system.teacher does not take the student's (B, 1, 28, 28) images ({reason})") from None
+    for net, source in zip(teacher.nets, teacher.sources or [None] * len(teacher.nets), strict=True):
+        if (layer := probability_outputs(net)) is not None:  # softmax(p / T) of probabilities p is nearly uniform
+            where = f" ({source})" if source is not None else ""
+            raise ConfigError(
+                f"system.teacher: {class_path(type(net))}{where} returns probabilities (a final {layer}), which "
+                f"the soft targets would take as logits, so they would be nearly uniform and teach nothing; train "
+                f"the teacher without its final {layer}"
+            )
     if out.shape[-1] != num_classes:
         raise ConfigError(f"system.teacher has {out.shape[-1]} classes, the student {num_classes}")
     names = teacher.class_names
