@@ -461,3 +461,17 @@ def test_a_group_spelled_with_dots_is_answered_with_its_slash(override: str) -> 
         "(affine, best_fashion_mnist, best_mnist)"
     )
     assert config_mistake(ROOT / "scripts" / "train.py", "train", ["data/augment=affine"]) is None  # the fix
+
+
+def test_a_searchpath_of_one_folder_without_brackets_is_answered_with_the_list(tmp_path: Path) -> None:
+    """Before: ``hydra.searchpath must be a list of strings. Got: file:///...`` and Hydra's HYDRA_FULL_ERROR line,
+    exit 1 (docs/own-network.md gives it in brackets, which a newcomer drops for a single folder)."""
+    import shlex
+
+    train = ROOT / "scripts" / "train.py"
+    (tmp_path / "model").mkdir()
+    mistake = config_mistake(train, "train", [f"hydra.searchpath=file://{tmp_path}", "model=linear"])
+    fix = shlex.quote(f"hydra.searchpath=[file://{tmp_path}]")
+    given = f"hydra.searchpath=file://{tmp_path}"
+    assert mistake == f"{given}: hydra.searchpath takes a list of folders, even of one: give {fix}"
+    assert config_mistake(train, "train", [*shlex.split(fix), "model=linear"]) is None  # the fix is taken

@@ -18,6 +18,7 @@ Only Hydra's public API is used (its override parser, its compose API and its co
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,9 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
     if not overrides:
         return None
     searchpath = next((o for o in overrides if o.key_or_group == "hydra.searchpath"), None)
+    if searchpath is not None and isinstance(searchpath.value(), str):  # Hydra: "must be a list of strings", exit 1
+        listed = shlex.quote(f"hydra.searchpath=[{searchpath.input_line.split('=', 1)[1]}]")
+        return f"{searchpath.input_line}: hydra.searchpath takes a list of folders, even of one: give {listed}"
     folders = _searchpath_folders(searchpath.value()) if searchpath else []
     if folders is None:
         return None  # a package or another scheme: Hydra's checks apply
