@@ -432,10 +432,16 @@ def test_a_search_entry_with_a_dot_in_its_key_is_named_whole(tmp_path: Path, mon
 
 @pytest.mark.parametrize(
     ("override", "path"),
-    [("data.root=~/mnist", "{home}/mnist"), ("system.teacher=~", "{home}"), ("ckpt_path=/tmp/a~b", "/tmp/a~b")],
+    [
+        ("data.root=~/mnist", "{home}/mnist"),
+        ("system.teacher=~", "{home}"),
+        ("ckpt_path=/tmp/a~b", "/tmp/a~b"),
+        ("hydra.searchpath=[file://~/myconf]", ["file://{home}/myconf"]),  # docs/own-network.md's, with ~
+        ("ckpt_path=[/a,~/b]", ["/a", "{home}/b"]),
+    ],
 )
 def test_a_tilde_hydra_cannot_read_is_answered_with_the_path(
-    override: str, path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    override: str, path: str | list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Before: ``cannot read the override 'data.root=~/mnist': LexerNoViableAltException: data.root=~/mnist (key=value,
     see hydra.cc's override grammar)``: the shell expands ~ only at a word's start or after a plain name's =."""
@@ -448,7 +454,9 @@ def test_a_tilde_hydra_cannot_read_is_answered_with_the_path(
     assert mistake.startswith(f"{override}: ") and "LexerNoViableAltException" not in mistake, mistake
     (given,) = shlex.split(mistake.rsplit(": give ", 1)[1])  # what the shell hands the script
     parsed = OverridesParser.create().parse_override(given)
-    assert (parsed.key_or_group, parsed.value()) == (override.split("=")[0], path.format(home=tmp_path / "me"))
+    home = tmp_path / "me"
+    want = [p.format(home=home) for p in path] if isinstance(path, list) else path.format(home=home)
+    assert (parsed.key_or_group, parsed.value()) == (override.split("=")[0], want)
 
 
 @pytest.mark.parametrize("override", ["data.augment=affine", "+data.augment=affine", "data.augment=afine"])

@@ -18,6 +18,7 @@ Only Hydra's public API is used (its override parser, its compose API and its co
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -126,19 +127,25 @@ def _swept_hydra_setting(overrides: list[Override]) -> str | None:
     return None
 
 
+_TILDE = re.compile(r"(\[|,)(file://)?~(?=[/,\]])")  # a list's item from the home folder: [file://~/x,~/y]
+
+
 def _unreadable(text: str, reason: str) -> str:
     """The line for an override that Hydra's grammar cannot read (``reason``), with the fix where one is known."""
     key, _, value = text.partition("=")
     if "=" in value:  # a path holding = and , as a sweep's job folders do: Hydra needs it in quotes
         quoted = f'\'{key}=["...","..."]\'' if value.startswith("[") else shell_path_override(key, value)
         return f"cannot read the override {text!r}: {reason}; a path with = in it goes in quotes: {quoted}"
-    if "~" in value and not value.startswith(("'", '"', "[")):
+    if "~" in value and not value.startswith(("'", '"')):
         # The shell expands ~ only at a word's start or after a plain name's = (ckpt_path=~/x), so data.root=~/x
-        # reaches Hydra as it is, whose grammar has no unquoted ~.
-        if (home := os.path.expanduser(value)) != value:
-            fix = shell_path_override(key, home)
+        # and hydra.searchpath=[file://~/x] reach Hydra as they are, whose grammar has no unquoted ~.
+        listed = value.startswith("[")
+        home = _TILDE.sub(lambda m: m[1] + (m[2] or "") + os.path.expanduser("~"), value) if listed else None
+        if (home := home or os.path.expanduser(value)) != value:
+            fix = shlex.quote(f"{key}={home}") if listed else shell_path_override(key, home)
             return f"{text}: the shell does not expand ~ after {key}= and Hydra cannot read it: give {fix}"
-        return f"{text}: Hydra cannot read a ~ unquoted: give {shell_path_override(key, value)}"
+        if not listed:
+            return f"{text}: Hydra cannot read a ~ unquoted: give {shell_path_override(key, value)}"
     return f"cannot read the override {text!r}: {reason} (key=value, see hydra.cc's override grammar)"
 
 
