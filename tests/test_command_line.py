@@ -483,3 +483,27 @@ def test_a_searchpath_of_one_folder_without_brackets_is_answered_with_the_list(t
     given = f"hydra.searchpath=file://{tmp_path}"
     assert mistake == f"{given}: hydra.searchpath takes a list of folders, even of one: give {fix}"
     assert config_mistake(train, "train", [*shlex.split(fix), "model=linear"]) is None  # the fix is taken
+
+
+@pytest.mark.parametrize(
+    ("args", "given", "fix"),
+    [
+        ("optimizer.lr = 0.1", "optimizer.lr = 0.1: the shell passed this override as 3 words", "optimizer.lr=0.1"),
+        ("optimizer.lr =0.1", "optimizer.lr =0.1: the shell passed this override as 2 words", "optimizer.lr=0.1"),
+        # Hydra read optimizer.lr= as an empty value, then could not read 0.1
+        ("optimizer.lr= 0.1", "optimizer.lr= 0.1: the shell passed this override as 2 words", "optimizer.lr=0.1"),
+        ("model=cnn model.channels=[8, 16]", "model.channels=[8, 16]: ", "'model.channels=[8,16]'"),
+        ("-m seed=1, 2, 3 model=linear", "seed=1, 2, 3: the shell passed this override as 3 words", "seed=1,2,3"),
+    ],
+)
+def test_an_override_split_into_words_is_answered_with_it_whole(args: str, given: str, fix: str) -> None:
+    """Before: ``cannot read the override 'model.channels=[8,': no viable alternative at input '[8,' (key=value, see
+    hydra.cc's override grammar)``; for ``optimizer.lr = 0.1``: ``... 'optimizer.lr': Error parsing override``."""
+    import shlex
+
+    train = ROOT / "scripts" / "train.py"
+    mistake = config_mistake(train, "train", args.split())
+    assert mistake.startswith(given) and mistake.endswith(f"Hydra reads each word as an override: give {fix}"), mistake
+    whole = [a for a in args.split() if a.startswith(("-m", "model="))][:1] + shlex.split(fix)
+    assert config_mistake(train, "train", whole) is None  # the fix is taken
+    assert config_mistake(train, "train", ["~scheduler", "seed=1"]) is None  # a removal is one word

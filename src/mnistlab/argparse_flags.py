@@ -2,11 +2,14 @@
 
 Most PyTorch scripts read ``--epochs 3 --lr 0.01``; Hydra's parser took ``--epochs`` for nothing and ``3``
 for an override, and the line said ``cannot read the override '3': LexerNoViableAltException``. Here
-such a flag is answered with the override it stands for where the config has a close key.
+such a flag is answered with the override it stands for where the config has a close key. So is an override
+that the shell split into words, as other tools' ``key = value`` or an unquoted list ``[8, 16]`` are.
 """
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -142,3 +145,40 @@ def flag_mistake(args: list[str], conf: Path, config_name: str) -> str | None:
     if key is None:
         return f"{line}; see the settings with --cfg job"
     return f"{line}: give {key}={value if value is not None else '...'}"
+
+
+_KEY = re.compile(r"[+~]{0,2}[A-Za-z_][\w.\-/@]*")
+
+
+def split_word_mistake(overrides: list[str]) -> str | None:
+    """An override the shell passed as several words, which Hydra reads one by one: ``optimizer.lr = 0.1``,
+    ``optimizer.lr =0.1``, ``optimizer.lr= 0.1`` (it read an empty value, then failed on ``0.1``), an unquoted list
+    with spaces, ``model.channels=[8, 16]``, or a sweep's, ``-m seed=1, 2``. None when there is none."""
+    for i, word in enumerate(overrides):
+        rest = overrides[i + 1 :]
+        if _KEY.fullmatch(word) and rest and rest[0].startswith("="):  # key = value, key =value
+            words = [word, *rest[: 2 if rest[0] == "=" else 1]]
+        elif word.endswith("=") and _KEY.fullmatch(word[:-1]) and rest and not re.match(r"[+~]|.*=", rest[0]):
+            words = [word, rest[0]]  # key= value
+        elif word.count("[") > word.count("]"):  # a list split at its spaces
+            ends = [n for n in range(i + 1, len(overrides)) if _balanced("".join(overrides[i : n + 1]))]
+            if not ends:
+                return None
+            words = overrides[i : ends[0] + 1]
+        elif "=" in word and word.endswith(",") and rest and "=" not in rest[0]:  # a sweep's values: seed=1, 2
+            n = i + 1
+            while n + 1 < len(overrides) and overrides[n].endswith(",") and "=" not in overrides[n + 1]:
+                n += 1
+            words = overrides[i : n + 1]
+        else:
+            continue
+        given = " ".join(words)
+        return (
+            f"{given}: the shell passed this override as {len(words)} words, and Hydra reads each word as an "
+            f"override: give {shlex.quote(''.join(words))}"
+        )
+    return None
+
+
+def _balanced(text: str) -> bool:
+    return text.count("[") <= text.count("]")

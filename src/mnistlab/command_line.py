@@ -29,7 +29,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from hydra.errors import HydraException, OverrideParseException
 
-from mnistlab.argparse_flags import FLAGS_WITH_VALUE, SHOW_FLAGS, flag_mistake
+from mnistlab.argparse_flags import FLAGS_WITH_VALUE, SHOW_FLAGS, flag_mistake, split_word_mistake
 from mnistlab.config_keys import shell_path_override
 from mnistlab.config_tree import ConfigTree, has_key, scripts_with_key
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
@@ -166,6 +166,8 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
         where = f"{flag} {' '.join(parsed[0])}"
         return f"{flag.split()[0]} goes before the overrides (Hydra reads none after a flag that follows one): {where}"
     strings, flags = parsed
+    if mistake := split_word_mistake(strings):
+        return mistake
     if "dir" in flags or "package" in flags:
         return None  # another search path or package: Hydra's own checks apply
     conf = Path(flags.get("path") or script.parent.parent / "conf")
