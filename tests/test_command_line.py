@@ -507,3 +507,15 @@ def test_an_override_split_into_words_is_answered_with_it_whole(args: str, given
     whole = [a for a in args.split() if a.startswith(("-m", "model="))][:1] + shlex.split(fix)
     assert config_mistake(train, "train", whole) is None  # the fix is taken
     assert config_mistake(train, "train", ["~scheduler", "seed=1"]) is None  # a removal is one word
+
+
+def test_a_value_for_a_group_of_settings_is_answered_with_its_settings() -> None:
+    """Before: ``Cannot instantiate config of type float. Top level config must be an OmegaConf DictConfig/ListConfig
+    object, ...`` and Hydra's HYDRA_FULL_ERROR line, exit 1, once the job had started."""
+    train = ROOT / "scripts" / "train.py"
+    assert config_mistake(train, "train", ["callbacks.time_to_target=0.9"]) == (
+        "callbacks.time_to_target is a group of settings (target, monitor), not one value: "
+        "give callbacks.time_to_target.<setting>=0.9"
+    )
+    assert config_mistake(train, "train", ["callbacks.time_to_target.target=0.9"]) is None
+    assert config_mistake(train, "train", ["callbacks.time_to_target=null"]) is None  # no callback: as before

@@ -223,6 +223,10 @@ def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
             except ValidationError as e:
                 return f"{key}={value!r}: {str(e).splitlines()[0]}"
     elif override.type is OverrideType.CHANGE:
+        settings = [str(k) for k in found if not str(k).startswith("_")] if isinstance(found, DictConfig) else []
+        if settings and "_target_" in found and any(not isinstance(v, dict | None) for v in values_of(override)):
+            value = override.input_line.split("=", 1)[1]  # Hydra: "Cannot instantiate config of type float", exit 1
+            return f"{key} is a group of settings ({_listing(settings)}), not one value: give {key}.<setting>={value}"
         return _typed_mistake(node, parts[-1], override)
     return None
 
