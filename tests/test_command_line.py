@@ -507,6 +507,7 @@ def test_an_override_split_into_words_is_answered_with_it_whole(args: str, given
     whole = [a for a in args.split() if a.startswith(("-m", "model="))][:1] + shlex.split(fix)
     assert config_mistake(train, "train", whole) is None  # the fix is taken
     assert config_mistake(train, "train", ["~scheduler", "seed=1"]) is None  # a removal is one word
+    assert "seed=1,~scheduler" not in config_mistake(train, "train", ["-m", "seed=1,", "~scheduler"])  # nor a value
 
 
 def test_a_value_for_a_group_of_settings_is_answered_with_its_settings() -> None:

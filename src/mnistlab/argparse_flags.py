@@ -165,9 +165,9 @@ def split_word_mistake(overrides: list[str]) -> str | None:
             if not ends:
                 return None
             words = overrides[i : ends[0] + 1]
-        elif "=" in word and word.endswith(",") and rest and "=" not in rest[0]:  # a sweep's values: seed=1, 2
+        elif "=" in word and word.endswith(",") and rest and _a_value(rest[0]):  # a sweep's values: seed=1, 2
             n = i + 1
-            while n + 1 < len(overrides) and overrides[n].endswith(",") and "=" not in overrides[n + 1]:
+            while n + 1 < len(overrides) and overrides[n].endswith(",") and _a_value(overrides[n + 1]):
                 n += 1
             words = overrides[i : n + 1]
         else:
@@ -178,6 +178,11 @@ def split_word_mistake(overrides: list[str]) -> str | None:
             f"override: give {shlex.quote(''.join(words))}"
         )
     return None
+
+
+def _a_value(word: str) -> bool:
+    """Whether ``word`` can be a value the shell split off, not an override of its own (``x=1``, ``~group``)."""
+    return "=" not in word and not word.startswith(("~", "+"))
 
 
 def _balanced(text: str) -> bool:
