@@ -212,6 +212,20 @@ def test_a_teacher_returning_probabilities_is_refused(layer: str, tmp_path: Path
     )
 
 
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [("true", "system.teacher=True"), ("0", "system.teacher=0"), ("{a:1}", "system.teacher={'a': 1}"),
+     ("[[a]]", "system.teacher=[['a']]: ['a']")],
+)  # fmt: skip
+def test_a_teacher_that_is_no_path_is_refused_in_one_line(given: str, shown: str, tmp_path: Path) -> None:
+    """Before: ``true`` and ``0`` ended in ``TypeError: 'bool' object is not iterable`` (a traceback, exit 1), ``[[a]]``
+    in pathlib's TypeError, and ``{a:1}`` was read as its keys: ``checkpoint not found: a``."""
+    assert _refusal(tmp_path, given) == (
+        f"{shown} is not a path; give a run folder, a checkpoint, a sweep folder or a list of them, or "
+        "system.teacher=null to train on the labels alone"
+    )
+
+
 def test_the_preset_before_its_teacher_says_where_the_teacher_command_is(tmp_path: Path) -> None:
     """Before: ``experiment=distill_hidden`` in a fresh folder said only "checkpoint not found"."""
     result = run_script("train.py", "experiment=distill_hidden", cwd=tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mnistlab.checkpoint_paths import find_checkpoint, find_checkpoints
@@ -56,10 +57,17 @@ def load_teacher(source: str | Path | list[str], student_input: tuple[float, flo
     standardisation, (0, 1) for plain [0, 1] pixels).
 
     Raises:
-        MnistlabError: No path (an empty string or list), a missing, unsafe or foreign file, a run folder
-            whose run has not finished, or members whose classes differ.
+        MnistlabError: No path (an empty string or list), no path at all (``true``, a mapping, a nested list), a
+            missing, unsafe or foreign file, a run folder whose run has not finished, or members whose classes differ.
     """
-    sources = [source] if isinstance(source, (str, Path)) else list(source)
+    listed = not isinstance(source, (str, Path)) and isinstance(source, Sequence) and not isinstance(source, Mapping)
+    sources = list(source) if listed else [source]
+    if bad := [item for item in sources if not isinstance(item, (str, Path))]:  # true, 0, {a: 1}, [[a]]
+        # list() took a mapping for its keys ({a: 1} -> "checkpoint not found: a"); true and 1 were a TypeError
+        raise MnistlabError(
+            f"system.teacher={source}{f': {bad[0]}' if listed else ''} is not a path; give a run folder, a checkpoint, "
+            "a sweep folder or a list of them, or system.teacher=null to train on the labels alone"
+        )
     if not sources or (isinstance(source, str) and not source.strip()):
         raise MnistlabError(
             f"system.teacher={source!r} names no teacher: give a run folder, a checkpoint or a sweep folder, "
@@ -67,8 +75,7 @@ def load_teacher(source: str | Path | list[str], student_input: tuple[float, flo
         )
     try:
         for item in sources:
-            if isinstance(item, (str, Path)):  # anything else is no path, which find_checkpoints says
-                check_finished(item)
+            check_finished(item)
         files = find_checkpoints(sources, "system.teacher")
         loaded = [load_system(f) for f in files]
     except CheckpointNotFoundError as e:  # most often a preset's teacher (distill_hidden's) not trained yet
