@@ -516,7 +516,9 @@ def test_a_value_for_a_group_of_settings_is_answered_with_its_settings() -> None
     train = ROOT / "scripts" / "train.py"
     assert config_mistake(train, "train", ["callbacks.time_to_target=0.9"]) == (
         "callbacks.time_to_target is a group of settings (target, monitor), not one value: "
-        "give callbacks.time_to_target.<setting>=0.9"
+        "give callbacks.time_to_target.<setting>=0.9, or callbacks.time_to_target=null to drop it"
     )
+    assert config_mistake(train, "train", ["model.hidden_units=5", "model=linear", "data=mnist"]) is None
+    assert config_mistake(train, "train", ["optimizer=sgd", "system=classifier"]) is None
     assert config_mistake(train, "train", ["callbacks.time_to_target.target=0.9"]) is None
     assert config_mistake(train, "train", ["callbacks.time_to_target=null"]) is None  # no callback: as before

@@ -225,8 +225,9 @@ def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
     elif override.type is OverrideType.CHANGE:
         settings = [str(k) for k in found if not str(k).startswith("_")] if isinstance(found, DictConfig) else []
         if settings and "_target_" in found and any(not isinstance(v, dict | None) for v in values_of(override)):
-            value = override.input_line.split("=", 1)[1]  # Hydra: "Cannot instantiate config of type float", exit 1
-            return f"{key} is a group of settings ({_listing(settings)}), not one value: give {key}.<setting>={value}"
+            give = f"give {key}.<setting>={override.input_line.split('=', 1)[1]}"  # Hydra: "Cannot instantiate", exit 1
+            give += f", or {key}=null to drop it" if len(parts) == 2 and parts[0] in ("callbacks", "logger") else ""
+            return f"{key} is a group of settings ({_listing(settings)}), not one value: {give}"
         return _typed_mistake(node, parts[-1], override)
     return None
 
