@@ -55,6 +55,11 @@ class LastCheckpoint(Checkpoint):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._batches_done = batch_idx + 1
+        if self._batches_done >= trainer.num_training_batches:
+            # The epoch's last step is saved at the epoch's end, after its validation: Lightning resumes a save from
+            # here as a finished epoch, so the resumed run skipped that validation and the epoch's train/loss and
+            # train/acc (which it then averaged into the next epoch's). A Ctrl-C now stops after the epoch's end.
+            return
         step = trainer.global_step
         due = self.every_n_steps is not None and step % self.every_n_steps == 0
         if (due or interrupts.stop_requested()) and step != self._saved_at:
@@ -74,8 +79,9 @@ class LastCheckpoint(Checkpoint):
         if self._stop_pending:  # a validation due after the saved step is the resumed run's to do
             self._stop()
 
-    def _stop_if_requested(self) -> None:
-        if interrupts.stop_requested():
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._batches_done = 0
+        if self._stop_pending:  # a Ctrl-C in the last epoch's end (its last step, its validation): saved, logged
             self._stop()
 
     def _stop(self) -> None:
@@ -137,16 +143,17 @@ class LastCheckpoint(Checkpoint):
             return 0
         return self._batches_done % trainer.accumulate_grad_batches
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._batches_done = 0
-
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Runs after validation and after ModelCheckpoint (listed before it), so the best-checkpoint
         # state saved with it is current.
         self._save(trainer)
-        self._stop_if_requested()
+        # Lightning logs the epoch's train/loss and train/acc after this hook: a Ctrl-C stops at the next one (a stop
+        # here lost those points, which the resumed run, starting with the next epoch, never logged).
+        self._stop_pending = interrupts.stop_requested()
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._stop_pending:  # a Ctrl-C in the last epoch's end: saved and logged, the test is the resume's
+            self._stop()
         interrupts.close_window()  # a Ctrl-C during the test stops at once
 
     def _save(self, trainer: pl.Trainer) -> None:

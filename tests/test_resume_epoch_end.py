@@ -1,0 +1,60 @@
+"""A run stopped in an epoch's end (its last step, its validation) resumes with that validation and epoch end once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import run_script, write_idx_set
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+# A callback of the test's own (on PYTHONPATH): in the first run (not its resume) the process sends itself SIGNAL
+# as the second epoch's validation starts, after that epoch's last training step.
+SELF_SIGNAL = """
+import os, signal
+import lightning.pytorch as pl
+
+class SignalInValidation(pl.Callback):
+    def on_validation_batch_start(self, trainer, *args):
+        if trainer.ckpt_path is None and not trainer.sanity_checking and trainer.current_epoch == 1:
+            os.kill(os.getpid(), signal.{signal})
+"""
+
+
+def curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of the folder's event files as TensorBoard shows it: (step, value) pairs per tag."""
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+@pytest.mark.parametrize(
+    ("signal", "status", "extra"),
+    [
+        ("SIGINT", 1, ()),  # a Ctrl-C during the validation: it stopped before Lightning logged the epoch's end
+        # A kill during the validation that follows a step save at the epoch's last step (5 steps an epoch):
+        # Lightning resumed that save as a finished epoch, past its validation.
+        ("SIGKILL", -9, ("callbacks.last_checkpoint.every_n_steps=5",)),
+    ],
+)
+def test_a_run_stopped_in_a_validation_resumes_with_the_uninterrupted_curves(
+    tmp_path: Path, signal: str, status: int, extra: tuple[str, ...]
+) -> None:
+    (tmp_path / "selfsignal.py").write_text(SELF_SIGNAL.format(signal=signal))
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    data = write_idx_set(tmp_path / "tiny")  # 60 images: 50 to train on, in batches of 10, 10 to validate on
+    args = (f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10", "model=linear",
+            "data.batch_size=10", "trainer.max_epochs=3", "callbacks.progress_bar.refresh_rate=0", *extra)  # fmt: skip
+    whole = run_script("train.py", *args, f"hydra.run.dir={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    hook = "+callbacks.self_signal._target_=selfsignal.SignalInValidation"
+    stopped = run_script("train.py", *args, hook, f"hydra.run.dir={run_dir}", env=env)
+    assert stopped.returncode == status and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
+    resumed = run_script("train.py", f"resume={run_dir}", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    # Every point of every curve once, at the uninterrupted run's steps and with its values: the second epoch's
+    # val/acc, train/loss and train/acc included, and the third epoch's train/acc averaging its own batches only.
+    assert curves(run_dir) == curves(tmp_path / "whole")
