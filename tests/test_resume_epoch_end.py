@@ -52,6 +52,8 @@ def test_a_run_stopped_in_a_validation_resumes_with_the_uninterrupted_curves(
     hook = "+callbacks.self_signal._target_=selfsignal.SignalInValidation"
     stopped = run_script("train.py", *args, hook, f"hydra.run.dir={run_dir}", env=env)
     assert stopped.returncode == status and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
+    if signal == "SIGINT":  # it said "at the end of this training step", and then ran the validation to its end
+        assert "Ctrl-C: stopping once this validation ends, with checkpoints/last.ckpt saved" in stopped.stderr
     resumed = run_script("train.py", f"resume={run_dir}", env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 

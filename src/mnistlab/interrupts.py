@@ -15,6 +15,7 @@ import threading
 
 _window = threading.Event()  # a fit whose LastCheckpoint takes a Ctrl-C at a step's end is running
 _requested = threading.Event()  # a Ctrl-C came in the window
+_validating = threading.Event()  # the window's fit is validating: a Ctrl-C stops once the validation ends
 
 
 def open_window() -> None:
@@ -25,6 +26,19 @@ def open_window() -> None:
 def close_window() -> None:
     _window.clear()
     _requested.clear()
+    _validating.clear()
+
+
+def set_validating(validating: bool) -> None:
+    """``LastCheckpoint`` marks its fit's validations, which a Ctrl-C lets end before it stops."""
+    if validating:
+        _validating.set()
+    else:
+        _validating.clear()
+
+
+def validating() -> bool:
+    return _validating.is_set()
 
 
 def request_stop() -> bool:

@@ -78,6 +78,10 @@ class LastCheckpoint(Checkpoint):
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._stop_pending:  # a validation due after the saved step is the resumed run's to do
             self._stop()
+        interrupts.set_validating(not trainer.sanity_checking)  # a Ctrl-C's line says where the run stops
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        interrupts.set_validating(False)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._batches_done = 0

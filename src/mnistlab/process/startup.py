@@ -118,9 +118,11 @@ def started() -> None:
 def _interrupt(signum: int, frame: Any) -> None:
     if not interrupts.request_stop():
         raise KeyboardInterrupt
+    # Where it stops: a validation runs to its end first (mnistlab.callbacks.checkpoints), which may take a while.
+    where = "once this validation ends" if interrupts.validating() else "at the end of this training step"
     # sys.__stderr__: a sweep's job writes sys.stderr into its log (JobConsole), the user is at the console.
     print(
-        "Ctrl-C: stopping at the end of this training step, with checkpoints/last.ckpt saved (Ctrl-C again: at once)",
+        f"Ctrl-C: stopping {where}, with checkpoints/last.ckpt saved (Ctrl-C again: at once)",
         file=sys.__stderr__,
         flush=True,
     )
