@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 @contextmanager
@@ -49,18 +51,44 @@ def hint_on_interrupt(hint: Callable[[], str], discard: bool = False) -> Iterato
     from mnistlab.process.startup import started
 
     started()
+    previous = _terminate_outside_lightning()
     try:
         yield
     except KeyboardInterrupt:
         _print_hint(hint, discard)
         sys.exit(130)
     except SystemExit as exc:
-        if type(exc).__name__ == "SIGTERMException":  # lightning.pytorch.utilities.exceptions, imported by then
+        if isinstance(exc, Terminated) or type(exc).__name__ == "SIGTERMException":  # Lightning's, imported by then
             _print_hint(hint, discard)
             sys.exit(143)
         if isinstance(exc.__context__, KeyboardInterrupt):
             _print_hint(hint, discard)
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(SystemExit):
+    """A SIGTERM outside Lightning's fit or test (the data's preparation, between the fit and the test, the report)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    # Lightning's handler, while it runs a fit or a test, calls this one too (it keeps a handler it finds): it stops
+    # the run at a step's end itself, with last.ckpt saved, so this one leaves the signal to it.
+    if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        raise Terminated(143)
+
+
+def _terminate_outside_lightning() -> Any:
+    """Makes a SIGTERM outside Lightning's loops end with the continue line and 143, as one inside them does: the
+    default handler ended the process without a word. Returns the handler to restore, None where none was set."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not (
+        signal.SIG_DFL
+    ):
+        return None  # a thread cannot set it; a handler of someone else's (a server's, an outer sweep's) stays
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    return signal.SIG_DFL
 
 
 def _print_hint(hint: Callable[[], str], whole: bool = False) -> None:
