@@ -36,6 +36,9 @@ def curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
         # A kill during the validation that follows a step save at the epoch's last step (5 steps an epoch):
         # Lightning resumed that save as a finished epoch, past its validation.
         ("SIGKILL", -9, ("callbacks.last_checkpoint.every_n_steps=5",)),
+        # A SIGTERM there: Lightning stops the validation at its next batch (2 of 5 images), unsaved; the run goes on
+        # from the epoch's start (docs/usage.md), which the resume trains again.
+        ("SIGTERM", 143, ("data.eval_batch_size=5",)),
     ],
 )
 def test_a_run_stopped_in_a_validation_resumes_with_the_uninterrupted_curves(
@@ -52,6 +55,8 @@ def test_a_run_stopped_in_a_validation_resumes_with_the_uninterrupted_curves(
     hook = "+callbacks.self_signal._target_=selfsignal.SignalInValidation"
     stopped = run_script("train.py", *args, hook, f"hydra.run.dir={run_dir}", env=env)
     assert stopped.returncode == status and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
+    if signal == "SIGTERM":
+        assert stopped.stderr.strip().endswith("(checkpoints/last.ckpt: 1 epoch, 5 steps done)"), stopped.stderr[-300:]
     if signal == "SIGINT":  # it said "at the end of this training step", and then ran the validation to its end
         assert "Ctrl-C: stopping once this validation ends, with checkpoints/last.ckpt saved" in stopped.stderr
     resumed = run_script("train.py", f"resume={run_dir}", env=env)
