@@ -19,6 +19,11 @@ class SignalInValidation(pl.Callback):
     def on_validation_batch_start(self, trainer, *args):
         if trainer.ckpt_path is None and not trainer.sanity_checking and trainer.current_epoch == 1:
             os.kill(os.getpid(), signal.{signal})
+
+class SignalBeforeValidation(pl.Callback):  # at the second epoch's second step, which a validation follows
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.ckpt_path is None and trainer.current_epoch == 1 and batch_idx == 1:
+            os.kill(os.getpid(), signal.{signal})
 """
 
 
@@ -30,19 +35,23 @@ def curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 @pytest.mark.parametrize(
-    ("signal", "status", "extra"),
+    ("signal", "status", "callback", "extra"),
     [
-        ("SIGINT", 1, ()),  # a Ctrl-C during the validation: it stopped before Lightning logged the epoch's end
+        # A Ctrl-C during the validation: it stopped before Lightning logged the epoch's end.
+        ("SIGINT", 1, "SignalInValidation", ()),
         # A kill during the validation that follows a step save at the epoch's last step (5 steps an epoch):
         # Lightning resumed that save as a finished epoch, past its validation.
-        ("SIGKILL", -9, ("callbacks.last_checkpoint.every_n_steps=5",)),
+        ("SIGKILL", -9, "SignalInValidation", ("callbacks.last_checkpoint.every_n_steps=5",)),
         # A SIGTERM there: Lightning stops the validation at its next batch (2 of 5 images), unsaved; the run goes on
         # from the epoch's start (docs/usage.md), which the resume trains again.
-        ("SIGTERM", 143, ("data.eval_batch_size=5",)),
+        ("SIGTERM", 143, "SignalInValidation", ("data.eval_batch_size=5",)),
+        # A Ctrl-C in a step that a validation within the epoch follows: the run stopped before that validation,
+        # which the resumed run, restarting from the step's save, skipped.
+        ("SIGINT", 1, "SignalBeforeValidation", ("trainer.val_check_interval=2",)),
     ],
 )
 def test_a_run_stopped_in_a_validation_resumes_with_the_uninterrupted_curves(
-    tmp_path: Path, signal: str, status: int, extra: tuple[str, ...]
+    tmp_path: Path, signal: str, status: int, callback: str, extra: tuple[str, ...]
 ) -> None:
     (tmp_path / "selfsignal.py").write_text(SELF_SIGNAL.format(signal=signal))
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
@@ -52,12 +61,13 @@ def test_a_run_stopped_in_a_validation_resumes_with_the_uninterrupted_curves(
     whole = run_script("train.py", *args, f"hydra.run.dir={tmp_path / 'whole'}")
     assert whole.returncode == 0, whole.stderr[-3000:]
     run_dir = tmp_path / "run"
-    hook = "+callbacks.self_signal._target_=selfsignal.SignalInValidation"
+    hook = f"+callbacks.self_signal._target_=selfsignal.{callback}"
     stopped = run_script("train.py", *args, hook, f"hydra.run.dir={run_dir}", env=env)
     assert stopped.returncode == status and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
     if signal == "SIGTERM":
         assert stopped.stderr.strip().endswith("(checkpoints/last.ckpt: 1 epoch, 5 steps done)"), stopped.stderr[-300:]
-    if signal == "SIGINT":  # it said "at the end of this training step", and then ran the validation to its end
+    if callback == "SignalInValidation" and signal == "SIGINT":
+        # It said "at the end of this training step", and then ran the validation to its end.
         assert "Ctrl-C: stopping once this validation ends, with checkpoints/last.ckpt saved" in stopped.stderr
     resumed = run_script("train.py", f"resume={run_dir}", env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -50,6 +50,7 @@ class LastCheckpoint(Checkpoint):
         self._batches_done = 0  # batches of this epoch through on_train_batch_end: where an accumulation stands
         self._gradients: dict[str, Any] = {}  # a resumed checkpoint's GRADIENTS_KEY, put back as training starts
         self._stop_pending = False  # a Ctrl-C's step is saved: stop at the next hook, once Lightning logged it
+        self._save_after_validation = False  # a validation follows a step save: saved again as it ends
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -76,12 +77,17 @@ class LastCheckpoint(Checkpoint):
             self._stop()
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._stop_pending:  # a validation due after the saved step is the resumed run's to do
-            self._stop()
+        # A validation right after a step saved (every_n_steps, a Ctrl-C) within the epoch (val_check_interval):
+        # Lightning resumes that save past this validation, whose points the resumed run never logged. Saved again
+        # once it ends, the resume starts after it; a Ctrl-C's stop waits for that save (on_train_batch_start).
+        self._save_after_validation = not trainer.sanity_checking and self._saved_at == trainer.global_step
         interrupts.set_validating(not trainer.sanity_checking)  # a Ctrl-C's line says where the run stops
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         interrupts.set_validating(False)
+        if self._save_after_validation:
+            self._save_after_validation = False
+            self._save(trainer)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._batches_done = 0
