@@ -217,6 +217,11 @@ def test_a_sweep_folder_leaves_out_a_job_that_is_running_or_was_interrupted(
     (jobs[2] / "metrics.json").write_text("{}")  # a sweep from before job.json: its finished jobs count
     (jobs[1] / "job.json").unlink()
     assert find_checkpoints(sweep) == [find_checkpoints(j)[0] for j in jobs]
+    for job in jobs[1:]:
+        (job / "metrics.json").unlink()
+    capsys.readouterr()
+    assert find_checkpoints(sweep) == [jobs[0] / "checkpoints" / "best.ckpt"]
+    assert "an ensemble of its 1 finished job (best.ckpt)" in capsys.readouterr().err  # before: "1 finished jobs"
 
 
 def test_a_sweep_folder_counts_a_job_run_twice_once(cv_sweep: tuple[Path, str], tmp_path: Path) -> None:

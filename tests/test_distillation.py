@@ -149,8 +149,8 @@ def test_a_resumed_student_keeps_its_teacher_from_any_folder(tmp_path: Path) -> 
     refused = run_script("train.py", f"resume={student}", "trainer.max_epochs=3", cwd=other)
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
         f"error: resume={student}: its distillation teacher {member['path']} is another file now (its SHA-256 "
-        "differs from the checkpoint's record); the run cannot continue"
-    ), refused.stderr[-3000:]
+        "differs from the checkpoint's record); the run cannot continue until you put the original back there"
+    ), refused.stderr[-3000:]  # before: "... the run cannot continue", with no way forward
 
 
 def _checkpoint(path: Path, net: torch.nn.Module, record: dict) -> Path:

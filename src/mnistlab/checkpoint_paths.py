@@ -149,7 +149,8 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
     grid = sorted(folder.glob("ensembles/*/ensemble.json"))  # a grid x folds: not one configuration's folds
     mixed = f"; its {count} configurations together, {_best_tested(folder, exclude_keys, setting)}" if grid[1:] else ""
     print(
-        f"{setting}={folder} is a sweep: an ensemble of its {len(found)} finished jobs ({names}){mixed}",
+        f"{setting}={folder} is a sweep: an ensemble of its {len(found)} finished job{'s' * (len(found) != 1)} "
+        f"({names}){mixed}",
         file=sys.stderr,
     )
     if not grid[1:] and count > 1:  # a grid or a search: say so

@@ -191,7 +191,10 @@ def recorded_teacher(run_dir: str, last: Path) -> list[str] | None:
         path = Path(member["path"])
         if not path.is_file() or sha256(path) != member["sha256"]:
             now = "another file now (its SHA-256 differs from the checkpoint's record)" if path.is_file() else "gone"
-            raise MnistlabError(f"resume={run_dir}: its distillation teacher {path} is {now}; the run cannot continue")
+            back = "put the original back there" if path.is_file() else "put it back there"  # the record is its path
+            raise MnistlabError(
+                f"resume={run_dir}: its distillation teacher {path} is {now}; the run cannot continue until you {back}"
+            )
     return [member["path"] for member in members] or None
 
 
