@@ -97,6 +97,13 @@ def compose_train(overrides: list[str], tmp_path: Path, data_dir: Path | None = 
     return cfg
 
 
+def self_signal_module(folder: Path, source: str) -> dict[str, str]:
+    """Writes a test's own callback, ``source``, as ``folder/selfsignal.py`` and returns the environment under which
+    a run imports it (``+callbacks.self_signal._target_=selfsignal.<its class>``), its resume too."""
+    (folder / "selfsignal.py").write_text(source)
+    return {"PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])}
+
+
 def signal_at_first_checkpoint(args: list[str], last: Path, sig: int, cwd: Path = ROOT) -> tuple[int, str]:
     """Starts ``scripts/train.py`` with ``args``, sends it ``sig`` as soon as ``last`` (its last.ckpt) exists, and
     returns its exit code and stderr. SIGINT reaches it as a terminal's Ctrl-C does (default handling restored)."""

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import kill_at_first_checkpoint, run_script, train, write_idx_set
+from conftest import kill_at_first_checkpoint, run_script, self_signal_module, train, write_idx_set
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnistlab.data.loaders import TrainBatches
@@ -114,8 +113,7 @@ def interrupted_at_step_300(
     Returns:
         The interrupted run's folder, the environment its resume needs (``SELF_SIGNAL`` importable) and its stderr.
     """
-    (tmp_path / "selfsignal.py").write_text(SELF_SIGNAL.format(signal=signal))
-    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    env = self_signal_module(tmp_path, SELF_SIGNAL.format(signal=signal))
     data = write_idx_set(tmp_path / "tiny", n_train=400)
     args = (f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10", "model=linear",
             "data.batch_size=2", "callbacks.progress_bar.refresh_rate=0", *args)  # fmt: skip

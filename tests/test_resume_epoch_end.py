@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from conftest import run_script, write_idx_set
+from conftest import run_script, self_signal_module, write_idx_set
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 # A callback of the test's own (on PYTHONPATH): in the first run (not its resume) the process sends itself SIGNAL
@@ -53,8 +52,7 @@ def curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 def test_a_run_stopped_in_a_validation_resumes_with_the_uninterrupted_curves(
     tmp_path: Path, signal: str, status: int, callback: str, extra: tuple[str, ...]
 ) -> None:
-    (tmp_path / "selfsignal.py").write_text(SELF_SIGNAL.format(signal=signal))
-    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    env = self_signal_module(tmp_path, SELF_SIGNAL.format(signal=signal))
     data = write_idx_set(tmp_path / "tiny")  # 60 images: 50 to train on, in batches of 10, 10 to validate on
     args = (f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10", "model=linear",
             "data.batch_size=10", "trainer.max_epochs=3", "callbacks.progress_bar.refresh_rate=0", *extra)  # fmt: skip

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from conftest import run_script, write_idx_set
+from conftest import run_script, self_signal_module, write_idx_set
 
 # A callback of the test's own (on PYTHONPATH): the first run (not its resume) sends itself SIGTERM as its fit ends,
 # once Lightning has given the signal back to the handler it found (its own runs only inside the fit and the test).
@@ -22,8 +21,7 @@ class SigtermAtFitEnd(pl.Callback):
 
 
 def test_a_sigterm_between_the_fit_and_the_test_says_how_to_continue(tmp_path: Path) -> None:
-    (tmp_path / "selfsignal.py").write_text(SELF_SIGNAL)
-    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    env = self_signal_module(tmp_path, SELF_SIGNAL)
     data = write_idx_set(tmp_path / "tiny")
     run_dir = tmp_path / "run"
     stopped = run_script(
