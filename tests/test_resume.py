@@ -156,7 +156,7 @@ def test_a_ctrl_c_mid_epoch_saves_its_step_and_the_resumed_run_ends_with_the_uni
     # Lightning's exit status for a Ctrl-C it handled itself.
     run_dir, env, stderr = interrupted_at_step_300(tmp_path, "trainer.max_epochs=3", signal="SIGINT", status=1)
     lines = stderr.strip().splitlines()
-    assert lines[-2].startswith("Ctrl-C: stopping at the end of this training step, with checkpoints/last.ckpt saved")
+    assert lines[-2].startswith("Ctrl-C: stopping at the end of this training step (if a validation or the epoch's")
     assert lines[-1] == (
         f"interrupted; continue with: python scripts/train.py resume={run_dir} (checkpoints/last.ckpt: 1 epoch, "
         "300 steps done)"  # 195 steps an epoch: saved at the step of the Ctrl-C, not at the epoch's end (195)

@@ -23,6 +23,11 @@ class SignalBeforeValidation(pl.Callback):  # at the second epoch's second step,
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.ckpt_path is None and trainer.current_epoch == 1 and batch_idx == 1:
             os.kill(os.getpid(), signal.{signal})
+
+class SignalInLastStep(pl.Callback):  # at the first epoch's last step (5 steps an epoch), which its validation follows
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.ckpt_path is None and trainer.current_epoch == 0 and batch_idx == 4:
+            os.kill(os.getpid(), signal.{signal})
 """
 
 
@@ -73,3 +78,23 @@ def test_a_run_stopped_in_a_validation_resumes_with_the_uninterrupted_curves(
     # Every point of every curve once, at the uninterrupted run's steps and with its values: the second epoch's
     # val/acc, train/loss and train/acc included, and the third epoch's train/acc averaging its own batches only.
     assert curves(run_dir) == curves(tmp_path / "whole")
+
+
+def test_a_ctrl_c_in_an_epochs_last_step_says_that_the_epochs_validation_runs_first(tmp_path: Path) -> None:
+    """It said "stopping at the end of this training step", then ran the epoch's validation and end (kept: the
+    validation's points and the epoch's last.ckpt are the resume's) before it stopped."""
+    env = self_signal_module(tmp_path, SELF_SIGNAL.format(signal="SIGINT"))
+    data = write_idx_set(tmp_path / "tiny")  # 50 images to train on, in batches of 10: 5 steps an epoch
+    run_dir = tmp_path / "run"
+    stopped = run_script(
+        "train.py", f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10",
+        "model=linear", "data.batch_size=10", "trainer.max_epochs=3", "callbacks.progress_bar.refresh_rate=0",
+        "+callbacks.self_signal._target_=selfsignal.SignalInLastStep", f"hydra.run.dir={run_dir}", env=env,
+    )  # fmt: skip
+    assert stopped.returncode == 1 and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
+    assert (
+        "Ctrl-C: stopping at the end of this training step (if a validation or the epoch's end follows it: once "
+        "they are done), with checkpoints/last.ckpt saved (Ctrl-C again: at once)"
+    ) in stopped.stderr
+    assert stopped.stderr.strip().endswith("(checkpoints/last.ckpt: 1 epoch, 5 steps done)"), stopped.stderr[-300:]
+    assert [step for step, _ in curves(run_dir)["val/acc"]] == [4]  # the epoch's validation ran, and was logged

@@ -118,8 +118,14 @@ def started() -> None:
 def _interrupt(signum: int, frame: Any) -> None:
     if not interrupts.request_stop():
         raise KeyboardInterrupt
-    # Where it stops: a validation runs to its end first (mnistlab.callbacks.checkpoints), which may take a while.
-    where = "once this validation ends" if interrupts.validating() else "at the end of this training step"
+    # Where it stops: a validation runs to its end first (mnistlab.callbacks.checkpoints), which may take a while;
+    # so does the one that follows the step, and at the epoch's last step the epoch's end, whose validation and
+    # last.ckpt are kept. Nothing here knows whether this step is such a one, so the line names both cases.
+    where = (
+        "once this validation ends"
+        if interrupts.validating()
+        else "at the end of this training step (if a validation or the epoch's end follows it: once they are done)"
+    )
     # sys.__stderr__: a sweep's job writes sys.stderr into its log (JobConsole), the user is at the console.
     print(
         f"Ctrl-C: stopping {where}, with checkpoints/last.ckpt saved (Ctrl-C again: at once)",
