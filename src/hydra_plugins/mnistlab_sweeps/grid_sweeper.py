@@ -20,7 +20,14 @@ from omegaconf import OmegaConf
 from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
 from hydra_plugins.mnistlab_sweeps.hydra_private import basic_sweeper, basic_sweeper_conf, sweep_params
 from hydra_plugins.mnistlab_sweeps.interruptions import ending_interrupted
-from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, check_same_sweep, launch_missing, lock_sweep_folder
+from hydra_plugins.mnistlab_sweeps.launchers import (
+    check_launcher,
+    check_same_sweep,
+    launch_missing,
+    lock_sweep_folder,
+    refuse,
+)
+from mnistlab.sweeps.shared_refusal import refusal_before_launch
 
 
 @dataclass
@@ -50,6 +57,10 @@ class GridSweeper(basic_sweeper()):  # type: ignore[misc]
             jobs = [fold_job(job, fold) for batch in self.overrides for job in batch for fold in folds]
             size = self.max_batch_size or len(jobs)
             self.overrides = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+        # A setting every job shares and each would refuse: one line before any job, not one per job.
+        jobs = [job for batch in self.overrides for job in batch]
+        if refusal := refusal_before_launch(self.config, self.hydra_context.config_loader, jobs):
+            refuse(refusal)
         sweep_dir = lock_sweep_folder(self.config)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns: list[list[JobReturn]] = []

@@ -8,7 +8,8 @@ are named here.
 Library code changes no process-wide state; the entry scripts (``scripts/*.py``, the benchmarks
 that train) call these, and the sweep plugin's callbacks, which Hydra runs in the job's process,
 use ``JobConsole`` and ``pin_gpu`` (and ``configure_job`` before the folds' ensemble is tested in the
-sweep's process; the sweepers ``hint_on_interrupt``). What is set, and why:
+sweep's process; the sweepers ``hint_on_interrupt``; the grid sweeper's check of its jobs,
+``checking_sweep_jobs``). What is set, and why:
 
 - ``interrupts_while_starting``, the scripts' first statement, before their imports: a Ctrl-C until the job
   starts exits with one line and 130, not a traceback (``setup`` sets it too, for other callers).
@@ -34,6 +35,9 @@ sweep's process; the sweepers ``hint_on_interrupt``). What is set, and why:
   Lightning's DDP re-launch, restored after the job.
 - ``JobConsole``: ``sys.stdout``/``sys.stderr`` and the root logger's console handlers of a sweep job.
 - ``pin_gpu``: ``CUDA_VISIBLE_DEVICES`` of a sweep worker.
+- ``checking_sweep_jobs``: while the grid sweeper checks its jobs' settings before the first job
+  (``mnistlab.sweeps.shared_refusal``), Hydra's config is each checked job's, the log below ``WARNING`` and
+  warnings are quiet, and the seed variables that the check's ``compose`` sets are restored after it.
 - ``stop_server_on_signals``: Ctrl+C and SIGTERM stop the server once, from its main process, without
   tracebacks from LitServe's children (a Ctrl+C then ends it as every script: ``interrupted``, 130);
   ``ignore_interrupts_in_worker`` in its inference workers.

@@ -89,3 +89,41 @@ class JobConsole:
 def pin_gpu(gpu: str) -> None:
     """Makes ``gpu`` the only GPU this sweep worker sees; call it before CUDA starts."""
     os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+
+
+# The environment variables that pl.seed_everything sets.
+SEED_VARIABLES = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")
+
+
+@contextmanager
+def checking_sweep_jobs() -> Iterator[None]:
+    """What a sweep's check of its jobs' settings (``mnistlab.sweeps.shared_refusal``) changes, restored after it.
+
+    - Hydra's config (``HydraConfig``): each checked job's while it is checked, as in the job (its
+      ``${hydra:runtime.output_dir}``); the sweep's again after.
+    - ``PL_GLOBAL_SEED`` and ``PL_SEED_WORKERS``: the check's ``compose`` seeds, and a joblib worker must not
+      inherit the check's seed (each job seeds itself again).
+    - log records below ``WARNING`` and warnings: the check's Trainer is no job's, so its lines ("GPU available:
+      False, ...", a tip) are not the sweep's to print.
+    """
+    import warnings
+
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_config = HydraConfig.instance()
+    saved_config = hydra_config.cfg
+    seeds = {name: os.environ.get(name) for name in SEED_VARIABLES}
+    disabled = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(disabled)
+        hydra_config.cfg = saved_config
+        for name, value in seeds.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

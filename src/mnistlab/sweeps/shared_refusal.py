@@ -1,0 +1,105 @@
+"""A setting that every job of a sweep shares, refused once before the first job instead of once by each job.
+
+``python scripts/train.py -m optimizer.lr=0 model=linear,hidden`` printed the same error for each job and ran the
+sweep to its end. Before any job, the first job's config is checked with the checks the job runs before any work
+(``job_refusal``: ``mnistlab.training.train``'s, in its order); only where it is refused are the next jobs
+checked, until one is not refused with the same line. A sweep whose every job is refused with one line stops with
+that line; a job whose own swept value is bad (``-m optimizer.lr=0,0.001``) leaves the others to run, and fails
+as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, open_dict, read_write
+
+
+def job_refusal(cfg: DictConfig, overrides: Sequence[str]) -> str | None:
+    """The one-line error with which a sweep job of ``scripts/train.py`` stops before any work, else None.
+
+    The job's own checks, called as ``mnistlab.training.train`` calls them, up to and with ``compose`` (which
+    builds the network, the Trainer, the data module and the system without reading any data or training); an
+    error that is no user error (``mnistlab.user_errors.user_error``) is a bug, left to the job to report with its
+    traceback. A check that ``train`` gains before its fit belongs here too.
+
+    Args:
+        cfg: The job's composed ``conf/train.yaml``, without Hydra's node.
+        overrides: The job's command-line overrides.
+    """
+    from mnistlab.composition import compose
+    from mnistlab.config_checks import check_ckpt_path, check_cv, check_search
+    from mnistlab.resume.checkpoint import check_continuable
+    from mnistlab.resume.run import continued_config
+    from mnistlab.user_errors import user_error
+
+    try:
+        check_cv(cfg.get("cv"), True)
+        check_search(overrides, True)
+        check_ckpt_path(cfg.get("ckpt_path"))
+        cfg = continued_config(cfg, overrides)
+        run = compose(cfg)
+        if cfg.ckpt_path and not cfg.resume:
+            check_continuable(run.system, cfg.ckpt_path)
+    except Exception as e:  # the job's checks raise many kinds; user_error sorts them
+        return user_error(e)
+    return None
+
+
+def shared_refusal(jobs: Iterable[tuple[DictConfig, list[str]]]) -> str | None:
+    """The line with which every one of ``jobs`` (config and overrides, composed lazily) is refused, else None.
+
+    Only the first job is checked where it is not refused, the common case: one compose, no more.
+    """
+    first: str | None = None
+    for i, (cfg, overrides) in enumerate(jobs):
+        refusal = job_refusal(cfg, overrides)
+        if refusal is None or (i > 0 and refusal != first):
+            return None
+        first = refusal
+    return first
+
+
+def sweep_job_configs(
+    sweep_config: DictConfig, loader: Any, jobs: Sequence[Sequence[str]]
+) -> Iterator[tuple[DictConfig, list[str]]]:
+    """Each of ``jobs``' configs as its launcher composes it and the job receives it, with its overrides.
+
+    Hydra's config (``HydraConfig``) is the job's while it is checked, as in the job: ``${hydra:runtime.output_dir}``
+    resolves to the job's folder, which is not made (the checks only read it). Run inside
+    ``mnistlab.process.jobs.checking_sweep_jobs``, which restores the sweep's.
+
+    Args:
+        sweep_config: The sweep's config (the sweeper's ``config``).
+        loader: Hydra's config loader (``hydra_context.config_loader``), whose ``load_sweep_config`` composes a job.
+        jobs: Every job's overrides, in the order of their numbers.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    for num, overrides in enumerate(jobs):
+        cfg = loader.load_sweep_config(sweep_config, list(overrides))
+        with open_dict(cfg):
+            cfg.hydra.job.id = num
+            cfg.hydra.job.num = num
+            cfg.hydra.runtime.output_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
+        HydraConfig.instance().set_config(cfg)
+        task = list(cfg.hydra.overrides.task)  # what the job's HydraConfig gives train()
+        with read_write(cfg), open_dict(cfg):
+            del cfg["hydra"]  # as Hydra's run_job hands the config to the task
+        yield cfg, task
+
+
+def refusal_before_launch(sweep_config: DictConfig, loader: Any, jobs: Sequence[Sequence[str]]) -> str | None:
+    """The line with which every one of a sweep's ``jobs`` would be refused (``shared_refusal``), else None.
+
+    Not where the jobs run on other machines (``hydra/launcher=submitit_slurm``): a login node without a GPU would
+    refuse the GPU jobs' ``trainer.accelerator=gpu``, which their nodes honour.
+    """
+    from mnistlab.process.jobs import checking_sweep_jobs
+
+    if not jobs or str(sweep_config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher"):
+        return None
+    with checking_sweep_jobs():
+        return shared_refusal(sweep_job_configs(sweep_config, loader, jobs))
