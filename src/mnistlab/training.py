@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnistlab.atomic_files import write_atomic, write_metrics
 from mnistlab.callbacks import JobProgress, LastCheckpoint, TimeToTarget
 from mnistlab.checkpoints import read_checkpoint
-from mnistlab.composition import compose
+from mnistlab.composition import Run, compose
 from mnistlab.config_checks import check_ckpt_path, check_cv, check_search
 from mnistlab.data import MNISTDataModule
 from mnistlab.hparams import SUMMARY_METRICS, log_hparams, run_hparams
@@ -158,6 +158,33 @@ def fit_and_test(
         return metrics
 
 
+def checked_run(
+    cfg: DictConfig, overrides: Sequence[str], in_sweep: bool, callbacks: Sequence[pl.Callback] = ()
+) -> tuple[DictConfig, Run]:
+    """A job's checks, in their order, and its composition: all that comes before any data is read.
+
+    ``train`` runs them, and a sweep runs them on its first job before launching any
+    (``mnistlab.sweeps.shared_refusal``), so a check added here guards both.
+
+    Args:
+        cfg: The job's composed ``conf/train.yaml``.
+        overrides: Its command-line overrides (Hydra's ``overrides.task``).
+        in_sweep: Whether it is a job of a multirun sweep (or a DDP rank re-running one).
+        callbacks: Callback objects to add to the config's.
+
+    Returns:
+        The config as continued (``resume=RUN_DIR`` or ``ckpt_path=...``) and the built run.
+    """
+    check_cv(cfg.get("cv"), in_sweep)
+    check_search(overrides, in_sweep)
+    check_ckpt_path(cfg.get("ckpt_path"))
+    cfg = continued_config(cfg, overrides)  # resume=RUN_DIR or ckpt_path=...
+    run = compose(cfg, callbacks=callbacks)
+    if cfg.ckpt_path and not cfg.resume:  # a new run from a checkpoint: one it cannot take up is refused
+        check_continuable(run.system, cfg.ckpt_path)
+    return cfg, run
+
+
 def train(cfg: DictConfig, overrides: Sequence[str], job_num: int | None) -> float:
     """The run of ``scripts/train.py``: ``cfg`` checked, continued, composed, fitted, tested and recorded.
 
@@ -171,17 +198,11 @@ def train(cfg: DictConfig, overrides: Sequence[str], job_num: int | None) -> flo
     """
     # cv=K is a sweep of K folds; a DDP rank started by Lightning (LOCAL_RANK) re-runs one job of it.
     in_sweep = job_num is not None or "LOCAL_RANK" in os.environ
-    check_cv(cfg.get("cv"), in_sweep)
-    check_search(overrides, in_sweep)
-    check_ckpt_path(cfg.get("ckpt_path"))
-    cfg = continued_config(cfg, overrides)  # resume=RUN_DIR or ckpt_path=...
-    config = OmegaConf.to_container(cfg, resolve=True)
     # A sweep's job writes into its log; its progress, a line every 30 s, goes to the sweep's console.
     # Not in a DDP rank that Lightning started (LOCAL_RANK): it re-runs the job outside the sweep, without its number.
     progress = [JobProgress(job_num, sys.__stdout__)] if job_num is not None and sys.__stdout__ else []
-    run = compose(cfg, callbacks=progress)
-    if cfg.ckpt_path and not cfg.resume:  # a new run from a checkpoint: one it cannot take up is refused
-        check_continuable(run.system, cfg.ckpt_path)
+    cfg, run = checked_run(cfg, overrides, in_sweep, progress)
+    config = OmegaConf.to_container(cfg, resolve=True)
     mark_restart(run.trainer, cfg.ckpt_path)
     metrics = fit_and_test(
         run.trainer,

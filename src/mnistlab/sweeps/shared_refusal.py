@@ -1,9 +1,9 @@
 """A setting that every job of a sweep shares, refused once before the first job instead of once by each job.
 
 ``python scripts/train.py -m optimizer.lr=0 model=linear,hidden`` printed the same error for each job and ran the
-sweep to its end. Before any job, the first job's config is checked with the checks the job runs before any work
-(``job_refusal``: ``mnistlab.training.train``'s, in its order); only where it is refused are the next jobs
-checked, until one is not refused with the same line. A sweep whose every job is refused with one line stops with
+sweep to its end. Before any job, the first job's config goes through what the job runs before any work
+(``mnistlab.training.checked_run``); only where it is refused are the next jobs checked, until one is not refused
+with the same line. A sweep whose every job is refused with one line stops with
 that line; a job whose own swept value is bad (``-m optimizer.lr=0,0.001``) leaves the others to run, and fails
 as before.
 """
@@ -20,29 +20,19 @@ from omegaconf import DictConfig, open_dict, read_write
 def job_refusal(cfg: DictConfig, overrides: Sequence[str]) -> str | None:
     """The one-line error with which a sweep job of ``scripts/train.py`` stops before any work, else None.
 
-    The job's own checks, called as ``mnistlab.training.train`` calls them, up to and with ``compose`` (which
-    builds the network, the Trainer, the data module and the system without reading any data or training); an
-    error that is no user error (``mnistlab.user_errors.user_error``) is a bug, left to the job to report with its
-    traceback. A check that ``train`` gains before its fit belongs here too.
+    The job's own checks and composition (``mnistlab.training.checked_run``, which builds the network, the
+    Trainer, the data module and the system without reading any data or training); an error that is no user
+    error (``mnistlab.user_errors.user_error``) is a bug, left to the job to report with its traceback.
 
     Args:
         cfg: The job's composed ``conf/train.yaml``, without Hydra's node.
         overrides: The job's command-line overrides.
     """
-    from mnistlab.composition import compose
-    from mnistlab.config_checks import check_ckpt_path, check_cv, check_search
-    from mnistlab.resume.checkpoint import check_continuable
-    from mnistlab.resume.run import continued_config
+    from mnistlab.training import checked_run
     from mnistlab.user_errors import user_error
 
     try:
-        check_cv(cfg.get("cv"), True)
-        check_search(overrides, True)
-        check_ckpt_path(cfg.get("ckpt_path"))
-        cfg = continued_config(cfg, overrides)
-        run = compose(cfg)
-        if cfg.ckpt_path and not cfg.resume:
-            check_continuable(run.system, cfg.ckpt_path)
+        checked_run(cfg, overrides, in_sweep=True)
     except Exception as e:  # the job's checks raise many kinds; user_error sorts them
         return user_error(e)
     return None
