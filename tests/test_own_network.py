@@ -225,6 +225,16 @@ class BatchNormed(nn.Module):
         return self.body(x)  # BatchNorm1d cannot train on a batch of one (B=1, 16)
 
 
+class Doubled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+        self.double()  # float64 weights, as a user's float64 code builds them
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
 class Sized(nn.Module):
     def __init__(self, hidden: int = 16) -> None:
         super().__init__()
@@ -255,6 +265,13 @@ def broken_net(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str, conf
         # Before: "ValueError: optimizer got an empty parameter list" inside trainer.fit.
         ("no_weights", (), "error: brokennets.NoWeights has no trainable parameters, so training would change "
          "nothing; give it layers with weights (nn.Linear, nn.Conv2d, ...) or unfreeze them"),
+        # Before: "RuntimeError: mat1 and mat2 must have the same dtype, but got Float and Double" at the first step.
+        ("doubled", (), "error: brokennets.Doubled has float64 weights (body.1.weight), but trainer.precision=32-true "
+         "feeds it float32 images: build it in float32 (drop its .double()), or train it in float64 with "
+         "trainer.precision=64"),
+        ("doubled", ("trainer.precision=bf16-mixed",), "error: brokennets.Doubled has float64 weights (body.1.weight), "
+         "but trainer.precision=bf16-mixed feeds it float32 images: build it in float32 (drop its .double()), or "
+         "train it in float64 with trainer.precision=64"),
         # Before: "error: model: empty(): argument 'size' ...", without the setting it came from.
         ("sized", ("model.hidden=null",), "error: model: brokennets.Sized(hidden=None) refused its settings: "
          "empty(): argument 'size' (position 1) must be tuple of ints, but found element of type NoneType at pos 0"),
@@ -276,6 +293,17 @@ def test_a_network_that_breaks_the_contract_is_one_line_before_training(
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == message
     assert not run_dir.exists()  # refused before any work: no run folder left behind
+
+
+def test_a_float64_network_trains_under_trainer_precision_64(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the refusal of a float64 network under 32-bit precision names: Lightning casts images and network."""
+    conf = broken_net(tmp_path, monkeypatch, "doubled", "_target_: brokennets.Doubled\n")
+    run_dir = tmp_path / "run"
+    result = run_script("train.py", f"hydra.searchpath=[file://{conf}]", "model=doubled", "trainer.precision=64",
+                        "trainer.max_epochs=1", "trainer.limit_train_batches=5",
+                        "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run_dir / "metrics.json").is_file()
 
 
 def test_a_batch_norm_network_with_a_last_batch_of_one_image_is_refused_before_training(

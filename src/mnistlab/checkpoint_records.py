@@ -250,3 +250,38 @@ def check_trainable(net: nn.Module) -> None:
             f"{class_path(type(net))} has no trainable parameters, so training would change nothing; "
             "give it layers with weights (nn.Linear, nn.Conv2d, ...) or unfreeze them"
         )
+
+
+# Lightning's precisions that cast the network itself to their dtype; every other one (32-true, the mixed ones)
+# feeds float32 images to the network as it was built.
+CASTING_PRECISIONS = ("64-true", "16-true", "bf16-true")
+CAST_METHODS = {torch.float64: ".double()", torch.float16: ".half()", torch.bfloat16: ".bfloat16()"}
+
+
+def check_float32(net: nn.Module, precision: str) -> None:
+    """Refuses a network built in another float dtype than float32 under a precision that does not cast it.
+
+    A network whose ``__init__`` calls ``.double()`` passed every check (they probe it in its own dtype) and
+    failed at the first training step with torch's "mat1 and mat2 must have the same dtype".
+
+    Args:
+        net: The built network.
+        precision: The Trainer's resolved precision (``trainer.precision``: ``"32-true"``, ``"64-true"``, ...).
+
+    Raises:
+        ConfigError: When a floating parameter or buffer of ``net`` is not float32 and ``precision`` does not cast.
+    """
+    if precision in CASTING_PRECISIONS:
+        return
+    tensors = [*net.named_parameters(), *net.named_buffers()]
+    other = [(name, t.dtype) for name, t in tensors if t.is_floating_point() and t.dtype != torch.float32]
+    if not other:
+        return
+    name, dtype = other[0]
+    dtype_name = str(dtype).removeprefix("torch.")
+    cast = CAST_METHODS.get(dtype, f".to({dtype})")
+    also = " or train it in float64 with trainer.precision=64" if dtype == torch.float64 else ""
+    raise ConfigError(
+        f"{class_path(type(net))} has {dtype_name} weights ({name}), but trainer.precision={precision} feeds it "
+        f"float32 images: build it in float32 (drop its {cast}){',' if also else ''}{also}"
+    )

@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from mnistlab.checkpoint_records import HYDRA_KEYS, check_trainable, network_class
+from mnistlab.checkpoint_records import HYDRA_KEYS, check_float32, check_trainable, network_class
 from mnistlab.config_checks import check_built_groups, check_devices, check_seed, check_targets, check_trainer_counts
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.specs import input_stats
@@ -74,6 +74,7 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     net = build_net(cfg.model)
     check_trainable(net)  # here, not in the system: a checkpoint's network may be evaluated without training
     trainer = build_trainer(cfg, callbacks)
+    check_float32(net, str(trainer.precision))  # the precision as Lightning resolved it (64 -> 64-true)
     subclasses = [(get_class(cfg.system._target_), Classifier), (get_class(cfg.data._target_), MNISTDataModule)]
     engine = choose_engine(trainer, cfg.get("engine", "auto"), [(c, b) for c, b in subclasses if issubclass(c, b)])
     # Called as partials: Hydra would turn the engine into a config, and instantiate net_config's _target_.
