@@ -125,3 +125,96 @@ def test_training_a_network_that_returns_probabilities_says_so_in_one_line(tmp_p
         "model: mynets.SoftmaxNet returns probabilities (its outputs lie in [0, 1] and sum to 1), but the loss "
         "takes logits: it trains, slowly and to a worse accuracy; drop the network's final nn.Softmax"
     )
+
+
+def test_a_checkpoint_of_a_network_that_returns_probabilities_predicts_its_own_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: predict.py, serve.py and export.py took the softmax of its softmax (confidences near 0.1-0.25 for
+    10 classes) without a word; evaluate.py loaded it silently too. Now they say so in training's way, once, and
+    its probabilities are its outputs."""
+    import lightning.pytorch as pl
+
+    from mnistlab.data import MNISTDataModule
+    from mnistlab.evaluation.callbacks import TestReport
+    from mnistlab.evaluation.ensemble import Ensemble, load_model
+    from mnistlab.evaluation.export import export
+    from mnistlab.evaluation.predictors import CheckpointPredictor
+    from mnistlab.systems import Classifier
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "mynets.py").write_text(SOFTMAX_NET)
+    monkeypatch.syspath_prepend(str(tmp_path / "code"))
+    import mynets
+
+    data = write_idx_set(tmp_path / "tiny")
+    dm = MNISTDataModule(str(data), download=False, verify=False, val_size=0, batch_size=20)
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(Classifier(mynets.SoftmaxNet()), datamodule=dm)
+    ckpt = tmp_path / "softmax.ckpt"
+    trainer.save_checkpoint(ckpt)
+    images = torch.rand(5, 1, 28, 28)
+    caplog.clear()
+    predictor = CheckpointPredictor(ckpt, accelerator="cpu")
+    warned = [r.getMessage() for r in caplog.records if "returns probabilities" in r.getMessage()]
+    assert warned == [
+        "model: mynets.SoftmaxNet returns probabilities (its outputs lie in [0, 1] and sum to 1), but its loss took "
+        "them for logits: it trained slowly and to a worse accuracy; its probabilities here are its outputs as they "
+        "are, not passed through the head again; drop the network's final nn.Softmax and train it again"
+    ]
+    caplog.clear()
+    CheckpointPredictor(ckpt, accelerator="cpu", warn=False)  # a server's worker: its main process said it
+    assert not [r for r in caplog.records if "returns probabilities" in r.getMessage()]
+    with torch.no_grad():
+        outputs = predictor.system.net(images)  # (5, 10), rows of probabilities
+    probs, classes = predictor.classify(images)  # predict.py
+    torch.testing.assert_close(probs, outputs)
+    assert torch.equal(classes, outputs.argmax(-1))
+    served, served_classes = predictor.resident("cpu")(images)  # serve.py
+    torch.testing.assert_close(served, outputs)
+    assert torch.equal(served_classes, classes)
+    system, _ = load_model([ckpt, ckpt])  # an ensemble of two: the mean of their own probabilities
+    assert isinstance(system.net, Ensemble)
+    torch.testing.assert_close(system.net.member_probabilities(images).mean(0), outputs)
+    path, _, _ = export(ckpt, tmp_path / "export", fmt="torchscript", data_overrides={"root": str(data)})
+    torch.testing.assert_close(torch.jit.load(str(path))(images), outputs)  # export.py's file
+    report = TestReport()  # evaluate.py's: its grid of the most confident mistakes titles each with its confidence
+    pl.Trainer(logger=False, callbacks=[report], enable_progress_bar=False, enable_model_summary=False,
+               default_root_dir=tmp_path).test(predictor.system, datamodule=dm, verbose=False)  # fmt: skip
+    confidence, mistaken = report._mistakes[:2]
+    with torch.no_grad():
+        torch.testing.assert_close(confidence, predictor.system.net(mistaken).max(-1).values)
+    # A network of logits is unchanged: its probabilities are the head's.
+    plain = Classifier(MLP())  # its defaults: the record rebuilds it
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(plain, datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "plain.ckpt")
+    caplog.clear()
+    logits_predictor = CheckpointPredictor(tmp_path / "plain.ckpt", accelerator="cpu")
+    assert not [r for r in caplog.records if "returns probabilities" in r.getMessage()]
+    with torch.no_grad():
+        logits = logits_predictor.system.net(images)
+    torch.testing.assert_close(logits_predictor.classify(images)[0], logits.softmax(-1))
+
+
+def test_evaluating_a_network_that_returns_probabilities_says_so_once(tmp_path: Path) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "mynets.py").write_text(SOFTMAX_NET)
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "softmax_net.yaml").write_text("_target_: mynets.SoftmaxNet\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "code"), os.environ.get("PYTHONPATH", "")])}
+    data = write_idx_set(tmp_path / "tiny")
+    tiny = (f"data.root={data}", "data.download=false", "data.verify=false")
+    trained = run_script(
+        "train.py", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=softmax_net", *tiny, "data.val_size=10",
+        "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={tmp_path / 'run'}", env=env,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    for script, args in (("evaluate.py", tiny), ("predict.py", ("index=1", f"data.root={data}"))):
+        result = run_script(script, f"ckpt_path={tmp_path / 'run'}", *args, env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        output = result.stdout + result.stderr
+        assert output.count("returns probabilities") == 1, output[-3000:]
+        assert "its probabilities here are its outputs as they are" in output

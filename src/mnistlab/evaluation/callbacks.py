@@ -13,6 +13,7 @@ from mnistlab.evaluation.report import TestResult
 from mnistlab.figures import confusion_matrix_report, image_grid, png
 from mnistlab.lightning_private import logging_step
 from mnistlab.systems import Classifier
+from mnistlab.systems.losses import network_probabilities, probability_outputs
 from mnistlab.tb_writers import tensorboard_writers
 
 
@@ -67,9 +68,11 @@ class TestReport(pl.Callback):
         self.num_mistakes = num_mistakes
         self.result: TestResult | None = None
         self._mistakes: tuple[torch.Tensor, ...] = ()
+        self._returns: str | None = None  # the network's final nn.Softmax or nn.Sigmoid, if it returns probabilities
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: Classifier) -> None:
         self._mistakes = ()
+        self._returns = probability_outputs(pl_module.net)
 
     def on_test_batch_end(
         self,
@@ -81,6 +84,8 @@ class TestReport(pl.Callback):
         dataloader_idx: int = 0,
     ) -> None:
         x, y = batch
+        if self._returns is not None:  # the system's head took its probabilities for logits: the grid shows its own
+            outputs = network_probabilities(pl_module.net(x), pl_module.head, self._returns)
         confidence, pred = outputs.max(-1)  # (B,), (B,)
         # The class test/acc counts is the logits' argmax: where a saturated sigmoid head's probabilities tie at
         # 1.0 in float32, theirs is the first of the tied classes. The few tied images are run again for it.

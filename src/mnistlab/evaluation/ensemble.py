@@ -18,6 +18,7 @@ from mnistlab.data.specs import input_stats
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluation.predictors import ProbabilityNet
 from mnistlab.systems import Classifier
+from mnistlab.systems.losses import warn_of_probability_outputs
 
 # What members must share to be averaged: the same classes of the same images.
 AGREE = ("dataset",)
@@ -79,8 +80,15 @@ def load_ensemble(paths: Sequence[str | Path]) -> tuple[Classifier, dict[str, An
     return system.eval(), {**first_data, "normalize": False}
 
 
-def load_model(paths: Sequence[str | Path]) -> tuple[Classifier, dict[str, Any]]:
-    """One checkpoint (``load_system``) or several as one ensemble (``load_ensemble``)."""
-    if len(paths) == 1:
-        return load_system(paths[0])
-    return load_ensemble(paths)
+def load_model(paths: Sequence[str | Path], warn: bool = True) -> tuple[Classifier, dict[str, Any]]:
+    """One checkpoint (``load_system``) or several as one ensemble (``load_ensemble``).
+
+    A network that returns probabilities (a final ``nn.Softmax``) gets training's warning line here too (unless
+    ``warn`` is False: a server's worker loads what its main process loaded and said): evaluate, predict, export and
+    serve load through this, and take its outputs as its probabilities (``ProbabilityNet``).
+    """
+    system, saved = load_system(paths[0]) if len(paths) == 1 else load_ensemble(paths)
+    nets = list(system.net.members) if isinstance(system.net, Ensemble) else [system.net]
+    for net in nets if warn else []:
+        warn_of_probability_outputs(net.net if isinstance(net, ProbabilityNet) else net, trained=True)
+    return system, saved

@@ -160,7 +160,7 @@ def _write_and_check(
         record: The checkpoints it is made from (a JSON list), recorded in the file (``SOURCE``).
     """
     with torch.no_grad():
-        expected = system.probabilities(system((images - mean) / std))  # (100, C), as the checkpoint predicts
+        expected = model.probabilities(system((images - mean) / std))  # (100, C), as the checkpoint predicts
         if fmt == "onnx":
             meta = zip(META_KEYS, (system.class_names, system.head, saved), strict=True)
             write_onnx(model, path, {META_PREFIX + key: json.dumps(value) for key, value in meta} | {SOURCE: record})

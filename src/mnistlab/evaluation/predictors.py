@@ -25,7 +25,7 @@ from mnistlab.data.specs import input_stats
 from mnistlab.errors import MnistlabError
 from mnistlab.extras import require
 from mnistlab.systems import Classifier
-from mnistlab.systems.losses import probabilities
+from mnistlab.systems.losses import network_probabilities, probability_outputs
 
 # What export.py stores in an ONNX file's metadata, each as JSON under "mnistlab.<key>", and OnnxPredictor reads.
 META_KEYS = ("class_names", "head", "datamodule")
@@ -34,6 +34,9 @@ META_PREFIX = "mnistlab."
 
 class ProbabilityNet(nn.Module):
     """(N, 1, 28, 28) pixels in [0, 1] -> (N, C) probabilities: the network as deployed.
+
+    A network that returns probabilities itself (a final ``nn.Softmax``) has its outputs taken as they are, not
+    through the head a second time (``mnistlab.systems.losses.network_probabilities``).
 
     Args:
         net: The trained network, any module returning (N, C) logits.
@@ -45,31 +48,37 @@ class ProbabilityNet(nn.Module):
     def __init__(self, net: nn.Module, head: str = "softmax", mean: float = 0.0, std: float = 1.0) -> None:
         super().__init__()
         self.net, self.head, self.mean, self.std = net, head, mean, std
+        self.returns = probability_outputs(net)  # "nn.Softmax" or "nn.Sigmoid" for probabilities, None for logits
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C) logits of the network, from pixels in [0, 1]: what its own test takes the argmax of."""
         return self.net((images - self.mean) / self.std)
 
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N, C) probabilities of the network's (N, C) outputs (``logits``)."""
+        return network_probabilities(logits, self.head, self.returns)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return probabilities(self.logits(images), self.head)  # (N, C)
+        return self.probabilities(self.logits(images))  # (N, C)
 
 
 class Classify(pl.LightningModule):
-    """A system's predict step with the class its test counts: (probabilities (B, C), argmax of the logits (B,)).
+    """A predict step with the class a system's test counts: (probabilities (B, C), argmax of the logits (B,)).
 
-    The system's own ``predict_step`` returns the probabilities alone, whose argmax can differ (module docstring).
+    The system's own ``predict_step`` returns the probabilities alone, whose argmax can differ (module docstring),
+    and takes the outputs of a network that returns probabilities through its head a second time.
 
     Args:
-        system: The checkpoint's system (an ensemble's: its logits are the log of the mean probabilities).
+        net: The checkpoint's network as deployed (an ensemble's: its logits are the log of the mean probabilities).
     """
 
-    def __init__(self, system: Classifier) -> None:
+    def __init__(self, net: ProbabilityNet) -> None:
         super().__init__()
-        self.system = system
+        self.net = net
 
     def predict_step(self, batch: list[torch.Tensor], batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.system.net(batch[0])  # (B, C)
-        return self.system.probabilities(logits), logits.argmax(-1)
+        logits = self.net.logits(batch[0])  # (B, C)
+        return self.net.probabilities(logits), logits.argmax(-1)
 
 
 @contextmanager
@@ -93,15 +102,20 @@ class CheckpointPredictor:
         path: A checkpoint or run folder, or an ensemble: a sweep folder or a list (``find_checkpoints``).
         accelerator: Lightning accelerator.
         batch_size: Images per predict batch.
+        warn: Whether a network that returns probabilities gets its warning line (``load_model``).
     """
 
     def __init__(
-        self, path: str | Path | Sequence[str | Path], accelerator: str = "auto", batch_size: int = 1000
+        self,
+        path: str | Path | Sequence[str | Path],
+        accelerator: str = "auto",
+        batch_size: int = 1000,
+        warn: bool = True,
     ) -> None:
         from mnistlab.evaluation.ensemble import load_model  # it builds on this module's ProbabilityNet
 
         self.system: Classifier
-        self.system, self.data_args = load_model(find_checkpoints(path))
+        self.system, self.data_args = load_model(find_checkpoints(path), warn)
         self.class_names = list(self.system.class_names)
         self.head = self.system.head
         self.accelerator, self.batch_size = accelerator, batch_size
@@ -112,8 +126,7 @@ class CheckpointPredictor:
 
     def classify(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, C) probabilities and the (N,) classes the model's test counts (the argmax of its logits)."""
-        mean, std = input_stats(self.data_args)
-        loader = DataLoader(TensorDataset((images - mean) / std), batch_size=self.batch_size)
+        loader = DataLoader(TensorDataset(images), batch_size=self.batch_size)  # standardised by ProbabilityNet
         with quiet("lightning.pytorch"):
             trainer = pl.Trainer(
                 accelerator=self.accelerator,
@@ -123,7 +136,8 @@ class CheckpointPredictor:
                 enable_progress_bar=False,
                 enable_model_summary=False,
             )
-            batches = trainer.predict(Classify(self.system), dataloaders=loader)
+            net = ProbabilityNet(self.system.net, self.head, *input_stats(self.data_args))
+            batches = trainer.predict(Classify(net), dataloaders=loader)
         probs, classes = zip(*batches, strict=True)
         return torch.cat(probs).cpu(), torch.cat(classes).cpu()  # (N, C), (N,)
 
@@ -138,7 +152,7 @@ class CheckpointPredictor:
         def classify(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.inference_mode():
                 logits = net.logits(images.to(device))  # (N, C)
-                return probabilities(logits, net.head).cpu(), logits.argmax(-1).cpu()
+                return net.probabilities(logits).cpu(), logits.argmax(-1).cpu()
 
         return classify
 
@@ -177,9 +191,11 @@ class OnnxPredictor:
 
 
 def load_predictor(
-    path: str | Path | Sequence[str | Path], accelerator: str = "auto"
+    path: str | Path | Sequence[str | Path], accelerator: str = "auto", warn: bool = True
 ) -> CheckpointPredictor | OnnxPredictor:
     """An ``.onnx`` file, a checkpoint or an ensemble of several, as a callable from images to probabilities.
+
+    ``warn``: whether a checkpoint's network that returns probabilities gets its warning line (``load_model``).
 
     Raises:
         MnistlabError: Before any work, for an ``accelerator`` that cannot run the model here.
@@ -204,7 +220,7 @@ def load_predictor(
             "model.onnx (python scripts/export.py ckpt_path=[...] format=onnx output_dir=...)"
         )
     check_accelerator(accelerator)
-    return CheckpointPredictor(path, accelerator)
+    return CheckpointPredictor(path, accelerator, warn=warn)
 
 
 def check_accelerator(accelerator: str) -> None:

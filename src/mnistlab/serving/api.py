@@ -94,7 +94,8 @@ class DigitAPI(ls.LitAPI):
 
     def setup(self, device: str) -> None:
         process.ignore_interrupts_in_worker()  # a terminal's Ctrl+C reaches this worker too: a traceback each
-        predictor = load_predictor(self.model_path, self.accelerator)
+        # The server's main process loaded the model first and said what it had to (serving.server): once, not twice.
+        predictor = load_predictor(self.model_path, self.accelerator, warn=False)
         self.class_names, self.dataset = predictor.class_names, predictor.data_args.get("dataset")
         # A checkpoint stays on LitServe's device between batches (ONNX Runtime runs where it was loaded).
         self.classify = predictor.resident(device) if isinstance(predictor, CheckpointPredictor) else predictor.classify

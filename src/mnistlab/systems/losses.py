@@ -81,13 +81,41 @@ def probability_outputs(net: nn.Module) -> str | None:
     return "nn.Softmax" if torch.allclose(out.sum(-1), torch.ones(2, device=out.device), atol=1e-4) else "nn.Sigmoid"
 
 
-def warn_of_probability_outputs(net: nn.Module) -> None:
+def network_probabilities(outputs: torch.Tensor, head: str, layer: str | None) -> torch.Tensor:
+    """(B, C) outputs of a network -> (B, C) probabilities summing to 1, for predictions.
+
+    Logits go through the head (``probabilities``). The outputs of a network that returns probabilities
+    (``layer``: what ``probability_outputs`` found, else None) are its probabilities already: in every row that
+    lies in [0, 1] they are taken as they are, normalised to sum 1 (a final ``nn.Sigmoid``'s do not). The head
+    would squash them: a softmax of values in [0, 1] lies within a factor e of uniform, confidences of 0.1-0.25
+    for 10 classes.
+    """
+    head_probabilities = probabilities(outputs, head)
+    if layer is None:
+        return head_probabilities
+    total = outputs.sum(-1, keepdim=True)
+    own = ((outputs >= 0) & (outputs <= 1)).all(-1, keepdim=True) & (total > 0)  # a row of probabilities
+    return torch.where(own, outputs / total.clamp_min(torch.finfo(outputs.dtype).tiny), head_probabilities)
+
+
+def warn_of_probability_outputs(net: nn.Module, trained: bool = False) -> None:
     """One warning line when ``net`` returns probabilities (``probability_outputs``): it trains, but badly.
 
-    Logged when a fit starts, so that a system fitted by a Trainer of one's own says it as ``scripts/train.py`` does.
+    Logged when a fit starts, so that a system fitted by a Trainer of one's own says it as ``scripts/train.py`` does,
+    and (``trained``) when a checkpoint of such a network is loaded to evaluate, predict, export or serve, whose
+    probabilities are then its outputs (``network_probabilities``).
     """
     if (layer := probability_outputs(net)) is not None:
         summed = " and sum to 1" if layer == "nn.Softmax" else ""
+        if trained:
+            taken = "as they are" if layer == "nn.Softmax" else "normalised to sum 1"
+            log.warning(
+                f"model: {class_path(type(net))} returns probabilities (its outputs lie in [0, 1]{summed}), but its "
+                "loss took them for logits: it trained slowly and to a worse accuracy; its probabilities here are its "
+                f"outputs {taken}, not passed through the head again; drop the network's final {layer} and train it "
+                "again"
+            )
+            return
         log.warning(
             f"model: {class_path(type(net))} returns probabilities (its outputs lie in [0, 1]{summed}), but the loss "
             f"takes logits: it trains, slowly and to a worse accuracy; drop the network's final {layer}"
