@@ -33,15 +33,14 @@ from mnistlab.argparse_flags import FLAGS_WITH_VALUE, SHOW_FLAGS, flag_mistake, 
 from mnistlab.config_keys import shell_path_override
 from mnistlab.config_tree import ConfigTree, has_key, scripts_with_key
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
-from mnistlab.override_mistakes import (
+from mnistlab.group_mistakes import (
     added_group_mistake,
     group_as_a_key_mistake,
     group_mistake,
     null_group_mistake,
     removal_mistake,
-    values_mistake,
-    values_of,
 )
+from mnistlab.override_mistakes import values_mistake, values_of
 from mnistlab.run_folders import folder_mistake
 
 

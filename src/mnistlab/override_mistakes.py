@@ -1,6 +1,7 @@
-"""What is wrong with one override of a command line, judged against the config tree: one sentence each.
+"""What is wrong with one key or value override of a command line, judged against the config tree: one sentence each.
 
-``command_line.config_mistake`` parses the command line and calls these for every override.
+``command_line.config_mistake`` parses the command line and calls these for every value override (``key=value``,
+``+key``, ``~key``); a config group's option is judged by ``group_mistakes``.
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
 from mnistlab.config_checks import target_arguments
-from mnistlab.config_tree import ABSENT, HYDRA_RECORDS, ConfigTree, all_keys, child, has_key
+from mnistlab.config_tree import ABSENT, HYDRA_RECORDS, all_keys, child
 from mnistlab.setting_types import expected_types, flag_mistake, type_mistake
 from mnistlab.spelling import nearest
 
@@ -100,7 +100,7 @@ def _suggested_key(cfg: DictConfig, parts: list[str], i: int, candidates: list[s
     return ".".join([min(found, key=lambda k: (k.count("."), len(k))), *parts[1:]])
 
 
-def _deletion_mistake(cfg: DictConfig, key: str, found: Any) -> str | None:
+def deletion_mistake(cfg: DictConfig, key: str, found: Any) -> str | None:
     """``~key`` of what the run cannot go without (before: an OmegaConf traceback at composition, exit 1).
 
     A top-level node the run builds (``~model``: its ``_target_``), or a setting another one refers to
@@ -111,42 +111,6 @@ def _deletion_mistake(cfg: DictConfig, key: str, found: Any) -> str | None:
     for user in _referring(OmegaConf.to_container(cfg, resolve=False), key):
         return f"~{key}: {user} refers to it, so the run could not read {user}; give {key} a value instead"
     return None
-
-
-def removal_mistake(tree: ConfigTree, name: str, override: Override, choices: list[str]) -> str | None:
-    """``~group=option`` of an optional group (``ConfigTree.optional``) that names an option the run does not
-    choose (Hydra: "Could not delete ... No match in the defaults list", a traceback), else None.
-
-    ``~scheduler`` removes whatever schedule was chosen (``experiment=cnn``'s too): a run without one, as
-    ``scheduler=null``.
-    """
-    group, option = override.key_or_group, override.value()
-    chosen = tree.compose(name, choices).hydra.runtime.choices.get(group)
-    if option is None or str(option) == str(chosen):
-        return None
-    now = f"{group}={chosen if chosen is not None else 'null'}"
-    alone = f"; ~{group} alone removes it" if chosen is not None else ""
-    return f"{override.input_line}: the run chooses {now}, so there is no {group}={option} to remove{alone}"
-
-
-def null_group_mistake(tree: ConfigTree, name: str, override: Override, choices: list[str]) -> str | None:
-    """``group=null`` on the command line, which Hydra cannot take ("Config group override must be a string or a
-    list. Got NoneType", a traceback, exit 1), else None. ``choices``: the command's other group choices.
-
-    ``~group`` runs without the group where the run can go without it (``logger``, ``scheduler``); a group it needs
-    (``model``) is told to choose an option.
-    """
-    if override.type is not OverrideType.CHANGE or override.is_sweep_override() or override.value() is not None:
-        return None
-    group = override.key_or_group
-    needed = group.startswith("hydra/")  # Hydra's launcher, sweeper, ...
-    if not needed and not tree.optional(name, group) and "/" not in group:
-        cfg = tree.compose(name, choices)
-        found = child(cfg, group)
-        needed = found is not ABSENT and _deletion_mistake(cfg, group, found) is not None
-    if needed:
-        return f"{override.input_line}: the run needs a {group}; choose one: {', '.join(tree.options(group))}"
-    return f"{override.input_line}: Hydra takes no null for a config group; give ~{group} to run without one"
 
 
 def _referring(node: Any, key: str, prefix: str = "") -> Iterator[str]:
@@ -167,18 +131,6 @@ def values_of(override: Override) -> list[Any]:
     if override.is_sweep_override():
         return []  # an interval or glob: its values are drawn later, only the key is checked
     return [override.value()]
-
-
-def group_mistake(override: Override, options: list[str]) -> str | None:
-    group = override.key_or_group
-    for value in values_of(override):
-        for option in value if isinstance(value, list) else [value]:
-            if option is None or str(option) in options:
-                continue
-            close = nearest(str(option), options)
-            hint = f"; did you mean {group}={close}?" if close else ""
-            return f"{group}={option}: no such {group}{hint} ({', '.join(options)})"
-    return None
 
 
 def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
@@ -208,7 +160,7 @@ def _value_mistake(cfg: DictConfig, override: Override) -> str | None:
     if override.type is OverrideType.ADD:
         return f"+{key}: {key} is set already; give it without the +"
     if override.type is OverrideType.DEL:
-        return _deletion_mistake(cfg, key, found)
+        return deletion_mistake(cfg, key, found)
     if override.type is OverrideType.CHANGE and key.startswith("hydra."):
         # Hydra's node is typed: its schema judges (hydra.verbose takes a bool, a logger's name or a list of them).
         for value in values_of(override):
@@ -257,49 +209,3 @@ def values_mistake(cfg: DictConfig, values: list[Override]) -> tuple[Override, s
         if o in targets and o.type is not OverrideType.CHANGE and o.type is not OverrideType.DEL:
             OmegaConf.update(cfg, o.key_or_group, o.value(), force_add=True)
     return None
-
-
-def added_group_mistake(tree: ConfigTree, name: str, groups: list[Override], choices: list[str]) -> str | None:
-    """``+group=option`` for a group the defaults list chooses already (Hydra: "Multiple values for ...", exit 1)."""
-    added = [o for o in groups if o.type in (OverrideType.ADD, OverrideType.FORCE_ADD)]
-    if not added:
-        return None
-    others = [choice for o, choice in zip(groups, choices, strict=True) if o not in added]
-    try:
-        chosen = tree.compose(name, others).hydra.runtime.choices
-    except HydraException:
-        return None  # choices that clash: Hydra's message says how
-    for o in added:
-        group, plain = o.key_or_group, o.input_line.lstrip("+")
-        if group in chosen:
-            now = f"{group}={chosen[group] if chosen[group] is not None else 'null'}"
-            return f"{o.input_line}: {group} is chosen by the config already ({now}); give it without the +: {plain}"
-        if o.type is OverrideType.FORCE_ADD:
-            return f"{o.input_line}: ++ does not add a config group; give +{plain}"
-    return None
-
-
-def group_as_a_key_mistake(tree: ConfigTree, cfg: DictConfig, override: Override) -> str | None:
-    """A group's option given under a name that is no setting (``experment=cnn``, ``data.augment=affine``), or None.
-
-    The key check alone would name the nearest setting, which for a group packaged at the top level
-    (``experiment``) was Hydra's record of the choice, ``hydra.runtime.choices.experiment``.
-    """
-    key = override.key_or_group
-    if "/" in key or override.type is OverrideType.DEL or has_key(cfg, key):
-        return None
-    paths = tree.group_paths()
-    ends = [path.rsplit("/", 1)[-1] for path in paths]
-    end = key if key in ends else nearest(key, ends)
-    # data.augment=affine spells the group data/augment; "+data.augment=affine" handed the module a string.
-    group = key.replace(".", "/") if "." in key else paths[ends.index(end)] if end is not None else None
-    values = values_of(override)
-    if group not in paths or not values or any(isinstance(v, list) or v is None for v in values):
-        return None
-    options = tree.options(group)
-    fixed = [str(v) if str(v) in options else nearest(str(v), options) for v in values]
-    if None in fixed:
-        return None
-    choice = f"{'' if group in cfg.hydra.runtime.choices else '+'}{group}={','.join(map(str, fixed))}"
-    where = f"the group {group}, chosen with a /" if "." in key else "not a top-level setting"
-    return f"{key} is {where}; did you mean {choice}? ({', '.join(options)})"
