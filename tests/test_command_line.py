@@ -522,3 +522,30 @@ def test_a_value_for_a_group_of_settings_is_answered_with_its_settings() -> None
     assert config_mistake(train, "train", ["optimizer=sgd", "system=classifier"]) is None
     assert config_mistake(train, "train", ["callbacks.time_to_target.target=0.9"]) is None
     assert config_mistake(train, "train", ["callbacks.time_to_target=null"]) is None  # no callback: as before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["~callbacks.time_to_target", "callbacks.time_to_target.target=0.9"],
+        ["callbacks.time_to_target.target=0.9", "~callbacks.time_to_target"],  # before: the value dropped silently
+        ["-m", "~callbacks.time_to_target", "callbacks.time_to_target.target=0.9,0.95"],
+    ],
+)
+def test_a_setting_of_what_the_command_removes_is_one_line(args: list[str]) -> None:
+    """Before, after the removal: Hydra's ``Key 'time_to_target' is not in struct`` with its full_key and object_type
+    lines and HYDRA_FULL_ERROR's, exit 1; before the removal: the run went on without the callback, without a word."""
+    train = ROOT / "scripts" / "train.py"
+    setting = next(a for a in args if a.startswith("callbacks.time_to_target.target="))
+    assert config_mistake(train, "train", args) == (
+        f"{setting} sets a setting of callbacks.time_to_target, which ~callbacks.time_to_target removes: the two "
+        "contradict each other; drop ~callbacks.time_to_target to keep callbacks.time_to_target with that setting, "
+        f"or {setting} to run without it"
+    )
+    assert config_mistake(train, "train", ["~trainer.max_epochs", "trainer.max_epochs=2"]) == (
+        "trainer.max_epochs=2 sets trainer.max_epochs, which ~trainer.max_epochs removes: the two contradict each "
+        "other; drop ~trainer.max_epochs to keep trainer.max_epochs with that value, or trainer.max_epochs=2 to run "
+        "without it"
+    )
+    for fixed in (["~callbacks.time_to_target"], [a for a in args if not a.startswith("~")]):
+        assert config_mistake(train, "train", fixed) is None  # either fix is taken

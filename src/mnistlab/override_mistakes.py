@@ -195,8 +195,33 @@ def _typed_mistake(node: DictConfig, leaf: str, override: Override) -> str | Non
     return None
 
 
+def _removed_then_set(values: list[Override]) -> tuple[Override, str] | None:
+    """A value override of a key that a ``~key`` of the same command removes, and why the two contradict.
+
+    Given after the removal, Hydra found no key to set ("Key 'time_to_target' is not in struct", a traceback);
+    given before it, the value was dropped without a word. ``+key.x=...`` after ``~key`` builds the node anew, and is
+    judged as any other addition.
+    """
+    for i, removal in enumerate(values):
+        if removal.type is not OverrideType.DEL:
+            continue
+        gone = removal.key_or_group
+        for j, o in enumerate(values):
+            under = o.key_or_group == gone or o.key_or_group.startswith(f"{gone}.")
+            if not under or o.type is OverrideType.DEL or (j > i and o.type is not OverrideType.CHANGE):
+                continue
+            what, kept = (gone, "value") if o.key_or_group == gone else (f"a setting of {gone}", "setting")
+            return o, (
+                f"{o.input_line} sets {what}, which {removal.input_line} removes: the two contradict each other; "
+                f"drop {removal.input_line} to keep {gone} with that {kept}, or {o.input_line} to run without it"
+            )
+    return None
+
+
 def values_mistake(cfg: DictConfig, values: list[Override]) -> tuple[Override, str] | None:
     """The first value override that ``cfg`` (the tree of the chosen options) refuses, and why."""
+    if contradiction := _removed_then_set(values):
+        return contradiction
     # A class chosen on the command line decides which arguments its node takes: changed ones first, added
     # ones (+node._target_=...) once their own check has passed.
     targets = [o for o in values if o.key_or_group.endswith("_target_") and not o.is_sweep_override()]
