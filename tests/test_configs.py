@@ -253,3 +253,19 @@ def test_a_monitor_of_the_step_loss_that_would_read_an_older_steps_loss_is_refus
     compose(compose_train([*steps, "+callbacks.steps.every_n_train_steps=100"], tmp_path))  # at logging steps: exact
     logged = ["+callbacks.steps.every_n_train_steps=30", "trainer.log_every_n_steps=10"]
     compose(compose_train([*steps, *logged], tmp_path))
+
+
+def test_a_presets_setting_for_another_model_names_the_preset_and_the_fix(tmp_path: Path) -> None:
+    """Before: ``error: model.channels=[16, 24] is not a setting of mnistlab.models.MLP; allowed keys: ...``, as if the
+    user had typed the key: experiment=speedrun sets it for its own model=record_cnn."""
+    from conftest import run_script
+
+    run_dir = tmp_path / "run"
+    result = run_script("train.py", "experiment=speedrun", "model=linear", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: model.channels=[16, 24] (set by experiment=speedrun) is not a setting of mnistlab.models.MLP; allowed "
+        "keys: hidden_units, num_classes, init; leave the model to experiment=speedrun (drop model=linear; it chooses "
+        "model=record_cnn), or drop experiment=speedrun, or use a preset made for model=linear"
+    )
+    assert not run_dir.exists()  # before any work

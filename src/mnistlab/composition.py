@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
-from hydra.errors import InstantiationException
+from hydra import compose as compose_config
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, InstantiationException
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
@@ -56,7 +59,7 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     """
     plain = OmegaConf.to_container(cfg, resolve=True)
     check_built_groups(plain)
-    check_targets(plain)
+    check_targets(plain, origin=preset_origin)
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     check_devices(trainer_args)
     check_trainer_counts(trainer_args)
@@ -145,3 +148,41 @@ def _build_group(group: DictConfig | None) -> dict[str, Any]:
     the None reached Lightning's hooks (``AttributeError: 'NoneType' object has no attribute ...``).
     """
     return {name: instantiate(node) for name, node in (group or {}).items() if node is not None}
+
+
+def preset_origin(key: str) -> tuple[str, str | None] | None:
+    """The experiment preset that set ``key``, and the fix, when the key is refused (``config_checks.check_targets``).
+
+    ``experiment=speedrun model=linear``: the preset sets ``model.channels`` for its own ``model=record_cnn``, and the
+    line named the key alone, as if the user had typed it. Composed again without the experiment (the error path
+    only): a key that is then absent came from it. None outside a Hydra app (a config composed in Python), or for a
+    key the experiment did not set.
+    """
+    if not HydraConfig.initialized() or not GlobalHydra.instance().is_initialized():  # not in a Hydra app
+        return None
+    if (experiment := HydraConfig.get().runtime.choices.get("experiment")) is None:
+        return None
+    hydra_cfg = HydraConfig.get()
+    name, task = hydra_cfg.job.config_name, list(hydra_cfg.overrides.task)
+    searchpath = [o for o in hydra_cfg.overrides.hydra if o.startswith("hydra.searchpath")]
+    group = key.split(".", 1)[0]
+
+    def given(o: str) -> str:  # the key or group of an override
+        return o.split("=", 1)[0].lstrip("+~")
+
+    try:
+        without = compose_config(name, [*searchpath, *(o for o in task if given(o) != "experiment")])
+        if OmegaConf.select(without, key, default=None, throw_on_missing=False) is not None:
+            return None  # the run has it without the experiment too
+        chosen = compose_config(name, [*searchpath, *(o for o in task if given(o) != group)], return_hydra_config=True)
+    except (HydraException, ValueError):  # a key select cannot read (a list's [i]): the key alone
+        return None
+    source = f"experiment={experiment}"
+    changes = [o for o in task if given(o) == group or given(o).startswith(f"{group}.")]
+    if not changes:
+        return source, None  # the preset's own group takes no such key: nothing on the command line to drop
+    own = chosen.hydra.runtime.choices.get(group)
+    own = f"; it chooses {group}={own}" if own is not None else ""
+    options = [o.lstrip("+") for o in changes if given(o) == group]
+    preset = f", or use a preset made for {options[-1]}" if options else ""
+    return source, f"leave the {group} to {source} (drop {' '.join(changes)}{own}), or drop {source}{preset}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mnistlab.errors import ConfigError
@@ -53,7 +53,11 @@ def check_number(
         raise ConfigError(f"{key}={value!r} is out of range: must be {allowed}")
 
 
-def check_targets(tree: Any, prefix: str = "") -> None:
+# Where a key came from, for the message: (its source, e.g. "experiment=speedrun", and what to do), or None.
+Origin = Callable[[str], tuple[str, str | None] | None]
+
+
+def check_targets(tree: Any, prefix: str = "", origin: Origin | None = None) -> None:
     """Raises ``ConfigError`` for a key that the ``_target_`` of its node does not take.
 
     Walks a plain nested dict/list (a composed config as containers) and checks every node
@@ -61,18 +65,24 @@ def check_targets(tree: Any, prefix: str = "") -> None:
     preset or a ``+key=value`` override fails before any work with the key and the
     accepted names, instead of a ``TypeError`` traceback at build (or, for ``_partial_``
     optimizers, at fit) time.
+
+    Args:
+        tree: The config as plain containers.
+        prefix: The dotted key of ``tree``.
+        origin: Given the dotted key refused, where it came from and the fix (a preset that set it for another
+            class than the one chosen), for the message; None: the key alone.
     """
     if isinstance(tree, list):
         for i, item in enumerate(tree):
-            check_targets(item, f"{prefix}[{i}]")
+            check_targets(item, f"{prefix}[{i}]", origin)
         return
     if not isinstance(tree, dict):
         return
     target = tree.get("_target_")
     if isinstance(target, str):
-        _check_arguments(prefix, target, tree)
+        _check_arguments(prefix, target, tree, origin)
     for key, value in tree.items():
-        check_targets(value, f"{prefix}.{key}" if prefix else str(key))
+        check_targets(value, f"{prefix}.{key}" if prefix else str(key), origin)
 
 
 def check_built_groups(cfg: dict[str, Any]) -> None:
@@ -107,14 +117,19 @@ def target_arguments(target: str) -> Mapping[str, inspect.Parameter] | None:
     return params
 
 
-def _check_arguments(prefix: str, target: str, node: dict[str, Any]) -> None:
+def _check_arguments(prefix: str, target: str, node: dict[str, Any], origin: Origin | None = None) -> None:
     params = target_arguments(target)
     if params is None:
         return
     for key, value in node.items():
         if not key.startswith("_") and key not in params:
             allowed = ", ".join(p for p in params if p not in ("self", "params"))
-            raise ConfigError(f"{prefix}.{key}={value!r} is not a setting of {target}; allowed keys: {allowed}")
+            found = origin(f"{prefix}.{key}") if origin is not None else None
+            source, fix = found if found is not None else (None, None)
+            given = f"{prefix}.{key}={value!r}" + (f" (set by {source})" if source else "")
+            raise ConfigError(
+                f"{given} is not a setting of {target}; allowed keys: {allowed}" + (f"; {fix}" if fix else "")
+            )
 
 
 def check_devices(trainer: dict[str, Any]) -> None:
