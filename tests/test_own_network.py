@@ -304,6 +304,10 @@ def test_a_float64_network_trains_under_trainer_precision_64(tmp_path: Path, mon
                         "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / "metrics.json").is_file()
+    # Its checkpoint evaluates and predicts (before: "mat1 and mat2 must have the same dtype", a traceback, exit 1).
+    for script, args in (("evaluate.py", ()), ("predict.py", ("index=1",)), ("export.py", ("format=torchscript",))):
+        result = run_script(script, f"ckpt_path={run_dir}", *args, cwd=tmp_path)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
 
 
 def test_a_batch_norm_network_with_a_last_batch_of_one_image_is_refused_before_training(

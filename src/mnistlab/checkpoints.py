@@ -143,6 +143,10 @@ def load_system(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
         raise MnistlabError(f"{path}: {e}") from None
     except RuntimeError as e:  # e.g. a record whose arguments do not match the saved weights
         raise MnistlabError(f"{path}: the weights do not fit the network its record builds ({_misfit(e)})") from None
+    # In float32, as the scripts feed their images: a network built in float64 (trained under trainer.precision=64,
+    # which casts it) came back as its own code builds it, and failed on the first image (mat1 and mat2 dtypes). A
+    # float32 network trained so was already loaded into float32 weights; a Trainer's precision casts it again.
+    system.net.float()
     return system.eval(), dict(ckpt.get("datamodule_hyper_parameters") or {})
 
 
