@@ -142,6 +142,13 @@ def test_the_engine_names_the_setting_given_not_what_lightning_made_of_it() -> N
     assert timed.reason == "trainer.max_time (callback Timer) needs Lightning's loop at every batch"
     overfit = choose_engine(pl.Trainer(**quiet, overfit_batches=3))  # and sets limit_train_batches=3 for this
     assert overfit.reason == "trainer.overfit_batches needs Lightning's loop at every batch"
+    for count in (True, 3):  # Lightning sets limit_train_batches and max_steps to its count: not the user's settings
+        dev = pl.Trainer(**quiet, fast_dev_run=count)
+        assert choose_engine(dev).reason == "trainer.fast_dev_run needs Lightning's loop at every batch"
+        with pytest.raises(MnistlabError, match=r"cannot honour trainer\.fast_dev_run: those need"):
+            choose_engine(dev, "chunked")
+    both = choose_engine(pl.Trainer(**quiet, fast_dev_run=True, max_steps=5))  # Lightning runs 1 batch, not 5
+    assert both.reason == "trainer.fast_dev_run needs Lightning's loop at every batch"
 
 
 class RecordingBar(BatchProgressBar):

@@ -108,17 +108,22 @@ def whole_epoch(value: int | float) -> bool:
 
 def per_step_needs(trainer: pl.Trainer) -> list[str]:
     """The settings and callbacks of ``trainer`` that the chunked engine cannot honour."""
+    dev_run = bool(trainer.fast_dev_run)
     needs = [
         name
         for name, changed in (
             ("trainer.gradient_clip_val", trainer.gradient_clip_val not in (None, 0)),
             ("trainer.accumulate_grad_batches", trainer.accumulate_grad_batches != 1),
-            ("trainer.fast_dev_run", bool(trainer.fast_dev_run)),
+            ("trainer.fast_dev_run", dev_run),
             ("trainer.overfit_batches", trainer.overfit_batches > 0),
-            # Lightning sets limit_train_batches to overfit_batches: named by what was given.
-            ("trainer.limit_train_batches", not (whole_epoch(trainer.limit_train_batches) or trainer.overfit_batches)),
+            # Lightning sets limit_train_batches to overfit_batches, and limit_train_batches and max_steps to
+            # fast_dev_run's count: named by what was given, not by what Lightning derived from it.
+            (
+                "trainer.limit_train_batches",
+                not (whole_epoch(trainer.limit_train_batches) or trainer.overfit_batches or dev_run),
+            ),
             ("trainer.val_check_interval", not whole_epoch(trainer.val_check_interval)),
-            ("trainer.max_steps", trainer.max_steps != -1),
+            ("trainer.max_steps", trainer.max_steps != -1 and not dev_run),
             # Negative: Lightning logs at every batch (``step % n == 0``), chunks only at their ends.
             ("trainer.log_every_n_steps (negative)", trainer.log_every_n_steps < 0),
             ("trainer.detect_anomaly", detect_anomaly(trainer)),
