@@ -151,6 +151,16 @@ def test_the_engine_names_the_setting_given_not_what_lightning_made_of_it() -> N
     assert both.reason == "trainer.fast_dev_run needs Lightning's loop at every batch"
 
 
+def test_a_time_based_validation_interval_takes_the_per_step_engine() -> None:
+    # Lightning validates after whichever batch the interval runs out in, and sets no val_check_interval then.
+    quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
+    for every_n_epochs in (1, None):
+        timed = pl.Trainer(**quiet, val_check_interval="00:00:01:00", check_val_every_n_epoch=every_n_epochs)
+        assert choose_engine(timed).reason == "trainer.val_check_interval needs Lightning's loop at every batch"
+        with pytest.raises(MnistlabError, match=r"cannot honour trainer\.val_check_interval: those need"):
+            choose_engine(timed, "chunked")
+
+
 class RecordingBar(BatchProgressBar):
     """The chunked engine's bar, recording (epoch, shown count) at each refresh."""
 

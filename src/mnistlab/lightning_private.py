@@ -8,6 +8,8 @@ fails with the attribute's name when a release renames it.
 Attributes touched (``PRIVATE_ATTRIBUTES`` lists them for the test):
 
 - ``Trainer._detect_anomaly``: read; ``Trainer(detect_anomaly=...)`` has no public getter.
+- ``Trainer._val_check_time_interval``: read; a time-based ``val_check_interval`` ("DD:HH:MM:SS", a timedelta or a
+  dict of its arguments) in seconds, None for one in batches. Lightning then leaves ``val_check_interval`` unset.
 - ``Trainer._logger_connector.should_update_logs``: read; whether Lightning writes this step's logs.
 - ``Trainer.fit_loop._load_combined_loader_states``: called; hands a restored loader its saved position.
 - ``Trainer.fit_loop.restarted_mid_epoch``: read; a fit resumed mid-epoch, whose epoch start hooks Lightning skips.
@@ -48,6 +50,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 # (owner, dotted attribute path) of each private attribute used below; the test resolves each one.
 PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("Trainer", "_detect_anomaly"),
+    ("Trainer", "_val_check_time_interval"),
     ("Trainer", "_logger_connector.should_update_logs"),
     ("Trainer", "fit_loop._load_combined_loader_states"),
     ("Trainer", "fit_loop.restarted_mid_epoch"),
@@ -80,6 +83,11 @@ CHECKPOINT_EPOCHS_PROCESSED = ("loops", "fit_loop", "epoch_progress", "current",
 
 def detect_anomaly(trainer: pl.Trainer) -> bool:
     return trainer._detect_anomaly
+
+
+def val_check_time_interval(trainer: pl.Trainer) -> float | None:
+    """Seconds between validations of a time-based ``val_check_interval``; None when it counts batches."""
+    return trainer._val_check_time_interval
 
 
 def should_update_logs(trainer: pl.Trainer) -> bool:

@@ -23,6 +23,7 @@ from mnistlab.lightning_private import (
     checkpoint_every_n_train_steps,
     checkpoint_train_time_interval,
     detect_anomaly,
+    val_check_time_interval,
 )
 
 log = logging.getLogger(__package__)  # mnistlab.engine
@@ -122,7 +123,12 @@ def per_step_needs(trainer: pl.Trainer) -> list[str]:
                 "trainer.limit_train_batches",
                 not (whole_epoch(trainer.limit_train_batches) or trainer.overfit_batches or dev_run),
             ),
-            ("trainer.val_check_interval", not whole_epoch(trainer.val_check_interval)),
+            # Time-based ("DD:HH:MM:SS"): Lightning validates after whichever batch the time runs out in, and then
+            # sets no val_check_interval at all (read only when it counts batches).
+            (
+                "trainer.val_check_interval",
+                val_check_time_interval(trainer) is not None or not whole_epoch(trainer.val_check_interval),
+            ),
             ("trainer.max_steps", trainer.max_steps != -1 and not dev_run),
             # Negative: Lightning logs at every batch (``step % n == 0``), chunks only at their ends.
             ("trainer.log_every_n_steps (negative)", trainer.log_every_n_steps < 0),
