@@ -161,6 +161,24 @@ def test_a_time_based_validation_interval_takes_the_per_step_engine() -> None:
             choose_engine(timed, "chunked")
 
 
+def test_a_step_checkpoint_that_lightning_ranks_after_the_next_validation_takes_the_per_step_engine() -> None:
+    # Lightning defers such a save at an epoch's last batch to the validation after it under automatic optimization
+    # only: the chunked engine's manual optimization would rank it by the previous validation's val/acc.
+    quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
+
+    def engine(every_n_epochs: int = 1, **checkpoint: object) -> Engine:
+        steps = ModelCheckpoint(every_n_train_steps=10, **checkpoint)
+        return choose_engine(pl.Trainer(**quiet, check_val_every_n_epoch=every_n_epochs, callbacks=[steps]))
+
+    for deferred in (engine(2, monitor="val/acc"), engine(monitor="val/acc", save_on_train_epoch_end=False)):
+        assert deferred.reason == (
+            "ModelCheckpoint(every_n_train_steps=..., monitor=...) needs Lightning's loop at every batch"
+        )
+    # Saved as the step ends under both optimizations: chunks stay.
+    assert engine(2).chunk == engine(monitor="val/acc").chunk == 10
+    assert engine(2, monitor="val/acc", save_on_train_epoch_end=True).chunk == 10
+
+
 class RecordingBar(BatchProgressBar):
     """The chunked engine's bar, recording (epoch, shown count) at each refresh."""
 

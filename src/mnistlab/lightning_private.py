@@ -21,7 +21,8 @@ Attributes touched (``PRIVATE_ATTRIBUTES`` lists them for the test):
 - ``Trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress`` and
   ``Trainer.fit_loop.epoch_loop.automatic_optimization.optim_progress.optimizer.step``: the optimizer-step
   trackers behind ``trainer.global_step``.
-- ``ModelCheckpoint._every_n_train_steps`` and ``ModelCheckpoint._train_time_interval``: read.
+- ``ModelCheckpoint._every_n_train_steps``, ``ModelCheckpoint._train_time_interval`` and
+  ``ModelCheckpoint._save_on_train_epoch_end`` (as given; None: Lightning decides at each save): read.
 - ``EarlyStopping._check_on_train_epoch_end``: read; ``EarlyStopping(check_on_train_epoch_end=...)`` as given
   (None until Lightning decides it in ``setup``).
 - ``SummaryWriter._get_file_writer``: torch's TensorBoard writer behind Lightning's ``TensorBoardLogger``;
@@ -64,6 +65,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("Trainer", "fit_loop.epoch_loop.automatic_optimization.optim_progress.optimizer.step.total.completed"),
     ("ModelCheckpoint", "_every_n_train_steps"),
     ("ModelCheckpoint", "_train_time_interval"),
+    ("ModelCheckpoint", "_save_on_train_epoch_end"),
     ("EarlyStopping", "_check_on_train_epoch_end"),
     ("SummaryWriter", "_get_file_writer"),
     ("MLFlowLogger", "_initialized"),
@@ -188,6 +190,11 @@ def checkpoint_every_n_train_steps(callback: ModelCheckpoint) -> int:
 def checkpoint_train_time_interval(callback: ModelCheckpoint) -> timedelta | None:
     """``ModelCheckpoint(train_time_interval=...)``."""
     return callback._train_time_interval
+
+
+def checkpoint_save_on_train_epoch_end(callback: ModelCheckpoint) -> bool | None:
+    """``ModelCheckpoint(save_on_train_epoch_end=...)`` as given; None: Lightning decides from the Trainer."""
+    return callback._save_on_train_epoch_end
 
 
 def early_stopping_on_train_epoch_end(callback: EarlyStopping) -> bool | None:

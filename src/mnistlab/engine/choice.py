@@ -21,6 +21,7 @@ from mnistlab.engine.chunks import ChunkedBatches, ChunkedSteps
 from mnistlab.errors import MnistlabError
 from mnistlab.lightning_private import (
     checkpoint_every_n_train_steps,
+    checkpoint_save_on_train_epoch_end,
     checkpoint_train_time_interval,
     detect_anomaly,
     val_check_time_interval,
@@ -145,7 +146,23 @@ def per_step_needs(trainer: pl.Trainer) -> list[str]:
             needs.append(f"callback {type(cb).__name__}")
         elif isinstance(cb, ModelCheckpoint) and checkpoint_train_time_interval(cb) is not None:
             needs.append("ModelCheckpoint(train_time_interval=...)")
+        elif isinstance(cb, ModelCheckpoint) and step_save_waits_for_validation(trainer, cb):
+            needs.append("ModelCheckpoint(every_n_train_steps=..., monitor=...)")
     return needs
+
+
+def step_save_waits_for_validation(trainer: pl.Trainer, callback: ModelCheckpoint) -> bool:
+    """Whether Lightning may put ``callback``'s step save at an epoch's last batch off to the validation after it.
+
+    It then ranks (and names) that checkpoint by the new validation's ``monitor``, not the last one's, but only under
+    automatic optimization: for a manually optimized module (the chunked engine's) it saves at once, with the old
+    value. It defers where it does not save at the training epoch's end: ``save_on_train_epoch_end=False``, or
+    unset with ``check_val_every_n_epoch`` other than 1 (chunks validate only at epoch ends).
+    """
+    if not checkpoint_every_n_train_steps(callback) or callback.monitor is None:
+        return False
+    on_epoch_end = checkpoint_save_on_train_epoch_end(callback)
+    return on_epoch_end is False or (on_epoch_end is None and trainer.check_val_every_n_epoch != 1)
 
 
 def min_limits_that_matter(trainer: pl.Trainer) -> list[tuple[str, bool]]:
