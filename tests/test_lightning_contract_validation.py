@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from lightning.pytorch.callbacks import Timer
 from test_lightning_contract import fit, scalars
 
 pytestmark = pytest.mark.slow
@@ -37,3 +38,13 @@ def test_a_step_checkpoint_at_an_epochs_end_is_ranked_by_the_validation_after_it
         names = sorted(p.name for p in (Path(run.trainer.default_root_dir) / "checkpoints").glob("s*.ckpt"))
         assert names == [f"s110-{val[0]}.ckpt", f"s220-{val[1]}.ckpt"]
     assert "ModelCheckpoint(every_n_train_steps=..., monitor=...)" in runs["auto"].engine.reason
+
+
+@pytest.mark.parametrize("max_time", ["{seconds: 2}", "00:00:00:02"])
+def test_max_epochs_minus_one_trains_until_max_time_is_up(tmp_path: Path, max_time: str) -> None:
+    # Lightning's unbounded training (max_epochs=-1), ended by time, in both of its documented forms: before, the
+    # dict reached Lightning as a DictConfig (a traceback) and max_epochs=-1 was refused without max_steps.
+    run = fit(tmp_path, "trainer.max_epochs=-1", f"+trainer.max_time={max_time}", "data.batch_size=1000")
+    timer = next(cb for cb in run.trainer.callbacks if isinstance(cb, Timer))
+    assert 2 <= timer.time_elapsed("train") < 10  # the time ended it, soon after it was up
+    assert run.trainer.global_step > 55  # past one epoch of 55 batches

@@ -22,7 +22,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from mnistlab.checkpoint_records import HYDRA_KEYS, check_float32, check_trainable, network_class
-from mnistlab.config_checks import check_built_groups, check_devices, check_seed, check_targets, check_trainer_counts
+from mnistlab.config_checks import (
+    check_built_groups,
+    check_devices,
+    check_schedule_length,
+    check_seed,
+    check_targets,
+    check_trainer_counts,
+)
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.specs import input_stats
 from mnistlab.engine import Engine, choose_engine
@@ -63,6 +70,7 @@ def compose(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> Run:
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     check_devices(trainer_args)
     check_trainer_counts(trainer_args)
+    check_schedule_length(trainer_args, cfg.get("scheduler"))
     check_seed(cfg.seed)
     network_class(cfg.model.get("_target_"), "model")  # an importable nn.Module class, before any work
     # Read before seeding: building the teacher's networks must not move the random stream of the student's.
@@ -135,7 +143,8 @@ def build_trainer(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> pl.
         # The flag means no bar; Lightning would instead refuse the configured one.
         every_callback = [cb for cb in every_callback if not isinstance(cb, ProgressBar)]
     profiler = no_profiler_for(cfg.trainer)
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=every_callback, **profiler)
+    # Plain dicts and lists, as Lightning documents them (max_time={minutes: 5}), not DictConfig.
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=every_callback, _convert_="all", **profiler)
     named = {f"callbacks.{name}": cb for name, cb in configured.items()} | {type(cb).__name__: cb for cb in callbacks}
     check_monitors(named, trainer.log_every_n_steps)  # the interval as Lightning resolved it (50 when unset)
     return trainer

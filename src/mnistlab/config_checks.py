@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from mnistlab.errors import ConfigError
@@ -175,11 +177,43 @@ def check_trainer_counts(trainer: dict[str, Any]) -> None:
     _check_count_or_fraction("trainer.limit_train_batches", trainer.get("limit_train_batches"))
     # 0 test batches would train the whole run and then fail on a test that returned no metrics.
     _check_count_or_fraction("trainer.limit_test_batches", trainer.get("limit_test_batches"))
+    timed = _check_max_time(trainer.get("max_time"))
     if (steps := trainer.get("max_steps")) is not None and steps != -1:
         check_number("trainer.max_steps", steps, integer=True, low=1)
-    elif trainer.get("max_epochs") is not None:  # max_epochs=-1 with max_steps=N is Lightning's way to train by steps
+    # max_epochs=-1 is Lightning's unbounded training: bounded by max_steps=N (above) or by max_time.
+    elif trainer.get("max_epochs") is not None and not (timed and trainer["max_epochs"] == -1):
         check_number("trainer.max_epochs", trainer["max_epochs"], integer=True, low=1)
     _check_count_or_fraction("trainer.val_check_interval", trainer.get("val_check_interval"))
+
+
+def check_schedule_length(trainer: dict[str, Any], scheduler: Any) -> None:
+    """Refuses a learning-rate schedule in a run whose length in steps is open (``max_epochs=-1``, ended by
+    ``max_time``): the schedule is sized from the run's step count, which is then infinite."""
+    open_ended = trainer.get("max_epochs") == -1 and trainer.get("max_steps", -1) in (None, -1)
+    if scheduler and open_ended:
+        raise ConfigError(
+            "a scheduler sizes its schedule from the run's steps, which trainer.max_epochs=-1 with "
+            f"trainer.max_time={trainer.get('max_time')!r} leaves open: set trainer.max_steps, or drop the scheduler"
+        )
+
+
+def _check_max_time(value: Any) -> bool:
+    """Whether ``trainer.max_time`` is set, in a form Lightning documents: ``"DD:HH:MM:SS"`` or a dict of
+    ``datetime.timedelta``'s keywords (``{minutes: 5}``); anything else failed inside the Trainer, with a traceback."""
+    if value is None:
+        return False
+    if isinstance(value, str) and re.fullmatch(r"\d+:\d+:\d+:\d+", value.strip()):
+        return True
+    if isinstance(value, Mapping) and value:
+        try:
+            timedelta(**value)
+            return True
+        except (TypeError, ValueError, OverflowError):
+            pass
+    raise ConfigError(
+        f"trainer.max_time={value!r} is not a time span: give it as 'DD:HH:MM:SS' (e.g. 00:00:30:00, half an "
+        "hour) or as a dict of datetime.timedelta's keywords, e.g. minutes: 30"
+    )
 
 
 def _check_count_or_fraction(key: str, value: Any) -> None:
