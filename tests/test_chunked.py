@@ -11,6 +11,7 @@ from conftest import DATA_DIR, compose_train
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
+from mnistlab.callbacks import LastCheckpoint
 from mnistlab.composition import compose
 from mnistlab.data import MNISTDataModule
 from mnistlab.engine import BatchProgressBar, Engine, choose_engine
@@ -288,3 +289,15 @@ def test_the_progress_bar_moves_from_the_start_of_an_epoch_longer_than_the_check
     bar = RecordingBar()
     fit(tmp_path / "short.ckpt", bar, 1.0)  # epochs of 15 batches
     assert bar.descriptions == [("Epoch 1", 15, n) for n in (3, 6, 9, 12, 15)]
+
+
+def test_intervals_that_share_no_chunk_above_one_batch_take_lightnings_loop() -> None:
+    # Logging every 7 and saving every 20 batches: chunks of one batch, no faster than Lightning's own loop (it said
+    # "chunked (1 batches per Lightning step)"). engine=chunked still takes them when asked.
+    quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
+    trainer = pl.Trainer(**quiet, log_every_n_steps=7, callbacks=[LastCheckpoint("unused", every_n_steps=20)])
+    engine = choose_engine(trainer)
+    assert engine.chunk is None
+    assert engine.reason == "the run acts every 7, 20 batches, which share no chunk above 1 batch"
+    assert choose_engine(trainer, "chunked").chunk == 1
+    assert choose_engine(pl.Trainer(**quiet, log_every_n_steps=14)).chunk == 14  # a common chunk: still chunked

@@ -95,7 +95,8 @@ class Engine:
     def announce(self) -> None:
         """Says which engine runs and why, in one log line: after the run is built, so that a setting refused
         while the data module or the system is built is not preceded by it."""
-        label = "per-step" if self.chunk is None else f"chunked ({self.chunk} batches per Lightning step)"
+        size = f"{self.chunk} batch{'es' if self.chunk != 1 else ''}"
+        label = "per-step" if self.chunk is None else f"chunked ({size} per Lightning step)"
         log.info("engine: %s: %s", label, self.reason)
 
 
@@ -235,5 +236,10 @@ def _decide(trainer: pl.Trainer, engine: str, own_hooks: list[str]) -> Engine:
         )
     if needs:
         return Engine(None, f"{', '.join(needs)} need{'s' if len(needs) == 1 else ''} Lightning's loop at every batch")
-    chunk = chunk_size(step_intervals(trainer))
-    return Engine(chunk, f"every setting and callback of this run is exact with chunks of {chunk} batches")
+    intervals = step_intervals(trainer)
+    chunk = chunk_size(intervals)
+    if chunk == 1 and engine == "auto":  # chunks of one batch would be per-step with extra steps: Lightning's own
+        every = ", ".join(str(i) for i in sorted(set(intervals)))
+        return Engine(None, f"the run acts every {every} batches, which share no chunk above 1 batch")
+    size = f"{chunk} batch{'es' if chunk != 1 else ''}"
+    return Engine(chunk, f"every setting and callback of this run is exact with chunks of {size}")
