@@ -97,6 +97,15 @@ def compose_train(overrides: list[str], tmp_path: Path, data_dir: Path | None = 
     return cfg
 
 
+def tiny_linear_args(tmp_path: Path, max_epochs: int) -> tuple[str, ...]:
+    """Overrides of a linear network on 60 hand-made images (50 to train on, 5 batches of 10; 10 to validate on)."""
+    data = write_idx_set(tmp_path / "tiny")
+    return (
+        f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10", "model=linear",
+        "data.batch_size=10", f"trainer.max_epochs={max_epochs}", "callbacks.progress_bar.refresh_rate=0",
+    )  # fmt: skip
+
+
 def self_signal_module(folder: Path, source: str) -> dict[str, str]:
     """Writes a test's own callback, ``source``, as ``folder/selfsignal.py`` and returns the environment under which
     a run imports it (``+callbacks.self_signal._target_=selfsignal.<its class>``), its resume too."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import run_script, self_signal_module, write_idx_set
+from conftest import run_script, self_signal_module, tiny_linear_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 # A callback of the test's own (on PYTHONPATH): in the first run (not its resume) the process sends itself SIGNAL
@@ -58,9 +58,7 @@ def test_a_run_stopped_in_a_validation_resumes_with_the_uninterrupted_curves(
     tmp_path: Path, signal: str, status: int, callback: str, extra: tuple[str, ...]
 ) -> None:
     env = self_signal_module(tmp_path, SELF_SIGNAL.format(signal=signal))
-    data = write_idx_set(tmp_path / "tiny")  # 60 images: 50 to train on, in batches of 10, 10 to validate on
-    args = (f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10", "model=linear",
-            "data.batch_size=10", "trainer.max_epochs=3", "callbacks.progress_bar.refresh_rate=0", *extra)  # fmt: skip
+    args = (*tiny_linear_args(tmp_path, max_epochs=3), *extra)  # 5 steps an epoch
     whole = run_script("train.py", *args, f"hydra.run.dir={tmp_path / 'whole'}")
     assert whole.returncode == 0, whole.stderr[-3000:]
     run_dir = tmp_path / "run"
@@ -84,11 +82,9 @@ def test_a_ctrl_c_in_an_epochs_last_step_says_that_the_epochs_validation_runs_fi
     """It said "stopping at the end of this training step", then ran the epoch's validation and end (kept: the
     validation's points and the epoch's last.ckpt are the resume's) before it stopped."""
     env = self_signal_module(tmp_path, SELF_SIGNAL.format(signal="SIGINT"))
-    data = write_idx_set(tmp_path / "tiny")  # 50 images to train on, in batches of 10: 5 steps an epoch
     run_dir = tmp_path / "run"
     stopped = run_script(
-        "train.py", f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10",
-        "model=linear", "data.batch_size=10", "trainer.max_epochs=3", "callbacks.progress_bar.refresh_rate=0",
+        "train.py", *tiny_linear_args(tmp_path, max_epochs=3),  # 5 steps an epoch
         "+callbacks.self_signal._target_=selfsignal.SignalInLastStep", f"hydra.run.dir={run_dir}", env=env,
     )  # fmt: skip
     assert stopped.returncode == 1 and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]

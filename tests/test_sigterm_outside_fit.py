@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import run_script, self_signal_module, write_idx_set
+from conftest import run_script, self_signal_module, tiny_linear_args
 
 # A callback of the test's own (on PYTHONPATH): the first run (not its resume) sends itself SIGTERM as its fit ends,
 # once Lightning has given the signal back to the handler it found (its own runs only inside the fit and the test).
@@ -22,11 +22,9 @@ class SigtermAtFitEnd(pl.Callback):
 
 def test_a_sigterm_between_the_fit_and_the_test_says_how_to_continue(tmp_path: Path) -> None:
     env = self_signal_module(tmp_path, SELF_SIGNAL)
-    data = write_idx_set(tmp_path / "tiny")
     run_dir = tmp_path / "run"
     stopped = run_script(
-        "train.py", f"data.root={data}", "data.download=false", "data.verify=false", "data.val_size=10",
-        "model=linear", "data.batch_size=10", "trainer.max_epochs=2", "callbacks.progress_bar.refresh_rate=0",
+        "train.py", *tiny_linear_args(tmp_path, max_epochs=2),
         "+callbacks.self_signal._target_=selfsignal.SigtermAtFitEnd", f"hydra.run.dir={run_dir}", env=env,
     )  # fmt: skip
     # The process died of the signal (-15) without a word: the user did not learn that the run can continue.
