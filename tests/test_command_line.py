@@ -549,3 +549,31 @@ def test_a_setting_of_what_the_command_removes_is_one_line(args: list[str]) -> N
     )
     for fixed in (["~callbacks.time_to_target"], [a for a in args if not a.startswith("~")]):
         assert config_mistake(train, "train", fixed) is None  # either fix is taken
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["~callbacks.time_to_target", "+callbacks.time_to_target.target=0.9"],
+        ["+callbacks.time_to_target.target=0.9", "~callbacks.time_to_target"],
+    ],
+)
+def test_an_added_setting_of_what_the_command_removes_is_the_contradiction(args: list[str]) -> None:
+    """Before: ``+callbacks.time_to_target.target: callbacks.time_to_target.target is set already; give it without
+    the +``, whose fix was refused next as the contradiction; now the contradiction first, with a fix that runs."""
+    train = ROOT / "scripts" / "train.py"
+    assert config_mistake(train, "train", args) == (
+        "+callbacks.time_to_target.target=0.9 sets a setting of callbacks.time_to_target, which "
+        "~callbacks.time_to_target removes: the two contradict each other; drop ~callbacks.time_to_target and give "
+        "callbacks.time_to_target.target=0.9 to keep callbacks.time_to_target with that setting, or "
+        "+callbacks.time_to_target.target=0.9 to run without it"
+    )
+    assert config_mistake(train, "train", ["callbacks.time_to_target.target=0.9"]) is None  # the first fix is taken
+    assert config_mistake(train, "train", ["~callbacks.time_to_target"]) is None  # and the second
+    rebuilt = ["_target_=mnistlab.callbacks.TimeToTarget", "target=0.9"]  # a new node, with its class: an addition
+    assert (
+        config_mistake(
+            train, "train", ["~callbacks.time_to_target", *(f"+callbacks.time_to_target.{r}" for r in rebuilt)]
+        )
+        is None
+    )

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ValidationError
 
 from mnistlab.config_checks import target_arguments
@@ -195,25 +195,36 @@ def _typed_mistake(node: DictConfig, leaf: str, override: Override) -> str | Non
     return None
 
 
+def _rebuilt(gone: str, later: list[Override]) -> bool:
+    """Whether one of ``later`` gives ``gone``, which a ``~gone`` removes, a class anew (``+gone._target_``)."""
+    return any(o.key_or_group == f"{gone}._target_" and o.type is not OverrideType.DEL for o in later)
+
+
 def _removed_then_set(values: list[Override]) -> tuple[Override, str] | None:
     """A value override of a key that a ``~key`` of the same command removes, and why the two contradict.
 
     Given after the removal, Hydra found no key to set ("Key 'time_to_target' is not in struct", a traceback);
-    given before it, the value was dropped without a word. ``+key.x=...`` after ``~key`` builds the node anew, and is
-    judged as any other addition.
+    given before it, the value was dropped without a word. ``+key.x=...`` after ``~key`` is the same contradiction
+    (it said "key.x is set already; give it without the +", whose fix led here), unless the command gives the
+    removed node a class anew (``+key._target_=...``): then it builds a new node, judged as any other addition.
     """
     for i, removal in enumerate(values):
         if removal.type is not OverrideType.DEL:
             continue
         gone = removal.key_or_group
+        after = values[i + 1 :]
+        rebuilt = _rebuilt(gone, after)
         for j, o in enumerate(values):
             under = o.key_or_group == gone or o.key_or_group.startswith(f"{gone}.")
-            if not under or o.type is OverrideType.DEL or (j > i and o.type is not OverrideType.CHANGE):
+            if not under or o.type is OverrideType.DEL or (j > i and o.type is not OverrideType.CHANGE and rebuilt):
                 continue
             what, kept = (gone, "value") if o.key_or_group == gone else (f"a setting of {gone}", "setting")
+            keep = f"drop {removal.input_line}"
+            if o.type is OverrideType.ADD:  # the key is there once nothing removes it: + would be refused
+                keep += f" and give {o.input_line[1:]}"
             return o, (
                 f"{o.input_line} sets {what}, which {removal.input_line} removes: the two contradict each other; "
-                f"drop {removal.input_line} to keep {gone} with that {kept}, or {o.input_line} to run without it"
+                f"{keep} to keep {gone} with that {kept}, or {o.input_line} to run without it"
             )
     return None
 
@@ -228,9 +239,14 @@ def values_mistake(cfg: DictConfig, values: list[Override]) -> tuple[Override, s
     for o in targets:
         if o.type is OverrideType.CHANGE:
             OmegaConf.update(cfg, o.key_or_group, o.value(), force_add=True)
-    for o in values:
+    for i, o in enumerate(values):
         if mistake := _value_mistake(cfg, o):
             return o, mistake
+        if o.type is OverrideType.DEL and _rebuilt(o.key_or_group, values[i + 1 :]):
+            # Hydra removes it before the additions that build it anew: they add to nothing ("set already" was wrong).
+            owner, _, leaf = o.key_or_group.rpartition(".")
+            with open_dict(cfg):
+                del (OmegaConf.select(cfg, owner) if owner else cfg)[leaf]
         if o in targets and o.type is not OverrideType.CHANGE and o.type is not OverrideType.DEL:
             OmegaConf.update(cfg, o.key_or_group, o.value(), force_add=True)
     return None
