@@ -35,6 +35,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.mnistlab_sweeps._first_trial import first_trial_refusal
 from hydra_plugins.mnistlab_sweeps._search_space import (
     as_run,
     check_not_fixed,
@@ -125,6 +126,7 @@ class OptunaSearch:
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
+        self.loader = hydra_context.config_loader
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
@@ -157,6 +159,9 @@ class OptunaSearch:
         except ConfigError as e:
             refuse(str(e))
         folds = fold_overrides(self.config, arguments, list(self.conf.params))
+        # A setting every trial shares and each would refuse: one line before any trial (and study), not one per trial.
+        if refusal := first_trial_refusal(self.conf, self.config, self.loader, arguments, self.distributions, folds):
+            refuse(refusal)
         sweep_dir = lock_sweep_folder(self.config)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         c = self.conf

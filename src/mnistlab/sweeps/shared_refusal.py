@@ -10,6 +10,7 @@ as before.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,9 @@ def sweep_job_configs(
             cfg.hydra.runtime.output_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
         HydraConfig.instance().set_config(cfg)
         task = list(cfg.hydra.overrides.task)  # what the job's HydraConfig gives train()
+        # A copy, as Hydra's run_job hands over: HydraConfig's node keeps its parent, whose hydra node its own
+        # interpolations read (the Optuna sweeper's storage, sqlite:///${hydra.sweep.dir}/optuna.db).
+        cfg = copy.deepcopy(cfg)
         with read_write(cfg), open_dict(cfg):
             del cfg["hydra"]  # as Hydra's run_job hands the config to the task
         yield cfg, task
