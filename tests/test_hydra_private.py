@@ -76,3 +76,15 @@ def test_the_grid_sweeper_is_built_after_hydras_plugin_scan_ran_its_modules_agai
     importlib.reload(core)
     importlib.reload(grid_sweeper)
     assert grid_sweeper.GridSweeper(max_batch_size=None, params=None).max_batch_size is None
+
+
+def test_the_joblib_launchers_logger_prints_its_job_lines_counted_from_0() -> None:
+    """``JOBLIB_LAUNCHER_LOGGER`` is the logger of the module whose ``launch`` prints ``\\t#N : overrides``."""
+    import importlib
+    import inspect
+
+    from hydra_plugins.mnistlab_sweeps.hydra_private import JOBLIB_LAUNCHER_LOGGER
+
+    module = importlib.import_module(JOBLIB_LAUNCHER_LOGGER)
+    assert module.log.name == JOBLIB_LAUNCHER_LOGGER, f"hydra-joblib-launcher moved its logger: {module.log.name}"
+    assert '"\\t#{} : {}".format(idx' in inspect.getsource(module.launch), "its #N lines changed: see launchers.py"

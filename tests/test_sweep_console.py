@@ -134,3 +134,40 @@ def test_a_long_job_shows_its_progress_on_the_sweep_console(tmp_path: Path) -> N
     trainer = pl.Trainer(max_epochs=1, callbacks=[JobProgress(3, quiet_console)], **quiet, default_root_dir=tmp_path)
     trainer.fit(Classifier(MLP(hidden_units=8), engine=engine), datamodule=dm)
     assert quiet_console.getvalue() == ""  # shorter than 30 s: no line
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "basic"])
+def test_a_sweep_launched_in_batches_numbers_the_launchers_lines_by_job(tmp_path: Path, launcher: str) -> None:
+    """Before, under joblib: ``#0 #1 #0`` for jobs 0, 1 and 2 in batches of 2 (each launch counted from 0)."""
+    data = write_idx_set(tmp_path / "tiny")
+    jobs = ("model=linear", "seed=1,2,3", "hydra.sweeper.max_batch_size=2", f"hydra/launcher={launcher}")
+    # One joblib worker runs its jobs in the sweep's process: the launcher's lines, without a worker's start-up.
+    workers = ("hydra.launcher.n_jobs=1",) if launcher == "joblib" else ()
+    result = run_script(
+        "train.py", "-m", f"data.root={data}", *TINY, *jobs, *workers, f"hydra.sweep.dir={tmp_path / 'sweep'}"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert re.findall(r"\t#(\d+) : .* seed=(\d)", output) == [("0", "1"), ("1", "2"), ("2", "3")], output
+    assert sorted(re.findall(r"^job (\d) ok", output, flags=re.M)) == ["0", "1", "2"]
+
+
+def test_a_launchs_lines_are_numbered_from_its_first_job_on_that_logger_only(caplog) -> None:
+    """The filter of ``launch_lines_numbered`` adds the first job's number to ``#N : ...`` lines, for that launch."""
+    import logging
+
+    from mnistlab.process.jobs import launch_lines_numbered
+
+    launch, other = logging.getLogger("test.launcher"), logging.getLogger("test.other")
+    caplog.set_level(logging.INFO)
+    with launch_lines_numbered("test.launcher", 4):
+        launch.info("\t#{} : {}".format(0, "seed=5"))
+        launch.info("\t#%d : %s", 1, "seed=6")  # a message with arguments is left as it is
+        other.info("\t#0 : seed=5")
+    launch.info("\t#0 : seed=7")  # after the launch: as given
+    assert [r.getMessage() for r in caplog.records] == [
+        "\t#4 : seed=5",
+        "\t#1 : seed=6",
+        "\t#0 : seed=5",
+        "\t#0 : seed=7",
+    ]

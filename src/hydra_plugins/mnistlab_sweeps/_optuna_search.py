@@ -35,6 +35,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.mnistlab_sweeps import launchers
 from hydra_plugins.mnistlab_sweeps._first_trial import first_trial_refusal
 from hydra_plugins.mnistlab_sweeps._search_space import (
     as_run,
@@ -48,7 +49,6 @@ from hydra_plugins.mnistlab_sweeps._search_space import (
 )
 from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
 from hydra_plugins.mnistlab_sweeps.hydra_private import job_exception
-from hydra_plugins.mnistlab_sweeps.launchers import check_launcher, check_same_sweep, lock_sweep_folder, refuse
 from hydra_plugins.mnistlab_sweeps.optuna_sweeper import OptunaSweeperConf
 from mnistlab.atomic_files import write_json
 from mnistlab.config_checks import check_number
@@ -142,8 +142,8 @@ class OptunaSearch:
         return optuna.trial.TrialState.COMPLETE, value
 
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
-        check_launcher(self.config)
-        check_same_sweep(self.config)
+        launchers.check_launcher(self.config)
+        launchers.check_same_sweep(self.config)
         try:
             for key in ("n_trials", "n_jobs"):
                 check_number(f"hydra.sweeper.{key}", getattr(self.conf, key), integer=True, low=1)
@@ -157,12 +157,12 @@ class OptunaSearch:
             check_objective(self.config, self.conf.objective, self.conf.direction)
             check_validation(self.config, self.conf.objective, self.distributions)
         except ConfigError as e:
-            refuse(str(e))
+            launchers.refuse(str(e))
         folds = fold_overrides(self.config, arguments, list(self.conf.params))
         # A setting every trial shares and each would refuse: one line before any trial (and study), not one per trial.
         if refusal := first_trial_refusal(self.conf, self.config, self.loader, arguments, self.distributions, folds):
-            refuse(refusal)
-        sweep_dir = lock_sweep_folder(self.config)
+            launchers.refuse(refusal)
+        sweep_dir = launchers.lock_sweep_folder(self.config)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         c = self.conf
         db = storage(c)
@@ -173,7 +173,7 @@ class OptunaSearch:
             load_if_exists=True,
         )
         if mistake := study_mistake(study, c.objective, c.direction):
-            refuse(mistake)
+            launchers.refuse(mistake)
         # A resumed study must not replay the random start-up trials of the first run.
         seed = None if c.seed is None else c.seed + len(study.trials)
         study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=c.n_startup_trials)
@@ -199,7 +199,7 @@ class OptunaSearch:
                     overrides.append(f"{c.trial_override}={trial.number}")
                 batch.append(overrides)
             with heartbeats(db, study, trials, c.heartbeat_interval):
-                results = list(self.launcher.launch(batch, initial_job_idx=trials[0].number))
+                results = launchers.launch_numbered(self.launcher, batch, trials[0].number)
             for trial, ret in zip(trials, results, strict=True):
                 state, value = self._outcome(ret)
                 study.tell(trial, value, state=state if value is None else None)
@@ -264,7 +264,7 @@ class OptunaSearch:
                 earlier = trial.user_attrs.get(JOBS_ATTR, []) if step else []  # a retry inherits its failed trial's
                 trial.set_user_attr(JOBS_ATTR, [*earlier, first_job + i])
             with heartbeats(db, study, alive, self.conf.heartbeat_interval):  # a killed trial goes stale: retried
-                results = list(self.launcher.launch(batch, initial_job_idx=first_job))
+                results = launchers.launch_numbered(self.launcher, batch, first_job)
             first_job += len(batch)
             returns.extend(results)
             survivors = []

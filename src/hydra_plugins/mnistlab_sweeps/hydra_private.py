@@ -7,6 +7,8 @@
   sweeper reads them.
 - ``JobReturn._return_value``: a failed job's exception. The public ``return_value`` logs Hydra's
   "Error executing job" and raises it, which a sweep that goes on after a failure must not do.
+- ``hydra_plugins.hydra_joblib_launcher._core``: the joblib launcher's module, whose logger (its ``__name__``)
+  prints each launch's ``#N : overrides`` lines, counted from 0 in each launch (``JOBLIB_LAUNCHER_LOGGER``).
 - ``hydra._internal.core_plugins.basic_launcher.BasicLauncher``: the sequential launcher's class path,
   the ``_target_`` of ``hydra/launcher=basic``, which runs the jobs in the sweep's own process.
 
@@ -23,8 +25,17 @@ from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.utils import JobReturn, JobStatus
 
 IN_PROCESS_LAUNCHER = f"{BasicLauncher.__module__}.{BasicLauncher.__qualname__}"
+# Not imported here: hydra-joblib-launcher is an optional extra.
+JOBLIB_LAUNCHER_LOGGER = "hydra_plugins.hydra_joblib_launcher._core"
 
-__all__ = ["IN_PROCESS_LAUNCHER", "basic_sweeper", "basic_sweeper_conf", "job_exception", "sweep_params"]
+__all__ = [
+    "IN_PROCESS_LAUNCHER",
+    "JOBLIB_LAUNCHER_LOGGER",
+    "basic_sweeper",
+    "basic_sweeper_conf",
+    "job_exception",
+    "sweep_params",
+]
 
 
 def basic_sweeper() -> type:

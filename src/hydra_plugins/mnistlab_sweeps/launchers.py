@@ -13,6 +13,7 @@ from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from hydra_plugins.mnistlab_sweeps.hydra_private import JOBLIB_LAUNCHER_LOGGER
 from mnistlab.config_keys import HARDWARE, PRESENTATION, override_key, path_override
 from mnistlab.errors import MnistlabError
 from mnistlab.resume.sweep import jobs_to_launch
@@ -209,5 +210,17 @@ def launch_missing(
     returns: list[JobReturn] = []
     for _, run in itertools.groupby(enumerate(todo), key=lambda item: item[1][0] - item[0]):
         jobs = [job for _, job in run]
-        returns += launcher.launch([overrides for _, overrides in jobs], initial_job_idx=jobs[0][0])
+        returns += launch_numbered(launcher, [overrides for _, overrides in jobs], jobs[0][0])
     return returns
+
+
+def launch_numbered(launcher: Launcher, batch: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    """``launcher.launch``, whose ``#N : overrides`` lines name each job by its number in the sweep.
+
+    Hydra's joblib launcher counted them from 0 in each launch (``#0 #1 #0 #1 #0`` for 5 jobs in batches of 2);
+    its jobs had their own numbers all along. Other launchers number their lines from ``initial_job_idx``.
+    """
+    from mnistlab.process.jobs import launch_lines_numbered
+
+    with launch_lines_numbered(JOBLIB_LAUNCHER_LOGGER, initial_job_idx):
+        return list(launcher.launch(batch, initial_job_idx=initial_job_idx))

@@ -1,9 +1,10 @@
-"""What a job changes for its own duration only: DDP's re-launch, a sweep job's console and GPU."""
+"""What a job changes for its own duration only: DDP's re-launch, a sweep job's console and GPU; a launch's lines."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -127,3 +128,37 @@ def checking_sweep_jobs() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+class _JobNumbers(logging.Filter):
+    """Adds ``first`` to the number of a launcher's ``#N : overrides`` line (Hydra's joblib launcher counts from 0)."""
+
+    LINE = re.compile(r"\t#(\d+) : ")
+
+    def __init__(self, first: int) -> None:
+        super().__init__()
+        self.first = first
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The launcher formats the line itself ("\t#{} : {}".format(...)): its message has no arguments.
+        if isinstance(record.msg, str) and not record.args and (m := self.LINE.match(record.msg)):
+            record.msg = f"\t#{int(m[1]) + self.first} : {record.msg[m.end() :]}"
+        return True
+
+
+@contextmanager
+def launch_lines_numbered(logger_name: str, first: int) -> Iterator[None]:
+    """Numbers the ``#N`` lines that the logger ``logger_name`` prints during one launch from ``first`` on.
+
+    A sweep launched in several calls (``hydra.sweeper.max_batch_size``, a continued sweep's missing jobs, an
+    Optuna search's rounds) printed ``#0 #1 #0 #1 #0`` under ``hydra/launcher=joblib``, whose ``launch`` counts
+    each call's jobs from 0 in its lines (their folders and ``hydra.job.num`` have the right numbers). The
+    filter is on that logger only, for this launch only.
+    """
+    logger = logging.getLogger(logger_name)
+    numbers = _JobNumbers(first)
+    logger.addFilter(numbers)
+    try:
+        yield
+    finally:
+        logger.removeFilter(numbers)
