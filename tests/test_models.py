@@ -143,15 +143,16 @@ def test_a_checkpoint_of_a_network_that_returns_probabilities_predicts_its_own_o
     from mnistlab.systems import Classifier
 
     (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "mynets.py").write_text(SOFTMAX_NET)
+    (tmp_path / "code" / "probnets.py").write_text(SOFTMAX_NET)
     monkeypatch.syspath_prepend(str(tmp_path / "code"))
-    import mynets
+    # A name of its own: another test of this worker may have imported a different mynets already.
+    import probnets
 
     data = write_idx_set(tmp_path / "tiny")
     dm = MNISTDataModule(str(data), download=False, verify=False, val_size=0, batch_size=20)
     trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
-    trainer.fit(Classifier(mynets.SoftmaxNet()), datamodule=dm)
+    trainer.fit(Classifier(probnets.SoftmaxNet()), datamodule=dm)
     ckpt = tmp_path / "softmax.ckpt"
     trainer.save_checkpoint(ckpt)
     images = torch.rand(5, 1, 28, 28)
@@ -159,7 +160,7 @@ def test_a_checkpoint_of_a_network_that_returns_probabilities_predicts_its_own_o
     predictor = CheckpointPredictor(ckpt, accelerator="cpu")
     warned = [r.getMessage() for r in caplog.records if "returns probabilities" in r.getMessage()]
     assert warned == [
-        "model: mynets.SoftmaxNet returns probabilities (its outputs lie in [0, 1] and sum to 1), but its loss took "
+        "model: probnets.SoftmaxNet returns probabilities (its outputs lie in [0, 1] and sum to 1), but its loss took "
         "them for logits: it trained slowly and to a worse accuracy; its probabilities here are its outputs as they "
         "are, not passed through the head again; drop the network's final nn.Softmax and train it again"
     ]

@@ -6,7 +6,8 @@ the moments are found from outside, by wrapping what the sweep calls.
 
 ``CHAOS_KILL`` is ``<moment>:<job>[:<n>]``:
 
-- ``startup:J``: job J starts (``mnistlab.resume.run.continued_config``, after Hydra made its folder).
+- ``startup:J``: job J starts its fit (``mnistlab.training.fit_and_test``, after Hydra made its folder; not the
+  sweep's check of job J's settings before the first job, which runs the same checks in the sweep's process).
 - ``step:J:N``: right after job J's Nth optimizer step.
 - ``checkpoint:J:N``: inside job J's Nth write of ``last.ckpt``: its temp file written, not yet renamed.
 - ``after_job:J``: job J has ended and recorded it (``job.json``); the next job has not started.
@@ -51,16 +52,16 @@ def _install(moment: str, job: int, n: int) -> None:
         return counts[_job()]
 
     if moment == "startup":
-        import mnistlab.resume.run
+        import mnistlab.training
 
-        original = mnistlab.resume.run.continued_config
+        original = mnistlab.training.fit_and_test
 
-        def continued_config(*args, **kwargs):
+        def fit_and_test(*args, **kwargs):
             if _job() == job:
                 _kill(f"in job {job}'s start-up")
             return original(*args, **kwargs)
 
-        mnistlab.resume.run.continued_config = continued_config
+        mnistlab.training.fit_and_test = fit_and_test
     elif moment == "step":
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
