@@ -109,6 +109,23 @@ def test_a_network_narrower_than_the_data_is_refused(tiny_data: Path, tmp_path: 
     assert trainer.global_step == 0
 
 
+@pytest.mark.parametrize("stage", ["fit", "validate"])
+def test_a_float64_network_is_refused_by_a_trainer_of_ones_own_too(tiny_data: Path, tmp_path: Path, stage: str) -> None:
+    """Before: torch's "mat1 and mat2 must have the same dtype" at the first batch (scripts/train.py refused it)."""
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    dm = MNISTDataModule(str(tiny_data), download=False, verify=False, val_size=20, batch_size=20)
+    message = "torch.nn.modules.container.Sequential has float64 weights (1.weight), but trainer.precision=32-true"
+    with pytest.raises(MnistlabError, match=re.escape(message)):
+        getattr(trainer, stage)(Classifier(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).double()), datamodule=dm)
+    assert trainer.global_step == 0
+    # Lightning's 64-bit precision casts network and images: that fit is taken.
+    trainer = pl.Trainer(max_steps=1, precision=64, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(Classifier(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).double()), datamodule=dm)
+    assert trainer.global_step == 1
+
+
 def test_a_network_that_returns_probabilities_gets_its_warning_in_python_too(
     tiny_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from mnistlab import checkpoint_records
-from mnistlab.checkpoint_records import build_network, factory_from_record, network_record, output_width
+from mnistlab.checkpoint_records import build_network, check_float32, factory_from_record, network_record, output_width
 from mnistlab.config_checks import check_number
 from mnistlab.data.loaders import Batch
 from mnistlab.errors import ConfigError
@@ -168,6 +168,7 @@ class Classifier(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         take_data_classes(self)  # a system built in Python never saw the data
+        check_float32(self.net, str(self.trainer.precision))  # a Trainer of one's own: no compose checked it
         # ddp_spawn on the CPU hands every process the same shared memory for each tensor of the pickled
         # module: weights and metric states would be stepped and counted once per process. Own copies here.
         for tensor in [*self.parameters(), *self.buffers()]:
