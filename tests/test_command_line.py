@@ -577,3 +577,12 @@ def test_an_added_setting_of_what_the_command_removes_is_the_contradiction(args:
         )
         is None
     )
+
+
+def test_an_added_key_that_the_removed_node_lacks_keeps_its_plus_in_the_fix() -> None:
+    # The fix of the contradiction said "give callbacks.time_to_target.extra=1", without the + that a key the node
+    # lacks needs (Hydra then refused it: not in struct).
+    train = ROOT / "scripts" / "train.py"
+    mistake = config_mistake(train, "train", ["~callbacks.time_to_target", "+callbacks.time_to_target.extra=1"])
+    assert mistake is not None and "drop ~callbacks.time_to_target to keep callbacks.time_to_target" in mistake
+    assert "give callbacks.time_to_target.extra=1" not in mistake

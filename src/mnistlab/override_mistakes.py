@@ -200,7 +200,10 @@ def _rebuilt(gone: str, later: list[Override]) -> bool:
     return any(o.key_or_group == f"{gone}._target_" and o.type is not OverrideType.DEL for o in later)
 
 
-def _removed_then_set(values: list[Override]) -> tuple[Override, str] | None:
+_ABSENT = object()  # what OmegaConf.select gives for a key the config lacks (None is a value)
+
+
+def _removed_then_set(cfg: DictConfig, values: list[Override]) -> tuple[Override, str] | None:
     """A value override of a key that a ``~key`` of the same command removes, and why the two contradict.
 
     Given after the removal, Hydra found no key to set ("Key 'time_to_target' is not in struct", a traceback);
@@ -220,8 +223,8 @@ def _removed_then_set(values: list[Override]) -> tuple[Override, str] | None:
                 continue
             what, kept = (gone, "value") if o.key_or_group == gone else (f"a setting of {gone}", "setting")
             keep = f"drop {removal.input_line}"
-            if o.type is OverrideType.ADD:  # the key is there once nothing removes it: + would be refused
-                keep += f" and give {o.input_line[1:]}"
+            if o.type is OverrideType.ADD and OmegaConf.select(cfg, o.key_or_group, default=_ABSENT) is not _ABSENT:
+                keep += f" and give {o.input_line[1:]}"  # the key is there once nothing removes it: + is refused
             return o, (
                 f"{o.input_line} sets {what}, which {removal.input_line} removes: the two contradict each other; "
                 f"{keep} to keep {gone} with that {kept}, or {o.input_line} to run without it"
@@ -231,7 +234,7 @@ def _removed_then_set(values: list[Override]) -> tuple[Override, str] | None:
 
 def values_mistake(cfg: DictConfig, values: list[Override]) -> tuple[Override, str] | None:
     """The first value override that ``cfg`` (the tree of the chosen options) refuses, and why."""
-    if contradiction := _removed_then_set(values):
+    if contradiction := _removed_then_set(cfg, values):
         return contradiction
     # A class chosen on the command line decides which arguments its node takes: changed ones first, added
     # ones (+node._target_=...) once their own check has passed.
