@@ -200,9 +200,6 @@ def _rebuilt(gone: str, later: list[Override]) -> bool:
     return any(o.key_or_group == f"{gone}._target_" and o.type is not OverrideType.DEL for o in later)
 
 
-_ABSENT = object()  # what OmegaConf.select gives for a key the config lacks (None is a value)
-
-
 def _removed_then_set(cfg: DictConfig, values: list[Override]) -> tuple[Override, str] | None:
     """A value override of a key that a ``~key`` of the same command removes, and why the two contradict.
 
@@ -223,7 +220,7 @@ def _removed_then_set(cfg: DictConfig, values: list[Override]) -> tuple[Override
                 continue
             what, kept = (gone, "value") if o.key_or_group == gone else (f"a setting of {gone}", "setting")
             keep = f"drop {removal.input_line}"
-            if o.type is OverrideType.ADD and OmegaConf.select(cfg, o.key_or_group, default=_ABSENT) is not _ABSENT:
+            if o.type is OverrideType.ADD and OmegaConf.select(cfg, o.key_or_group, default=ABSENT) is not ABSENT:
                 keep += f" and give {o.input_line[1:]}"  # the key is there once nothing removes it: + is refused
             return o, (
                 f"{o.input_line} sets {what}, which {removal.input_line} removes: the two contradict each other; "
