@@ -131,9 +131,14 @@ def test_mistake(row: str, results: dict) -> None:
     result, fill, cwd = results[row]
     output = result.stdout + result.stderr
     assert result.returncode == code, output[-3000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    pattern = ".*?".join(re.escape(part) for part in filled(message, fill).split("…"))
-    assert len(errors) == 1 and re.fullmatch(pattern, errors[0]), output[-3000:]
+    lines = result.stderr.splitlines()
+    errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
+    assert len(errors) == 1, output[-3000:]
+    # "…" stands for varying text; "<br>" separates the lines of one message, printed one after another.
+    expected = filled(message, fill).split("<br>")
+    for line, want in zip(lines[errors[0] :], expected, strict=False):
+        assert re.fullmatch(".*?".join(re.escape(part) for part in want.split("…")), line), output[-3000:]
+    assert len(lines) - errors[0] >= len(expected), output[-3000:]
     assert "Traceback" not in output
     assert list(cwd.iterdir()) == []  # no outputs/, multirun/ or data/ left behind
 

@@ -2,10 +2,9 @@
 
 ``python scripts/train.py -m optimizer.lr=0 model=linear,hidden`` printed the same error for each job and ran the
 sweep to its end. Before any job, the first job's config goes through what the job runs before any work
-(``mnistlab.training.checked_run``); only where it is refused are the next jobs checked, until one is not refused
-with the same line. A sweep whose every job is refused with one line stops with
-that line; a job whose own swept value is bad (``-m optimizer.lr=0,0.001``) leaves the others to run, and fails
-as before.
+(``mnistlab.training.checked_run``); only where it is refused are the next jobs checked, until one is not refused.
+A sweep whose every job is refused stops before its first job, with their line, or each job's where they differ; a
+job whose own swept value is bad (``-m optimizer.lr=0,0.001``) leaves the others to run, and fails as before.
 """
 
 from __future__ import annotations
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, open_dict, read_write
+
+SHOWN = 5  # jobs whose lines a refusal of every job shows
 
 
 def job_refusal(cfg: DictConfig, overrides: Sequence[str]) -> str | None:
@@ -40,17 +41,29 @@ def job_refusal(cfg: DictConfig, overrides: Sequence[str]) -> str | None:
 
 
 def shared_refusal(jobs: Iterable[tuple[DictConfig, list[str]]]) -> str | None:
-    """The line with which every one of ``jobs`` (config and overrides, composed lazily) is refused, else None.
+    """The error with which every one of ``jobs`` (config and overrides, composed lazily) is refused, else None.
 
-    Only the first job is checked where it is not refused, the common case: one compose, no more.
+    One line where every job is refused with the same line; where each is refused in its own words
+    (``-m experiment=speedrun model=linear,hidden``: each line names its model), a line per job under one
+    heading, up to ``SHOWN``. Only the first job is checked where it is not refused, the common case: one compose.
     """
-    first: str | None = None
-    for i, (cfg, overrides) in enumerate(jobs):
+    refused: list[tuple[list[str], str]] = []
+    for cfg, overrides in jobs:
         refusal = job_refusal(cfg, overrides)
-        if refusal is None or (i > 0 and refusal != first):
+        if refusal is None:
             return None
-        first = refusal
-    return first
+        refused.append((overrides, refusal))
+    if not refused:
+        return None
+    if len({refusal for _, refusal in refused}) == 1:
+        return refused[0][1]
+    shared = set.intersection(*(set(overrides) for overrides, _ in refused))  # each job is named by what it sweeps
+    lines = [f"each of the {len(refused)} jobs of this sweep is refused before any work:"]
+    for i, (overrides, refusal) in enumerate(refused[:SHOWN]):
+        lines.append(f"  job {i} ({' '.join(o for o in overrides if o not in shared)}): {refusal}")
+    if len(refused) > SHOWN:
+        lines.append(f"  ... and {len(refused) - SHOWN} more jobs")
+    return "\n".join(lines)
 
 
 def sweep_job_configs(
