@@ -82,3 +82,29 @@ def test_a_torch_scheduler_is_told_what_the_system_calls_it_with() -> None:
     step_lr = partial(torch.optim.lr_scheduler.StepLR, step_size=5)
     with pytest.raises(ConfigError, match=re.escape("'total_steps' (a scheduler is called as scheduler(optimizer, ")):
         Classifier(MLP(), scheduler=step_lr)
+
+
+def test_a_python_trainer_of_open_length_refuses_the_schedule_in_one_line(tmp_path: Path) -> None:
+    """Before: ``OverflowError: cannot convert float infinity to integer`` inside ``configure_optimizers``; only
+    ``scripts/train.py``'s compose refused the setting (docs/errors.md, ``schedule-open-ended``)."""
+    from functools import partial
+
+    import lightning.pytorch as pl
+
+    from mnistlab.data import MNISTDataModule
+    from mnistlab.errors import ConfigError
+    from mnistlab.models import MLP
+    from mnistlab.systems import Classifier
+
+    root = write_idx_set(tmp_path / "tiny")
+    dm = MNISTDataModule(str(root), download=False, verify=False, val_size=10, batch_size=10)
+    system = Classifier(MLP(hidden_units=8), scheduler=partial(one_cycle, max_lr=1e-3))
+    trainer = pl.Trainer(max_epochs=-1, max_time={"seconds": 5}, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    message = (
+        "a scheduler sizes its schedule from the run's steps, which trainer.max_epochs=-1 without trainer.max_steps "
+        "leaves open: set trainer.max_steps, or drop the scheduler"
+    )
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        trainer.fit(system, datamodule=dm)
+    assert system.global_step == 0  # refused before the first step

@@ -191,10 +191,17 @@ def check_schedule_length(trainer: dict[str, Any], scheduler: Any) -> None:
     ``max_time``): the schedule is sized from the run's step count, which is then infinite."""
     open_ended = trainer.get("max_epochs") == -1 and trainer.get("max_steps", -1) in (None, -1)
     if scheduler and open_ended:
-        raise ConfigError(
-            "a scheduler sizes its schedule from the run's steps, which trainer.max_epochs=-1 with "
-            f"trainer.max_time={trainer.get('max_time')!r} leaves open: set trainer.max_steps, or drop the scheduler"
-        )
+        raise open_schedule_error(f"trainer.max_epochs=-1 with trainer.max_time={trainer.get('max_time')!r}")
+
+
+def open_schedule_error(what: str) -> ConfigError:
+    """The refusal of a schedule in a run of open length, ``what`` naming the settings that leave it open; raised
+    before any work by ``check_schedule_length``, and by ``mnistlab.systems.schedules.total_steps`` for a Trainer
+    built in Python."""
+    return ConfigError(
+        f"a scheduler sizes its schedule from the run's steps, which {what} leaves open: set trainer.max_steps, or "
+        "drop the scheduler"
+    )
 
 
 def _check_max_time(value: Any) -> bool:

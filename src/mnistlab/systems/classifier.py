@@ -16,6 +16,7 @@ from mnistlab.config_checks import check_number
 from mnistlab.data.loaders import Batch
 from mnistlab.errors import ConfigError
 from mnistlab.lightning_private import align_optimizer_step_counts, restore_loader_position, should_update_logs
+from mnistlab.systems import schedules
 from mnistlab.systems.classes import check_class_names, take_data_classes
 from mnistlab.systems.distillation import Teacher, TrainingLoss, check_teacher
 from mnistlab.systems.divergence import DivergenceCheck, check_finite_weights
@@ -161,9 +162,7 @@ class Classifier(pl.LightningModule):
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        # The optimizer steps this process really takes: epochs or max_steps, world size,
-        # limit_train_batches and accumulation included (batches under either engine).
-        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        scheduler = self.scheduler_factory(optimizer, total_steps=schedules.total_steps(self.trainer))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def setup(self, stage: str) -> None:

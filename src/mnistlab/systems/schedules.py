@@ -9,8 +9,31 @@ its final learning rate however the run is shaped.
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING
+
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
+
+from mnistlab.config_checks import open_schedule_error
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+
+def total_steps(trainer: pl.Trainer) -> int:
+    """The optimizer steps a schedule spans: ``trainer.estimated_stepping_batches``, the steps this process really
+    takes (epochs or ``max_steps``, world size, ``limit_train_batches`` and accumulation included; batches under
+    either engine).
+
+    Raises:
+        ConfigError: For a run of open length (``max_epochs=-1`` without ``max_steps``, perhaps ended by
+            ``max_time``), whose infinite count torch's schedules fail on with an ``OverflowError``.
+    """
+    steps = trainer.estimated_stepping_batches
+    if math.isinf(steps):
+        raise open_schedule_error("trainer.max_epochs=-1 without trainer.max_steps")
+    return int(steps)
 
 
 def one_cycle(
