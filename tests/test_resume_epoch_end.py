@@ -46,9 +46,13 @@ def curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
         # A kill during the validation that follows a step save at the epoch's last step (5 steps an epoch):
         # Lightning resumed that save as a finished epoch, past its validation.
         ("SIGKILL", -9, "SignalInValidation", ("callbacks.last_checkpoint.every_n_steps=5",)),
-        # A SIGTERM there: Lightning stops the validation at its next batch (2 of 5 images), unsaved; the run goes on
-        # from the epoch's start (docs/usage.md), which the resume trains again.
+        # A SIGTERM there (2 batches of 5 images): the validation ends, and the epoch with its last.ckpt. Before,
+        # Lightning stopped at the next validation batch, unsaved, and the resume trained the epoch again.
         ("SIGTERM", 143, "SignalInValidation", ("data.eval_batch_size=5",)),
+        # The same in a validation within the epoch (after its second step): saved once the validation ends.
+        ("SIGTERM", 143, "SignalInValidation", ("data.eval_batch_size=5", "trainer.val_check_interval=2")),
+        # A SIGTERM in the step that such a validation follows: the same (before, Lightning stopped in the validation).
+        ("SIGTERM", 143, "SignalBeforeValidation", ("data.eval_batch_size=5", "trainer.val_check_interval=2")),
         # A Ctrl-C in a step that a validation within the epoch follows: the run stopped before that validation,
         # which the resumed run, restarting from the step's save, skipped.
         ("SIGINT", 1, "SignalBeforeValidation", ("trainer.val_check_interval=2",)),
@@ -66,7 +70,10 @@ def test_a_run_stopped_in_a_validation_resumes_with_the_uninterrupted_curves(
     stopped = run_script("train.py", *args, hook, f"hydra.run.dir={run_dir}", env=env)
     assert stopped.returncode == status and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
     if signal == "SIGTERM":
-        assert stopped.stderr.strip().endswith("(checkpoints/last.ckpt: 1 epoch, 5 steps done)"), stopped.stderr[-300:]
+        line = "SIGTERM: stopping once this validation ends, with last.ckpt saved"
+        assert (stopped.stdout + stopped.stderr).count(line) == 1, stopped.stdout[-3000:]
+        done = "1 epoch, 7 steps" if "trainer.val_check_interval=2" in extra else "2 epochs, 10 steps"
+        assert stopped.stderr.strip().endswith(f"(checkpoints/last.ckpt: {done} done)"), stopped.stderr[-300:]
     if callback == "SignalInValidation" and signal == "SIGINT":
         # It said "at the end of this training step", and then ran the validation to its end.
         assert "Ctrl-C: stopping once this validation ends, with checkpoints/last.ckpt saved" in stopped.stderr

@@ -11,6 +11,8 @@ Attributes touched (``PRIVATE_ATTRIBUTES`` lists them for the test):
 - ``Trainer._val_check_time_interval``: read; a time-based ``val_check_interval`` ("DD:HH:MM:SS", a timedelta or a
   dict of its arguments) in seconds, None for one in batches. Lightning then leaves ``val_check_interval`` unset.
 - ``Trainer._logger_connector.should_update_logs``: read; whether Lightning writes this step's logs.
+- ``Trainer._signal_connector.received_sigterm``: read and written; the SIGTERM Lightning's handler recorded, which
+  its loops stop at (``Trainer.received_sigterm`` has no setter), held back during a fit's validation.
 - ``Trainer.fit_loop._load_combined_loader_states``: called; hands a restored loader its saved position.
 - ``Trainer.fit_loop.restarted_mid_epoch``: read; a fit resumed mid-epoch, whose epoch start hooks Lightning skips.
 - ``Trainer.fit_loop._data_fetcher`` (``fetched``, ``length``, ``done``): advanced by a step of several batches.
@@ -53,6 +55,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     ("Trainer", "_detect_anomaly"),
     ("Trainer", "_val_check_time_interval"),
     ("Trainer", "_logger_connector.should_update_logs"),
+    ("Trainer", "_signal_connector.received_sigterm"),
     ("Trainer", "fit_loop._load_combined_loader_states"),
     ("Trainer", "fit_loop.restarted_mid_epoch"),
     ("Trainer", "fit_loop._data_fetcher.fetched"),
@@ -95,6 +98,18 @@ def val_check_time_interval(trainer: pl.Trainer) -> float | None:
 def should_update_logs(trainer: pl.Trainer) -> bool:
     """True at the steps whose logged values Lightning hands to the loggers (every ``log_every_n_steps``)."""
     return trainer._logger_connector.should_update_logs
+
+
+def hold_back_sigterm(trainer: pl.Trainer) -> bool:
+    """Clears a SIGTERM that Lightning's handler recorded, so that its loops go on; True where there was one."""
+    received = trainer._signal_connector.received_sigterm
+    trainer._signal_connector.received_sigterm = False
+    return received
+
+
+def give_back_sigterm(trainer: pl.Trainer) -> None:
+    """Records a held-back SIGTERM again: Lightning's loops stop at their next check, as at the signal."""
+    trainer._signal_connector.received_sigterm = True
 
 
 def restore_loader_position(trainer: pl.Trainer) -> None:

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mnistlab import interrupts
 from mnistlab.config_checks import check_number
+from mnistlab.lightning_private import give_back_sigterm, hold_back_sigterm
 
 log = logging.getLogger(__name__)
 GRADIENTS_KEY = "accumulated_gradients"  # a checkpoint's gradients of an optimizer step not yet taken
@@ -19,7 +20,8 @@ GRADIENTS_KEY = "accumulated_gradients"  # a checkpoint's gradients of an optimi
 
 class LastCheckpoint(Checkpoint):
     """Overwrites ``dirpath/last.ckpt`` at every epoch end, every ``every_n_steps`` optimizer steps, and at a SIGTERM
-    or a Ctrl-C (at the end of the step it came in, ``mnistlab.interrupts``).
+    or a Ctrl-C (at the end of the step it came in, ``mnistlab.interrupts``; in a fit's validation, or a step that one
+    follows, once that validation ends).
 
     A save between the optimizer steps of ``trainer.accumulate_grad_batches`` holds the gradients summed so far
     (``GRADIENTS_KEY``), which a resume puts back: the run continues exactly where it stopped.
@@ -51,6 +53,8 @@ class LastCheckpoint(Checkpoint):
         self._gradients: dict[str, Any] = {}  # a resumed checkpoint's GRADIENTS_KEY, put back as training starts
         self._stop_pending = False  # a Ctrl-C's step is saved: stop at the next hook, once Lightning logged it
         self._save_after_validation = False  # a validation follows a step save: saved again as it ends
+        self._hold_sigterm = False  # this validation is a fit's, in one process: a SIGTERM waits for its end
+        self._sigterm_held = False  # a SIGTERM came during this validation: given back to Lightning as it ends
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -82,12 +86,30 @@ class LastCheckpoint(Checkpoint):
         # once it ends, the resume starts after it; a Ctrl-C's stop waits for that save (on_train_batch_start).
         self._save_after_validation = not trainer.sanity_checking and self._saved_at == trainer.global_step
         interrupts.set_validating(not trainer.sanity_checking)  # a Ctrl-C's line says where the run stops
+        fitting = trainer.state.fn == "fit" and not trainer.sanity_checking and not trainer.fast_dev_run
+        self._hold_sigterm = fitting and trainer.world_size == 1  # under DDP the ranks must stop at one batch
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        # A SIGTERM (a cluster's time limit, `kill`) in a fit's validation, or in the step before it: Lightning stopped
+        # at the next validation batch, where nothing saved the training state, and the resumed run trained again from
+        # the last save (up to an epoch). Held back, the validation ends and is logged, and is saved (below).
+        if self._hold_sigterm and hold_back_sigterm(trainer):
+            if not self._sigterm_held:
+                log.warning("SIGTERM: stopping once this validation ends, with %s saved", self.path.name)
+            self._sigterm_held = True
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         interrupts.set_validating(False)
-        if self._save_after_validation:
-            self._save_after_validation = False
+        sigterm = self._hold_sigterm and (self._sigterm_held or trainer.received_sigterm)
+        self._hold_sigterm = False
+        # Saved here, not in on_exception: Lightning resumes a save made as a validation ends past that validation
+        # (as ModelCheckpoint's), but one made after the step's end counted the step twice in the loggers' x-axis.
+        if self._save_after_validation or (sigterm and trainer.global_step != self._saved_at):
             self._save(trainer)
+        self._save_after_validation = False
+        if self._sigterm_held:  # Lightning stops at its next check, as it does at a SIGTERM
+            self._sigterm_held = False
+            give_back_sigterm(trainer)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._batches_done = 0
