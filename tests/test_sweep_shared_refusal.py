@@ -40,26 +40,6 @@ def test_a_setting_every_job_refuses_is_refused_once_before_the_first_job(
     assert list(cwd.iterdir()) == []  # no sweep folder left behind
 
 
-def test_jobs_refused_each_in_its_own_words_are_refused_together_before_the_first_job(tmp_path: Path) -> None:
-    """Before: each job's line named its own model, so the check took them for no shared setting; both jobs
-    launched and failed (``job 0 failed: ConfigError: model.channels=[16, 24] ...``), exit 1."""
-    data = write_idx_set(tmp_path / "tiny")
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    result = run_script("train.py", "-m", f"data.root={data}", "experiment=speedrun", "model=linear,hidden", cwd=cwd)
-    output = result.stdout + result.stderr
-    assert result.returncode == 2, output[-3000:]
-    assert "error: each of the 2 jobs of this sweep is refused before any work:" in output, output[-3000:]
-    for num, model in enumerate(("linear", "hidden")):
-        assert (
-            f"  job {num} (model={model}): model.channels=[16, 24] (set by experiment=speedrun) "
-            f"is not a setting of mnistlab.models.MLP" in output
-        ), output[-3000:]
-        assert f"(drop model={model}; it chooses model=record_cnn)" in output, output[-3000:]
-    assert "Launching" not in output and "failed" not in output and "Traceback" not in output, output[-3000:]
-    assert list(cwd.iterdir()) == []  # no sweep folder left behind
-
-
 def test_a_job_whose_own_swept_value_is_refused_leaves_the_others_to_run(tmp_path: Path) -> None:
     data = write_idx_set(tmp_path / "tiny")
     sweep_dir = tmp_path / "sweep"
