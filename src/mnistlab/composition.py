@@ -126,6 +126,13 @@ def build_net(model: DictConfig) -> nn.Module:
 def build_trainer(cfg: DictConfig, callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
     """The Trainer of ``cfg.trainer`` with the loggers of ``cfg.logger``, the callbacks of ``cfg.callbacks``
     and ``callbacks``."""
+    if cfg.trainer.get("barebones"):
+        # Barebones makes self.log a warning: with the settings Lightning refuses beside it switched off (it names
+        # the first, a logger by its repr), the run trained in full and then failed on a KeyError for test/acc.
+        raise ConfigError(
+            "trainer.barebones=true switches off self.log, the loggers and checkpoints, so this run could report no "
+            "accuracy and keep no weights; drop it (benchmarks/benchmark.py times Lightning's bare loop as (f))"
+        )
     loggers = list(_build_group(cfg.get("logger")).values())
     configured = _build_group(cfg.get("callbacks"))
     if cfg.trainer.get("enable_checkpointing", True) is False:
