@@ -184,6 +184,13 @@ def check_trainer_counts(trainer: dict[str, Any]) -> None:
     elif trainer.get("max_epochs") is not None and not (timed and trainer["max_epochs"] == -1):
         check_number("trainer.max_epochs", trainer["max_epochs"], integer=True, low=1)
     _check_count_or_fraction("trainer.val_check_interval", trainer.get("val_check_interval"))
+    for unit in ("epochs", "steps"):  # Lightning stops at the maximum and drops a larger minimum without a word
+        least, most = trainer.get(f"min_{unit}"), trainer.get(f"max_{unit}")
+        if isinstance(least, int) and isinstance(most, int) and 0 <= most < least:
+            raise ConfigError(
+                f"trainer.min_{unit}={least} is above trainer.max_{unit}={most}: Lightning stops at the maximum, so "
+                f"the minimum would not hold; raise trainer.max_{unit}, or lower trainer.min_{unit}"
+            )
 
 
 def check_schedule_length(trainer: dict[str, Any], scheduler: Any) -> None:
