@@ -147,6 +147,41 @@ def test_optuna_search_resumes_its_sqlite_study(tmp_path: Path) -> None:
     assert f"`optimizer.lr` = {trained.optimizer.lr}\n" in table
 
 
+def test_the_command_lines_sweeps_are_dimensions_of_the_search(tmp_path: Path) -> None:
+    """As in Hydra's own Optuna sweeper. Before: each stopped the search with Hydra's error, "Ambiguous value for
+    argument" (a list: "add --multirun", which was given) or "Sweep parameters ... requires --multirun" (a range)."""
+    sweep_dir = tmp_path / "search"
+    swept = (
+        "model=linear,hidden",
+        "optimizer.lr=tag(log,interval(0.001,0.002))",
+        "system.label_smoothing=interval(0,0.1)",
+    )
+    result = sweep(sweep_dir, "hparams_search=optuna", "hydra.sweeper.n_trials=3", *swept)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="mnistlab", storage=f"sqlite:///{sweep_dir}/optuna.db")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    for trial in study.trials:  # the preset's keys, the added ones, and the command line's range for optimizer.lr
+        assert set(trial.params) == {"optimizer", "optimizer.lr", "optimizer.weight_decay", "model.hidden_units",
+                                     "data.batch_size", "model", "system.label_smoothing"}  # fmt: skip
+        assert trial.params["model"] in ("linear", "hidden") and 0 <= trial.params["system.label_smoothing"] <= 0.1
+        assert 0.001 <= trial.params["optimizer.lr"] <= 0.002 and trial.distributions["optimizer.lr"].log
+    for row in summary_rows(sweep_dir):  # each job trained with its trial's values
+        trained = OmegaConf.load(sweep_dir / row["job"] / ".hydra" / "config.yaml")
+        trial = study.trials[int(row["job"].split("_")[0])]
+        assert trained.system.label_smoothing == pytest.approx(trial.params["system.label_smoothing"], rel=1e-3)
+        assert 0.001 <= trained.optimizer.lr <= 0.002
+
+
+def test_a_range_in_a_grid_sweep_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Before: a traceback from Hydra's BasicSweeper, "does not support sweep type : INTERVAL_SWEEP"."""
+    result = sweep(tmp_path / "grid", "optimizer.lr=interval(0.001,0.01)")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: optimizer.lr=interval(0.001,0.01) is a range, which only a search samples: add "
+        "hparams_search=optuna, or list values: optimizer.lr=0.001,0.01"
+    ], result.stderr[-3000:]
+    assert not (tmp_path / "grid").exists()
+
+
 def test_another_sweep_in_a_sweeps_folder_is_refused_and_its_own_command_continues(grid_sweep: Path) -> None:
     """Before: ``model=linear,cnn`` into the folder of ``model=linear,hidden ...`` mixed both into one summary."""
     before = {p.name: p.stat().st_mtime_ns for p in grid_sweep.rglob("*")}

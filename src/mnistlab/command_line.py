@@ -98,13 +98,20 @@ ONE_RUN = {
 }
 
 
-def _several_values(overrides: list[Override], config_name: str) -> str | None:
-    """A sweep's values outside a multirun (Hydra's answer: four lines about ambiguity, exit 1)."""
+def _several_values(overrides: list[Override], config_name: str, multirun: bool) -> str | None:
+    """Values swept outside a multirun (Hydra: four lines on ambiguity), or a range no search samples (a traceback)."""
+    search = any(o.key_or_group == "hparams_search" and o.value() == "optuna" for o in overrides)
     for o in overrides:
         if not o.is_sweep_override() or o.key_or_group.startswith("hydra"):
             continue
         line = o.input_line.lstrip("+")
         key, value = line.split("=", 1)
+        if o.value_type == ValueType.INTERVAL_SWEEP and config_name == "train" and not search:
+            ends = o.value()
+            fix = f"{'' if multirun else '-m '}hparams_search=optuna, or list values: {key}={ends.start},{ends.end}"
+            return f"{line} is a range, which only a search samples: add {fix}"
+        if multirun:
+            continue
         if config_name == "train":
             listed = f" ({key}=[{value}] is a list)" if o.value_type == ValueType.SIMPLE_CHOICE_SWEEP else ""
             return f"{line} gives several values: add -m to run one job per value{listed}"
@@ -201,7 +208,7 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
     if config_name == "train" and not placed and (mistake := folder_mistake(root)):
         where = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         return f"{mistake} (where {root}/ goes): launch from a writable folder or give {where}=..."
-    if not multirun and (mistake := _several_values(overrides, config_name)):
+    if mistake := _several_values(overrides, config_name, bool(multirun)):
         return mistake
     if multirun and config_name in ONE_RUN:  # a train.py sweep's jobs, folders and summary, for what prints or serves
         return f"{config_name}.py {ONE_RUN[config_name]}"

@@ -45,6 +45,7 @@ from hydra_plugins.mnistlab_sweeps._search_space import (
     check_validation,
     distribution,
     override_value,
+    search_space,
     study_mistake,
 )
 from hydra_plugins.mnistlab_sweeps.folds import fold_job, fold_overrides
@@ -147,9 +148,7 @@ class OptunaSearch:
         try:
             for key in ("n_trials", "n_jobs"):
                 check_number(f"hydra.sweeper.{key}", getattr(self.conf, key), integer=True, low=1)
-            params = {
-                k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in self.conf.params.items()
-            }
+            arguments, params = search_space(self.conf.params, arguments)  # the preset's, the command line's sweeps
             self.distributions = {k: distribution(k, v) for k, v in params.items()}
             for key in self.distributions:
                 check_searched_key(self.config, key, self.distributions)
@@ -158,7 +157,7 @@ class OptunaSearch:
             check_validation(self.config, self.conf.objective, self.distributions)
         except ConfigError as e:
             launchers.refuse(str(e))
-        folds = fold_overrides(self.config, arguments, list(self.conf.params))
+        folds = fold_overrides(self.config, arguments, list(self.distributions))
         # A setting every trial shares and each would refuse: one line before any trial (and study), not one per trial.
         if refusal := first_trial_refusal(self.conf, self.config, self.loader, arguments, self.distributions, folds):
             launchers.refuse(refusal)

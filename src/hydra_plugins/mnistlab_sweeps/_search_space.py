@@ -3,7 +3,7 @@ trial's values as its job gets them."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -80,6 +80,30 @@ def _from_sweep(where: str, text: str) -> dict[str, Any]:
             "log": "log" in value.tags,
         }
     raise ConfigError(f"{where}={text} is one value, nothing to search: give a sweep ({SWEEPS})")
+
+
+def search_space(params: Mapping[str, Any], arguments: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+    """The entries of ``hydra.sweeper.params`` and the command line's sweeps, as Hydra's own Optuna sweeper takes them.
+
+    ``-m hparams_search=optuna model=linear,hidden 'system.label_smoothing=interval(0,0.2)'`` searches both keys
+    beside the preset's (a key the preset searches too takes the command line's range); Hydra stopped each job
+    instead: "Ambiguous value for argument" (a list) or "Sweep parameters ... requires --multirun" (a range).
+
+    Returns:
+        The overrides that every trial shares, and the search space's entries by key.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    entries = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in params.items()}
+    parser, shared = OverridesParser.create(), []
+    for text in arguments:
+        override = parser.parse_override(text)
+        if override.is_sweep_override() and not override.key_or_group.startswith("hydra."):
+            key, value = text.split("=", 1)
+            entries[override.get_key_element()] = _from_sweep(key, value)
+        else:
+            shared.append(text)
+    return shared, entries
 
 
 def check_searched_key(config: DictConfig, key: str, searched: Collection[str]) -> None:
