@@ -149,10 +149,12 @@ def test_optuna_search_resumes_its_sqlite_study(tmp_path: Path) -> None:
 
 def test_the_command_lines_sweeps_are_dimensions_of_the_search(tmp_path: Path) -> None:
     """As in Hydra's own Optuna sweeper. Before: each stopped the search with Hydra's error, "Ambiguous value for
-    argument" (a list: "add --multirun", which was given) or "Sweep parameters ... requires --multirun" (a range)."""
+    argument" (a list: "add --multirun", which was given), "Sweep parameters ... requires --multirun" (a range) or a
+    traceback, "ConfigLoader is not set" (a glob of a group's options)."""
     sweep_dir = tmp_path / "search"
     swept = (
-        "model=linear,hidden",
+        "model=glob(*,exclude=[cnn,record_cnn])",
+        "data.batch_size=32,64",  # the preset searches 32-256: the command line's choices replace them
         "optimizer.lr=tag(log,interval(0.001,0.002))",
         "system.label_smoothing=interval(0,0.1)",
     )
@@ -163,13 +165,31 @@ def test_the_command_lines_sweeps_are_dimensions_of_the_search(tmp_path: Path) -
     for trial in study.trials:  # the preset's keys, the added ones, and the command line's range for optimizer.lr
         assert set(trial.params) == {"optimizer", "optimizer.lr", "optimizer.weight_decay", "model.hidden_units",
                                      "data.batch_size", "model", "system.label_smoothing"}  # fmt: skip
-        assert trial.params["model"] in ("linear", "hidden") and 0 <= trial.params["system.label_smoothing"] <= 0.1
+        assert trial.distributions["model"].choices == ("hidden", "linear")
+        assert trial.distributions["data.batch_size"].choices == (32, 64)
+        assert 0 <= trial.params["system.label_smoothing"] <= 0.1
         assert 0.001 <= trial.params["optimizer.lr"] <= 0.002 and trial.distributions["optimizer.lr"].log
     for row in summary_rows(sweep_dir):  # each job trained with its trial's values
         trained = OmegaConf.load(sweep_dir / row["job"] / ".hydra" / "config.yaml")
         trial = study.trials[int(row["job"].split("_")[0])]
         assert trained.system.label_smoothing == pytest.approx(trial.params["system.label_smoothing"], rel=1e-3)
         assert 0.001 <= trained.optimizer.lr <= 0.002
+
+
+def test_a_glob_of_a_groups_options_sweeps_the_grid(tmp_path: Path) -> None:
+    """Before: a traceback from the command line's own check, "ConfigLoader is not set"."""
+    from mnistlab.command_line import config_mistake
+
+    train = Path(__file__).resolve().parents[1] / "scripts" / "train.py"
+    assert config_mistake(train, "train", ["-m", "model=glob(x*)"]) == (
+        "model=glob(x*): no model matches (cnn, hidden, linear, record_cnn)"
+    )
+    result = sweep(tmp_path / "grid", "model=glob(*,exclude=[cnn,record_cnn])", "+trainer.limit_val_batches=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(row["overrides"].split()[0] for row in summary_rows(tmp_path / "grid")) == [
+        "model=hidden",
+        "model=linear",
+    ]
 
 
 def test_a_range_in_a_grid_sweep_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from mnistlab.config_tree import ConfigTree, has_key, scripts_with_key
 from mnistlab.extras import GROUP_EXTRAS, missing_extra
 from mnistlab.group_mistakes import (
     added_group_mistake,
+    first_choice,
     group_as_a_key_mistake,
     group_mistake,
     null_group_mistake,
@@ -249,10 +250,7 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
             if mistake := group_mistake(o, tree.options(o.key_or_group)):
                 return mistake
         # The tree of the chosen options (a sweep's first); the value overrides are checked against it.
-        choices = [
-            f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
-            for o in groups
-        ]
+        choices = [first_choice(o, tree.options(o.key_or_group)) for o in groups]
         for o in groups:
             others = [choice for g, choice in zip(groups, choices, strict=True) if g.value() is not None]
             if mistake := null_group_mistake(tree, name, o, others):

@@ -7,7 +7,7 @@ the run does not choose, ``group=null``, and an option given under a name that i
 
 from __future__ import annotations
 
-from hydra.core.override_parser.types import Override, OverrideType
+from hydra.core.override_parser.types import Glob, Override, OverrideType
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
@@ -16,8 +16,19 @@ from mnistlab.override_mistakes import deletion_mistake, values_of
 from mnistlab.spelling import nearest
 
 
+def first_choice(override: Override, options: list[str]) -> str:
+    """A group's override as one option, a sweep's first; a glob is matched here (Hydra's needs its config loader)."""
+    if not override.is_sweep_override():
+        return override.input_line
+    if isinstance(glob := override.value(), Glob):
+        return f"{override.get_key_element()}={glob.filter(options)[0]}"  # group_mistake refused one matching none
+    return f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}"
+
+
 def group_mistake(override: Override, options: list[str]) -> str | None:
     group = override.key_or_group
+    if isinstance(glob := override.value(), Glob) and not glob.filter(options):
+        return f"{override.input_line}: no {group} matches ({', '.join(options)})"
     for value in values_of(override):
         for option in value if isinstance(value, list) else [value]:
             if option is None or str(option) in options:

@@ -148,7 +148,7 @@ class OptunaSearch:
         try:
             for key in ("n_trials", "n_jobs"):
                 check_number(f"hydra.sweeper.{key}", getattr(self.conf, key), integer=True, low=1)
-            arguments, params = search_space(self.conf.params, arguments)  # the preset's, the command line's sweeps
+            arguments, params = search_space(self.conf.params, arguments, self.loader)  # with the command's sweeps
             self.distributions = {k: distribution(k, v) for k, v in params.items()}
             for key in self.distributions:
                 check_searched_key(self.config, key, self.distributions)

@@ -4,12 +4,15 @@ trial's values as its job gets them."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hydra.core.config_loader import ConfigLoader
 
 # The fields of each kind of search-space entry: (required, optional).
 FIELDS = {"float": ({"low", "high"}, {"log"}), "int": ({"low", "high"}, {"log"}), "categorical": ({"choices"}, set())}
@@ -54,23 +57,24 @@ def distribution(name: str, spec: Any) -> optuna.distributions.BaseDistribution:
 SWEEPS = "choice(a,b), range(1,5), interval(0.1,1), int(interval(1,9)), tag(log,interval(1e-4,0.1))"
 
 
-def _from_sweep(where: str, text: str) -> dict[str, Any]:
+def _from_sweep(where: str, text: str, loader: ConfigLoader | None = None, key: str | None = None) -> dict[str, Any]:
     """Hydra's sweep syntax, read as its Optuna sweeper reads it, -> the fields of an entry.
 
-    A comma list, ``choice`` or ``range`` is categorical; an ``interval`` is a float range (an int range where
-    both ends are integers, ``int(interval(...))``), on a log scale when tagged ``log``.
+    A comma list, ``choice``, ``range`` or a group's ``glob`` (its options, from ``loader``) is categorical; an
+    ``interval`` is a float range (an int range where both ends are integers, ``int(interval(...))``), on a log
+    scale when tagged ``log``. ``key`` is the searched key (a glob lists its group's options), ``where`` names it.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+    from hydra.core.override_parser.types import ChoiceSweep, Glob, IntervalSweep, RangeSweep
     from hydra.errors import HydraException
 
     try:
-        override = OverridesParser.create().parse_override(f"{where}={text}")
+        override = OverridesParser.create(config_loader=loader).parse_overrides([f"{key or where}={text}"])[0]
+        value = override.value()
+        if isinstance(value, ChoiceSweep | RangeSweep | Glob):
+            return {"type": "categorical", "choices": list(override.sweep_iterator())}
     except HydraException as e:
         raise ConfigError(f"{where}={text}: {str(e).splitlines()[0]}") from None
-    value = override.value()
-    if isinstance(value, ChoiceSweep | RangeSweep):
-        return {"type": "categorical", "choices": list(override.sweep_iterator())}
     if isinstance(value, IntervalSweep):
         integers = isinstance(value.start, int) and isinstance(value.end, int)
         return {
@@ -82,7 +86,9 @@ def _from_sweep(where: str, text: str) -> dict[str, Any]:
     raise ConfigError(f"{where}={text} is one value, nothing to search: give a sweep ({SWEEPS})")
 
 
-def search_space(params: Mapping[str, Any], arguments: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+def search_space(
+    params: Mapping[str, Any], arguments: Sequence[str], loader: ConfigLoader
+) -> tuple[list[str], dict[str, Any]]:
     """The entries of ``hydra.sweeper.params`` and the command line's sweeps, as Hydra's own Optuna sweeper takes them.
 
     ``-m hparams_search=optuna model=linear,hidden 'system.label_smoothing=interval(0,0.2)'`` searches both keys
@@ -95,12 +101,14 @@ def search_space(params: Mapping[str, Any], arguments: Sequence[str]) -> tuple[l
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     entries = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in params.items()}
+    entries = {k: _from_sweep(f"hydra.sweeper.params.{k}", v, loader, k) if isinstance(v, str) else v
+               for k, v in entries.items()}  # fmt: skip
     parser, shared = OverridesParser.create(), []
     for text in arguments:
         override = parser.parse_override(text)
         if override.is_sweep_override() and not override.key_or_group.startswith("hydra."):
             key, value = text.split("=", 1)
-            entries[override.get_key_element()] = _from_sweep(key, value)
+            entries[override.get_key_element()] = _from_sweep(key, value, loader)
         else:
             shared.append(text)
     return shared, entries
