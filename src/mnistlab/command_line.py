@@ -40,6 +40,7 @@ from mnistlab.group_mistakes import (
     group_mistake,
     null_group_mistake,
     removal_mistake,
+    sweeper_mistake,
 )
 from mnistlab.override_mistakes import values_mistake, values_of
 from mnistlab.run_folders import folder_mistake
@@ -101,7 +102,7 @@ ONE_RUN = {
 
 def _several_values(overrides: list[Override], config_name: str, multirun: bool) -> str | None:
     """Values swept outside a multirun (Hydra: four lines on ambiguity), or a range no search samples (a traceback)."""
-    search = any(o.key_or_group == "hparams_search" and o.value() == "optuna" for o in overrides)
+    search = any(o.key_or_group in ("hparams_search", "hydra/sweeper") and o.value() != "grid" for o in overrides)
     for o in overrides:
         if not o.is_sweep_override() or o.key_or_group.startswith("hydra"):
             continue
@@ -246,8 +247,8 @@ def config_mistake(script: Path, config_name: str, args: list[str]) -> str | Non
                 (removed if tree.optional(name, o.key_or_group) else values).append(o)
             else:
                 (groups if is_group else values).append(o)
-        for o in groups:
-            if mistake := group_mistake(o, tree.options(o.key_or_group)):
+        for mistake in (sweeper_mistake(groups), *(group_mistake(o, tree.options(o.key_or_group)) for o in groups)):
+            if mistake:
                 return mistake
         # The tree of the chosen options (a sweep's first); the value overrides are checked against it.
         choices = [first_choice(o, tree.options(o.key_or_group)) for o in groups]

@@ -25,6 +25,15 @@ def first_choice(override: Override, options: list[str]) -> str:
     return f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}"
 
 
+def sweeper_mistake(groups: list[Override]) -> str | None:
+    """Hydra's Optuna sweeper by name (``hydra/sweeper=optuna``, or mnistlab's own, which the search preset sets with
+    its search space and pruning callback: alone, each trial failed on Hydra's "Could not override")."""
+    chosen = {o.key_or_group: str(o.value()) for o in groups}
+    if "optuna" in chosen.get("hydra/sweeper", "") and chosen.get("hparams_search", "grid") == "grid":
+        return f"hydra/sweeper={chosen['hydra/sweeper']}: an Optuna search is hparams_search=optuna; give that instead"
+    return None
+
+
 def group_mistake(override: Override, options: list[str]) -> str | None:
     group = override.key_or_group
     if isinstance(glob := override.value(), Glob) and not glob.filter(options):
