@@ -148,7 +148,7 @@ class OptunaSearch:
         try:
             for key in ("n_trials", "n_jobs"):
                 check_number(f"hydra.sweeper.{key}", getattr(self.conf, key), integer=True, low=1)
-            arguments, params = search_space(self.conf.params, arguments, self.loader)  # with the command's sweeps
+            given, (arguments, params) = arguments, search_space(self.conf.params, arguments, self.loader)
             self.distributions = {k: distribution(k, v) for k, v in params.items()}
             for key in self.distributions:
                 check_searched_key(self.config, key, self.distributions)
@@ -157,7 +157,7 @@ class OptunaSearch:
             check_validation(self.config, self.conf.objective, self.distributions)
         except ConfigError as e:
             launchers.refuse(str(e))
-        folds = fold_overrides(self.config, arguments, list(self.distributions))
+        folds = fold_overrides(self.config, given, list(self.distributions))  # given: a swept seed is named as such
         # A setting every trial shares and each would refuse: one line before any trial (and study), not one per trial.
         if refusal := first_trial_refusal(self.conf, self.config, self.loader, arguments, self.distributions, folds):
             launchers.refuse(refusal)
