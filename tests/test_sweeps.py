@@ -176,6 +176,16 @@ def test_the_command_lines_sweeps_are_dimensions_of_the_search(tmp_path: Path) -
         assert 0.001 <= trained.optimizer.lr <= 0.002
 
 
+def test_a_searched_option_without_a_searched_setting_is_refused(tmp_path: Path) -> None:
+    """Before: each trial that drew model=cnn failed on its own ("model.hidden_units is not a setting ...")."""
+    result = sweep(tmp_path / "search", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "model=choice(linear,cnn)")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: model=cnn has no model.hidden_units, which the search sets in every trial: search model without cnn, "
+        "or without model.hidden_units in a copy of conf/hparams_search/optuna.yaml"
+    ], result.stderr[-3000:]
+    assert not (tmp_path / "search").exists()
+
+
 def test_a_glob_of_a_groups_options_sweeps_the_grid(tmp_path: Path) -> None:
     """Before: a traceback from the command line's own check, "ConfigLoader is not set"."""
     from mnistlab.command_line import config_mistake

@@ -2,11 +2,10 @@
 
 Each round asks ``n_jobs`` trials, launches them as Hydra jobs through the configured launcher,
 reads each job's objective from its ``metrics.json`` and tells the study. Failed jobs and
-non-finite objectives are told ``FAIL``, pruned jobs ``PRUNED``; the study goes on. With ``cv=K``
-a trial is K jobs, one per fold, launched fold by fold for all trials of the round: its objective
-is the mean over its folds, and after each fold the running mean is reported to the study's median
-pruner, which may stop the trial before its next fold. The study
-lives in ``storage`` (SQLite in the sweep folder by default), so the same command with the same
+non-finite objectives are told ``FAIL``, pruned jobs ``PRUNED``; the study goes on. With ``cv=K`` a trial is K jobs,
+one per fold, launched fold by fold for all trials of the round: its objective is the mean over its folds, and after
+each fold the running mean is reported to the study's median pruner, which may stop the trial before its next fold.
+The study lives in ``storage`` (SQLite in the sweep folder by default), so the same command with the same
 ``hydra.sweep.dir`` resumes it until it holds ``n_trials`` trials.
 
 A killed sweep leaves its trials RUNNING. While the sweep runs, a thread records each running
@@ -39,6 +38,7 @@ from hydra_plugins.mnistlab_sweeps import launchers
 from hydra_plugins.mnistlab_sweeps._first_trial import first_trial_refusal
 from hydra_plugins.mnistlab_sweeps._search_space import (
     as_run,
+    check_group_settings,
     check_not_fixed,
     check_objective,
     check_searched_key,
@@ -152,6 +152,7 @@ class OptunaSearch:
             self.distributions = {k: distribution(k, v) for k, v in params.items()}
             for key in self.distributions:
                 check_searched_key(self.config, key, self.distributions)
+            check_group_settings(self.config, self.loader, arguments, self.distributions)
             check_not_fixed(arguments, self.distributions)
             check_objective(self.config, self.conf.objective, self.conf.direction)
             check_validation(self.config, self.conf.objective, self.distributions)

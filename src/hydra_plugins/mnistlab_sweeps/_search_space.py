@@ -137,6 +137,29 @@ def check_searched_key(config: DictConfig, key: str, searched: Collection[str]) 
 _ABSENT = object()
 
 
+def check_group_settings(
+    config: DictConfig, loader: ConfigLoader, arguments: Sequence[str], searched: Mapping[str, Any]
+) -> None:
+    """Refuses a searched group's option that lacks a setting the search sets too (``model=cnn`` beside
+    ``model.hidden_units``): each trial that drew it failed on its own, "not a setting of mnistlab.models.CNN"."""
+    from hydra.errors import HydraException
+
+    for group, entry in searched.items():
+        settings = [key for key in searched if key.startswith(f"{group}.")]
+        if not settings or group not in (config.hydra.runtime.choices or {}) or not hasattr(entry, "choices"):
+            continue
+        for option in entry.choices:
+            try:
+                cfg = loader.load_sweep_config(config, [*arguments, f"{group}={option}"])
+            except HydraException:  # another reason, which the trials meet and report
+                continue
+            if lacking := [key for key in settings if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT]:
+                raise ConfigError(
+                    f"{group}={option} has no {lacking[0]}, which the search sets in every trial: search {group} "
+                    f"without {option}, or without {lacking[0]} in a copy of conf/hparams_search/optuna.yaml"
+                )
+
+
 def check_objective(config: DictConfig, objective: str, direction: str) -> None:
     """Refuses a study that would optimise a number the trials do not record, or in the wrong direction.
 
