@@ -43,6 +43,7 @@ def setup() -> None:
     from mnistlab.run_folders import release_claimed_folders
 
     interrupts_while_starting()  # the scripts called it already, before their imports; other callers did not
+    quiet_interrupted_finalizers()
     register_resolvers()
     skip_final_collection()
     # A single run whose config names ${hydra:sweep.dir} (logger=mlflow, hparams_search=optuna) made the
@@ -163,6 +164,7 @@ def configure_job() -> None:
             logger.addFilter(_NoTips())
     skip_nvml_probe_without_driver()
     quiet_event_writer_threads()
+    quiet_interrupted_finalizers()
     thread_lock_for_progress_bars()
     skip_final_collection()
     keep_freed_memory()
@@ -223,6 +225,25 @@ def quiet_event_writer_threads() -> None:
 
     hook.mnistlab = True  # type: ignore[attr-defined]
     threading.excepthook = hook
+
+
+def quiet_interrupted_finalizers() -> None:
+    """Keeps a Ctrl-C that lands in an object's finalizer from printing Python's "Exception ignored ... Traceback".
+
+    A sweep's process waiting on joblib's workers collected a Lightning profiler (of the Trainer its check before
+    the first job built) as the Ctrl-C came; its ``__del__`` took the ``KeyboardInterrupt``, which Python ignores
+    there and prints, before the script's own line on how to continue. Other exceptions print as before.
+    """
+    default = sys.unraisablehook
+    if getattr(default, "mnistlab", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if not (unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt)):
+            default(unraisable)
+
+    hook.mnistlab = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 def skip_nvml_probe_without_driver() -> bool:
