@@ -54,6 +54,10 @@ def check_factories(optimizer: OptimizerFactory, scheduler: SchedulerFactory | N
     ``weight_decay`` or a ``pct_start`` above 1 would end the run there with a traceback. Built here,
     on one parameter, they cost microseconds and fail as a ``ConfigError`` of one line.
     """
+    momentum = optimizer.keywords.get("momentum") if isinstance(optimizer, partial) else None
+    if isinstance(momentum, int | float) and momentum >= 1:  # torch takes it; each step then outgrows the last
+        raise ConfigError(f"optimizer.momentum={momentum} is out of range: must be a number in 0-1, below 1 (from 1 "
+                          "up, every step adds all earlier ones in full and training diverges)")  # fmt: skip
     try:
         built = optimizer([nn.Parameter(torch.zeros(1))])
     except (ValueError, TypeError, RuntimeError) as exc:  # TypeError: betas=0.9, max_lr='a'
