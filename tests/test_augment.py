@@ -54,6 +54,11 @@ def test_a_pure_shift_moves_the_image() -> None:
 def test_rejects_bad_ranges() -> None:
     with pytest.raises(ValueError, match="scale < 1"):
         RandomAffine(scale=1.5)
+    # A shift past the image's side leaves only border (torchvision refuses it too); past a half-turn nothing is new.
+    for bad in (dict(translate=2.0), dict(degrees=400.0), dict(degrees=-1.0)):
+        with pytest.raises(ValueError, match=r"^augment needs 0 <= degrees <= 180, 0 <= translate <= 1"):
+            RandomAffine(**bad)
+    assert RandomAffine(degrees=180.0, translate=1.0)  # the edges themselves are allowed
 
 
 def test_datamodule_augments_training_chunks_only(tiny_data: Path) -> None:

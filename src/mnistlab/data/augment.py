@@ -26,9 +26,12 @@ class RandomAffine:
     """
 
     def __init__(self, degrees: float = 5.0, translate: float = 0.05, scale: float = 0.05) -> None:
-        if degrees < 0 or translate < 0 or not 0 <= scale < 1:
+        # Past a half-turn the rotations repeat; past the image's side a shift leaves only border (torchvision's
+        # RandomAffine refuses that too): the digits were shifted out of the picture without a word.
+        if not (0 <= degrees <= 180 and 0 <= translate <= 1 and 0 <= scale < 1):
             raise ValueError(
-                f"augment needs degrees >= 0, translate >= 0 and 0 <= scale < 1, got {degrees}, {translate}, {scale}"
+                f"augment needs 0 <= degrees <= 180, 0 <= translate <= 1 and 0 <= scale < 1, got {degrees}, "
+                f"{translate}, {scale}"
             )
         self.degrees, self.translate, self.scale = degrees, translate, scale
 
