@@ -170,7 +170,7 @@ def test_early_stopping_on_a_validation_metric_without_validation_is_refused_bef
     # Lightning would train an epoch, then raise "Early stopping conditioned on metric `val/acc` which is not ...".
     es = ["experiment=notebook_hidden", "+callbacks.es._target_=lightning.pytorch.callbacks.EarlyStopping"]
     with pytest.raises(MnistlabError, match=r"EarlyStopping\(monitor='val/acc'\) would never see its metric"):
-        compose(compose_train([*es, "+callbacks.es.monitor=val/acc"], tmp_path))
+        compose(compose_train([*es, "+callbacks.es.monitor=val/acc", "+callbacks.es.mode=max"], tmp_path))
     compose(compose_train([*es, "+callbacks.es.monitor=train/loss"], tmp_path))
     compose(compose_train(["experiment=notebook_hidden"], tmp_path))  # best.ckpt's val/acc: turned off, no error
     es[0] = "+trainer.limit_val_batches=0"  # the validation set is there, but no validation runs
@@ -178,10 +178,18 @@ def test_early_stopping_on_a_validation_metric_without_validation_is_refused_bef
         compose(compose_train([*es, "+callbacks.es.monitor=val/loss"], tmp_path))
 
 
+def test_early_stopping_on_an_accuracy_with_lightnings_default_mode_is_refused(tmp_path: Path) -> None:
+    # EarlyStopping's mode defaults to min: on val/acc it stopped once the accuracy had not fallen for `patience`.
+    es = ["+callbacks.es._target_=lightning.pytorch.callbacks.EarlyStopping", "+callbacks.es.monitor=val/acc"]
+    with pytest.raises(MnistlabError, match=r"^callbacks.es.mode=min ranks the lowest val/acc best"):
+        compose(compose_train(es, tmp_path))
+    compose(compose_train([*es, "+callbacks.es.mode=max"], tmp_path))
+
+
 def test_early_stopping_after_every_epoch_on_a_validation_every_other_epoch_is_refused(tmp_path: Path) -> None:
     # Lightning would raise at epoch 0's end, which has no val/acc yet: "Early stopping conditioned on metric ...".
     es = ["trainer.check_val_every_n_epoch=2", "+callbacks.es._target_=lightning.pytorch.callbacks.EarlyStopping",
-          "+callbacks.es.monitor=val/acc"]  # fmt: skip
+          "+callbacks.es.monitor=val/acc", "+callbacks.es.mode=max"]  # fmt: skip
     with pytest.raises(MnistlabError, match=r"check_on_train_epoch_end=True\) checks after every training epoch"):
         compose(compose_train([*es, "+callbacks.es.check_on_train_epoch_end=true"], tmp_path))
     compose(compose_train(es, tmp_path))  # unset: Lightning checks after each validation

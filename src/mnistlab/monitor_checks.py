@@ -34,6 +34,7 @@ def check_monitors(callbacks: dict[str, pl.Callback], log_every_n_steps: int) ->
         if not strict or not isinstance(monitor, str) or monitor.split("/")[0] not in ("train", "val"):
             continue
         check_logged(f"{name}.monitor={monitor!r}", monitor)
+        check_direction(name, cb, monitor)
         if monitor == STEP_LOSS:
             check_step_loss_monitor(name, cb, log_every_n_steps)
 
@@ -44,6 +45,20 @@ def check_logged(where: str, monitor: str) -> None:
         near = nearest(monitor, list(FIT_METRICS))
         hint = f"; did you mean {near}?" if near else ""
         raise ConfigError(f"{where} is not a metric the run logs{hint} (logged: {', '.join(FIT_METRICS)})")
+
+
+def check_direction(name: str, callback: pl.Callback, monitor: str) -> None:
+    """Refuses a ``mode`` that ranks a loss's highest or an accuracy's lowest value best.
+
+    ``callbacks.model_checkpoint.monitor=val/loss`` alone kept the config's ``mode=max``: ``best.ckpt`` held the
+    epoch of the highest validation loss, which the run then tested as its result, without a word.
+    """
+    mode, wanted = getattr(callback, "mode", None), "min" if "loss" in monitor else "max"
+    if mode in ("min", "max") and mode != wanted:
+        extreme = "highest" if mode == "max" else "lowest"
+        raise ConfigError(
+            f"{name}.mode={mode} ranks the {extreme} {monitor} best, which is the worst: give {name}.mode={wanted}"
+        )
 
 
 def check_step_loss_monitor(name: str, callback: pl.Callback, log_every_n_steps: int) -> None:
