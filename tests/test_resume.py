@@ -240,13 +240,14 @@ def test_loader_state_continues_the_same_permutation(tmp_path: Path) -> None:
 
 
 def test_last_checkpoint_is_the_final_epoch_even_when_val_acc_does_not_improve(tmp_path: Path) -> None:
-    # mode=min makes the first epoch "best", so Lightning's own save_last would stop after it.
+    # A learning rate too small to change any prediction: val/acc never improves on the first epoch's, which stays
+    # "best", so Lightning's own save_last would stop after it. (mode=min on val/acc did this, and is now refused.)
     run = train(
         tmp_path / "run",
         *QUICK_MNIST,
         "trainer.max_epochs=3",
         "trainer.limit_train_batches=100",
-        "callbacks.model_checkpoint.mode=min",
+        "optimizer.lr=1e-12",
     )
     last = torch.load(run.dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     best = torch.load(run.dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
