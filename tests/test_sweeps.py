@@ -202,6 +202,15 @@ def test_a_glob_of_a_groups_options_sweeps_the_grid(tmp_path: Path) -> None:
     ]
 
 
+def test_a_seed_list_beside_cv_in_a_search_is_named_as_such(tmp_path: Path) -> None:
+    """The fold check reads the command's own overrides, where seed=1,2 is a list (not a searched key)."""
+    result = sweep(tmp_path / "search", "hparams_search=optuna", "hydra.sweeper.n_trials=1", "cv=2", "seed=1,2")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: cv=2 gives fold i the seed S+i: set one seed S (e.g. seed=7), not a list"
+    ], result.stderr[-3000:]
+    assert not (tmp_path / "search").exists()
+
+
 def test_a_range_in_a_grid_sweep_is_refused_in_one_line(tmp_path: Path) -> None:
     """Before: a traceback from Hydra's BasicSweeper, "does not support sweep type : INTERVAL_SWEEP"."""
     result = sweep(tmp_path / "grid", "optimizer.lr=interval(0.001,0.01)")
