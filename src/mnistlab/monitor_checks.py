@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from mnistlab.errors import ConfigError
 from mnistlab.lightning_private import checkpoint_every_n_train_steps, early_stopping_on_train_epoch_end
 from mnistlab.spelling import nearest
-from mnistlab.systems.metrics import FIT_METRICS
+from mnistlab.systems.metrics import FIT_METRICS, lower_is_better
 
 STEP_LOSS = "train/loss_step"
 
@@ -53,7 +53,7 @@ def check_direction(name: str, callback: pl.Callback, monitor: str) -> None:
     ``callbacks.model_checkpoint.monitor=val/loss`` alone kept the config's ``mode=max``: ``best.ckpt`` held the
     epoch of the highest validation loss, which the run then tested as its result, without a word.
     """
-    mode, wanted = getattr(callback, "mode", None), "min" if "loss" in monitor else "max"
+    mode, wanted = getattr(callback, "mode", None), "min" if lower_is_better(monitor) else "max"
     if mode in ("min", "max") and mode != wanted:
         extreme = "highest" if mode == "max" else "lowest"
         raise ConfigError(

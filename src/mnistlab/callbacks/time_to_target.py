@@ -12,20 +12,20 @@ from mnistlab.config_checks import check_number
 from mnistlab.errors import ConfigError
 from mnistlab.monitor_checks import check_logged
 from mnistlab.spelling import nearest
-from mnistlab.systems.metrics import FIT_METRICS
+from mnistlab.systems.metrics import FIT_METRICS, lower_is_better
 
 log = logging.getLogger(__name__)
 
 
 def _check_monitor(monitor: str) -> None:
     where = f"callbacks.time_to_target.monitor={monitor}"
-    if "loss" in monitor.rsplit("/", 1)[-1]:  # train/loss_step too: its first value "reached" 0.9 at once
+    if lower_is_better(monitor):  # train/loss_step too: its first value "reached" 0.9 at once
         raise ConfigError(f"{where}: a target is reached by rising to it, and a loss falls; watch val/acc or train/acc")
     if monitor.startswith("test/"):
         raise ConfigError(f"{where}: the test logs it after training, when no target can be timed; watch val/acc")
     check_logged(where, monitor)
     if monitor not in FIT_METRICS:  # val_acc (Keras'): the run trained to its end, then said "no validation ran"
-        near = nearest(monitor, [m for m in FIT_METRICS if "loss" not in m])
+        near = nearest(monitor, [m for m in FIT_METRICS if not lower_is_better(m)])
         hint = f"; did you mean {near}?" if near else ""
         raise ConfigError(f"{where} is not a metric the run logs{hint} (watch val/acc or train/acc)")
 

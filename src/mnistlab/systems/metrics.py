@@ -29,6 +29,11 @@ FIT_METRICS = ("train/loss_step", "train/loss", "train/acc", "val/loss", "val/ac
 TRAIN_METRICS_KEY = "train_metrics_state"
 
 
+def lower_is_better(metric: str) -> bool:
+    """Whether the smaller value of a logged metric is the better one: a loss (``val/loss``, ``train/loss_step``)."""
+    return "loss" in metric.rsplit("/", 1)[-1]
+
+
 def stage_metrics(num_classes: int, confmat: bool, per_class: bool = False, checks: bool = True) -> nn.ModuleDict:
     """Accuracy, mean loss and optionally the confusion matrix and per-class precision/recall/F1 of one stage.
 
