@@ -301,3 +301,16 @@ def test_intervals_that_share_no_chunk_above_one_batch_take_lightnings_loop() ->
     assert engine.reason == "the run acts every 7, 20 batches, which share no chunk above 1 batch"
     assert choose_engine(trainer, "chunked").chunk == 1
     assert choose_engine(pl.Trainer(**quiet, log_every_n_steps=14)).chunk == 14  # a common chunk: still chunked
+
+
+def test_lightning_moves_a_chunk_in_one_call_and_only_what_is_not_on_the_device() -> None:
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+
+    from mnistlab.engine.chunks import Chunk
+
+    chunk = Chunk((torch.rand(4, 1, 28, 28), torch.arange(4)) for _ in range(3))
+    assert move_data_to_device(chunk, torch.device("cpu")) is chunk  # already there: nothing to walk or copy
+    moved = move_data_to_device(chunk, torch.device("meta"))
+    assert type(moved) is Chunk and len(moved) == 3
+    assert all(x.device.type == "meta" and y.device.type == "meta" for x, y in moved)
+    assert all(x.device.type == "cpu" for x, _ in chunk)  # the loader's batches are left as they were

@@ -34,6 +34,22 @@ Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, ...), labels (B,)
 StepOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # loss (), predictions (B,), labels (B,)
 
 
+class Chunk(list[Batch]):
+    """Consecutive batches that one Lightning step trains on.
+
+    Lightning moves a batch to the device by calling ``to`` on any object that has one (its
+    documented ``transfer_batch_to_device``); this one moves only what is not there yet. As a plain
+    list, each of its 100 tensors went through Lightning's generic collection walk: some 0.2 ms a
+    chunk on a CPU, about 1.5% of the default run's epoch, for tensors already on the device.
+    """
+
+    def to(self, device: torch.device | str, **kwargs: Any) -> Chunk:
+        device = torch.device(device)
+        if all(x.device == device and y.device == device for x, y in self):
+            return self
+        return Chunk((x.to(device, **kwargs), y.to(device, **kwargs)) for x, y in self)
+
+
 class ChunkedBatches:
     """``loader``'s batches in lists that end where Lightning's batch or step count is a multiple of ``size``.
 
@@ -67,19 +83,22 @@ class ChunkedBatches:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.loader.load_state_dict(state)
 
-    def __iter__(self) -> Iterator[list[Batch]]:
+    def __iter__(self) -> Iterator[Chunk]:
         steps = len(self.loader)
-        chunk: list[Batch] = []
+        chunk = Chunk()
         starts: tuple[int, ...] | None = step_counts(self.trainer) if self.trainer is not None else None
+        ends: set[int] = set()  # n % size where a chunk ends: where either count, start + n, is a multiple of size
         for n, batch in enumerate(self.loader, start=1):
             chunk.append(batch)
             done = self.loader.served
-            if starts is None:  # epoch e starts at global batch e * steps (every epoch has the same length)
-                starts = (self.loader.epoch * steps + done - 1,)
-            # A chunk ends wherever either count is a multiple: where Lightning would log or save.
-            if any((start + n) % self.size == 0 for start in starts) or done == steps:
+            if not ends:
+                if starts is None:  # epoch e starts at global batch e * steps (every epoch has the same length)
+                    starts = (self.loader.epoch * steps + done - 1,)
+                ends = {-start % self.size for start in starts}
+            # A chunk ends where Lightning would log or save.
+            if n % self.size in ends or done == steps:
                 yield chunk
-                chunk = []
+                chunk = Chunk()
 
 
 class ChunkedSteps:
