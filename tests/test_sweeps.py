@@ -329,6 +329,12 @@ def test_a_sweep_kept_by_val_loss_records_and_ranks_the_loss(tmp_path: Path) -> 
     config.callbacks.optuna_pruning.monitor = "val/loss"
     with pytest.raises(ConfigError, match="monitor=val/loss is pruned as if it were to maximize"):
         check_objective(config, "val/acc", "maximize")
+    by_loss_config = OmegaConf.create({"callbacks": {"model_checkpoint": {"monitor": "val/loss"}}})
+    by_loss_config.callbacks.optuna_pruning = {"monitor": "train/loss_step"}  # before: refused beside minimize ...
+    check_objective(by_loss_config, "val/loss_best", "minimize")
+    config.callbacks.optuna_pruning.monitor = "train/loss_step"  # ... and taken beside maximize
+    with pytest.raises(ConfigError, match="monitor=train/loss_step is pruned as if it were to maximize"):
+        check_objective(config, "val/acc", "maximize")
     assert not (tmp_path / "search").exists()
 
 

@@ -169,7 +169,7 @@ def check_objective(config: DictConfig, objective: str, direction: str) -> None:
     A test-set score (``test/acc``, ``ensemble/test/acc``) would let the test set choose the hyperparameters.
     """
     from mnistlab.sweeps.ranking import HIGHER_IS_BETTER
-    from mnistlab.systems.metrics import FIT_METRICS
+    from mnistlab.systems.metrics import FIT_METRICS, lower_is_better
 
     monitor = OmegaConf.select(config, "callbacks.model_checkpoint.monitor", default=None)
     if any(part.startswith("test") for part in objective.split("/")):
@@ -194,7 +194,7 @@ def check_objective(config: DictConfig, objective: str, direction: str) -> None:
         raise ConfigError(
             f"callbacks.optuna_pruning.monitor={pruned_on} is not a metric the run logs ({', '.join(FIT_METRICS)})"
         )
-    if pruned_on and (pruned_on.endswith("loss") != (direction == "minimize")):
+    if pruned_on and lower_is_better(pruned_on) != (direction == "minimize"):
         raise ConfigError(
             f"callbacks.optuna_pruning.monitor={pruned_on} is pruned as if it were to {direction}: "
             f"set callbacks.optuna_pruning.monitor={'val/loss' if direction == 'minimize' else 'val/acc'}"
