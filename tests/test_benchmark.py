@@ -35,9 +35,12 @@ def test_benchmark_runs_a_few_steps(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     pipelines = report["pipelines"]
     assert [p["steps_per_epoch"] for p in pipelines] == [10, 10, 10, 10, 10]
-    assert all(len(p["epoch_seconds"]) == 2 and len(p["measured"]) == 1 for p in pipelines)
-    for p in pipelines[1:]:
-        assert p["ratio"] == p["median_s"] / pipelines[0]["median_s"]
+    timed = pipelines[1:]  # each epoch of (b), (b1), (f) and (c) next to an epoch of (a): the warm-up's and one
+    assert all(len(p["epoch_seconds"]) == len(p["baseline_seconds"]) == 2 and len(p["measured"]) == 1 for p in timed)
+    assert pipelines[0]["epoch_seconds"] == [p["baseline_seconds"][1] for p in timed]  # (a): its measured epochs
+    for p in timed:  # one measured epoch: its ratio is to the plain-loop epoch run just before it
+        assert p["ratio"] == p["epoch_seconds"][1] / p["baseline_seconds"][1]
+        assert p["cpu_ratio"] == p["epoch_cpu_seconds"][1] / p["baseline_cpu_seconds"][1]
     assert report["device"] == "cpu"
     assert report["startup"]["first_step_s"][0] > 0 and report["startup"]["import_lightning_s"][0] > 0
     # (b) and (b1) trained with the training config's own logger and checkpoints, each in its own folder.
