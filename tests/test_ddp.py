@@ -5,13 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import DATA_DIR, compose_train, run_script, write_idx_set
+from conftest import DATA_DIR, ROOT, compose_train, run_script, write_idx_set
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -60,6 +63,24 @@ def test_ddp_two_cpu_processes_make_one_run_that_counts_every_sample_once(tmp_pa
     (sched,) = last["lr_schedulers"]
     assert last["global_step"] == sched["total_steps"] == sched["last_epoch"] == 108
     assert sched["_last_lr"][0] < 1e-6
+
+
+def test_torchrun_ranks_run_the_command_and_its_checks(tmp_path: Path) -> None:
+    """torchrun (docs/usage.md) gives every rank LOCAL_RANK, as Lightning's own DDP children get; its rank 0
+    runs the user's command, checks included: cv=2 without -m trained one fold silently before."""
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(DATA_DIR), "PYTHONUNBUFFERED": "1"}
+
+    def torchrun(*overrides: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", str(ROOT / "scripts/train.py")]
+        return subprocess.run([*command, *DDP, *FAST, *overrides], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=600)  # fmt: skip
+
+    refused = torchrun("cv=2", f"hydra.run.dir={tmp_path / 'cv'}")
+    assert refused.returncode != 0 and "error: cv=2 runs one job per fold: add -m" in refused.stderr
+    assert not (tmp_path / "cv").exists()
+    trained = torchrun(f"hydra.run.dir={tmp_path / 'run'}")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test/acc"] > 0.8
 
 
 def test_ddp_sweep_through_submitit_runs_each_job_in_its_folder(tmp_path: Path) -> None:

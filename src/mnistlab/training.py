@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from mnistlab.composition import Run, compose
 from mnistlab.config_checks import check_ckpt_path, check_cv, check_search
 from mnistlab.data import MNISTDataModule
 from mnistlab.hparams import SUMMARY_METRICS, log_hparams, run_hparams
+from mnistlab.process.jobs import started_by_lightning_ddp
 from mnistlab.resume.checkpoint import check_continuable, finished_epochs
 from mnistlab.resume.loggers import mark_restart
 from mnistlab.resume.run import continued_config, launch_record
@@ -125,8 +125,11 @@ def fit_and_test(
         # Loads go through SafeCheckpointIO (weights_only=True) whatever this says; say it anyway.
         trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         fit_seconds = time.perf_counter() - start
-        # Read before the test, whose ckpt_path loads the best checkpoint's callback states, its time among them.
-        earlier = next((cb.earlier_seconds for cb in trainer.callbacks if isinstance(cb, TimeToTarget)), 0.0)
+        # Read before the test, whose ckpt_path loads the best checkpoint's callback states: the time and the
+        # bests as the fit ended, not as that checkpoint saw them (a target reached after the best is kept).
+        timers = [cb for cb in trainer.callbacks if isinstance(cb, TimeToTarget)]
+        earlier = timers[0].earlier_seconds if timers else 0.0
+        reached = {k: v for cb in timers for k, v in cb.summary().items()}
         best = next((cb for cb in checkpoints if cb.monitor and cb.best_model_path), None)
         results = trainer.test(
             system,
@@ -143,9 +146,7 @@ def fit_and_test(
         if best is not None:
             # Named by what it is: a val/loss recorded as val/acc_best would rank the worst run first.
             metrics[f"{best.monitor}_best"] = best_score(best)
-        for cb in trainer.callbacks:
-            if isinstance(cb, TimeToTarget):
-                metrics.update(cb.summary())
+        metrics.update(reached)
         if earlier:  # resumed: fit_seconds is this launch's; the sweep summary adds these
             metrics["fit_seconds_earlier"] = round(earlier, 2)
         if trainer.fast_dev_run and trainer.is_global_zero:  # Lightning's smoke test: its few batches are no result
@@ -196,10 +197,10 @@ def train(cfg: DictConfig, overrides: Sequence[str], job_num: int | None) -> flo
     Returns:
         The run's ``test/acc``.
     """
-    # cv=K is a sweep of K folds; a DDP rank started by Lightning (LOCAL_RANK) re-runs one job of it.
-    in_sweep = job_num is not None or "LOCAL_RANK" in os.environ
+    # cv=K is a sweep of K folds; a DDP rank started by Lightning re-runs one job of it (torchrun's run the command).
+    in_sweep = job_num is not None or started_by_lightning_ddp()
     # A sweep's job writes into its log; its progress, a line every 30 s, goes to the sweep's console.
-    # Not in a DDP rank that Lightning started (LOCAL_RANK): it re-runs the job outside the sweep, without its number.
+    # Not in a DDP rank that Lightning started: it re-runs the job outside the sweep, without its number.
     progress = [JobProgress(job_num, sys.__stdout__)] if job_num is not None and sys.__stdout__ else []
     cfg, run = checked_run(cfg, overrides, in_sweep, progress)
     config = OmegaConf.to_container(cfg, resolve=True)

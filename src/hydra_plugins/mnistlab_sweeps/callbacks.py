@@ -19,7 +19,7 @@ from hydra_plugins.mnistlab_sweeps.interruptions import ending_interrupted, writ
 from hydra_plugins.mnistlab_sweeps.launchers import refuse
 from mnistlab.atomic_files import write_json
 from mnistlab.errors import WriteError
-from mnistlab.process.jobs import JobConsole, pin_gpu
+from mnistlab.process.jobs import JobConsole, pin_gpu, started_by_lightning_ddp
 from mnistlab.sweeps.gpus import claim_slot, visible_gpus
 from mnistlab.sweeps.summary import JOB_FILE, objective_mistake, read_metrics, with_earlier_launches, write_summary
 from mnistlab.user_errors import one_line
@@ -56,8 +56,8 @@ class RunFolder(Callback):
 
         run_dir = Path(str(config.hydra.run.dir)).expanduser().resolve()
         existed = note_existing(run_dir)
-        train = "resume" in config and "LOCAL_RANK" not in os.environ  # train.py; a DDP rank joins its job's folder
-        # srun's tasks (docs/usage.md, SLURM) all start train.py into one folder: the first holds it for them all.
+        train = "resume" in config and not started_by_lightning_ddp()  # train.py; Lightning's DDP ranks join its folder
+        # srun's tasks and torchrun's ranks (docs/usage.md) all start train.py into one folder: the first holds it.
         first = os.environ.get("SLURM_PROCID", "0") == "0" and os.environ.get("RANK", "0") == "0"
         setting = "resume" if train and config.resume is not None else "hydra.run.dir"  # the one the user gave
         if train and (mistake := run_folder_mistake(config, run_dir, existed)):

@@ -11,6 +11,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def started_by_lightning_ddp() -> bool:
+    """Whether this process is a DDP rank that Lightning's ``ddp`` strategy started to re-run its job.
+
+    Lightning's children get ``LOCAL_RANK`` and nothing of torchrun's: torchrun's ranks (rank 0 among them, which
+    runs the user's command and its checks) also have ``LOCAL_RANK``, beside ``TORCHELASTIC_RUN_ID``.
+    """
+    return "LOCAL_RANK" in os.environ and "TORCHELASTIC_RUN_ID" not in os.environ
+
+
 @contextmanager
 def ddp_children_join_this_job(script: str) -> Iterator[None]:
     """Points Lightning's DDP re-launch at this job's config and folder for the duration of the job.
@@ -33,7 +42,7 @@ def ddp_children_join_this_job(script: str) -> Iterator[None]:
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     saved = output_dir / str(hydra_cfg.output_subdir) / "config.yaml"
-    if "LOCAL_RANK" in os.environ or hydra_cfg.output_subdir is None or not saved.is_file():
+    if started_by_lightning_ddp() or hydra_cfg.output_subdir is None or not saved.is_file():
         yield  # a child itself, or nothing saved to rebuild from: Lightning's default
         return
     argv, env, spec = list(sys.argv), dict(os.environ), __main__.__spec__
