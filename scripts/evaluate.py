@@ -23,10 +23,15 @@ def run(cfg: DictConfig) -> float:
     from mnistlab.evaluation.evaluate import evaluate
 
     ckpt_paths = find_checkpoints(cfg.ckpt_path)  # several (a sweep folder, a list): one ensemble
-    evaluation = evaluate(ckpt_paths, build_trainer(cfg), OmegaConf.to_container(cfg.data, resolve=True))
+    trainer = build_trainer(cfg)
+    evaluation = evaluate(ckpt_paths, trainer, OmegaConf.to_container(cfg.data, resolve=True))
+    accuracy = evaluation.result.accuracy
+    if trainer.fast_dev_run:  # Lightning's smoke test: its few batches are no result
+        print(f"fast_dev_run: accuracy {accuracy:.4f} on a few batches, a smoke test: nothing written")
+        return accuracy
     print(evaluation.text())
     print(f"\nwritten to {cfg.paths.output_dir}")
-    return evaluation.result.accuracy
+    return accuracy
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")

@@ -68,6 +68,19 @@ def test_training_run_writes_the_same_report(notebook_hidden_run: TrainedRun) ->
     assert any(tag.startswith("test/report") for tag in tags["tensors"])  # the tables as text
 
 
+def test_evaluate_under_fast_dev_run_is_a_smoke_test_that_writes_no_report(
+    notebook_hidden_run: TrainedRun, tmp_path: Path
+) -> None:
+    # Before: the report of one batch (1,000 images), metrics.json written and "written to" printed.
+    run_dir = tmp_path / "eval"
+    smoke = run_script("evaluate.py", f"ckpt_path={notebook_hidden_run.checkpoint}", "trainer.fast_dev_run=true",
+                       f"hydra.run.dir={run_dir}")  # fmt: skip
+    assert smoke.returncode == 0, smoke.stderr[-2000:]
+    assert smoke.stdout.strip().splitlines()[-1].endswith("on a few batches, a smoke test: nothing written")
+    assert "written to" not in smoke.stdout
+    assert not any((run_dir / name).exists() for name in REPORT_FILES)
+
+
 def test_evaluate_errors_are_one_line(notebook_hidden_run: TrainedRun, tmp_path: Path) -> None:
     missing = run_script("evaluate.py", f"ckpt_path={tmp_path}/nope.ckpt", f"hydra.run.dir={tmp_path}/a")
     assert missing.returncode == 2 and "Traceback" not in missing.stderr

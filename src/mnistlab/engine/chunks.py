@@ -121,7 +121,6 @@ class ChunkedSteps:
     def __init__(self, cuda_graph: bool = True) -> None:
         self.cuda_graph = cuda_graph
         self.raw_steps = False  # decided in on_train_start
-        self.graphed: GraphedStep | None = None
         self._step: Any = None  # (x, y) -> (loss, predictions); set in on_train_start
 
     def on_train_start(self, module: pl.LightningModule) -> None:
@@ -129,7 +128,6 @@ class ChunkedSteps:
         self.raw_steps = raw_steps_allowed(trainer, module)
         wrapped = module.optimizers()
         optimizer = wrapped.optimizer
-        self.graphed = None
         net, loss = module.net, module.training_loss
         if self.raw_steps:
             self._step = partial(optimizer_step, net, loss, optimizer)
@@ -146,10 +144,10 @@ class ChunkedSteps:
             log.info("training step: eager, not a CUDA graph: %s", "; ".join(blockers))
         else:
             log.info("training step: recorded once as a CUDA graph and replayed per batch (the same kernels: exact)")
-            self.graphed = self._step = GraphedStep(module.net, module.training_loss, optimizer)
+            self._step = GraphedStep(module.net, module.training_loss, optimizer)
 
     def on_train_end(self) -> None:
-        self.graphed = self._step = None  # frees the graph's memory pool
+        self._step = None  # frees the graph's memory pool
 
     def training_step(self, module: pl.LightningModule, chunk: list[Batch]) -> list[StepOutput]:
         """One optimizer step per batch of ``chunk``; returns each batch's (loss, predictions, labels)."""

@@ -96,7 +96,7 @@ def quiet(*loggers: str) -> Iterator[None]:
 
 
 class CheckpointPredictor:
-    """A training checkpoint, or an ensemble of several, run by ``Trainer.predict`` (the system's ``predict_step``).
+    """A training checkpoint, or an ensemble of several, run by ``Trainer.predict`` (``Classify``'s ``predict_step``).
 
     Args:
         path: A checkpoint or run folder, or an ensemble: a sweep folder or a list (``find_checkpoints``).

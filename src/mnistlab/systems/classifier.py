@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +36,6 @@ if TYPE_CHECKING:
     from mnistlab.engine import Engine
 
 StepOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # one batch's loss (), predictions (B,), labels (B,)
-
-log = logging.getLogger(__name__)
 
 
 class Classifier(pl.LightningModule):
