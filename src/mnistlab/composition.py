@@ -1,7 +1,7 @@
 """The composition root: one Hydra config in, the run's Trainer, system and data module out.
 
-Every entry script that trains goes through ``compose``; nothing else in the package reads
-a config.
+Every entry script that trains goes through ``compose``; config checks before it, the training run around it
+(``mnistlab.training``) and the sweeps read the config too, but only ``compose`` builds a run's objects from it.
 """
 
 from __future__ import annotations
