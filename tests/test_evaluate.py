@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,33 @@ def test_evaluate_under_fast_dev_run_is_a_smoke_test_that_writes_no_report(
     assert smoke.stdout.strip().splitlines()[-1].endswith("on a few batches, a smoke test: nothing written")
     assert "written to" not in smoke.stdout
     assert not any((run_dir / name).exists() for name in REPORT_FILES)
+
+
+def test_evaluate_into_a_runs_folder_is_refused_and_the_run_still_resumes(
+    notebook_hidden_run: TrainedRun, tmp_path: Path
+) -> None:
+    # Before: the report replaced the run's metrics.json and .hydra/config.yaml (evaluate's), and a resume of
+    # the run then stopped with a traceback (omegaconf's "Missing key seed").
+    run = tmp_path / "run"
+    shutil.copytree(notebook_hidden_run.dir, run)
+    records = {p: p.read_bytes() for p in (run / "metrics.json", run / ".hydra" / "config.yaml")}
+    into = run_script("evaluate.py", f"ckpt_path={run}", f"hydra.run.dir={run}")
+    assert into.returncode == 2 and "Traceback" not in into.stderr
+    assert into.stderr.strip().splitlines()[-1] == (
+        f"error: hydra.run.dir={run} holds a run, a sweep or a report (checkpoints, metrics.json), which this "
+        "report would overwrite: leave hydra.run.dir out (a report goes into <run>/eval/<date>_<time>/) or give a "
+        "new folder"
+    )
+    assert all(p.read_bytes() == data for p, data in records.items())
+    # A folder whose record another script wrote is refused as a run to resume, in one line.
+    evaluated = run_script("evaluate.py", f"ckpt_path={run}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    shutil.copy(tmp_path / "eval" / ".hydra" / "config.yaml", run / ".hydra" / "config.yaml")
+    resumed = run_script("train.py", f"resume={run}", "trainer.max_epochs=6")
+    assert resumed.returncode == 2 and "Traceback" not in resumed.stderr
+    assert resumed.stderr.strip().splitlines()[-1] == (
+        f"error: resume={run}: its .hydra/config.yaml is not a training run's (another script's)"
+    )
 
 
 def test_evaluate_errors_are_one_line(notebook_hidden_run: TrainedRun, tmp_path: Path) -> None:

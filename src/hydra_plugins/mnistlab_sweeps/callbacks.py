@@ -47,11 +47,12 @@ class RunFolder(Callback):
     A folder that was there already is the user's: a failed command never deletes it. ``train.py`` refuses
     a ``resume=`` folder that holds no interrupted run, a new run into a folder that holds another run,
     before Hydra overwrites that run's records, and a folder that another running process holds
-    (``run_folders.lock_run_folder``); and ``resume=`` under ``-m``, which continues no sweep.
+    (``run_folders.lock_run_folder``); and ``resume=`` under ``-m``, which continues no sweep. ``evaluate.py``
+    refuses a folder that holds a run, a sweep or a report.
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mnistlab.resume.run import run_folder_mistake
+        from mnistlab.resume.run import report_folder_mistake, run_folder_mistake
         from mnistlab.run_folders import in_use_by_another, lock_run_folder, note_existing
 
         run_dir = Path(str(config.hydra.run.dir)).expanduser().resolve()
@@ -68,6 +69,12 @@ class RunFolder(Callback):
             refuse(mistake)
         if train and first and (busy := lock_run_folder(run_dir, setting)):
             refuse(busy)
+        if (
+            "resume" not in config
+            and not started_by_lightning_ddp()
+            and (mistake := report_folder_mistake(run_dir, existed))
+        ):  # evaluate.py
+            refuse(mistake)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.get("resume"):

@@ -89,6 +89,19 @@ def run_folder_mistake(cfg: DictConfig, run_dir: Path, existed: bool) -> str | N
     return None
 
 
+def report_folder_mistake(run_dir: Path, existed: bool) -> str | None:
+    """What is wrong with a folder given to ``evaluate.py`` as ``hydra.run.dir``: one that holds a run, a sweep
+    or a report, whose records (``.hydra/``, ``metrics.json``) the report would replace (a run then resumes no
+    more)."""
+    held = [name for name in ("checkpoints", SWEEP_RECORD, "metrics.json") if (run_dir / name).exists()]
+    if not existed or not held:
+        return None
+    return (
+        f"hydra.run.dir={run_dir} holds a run, a sweep or a report ({', '.join(held)}), which this report would "
+        "overwrite: leave hydra.run.dir out (a report goes into <run>/eval/<date>_<time>/) or give a new folder"
+    )
+
+
 def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
     """The saved config and ``last.ckpt`` of an interrupted run folder.
 
@@ -147,6 +160,8 @@ def resumed_config(run_dir: str, cfg: DictConfig, overrides: Sequence[str]) -> D
     """
     config, last = resume_files(run_dir)
     saved = OmegaConf.load(config)
+    if not {"seed", "model", "trainer", "callbacks"} <= set(saved):
+        raise MnistlabError(f"resume={run_dir}: its .hydra/config.yaml is not a training run's (another script's)")
     epochs = saved.trainer.max_epochs  # the run's own, before the overrides
     for override in overrides:
         key = override_key(override)
