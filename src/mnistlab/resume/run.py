@@ -54,6 +54,8 @@ def run_folder_mistake(cfg: DictConfig, run_dir: Path, existed: bool) -> str | N
             check_trainer_counts(trainer)
         except MnistlabError as e:
             return str(e)
+        if run_dir != Path(saved.paths.output_dir):  # its log, lock and records would go elsewhere, its files not
+            return f"resume={cfg.resume} continues the run in its own folder: drop hydra.run.dir={run_dir}"
         try:
             last = read_checkpoint(saved.ckpt_path)
         except MnistlabError:
