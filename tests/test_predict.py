@@ -149,6 +149,17 @@ def test_a_16_bit_png_reads_like_its_8_bit_copy(digit_998: np.ndarray, tmp_path:
         assert np.allclose(read_gray(tmp_path / f"{name}16.npy"), pixels / 255, atol=1e-12)
 
 
+def test_32_bit_integer_and_float_tiffs_read_like_their_8_bit_copy(digit_998: np.ndarray, tmp_path: Path) -> None:
+    # Before: a 32-bit integer TIFF of 0-255 was divided by 65535 and a float one of [0, 1] clipped to 0 and 1 by
+    # convert("L"): both read as a blank page ("no digit-like ink found").
+    for mode, pixels in (("I", digit_998.astype(np.int32)), ("F", digit_998.astype(np.float32) / 255)):
+        Image.fromarray(pixels).save(tmp_path / f"{mode}.tiff")
+        assert Image.open(tmp_path / f"{mode}.tiff").mode == mode
+        assert np.allclose(read_gray(tmp_path / f"{mode}.tiff"), digit_998 / 255, atol=1e-6)
+        with (tmp_path / f"{mode}.tiff").open("rb") as stream:  # a served request's bytes
+            assert np.allclose(decode_image(stream), digit_998 / 255, atol=1e-6)
+
+
 def test_a_photo_is_turned_upright_as_its_exif_orientation_says(digit_998: np.ndarray, tmp_path: Path) -> None:
     # Before: a phone's photo, stored as the sensor lay with EXIF orientation 6 or 8 (every viewer shows it upright),
     # was read as stored, so the model got the digit on its side, and predicted it, without a word (served alike).

@@ -16,8 +16,10 @@ from mnistlab.errors import MnistlabError
 # What the reader takes, as every message names it: each format Pillow opens (the common ones first), and .npy.
 PILLOW_FORMATS = "PNG, JPEG, GIF, BMP, TIFF, WebP or another format Pillow opens"
 FORMATS = f"{PILLOW_FORMATS}, or .npy"
-# Pillow's modes of 16-bit grayscale (PNG opens as I;16; "I" holds the same values as 32-bit integers).
-SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+# Pillow's modes of 16-bit grayscale (PNG opens as I;16).
+SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+# 32-bit integer and float grayscale (TIFF; an older Pillow's 16-bit PNG): their values say nothing of their range.
+WIDE = ("I", "F")
 
 
 class NotAnImage(MnistlabError):
@@ -44,9 +46,7 @@ def read_gray(path: Path) -> np.ndarray:
             raise MnistlabError(f"{path}: a .npy image must be a 2-D array, got shape {array.shape}")
         if not np.isfinite(array).all():
             raise MnistlabError(f"{path}: the array holds NaN or infinite values")
-        # Its range, from its largest value: 16-bit data (a scan's) divided by 255 read as a solid block.
-        full = 65535 if array.max() > 255 else 255 if array.max() > 1 else 1
-        return (array / full).clip(0, 1)
+        return _by_range(array)
     try:
         return decode_image(path)
     except NotAnImage:
@@ -70,6 +70,8 @@ def decode_image(source: Path | IO[bytes]) -> np.ndarray:
             image = ImageOps.exif_transpose(opened)
             if image.mode in SIXTEEN_BIT:
                 return _sixteen_bit(image)
+            if image.mode in WIDE:  # convert("L") clips at 255: a float image in [0, 1] read as black
+                return _by_range(np.asarray(image, dtype=np.float64))
             if "A" in image.getbands() or "transparency" in image.info:
                 image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
             gray = image.convert("L")
@@ -78,6 +80,15 @@ def decode_image(source: Path | IO[bytes]) -> np.ndarray:
     except Image.DecompressionBombError:
         raise MnistlabError("image too large: too many pixels to decode") from None
     return np.asarray(gray, dtype=np.float64) / 255
+
+
+def _by_range(values: np.ndarray) -> np.ndarray:
+    """(H, W) grayscale of unknown range (an array's, a 32-bit TIFF's) -> [0, 1], the range read from its largest
+    value: [0, 1], 0-255 or 0-65535 (16-bit data, a scan's, divided by 255 read as a solid block)."""
+    if not np.isfinite(values).all():
+        raise MnistlabError("the image holds NaN or infinite values")
+    full = 65535 if values.max() > 255 else 255 if values.max() > 1 else 1
+    return (values / full).clip(0, 1)
 
 
 def _sixteen_bit(image: Image.Image) -> np.ndarray:
