@@ -196,6 +196,13 @@ def test_errors_are_one_line(notebook_hidden_run: TrainedRun, tmp_path: Path) ->
     assert one_line_error(ckpt, f"image={tmp_path}/empty") == (
         f"error: {tmp_path}/empty: the folder holds no images ({FORMATS})"
     )
+    (tmp_path / "bad").mkdir()  # before: "none of its 2 files is a readable image", and not why
+    (tmp_path / "bad" / "a.png").write_text("not a picture")
+    (tmp_path / "bad" / "b.png").write_bytes(b"")
+    assert one_line_error(ckpt, f"image={tmp_path}/bad") == (
+        f"error: image={tmp_path}/bad: none of its 2 files is a readable image: {tmp_path}/bad/a.png: not an image "
+        f"(expected {FORMATS}) (and 1 more)"
+    )
     assert one_line_error(ckpt, "index=10000") == "error: index=10000 is outside the test set (0-9999)"
     assert one_line_error(ckpt, "index=abc") == (
         "error: index='abc' is not a test-image number (an integer, or a list: index=[1,2])"

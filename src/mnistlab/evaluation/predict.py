@@ -105,7 +105,7 @@ def predict(
         patterns = [image] if isinstance(image, (str, Path)) else list(image)
         if not patterns:
             raise MnistlabError("image=[] names no file: give a file, folder or glob (image=my_digits/)")
-        files, styled = [f for pattern in patterns for f in image_files(pattern, skipped)], []
+        files, styled, unread = [f for pattern in patterns for f in image_files(pattern, skipped)], [], []
         style = style_for(predictor.data_args.get("dataset"))
         for f in files:
             try:
@@ -113,9 +113,12 @@ def predict(
             except MnistlabError as e:  # one unreadable file of several: the others are still predicted
                 if len(files) == 1 or skipped is None:
                     raise
-                skipped.append(str(e))
-        if not styled:
-            raise MnistlabError(f"image={image}: none of its {len(files)} files is a readable image")
+                unread.append(str(e))
+        if not styled:  # the reasons, which a partly readable set prints as skipped lines
+            more = f" (and {len(unread) - 1} more)" if len(unread) > 1 else ""
+            raise MnistlabError(f"image={image}: none of its {len(files)} files is a readable image: {unread[0]}{more}")
+        if skipped is not None:
+            skipped.extend(unread)
         images = torch.from_numpy(np.stack([img for _, img, _ in styled]))  # (N, 28, 28)
         warnings = [warning for _, _, warning in styled]
         sources = [{"file": str(f)} for f, _, _ in styled]
