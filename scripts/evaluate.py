@@ -26,6 +26,8 @@ def run(cfg: DictConfig) -> float:
     trainer = build_trainer(cfg)
     evaluation = evaluate(ckpt_paths, trainer, OmegaConf.to_container(cfg.data, resolve=True))
     accuracy = evaluation.result.accuracy
+    if not trainer.is_global_zero:  # DDP's other ranks: the report is printed once
+        return accuracy
     if trainer.fast_dev_run:  # Lightning's smoke test: its few batches are no result
         print(f"fast_dev_run: accuracy {accuracy:.4f} on a few batches, a smoke test: nothing written")
         return accuracy

@@ -14,7 +14,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import DATA_DIR, ROOT, compose_train, run_script, write_idx_set
+from conftest import DATA_DIR, ROOT, TrainedRun, compose_train, run_script, write_idx_set
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -81,6 +81,18 @@ def test_torchrun_ranks_run_the_command_and_its_checks(tmp_path: Path) -> None:
     trained = torchrun(f"hydra.run.dir={tmp_path / 'run'}")
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test/acc"] > 0.8
+
+
+def test_evaluate_on_two_ddp_processes_prints_its_report_once(notebook_hidden_run: TrainedRun, tmp_path: Path) -> None:
+    result = run_script("evaluate.py", f"ckpt_path={notebook_hidden_run.dir}", "trainer.accelerator=cpu",
+                        "trainer.devices=2", f"hydra.run.dir={tmp_path / 'eval'}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Before: each rank printed the whole report and its "written to" line.
+    assert result.stdout.count("\naccuracy ") + result.stdout.startswith("accuracy ") == 1, result.stdout
+    assert result.stdout.count("written to ") == 1
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test/acc"] == pytest.approx(
+        notebook_hidden_run.metrics["test/acc"], abs=1e-6
+    )
 
 
 def test_ddp_sweep_through_submitit_runs_each_job_in_its_folder(tmp_path: Path) -> None:
