@@ -229,3 +229,15 @@ def test_a_sweep_of_several_configurations_as_one_ensemble_says_so_and_names_the
         _grid_job(seeds, i, ["model=hidden", f"seed={i}"], 0.5)
     assert len(find_checkpoints(seeds)) == 2
     assert "configurations" not in capsys.readouterr().err
+
+
+def test_a_folder_of_runs_names_a_run_that_can_be_given_as_its_example(tmp_path: Path) -> None:
+    # Before: the first run by name, here one with loose .ckpt files, which ckpt_path= then refused.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.ckpt").write_bytes(b"")
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "b" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(MnistlabError) as refused:
+        find_checkpoints(tmp_path)
+    assert f"give one run folder, e.g. ckpt_path={tmp_path / 'b'}, or list" in str(refused.value)
+    assert find_checkpoints(tmp_path / "b") == [tmp_path / "b" / "checkpoints" / "last.ckpt"]

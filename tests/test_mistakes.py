@@ -83,6 +83,8 @@ def run_row(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.jit.trace(torch.nn.Linear(784, 10), torch.rand(1, 784)).save(str(root / "model.pt"))
+    if row == "onnx-to-evaluate":  # the start of an ONNX file (protobuf: ir_version 8)
+        (root / "model.onnx").write_bytes(b"\x08\x08\x12\x07pytorch")
     if row == "not-a-checkpoint":
         torch.save(torch.zeros(3), root / "weights.pt")
     if row == "folder-of-runs":  # outputs/<date>/ of two runs, no sweep

@@ -19,10 +19,12 @@ from mnistlab.resume.sweep import (
 )
 from mnistlab.resume.sweep import is_run_folder as _is_run_folder
 
+PREFER = ("best.ckpt", "last.ckpt")  # what a run folder stands for, in this order
+
 
 def find_checkpoint(
     path: str | Path,
-    prefer: tuple[str, ...] = ("best.ckpt", "last.ckpt"),
+    prefer: tuple[str, ...] = PREFER,
     announce: bool = True,
     setting: str = "ckpt_path",
 ) -> Path:
@@ -122,6 +124,8 @@ def find_checkpoints(path: str | Path | Sequence[str | Path], setting: str = "ck
         return tested
     runs = sorted(p for p in folder.iterdir() if p.is_dir() and _is_run_folder(p))
     if runs and not is_sweep_folder(folder):  # e.g. outputs/<date>: that day's runs, of any models, are no one model
+        # The example is one that find_checkpoint takes (a best or last.ckpt), not loose .ckpt files.
+        runs.sort(key=lambda run: not any((d / n).is_file() for d in (run, run / "checkpoints") for n in PREFER))
         shown = ",".join(str(run) for run in runs[:2]) + (",..." if runs[2:] else "")
         raise MnistlabError(
             f"{setting}={folder} is no sweep folder (no multirun.yaml) but holds {len(runs)} "

@@ -51,6 +51,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointNotFoundError(f"checkpoint not found: {path}")
     if is_torchscript(path):
         raise MnistlabError(f"{path} is a TorchScript model (load it with torch.jit.load); {ACCEPTED}")
+    if path.suffix.lower() == ".onnx":  # protobuf, no pickle: torch's reason would say nothing of it
+        raise MnistlabError(f"{path} is an ONNX model, not a training checkpoint; {ACCEPTED}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
