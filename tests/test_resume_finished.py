@@ -21,6 +21,25 @@ def test_a_run_ended_by_max_steps_is_not_resumed_into_nothing(tmp_path: Path) ->
         )
 
 
+def test_a_run_ended_by_max_time_is_refused_more_epochs_and_takes_more_time(tmp_path: Path) -> None:
+    """Before: Lightning's Timer, restored from the checkpoint, stopped the resumed run at once: it trained nothing,
+    tested again and rewrote metrics.json, without a word; and +trainer.max_time was refused on resume."""
+    run = train(tmp_path / "run", "model=linear", "+trainer.max_time=00:00:00:02", "trainer.max_epochs=100")
+    first = json.loads((run.dir / "metrics.json").read_text())
+    assert first["epochs"] < 100
+    more = run_script("train.py", f"resume={run.dir}", "trainer.max_epochs=200", cwd=tmp_path)
+    assert more.returncode == 2, more.stderr[-2000:]
+    assert more.stderr.strip() == (
+        f"error: resume={run.dir}: the run has used its trainer.max_time=00:00:00:02 and finished its test; "
+        "add +trainer.max_time=DD:HH:MM:SS, longer, to train it further"
+    )
+    assert json.loads((run.dir / "metrics.json").read_text()) == first
+    longer = run_script("train.py", f"resume={run.dir}", "+trainer.max_time=00:00:00:04", cwd=tmp_path)
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    resumed = json.loads((run.dir / "metrics.json").read_text())
+    assert resumed["fit_seconds"] > 1 and 1 < resumed["fit_seconds_earlier"] <= first["fit_seconds"]  # it trained on
+
+
 def test_a_max_epochs_that_cannot_be_honoured_is_refused_before_any_output_or_write(tmp_path: Path) -> None:
     """Before: the Trainer was built (two log lines), a logger opened a new event file in the finished run's
     folder and Hydra rewrote its ``.hydra/resume`` records; only then the range check refused it."""

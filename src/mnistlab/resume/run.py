@@ -15,7 +15,10 @@ from mnistlab.resume.checkpoint import continue_from, finished_epochs, restart_h
 
 # What may change when a run continues: how long it trains and where. Anything else would make the
 # continued run a different experiment in the same folder.
-RESUMABLE = ("trainer.max_epochs", "trainer.accelerator", "trainer.devices", "callbacks.time_to_target.target")
+RESUMABLE = (
+    "trainer.max_epochs", "trainer.max_time", "trainer.accelerator", "trainer.devices",
+    "callbacks.time_to_target.target",
+)  # fmt: skip
 RECORD_DIR, RESUME_RECORD_DIR = ".hydra", ".hydra/resume"
 SWEEP_RECORD = "multirun.yaml"  # Hydra writes it into a sweep's folder as the sweep starts (-m), never into a run's
 
@@ -71,6 +74,12 @@ def run_folder_mistake(cfg: DictConfig, run_dir: Path, existed: bool) -> str | N
                 f"resume={cfg.resume}: the run has finished its trainer.max_steps={steps} steps and its test, "
                 "and a resumed run keeps its max_steps: there is nothing left to train"
             )
+        if tested and _out_of_time(saved.trainer.get("max_time"), last):
+            # Lightning's Timer restores the time it counted: the resumed run stopped at once, tested again.
+            return (
+                f"resume={cfg.resume}: the run has used its trainer.max_time={saved.trainer.max_time} and finished "
+                "its test; add +trainer.max_time=DD:HH:MM:SS, longer, to train it further"
+            )
         if tested and isinstance(epochs, int) and epochs > 0 and (done := finished_epochs(last)) >= epochs:
             return (
                 f"resume={cfg.resume}: the run has finished its {done} epoch{'s' * (done != 1)} and its test; "
@@ -89,6 +98,19 @@ def run_folder_mistake(cfg: DictConfig, run_dir: Path, existed: bool) -> str | N
             f"overwrite: continue it with {shell_path_override('resume', run_dir)}, or give a new folder"
         )
     return None
+
+
+def _out_of_time(max_time: Any, checkpoint: dict[str, Any]) -> bool:
+    """Whether the checkpoint's ``Timer`` (Lightning's, for ``trainer.max_time``) has used all of ``max_time``."""
+    if max_time is None:
+        return False
+    from lightning.pytorch.callbacks import Timer
+
+    timer = Timer(duration=OmegaConf.to_container(max_time) if OmegaConf.is_config(max_time) else max_time)
+    if (state := checkpoint.get("callbacks", {}).get(timer.state_key)) is None:
+        return False
+    timer.load_state_dict(state)
+    return (timer.time_remaining() or 0.0) <= 0
 
 
 def report_folder_mistake(run_dir: Path, existed: bool) -> str | None:
