@@ -94,6 +94,17 @@ def test_a_failed_download_says_why_and_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # no new/deeper/mnist left behind
 
 
+def test_a_download_that_cannot_write_its_file_says_why(tmp_path: Path) -> None:
+    # A folder where the file goes stands for one that cannot be written (a read-only mount): before, removing the
+    # failed download's leftover raised IsADirectoryError (EROFS there) over the reason, a traceback.
+    unreachable = dataclasses.replace(MNIST, mirrors=("http://127.0.0.1:9/",))
+    root = tmp_path / "mnist"
+    (root / "t10k-labels-idx1-ubyte.gz").mkdir(parents=True)
+    with pytest.raises(DataError) as err:
+        download(root, unreachable, [unreachable.resources[-1]])
+    assert str(err.value).splitlines()[0] == f"mnist data not found in {root} (download failed)"
+
+
 def test_evaluate_downloads_and_names_only_the_test_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Before: evaluate.py and predict.py fetched all four files, and a failed download named the training files.
     monkeypatch.setitem(SPECS, "mnist", dataclasses.replace(MNIST, mirrors=("http://127.0.0.1:9/",)))

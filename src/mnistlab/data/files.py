@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -150,7 +151,8 @@ def download(root: Path, spec: DatasetSpec, missing: Sequence[Resource]) -> None
                 break
             except Exception as e:  # urllib, HTTP and checksum errors alike: reported, next mirror
                 errors.append(f"  {mirror}: {first_line(e)}")
-                target.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a read-only folder: the error above says why
+                    target.unlink()
         else:
             for folder in created:  # deepest first; a folder that holds other files stays
                 try:
