@@ -129,3 +129,17 @@ def check_every_epoch_monitor(callbacks: Sequence[pl.Callback], every: int) -> N
                 f"training epoch, but trainer.check_val_every_n_epoch={every} validates only every {every} epochs: "
                 "leave check_on_train_epoch_end unset (it then checks after each validation)"
             )
+
+
+def check_given_checkpoint_monitor(overrides: Sequence[str], has_validation: bool) -> None:
+    """Refuses a ``val/`` monitor given to ``callbacks.model_checkpoint`` on the command line of a run without
+    validation. The default one is turned off there without a word (the notebook's recipe tests its final
+    weights, ``fit_and_test``); a given one was dropped as silently: no ``best.ckpt``, no ``<monitor>_best``."""
+    key = "callbacks.model_checkpoint.monitor"
+    given = [o.split("=", 1)[1] for o in overrides if "=" in o and o.split("=", 1)[0].lstrip("+") == key]
+    if not has_validation and given and given[-1].startswith("val/"):
+        raise ConfigError(
+            f"{key}={given[-1]} keeps the best checkpoint by a validation metric, but this run holds out no "
+            "validation set (data.val_size=0): leave it out (checkpoints/last.ckpt holds the final weights, which "
+            "the test takes), or give data.val_size=N"
+        )

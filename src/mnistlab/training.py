@@ -21,6 +21,7 @@ from mnistlab.composition import Run, compose
 from mnistlab.config_checks import check_ckpt_path, check_cv, check_search
 from mnistlab.data import MNISTDataModule
 from mnistlab.hparams import SUMMARY_METRICS, log_hparams, run_hparams
+from mnistlab.monitor_checks import check_given_checkpoint_monitor
 from mnistlab.process.jobs import started_by_lightning_ddp
 from mnistlab.resume.checkpoint import check_continuable, finished_epochs
 from mnistlab.resume.loggers import mark_restart
@@ -181,6 +182,7 @@ def checked_run(
     check_ckpt_path(cfg.get("ckpt_path"))
     cfg = continued_config(cfg, overrides)  # resume=RUN_DIR or ckpt_path=...
     run = compose(cfg, callbacks=callbacks)
+    check_given_checkpoint_monitor(overrides, run.datamodule.has_validation)
     if cfg.ckpt_path and not cfg.resume:  # a new run from a checkpoint: one it cannot take up is refused
         check_continuable(run.system, cfg.ckpt_path)
     return cfg, run
