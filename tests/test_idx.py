@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import idx_bytes, write_idx_set
+from conftest import idx_bytes, run_script, write_idx_set
 
+from mnistlab.data import MNISTDataModule
 from mnistlab.data.files import load_split
 from mnistlab.data.idx import md5, parse_idx, read_bytes
 from mnistlab.data.specs import MNIST
-from mnistlab.errors import DataError
+from mnistlab.errors import ConfigError, DataError
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -73,3 +74,33 @@ def test_real_files_match_published_facts(mnist_dir: Path) -> None:
     _, test_labels = load_split(mnist_dir, MNIST, train=False)
     assert test_labels.bincount().tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert test_labels[998] == 8
+
+
+@pytest.mark.parametrize("damage", ["cut-short", "empty"])
+def test_a_hand_made_test_split_is_read_before_the_fit(tmp_path: Path, damage: str) -> None:
+    """Before, under data.verify=false: a whole fit, checkpoints saved, then the error (an IndexError traceback for a
+    test split of no images); the test split is now read as the fit starts, before any training step."""
+    root = write_idx_set(tmp_path / "tiny")
+    test_images = root / "t10k-images-idx3-ubyte.gz"
+    if damage == "cut-short":
+        test_images.write_bytes(test_images.read_bytes()[:-40])
+    else:
+        (root / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(0, np.uint8))))
+        test_images.write_bytes(gzip.compress(idx_bytes(np.zeros((0, 28, 28), np.uint8))))
+    result = run_script("train.py", f"data.root={root}", "data.verify=false", "data.val_size=10",
+                        "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {test_images}: "), last
+    assert "holds no images" in last if damage == "empty" else "gzip" in last
+    assert not (tmp_path / "run" / "checkpoints").exists()  # no training step
+
+
+def test_a_validation_split_larger_than_a_hand_made_set_names_its_size(tmp_path: Path) -> None:
+    """Before: "data.val_size=5000 is out of range: must be an integer in 0-59" for the default the user never set."""
+    root = write_idx_set(tmp_path / "tiny")  # 60 training images
+    with pytest.raises(ConfigError) as refused:
+        MNISTDataModule(str(root), download=False, verify=False).setup("fit")
+    assert str(refused.value) == (
+        f"data.val_size=5000 is out of range: {root} holds 60 training images, so it must be an integer in 0-59"
+    )

@@ -100,7 +100,7 @@ class MNISTDataModule(pl.LightningDataModule):
         self.val_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.test_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.engine = engine
-        self._checked: set[bool] = set()  # the `test_only` values check_files passed for: once per process
+        self._checked: set[bool] = set()  # the `test_only` values checked (verify=false: False, the test split read)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -138,6 +138,11 @@ class MNISTDataModule(pl.LightningDataModule):
         if self.hparams.verify and not (self._checked & {test_only, False}):
             check_files(self.root, self.spec, test_only=test_only)
             self._checked.add(test_only)
+        elif not self.hparams.verify and not test_only and not self._checked:
+            # Hand-made files: the test split is read only after the fit. A cut-short file, a label out of range or
+            # no image at all stopped the run there, trained; read once here, they stop it before any training.
+            load_split(self.root, self.spec, train=False, verify=False)
+            self._checked.add(False)
 
     def _device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
@@ -165,7 +170,13 @@ class MNISTDataModule(pl.LightningDataModule):
             images, labels = load_split(self.root, self.spec, train=True, verify=verify)
             if len(labels) != TRAIN_SIZE and verify:
                 raise DataError(f"{self.root}: {len(labels)} training images, expected {TRAIN_SIZE}")
-            check_number("data.val_size", self.hparams.val_size, integer=True, low=0, high=len(labels) - 1)
+            val_size = self.hparams.val_size
+            if type(val_size) is int and val_size >= len(labels) != TRAIN_SIZE:  # the default 5,000, in a small set
+                raise ConfigError(
+                    f"data.val_size={val_size} is out of range: {self.root} holds {len(labels)} training images, so "
+                    f"it must be an integer in 0-{len(labels) - 1}"
+                )
+            check_number("data.val_size", val_size, integer=True, low=0, high=len(labels) - 1)
             h = self.hparams
             if h.folds is None:
                 train_idx, val_idx = self.split_indices(len(labels))

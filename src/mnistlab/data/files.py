@@ -221,6 +221,8 @@ def load_split(root: Path, spec: DatasetSpec, train: bool, verify: bool = True) 
     labels = _load(root, label_res, "labels", verify)
     if tuple(images.shape[1:]) != IMAGE_SIZE:
         raise DataError(f"{find_file(root, image_res)}: images are {tuple(images.shape[1:])}, expected {IMAGE_SIZE}")
+    if images.shape[0] == 0:  # a test split of none failed after the fit; a train split's named data.val_size
+        raise DataError(f"{find_file(root, image_res)}: holds no images")
     if images.shape[0] != labels.shape[0]:
         raise DataError(
             f"{find_file(root, label_res)}: {labels.shape[0]} labels but {images.shape[0]} images "
