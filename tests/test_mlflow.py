@@ -245,6 +245,22 @@ def test_without_the_extra_logger_mlflow_says_what_to_install(tmp_path: Path) ->
     )
 
 
+def test_a_store_mlflow_refuses_is_one_line(tmp_path: Path) -> None:
+    """Before: Hydra's "Error in call to target 'mnistlab.mlflow_logger.MLflowLogger'" and a traceback, e.g. for a
+    file:// store, which MLflow 3.17 refuses ("maintenance mode"); an unknown scheme is refused by every MLflow."""
+    result = run_script("train.py", "logger=mlflow", "logger.mlflow.tracking_uri=nosuch://x",
+                        f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "error: logger.mlflow.tracking_uri=nosuch://x: MLflow refuses this store ("
+    ) and last.endswith(
+        "); leave tracking_uri out for the local SQLite store, or give one: sqlite:///<folder>/mlflow.db"
+    )
+    assert "MissingMandatoryValue" not in result.stderr  # the sweep callback's warning in a single run, before
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_continued_cross_validation_keeps_its_one_parent_run(tmp_path: Path) -> None:
     """The same cv=K command again (continued, or all kept) tests its ensembles again. Before: each launch made
     another parent run of the same name, the earlier one left without its folds."""

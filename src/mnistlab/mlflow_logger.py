@@ -26,7 +26,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from mnistlab.atomic_files import write_json
-from mnistlab.errors import MnistlabError, WriteError, is_write_error
+from mnistlab.errors import MnistlabError, WriteError, first_line, is_write_error
 from mnistlab.extras import require
 from mnistlab.lightning_private import mlflow_experiment_needed, mlflow_run_started, mlflow_set_experiment
 from mnistlab.user_errors import exception_chain, one_line
@@ -46,11 +46,8 @@ def artifact_root(tracking_uri: str) -> str | None:
 
 
 def check_server(tracking_uri: str, timeout: float = 5.0) -> None:
-    """Refuses, in one line, a tracking server that does not answer (MLflow would retry for minutes, warning only).
-
-    Raises:
-        MnistlabError: ``tracking_uri`` is an ``http(s)://`` address where nothing answers within ``timeout``.
-    """
+    """Refuses (``MnistlabError``, one line) an ``http(s)://`` tracking server that does not answer within
+    ``timeout``: MLflow would retry for minutes, warning only."""
     if not tracking_uri.startswith(("http://", "https://")):
         return
     import urllib.error
@@ -150,6 +147,8 @@ class MLflowLogger(MLFlowLogger):
         artifact_location: str | None = None,
     ) -> None:
         require("logger=mlflow", "mlflow", "mlflow")
+        from mlflow.exceptions import MlflowException
+
         self.run_file = Path(run_dir) / RUN_FILE
         run_id = None
         if resume and self.run_file.exists():
@@ -165,15 +164,21 @@ class MLflowLogger(MLFlowLogger):
         if commit := git_commit():
             run_tags["mlflow.source.git.commit"] = commit
         check_server(tracking_uri)
-        with store_lock(tracking_uri):  # its MlflowClient opens the store: the first process creates the tables
-            super().__init__(
-                experiment_name=choose_experiment(experiment_name, preset, sweep_dir),
-                run_name=run_name or Path(run_dir).name,
-                tracking_uri=tracking_uri,
-                tags=run_tags,
-                artifact_location=artifact_location or artifact_root(tracking_uri),
-                run_id=run_id,
-            )
+        try:
+            with store_lock(tracking_uri):  # its MlflowClient opens the store: the first process creates the tables
+                super().__init__(
+                    experiment_name=choose_experiment(experiment_name, preset, sweep_dir),
+                    run_name=run_name or Path(run_dir).name,
+                    tracking_uri=tracking_uri,
+                    tags=run_tags,
+                    artifact_location=artifact_location or artifact_root(tracking_uri),
+                    run_id=run_id,
+                )
+        except MlflowException as e:  # a file:// store, which MLflow 3.17 refuses (a traceback)
+            raise MnistlabError(
+                f"logger.mlflow.tracking_uri={tracking_uri}: MLflow refuses this store "
+                f"({first_line(e).split('. ')[0]}); leave tracking_uri out for the local SQLite store, or give one: sqlite:///<folder>/mlflow.db"
+            ) from None
         self.store_uri = tracking_uri  # the saved run's store when resumed
         self._resumed = run_id is not None
         self._attached = False

@@ -260,7 +260,8 @@ class MLflowRuns(Callback):
             if attached or error is not None:
                 finish_run(run_dir, error, pruned=type(error).__name__ == "TrialPruned")
         except Exception as exc:  # the job's own outcome stays what the sweep reports
-            log.warning("could not record job %s in MLflow: %s", config.hydra.job.num, exc)
+            job = OmegaConf.select(config, "hydra.job.num", default=None)  # None (???) in a single run
+            log.warning("could not record job %s in MLflow: %s", job, exc)
 
     @staticmethod
     def _start_failed_run(config: DictConfig, node: DictConfig) -> None:
