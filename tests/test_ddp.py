@@ -185,5 +185,7 @@ def test_the_mistakes_grid_shows_the_whole_test_sets_mistakes(tmp_path: Path) ->
     [event] = events.Images("test/misclassified")
     grid = Image.open(io.BytesIO(event.encoded_image_string))
     shown = min(32, mistakes)  # callbacks.test_report.num_mistakes
-    expected = image_grid(torch.zeros(shown, 28, 28), ["true 0 pred 1\n99.0%"] * shown, title="Most confident mistakes")
+    expected = image_grid(
+        torch.zeros(shown, 28, 28), ["true 0\npred 1 (99.0%)"] * shown, title="Most confident mistakes"
+    )
     assert (grid.height, grid.width) == expected.shape[:2]  # 4 rows of tiles; rank 0's 20 images filled 3 at most

@@ -9,7 +9,16 @@ import torch
 from PIL import Image
 
 from mnistlab.data import FASHION_MNIST
-from mnistlab.figures import CELL, PIXEL_SCALE, blues, confusion_matrix_image, confusion_matrix_report, image_grid, png
+from mnistlab.figures import (
+    CELL,
+    PIXEL_SCALE,
+    _font,
+    blues,
+    confusion_matrix_image,
+    confusion_matrix_report,
+    image_grid,
+    png,
+)
 
 DIGITS = [str(i) for i in range(10)]
 DARKEST = (8, 48, 107)  # the end of ColorBrewer's Blues
@@ -64,6 +73,18 @@ def test_image_grid_places_each_image_and_makes_room_for_captions() -> None:
     assert black == 10 * (tile * tile - (8 * PIXEL_SCALE) ** 2)  # ten tiles, each with its white square
     captioned = image_grid(images, [f"true {k}\n99.0%" for k in range(10)], ncols=4, title="Most confident mistakes")
     assert captioned.shape[0] > grid.shape[0] + 3 * 13 and captioned.shape[1] == grid.shape[1]
+
+
+def test_image_grid_cells_are_as_wide_as_their_longest_caption_line() -> None:
+    """Before: cells were a tile wide whatever the caption, and Fashion-MNIST's ran into each other."""
+    captions = ["true T-shirt/top\npred Ankle boot (99.2%)"] * 8
+    grid = image_grid(torch.zeros(8, 28, 28), captions, ncols=8)
+    assert grid.shape[1] > 8 * (28 * PIXEL_SCALE + 12) + 8  # wider than tiles alone
+    # Each caption's ink stays within its own cell: the gaps between neighbours' lines are white columns.
+    caption_rows = grid[28 * PIXEL_SCALE + 10 :]
+    ink_columns = (caption_rows < 128).any(-1).any(0)  # (W,)
+    starts = np.flatnonzero(np.diff(ink_columns.astype(int)) == 1)
+    assert len(starts) >= 8  # at least one run of ink per caption, none merged with the next
 
 
 def test_a_strip_chart_wraps_a_long_note_instead_of_cutting_it_at_the_edges() -> None:

@@ -141,7 +141,9 @@ def image_grid(images: torch.Tensor, captions: Sequence[str], ncols: int = 8, ti
     pixels = ((x - low) / span * 255).round().to(torch.uint8).numpy()  # (N, H, W), black background
     lines = max((c.count("\n") + 1 for c in captions), default=1)
     tile_w, tile_h = pixels.shape[2] * PIXEL_SCALE, pixels.shape[1] * PIXEL_SCALE
-    cell_w, cell_h = tile_w + 12, tile_h + 6 + 13 * lines + 6
+    # As wide as the longest caption line: Fashion-MNIST's "true T-shirt/top pred Ankle boot" ran into its neighbours.
+    text_w = max((font.getlength(line) for c in captions for line in c.split("\n")), default=0)
+    cell_w, cell_h = max(tile_w, int(text_w)) + 12, tile_h + 6 + 13 * lines + 6
     top = 2 * FONT_SIZE + 8 if title else 4
     nrows = max(1, -(-len(pixels) // ncols))
     grid = Image.new("RGB", (ncols * cell_w + 8, top + nrows * cell_h), "white")
@@ -149,7 +151,7 @@ def image_grid(images: torch.Tensor, captions: Sequence[str], ncols: int = 8, ti
     if title:
         draw.text((grid.width // 2, 8), title, fill="black", font=_font(FONT_SIZE + 2), anchor="mt")
     for k, (image, caption) in enumerate(zip(pixels, captions, strict=False)):
-        x0, y0 = 4 + (k % ncols) * cell_w + 6, top + (k // ncols) * cell_h
+        x0, y0 = 4 + (k % ncols) * cell_w + (cell_w - tile_w) // 2, top + (k // ncols) * cell_h
         tile = Image.fromarray(image, "L").resize((tile_w, tile_h), Image.NEAREST)
         grid.paste(tile.convert("RGB"), (x0, y0))
         for i, line in enumerate(caption.split("\n")):

@@ -123,7 +123,7 @@ class TestReport(pl.Callback):
                 confidence, images, labels, preds = (t.cpu() for t in mistakes)
                 names = pl_module.class_names
                 titles = [
-                    f"true {names[t]} pred {names[p]}\n{c:.1%}"
+                    f"true {names[t]}\npred {names[p]} ({c:.1%})"
                     for t, p, c in zip(labels.tolist(), preds.tolist(), confidence.tolist(), strict=True)
                 ]
                 grid = image_grid(images, titles, title="Most confident mistakes")  # (H, W, 3)
