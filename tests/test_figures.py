@@ -12,7 +12,6 @@ from mnistlab.data import FASHION_MNIST
 from mnistlab.figures import (
     CELL,
     PIXEL_SCALE,
-    _font,
     blues,
     confusion_matrix_image,
     confusion_matrix_report,
