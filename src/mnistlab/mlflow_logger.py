@@ -177,7 +177,8 @@ class MLflowLogger(MLFlowLogger):
         except MlflowException as e:  # a file:// store, which MLflow 3.17 refuses (a traceback)
             raise MnistlabError(
                 f"logger.mlflow.tracking_uri={tracking_uri}: MLflow refuses this store "
-                f"({first_line(e).split('. ')[0]}); leave tracking_uri out for the local SQLite store, or give one: sqlite:///<folder>/mlflow.db"
+                f"({first_line(e).split('. ')[0]}); leave tracking_uri out for the local SQLite store, or give one: "
+                "sqlite:///<folder>/mlflow.db"
             ) from None
         self.store_uri = tracking_uri  # the saved run's store when resumed
         self._resumed = run_id is not None
