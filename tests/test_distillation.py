@@ -95,6 +95,23 @@ def test_the_soft_term_moves_the_step(teacher_dir: Path) -> None:
     assert not torch.allclose(teacher((x - MNIST.mean) / MNIST.std, 2.0), teacher(x, 2.0), atol=1e-3)
 
 
+def test_a_float64_student_is_taught_by_a_float32_teacher(teacher_dir: Path, tmp_path: Path) -> None:
+    """Before: trainer.precision=64 fed float64 images to the float32 teacher, a traceback at the first step
+    ("Input type (double) and bias type (float) should be the same")."""
+    overrides = [
+        "model=linear", f"system.teacher={teacher_dir}", "trainer.precision=64", "trainer.max_epochs=1",
+        "logger=csv", "data.download=false", "data.verify=false", "data.val_size=100",
+    ]  # fmt: skip
+    write_idx_set(tmp_path / "data" / "mnist", n_train=300)
+    run = compose(compose_train(overrides, tmp_path, tmp_path / "data"))
+    run.trainer.fit(run.system, datamodule=run.datamodule)
+    assert next(run.system.net.parameters()).dtype == torch.float64 and run.trainer.global_step > 0
+    teacher = run.system.training_loss.teacher
+    x = torch.rand(4, 1, 28, 28, dtype=torch.float64)
+    assert teacher(x, 2.0).dtype == torch.float64
+    assert torch.allclose(teacher(x, 2.0), teacher(x.float(), 2.0).double(), atol=1e-6)
+
+
 def test_a_teacher_without_weight_is_not_run_and_the_loss_is_the_same_bit_for_bit() -> None:
     """Before: ``system.alpha=0`` still ran the teacher's forward at every step, for a term weighted 0."""
     torch.manual_seed(0)

@@ -103,10 +103,14 @@ class Teacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        """(B, 1, 28, 28) images -> (B, C) the members' mean probabilities at ``temperature``."""
+        """(B, 1, 28, 28) images -> (B, C) the members' mean probabilities at ``temperature``, in ``x``'s dtype.
+
+        Each member sees the images in its own weights' dtype: a student of ``trainer.precision=64`` feeds float64,
+        which a float32 teacher's first layer refused with a traceback.
+        """
         log_p = torch.stack(
             [
-                log_probabilities(net(x if (a, b) == (1, 0) else x * a + b), head)  # (B, C)
+                log_probabilities(net(_as_weights(net, x if (a, b) == (1, 0) else x * a + b)), head).to(x.dtype)
                 for net, head, (a, b) in zip(self.nets, self.heads, self.inputs, strict=True)
             ]
         )  # (K, B, C)
@@ -115,6 +119,12 @@ class Teacher(nn.Module):
     def provenance(self) -> dict[str, Any]:
         """Where the teacher came from: each member's file and its SHA-256 when it was read."""
         return self._provenance
+
+
+def _as_weights(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the dtype of ``net``'s first floating-point parameter (x itself when it has none)."""
+    dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), x.dtype)
+    return x if x.dtype == dtype else x.to(dtype)
 
 
 def sha256(path: Path) -> str:
