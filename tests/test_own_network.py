@@ -235,6 +235,16 @@ class Doubled(nn.Module):
         return self.body(x)
 
 
+class Asserting(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(1024, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[-1] == 32, "expects 32x32 images"  # a research network's own input check
+        return self.body(x)
+
+
 class Sized(nn.Module):
     def __init__(self, hidden: int = 16) -> None:
         super().__init__()
@@ -262,6 +272,9 @@ def broken_net(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str, conf
         ("flat_input", (), "error: brokennets.FlatInput failed on a (1, 1, 28, 28) image: mat1 and mat2 shapes "
          "cannot be multiplied (28x28 and 784x10); a network must map (B, 1, 28, 28) images to (B, C) logits "
          "(flatten them itself if it needs (B, 784))"),
+        # Before: the AssertionError's traceback (only torch's error types were translated).
+        ("asserting", (), "error: brokennets.Asserting failed on a (1, 1, 28, 28) image: expects 32x32 images; a "
+         "network must map (B, 1, 28, 28) images to (B, C) logits (flatten them itself if it needs (B, 784))"),
         # Before: "ValueError: optimizer got an empty parameter list" inside trainer.fit.
         ("no_weights", (), "error: brokennets.NoWeights has no trainable parameters, so training would change "
          "nothing; give it layers with weights (nn.Linear, nn.Conv2d, ...) or unfreeze them"),

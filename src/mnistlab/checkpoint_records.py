@@ -223,8 +223,9 @@ def output_width(net: nn.Module) -> int:
     """
     try:
         out = eval_forward(net, blank_image(net))
-    except (RuntimeError, ValueError, TypeError, IndexError) as e:
-        # What torch raises for inputs of the wrong shape or type: the contract is broken, not mnistlab.
+    except (RuntimeError, ValueError, TypeError, IndexError, AssertionError, NotImplementedError) as e:
+        # What torch raises for inputs of the wrong shape or type, or a network's own input check (an assert):
+        # the contract is broken, not mnistlab.
         reason = first_line(e)
         raise ConfigError(
             f"{class_path(type(net))} failed on a (1, 1, 28, 28) image: {reason}; "
