@@ -7,9 +7,9 @@ from pathlib import Path
 
 from mnistlab.checkpoint_paths import find_checkpoint, find_checkpoints
 from mnistlab.checkpoints import load_system
-from mnistlab.config_keys import shell_path_override
+from mnistlab.config_keys import override_key, shell_path_override
 from mnistlab.data.specs import input_stats
-from mnistlab.errors import CheckpointNotFoundError, MnistlabError
+from mnistlab.errors import CheckpointNotFoundError, ConfigError, MnistlabError
 from mnistlab.resume.sweep import finished_run, is_run_folder, is_sweep_folder
 from mnistlab.systems.distillation import Teacher
 
@@ -18,6 +18,21 @@ def input_affine(student: tuple[float, float], member: tuple[float, float]) -> t
     """(scale, shift) taking inputs standardised by ``student``'s (mean, std) to ``member``'s."""
     (s_mean, s_std), (m_mean, m_std) = student, member
     return s_std / m_std, (s_mean - m_mean) / m_std
+
+
+def check_teacher_settings(overrides: Sequence[str], teacher: object) -> None:
+    """Refuses ``system.alpha`` or ``system.temperature`` given without ``system.teacher``: they weigh and soften a
+    teacher's targets, and without one they were ignored without a word (an Optuna search tuned them for nothing).
+
+    Raises:
+        ConfigError: For either on the command line (or drawn by a search) of a run without a teacher.
+    """
+    given = [o.lstrip("+") for o in overrides if override_key(o) in ("system.alpha", "system.temperature")]
+    if teacher is None and given:
+        raise ConfigError(
+            f"{given[0]} sets the distillation from a teacher, and this run has none: give system.teacher=RUN_DIR "
+            f"(a trained run, a checkpoint or a sweep), or leave {override_key(given[0])} out"
+        )
 
 
 def check_finished(source: str | Path) -> None:

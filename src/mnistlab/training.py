@@ -28,6 +28,7 @@ from mnistlab.resume.loggers import mark_restart
 from mnistlab.resume.run import continued_config, launch_record
 from mnistlab.systems import Classifier
 from mnistlab.tb_writers import tensorboard_write_errors
+from mnistlab.teachers import check_teacher_settings
 
 
 def _refresh_hparams_file(logger: Any) -> None:
@@ -183,6 +184,7 @@ def checked_run(
     cfg = continued_config(cfg, overrides)  # resume=RUN_DIR or ckpt_path=...
     run = compose(cfg, callbacks=callbacks)
     check_given_checkpoint_monitor(overrides, run.datamodule.has_validation)
+    check_teacher_settings(overrides, cfg.system.get("teacher"))  # after compose: a value out of range comes first
     if cfg.ckpt_path and not cfg.resume:  # a new run from a checkpoint: one it cannot take up is refused
         check_continuable(run.system, cfg.ckpt_path)
     return cfg, run

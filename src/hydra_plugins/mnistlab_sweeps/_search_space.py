@@ -120,6 +120,9 @@ def check_searched_key(config: DictConfig, key: str, searched: Collection[str]) 
     A key under a searched group (``optimizer.momentum`` beside ``optimizer``) depends on the group's choice,
     and a ``+key`` adds a setting: neither can be judged from the sweep's own config.
     """
+    from mnistlab.teachers import check_teacher_settings  # torch's import: the first trial's check makes it anyway
+
+    check_teacher_settings([key], OmegaConf.select(config, "system.teacher"))  # alpha or T without a teacher
     group, dot, _ = key.partition(".")
     if key.startswith("+") or (dot and group in searched) or key in (config.hydra.runtime.choices or {}):
         return
