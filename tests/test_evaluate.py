@@ -98,6 +98,10 @@ def test_evaluate_into_a_runs_folder_is_refused_and_the_run_still_resumes(
         "new folder"
     )
     assert all(p.read_bytes() == data for p, data in records.items())
+    # The scripts that write no records (their run.dir is ".") still run from inside a run's folder.
+    predicted = run_script("predict.py", "ckpt_path=.", "index=998", cwd=run)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert predicted.stdout.strip().splitlines()[-1].startswith("prediction 8 ")
     # A folder whose record another script wrote is refused as a run to resume, in one line.
     evaluated = run_script("evaluate.py", f"ckpt_path={run}", f"hydra.run.dir={tmp_path / 'eval'}")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]

@@ -69,11 +69,9 @@ class RunFolder(Callback):
             refuse(mistake)
         if train and first and (busy := lock_run_folder(run_dir, setting)):
             refuse(busy)
-        if (
-            "resume" not in config
-            and not started_by_lightning_ddp()
-            and (mistake := report_folder_mistake(run_dir, existed))
-        ):  # evaluate.py
+        # evaluate.py's report; predict.py, export.py and serve.py write no records (run.dir=., often a run's folder).
+        records = "resume" not in config and config.hydra.output_subdir is not None and not started_by_lightning_ddp()
+        if records and (mistake := report_folder_mistake(run_dir, existed)):
             refuse(mistake)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
