@@ -27,7 +27,8 @@ def check_teacher_settings(overrides: Sequence[str], teacher: object) -> None:
     Raises:
         ConfigError: For either on the command line (or drawn by a search) of a run without a teacher.
     """
-    given = [o.lstrip("+") for o in overrides if override_key(o) in ("system.alpha", "system.temperature")]
+    keys = ("system.alpha", "system.temperature")
+    given = [o.lstrip("+") for o in overrides if not o.startswith("~") and override_key(o) in keys]
     if teacher is None and given:
         raise ConfigError(
             f"{given[0]} sets the distillation from a teacher, and this run has none: give system.teacher=RUN_DIR "
