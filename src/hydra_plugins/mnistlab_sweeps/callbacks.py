@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,8 +17,9 @@ from hydra_plugins.mnistlab_sweeps.hydra_private import job_exception
 from hydra_plugins.mnistlab_sweeps.interruptions import ending_interrupted, write_hparams_columns
 from hydra_plugins.mnistlab_sweeps.launchers import refuse
 from mnistlab.atomic_files import write_json
-from mnistlab.errors import WriteError
-from mnistlab.process.jobs import JobConsole, pin_gpu, started_by_lightning_ddp
+from mnistlab.config_checks import check_cv, check_search
+from mnistlab.errors import ConfigError, WriteError
+from mnistlab.process.jobs import JobConsole, joins_the_first_rank, pin_gpu, started_by_lightning_ddp
 from mnistlab.sweeps.gpus import claim_slot, visible_gpus
 from mnistlab.sweeps.summary import JOB_FILE, objective_mistake, read_metrics, with_earlier_launches, write_summary
 from mnistlab.user_errors import one_line
@@ -48,18 +48,25 @@ class RunFolder(Callback):
     a ``resume=`` folder that holds no interrupted run, a new run into a folder that holds another run,
     before Hydra overwrites that run's records, and a folder that another running process holds
     (``run_folders.lock_run_folder``); and ``resume=`` under ``-m``, which continues no sweep. ``evaluate.py``
-    refuses a folder that holds a run, a sweep or a report.
+    refuses a folder that holds a run, a sweep or a report. ``cv=K`` and ``hparams_search=`` without ``-m`` are
+    refused here too, before any folder is made (``training.checked_run``, the list of a job's checks, has them too).
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mnistlab.resume.run import report_folder_mistake, run_folder_mistake
         from mnistlab.run_folders import in_use_by_another, lock_run_folder, note_existing
 
+        train = "resume" in config and not started_by_lightning_ddp()  # train.py; Lightning's DDP ranks join its folder
+        if train:  # what -m alone runs, refused before Hydra makes the folder: no torchrun rank leaves one behind
+            try:
+                check_cv(config.get("cv"), in_sweep=False)
+                check_search(config.hydra.overrides.task, in_sweep=False)
+            except ConfigError as exc:
+                refuse(str(exc))
         run_dir = Path(str(config.hydra.run.dir)).expanduser().resolve()
         existed = note_existing(run_dir)
-        train = "resume" in config and not started_by_lightning_ddp()  # train.py; Lightning's DDP ranks join its folder
         # srun's tasks and torchrun's ranks (docs/usage.md) all start train.py into one folder: the first holds it.
-        first = os.environ.get("SLURM_PROCID", "0") == "0" and os.environ.get("RANK", "0") == "0"
+        first = not joins_the_first_rank()
         setting = "resume" if train and config.resume is not None else "hydra.run.dir"  # the one the user gave
         if train and (mistake := run_folder_mistake(config, run_dir, existed)):
             # A resume of a run still going, before its first checkpoint: that it runs is the reason, not that

@@ -20,6 +20,14 @@ def started_by_lightning_ddp() -> bool:
     return "LOCAL_RANK" in os.environ and "TORCHELASTIC_RUN_ID" not in os.environ
 
 
+def joins_the_first_rank() -> bool:
+    """Whether this process is a torchrun rank or an srun task other than the first (docs/usage.md).
+
+    All of them start ``train.py`` into one folder; the first holds it (``run_folders.lock_run_folder``).
+    """
+    return os.environ.get("SLURM_PROCID", "0") != "0" or os.environ.get("RANK", "0") != "0"
+
+
 @contextmanager
 def ddp_children_join_this_job(script: str) -> Iterator[None]:
     """Points Lightning's DDP re-launch at this job's config and folder for the duration of the job.
