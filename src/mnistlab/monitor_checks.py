@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+from mnistlab.config_keys import override_key
 from mnistlab.errors import ConfigError
 from mnistlab.lightning_private import checkpoint_every_n_train_steps, early_stopping_on_train_epoch_end
 from mnistlab.spelling import nearest
@@ -136,7 +137,7 @@ def check_given_checkpoint_monitor(overrides: Sequence[str], has_validation: boo
     validation. The default one is turned off there without a word (the notebook's recipe tests its final
     weights, ``fit_and_test``); a given one was dropped as silently: no ``best.ckpt``, no ``<monitor>_best``."""
     key = "callbacks.model_checkpoint.monitor"
-    given = [o.split("=", 1)[1] for o in overrides if "=" in o and o.split("=", 1)[0].lstrip("+") == key]
+    given = [o.split("=", 1)[1] for o in overrides if "=" in o and not o.startswith("~") and override_key(o) == key]
     if not has_validation and given and given[-1].startswith("val/"):
         raise ConfigError(
             f"{key}={given[-1]} keeps the best checkpoint by a validation metric, but this run holds out no "

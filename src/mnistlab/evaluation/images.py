@@ -44,9 +44,7 @@ def read_gray(path: Path) -> np.ndarray:
             array = array[..., :3].mean(-1)
         if array.ndim != 2 or min(array.shape) < 1:
             raise MnistlabError(f"{path}: a .npy image must be a 2-D array, got shape {array.shape}")
-        if not np.isfinite(array).all():
-            raise MnistlabError(f"{path}: the array holds NaN or infinite values")
-        return _by_range(array)
+        return _by_range(array, f"{path}: the array")
     try:
         return decode_image(path)
     except NotAnImage:
@@ -82,11 +80,12 @@ def decode_image(source: Path | IO[bytes]) -> np.ndarray:
     return np.asarray(gray, dtype=np.float64) / 255
 
 
-def _by_range(values: np.ndarray) -> np.ndarray:
+def _by_range(values: np.ndarray, what: str = "the image") -> np.ndarray:
     """(H, W) grayscale of unknown range (an array's, a 32-bit TIFF's) -> [0, 1], the range read from its largest
-    value: [0, 1], 0-255 or 0-65535 (16-bit data, a scan's, divided by 255 read as a solid block)."""
+    value: [0, 1], 0-255 or 0-65535 (16-bit data, a scan's, divided by 255 read as a solid block). ``what`` names
+    the values in the error for NaN or infinity."""
     if not np.isfinite(values).all():
-        raise MnistlabError("the image holds NaN or infinite values")
+        raise MnistlabError(f"{what} holds NaN or infinite values")
     full = 65535 if values.max() > 255 else 255 if values.max() > 1 else 1
     return (values / full).clip(0, 1)
 

@@ -86,13 +86,14 @@ def run_folder_mistake(cfg: DictConfig, run_dir: Path, existed: bool) -> str | N
                 f"add trainer.max_epochs=N (N > {done}) to train it further"
             )
         return None
-    if existed and (run_dir / SWEEP_RECORD).is_file():
+    held = _records(run_dir) if existed else []
+    if SWEEP_RECORD in held:
         # Its checkpoints/ would make evaluate.py, predict.py and export.py take the folder for this one run.
         return (
             f"hydra.run.dir={run_dir} is a sweep folder (multirun.yaml): a run written into it would stand for "
             "the sweep when the folder is given as ckpt_path; give a new folder"
         )
-    if existed and ((run_dir / "checkpoints").is_dir() or (run_dir / "metrics.json").is_file()):
+    if held:
         return (
             f"hydra.run.dir={run_dir} holds another run (checkpoints/, metrics.json), which this one would "
             f"overwrite: continue it with {shell_path_override('resume', run_dir)}, or give a new folder"
@@ -117,13 +118,18 @@ def report_folder_mistake(run_dir: Path, existed: bool) -> str | None:
     """What is wrong with a folder given to ``evaluate.py`` as ``hydra.run.dir``: one that holds a run, a sweep
     or a report, whose records (``.hydra/``, ``metrics.json``) the report would replace (a run then resumes no
     more)."""
-    held = [name for name in ("checkpoints", SWEEP_RECORD, "metrics.json") if (run_dir / name).exists()]
-    if not existed or not held:
+    held = _records(run_dir) if existed else []
+    if not held:
         return None
     return (
         f"hydra.run.dir={run_dir} holds a run, a sweep or a report ({', '.join(held)}), which this report would "
         "overwrite: leave hydra.run.dir out (a report goes into <run>/eval/<date>_<time>/) or give a new folder"
     )
+
+
+def _records(run_dir: Path) -> list[str]:
+    """The records of a run, a sweep or a report in ``run_dir``: a command writing there would overwrite them."""
+    return [name for name in ("checkpoints", SWEEP_RECORD, "metrics.json") if (run_dir / name).exists()]
 
 
 def resume_files(run_dir: str | Path) -> tuple[Path, Path]:
