@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import os
 import pathlib
@@ -22,6 +23,7 @@ from mnistlab.composition import compose
 from mnistlab.data.specs import MNIST
 from mnistlab.errors import MnistlabError
 from mnistlab.models import MLP
+from mnistlab.resume.checkpoint import check_continuable
 from mnistlab.systems import Classifier
 from mnistlab.systems.distillation import Teacher, TrainingLoss, distillation_loss, sha256
 from mnistlab.systems.losses import loss_fn
@@ -341,3 +343,26 @@ def test_a_resumed_student_reads_its_teacher_once_as_its_first_launch_did(tmp_pa
     assert resumed == first
     [member] = read_checkpoint(student / "checkpoints" / "last.ckpt")["teacher"]["members"]
     assert member["sha256"] == sha256(teacher)  # what the resume checked is what it records
+
+
+def test_a_new_run_from_a_distilled_checkpoint_without_its_teacher_says_so(
+    teacher_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``ckpt_path=`` of a student continued on the labels alone without a word (``resume=`` keeps the teacher)."""
+    write_idx_set(tmp_path / "data" / "mnist", n_train=600)
+    quick = ["model=linear", "trainer.max_epochs=1", "data.download=false", "data.verify=false", "data.val_size=100"]
+    student = compose(compose_train([*quick, f"system.teacher={teacher_dir}"], tmp_path, tmp_path / "data"))
+    student.trainer.fit(student.system, datamodule=student.datamodule)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    [member] = read_checkpoint(last)["teacher"]["members"]
+    on = compose_train([*quick, "trainer.max_epochs=2", f"ckpt_path={last}"], tmp_path / "on", tmp_path / "data")
+    with caplog.at_level(logging.WARNING, logger="mnistlab"):
+        check_continuable(compose(on).system, last)
+        taught = compose(
+            compose_train([*quick, f"system.teacher={teacher_dir}"], tmp_path / "taught", tmp_path / "data")
+        )
+        check_continuable(taught.system, last)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("mnistlab.resume")] == [
+        f"ckpt_path={last} was distilled from a teacher; this run trains on from its weights on the labels alone "
+        f"(system.teacher={member['path']} distils on)"
+    ]

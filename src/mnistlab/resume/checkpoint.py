@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,8 @@ from mnistlab.errors import MnistlabError
 
 if TYPE_CHECKING:
     from mnistlab.systems import Classifier
+
+log = logging.getLogger(__name__)
 
 
 def finished_epochs(ckpt: dict[str, Any]) -> int:
@@ -96,6 +99,15 @@ def check_continuable(system: Classifier, ckpt_path: str | Path) -> None:
         raise MnistlabError(
             f"ckpt_path={ckpt_path} was trained without a learning-rate schedule, and a schedule cannot start "
             "on its restored optimizer; continue it without scheduler"
+        )
+    taught = [m["path"] for m in (ckpt.get("teacher") or {}).get("members") or []]
+    if taught and system.training_loss.teacher is None:  # a fine-tuning on the labels alone may be meant: said
+        given = taught[0] if len(taught) == 1 else f"[{','.join(taught)}]"
+        log.warning(
+            "ckpt_path=%s was distilled from a teacher; this run trains on from its weights on the labels alone "
+            "(system.teacher=%s distils on)",
+            ckpt_path,
+            given,
         )
 
 
