@@ -619,3 +619,27 @@ def test_the_same_sweep_twice_at_once_is_refused(tmp_path: Path) -> None:
         f"error: hydra.sweep.dir={sweep_dir} is in use by another sweep that is still going: give a new folder"
     )
     assert (running / "train.log").read_text() == "epoch 0 ...\n"
+
+
+def test_a_swept_placement_key_names_its_jobs_and_is_a_hparams_column(tmp_path: Path) -> None:
+    """A learning curve over ``trainer.limit_train_batches``: placement keys are left out of job folder names and
+    HParams, so both jobs were named ``N_model=linear,trainer.max_epochs=1`` with no column telling them apart."""
+    sweep_dir = tmp_path / "sweep"
+    command = ("-m", "model=linear", "trainer.max_epochs=1", "trainer.limit_train_batches=20,40",
+               "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={sweep_dir}")  # fmt: skip
+    result = run_script("train.py", *command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    assert jobs == [
+        "0_model=linear,trainer.limit_train_batches=20,trainer.max_epochs=1",
+        "1_model=linear,trainer.limit_train_batches=40,trainer.max_epochs=1",
+    ]
+    for job, batches in zip(jobs, (20, 40), strict=True):
+        assert yaml.safe_load((sweep_dir / job / "hparams.yaml").read_text())["trainer.limit_train_batches"] == batches
+    events = EventAccumulator(str(sweep_dir))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/experiment"]
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    assert "trainer.limit_train_batches" in {h.name for h in experiment.hparam_infos}
+    again = run_script("train.py", *command, cwd=tmp_path)  # the same command continues it: both jobs are kept
+    assert again.returncode == 0 and again.stdout.count(" kept: it finished in an earlier launch") == 2, again.stdout

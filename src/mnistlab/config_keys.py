@@ -1,9 +1,9 @@
 """The one list of settings that say how or where a run goes, not what it trains; the other lists derive from it.
 
 - Hydra leaves ``PLACEMENT`` out of a sweep job's folder name and the summary's overrides column
-  (``exclude_keys: ${mnistlab.placement_keys:}`` in ``conf/hydra/default.yaml``).
-- The hyperparameter record (``mnistlab.hparams.NOT_HPARAMS``) skips ``PLACEMENT`` and the groups that
-  never hold a hyperparameter.
+  (``exclude_keys: ${mnistlab.placement_keys:}`` in ``conf/hydra/default.yaml``), and the hyperparameter
+  record (``mnistlab.hparams.run_hparams``) skips them, but for those a grid sweep varies
+  (``hydra_plugins.mnistlab_sweeps.launchers.name_swept_placement`` narrows ``exclude_keys``).
 - ``resume=RUN_DIR`` (``mnistlab.resume``) passes over ``PRESENTATION``: they change nothing a
   continued run computes.
 """

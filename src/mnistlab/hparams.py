@@ -21,9 +21,9 @@ SUMMARY_METRICS = ("test/acc", "test/loss", "val/acc_best", "val/loss_best")
 HPARAMS_FILE = "hparams.yaml"
 # TensorBoard's HParams table and MLflow's run table stay readable up to about this many columns.
 MAX_HPARAMS = 25
-# Override keys (prefixes) that say where, how fast or how verbosely to run, not what is trained: the
-# placement settings (mnistlab.config_keys), and groups and switches that never hold a hyperparameter.
-NOT_HPARAMS = ("hydra", "paths", "callbacks", "resume", "data.verify", *PLACEMENT)
+# Override keys (prefixes) of groups and switches that never hold a hyperparameter; the placement settings
+# (mnistlab.config_keys: where, how fast or how verbosely to run) are left out too, unless a sweep varies one.
+NOT_HPARAMS = ("hydra", "paths", "callbacks", "resume", "data.verify")
 # Scheduler arguments that are copies of other settings: one_cycle's max_lr is ${optimizer.lr}.
 SCHEDULER_COPIES = frozenset({"max_lr"})
 # Model arguments that the dataset decides, not the user.
@@ -52,7 +52,10 @@ RUN_KEYS = (
 
 
 def run_hparams(
-    config: Mapping[str, Any], overrides: Sequence[str] = (), choices: Mapping[str, str | None] | None = None
+    config: Mapping[str, Any],
+    overrides: Sequence[str] = (),
+    choices: Mapping[str, str | None] | None = None,
+    hidden: Sequence[str] = PLACEMENT,
 ) -> dict[str, Scalar]:
     """The run's meaningful hyperparameters, at most ``MAX_HPARAMS``, under their config keys.
 
@@ -67,6 +70,8 @@ def run_hparams(
             swept keys lead the table.
         choices: Hydra's config-group choices (``hydra.runtime.choices``: ``{"model": "hidden"}``),
             which name the groups; without them a group is named by its ``_target_`` class.
+        hidden: The override keys left out besides ``NOT_HPARAMS``: those the run's folder name leaves out (Hydra's
+            ``exclude_keys``), the placement keys but those its sweep varies.
 
     Returns:
         ``{"optimizer.lr": 0.001, "model": "hidden", ...}``: bools, numbers and strings.
@@ -74,7 +79,7 @@ def run_hparams(
     record: dict[str, Scalar] = {}
     for override in overrides:
         key, value = _override(override)
-        if key and not key.startswith(NOT_HPARAMS):
+        if key and not key.startswith((*NOT_HPARAMS, *hidden)):
             found = _select(config, key)
             # A group given on the command line (model=linear) is named by its choice, as in _core.
             record[key] = _scalar(

@@ -281,6 +281,7 @@ class MLflowRuns(Callback):
             params = OmegaConf.to_container(config, resolve=True)
             params.pop("hydra", None)
             choices = OmegaConf.to_container(config.hydra.runtime.choices)
-            logger.log_hyperparams(run_hparams(params, list(config.hydra.overrides.task), choices))
+            hidden = list(config.hydra.job.config.override_dirname.exclude_keys)
+            logger.log_hyperparams(run_hparams(params, list(config.hydra.overrides.task), choices, hidden))
         except Exception as exc:  # a config that cannot even resolve: the error says why
             log.debug("no params for the failed job: %s", exc)

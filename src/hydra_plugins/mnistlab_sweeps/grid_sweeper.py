@@ -25,6 +25,7 @@ from hydra_plugins.mnistlab_sweeps.launchers import (
     check_same_sweep,
     launch_missing,
     lock_sweep_folder,
+    name_swept_placement,
     refuse,
 )
 from mnistlab.sweeps.shared_refusal import refusal_before_launch
@@ -61,6 +62,7 @@ class GridSweeper(basic_sweeper()):  # type: ignore[misc]
         jobs = [job for batch in self.overrides for job in batch]
         if refusal := refusal_before_launch(self.config, self.hydra_context.config_loader, jobs):
             refuse(refusal)
+        name_swept_placement(self.config, jobs)  # trainer.limit_train_batches=100,1000: in the folder names too
         sweep_dir = lock_sweep_folder(self.config)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns: list[list[JobReturn]] = []

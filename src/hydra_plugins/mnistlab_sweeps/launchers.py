@@ -192,6 +192,35 @@ def lock_sweep_folder(config: DictConfig) -> Path:
     return folder
 
 
+def name_swept_placement(config: DictConfig, jobs: Sequence[Sequence[str]]) -> None:
+    """Keeps the placement keys that the jobs set differently in their folder names and HParams records.
+
+    ``exclude_keys`` (``config_keys.PLACEMENT``) leaves out of a job's folder name and hyperparameters what says
+    where or how briefly it runs, so that jobs differing only there are one experiment. A sweep over one
+    (``trainer.limit_train_batches=100,1000``, a learning curve) named its jobs alike and recorded no column that
+    tells them apart. The narrowed list is the sweep's (its ``multirun.yaml``, the summary) and, as an override of
+    Hydra's the jobs inherit, each job's.
+    """
+    given: dict[str, set[str | None]] = {}
+    for job in jobs:
+        for override in job:
+            given.setdefault(override_key(override), set())
+    for job in jobs:
+        values = {override_key(o): o.partition("=")[2] for o in job}
+        for key, seen in given.items():
+            seen.add(values.get(key))  # None: this job leaves it to the config
+    exclude = list(config.hydra.job.config.override_dirname.exclude_keys)
+    kept = [key for key in exclude if len(given.get(key, ())) < 2]
+    if kept == exclude:
+        return
+    setting = "hydra.job.config.override_dirname.exclude_keys"
+    with read_write(config.hydra), open_dict(config.hydra):
+        config.hydra.job.config.override_dirname.exclude_keys = kept
+        # One value of it: a command's own list is replaced, the jobs compose with Hydra's overrides and these.
+        hydra_overrides = [o for o in config.hydra.overrides.hydra if override_key(o) != setting]
+        config.hydra.overrides.hydra = [*hydra_overrides, f"{setting}=[{','.join(kept)}]"]
+
+
 def launch_missing(
     launcher: Launcher, config: DictConfig, batch: Sequence[Sequence[str]], initial_job_idx: int
 ) -> list[JobReturn]:

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from mnistlab.config_checks import check_devices, check_resume, check_trainer_counts
-from mnistlab.config_keys import PRESENTATION, override_key, shell_path_override
+from mnistlab.config_keys import PLACEMENT, PRESENTATION, override_key, shell_path_override
 from mnistlab.errors import MnistlabError
 from mnistlab.resume.checkpoint import continue_from, finished_epochs, restart_hint
 
@@ -262,15 +263,20 @@ def continued_config(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     return cfg
 
 
-def launch_record(cfg: DictConfig) -> tuple[list[str], dict]:
-    """The run's command-line overrides and config-group choices; a resumed run's are its first launch's."""
+def launch_record(cfg: DictConfig) -> tuple[list[str], dict, list[str]]:
+    """The run's command-line overrides, config-group choices and the keys its folder name leaves out (Hydra's
+    ``exclude_keys``: ``PLACEMENT``, or fewer in a sweep that varies one); a resumed run's are its first launch's."""
     from hydra.core.hydra_config import HydraConfig
 
     hydra_cfg = HydraConfig.get()
     saved = Path(cfg.paths.output_dir) / RECORD_DIR / "hydra.yaml"
     if cfg.resume and saved.exists():
         hydra_cfg = OmegaConf.load(saved).hydra
-    return list(hydra_cfg.overrides.task), OmegaConf.to_container(hydra_cfg.runtime.choices)
+    try:
+        hidden = [str(key) for key in hydra_cfg.job.config.override_dirname.exclude_keys]
+    except OmegaConfBaseException:  # a record that does not resolve here (another interpolation): the project's list
+        hidden = list(PLACEMENT)
+    return list(hydra_cfg.overrides.task), OmegaConf.to_container(hydra_cfg.runtime.choices), hidden
 
 
 def interrupted_hint(run_dir: str | Path) -> str:
