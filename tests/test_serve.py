@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import shutil
@@ -176,6 +177,11 @@ def test_png_998_gets_predict_py_answer(server: str, one_epoch_run: TrainedRun, 
     assert np.allclose(seen["input"], digit, atol=1e-4)
     status, body = request(f"{server}/predict", *multipart(png, return_input="true"))
     assert status == 200 and np.allclose(json.loads(body)["input"], digit, atol=1e-4)
+    # The digit as a .npy array, which predict.py takes: the server refused it as "not an image" before.
+    array = io.BytesIO()
+    np.save(array, np.asarray(Image.open(png_998)))
+    status, body = post_json(server, {"image": base64.b64encode(array.getvalue()).decode()})
+    assert status == 200 and {k: body[k] for k in FIELDS} == as_json, body
 
 
 @pytest.mark.slow
@@ -216,6 +222,7 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(server: str, png_998:
             400,
         ),
         "not base64": (b'{"image": "!!!"}', "application/json", 400),
+        "a broken .npy array": (*multipart(b"\x93NUMPY\x01\x00 cut short"), 400),
         "no digit on the image": (*multipart(white.read_bytes()), 400),
         "two digits on the image": (*multipart((tmp_path / "88.png").read_bytes()), 400),
         "empty body (json)": (b"", "application/json", 400),

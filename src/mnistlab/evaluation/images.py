@@ -16,6 +16,8 @@ from mnistlab.errors import MnistlabError
 # What the reader takes, as every message names it: each format Pillow opens (the common ones first), and .npy.
 PILLOW_FORMATS = "PNG, JPEG, GIF, BMP, TIFF, WebP or another format Pillow opens"
 FORMATS = f"{PILLOW_FORMATS}, or .npy"
+# The first bytes of every .npy file (numpy.lib.format.MAGIC_PREFIX): how a served request's array is told apart.
+NPY_MAGIC = b"\x93NUMPY"
 # Pillow's modes of 16-bit grayscale (PNG opens as I;16).
 SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 # 32-bit integer and float grayscale (TIFF; an older Pillow's 16-bit PNG): their values say nothing of their range.
@@ -32,25 +34,33 @@ def read_gray(path: Path) -> np.ndarray:
     Transparent pixels count as white paper (``decode_image``). ``.npy`` arrays may be (H, W), (1, H, W) or
     (H, W, 3|4), in [0, 1], 0-255 or 0-65535 (16 bits).
     """
-    if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise MnistlabError(f"{path}: not a readable .npy array ({e})") from None
-        if array.dtype != bool and (not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array)):
-            raise MnistlabError(f"{path}: a .npy image must hold real numbers, not {array.dtype}")
-        array = np.squeeze(array).astype(np.float64)  # a bool mask becomes 0 and 1
-        if array.ndim == 3 and array.shape[-1] in (3, 4):
-            array = array[..., :3].mean(-1)
-        if array.ndim != 2 or min(array.shape) < 1:
-            raise MnistlabError(f"{path}: a .npy image must be a 2-D array, got shape {array.shape}")
-        return _by_range(array, f"{path}: the array")
     try:
+        if path.suffix.lower() == ".npy":
+            return decode_array(path)
         return decode_image(path)
     except NotAnImage:
         raise MnistlabError(f"{path}: not an image (expected {FORMATS})") from None
     except MnistlabError as e:
         raise MnistlabError(f"{path}: {e}") from None
+
+
+def decode_array(source: Path | IO[bytes]) -> np.ndarray:
+    """A ``.npy`` array, a file or a binary stream (a served request), as (H, W) float64 grayscale in [0, 1].
+
+    (H, W), (1, H, W) or (H, W, 3|4) arrays of booleans or real numbers; the range is read from the values.
+    """
+    try:
+        array = np.load(source, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise MnistlabError(f"not a readable .npy array ({e})") from None
+    if array.dtype != bool and (not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array)):
+        raise MnistlabError(f"a .npy image must hold real numbers, not {array.dtype}")
+    array = np.squeeze(array).astype(np.float64)  # a bool mask becomes 0 and 1
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        array = array[..., :3].mean(-1)
+    if array.ndim != 2 or min(array.shape) < 1:
+        raise MnistlabError(f"a .npy image must be a 2-D array, got shape {array.shape}")
+    return _by_range(array, "the array")
 
 
 def decode_image(source: Path | IO[bytes]) -> np.ndarray:
@@ -74,7 +84,7 @@ def decode_image(source: Path | IO[bytes]) -> np.ndarray:
                 image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
             gray = image.convert("L")
     except (UnidentifiedImageError, OSError):
-        raise NotAnImage(f"not an image (expected {PILLOW_FORMATS})") from None
+        raise NotAnImage(f"not an image (expected {FORMATS})") from None
     except Image.DecompressionBombError:
         raise MnistlabError("image too large: too many pixels to decode") from None
     return np.asarray(gray, dtype=np.float64) / 255

@@ -14,7 +14,7 @@ import torch
 
 from mnistlab import process
 from mnistlab.errors import MnistlabError
-from mnistlab.evaluation.images import decode_image
+from mnistlab.evaluation.images import NPY_MAGIC, decode_array, decode_image
 from mnistlab.evaluation.predict import Prediction
 from mnistlab.evaluation.predictors import CheckpointPredictor, load_predictor
 from mnistlab.evaluation.preprocess import style_for
@@ -61,10 +61,11 @@ def image_bytes(payload: Any) -> tuple[bytes, bool]:
 
 
 def preprocess(data: bytes, dataset: str | None = None) -> np.ndarray:
-    """Encoded image bytes -> (28, 28) float32 in [0, 1], by exactly the functions ``predict.py`` uses."""
+    """An encoded image or a ``.npy`` array -> (28, 28) float32 in [0, 1], by the functions ``predict.py`` uses."""
     if not data:
         raise MnistlabError("the image is empty")
-    gray = decode_image(io.BytesIO(data))  # predict.py's reader of image files
+    # predict.py's readers: a .npy array (by its format's magic bytes), or an image file.
+    gray = (decode_array if data.startswith(NPY_MAGIC) else decode_image)(io.BytesIO(data))
     image, warning = style_for(dataset)(gray)
     if warning:  # predict.py prints it beside a guess; a service answers 400 rather than a confident-looking guess
         raise MnistlabError(warning)

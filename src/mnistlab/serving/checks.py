@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from mnistlab.evaluation.images import PILLOW_FORMATS
+from mnistlab.evaluation.images import FORMATS
 
 MAX_BYTES = 5 * 1024 * 1024  # the largest request body accepted (an image, or its base64 in JSON)
 DRAIN_BYTES = 64 * 1024 * 1024  # a refused body up to this size is read to its end before the answer
@@ -120,7 +120,7 @@ async def check_body(scope: Scope, body: bytes, content_type: str) -> None:
         except (ValueError, UnicodeDecodeError):
             raise BadRequest(400, "the body is not valid JSON") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("image"), str):
-            raise BadRequest(400, f'expected a JSON object {{"image": "<base64 image: {PILLOW_FORMATS}>"}}')
+            raise BadRequest(400, f'expected a JSON object {{"image": "<base64 image: {FORMATS}>"}}')
         if not isinstance(payload.get("return_input", False), bool):  # "false", a string, was taken as true
             raise BadRequest(400, "return_input must be true or false (a JSON boolean)")
         return
