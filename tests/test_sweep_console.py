@@ -171,3 +171,14 @@ def test_a_launchs_lines_are_numbered_from_its_first_job_on_that_logger_only(cap
         "\t#0 : seed=5",
         "\t#0 : seed=7",
     ]
+
+
+def test_a_value_listed_twice_is_named_before_the_jobs_run(tmp_path: Path) -> None:
+    """``-m model=linear,linear`` ran the same job twice without a word."""
+    data = write_idx_set(tmp_path / "tiny", n_train=90, n_test=30)
+    command = ("train.py", "-m", f"data.root={data}", *TINY, "model=linear,hidden,linear", "seed=1,2")
+    result = run_script(*command, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    said = [line for line in (result.stdout + result.stderr).splitlines() if "are the same run" in line]
+    assert len(said) == 1 and "jobs 0 and 4 are the same run (data.root=" in said[0], said
+    assert said[0].endswith(" model=linear seed=1): a value is listed twice"), said

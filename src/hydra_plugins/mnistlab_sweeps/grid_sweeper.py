@@ -9,6 +9,7 @@ With ``cv=K`` every combination runs once per fold (``data.fold=i seed=S+i``, ``
 and the folds of one configuration are consecutive jobs.
 """
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,17 @@ from hydra_plugins.mnistlab_sweeps.launchers import (
     refuse,
 )
 from mnistlab.sweeps.shared_refusal import refusal_before_launch
+
+log = logging.getLogger(__name__)
+
+
+def repeated_job(jobs: list[list[str]]) -> tuple[int, int] | None:
+    """The numbers of the first two jobs that make the same run (the same overrides), if any."""
+    first: dict[tuple[str, ...], int] = {}
+    for num, job in enumerate(jobs):
+        if (seen := first.setdefault(tuple(sorted(job)), num)) != num:
+            return seen, num
+    return None
 
 
 @dataclass
@@ -62,6 +74,10 @@ class GridSweeper(basic_sweeper()):  # type: ignore[misc]
         jobs = [job for batch in self.overrides for job in batch]
         if refusal := refusal_before_launch(self.config, self.hydra_context.config_loader, jobs):
             refuse(refusal)
+        if twice := repeated_job(jobs):  # -m model=linear,linear: a typo, most likely, that costs a whole job
+            log.warning(
+                "jobs %d and %d are the same run (%s): a value is listed twice", *twice, " ".join(jobs[twice[0]])
+            )
         name_swept_placement(self.config, jobs)  # trainer.limit_train_batches=100,1000: in the folder names too
         sweep_dir = lock_sweep_folder(self.config)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
