@@ -21,6 +21,7 @@ def run(cfg: DictConfig) -> float:
     from mnistlab.checkpoint_paths import find_checkpoints
     from mnistlab.composition import build_trainer
     from mnistlab.evaluation.evaluate import evaluate
+    from mnistlab.run_folders import discard_run_dir
 
     ckpt_paths = find_checkpoints(cfg.ckpt_path)  # several (a sweep folder, a list): one ensemble
     trainer = build_trainer(cfg)
@@ -30,6 +31,7 @@ def run(cfg: DictConfig) -> float:
         return accuracy
     if trainer.fast_dev_run:  # Lightning's smoke test: its few batches are no result
         print(f"fast_dev_run: accuracy {accuracy:.4f} on a few batches, a smoke test: nothing written")
+        discard_run_dir()  # the report's folder, Hydra's records alone
         return accuracy
     print(evaluation.text())
     print(f"\nwritten to {cfg.paths.output_dir}")

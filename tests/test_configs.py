@@ -9,7 +9,7 @@ import lightning
 import pytest
 import torch
 import yaml
-from conftest import ROOT, compose_train, write_idx_set
+from conftest import ROOT, compose_train, run_script, write_idx_set
 
 from mnistlab.composition import compose
 from mnistlab.errors import MnistlabError
@@ -246,6 +246,22 @@ def test_fast_dev_run_writes_no_report_and_says_it_was_a_smoke_test(tmp_path: Pa
     written = sorted(p.name for p in run_dir.iterdir()) if run_dir.exists() else []
     assert written == []  # no metrics.json, confusion_matrix.*, per_class.csv (sweeps and resume= read them)
     assert capsys.readouterr().out.strip().endswith("on a few batches, a smoke test: nothing written")
+
+
+def test_train_py_under_fast_dev_run_leaves_no_folder(tmp_path: Path) -> None:
+    """Its outputs/<date>/<time>/ held Hydra's records and train.log alone, under a line saying "nothing written"."""
+    data = write_idx_set(tmp_path / "tiny", n_train=90, n_test=30)
+    tiny = (
+        f"data.root={data}",
+        "data.download=false",
+        "data.verify=false",
+        "data.val_size=10",
+        "callbacks.progress_bar.refresh_rate=0",
+    )
+    smoke = run_script("train.py", "trainer.fast_dev_run=true", *tiny, cwd=tmp_path)
+    assert smoke.returncode == 0, smoke.stderr[-2000:]
+    assert smoke.stdout.strip().endswith("on a few batches, a smoke test: nothing written")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]  # no outputs/
 
 
 def test_a_monitor_of_the_step_loss_that_would_read_an_older_steps_loss_is_refused(tmp_path: Path) -> None:

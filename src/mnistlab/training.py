@@ -26,6 +26,7 @@ from mnistlab.process.jobs import started_by_lightning_ddp
 from mnistlab.resume.checkpoint import check_continuable, finished_epochs
 from mnistlab.resume.loggers import mark_restart
 from mnistlab.resume.run import continued_config, launch_record
+from mnistlab.run_folders import discard_run_dir
 from mnistlab.systems import Classifier
 from mnistlab.tb_writers import tensorboard_write_errors
 from mnistlab.teachers import check_teacher_settings
@@ -153,6 +154,7 @@ def fit_and_test(
             metrics["fit_seconds_earlier"] = round(earlier, 2)
         if trainer.fast_dev_run and trainer.is_global_zero:  # Lightning's smoke test: its few batches are no result
             print(f"fast_dev_run: test/acc {metrics['test/acc']:.4f} on a few batches, a smoke test: nothing written")
+            discard_run_dir()  # the folder Hydra made for it, its records alone (a sweep's job folders stay)
         elif trainer.is_global_zero:
             write_metrics(output_dir, metrics)
             log_best_scores(trainer, metrics)
