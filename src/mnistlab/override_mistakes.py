@@ -90,6 +90,8 @@ def _suggested_key(cfg: DictConfig, parts: list[str], i: int, candidates: list[s
         return plus + ".".join([*parts[:i], close, *parts[i + 1 :]])
     if i > 0:
         return None
+    if len(parts) > 1 and parts[-1] in listed:  # predict.py trainer.accelerator=cpu: its accelerator is top-level
+        return parts[-1]
     # A key given without its group: the same name (or a near one) deeper down, never among Hydra's records.
     leaves = {k: k.rsplit(".", 1)[1] for k in all_keys(cfg) if "." in k and not k.startswith(HYDRA_RECORDS)}
     exact = [k for k, leaf in leaves.items() if leaf == parts[0]]

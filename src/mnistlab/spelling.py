@@ -23,10 +23,24 @@ def distance(a: str, b: str) -> int:
 
 def nearest(word: str, choices: list[str]) -> str | None:
     """The choice closest to ``word``: within edit distance 2 (1 for words of up to 4 letters), else the
-    one choice that starts with it (``ckpt`` -> ``ckpt_path``); None if neither."""
+    one choice that starts with it (``ckpt`` -> ``ckpt_path``), else the one that it abbreviates, its letters
+    in order from the first (``idx`` -> ``index``); None if none."""
     limit = MAX_DISTANCE if len(word) > 4 else 1
     scored = sorted((distance(word, c), i, c) for i, c in enumerate(choices))
     if scored and scored[0][0] <= limit:
         return scored[0][2]
-    starting = [c for c in choices if len(word) >= 3 and c.lower().startswith(word.lower())]
-    return starting[0] if len(starting) == 1 else None
+    if len(word) < 3:
+        return None
+    for found in (
+        [c for c in choices if c.lower().startswith(word.lower())],
+        [c for c in choices if c[:1].lower() == word[:1].lower() and _in_order(word.lower(), c.lower())],
+    ):
+        if found:
+            return found[0] if len(found) == 1 else None
+    return None
+
+
+def _in_order(letters: str, word: str) -> bool:
+    """Whether ``letters`` appear in ``word`` in this order (not necessarily side by side)."""
+    rest = iter(word)
+    return all(letter in rest for letter in letters)
