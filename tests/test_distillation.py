@@ -346,9 +346,13 @@ def test_a_resumed_student_reads_its_teacher_once_as_its_first_launch_did(tmp_pa
 
 
 def test_a_new_run_from_a_distilled_checkpoint_without_its_teacher_says_so(
-    teacher_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``ckpt_path=`` of a student continued on the labels alone without a word (``resume=`` keeps the teacher)."""
+    # A teacher of its own: the module's teacher_dir is deleted by an earlier test.
+    teacher_dir = train(
+        tmp_path / "teacher", "model=linear", "trainer.max_epochs=1", "trainer.limit_train_batches=20"
+    ).dir
     write_idx_set(tmp_path / "data" / "mnist", n_train=600)
     quick = ["model=linear", "trainer.max_epochs=1", "data.download=false", "data.verify=false", "data.val_size=100"]
     student = compose(compose_train([*quick, f"system.teacher={teacher_dir}"], tmp_path, tmp_path / "data"))
