@@ -48,10 +48,15 @@ def hidden_keys(job_dirs: Sequence[Path], exclude_keys: Sequence[str]) -> list[s
     its hardware (a killed sweep continues on other hardware) and the bookkeeping of a continued job or an
     Optuna trial stay out.
     """
+    return unswept_keys([read_overrides(job_dir) for job_dir in job_dirs], exclude_keys)
+
+
+def unswept_keys(jobs: Iterable[Sequence[str]], exclude_keys: Sequence[str]) -> list[str]:
+    """``hidden_keys`` of jobs given by their overrides: ``exclude_keys`` less those the jobs set differently."""
     always = (*PRESENTATION, *HARDWARE, "resume", "callbacks.optuna_pruning.trial")
     values: dict[str, set[str | None]] = {key: set() for key in exclude_keys if key not in always}
-    for job_dir in job_dirs:
-        given = {override_key(o): o for o in read_overrides(job_dir)}
+    for overrides in jobs:
+        given = {override_key(o): o for o in overrides}
         for key, seen in values.items():
             seen.add(given.get(key))
     return [key for key in exclude_keys if len(values.get(key, ())) < 2]

@@ -18,6 +18,7 @@ from mnistlab.config_keys import HARDWARE, PRESENTATION, override_key, path_over
 from mnistlab.errors import MnistlabError
 from mnistlab.resume.sweep import jobs_to_launch
 from mnistlab.run_folders import lock_run_folder, release_claimed_folders
+from mnistlab.sweep_runs import unswept_keys
 from mnistlab.user_errors import EXIT_USER_ERROR
 
 
@@ -198,19 +199,11 @@ def name_swept_placement(config: DictConfig, jobs: Sequence[Sequence[str]]) -> N
     ``exclude_keys`` (``config_keys.PLACEMENT``) leaves out of a job's folder name and hyperparameters what says
     where or how briefly it runs, so that jobs differing only there are one experiment. A sweep over one
     (``trainer.limit_train_batches=100,1000``, a learning curve) named its jobs alike and recorded no column that
-    tells them apart. The narrowed list is the sweep's (its ``multirun.yaml``, the summary) and, as an override of
-    Hydra's the jobs inherit, each job's.
+    tells them apart. The summary's rule (``sweep_runs.unswept_keys``: hardware and presentation stay out) narrows
+    the list, which is the sweep's (its ``multirun.yaml``) and, as an override of Hydra's the jobs inherit, each job's.
     """
-    given: dict[str, set[str | None]] = {}
-    for job in jobs:
-        for override in job:
-            given.setdefault(override_key(override), set())
-    for job in jobs:
-        values = {override_key(o): o.partition("=")[2] for o in job}
-        for key, seen in given.items():
-            seen.add(values.get(key))  # None: this job leaves it to the config
     exclude = list(config.hydra.job.config.override_dirname.exclude_keys)
-    kept = [key for key in exclude if len(given.get(key, ())) < 2]
+    kept = unswept_keys(jobs, exclude)
     if kept == exclude:
         return
     setting = "hydra.job.config.override_dirname.exclude_keys"
