@@ -1,4 +1,4 @@
-"""Where a command's Hydra run folder goes (a new one per process), and removing it after a user error."""
+"""Where a command's Hydra run folder goes (a new one per process); removing it after a user error or a smoke test."""
 
 from __future__ import annotations
 
@@ -229,7 +229,8 @@ def discard_run_dir(whole: bool = False) -> None:
     """Deletes this run's Hydra output folder when it holds nothing but Hydra's own records (and empty event files).
 
     Hydra creates the run folder (``.hydra/`` and the log file) before the script starts; a command
-    that failed on a user error then leaves an unlabelled ``outputs/<date>/<time>/`` behind. A folder
+    that failed on a user error, or a smoke test (``fast_dev_run``), then leaves an unlabelled
+    ``outputs/<date>/<time>/`` behind. A folder
     holding anything else (checkpoints, a resumed run's files) is kept, unless ``whole``: an interrupted
     report (``evaluate.py``'s), which is redone in seconds. Either way a folder that was there before the
     command is kept. Emptied parent folders up to the launch directory go too.

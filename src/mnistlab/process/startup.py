@@ -28,8 +28,8 @@ IGNORED_WARNINGS = (
     # fast path) holds the weights after the step: so does the per-step engine's, which that path reproduces.
     r"Using ModelCheckpoint with manual optimization",
     # A resume (resume=RUN, a killed sweep's job) saves into its run's checkpoints/, as it should; train.py refuses
-    # a new run into a folder with checkpoints (resume.run.run_folder_mistake).
-    r"Checkpoint directory .* exists and is not empty",
+    # a new run into a folder with checkpoints (resume.run.run_folder_mistake). A callback's own dirpath still warns.
+    r"Checkpoint directory .*/checkpoints exists and is not empty",
     # A new run from another run's checkpoint (ckpt_path=) keeps its own best, as it should.
     r"The dirpath has changed from",
 )
